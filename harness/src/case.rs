@@ -1,0 +1,159 @@
+//! Running one case: privileges, timing, outcome, the result record, and the load snapshots.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::time::Instant;
+
+use libbpf_rs::ProgramType;
+use libbpf_rs::skel::OpenSkel;
+use serde::Serialize;
+
+use crate::kernel::Kernel;
+use crate::load::{LoadOutcome, LogLevel, load_skel};
+use crate::outcome::{CaseError, CaseResult, Outcome};
+use crate::record::{self, Record};
+use crate::snapshot;
+
+/// The state of one running case, handed to its body.
+pub struct Case {
+    id: String,
+    loads: Vec<LoadOutcome>,
+    details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Case {
+    /// Runs the case `id` (`<test file>::<case>`) for a program of type `prog_type`, writes its
+    /// record, and fails the test on `fail` or `error`. A panic in `body` (a failed `assert!`,
+    /// a snapshot difference) is a `fail`.
+    pub fn run(id: &str, prog_type: ProgramType, body: impl FnOnce(&mut Case) -> CaseResult) {
+        Self::run_named(id, &prog_type_name(prog_type), body)
+    }
+
+    /// [`Case::run`] for cases that are not about one program type (`verifier`, `btf`, …).
+    pub fn run_named(id: &str, prog_type: &str, body: impl FnOnce(&mut Case) -> CaseResult) {
+        crate::privilege::require();
+        let mut case = Case {
+            id: id.to_owned(),
+            loads: Vec::new(),
+            details: Default::default(),
+        };
+        let started = Instant::now();
+        let result = panic::catch_unwind(AssertUnwindSafe(|| body(&mut case)));
+        let (outcome, reason, panic) = match result {
+            Ok(Ok(())) => (Outcome::Pass, None, None),
+            Ok(Err(e)) => (e.outcome(), Some(e.reason()), None),
+            Err(payload) => (Outcome::Fail, Some(panic_message(&*payload)), Some(payload)),
+        };
+        let kernel = Kernel::current();
+        let record = Record {
+            schema: record::SCHEMA,
+            case: case.id,
+            prog_type: prog_type.to_owned(),
+            kernel: kernel.id.clone(),
+            kernel_release: kernel.release.clone(),
+            outcome,
+            reason: reason.clone(),
+            loads: case.loads,
+            details: case.details,
+            duration_ms: started.elapsed().as_millis() as u64,
+            clang: programs::CLANG_VERSION.to_owned(),
+            mcpu: programs::MCPU.to_owned(),
+        };
+        let dir = record::results_dir();
+        if let Err(e) = record::append(&dir, &record) {
+            panic!(
+                "{id}: cannot write its result record to {}: {e}",
+                dir.display()
+            );
+        }
+        if let Some(payload) = panic {
+            panic::resume_unwind(payload);
+        }
+        match outcome {
+            Outcome::Pass => {}
+            Outcome::Unsupported => eprintln!(
+                "{id}: unsupported on {}: {}",
+                kernel.id,
+                reason.unwrap_or_default()
+            ),
+            Outcome::Fail | Outcome::Error => {
+                panic!(
+                    "{id}: {outcome} on {}: {}",
+                    kernel.id,
+                    reason.unwrap_or_default()
+                )
+            }
+        }
+    }
+
+    /// The case id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Loads a skeleton (verifier statistics captured), records and snapshots the outcome, and
+    /// fails the case when the kernel refuses it.
+    pub fn load<'obj, S: OpenSkel<'obj>>(&mut self, open: S) -> CaseResult<S::Output> {
+        let (result, outcome) = self.try_load(open, LogLevel::Stats);
+        result.map_err(|e| {
+            CaseError::Fail(anyhow::anyhow!(
+                "the kernel refused {}: {} ({e:#})",
+                outcome.object,
+                outcome.message.clone().unwrap_or_default()
+            ))
+        })
+    }
+
+    /// Loads a skeleton that may be refused, at `level`; the outcome is recorded and snapshotted
+    /// and returned for the case to check.
+    pub fn try_load<'obj, S: OpenSkel<'obj>>(
+        &mut self,
+        open: S,
+        level: LogLevel,
+    ) -> (libbpf_rs::Result<S::Output>, LoadOutcome) {
+        let (result, outcome) = load_skel(open, level);
+        let name = self.snapshot_name(&outcome.object);
+        if !snapshot::assert_load(&name, &outcome) {
+            self.detail("snapshot", "baseline written for review");
+        }
+        self.loads.push(outcome.clone());
+        (result, outcome)
+    }
+
+    /// Records a measured value under `key` in the case's result record.
+    pub fn detail(&mut self, key: &str, value: impl Serialize) {
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self.details.insert(key.to_owned(), value);
+    }
+
+    /// Snapshot name for the next snapshot of this case: `<file>__<case>`, and for a second
+    /// object `<file>__<case>__<object>`.
+    pub fn snapshot_name(&self, object: &str) -> String {
+        let base = self.id.replace("::", "__");
+        if self.loads.is_empty() {
+            base
+        } else {
+            format!("{base}__{object}")
+        }
+    }
+}
+
+/// The kernel's name for a program type (`socket_filter`, `sched_cls`, …), as bpftool prints it.
+pub fn prog_type_name(ty: ProgramType) -> String {
+    // SAFETY: libbpf returns a static string or NULL for an unknown type.
+    let ptr = unsafe { libbpf_rs::libbpf_sys::libbpf_bpf_prog_type_str(ty as u32) };
+    if ptr.is_null() {
+        return format!("{ty:?}").to_lowercase();
+    }
+    // SAFETY: non-NULL pointers from libbpf point at NUL-terminated static strings.
+    unsafe { std::ffi::CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panicked".into())
+}

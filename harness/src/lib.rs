@@ -1,0 +1,45 @@
+//! The harness of the BPF conformance suite: loads and attaches the sample programs, observes
+//! their behaviour from outside, probes kernel features, and records one result per case.
+//!
+//! A behaviour test is a [`Case`]:
+//!
+//! ```no_run
+//! use harness::{Case, probe};
+//! use libbpf_rs::ProgramType;
+//!
+//! Case::run("xdp::drop_udp_port", ProgramType::Xdp, |case| {
+//!     probe::prog_type(ProgramType::Xdp)?; // `unsupported` when the kernel lacks it
+//!     // open the skeleton, `case.load(open)?`, attach, send traffic, assert on what arrived
+//!     Ok(())
+//! });
+//! ```
+
+pub mod case;
+pub mod kernel;
+pub mod ksyscall;
+pub mod load;
+pub mod mounts;
+pub mod observe;
+pub mod outcome;
+pub mod privilege;
+pub mod probe;
+pub mod record;
+pub mod report;
+pub mod snapshot;
+pub mod trace_pipe;
+
+use std::path::{Path, PathBuf};
+
+pub use case::Case;
+pub use kernel::Kernel;
+pub use load::{LoadOutcome, LogLevel};
+pub use outcome::{CaseError, CaseResult, OrError, Outcome};
+pub use trace_pipe::TracePipe;
+
+/// The workspace root (tests/, kernels/, target/ hang off it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("harness/ has a parent")
+        .to_owned()
+}

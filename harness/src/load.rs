@@ -1,0 +1,254 @@
+//! Loading programs with the verifier log captured, and the [`LoadOutcome`] that records it.
+//!
+//! libbpf loads skeletons and grows its own log buffer when the kernel answers `ENOSPC`; it hands
+//! each program's log to its print callback. The harness installs one callback for the process and
+//! routes messages to the thread that is loading, so parallel tests never mix their logs.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::{LazyLock, Once};
+
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::{PrintLevel, set_print};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// The verifier log level a load asks for (the kernel's `log_level` bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Statistics and error messages only (`BPF_LOG_STATS`): small, the default.
+    Stats = 4,
+    /// Every instruction the verifier walks, plus statistics (`1 | 4`).
+    Verbose = 5,
+    /// Register state at every instruction, plus statistics (`2 | 4`).
+    Full = 6,
+}
+
+/// What the verifier reported about one program.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifierStats {
+    /// Instructions processed, `processed N insns`.
+    pub processed_insns: u64,
+    /// `max_states_per_insn`.
+    pub max_states_per_insn: u64,
+    /// `total_states`.
+    pub total_states: u64,
+    /// `peak_states`.
+    pub peak_states: u64,
+    /// `stack depth` (one figure per subprogram, `+`-separated), when logged.
+    pub stack_depth: Option<String>,
+    /// Microseconds the verifier took; varies run to run, so snapshots redact it.
+    pub verification_time_us: Option<u64>,
+}
+
+/// One program's verifier log and statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramLog {
+    /// Parsed from the log's last lines; `None` when the kernel printed none.
+    pub stats: Option<VerifierStats>,
+    /// The whole log as the kernel wrote it.
+    pub log: String,
+}
+
+/// The result of loading one object (all its auto-loaded programs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadOutcome {
+    /// The object's name (the skeleton's).
+    pub object: String,
+    /// Every program loaded.
+    pub loaded: bool,
+    /// The errno of the failed load, symbolic (`EINVAL`, `EACCES`, …).
+    pub errno: Option<String>,
+    /// The program the kernel refused, when a program load failed.
+    pub failed_program: Option<String>,
+    /// The key line: the verifier's last complaint, or libbpf's error when no program got that far.
+    pub message: Option<String>,
+    /// Per program, in the order libbpf loaded them.
+    pub programs: BTreeMap<String, ProgramLog>,
+}
+
+impl LoadOutcome {
+    /// The log of `program` (empty when it has none).
+    pub fn log(&self, program: &str) -> &str {
+        self.programs.get(program).map_or("", |p| p.log.as_str())
+    }
+
+    /// Parses libbpf's messages captured while loading `object`.
+    fn from_libbpf_messages(
+        object: &str,
+        messages: &str,
+        error: Option<&libbpf_rs::Error>,
+    ) -> Self {
+        static LOG: LazyLock<Regex> = LazyLock::new(|| {
+            Regex::new(
+                r"(?s)prog '([^']+)': -- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --",
+            )
+            .expect("valid regex")
+        });
+        static FAILED: LazyLock<Regex> = LazyLock::new(|| {
+            Regex::new(r"prog '([^']+)': BPF program load failed").expect("valid regex")
+        });
+        let programs = LOG
+            .captures_iter(messages)
+            .map(|c| {
+                let log = c[2].to_owned();
+                (
+                    c[1].to_owned(),
+                    ProgramLog {
+                        stats: parse_stats(&log),
+                        log,
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>();
+        let failed_program = FAILED.captures(messages).map(|c| c[1].to_owned());
+        let message = error.map(|e| {
+            failed_program
+                .as_ref()
+                .and_then(|p| programs.get(p))
+                .and_then(|p| key_line(&p.log))
+                .or_else(|| last_warning(messages))
+                .unwrap_or_else(|| format!("{e:#}"))
+        });
+        LoadOutcome {
+            object: object.to_owned(),
+            loaded: error.is_none(),
+            errno: error.and_then(errno_of),
+            failed_program,
+            message,
+            programs,
+        }
+    }
+}
+
+/// Loads a skeleton with every program's verifier log captured at `level`.
+///
+/// Returns the loaded skeleton (or libbpf's error) and the outcome, which is complete either way.
+pub fn load_skel<'obj, S: OpenSkel<'obj>>(
+    mut open: S,
+    level: LogLevel,
+) -> (libbpf_rs::Result<S::Output>, LoadOutcome) {
+    install_print_callback();
+    let object = open
+        .open_object()
+        .name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for mut prog in open.open_object_mut().progs_mut() {
+        prog.set_log_level(level as u32);
+    }
+    CAPTURE.with(|c| *c.borrow_mut() = Some(String::new()));
+    let result = open.load();
+    let messages = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    let outcome = LoadOutcome::from_libbpf_messages(&object, &messages, result.as_ref().err());
+    (result, outcome)
+}
+
+thread_local! {
+    /// libbpf's messages while this thread loads an object; `None` when it is not loading.
+    static CAPTURE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn install_print_callback() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        set_print(Some((PrintLevel::Debug, route_libbpf_message)));
+    });
+}
+
+/// Captures messages of a thread that is loading; passes other warnings on to stderr.
+fn route_libbpf_message(level: PrintLevel, message: String) {
+    let captured = CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(buffer) => {
+            buffer.push_str(&message);
+            true
+        }
+        None => false,
+    });
+    if !captured && level == PrintLevel::Warn {
+        eprint!("libbpf: {message}");
+    }
+}
+
+/// Parses the statistics lines the verifier ends its log with.
+pub fn parse_stats(log: &str) -> Option<VerifierStats> {
+    static PROCESSED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"processed (\d+) insns \(limit \d+\) max_states_per_insn (\d+) total_states (\d+) peak_states (\d+)",
+        )
+        .expect("valid regex")
+    });
+    static TIME: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"verification time (\d+) usec").expect("valid regex"));
+    static STACK: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"stack depth ([0-9+]+)").expect("valid regex"));
+    let c = PROCESSED.captures(log)?;
+    let n = |i: usize| c[i].parse().unwrap_or_default();
+    Some(VerifierStats {
+        processed_insns: n(1),
+        max_states_per_insn: n(2),
+        total_states: n(3),
+        peak_states: n(4),
+        stack_depth: STACK.captures(log).map(|c| c[1].to_owned()),
+        verification_time_us: TIME.captures(log).and_then(|c| c[1].parse().ok()),
+    })
+}
+
+/// The verifier's complaint: the last log line that is not a statistics line.
+pub fn key_line(log: &str) -> Option<String> {
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| {
+            !l.is_empty()
+                && !l.starts_with("processed ")
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+        })
+        .map(str::to_owned)
+}
+
+fn last_warning(messages: &str) -> Option<String> {
+    messages
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("libbpf: ") && !l.contains("-- END PROG LOAD LOG --"))
+        .map(|l| l.trim_start_matches("libbpf: ").to_owned())
+}
+
+/// The errno behind a libbpf-rs error, symbolic. libbpf-rs keeps it only in the message
+/// (`… (os error 22)`).
+fn errno_of(error: &libbpf_rs::Error) -> Option<String> {
+    static OS_ERROR: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"os error (\d+)").expect("valid regex"));
+    let code: i32 = OS_ERROR.captures(&format!("{error:#}"))?[1].parse().ok()?;
+    Some(errno_name(code))
+}
+
+/// `22` → `EINVAL`.
+pub fn errno_name(code: i32) -> String {
+    format!("{:?}", nix::errno::Errno::from_raw(code.abs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "func#0 @0\n0: R1=ctx() R10=fp0\nR1 invalid mem access 'scalar'\n\
+        verification time 12 usec\nstack depth 16\n\
+        processed 7 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 1\n";
+
+    #[test]
+    fn stats_and_key_line_come_from_the_log_tail() {
+        let stats = parse_stats(LOG).unwrap();
+        assert_eq!(stats.processed_insns, 7);
+        assert_eq!(stats.total_states, 1);
+        assert_eq!(stats.stack_depth.as_deref(), Some("16"));
+        assert_eq!(stats.verification_time_us, Some(12));
+        assert_eq!(
+            key_line(LOG).as_deref(),
+            Some("R1 invalid mem access 'scalar'")
+        );
+        assert_eq!(errno_name(-22), "EINVAL");
+    }
+}

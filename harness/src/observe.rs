@@ -1,0 +1,57 @@
+//! Observing from outside the program: polling for a value with a deadline, and trigger commands
+//! that are killed when dropped.
+
+use std::time::{Duration, Instant};
+
+use crate::outcome::{CaseResult, OrError};
+
+/// Calls `probe` every 10 ms until it returns `Some` or `timeout` passes; returns the last answer.
+pub fn poll<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A started command that is killed (and reaped) when dropped, so a failing case leaves no child.
+pub struct Trigger(duct::Handle);
+
+impl Trigger {
+    /// Starts `expr` with its output captured.
+    pub fn start(expr: duct::Expression) -> CaseResult<Self> {
+        let handle = expr
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .start()
+            .or_error("starting a trigger command")?;
+        Ok(Trigger(handle))
+    }
+
+    /// The pids of the command's processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.0.pids()
+    }
+
+    /// Waits for the command to finish and returns its output.
+    pub fn wait(self) -> CaseResult<std::process::Output> {
+        self.0
+            .wait()
+            .cloned()
+            .or_error("waiting for a trigger command")
+    }
+}
+
+impl Drop for Trigger {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+    }
+}

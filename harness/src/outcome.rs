@@ -1,0 +1,87 @@
+//! A case's outcome and the error type case bodies return.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// How a case ended (shared/DESIGN.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Loaded, attached, behaved as expected.
+    Pass,
+    /// Should work on this kernel and did not.
+    Fail,
+    /// The kernel lacks the program type, attach point, helper or config option.
+    Unsupported,
+    /// The harness itself could not run the case.
+    Error,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::Unsupported => "unsupported",
+            Outcome::Error => "error",
+        })
+    }
+}
+
+/// Why a case body stopped early. `?` on any error makes it a `fail`; [`OrError::or_error`] marks
+/// the harness's own failures (topology set-up, a missing tool) and the probes return `Unsupported`.
+#[derive(Debug)]
+pub enum CaseError {
+    /// The behaviour is wrong (or the program did not load where it should).
+    Fail(anyhow::Error),
+    /// The kernel lacks something; the reason names it and the probe that proved it.
+    Unsupported(String),
+    /// The harness could not run the case.
+    Error(anyhow::Error),
+}
+
+impl CaseError {
+    /// `Unsupported` with its reason.
+    pub fn unsupported(reason: impl Into<String>) -> Self {
+        CaseError::Unsupported(reason.into())
+    }
+
+    /// The outcome this error stands for.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            CaseError::Fail(_) => Outcome::Fail,
+            CaseError::Unsupported(_) => Outcome::Unsupported,
+            CaseError::Error(_) => Outcome::Error,
+        }
+    }
+
+    /// The reason recorded with the outcome.
+    pub fn reason(&self) -> String {
+        match self {
+            CaseError::Fail(e) | CaseError::Error(e) => format!("{e:#}"),
+            CaseError::Unsupported(reason) => reason.clone(),
+        }
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for CaseError {
+    fn from(e: E) -> Self {
+        CaseError::Fail(e.into())
+    }
+}
+
+/// Result of a case body.
+pub type CaseResult<T = ()> = Result<T, CaseError>;
+
+/// Marks an error as the harness's own (`error` outcome), not the kernel's (`fail`).
+pub trait OrError<T> {
+    /// Maps the error to [`CaseError::Error`] with `what` as context.
+    fn or_error(self, what: &str) -> CaseResult<T>;
+}
+
+impl<T, E: Into<anyhow::Error>> OrError<T> for Result<T, E> {
+    fn or_error(self, what: &str) -> CaseResult<T> {
+        self.map_err(|e| CaseError::Error(e.into().context(what.to_owned())))
+    }
+}
