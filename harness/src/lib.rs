@@ -15,10 +15,12 @@
 //! ```
 
 pub mod case;
+pub mod cgroup;
 pub mod kernel;
 pub mod ksyscall;
 pub mod load;
 pub mod mounts;
+pub mod netns;
 pub mod observe;
 pub mod outcome;
 pub mod privilege;
@@ -31,8 +33,10 @@ pub mod trace_pipe;
 use std::path::{Path, PathBuf};
 
 pub use case::Case;
+pub use cgroup::Cgroup;
 pub use kernel::Kernel;
 pub use load::{LoadOutcome, LogLevel};
+pub use netns::NetNs;
 pub use outcome::{CaseError, CaseResult, OrError, Outcome};
 pub use trace_pipe::TracePipe;
 

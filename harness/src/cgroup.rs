@@ -1,0 +1,90 @@
+//! A cgroup v2 child for one test: uniquely named, its processes killed and the directory removed
+//! when dropped. The test process itself never moves (other tests share it): commands are started
+//! inside the cgroup instead.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::outcome::{CaseResult, OrError};
+
+/// `<cgroup2 root>/bpfconf-<pid>-<n>`.
+pub struct Cgroup {
+    path: PathBuf,
+    dir: File,
+    procs: File,
+}
+
+impl Cgroup {
+    /// Creates the cgroup under the cgroup v2 root (`unsupported` when there is no v2 hierarchy).
+    pub fn new() -> CaseResult<Self> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let root = crate::mounts::cgroup2()?;
+        let path = root.join(format!(
+            "bpfconf-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir(&path).or_error("creating a test cgroup")?;
+        let dir = File::open(&path).or_error("opening the test cgroup")?;
+        let procs = OpenOptions::new()
+            .write(true)
+            .open(path.join("cgroup.procs"))
+            .or_error("opening cgroup.procs")?;
+        Ok(Cgroup { path, dir, procs })
+    }
+
+    /// The cgroup's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `expr`, started inside this cgroup: the child joins it before it execs.
+    pub fn command(&self, expr: duct::Expression) -> duct::Expression {
+        let procs = self.procs.as_raw_fd();
+        expr.before_spawn(move |cmd| {
+            // SAFETY: the closure only makes one write(2) call, which is async-signal-safe; "0"
+            // moves the writing process. The fd lives as long as the Cgroup, which outlives the spawn.
+            unsafe {
+                cmd.pre_exec(move || match libc::write(procs, b"0".as_ptr().cast(), 1) {
+                    1 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+            Ok(())
+        })
+    }
+}
+
+impl AsFd for Cgroup {
+    /// The directory fd that cgroup attach calls take.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Kill what is left inside, then remove the directory (it is busy until they are gone).
+        let _ = fs::write(self.path.join("cgroup.kill"), "1");
+        for _ in 0..100 {
+            if let Ok(procs) = fs::read_to_string(self.path.join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            match fs::remove_dir(&self.path) {
+                Ok(()) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        eprintln!("bpfconf: could not remove cgroup {}", self.path.display());
+    }
+}
