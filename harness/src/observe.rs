@@ -1,7 +1,10 @@
 //! Observing from outside the program: polling for a value with a deadline, and trigger commands
 //! that are killed when dropped.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
+
+use libbpf_rs::{MapCore, RingBufferBuilder};
 
 use crate::outcome::{CaseResult, OrError};
 
@@ -17,6 +20,32 @@ pub fn poll<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Optio
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Polls the ring buffer `map`, handing each event's bytes to `on_event`, until `on_event` returns
+/// `true` (all that was awaited arrived: `Ok(true)`) or `timeout` passes (`Ok(false)`).
+pub fn ring_buffer(
+    map: &dyn MapCore,
+    timeout: Duration,
+    mut on_event: impl FnMut(&[u8]) -> bool,
+) -> CaseResult<bool> {
+    let done = Cell::new(false);
+    let mut builder = RingBufferBuilder::new();
+    builder
+        .add(map, |data| {
+            if !done.get() && on_event(data) {
+                done.set(true);
+            }
+            0
+        })
+        .or_error("registering the ring buffer")?;
+    let ring = builder.build().or_error("opening the ring buffer")?;
+    let deadline = Instant::now() + timeout;
+    while !done.get() && Instant::now() < deadline {
+        ring.poll(Duration::from_millis(50))
+            .or_error("polling the ring buffer")?;
+    }
+    Ok(done.get())
 }
 
 /// A started command that is killed (and reaped) when dropped, so a failing case leaves no child.

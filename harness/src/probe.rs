@@ -56,6 +56,21 @@ pub fn tracepoint(category: &str, name: &str) -> CaseResult {
     )))
 }
 
+/// The kernel can attach kprobes: `CONFIG_KPROBES=y` when the config is readable, else the kprobe
+/// PMU (`/sys/bus/event_source/devices/kprobe`, 4.17+) or tracefs `kprobe_events` exists.
+pub fn kprobes() -> CaseResult {
+    config_builtin("CONFIG_KPROBES")?;
+    let pmu = Path::new("/sys/bus/event_source/devices/kprobe");
+    if pmu.exists() || crate::mounts::tracefs()?.join("kprobe_events").exists() {
+        return Ok(());
+    }
+    Err(CaseError::unsupported(format!(
+        "kernel {} cannot attach kprobes: no kprobe PMU ({}) and no tracefs kprobe_events",
+        Kernel::current().release,
+        pmu.display()
+    )))
+}
+
 /// A kernel config option is `y` (when the config is readable; otherwise the case goes on and the
 /// load or attach tells).
 pub fn config_builtin(option: &str) -> CaseResult {

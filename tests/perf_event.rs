@@ -1,0 +1,147 @@
+//! A perf event program (`programs/src/bpf/perf_event.bpf.c`) attached to a sampling perf event of
+//! one thread: a software cpu-clock event sampling a thread that burns CPU must deliver samples to
+//! the program, all of them in that thread. A hardware event the machine lacks (no PMU in most VMs)
+//! is `unsupported`, not `fail`.
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use harness::{Case, CaseError, CaseResult};
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::{MapCore, MapFlags, ProgramType};
+use perf_event_open_sys::bindings::{
+    PERF_COUNT_HW_CPU_CYCLES, PERF_COUNT_SW_CPU_CLOCK, PERF_FLAG_FD_CLOEXEC, PERF_TYPE_HARDWARE,
+    PERF_TYPE_SOFTWARE, perf_event_attr,
+};
+use programs::perf_event::PerfEventSkelBuilder;
+
+#[test]
+fn software_cpu_clock_samples_burning_thread() {
+    Case::run(
+        "perf_event::software_cpu_clock",
+        ProgramType::PerfEvent,
+        |case| {
+            sample_burning_thread(
+                case,
+                PERF_TYPE_SOFTWARE,
+                PERF_COUNT_SW_CPU_CLOCK.into(),
+                1_000_000,
+            )
+        },
+    );
+}
+
+#[test]
+fn hardware_cycles_samples_burning_thread() {
+    Case::run(
+        "perf_event::hardware_cpu_cycles",
+        ProgramType::PerfEvent,
+        |case| {
+            sample_burning_thread(
+                case,
+                PERF_TYPE_HARDWARE,
+                PERF_COUNT_HW_CPU_CYCLES.into(),
+                1_000_000,
+            )
+        },
+    );
+}
+
+/// Burns CPU on a thread for 300 ms while a perf event of `type_`/`config` samples it every
+/// `period` units, with the program attached; its map must count samples for that thread only.
+fn sample_burning_thread(case: &mut Case, type_: u32, config: u64, period: u64) -> CaseResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let burner = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            tid_tx
+                .send(nix::unistd::gettid().as_raw())
+                .expect("test thread waits");
+            let mut x = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        })
+    };
+    let _stop_burner = StopOnDrop(stop, Some(burner));
+    let tid = tid_rx.recv().expect("burner thread starts");
+
+    let event = open_sampling_event(type_, config, period, tid)?;
+    let mut object = MaybeUninit::uninit();
+    let mut open = PerfEventSkelBuilder::default().open(&mut object)?;
+    open.maps
+        .rodata_data
+        .as_deref_mut()
+        .expect(".rodata is mmapped before load")
+        .target_tid = tid as u32;
+    let skel = case.load(open)?;
+    let _link = skel.progs.on_sample.attach_perf_event(event.as_raw_fd())?;
+    // The link owns the perf event now: libbpf closes its fd on detach.
+    let _ = event.into_raw_fd();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let slot = |i: u32| -> libbpf_rs::Result<u64> {
+        let v = skel
+            .maps
+            .samples
+            .lookup(&i.to_ne_bytes(), MapFlags::ANY)?
+            .expect("array slot exists");
+        Ok(u64::from_ne_bytes(v[..8].try_into().expect("8 bytes")))
+    };
+    let (ours, others) = (slot(0)?, slot(1)?);
+    case.detail("samples_of_thread", ours);
+    case.detail("samples_of_other_threads", others);
+    assert!(
+        ours > 0,
+        "no samples of the burning thread reached the program in 300 ms"
+    );
+    Ok(())
+}
+
+/// `perf_event_open` for one thread, sampling every `period`; `unsupported` when the machine has no
+/// such event (ENOENT, EOPNOTSUPP, ENODEV: e.g. no hardware PMU in a VM).
+fn open_sampling_event(type_: u32, config: u64, period: u64, tid: i32) -> CaseResult<OwnedFd> {
+    let mut attr = perf_event_attr {
+        type_,
+        size: std::mem::size_of::<perf_event_attr>() as u32,
+        config,
+        ..Default::default()
+    };
+    attr.__bindgen_anon_1.sample_period = period;
+    attr.set_disabled(1);
+    // SAFETY: attr is a valid, fully initialised perf_event_attr for the duration of the call.
+    let fd = unsafe {
+        perf_event_open_sys::perf_event_open(&mut attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC.into())
+    };
+    if fd >= 0 {
+        // SAFETY: perf_event_open returned a new fd that nothing else owns.
+        return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENOENT | libc::EOPNOTSUPP | libc::ENODEV) => {
+            Err(CaseError::unsupported(format!(
+                "perf_event_open(type {type_}, config {config}) gave {err}: this machine has no such event"
+            )))
+        }
+        _ => Err(CaseError::Fail(anyhow::anyhow!(
+            "perf_event_open(type {type_}, config {config}): {err}"
+        ))),
+    }
+}
+
+/// Stops and joins the burner thread, also when the case fails.
+struct StopOnDrop(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.1.take() {
+            let _ = thread.join();
+        }
+    }
+}

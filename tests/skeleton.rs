@@ -1,0 +1,71 @@
+//! The skeleton workflow of the seeds (`programs/src/bpf/skeleton.bpf.c`, their `minimal.bpf.c`):
+//! open the skeleton, write the pid to filter on into the `.bss` variable `mpid` before load, load,
+//! attach, and read what the program reported back through the skeleton's mmap of `.bss`. Writing a
+//! different pid (before load, or while attached) changes what it reports.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::mem::MaybeUninit;
+
+use harness::observe::Trigger;
+use harness::{Case, OrError};
+use libbpf_rs::ProgramType;
+use libbpf_rs::skel::{Skel, SkelBuilder};
+use programs::skeleton::SkeletonSkelBuilder;
+
+const WRITES: u64 = 100;
+
+/// Makes `WRITES` write(2) calls from this process.
+fn write_to_dev_null() -> std::io::Result<()> {
+    let mut null = OpenOptions::new().write(true).open("/dev/null")?;
+    (0..WRITES).try_for_each(|_| null.write_all(b"x"))
+}
+
+#[test]
+fn bss_pid_selects_what_is_reported() {
+    Case::run(
+        "skeleton::bss_pid_selects_what_is_reported",
+        ProgramType::Tracepoint,
+        |case| {
+            // A process that makes no write(2) calls while it lives.
+            let idle = Trigger::start(duct::cmd!("sleep", "30"))?;
+            let idle_pid = idle.pids()[0] as i32;
+
+            let mut object = MaybeUninit::uninit();
+            let mut open = SkeletonSkelBuilder::default().open(&mut object)?;
+            open.maps
+                .bss_data
+                .as_deref_mut()
+                .expect(".bss is mmapped")
+                .mpid = idle_pid;
+            let mut skel = case.load(open)?;
+            skel.attach()?;
+
+            write_to_dev_null().or_error("writing to /dev/null")?;
+            let bss = skel.maps.bss_data.as_deref_mut().expect(".bss is mmapped");
+            let for_idle = bss.writes;
+            // Now point it at this process, through the mmapped .bss of the running program.
+            bss.mpid = std::process::id() as i32;
+            write_to_dev_null().or_error("writing to /dev/null")?;
+            let for_us = skel
+                .maps
+                .bss_data
+                .as_deref()
+                .expect(".bss is mmapped")
+                .writes;
+
+            case.detail("writes_counted_for_idle_pid", for_idle);
+            case.detail("writes_counted_for_own_pid", for_us);
+            assert_eq!(
+                for_idle, 0,
+                "writes of this process counted while mpid named another"
+            );
+            // Other threads of this process (parallel tests) may write too: at least ours.
+            assert!(
+                for_us >= WRITES,
+                "{for_us} writes counted for this process, expected at least {WRITES}"
+            );
+            Ok(())
+        },
+    );
+}
