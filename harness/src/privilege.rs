@@ -1,5 +1,6 @@
 //! The suite needs root's BPF, admin and network capabilities; without them it stops once, clearly.
 
+use std::io::Write;
 use std::sync::Once;
 
 use caps::{CapSet, Capability};
@@ -10,7 +11,9 @@ pub fn require() {
     CHECK.call_once(|| {
         let missing = missing();
         if !missing.is_empty() {
-            eprintln!(
+            // Straight to fd 2: libtest captures eprintln! output and would drop it on exit.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\nbpfconf: this suite loads BPF programs and builds network namespaces and cgroups: it \
                  needs {} in its effective capability set, which this process lacks.\n\
                  Run it as root, e.g. `sudo -E cargo test`.\n",
