@@ -16,6 +16,7 @@
 
 pub mod case;
 pub mod cgroup;
+pub mod client;
 pub mod kernel;
 pub mod ksyscall;
 pub mod load;
