@@ -37,6 +37,25 @@ const VARIANTS: &[Variant] = &[
         mcpu: MCPU,
         args: &["-DBPFCONF_LICENSE=\"Proprietary\""],
     },
+    // Instruction-set versions (tests/isa.rs): isa.bpf.c itself is built for v2.
+    Variant {
+        name: "isa_v1",
+        source: "isa.bpf.c",
+        mcpu: "v1",
+        args: &[],
+    },
+    Variant {
+        name: "isa_v3",
+        source: "isa.bpf.c",
+        mcpu: "v3",
+        args: &[],
+    },
+    Variant {
+        name: "isa_v4",
+        source: "isa.bpf.c",
+        mcpu: "v4",
+        args: &[],
+    },
 ];
 
 fn main() {

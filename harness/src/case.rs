@@ -18,6 +18,7 @@ pub struct Case {
     id: String,
     loads: Vec<LoadOutcome>,
     details: serde_json::Map<String, serde_json::Value>,
+    mcpu: String,
 }
 
 impl Case {
@@ -35,6 +36,7 @@ impl Case {
             id: id.to_owned(),
             loads: Vec::new(),
             details: Default::default(),
+            mcpu: programs::MCPU.to_owned(),
         };
         let started = Instant::now();
         let result = panic::catch_unwind(AssertUnwindSafe(|| body(&mut case)));
@@ -56,7 +58,7 @@ impl Case {
             details: case.details,
             duration_ms: started.elapsed().as_millis() as u64,
             clang: programs::CLANG_VERSION.to_owned(),
-            mcpu: programs::MCPU.to_owned(),
+            mcpu: case.mcpu,
         };
         let dir = record::results_dir();
         if let Err(e) = record::append(&dir, &record) {
@@ -123,6 +125,17 @@ impl Case {
     pub fn detail(&mut self, key: &str, value: impl Serialize) {
         let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
         self.details.insert(key.to_owned(), value);
+    }
+
+    /// Records that the case's object was built for `mcpu` (a variant), not the suite's default.
+    pub fn set_mcpu(&mut self, mcpu: &str) {
+        self.mcpu = mcpu.to_owned();
+    }
+
+    /// Adds a load outcome to the case's record, for loaders outside this module
+    /// ([`crate::raw_load`], loads snapshotted in a view of their own).
+    pub fn push_load(&mut self, outcome: LoadOutcome) {
+        self.loads.push(outcome);
     }
 
     /// Snapshot name for the next snapshot of this case: `<file>__<case>`, and for a second

@@ -17,6 +17,8 @@
 pub mod case;
 pub mod cgroup;
 pub mod client;
+pub mod features;
+pub mod insn;
 pub mod kernel;
 pub mod ksyscall;
 pub mod load;
@@ -26,6 +28,7 @@ pub mod observe;
 pub mod outcome;
 pub mod privilege;
 pub mod probe;
+pub mod raw_load;
 pub mod record;
 pub mod report;
 pub mod snapshot;

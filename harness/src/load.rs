@@ -194,7 +194,8 @@ pub fn parse_stats(log: &str) -> Option<VerifierStats> {
     })
 }
 
-/// The verifier's complaint: the last log line that is not a statistics line.
+/// The verifier's complaint: the last log line that is not a statistics line, nor one of the
+/// state dumps newer kernels print after it (`cur state:`/`old state:` after an infinite loop).
 pub fn key_line(log: &str) -> Option<String> {
     log.lines()
         .rev()
@@ -204,6 +205,8 @@ pub fn key_line(log: &str) -> Option<String> {
                 && !l.starts_with("processed ")
                 && !l.starts_with("verification time")
                 && !l.starts_with("stack depth")
+                && !l.starts_with("cur state:")
+                && !l.starts_with("old state:")
         })
         .map(str::to_owned)
 }

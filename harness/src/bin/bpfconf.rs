@@ -27,10 +27,25 @@ enum Command {
         #[arg(long)]
         results: Option<PathBuf>,
     },
+    /// Probe the running kernel: program types, map types and helpers per program type (needs root).
+    Probe {
+        /// Print JSON (with every helper's name) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> Result<ExitCode> {
     match Cli::parse().command {
+        Command::Probe { json } => {
+            let features = harness::features::Features::probe();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&features)?);
+            } else {
+                print!("{}", features.table());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report { results } => {
             let dir = results.unwrap_or_else(record::results_dir);
             let records = record::read_dir(&dir)
