@@ -1,0 +1,388 @@
+//! sk_msg (`programs/src/bpf/sk_msg.bpf.c`): a message verdict attached to a sockhash
+//! (BPF_MAP_TYPE_SOCKHASH). It runs on every send() of a socket in the hash; the message's first
+//! byte decides: `P` passes it to the sender's own peer, `E` redirects it out through the socket
+//! at key 1 (bpf_msg_redirect_hash, egress), `I` redirects it into that socket's own receive
+//! queue (BPF_F_INGRESS), anything else drops it.
+//!
+//! Topology, inside a fresh network namespace: loopback TCP connections `c1 → s1` and `c2 → s2`;
+//! `c1` is at key 0 of the sockhash, `c2` at key 1.
+//! - `passes_and_redirects_by_first_byte`: messages of several sizes sent from `c1`, one send()
+//!   each: `s1` must receive exactly the `P` messages, `s2` exactly the `E` ones, `c2` (reading its
+//!   own socket) exactly the `I` ones, byte for byte and in order; one verdict per send().
+//! - `drop_fails_the_send`: a `D` message's send() fails with EACCES and its bytes arrive nowhere.
+//!   The kernel keeps a drop verdict for the socket (`psock->eval` stays `__SK_DROP` when no
+//!   `apply_bytes` are set), so the sender's *next* send() fails too without the program running,
+//!   while another socket in the hash still passes: what the kernel answers to each send() is
+//!   snapshotted per kernel, the EACCES of the dropped one asserted.
+//!
+//! No test-run cases: the kernel does not implement BPF_PROG_TEST_RUN for sk_msg
+//! (`test_run_is_not_implemented` records its answer).
+
+use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+use harness::{Case, NetNs, OrError, load::errno_name, probe, snapshot};
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
+use programs::sk_msg::types::bss as Bss;
+use programs::sk_msg::{SkMsgSkel, SkMsgSkelBuilder};
+
+/// How long messages may take to arrive.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A message of `len` bytes whose first byte is `kind`; the rest is a pattern that differs per
+/// message, so a reordered or corrupted byte is noticed.
+fn message(kind: u8, len: usize, seed: usize) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend(
+        (1..len).map(|i| (i.wrapping_mul(167) ^ (i >> 6) ^ seed.wrapping_mul(53)) as u8 | 0x80),
+    );
+    m
+}
+
+/// The skeleton and the sockets of a case: `c1 → s1` (c1 at key 0), `c2 → s2` (c2 at key 1).
+struct Topology {
+    listener: TcpListener,
+    c1: TcpStream,
+    s1: TcpStream,
+    c2: TcpStream,
+    s2: TcpStream,
+}
+
+/// Loads the program, attaches it to the sockhash and puts `c1` and `c2` in it; the sockets are
+/// made in the network namespace the caller has entered.
+fn set_up<'obj>(
+    case: &mut Case,
+    object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+) -> harness::CaseResult<(SkMsgSkel<'obj>, Topology)> {
+    probe::helper(
+        ProgramType::SkMsg,
+        libbpf_rs::libbpf_sys::BPF_FUNC_msg_redirect_hash,
+        "bpf_msg_redirect_hash",
+    )?;
+    let skel = case.load(SkMsgSkelBuilder::default().open(object)?)?;
+    skel.progs
+        .msg_verdict
+        .attach_sockmap(skel.maps.sock_hash.as_fd().as_raw_fd())?;
+    let listener = TcpListener::bind("127.0.0.1:0").or_error("binding a loopback listener")?;
+    let (c1, s1) = tcp_pair(&listener).or_error("connecting c1")?;
+    let (c2, s2) = tcp_pair(&listener).or_error("connecting c2")?;
+    add_to_hash(&skel, 0, &c1)?;
+    add_to_hash(&skel, 1, &c2)?;
+    Ok((
+        skel,
+        Topology {
+            listener,
+            c1,
+            s1,
+            c2,
+            s2,
+        },
+    ))
+}
+
+fn add_to_hash(skel: &SkMsgSkel, key: u32, sock: &TcpStream) -> harness::CaseResult {
+    let fd = sock.as_raw_fd() as u32;
+    skel.maps
+        .sock_hash
+        .update(&key.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)?;
+    Ok(())
+}
+
+/// Passes and redirects (egress and ingress), decided per send() by the first byte.
+#[test]
+fn passes_and_redirects_by_first_byte() {
+    Case::run(
+        "sk_msg::passes_and_redirects_by_first_byte",
+        ProgramType::SkMsg,
+        |case| {
+            let ns = NetNs::new()?;
+            let _inside = ns.enter()?;
+            let mut object = MaybeUninit::uninit();
+            let (skel, mut t) = set_up(case, &mut object)?;
+            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+
+            let messages: &[(u8, usize)] = &[
+                (b'P', 1),
+                (b'E', 1),
+                (b'I', 1),
+                (b'P', 100),
+                (b'E', 1000),
+                (b'I', 1000),
+                (b'E', 7),
+                (b'P', 4096),
+                (b'E', 4096),
+                (b'I', 4096),
+                (b'I', 13),
+                (b'P', 17),
+            ];
+            let (mut to_s1, mut to_s2, mut to_c2) = (Vec::new(), Vec::new(), Vec::new());
+            for (seed, &(kind, len)) in messages.iter().enumerate() {
+                let m = message(kind, len, seed);
+                let n = t.c1.write(&m).map_err(|e| {
+                    harness::CaseError::Fail(anyhow::anyhow!(
+                        "send() of a {} message of {len} bytes: {e}",
+                        kind as char
+                    ))
+                })?;
+                assert_eq!(
+                    n,
+                    m.len(),
+                    "bytes send() took of a {} message",
+                    kind as char
+                );
+                match kind {
+                    b'P' => to_s1.extend_from_slice(&m),
+                    b'E' => to_s2.extend_from_slice(&m),
+                    _ => to_c2.extend_from_slice(&m),
+                }
+            }
+
+            let at_s1 = read_len(&mut t.s1, to_s1.len())?;
+            let at_s2 = read_len(&mut t.s2, to_s2.len())?;
+            let at_c2 = read_len(&mut t.c2, to_c2.len())?;
+            case.detail(
+                "bytes_received",
+                serde_json::json!({ "s1": at_s1.len(), "s2": at_s2.len(), "c2": at_c2.len() }),
+            );
+            assert_bytes_eq(&at_s1, &to_s1, "bytes s1 received (passed P messages)");
+            assert_bytes_eq(
+                &at_s2,
+                &to_s2,
+                "bytes s2 received (E, redirected out through c2)",
+            );
+            assert_bytes_eq(
+                &at_c2,
+                &to_c2,
+                "bytes c2 read (I, redirected to its ingress)",
+            );
+            for (name, sock) in [("s1", &mut t.s1), ("s2", &mut t.s2), ("c2", &mut t.c2)] {
+                let stray = read_stray(sock)?;
+                assert!(
+                    stray.is_empty(),
+                    "{name} received {} stray bytes",
+                    stray.len()
+                );
+            }
+
+            let count = |kind: u8| messages.iter().filter(|m| m.0 == kind).count() as u64;
+            let counts = verdicts(bss);
+            case.detail("verdicts_pass_egress_ingress_drop", counts);
+            assert_eq!(
+                counts,
+                [count(b'P'), count(b'E'), count(b'I'), 0],
+                "verdicts (pass, egress, ingress, drop), one per send()"
+            );
+            Ok(())
+        },
+    );
+}
+
+/// A dropped message fails its send() with EACCES and arrives nowhere; what the kernel does with
+/// the same socket's next send(), and with another socket's, is snapshotted.
+#[test]
+fn drop_fails_the_send() {
+    Case::run("sk_msg::drop_fails_the_send", ProgramType::SkMsg, |case| {
+        let ns = NetNs::new()?;
+        let _inside = ns.enter()?;
+        let mut object = MaybeUninit::uninit();
+        let (skel, mut t) = set_up(case, &mut object)?;
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        let (mut c3, mut s3) = tcp_pair(&t.listener).or_error("connecting c3")?;
+        add_to_hash(&skel, 2, &c3)?;
+
+        let before = message(b'P', 50, 1);
+        let dropped = message(b'D', 300, 2);
+        let after = message(b'P', 60, 3);
+        let other = message(b'P', 70, 4);
+        let answer_before = send_answer(t.c1.write(&before));
+        let verdicts_before = verdicts(bss);
+        let answer_dropped = send_answer(t.c1.write(&dropped));
+        let verdicts_dropped = verdicts(bss);
+        let answer_after = send_answer(t.c1.write(&after));
+        let verdicts_after = verdicts(bss);
+        let answer_other = send_answer(c3.write(&other));
+        let verdicts_other = verdicts(bss);
+
+        let at_s1 = read_stray(&mut t.s1)?;
+        let at_s3 = read_len(&mut s3, other.len())?;
+        let observed = serde_json::json!({
+            "c1_send_P": answer_before,
+            "c1_send_D": answer_dropped,
+            "c1_send_P_after_the_drop": answer_after,
+            "c3_send_P_after_c1_drop": answer_other,
+            "verdicts_pass_egress_ingress_drop_after_each": [
+                verdicts_before, verdicts_dropped, verdicts_after, verdicts_other
+            ],
+            "s1_received": describe(&at_s1, &[&before, &dropped, &after]),
+            "s3_received": describe(&at_s3, &[&other]),
+        });
+        case.detail("observed", &observed);
+        if !snapshot::assert_yaml(&case.snapshot_name("sends"), &observed) {
+            case.detail("snapshot", "baseline written for review");
+        }
+
+        assert_eq!(answer_before, "sent 50", "send() of the first P message");
+        assert_eq!(verdicts_before, [1, 0, 0, 0], "verdicts after the first P");
+        assert_eq!(answer_dropped, "EACCES", "send() of the D message");
+        assert_eq!(
+            verdicts_dropped,
+            [1, 0, 0, 1],
+            "verdicts after the D message"
+        );
+        assert!(
+            !at_s1
+                .windows(dropped.len())
+                .any(|w| w == dropped.as_slice()),
+            "the dropped message reached s1"
+        );
+        assert!(
+            at_s1.starts_with(&before),
+            "s1 did not receive the P message sent before the drop first"
+        );
+        for (name, sock) in [("s2", &mut t.s2), ("c2", &mut t.c2)] {
+            let stray = read_stray(sock)?;
+            assert!(
+                stray.is_empty(),
+                "{name} received {} stray bytes",
+                stray.len()
+            );
+        }
+        assert_eq!(
+            answer_other, "sent 70",
+            "send() of another socket in the hash"
+        );
+        assert_bytes_eq(&at_s3, &other, "bytes s3 received from c3");
+        Ok(())
+    });
+}
+
+/// What a send() returned: `sent N` or the errno's name.
+fn send_answer(result: io::Result<usize>) -> String {
+    match result {
+        Ok(n) => format!("sent {n}"),
+        Err(e) => e.raw_os_error().map_or_else(|| e.to_string(), errno_name),
+    }
+}
+
+/// Names which of `messages` `bytes` is made of, in order (`#0`, `#2`, …), or `other bytes`.
+fn describe(bytes: &[u8], messages: &[&[u8]]) -> String {
+    let mut rest = bytes;
+    let mut parts = Vec::new();
+    'outer: while !rest.is_empty() {
+        for (i, m) in messages.iter().enumerate() {
+            if rest.starts_with(m) {
+                parts.push(format!("#{i}"));
+                rest = &rest[m.len()..];
+                continue 'outer;
+            }
+        }
+        parts.push(format!("{} other bytes", rest.len()));
+        break;
+    }
+    if parts.is_empty() {
+        "nothing".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// The program's verdict counters: pass, egress redirect, ingress redirect, drop.
+fn verdicts(bss: &Bss) -> [u64; 4] {
+    [
+        volatile(&bss.passed),
+        volatile(&bss.redirected_egress),
+        volatile(&bss.redirected_ingress),
+        volatile(&bss.dropped),
+    ]
+}
+
+/// BPF_PROG_TEST_RUN on sk_msg programs: the kernel does not implement it for this type; the case
+/// records its answer and fails if that ever changes (then add test-run cases).
+#[test]
+fn test_run_is_not_implemented() {
+    Case::run(
+        "sk_msg::test_run_is_not_implemented",
+        ProgramType::SkMsg,
+        |case| {
+            probe::prog_type(ProgramType::SkMsg)?;
+            let mut object = MaybeUninit::uninit();
+            let skel = case.load(SkMsgSkelBuilder::default().open(&mut object)?)?;
+            let data = message(b'P', 16, 0);
+            let input = ProgramInput {
+                data_in: Some(&data),
+                ..Default::default()
+            };
+            let answer = match skel.progs.msg_verdict.test_run(input) {
+                Ok(out) => format!("ran, returned {}", out.return_value),
+                Err(e) => format!("{e}"),
+            };
+            case.detail("test_run", &answer);
+            // ENOTSUPP (524): the program type has no test_run operation.
+            assert!(
+                answer.contains("os error 524"),
+                "BPF_PROG_TEST_RUN on sk_msg: {answer} (expected ENOTSUPP, 524)"
+            );
+            Ok(())
+        },
+    );
+}
+
+/// A connected loopback pair: (the client, the listener's accepted end).
+fn tcp_pair(listener: &TcpListener) -> io::Result<(TcpStream, TcpStream)> {
+    let client = TcpStream::connect(listener.local_addr()?)?;
+    let (server, peer) = listener.accept()?;
+    assert_eq!(peer, client.local_addr()?, "accepted the wrong connection");
+    Ok((client, server))
+}
+
+/// Reads until `len` bytes arrived or [`TIMEOUT`] passed.
+fn read_len(sock: &mut TcpStream, len: usize) -> io::Result<Vec<u8>> {
+    read_for(sock, len, TIMEOUT)
+}
+
+/// What arrives within 300 ms (on a socket that should stay silent).
+fn read_stray(sock: &mut TcpStream) -> io::Result<Vec<u8>> {
+    read_for(sock, usize::MAX, Duration::from_millis(300))
+}
+
+fn read_for(sock: &mut TcpStream, len: usize, timeout: Duration) -> io::Result<Vec<u8>> {
+    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while got.len() < len && Instant::now() < deadline {
+        match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Equal byte strings, reported by length and first difference (not by dumping them).
+fn assert_bytes_eq(got: &[u8], expected: &[u8], what: &str) {
+    let first_diff = got.iter().zip(expected).position(|(a, b)| a != b);
+    assert!(
+        got.len() == expected.len() && first_diff.is_none(),
+        "{what}: got {} bytes, expected {}; first difference at {:?}",
+        got.len(),
+        expected.len(),
+        first_diff
+    );
+}
+
+/// A counter the program updates concurrently.
+fn volatile(counter: &u64) -> u64 {
+    // SAFETY: `counter` is a valid, aligned u64 in the mmapped .bss.
+    unsafe { std::ptr::read_volatile(counter) }
+}

@@ -1,0 +1,431 @@
+//! sk_reuseport (`programs/src/bpf/sk_reuseport.bpf.c`): a program attached to a SO_REUSEPORT
+//! group (SO_ATTACH_REUSEPORT_EBPF) picks which socket of the group receives each packet or
+//! connection, from a REUSEPORT_SOCKARRAY (bpf_sk_select_reuseport), or refuses it (SK_DROP).
+//!
+//! Inside a fresh network namespace:
+//! - `udp_placement_by_payload`: three UDP sockets share 127.0.0.1:port, at keys 0..2 of the
+//!   array (key 3 is left empty). A sender sends 42 datagrams; the first payload byte picks the
+//!   socket (`0`..`2`), drops (`x`), names the empty key (`3`: the helper fails with ENOENT and
+//!   the program drops), or leaves the choice to the kernel (`h`: hashed onto one socket of the
+//!   group). Every socket must receive exactly the datagrams addressed to it, the dropped ones
+//!   must arrive nowhere and each `h` datagram exactly once; the program's counters account for
+//!   every datagram.
+//! - `tcp_placement_by_source_port`: four TCP listeners share a port, at keys 0..3. A SYN carries
+//!   no payload, so the program picks the listener from the low two bits of the client's source
+//!   port and drops SYNs from ports ending in 0xff. Clients bound to chosen source ports connect:
+//!   each listener must accept exactly the clients its key names; a dropped SYN makes connect()
+//!   fail (ECONNREFUSED on 6.18: no listener means a reset; the errno is snapshotted).
+//!
+//! No test-run cases: the kernel does not implement BPF_PROG_TEST_RUN for sk_reuseport
+//! (`test_run_is_not_implemented` records its answer).
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use harness::{Case, NetNs, OrError, load::errno_name, observe, probe, snapshot};
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt, socket,
+    sockopt,
+};
+use programs::sk_reuseport::{SkReuseportSkel, SkReuseportSkelBuilder};
+
+/// How long datagrams and connections may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// ENOENT, which bpf_sk_select_reuseport returns for an empty key.
+const ENOENT: i64 = 2;
+
+/// Loads the program (after probing the type and its helper).
+fn load<'obj>(
+    case: &mut Case,
+    object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+) -> harness::CaseResult<SkReuseportSkel<'obj>> {
+    probe::helper(
+        ProgramType::SkReuseport,
+        libbpf_rs::libbpf_sys::BPF_FUNC_sk_select_reuseport,
+        "bpf_sk_select_reuseport",
+    )?;
+    case.load(SkReuseportSkelBuilder::default().open(object)?)
+}
+
+/// A socket of `kind` with SO_REUSEPORT, bound to 127.0.0.1:`port`.
+fn reuseport_socket(kind: SockType, port: u16) -> nix::Result<OwnedFd> {
+    let fd = socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, None)?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+    )?;
+    Ok(fd)
+}
+
+/// Attaches the program to the group of `sock` (SO_ATTACH_REUSEPORT_EBPF).
+fn attach(skel: &SkReuseportSkel, sock: &impl AsRawFd) -> io::Result<()> {
+    let prog_fd = skel.progs.select_by_payload.as_fd().as_raw_fd();
+    // SAFETY: `prog_fd` is a valid int for reads of its size for the call's duration.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_EBPF,
+            (&raw const prog_fd).cast(),
+            size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Puts `sock` at `key` of the REUSEPORT_SOCKARRAY.
+fn put(skel: &SkReuseportSkel, key: u32, sock: &impl AsRawFd) -> libbpf_rs::Result<()> {
+    let fd = sock.as_raw_fd() as u32;
+    skel.maps
+        .sockets
+        .update(&key.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+}
+
+/// Datagrams placed by their first byte; dropped ones arrive nowhere.
+#[test]
+fn udp_placement_by_payload() {
+    Case::run(
+        "sk_reuseport::udp_placement_by_payload",
+        ProgramType::SkReuseport,
+        |case| {
+            let ns = NetNs::new()?;
+            let _inside = ns.enter()?;
+            let mut object = MaybeUninit::uninit();
+            let skel = load(case, &mut object)?;
+            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+
+            let first = reuseport_socket(SockType::Datagram, 0).or_error("binding a UDP socket")?;
+            let port = UdpSocket::from(first.try_clone().or_error("dup")?)
+                .local_addr()
+                .or_error("reading the bound port")?
+                .port();
+            let mut group = vec![UdpSocket::from(first)];
+            for _ in 1..3 {
+                let fd = reuseport_socket(SockType::Datagram, port)
+                    .or_error("binding a UDP socket to the group's port")?;
+                group.push(UdpSocket::from(fd));
+            }
+            attach(&skel, &group[0])?;
+            for (key, sock) in group.iter().enumerate() {
+                put(&skel, key as u32, sock)?;
+            }
+
+            let sender = UdpSocket::bind("127.0.0.1:0").or_error("binding the sender")?;
+            let kinds = ['0', '1', '2', 'x', '3', 'h'];
+            let payloads: Vec<String> = (0..42)
+                .map(|seq| format!("{}-{seq}", kinds[(seq * 5 + seq / 6) % kinds.len()]))
+                .collect();
+            for p in &payloads {
+                sender.send_to(p.as_bytes(), ("127.0.0.1", port))?;
+            }
+            let kind_count = |k: char| payloads.iter().filter(|p| p.starts_with(k)).count();
+            let delivered_expected = payloads.len() - kind_count('x') - kind_count('3');
+
+            // The program ran once per datagram.
+            let runs = observe::poll(TIMEOUT, || {
+                let n = volatile(&bss.selected)
+                    + volatile(&bss.dropped)
+                    + volatile(&bss.unchosen)
+                    + volatile(&bss.select_errors);
+                (n >= payloads.len() as u64).then_some(n)
+            });
+            let received = drain_udp(&group, delivered_expected)?;
+            case.detail("received", &received);
+            case.detail(
+                "program",
+                serde_json::json!({
+                    "selected": volatile(&bss.selected),
+                    "dropped": volatile(&bss.dropped),
+                    "unchosen": volatile(&bss.unchosen),
+                    "select_errors": volatile(&bss.select_errors),
+                    "last_error": volatile_i64(&bss.last_error),
+                }),
+            );
+            assert_eq!(
+                runs,
+                Some(payloads.len() as u64),
+                "program runs, one per datagram"
+            );
+
+            for (i, got) in received.iter().enumerate() {
+                let mine: Vec<&String> = got.iter().filter(|p| !p.starts_with('h')).collect();
+                let expected: Vec<&String> = payloads
+                    .iter()
+                    .filter(|p| p.starts_with(char::from(b'0' + i as u8)))
+                    .collect();
+                assert_eq!(
+                    mine, expected,
+                    "datagrams socket {i} received (besides hashed `h`)"
+                );
+            }
+            let mut hashed: Vec<&String> = received
+                .iter()
+                .flatten()
+                .filter(|p| p.starts_with('h'))
+                .collect();
+            hashed.sort();
+            let mut h_sent: Vec<&String> = payloads.iter().filter(|p| p.starts_with('h')).collect();
+            h_sent.sort();
+            assert_eq!(hashed, h_sent, "`h` datagrams, each on exactly one socket");
+            let total: usize = received.iter().map(Vec::len).sum();
+            assert_eq!(
+                total, delivered_expected,
+                "datagrams delivered in all (x and 3 dropped)"
+            );
+
+            assert_eq!(
+                volatile(&bss.selected),
+                (kind_count('0') + kind_count('1') + kind_count('2')) as u64,
+                "selections"
+            );
+            assert_eq!(
+                volatile(&bss.dropped),
+                kind_count('x') as u64,
+                "SK_DROP for `x`"
+            );
+            assert_eq!(
+                volatile(&bss.select_errors),
+                kind_count('3') as u64,
+                "failed selections of the empty key 3"
+            );
+            assert_eq!(
+                volatile_i64(&bss.last_error),
+                -ENOENT,
+                "bpf_sk_select_reuseport's error for an empty key"
+            );
+            assert_eq!(
+                volatile(&bss.unchosen),
+                kind_count('h') as u64,
+                "SK_PASS without a choice"
+            );
+            Ok(())
+        },
+    );
+}
+
+/// Connections placed by the client's source port; a dropped SYN fails the connect().
+#[test]
+fn tcp_placement_by_source_port() {
+    Case::run(
+        "sk_reuseport::tcp_placement_by_source_port",
+        ProgramType::SkReuseport,
+        |case| {
+            let ns = NetNs::new()?;
+            let _inside = ns.enter()?;
+            let mut object = MaybeUninit::uninit();
+            let skel = load(case, &mut object)?;
+            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+
+            let mut listeners = Vec::new();
+            let mut port = 0;
+            for _ in 0..4 {
+                let fd = reuseport_socket(SockType::Stream, port).or_error("binding a listener")?;
+                listen(&fd, Backlog::new(16).or_error("backlog")?).or_error("listen")?;
+                let listener = TcpListener::from(fd);
+                port = listener
+                    .local_addr()
+                    .or_error("reading the bound port")?
+                    .port();
+                listener.set_nonblocking(true).or_error("O_NONBLOCK")?;
+                listeners.push(listener);
+            }
+            attach(&skel, &listeners[0])?;
+            for (key, l) in listeners.iter().enumerate() {
+                put(&skel, key as u32, l)?;
+            }
+
+            // Source ports: two per listener (low two bits = key), and two the program drops.
+            let accepted_ports: Vec<u16> = (0..8).map(|i| 40000 + i).collect();
+            let dropped_ports = [40191u16, 40447]; // 0x9cff, 0x9dff
+            let mut clients = Vec::new();
+            for &sport in &accepted_ports {
+                clients.push(connect_from(sport, port).map_err(|e| {
+                    harness::CaseError::Fail(anyhow::anyhow!(
+                        "connect() from source port {sport}: {e}"
+                    ))
+                })?);
+            }
+            let mut drop_answers = Vec::new();
+            for &sport in &dropped_ports {
+                drop_answers.push(match connect_from(sport, port) {
+                    Ok(_) => "connected".to_owned(),
+                    Err(e) => e.raw_os_error().map_or_else(|| e.to_string(), errno_name),
+                });
+            }
+
+            let placed = accept_all(&listeners, accepted_ports.len())?;
+            case.detail("accepted_source_ports", &placed);
+            case.detail("dropped_connect", &drop_answers);
+            for (key, got) in placed.iter().enumerate() {
+                let expected: Vec<u16> = accepted_ports
+                    .iter()
+                    .copied()
+                    .filter(|p| usize::from(p & 3) == key)
+                    .collect();
+                assert_eq!(got, &expected, "source ports listener {key} accepted");
+            }
+            let observed = serde_json::json!({ "connect_with_dropped_syn": drop_answers });
+            if !snapshot::assert_yaml(&case.snapshot_name("dropped_syn"), &observed) {
+                case.detail("snapshot", "baseline written for review");
+            }
+            assert!(
+                drop_answers.iter().all(|a| a != "connected"),
+                "a connect() whose SYN the program dropped succeeded: {drop_answers:?}"
+            );
+            assert!(
+                volatile(&bss.dropped) >= dropped_ports.len() as u64,
+                "SYNs the program dropped: {}",
+                volatile(&bss.dropped)
+            );
+            assert_eq!(
+                volatile(&bss.selected),
+                accepted_ports.len() as u64,
+                "listener selections, one per accepted connection"
+            );
+            drop(clients);
+            Ok(())
+        },
+    );
+}
+
+/// BPF_PROG_TEST_RUN on sk_reuseport programs: the kernel does not implement it for this type;
+/// the case records its answer and fails if that ever changes (then add test-run cases).
+#[test]
+fn test_run_is_not_implemented() {
+    Case::run(
+        "sk_reuseport::test_run_is_not_implemented",
+        ProgramType::SkReuseport,
+        |case| {
+            probe::prog_type(ProgramType::SkReuseport)?;
+            let mut object = MaybeUninit::uninit();
+            let skel = case.load(SkReuseportSkelBuilder::default().open(&mut object)?)?;
+            let data = [0u8; 64];
+            let input = ProgramInput {
+                data_in: Some(&data),
+                ..Default::default()
+            };
+            let answer = match skel.progs.select_by_payload.test_run(input) {
+                Ok(out) => format!("ran, returned {}", out.return_value),
+                Err(e) => format!("{e}"),
+            };
+            case.detail("test_run", &answer);
+            // ENOTSUPP (524): the program type has no test_run operation.
+            assert!(
+                answer.contains("os error 524"),
+                "BPF_PROG_TEST_RUN on sk_reuseport: {answer} (expected ENOTSUPP, 524)"
+            );
+            Ok(())
+        },
+    );
+}
+
+/// Reads every socket of the group until `expected` datagrams arrived in all, then 200 ms more
+/// for strays; per socket, the payloads it received in order.
+fn drain_udp(group: &[UdpSocket], expected: usize) -> io::Result<Vec<Vec<String>>> {
+    let mut received = vec![Vec::new(); group.len()];
+    for sock in group {
+        sock.set_nonblocking(true)?;
+    }
+    let mut buf = [0u8; 256];
+    let mut deadline = Instant::now() + TIMEOUT;
+    let mut settled = false;
+    loop {
+        let mut got_any = false;
+        for (i, sock) in group.iter().enumerate() {
+            match sock.recv(&mut buf) {
+                Ok(n) => {
+                    received[i].push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    got_any = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let total: usize = received.iter().map(Vec::len).sum();
+        if total >= expected && !settled {
+            settled = true;
+            deadline = Instant::now() + Duration::from_millis(200);
+        }
+        if Instant::now() >= deadline {
+            return Ok(received);
+        }
+        if !got_any {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// A TCP connection to 127.0.0.1:`port` from source port `sport`, with a 2 s timeout.
+fn connect_from(sport: u16, port: u16) -> io::Result<TcpStream> {
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, sport)),
+    )?;
+    // SO_SNDTIMEO bounds a blocking connect().
+    setsockopt(
+        &fd,
+        sockopt::SendTimeout,
+        &nix::sys::time::TimeVal::new(2, 0),
+    )?;
+    nix::sys::socket::connect(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+    )?;
+    Ok(TcpStream::from(fd))
+}
+
+/// Accepts on every listener until `expected` connections were accepted in all (then 200 ms more
+/// for strays); per listener, the clients' source ports, sorted.
+fn accept_all(listeners: &[TcpListener], expected: usize) -> io::Result<Vec<Vec<u16>>> {
+    let mut placed = vec![Vec::new(); listeners.len()];
+    let mut deadline = Instant::now() + TIMEOUT;
+    let mut settled = false;
+    loop {
+        for (i, l) in listeners.iter().enumerate() {
+            match l.accept() {
+                Ok((_, peer)) => placed[i].push(peer.port()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let total: usize = placed.iter().map(Vec::len).sum();
+        if total >= expected && !settled {
+            settled = true;
+            deadline = Instant::now() + Duration::from_millis(200);
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for p in &mut placed {
+        p.sort_unstable();
+    }
+    Ok(placed)
+}
+
+/// A counter the program updates concurrently.
+fn volatile(counter: &u64) -> u64 {
+    // SAFETY: `counter` is a valid, aligned u64 in the mmapped .bss.
+    unsafe { std::ptr::read_volatile(counter) }
+}
+
+fn volatile_i64(value: &i64) -> i64 {
+    // SAFETY: as for `volatile`.
+    unsafe { std::ptr::read_volatile(value) }
+}

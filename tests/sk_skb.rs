@@ -1,0 +1,359 @@
+//! sk_skb (`programs/src/bpf/sk_skb.bpf.c`): a stream parser and a stream verdict attached to a
+//! sockmap. The parser cuts the TCP byte stream into frames `[kind][len: u16 BE][payload]`; the
+//! verdict redirects `R` frames out through the socket at key 1 (bpf_sk_redirect_map), passes `P`
+//! frames to the receiving socket's reader and drops every other kind.
+//!
+//! Topology, inside a fresh network namespace: two loopback TCP connections, `c1 → s1` and
+//! `c2 → s2`. `s1` (the receiving end of the first) is at key 0 of the sockmap, `c2` at key 1.
+//! The test writes frames into `c1` and reads what arrives: `s2` must receive exactly the `R`
+//! frames, byte for byte (so they went out through `c2`), `s1` exactly the `P` frames, and the
+//! dropped frames nowhere. The program's counters must show one parse and one verdict per frame
+//! (a frame whose header comes in two writes included: the parser asks for more).
+//!
+//! The test writes one frame at a time and waits for its verdict before the next. A BPF stream
+//! parser reads its message from the start of the skb it is handed: when one skb carries several
+//! frames, the strparser hands the later ones over at an offset the program cannot see, and it
+//! reads the first frame's header again (seen on 6.18). Real parsers have the same constraint.
+//!
+//! No test-run cases: the kernel does not implement BPF_PROG_TEST_RUN for sk_skb
+//! (`test_run_is_not_implemented` records its answer).
+
+use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+use harness::{Case, NetNs, OrError, observe, probe};
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
+use programs::sk_skb::types::bss as Bss;
+use programs::sk_skb::{SkSkbSkel, SkSkbSkelBuilder};
+
+/// How long frames may take to arrive.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One frame of the program's protocol: kind, big-endian payload length, payload.
+fn frame(kind: u8, payload_len: usize, seed: usize) -> Vec<u8> {
+    let len = u16::try_from(payload_len).expect("payload fits the 16-bit length");
+    let mut f = vec![kind];
+    f.extend_from_slice(&len.to_be_bytes());
+    f.extend(
+        (0..payload_len).map(|i| (i.wrapping_mul(131) ^ (i >> 7) ^ seed.wrapping_mul(29)) as u8),
+    );
+    f
+}
+
+/// The sockets of the test: `c1 → s1` (s1 at key 0) and `c2 → s2` (c2 at key 1).
+struct Topology {
+    c1: TcpStream,
+    s1: TcpStream,
+    _c2: TcpStream,
+    s2: TcpStream,
+}
+
+/// Loads the program, attaches parser and verdict to the sockmap and puts `s1` and `c2` in it.
+/// The sockets are made inside `ns` (the caller has entered it).
+fn set_up<'obj>(
+    case: &mut Case,
+    object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+) -> harness::CaseResult<(SkSkbSkel<'obj>, Topology)> {
+    probe::helper(
+        ProgramType::SkSkb,
+        libbpf_rs::libbpf_sys::BPF_FUNC_sk_redirect_map,
+        "bpf_sk_redirect_map",
+    )?;
+    let skel = case.load(SkSkbSkelBuilder::default().open(object)?)?;
+    let map_fd = skel.maps.sock_map.as_fd().as_raw_fd();
+    skel.progs.frame_parser.attach_sockmap(map_fd)?;
+    skel.progs.frame_verdict.attach_sockmap(map_fd)?;
+
+    let listener = TcpListener::bind("127.0.0.1:0").or_error("binding a loopback listener")?;
+    let (c1, s1) = tcp_pair(&listener).or_error("connecting c1")?;
+    // Each frame leaves at once in its own segment.
+    c1.set_nodelay(true).or_error("setting TCP_NODELAY")?;
+    let (c2, s2) = tcp_pair(&listener).or_error("connecting c2")?;
+    for (key, sock) in [(0u32, &s1), (1u32, &c2)] {
+        let fd = sock.as_raw_fd() as u32;
+        skel.maps
+            .sock_map
+            .update(&key.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)?;
+    }
+    Ok((
+        skel,
+        Topology {
+            c1,
+            s1,
+            _c2: c2,
+            s2,
+        },
+    ))
+}
+
+/// R frames of many sizes (0 to 65535 payload bytes, the largest spanning many segments) arrive
+/// at `s2` unchanged and nothing reaches `s1`.
+#[test]
+fn redirects_frames_unchanged() {
+    Case::run(
+        "sk_skb::redirects_frames_unchanged",
+        ProgramType::SkSkb,
+        |case| {
+            let ns = NetNs::new()?;
+            let _inside = ns.enter()?;
+            let mut object = MaybeUninit::uninit();
+            let (skel, mut t) = set_up(case, &mut object)?;
+            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+
+            let sizes = [0usize, 1, 2, 100, 1448, 4096, 16384, 65535];
+            let mut expected = Vec::new();
+            for (seed, &size) in sizes.iter().enumerate() {
+                let f = frame(b'R', size, seed);
+                send_frame(&mut t.c1, bss, &f)?;
+                expected.extend_from_slice(&f);
+            }
+
+            let got = read_len(&mut t.s2, expected.len())?;
+            case.detail("frame_sizes", sizes);
+            case.detail("redirected_bytes_received", got.len());
+            assert_bytes_eq(&got, &expected, "bytes s2 received (redirected R frames)");
+            let stray = read_stray(&mut t.s1)?;
+            assert!(
+                stray.is_empty(),
+                "s1 received {} bytes of redirected frames",
+                stray.len()
+            );
+
+            let counts = Counts::read(bss);
+            case.detail("program", counts.json());
+            assert_eq!(counts.parsed, sizes.len() as u64, "frames the parser found");
+            assert_eq!(
+                counts.redirected,
+                (sizes.len() as u64, expected.len() as u64),
+                "frames and bytes the verdict redirected"
+            );
+            Ok(())
+        },
+    );
+}
+
+/// A stream mixing P, R and dropped (D, X) frames, one of them split over two writes, is sorted
+/// by kind: P frames at s1, R frames at s2, the dropped ones nowhere.
+#[test]
+fn passes_redirects_and_drops_by_kind() {
+    Case::run(
+        "sk_skb::passes_redirects_and_drops_by_kind",
+        ProgramType::SkSkb,
+        |case| {
+            let ns = NetNs::new()?;
+            let _inside = ns.enter()?;
+            let mut object = MaybeUninit::uninit();
+            let (skel, mut t) = set_up(case, &mut object)?;
+            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+
+            let frames: &[(u8, usize)] = &[
+                (b'P', 10),
+                (b'D', 20),
+                (b'R', 30),
+                (b'P', 1),
+                (b'D', 2),
+                (b'R', 3),
+                (b'X', 7),
+                (b'D', 0),
+                (b'R', 0),
+                (b'P', 3000),
+                (b'D', 3000),
+                (b'R', 3000),
+                (b'P', 9000),
+            ];
+            let (mut to_s1, mut to_s2) = (Vec::new(), Vec::new());
+            let mut dropped = (0u64, 0u64);
+            for (seed, &(kind, size)) in frames.iter().enumerate() {
+                let f = frame(kind, size, seed);
+                send_frame(&mut t.c1, bss, &f)?;
+                match kind {
+                    b'P' => to_s1.extend_from_slice(&f),
+                    b'R' => to_s2.extend_from_slice(&f),
+                    _ => dropped = (dropped.0 + 1, dropped.1 + f.len() as u64),
+                }
+            }
+            // A frame whose header comes in two writes: the parser must wait for the rest.
+            let split = frame(b'R', 500, 99);
+            let before = verdicts(bss);
+            t.c1.write_all(&split[..2])?;
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(verdicts(bss), before, "a verdict on 2 bytes of a frame");
+            send_frame(&mut t.c1, bss, &split[2..])?;
+            to_s2.extend_from_slice(&split);
+
+            let at_s1 = read_len(&mut t.s1, to_s1.len())?;
+            let at_s2 = read_len(&mut t.s2, to_s2.len())?;
+            case.detail("frames_written", frames.len() + 1);
+            case.detail("bytes_at_s1", at_s1.len());
+            case.detail("bytes_at_s2", at_s2.len());
+            assert_bytes_eq(&at_s1, &to_s1, "bytes s1 received (passed P frames)");
+            assert_bytes_eq(&at_s2, &to_s2, "bytes s2 received (redirected R frames)");
+            // The dropped frames turn up nowhere.
+            assert!(read_stray(&mut t.s1)?.is_empty(), "s1 received stray bytes");
+            assert!(read_stray(&mut t.s2)?.is_empty(), "s2 received stray bytes");
+
+            let counts = Counts::read(bss);
+            case.detail("program", counts.json());
+            assert_eq!(
+                counts.parsed,
+                frames.len() as u64 + 1,
+                "frames the parser found"
+            );
+            assert_eq!(
+                counts.dropped, dropped,
+                "frames and bytes the verdict dropped"
+            );
+            assert_eq!(
+                counts.passed,
+                (
+                    frames.iter().filter(|f| f.0 == b'P').count() as u64,
+                    to_s1.len() as u64
+                ),
+                "frames and bytes the verdict passed"
+            );
+            Ok(())
+        },
+    );
+}
+
+/// BPF_PROG_TEST_RUN on sk_skb programs: the kernel does not implement it for this type; the
+/// case records the errno it answers and fails if that ever changes (then add test-run cases).
+#[test]
+fn test_run_is_not_implemented() {
+    Case::run(
+        "sk_skb::test_run_is_not_implemented",
+        ProgramType::SkSkb,
+        |case| {
+            probe::prog_type(ProgramType::SkSkb)?;
+            let mut object = MaybeUninit::uninit();
+            let skel = case.load(SkSkbSkelBuilder::default().open(&mut object)?)?;
+            let packet = frame(b'P', 10, 0);
+            let input = ProgramInput {
+                data_in: Some(&packet),
+                ..Default::default()
+            };
+            let result = skel.progs.frame_verdict.test_run(input);
+            let answer = match &result {
+                Ok(out) => format!("ran, returned {}", out.return_value),
+                Err(e) => format!("{e}"),
+            };
+            case.detail("test_run", &answer);
+            // ENOTSUPP (524): the program type has no test_run operation.
+            assert!(
+                answer.contains("os error 524"),
+                "BPF_PROG_TEST_RUN on sk_skb: {answer} (expected ENOTSUPP, 524)"
+            );
+            Ok(())
+        },
+    );
+}
+
+/// A connected loopback pair: (the client, the listener's accepted end).
+fn tcp_pair(listener: &TcpListener) -> io::Result<(TcpStream, TcpStream)> {
+    let client = TcpStream::connect(listener.local_addr()?)?;
+    let (server, peer) = listener.accept()?;
+    assert_eq!(peer, client.local_addr()?, "accepted the wrong connection");
+    Ok((client, server))
+}
+
+/// Reads until `len` bytes arrived or [`TIMEOUT`] passed.
+fn read_len(sock: &mut TcpStream, len: usize) -> io::Result<Vec<u8>> {
+    read_for(sock, len, TIMEOUT)
+}
+
+/// What arrives within 300 ms (on a socket that should stay silent).
+fn read_stray(sock: &mut TcpStream) -> io::Result<Vec<u8>> {
+    read_for(sock, usize::MAX, Duration::from_millis(300))
+}
+
+fn read_for(sock: &mut TcpStream, len: usize, timeout: Duration) -> io::Result<Vec<u8>> {
+    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while got.len() < len && Instant::now() < deadline {
+        match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Equal byte strings, reported by length and first difference (not by dumping 100 KB).
+fn assert_bytes_eq(got: &[u8], expected: &[u8], what: &str) {
+    let first_diff = got.iter().zip(expected).position(|(a, b)| a != b);
+    assert!(
+        got.len() == expected.len() && first_diff.is_none(),
+        "{what}: got {} bytes, expected {}; first difference at {:?}",
+        got.len(),
+        expected.len(),
+        first_diff
+    );
+}
+
+/// Writes one frame and waits for its verdict, so the next frame starts a new skb (see the module
+/// documentation: a BPF parser reads a message from the start of its skb).
+fn send_frame(c1: &mut TcpStream, bss: &Bss, bytes: &[u8]) -> harness::CaseResult {
+    let before = verdicts(bss);
+    c1.write_all(bytes)?;
+    observe::poll(TIMEOUT, || (verdicts(bss) > before).then_some(())).ok_or_else(|| {
+        harness::CaseError::Fail(anyhow::anyhow!(
+            "no verdict within {TIMEOUT:?} on a frame just written"
+        ))
+    })?;
+    Ok(())
+}
+
+/// Verdicts the program has given so far.
+fn verdicts(bss: &Bss) -> u64 {
+    volatile(&bss.passed_frames) + volatile(&bss.redirected_frames) + volatile(&bss.dropped_frames)
+}
+
+/// The program's counters: frames parsed, and (frames, bytes) per verdict.
+#[derive(Debug)]
+struct Counts {
+    parsed: u64,
+    passed: (u64, u64),
+    redirected: (u64, u64),
+    dropped: (u64, u64),
+}
+
+impl Counts {
+    fn read(bss: &Bss) -> Self {
+        Counts {
+            parsed: volatile(&bss.parsed_frames),
+            passed: (volatile(&bss.passed_frames), volatile(&bss.passed_bytes)),
+            redirected: (
+                volatile(&bss.redirected_frames),
+                volatile(&bss.redirected_bytes),
+            ),
+            dropped: (volatile(&bss.dropped_frames), volatile(&bss.dropped_bytes)),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "parsed_frames": self.parsed,
+            "passed_frames_bytes": self.passed,
+            "redirected_frames_bytes": self.redirected,
+            "dropped_frames_bytes": self.dropped,
+        })
+    }
+}
+
+/// A counter the program updates concurrently.
+fn volatile(counter: &u64) -> u64 {
+    // SAFETY: `counter` is a valid, aligned u64 in the mmapped .bss.
+    unsafe { std::ptr::read_volatile(counter) }
+}
