@@ -34,8 +34,9 @@ use libbpf_rs::skel::SkelBuilder;
 use programs::cgroup_sock_addr::{CgroupSockAddrSkel, CgroupSockAddrSkelBuilder, types};
 use serde_json::Value;
 
-/// How long the test's side of a connection waits for the client.
-const WAIT: Duration = Duration::from_secs(5);
+/// How long the test's side of a connection waits for the client: as long as the client may run
+/// (starting python3 takes seconds under emulation, in the matrix's VMs).
+const WAIT: Duration = client::TIMEOUT;
 
 /// argv: family (4|6), host, port. Connects over TCP, sends "hello", reads the answer; reports
 /// `{"errno": e-or-null, "peer": [host, port], "local": [host, port], "reply": text-or-null}`.

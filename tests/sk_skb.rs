@@ -72,6 +72,9 @@ fn set_up<'obj>(
     let (c1, s1) = tcp_pair(&listener).or_error("connecting c1")?;
     // Each frame leaves at once in its own segment.
     c1.set_nodelay(true).or_error("setting TCP_NODELAY")?;
+    // A frame the kernel never consumes fails the write instead of hanging the test.
+    c1.set_write_timeout(Some(TIMEOUT))
+        .or_error("setting a write timeout")?;
     let (c2, s2) = tcp_pair(&listener).or_error("connecting c2")?;
     for (key, sock) in [(0u32, &s1), (1u32, &c2)] {
         let fd = sock.as_raw_fd() as u32;

@@ -4,9 +4,9 @@
 //! TCP_KEEPIDLE = 4321 s and TCP_BPF_RTO_MIN = 10 ms (options bpf_setsockopt takes from sock_ops
 //! programs since 5.10, the oldest kernel of the matrix; TCP_NODELAY came later).
 //!
-//! A python3 client started inside the cgroup listens on 127.0.0.1 (port 0: a free one), makes 3
-//! loopback connections to itself, exchanges 30 one-byte round trips on each, and reports as JSON
-//! what `getsockopt` says on every connected and accepted socket: SO_KEEPALIVE, TCP_KEEPIDLE and
+//! A python3 client started inside the cgroup and a fresh network namespace listens on 127.0.0.1
+//! (port 0: a free one), makes 3 loopback connections to itself, exchanges 30 one-byte round trips
+//! on each, and reports as JSON what `getsockopt` says on every connected and accepted socket: SO_KEEPALIVE, TCP_KEEPIDLE and
 //! `tcpi_rto` from TCP_INFO. The checks:
 //! - the program counted exactly 3 active and 3 passive established callbacks (the listener has
 //!   none);
@@ -21,7 +21,7 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 
-use harness::{Case, Cgroup, client, probe};
+use harness::{Case, Cgroup, NetNs, client, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::SkelBuilder;
 use programs::sock_ops::SockOpsSkelBuilder;
@@ -98,8 +98,12 @@ fn counts_established_and_sets_options() {
             rodata.rto_min_us = RTO_MIN_US;
             let skel = case.load(open)?;
 
+            // A fresh namespace: its loopback is the case's alone (and up, which a VM's root
+            // namespace's is not).
+            let ns = NetNs::new()?;
             // The control: the same client outside the cgroup, before anything is attached.
-            let control = client::run_json(client::python(CONNECT_LOOPBACK, client_args()))?;
+            let control =
+                client::run_json(client::python_in(&ns, CONNECT_LOOPBACK, client_args()))?;
             case.detail("control", &control);
             for (name, s) in sockets(&control) {
                 assert_eq!(s["keepalive"], 0, "control {name}: {s}");
@@ -115,8 +119,11 @@ fn counts_established_and_sets_options() {
                 .progs
                 .count_established
                 .attach_cgroup(cg.as_fd().as_raw_fd())?;
-            let report =
-                client::run_json(cg.command(client::python(CONNECT_LOOPBACK, client_args())))?;
+            let report = client::run_json(cg.command(client::python_in(
+                &ns,
+                CONNECT_LOOPBACK,
+                client_args(),
+            )))?;
             case.detail("client", &report);
 
             let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");

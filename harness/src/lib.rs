@@ -14,14 +14,17 @@
 //! });
 //! ```
 
+pub mod bench;
 pub mod case;
 pub mod cgroup;
 pub mod client;
 pub mod features;
 pub mod insn;
 pub mod kernel;
+pub mod kernels;
 pub mod ksyscall;
 pub mod load;
+pub mod matrix;
 pub mod mounts;
 pub mod netns;
 pub mod observe;
@@ -33,6 +36,7 @@ pub mod record;
 pub mod report;
 pub mod snapshot;
 pub mod trace_pipe;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 

@@ -181,7 +181,7 @@ pub fn parse_stats(log: &str) -> Option<VerifierStats> {
     static TIME: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"verification time (\d+) usec").expect("valid regex"));
     static STACK: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"stack depth ([0-9+]+)").expect("valid regex"));
+        LazyLock::new(|| Regex::new(r"stack depth (?:max )?([0-9+]+)").expect("valid regex"));
     let c = PROCESSED.captures(log)?;
     let n = |i: usize| c[i].parse().unwrap_or_default();
     Some(VerifierStats {
@@ -200,15 +200,22 @@ pub fn key_line(log: &str) -> Option<String> {
     log.lines()
         .rev()
         .map(str::trim)
-        .find(|l| {
-            !l.is_empty()
-                && !l.starts_with("processed ")
-                && !l.starts_with("verification time")
-                && !l.starts_with("stack depth")
-                && !l.starts_with("cur state:")
-                && !l.starts_with("old state:")
-        })
+        .find(|l| !l.is_empty() && !is_trailer(l))
         .map(str::to_owned)
+}
+
+/// The statistics and state dumps the verifier prints after its verdict.
+fn is_trailer(line: &str) -> bool {
+    const PREFIXES: [&str; 5] = [
+        "processed ",
+        "verification time",
+        "stack depth",
+        "cur state:",
+        "old state:",
+    ];
+    // 7.x adds one statistics line per subprogram.
+    PREFIXES.iter().any(|p| line.starts_with(p))
+        || (line.starts_with("subprog ") && line.contains(" insns_self "))
 }
 
 fn last_warning(messages: &str) -> Option<String> {
@@ -253,5 +260,19 @@ mod tests {
             Some("R1 invalid mem access 'scalar'")
         );
         assert_eq!(errno_name(-22), "EINVAL");
+    }
+
+    /// 7.x logs `stack depth max N` and one statistics line per subprogram after the verdict.
+    #[test]
+    fn key_line_skips_the_7x_statistics() {
+        let log = "1: (05) goto pc-1\ninfinite loop detected at insn 1\ncur state: R10=fp0\n\
+            verification time 22919 usec\nstack depth max 8\n\
+            subprog 0 (<unknown>) main insns_self 9 insns_total 9 stack 0\n\
+            processed 9 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 0\n";
+        assert_eq!(
+            key_line(log).as_deref(),
+            Some("infinite loop detected at insn 1")
+        );
+        assert_eq!(parse_stats(log).unwrap().stack_depth.as_deref(), Some("8"));
     }
 }

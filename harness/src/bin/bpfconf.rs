@@ -1,18 +1,20 @@
-//! `bpfconf`: the suite's command line — reports over result records (and, as the matrix grows,
-//! kernels and VMs).
+//! `bpfconf`: the suite's command line — kernels, the matrix run, reports and feature probes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use clap::{Parser, Subcommand};
+use harness::kernels::{self, Matrix as Kernels, apt::Apt, fetch::fetch};
 use harness::record;
-use harness::report::Matrix;
+use harness::report::{self, Matrix};
+use harness::{matrix, vm};
 
 #[derive(Parser)]
 #[command(
     name = "bpfconf",
-    about = "BPF conformance suite: results, reports, kernels"
+    about = "BPF conformance suite: kernels, matrix runs, reports"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -21,11 +23,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the compatibility matrix (Markdown) of a results directory; exit 1 on any fail or error.
+    /// Print the compatibility matrix of a results directory; exit 1 on any fail or error.
     Report {
         /// The directory of `<kernel-id>.jsonl` files (default: $BPFCONF_RESULTS or target/bpfconf-results).
         #[arg(long)]
         results: Option<PathBuf>,
+        /// Print JSON (every cell with its reason) instead of Markdown.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Regression report: every cell whose outcome changed from run OLD to run NEW; exit 1 if any
+    /// case got worse.
+    Compare {
+        /// The earlier run directory.
+        old: PathBuf,
+        /// The later run directory.
+        new: PathBuf,
     },
     /// Probe the running kernel: program types, map types and helpers per program type (needs root).
     Probe {
@@ -33,10 +46,68 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The kernels of the matrix (kernels/kernels.toml).
+    Kernels {
+        #[command(subcommand)]
+        command: KernelsCommand,
+    },
+    /// Benchmark: boot each kernel bare (to the initramfs's /init) and under vmtest (`true`).
+    BenchBoot {
+        /// Kernel ids (default: every VM kernel).
+        ids: Vec<String>,
+    },
+    /// Build the test binaries and list them in target/bpfconf-tests.txt (what the VMs run).
+    Tests,
+    /// Run the suite on the host and on every matrix kernel under vmtest, then print the matrix.
+    Matrix {
+        /// Kernel ids (default: every VM kernel of kernels.toml).
+        #[arg(long, value_delimiter = ',')]
+        kernels: Vec<String>,
+        /// VMs at once (default: one per core).
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        /// Per-kernel timeout in seconds; QEMU is killed after it.
+        #[arg(long, default_value_t = 1500)]
+        timeout: u64,
+        /// Skip the host kernel's column.
+        #[arg(long)]
+        no_host: bool,
+        /// Add the records to this directory (e.g. the host's, from `cargo test`) instead of a new
+        /// one under target/bpfconf-runs/.
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+    },
 }
 
-fn main() -> Result<ExitCode> {
-    match Cli::parse().command {
+#[derive(Subcommand)]
+enum KernelsCommand {
+    /// Show each kernel: what is pinned and whether it is cached.
+    List,
+    /// Download, verify and prepare kernels (all VM kernels when no id is given).
+    Fetch { ids: Vec<String> },
+    /// Move every pin to the newest package the mirror serves, then sync vmtest.toml.
+    Update,
+    /// Regenerate vmtest.toml from kernels.toml.
+    Sync,
+}
+
+fn main() -> ExitCode {
+    // VMs run in process groups of their own: take them down with us.
+    let _ = ctrlc::set_handler(|| {
+        vm::kill_all();
+        std::process::exit(130);
+    });
+    match run(Cli::parse().command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bpfconf: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
         Command::Probe { json } => {
             let features = harness::features::Features::probe();
             if json {
@@ -44,24 +115,122 @@ fn main() -> Result<ExitCode> {
             } else {
                 print!("{}", features.table());
             }
-            Ok(ExitCode::SUCCESS)
         }
-        Command::Report { results } => {
-            let dir = results.unwrap_or_else(record::results_dir);
-            let records = record::read_dir(&dir)
-                .with_context(|| format!("reading results in {}", dir.display()))?;
-            anyhow::ensure!(
-                !records.is_empty(),
-                "no result records in {}: run the suite first",
-                dir.display()
-            );
-            let matrix = Matrix::from_records(&records);
-            print!("{}", matrix.markdown());
-            Ok(if matrix.has_failures() {
-                ExitCode::FAILURE
+        Command::Report { results, json } => {
+            let matrix = read_matrix(&results.unwrap_or_else(record::results_dir))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&matrix)?);
             } else {
-                ExitCode::SUCCESS
-            })
+                print!("{}", matrix.markdown());
+            }
+            return Ok(exit(!matrix.has_failures()));
         }
+        Command::Compare { old, new } => {
+            let changes = report::compare(&read_matrix(&old)?, &read_matrix(&new)?);
+            print!("{}", report::changes_markdown(&changes));
+            return Ok(exit(!changes.iter().any(|c| c.is_regression())));
+        }
+        Command::Kernels { command } => kernels_command(command)?,
+        Command::BenchBoot { ids } => {
+            let times = harness::bench::boot_times(&Kernels::load()?.select(&ids)?)?;
+            print!("{}", harness::bench::markdown(&times));
+        }
+        Command::Tests => {
+            let bins = matrix::build_tests()?;
+            println!(
+                "{} test binaries listed in {}",
+                bins.len(),
+                matrix::tests_list_path().display()
+            );
+        }
+        Command::Matrix {
+            kernels,
+            jobs,
+            timeout,
+            no_host,
+            run_dir,
+        } => {
+            let selected = Kernels::load()?.select(&kernels)?;
+            eprintln!("building the test binaries");
+            let bins = matrix::build_tests()?;
+            let jobs =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let run_dir = match run_dir {
+                Some(dir) => dir,
+                None => matrix::new_run_dir()?,
+            };
+            let opts = matrix::Options {
+                kernels: selected,
+                host: !no_host,
+                jobs,
+                timeout: Duration::from_secs(timeout),
+                run_dir,
+            };
+            let timings = matrix::run(&opts, &bins)?;
+            let matrix = read_matrix(&opts.run_dir)?;
+            print!("{}", matrix.markdown());
+            println!("\n{}", matrix::timings_markdown(&timings));
+            println!("results: {}", opts.run_dir.display());
+            return Ok(exit(!matrix.has_failures()));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kernels_command(command: KernelsCommand) -> Result<()> {
+    let mut matrix = Kernels::load()?;
+    match command {
+        KernelsCommand::List => print!("{}", kernels::list(&matrix)),
+        KernelsCommand::Fetch { ids } => {
+            for k in matrix.select(&ids)? {
+                let ready = fetch(&k, &|step| eprintln!("{}: {step}", k.id))?;
+                println!(
+                    "{}: ready ({}), {}",
+                    k.id,
+                    ready.release,
+                    ready.vmlinuz.display()
+                );
+            }
+        }
+        KernelsCommand::Update => {
+            let apt = Apt::new(&kernels::cache_dir())?;
+            apt.update()?;
+            for change in matrix.update_pins(&apt)? {
+                println!("{change}");
+            }
+            matrix.save()?;
+            sync()?;
+        }
+        KernelsCommand::Sync => sync()?,
+    }
+    Ok(())
+}
+
+fn sync() -> Result<()> {
+    let path = vm::vmtest_toml_path();
+    if vm::sync()? {
+        println!("{} rewritten: commit it", path.display());
+    } else {
+        println!("{} is up to date", path.display());
+    }
+    Ok(())
+}
+
+fn read_matrix(dir: &std::path::Path) -> Result<Matrix> {
+    let records =
+        record::read_dir(dir).with_context(|| format!("reading results in {}", dir.display()))?;
+    ensure!(
+        !records.is_empty(),
+        "no result records in {}: run the suite first",
+        dir.display()
+    );
+    Ok(Matrix::from_records(&records))
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -1,0 +1,233 @@
+//! `bpfconf kernels fetch`: download a kernel's pinned packages (hash-checked), extract vmlinuz and
+//! modules, and build its initramfs, into the cache. Idempotent, locked per kernel (two runs never
+//! fetch the same kernel at once), and atomic: files are written under temporary names and renamed,
+//! so an interrupted run never leaves a file that a later run trusts.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use super::apt::Apt;
+use super::{KernelSpec, Kind, Package, Prepared, cache_dir, initramfs, kernel_dir};
+
+/// Makes `spec` ready to boot, doing only what the cache lacks; `say` reports each step.
+pub fn fetch(spec: &KernelSpec, say: &dyn Fn(&str)) -> Result<Prepared> {
+    let dir = kernel_dir(&spec.id);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let lock = File::create(cache_dir().join(format!("{}.lock", spec.id)))?;
+    lock.lock().context("locking the kernel cache")?;
+
+    let pins = pins(spec);
+    if fs::read_to_string(dir.join("pins")).ok().as_deref() == Some(pins.as_str())
+        && let Some(ready) = Prepared::cached(&spec.id)
+    {
+        return Ok(ready);
+    }
+    let _ = fs::remove_file(dir.join("ready"));
+    match spec.kind {
+        Kind::Debian => fetch_debian(spec, &dir, say)?,
+        Kind::Local => prepare_local(spec, &dir, say)?,
+        Kind::Host => bail!("kernel `host` is the running kernel: nothing to fetch"),
+    }
+    fs::write(dir.join("pins"), pins)?;
+    Prepared::cached(&spec.id)
+        .with_context(|| format!("kernel {}: preparing it left no vmlinuz/initramfs", spec.id))
+}
+
+/// What the cached artefacts were made from; a change invalidates them.
+fn pins(spec: &KernelSpec) -> String {
+    let mut s: String = spec
+        .packages
+        .iter()
+        .map(|p| format!("{} {} {}\n", p.name, p.version, p.sha256))
+        .collect();
+    if let Some(v) = &spec.vmlinuz {
+        s.push_str(&format!("vmlinuz {}\n", v.display()));
+    }
+    s.push_str(&format!("modules {:?}\n", initramfs::MODULES));
+    s.push_str(&format!("init {:x}\n", Sha256::digest(initramfs::INIT)));
+    s
+}
+
+fn fetch_debian(spec: &KernelSpec, dir: &Path, say: &dyn Fn(&str)) -> Result<()> {
+    let apt = Apt::new(&cache_dir())?;
+    let debs = dir.join("debs");
+    fs::create_dir_all(&debs)?;
+    let mut updated = false;
+    let mut files = Vec::new();
+    for package in &spec.packages {
+        files.push(download(spec, package, &apt, &debs, &mut updated, say)?);
+    }
+
+    say("extracting");
+    let root = dir.join("root");
+    let _ = fs::remove_dir_all(&root);
+    for deb in &files {
+        duct::cmd!("dpkg-deb", "-x", deb, &root)
+            .run()
+            .with_context(|| format!("extracting {}", deb.display()))?;
+    }
+    let (vmlinuz, release) = find_kernel(&root)
+        .with_context(|| format!("kernel {}: no vmlinuz in its packages", spec.id))?;
+    say("initramfs");
+    let modules_root = modules_root(&root)?;
+    duct::cmd!("depmod", "-b", &modules_root, &release)
+        .run()
+        .context("running depmod (install kmod: run ci/setup)")?;
+    finish(dir, &vmlinuz, Some((&modules_root, &release)), &release)?;
+    fs::remove_dir_all(&root)?;
+    Ok(())
+}
+
+fn prepare_local(spec: &KernelSpec, dir: &Path, say: &dyn Fn(&str)) -> Result<()> {
+    let vmlinuz = spec
+        .vmlinuz
+        .as_ref()
+        .with_context(|| format!("kernel {}: kind = local needs vmlinuz", spec.id))?;
+    say("initramfs");
+    match &spec.modules {
+        Some(modules) => {
+            let release = modules
+                .file_name()
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // modules = <root>/lib/modules/<release>
+            let root = modules
+                .ancestors()
+                .nth(3)
+                .context("modules must be <root>/lib/modules/<release>")?;
+            finish(dir, vmlinuz, Some((root, &release)), &release)
+        }
+        None => finish(dir, vmlinuz, None, "local"),
+    }
+}
+
+/// Copies vmlinuz, builds the initramfs, and marks the kernel ready.
+fn finish(dir: &Path, vmlinuz: &Path, modules: Option<(&Path, &str)>, release: &str) -> Result<()> {
+    let tmp = dir.join("vmlinuz.tmp");
+    fs::copy(vmlinuz, &tmp).with_context(|| format!("copying {}", vmlinuz.display()))?;
+    fs::rename(&tmp, dir.join("vmlinuz"))?;
+    let loaded = initramfs::build(modules, &dir.join("initramfs.cpio"))?;
+    fs::write(dir.join("modules.txt"), loaded.join("\n"))?;
+    fs::write(dir.join("ready"), release)?;
+    Ok(())
+}
+
+/// Downloads one package into `debs/<name>.deb` unless a file with the pinned hash is there.
+fn download(
+    spec: &KernelSpec,
+    package: &Package,
+    apt: &Apt,
+    debs: &Path,
+    updated: &mut bool,
+    say: &dyn Fn(&str),
+) -> Result<PathBuf> {
+    let target = debs.join(format!("{}.deb", package.name));
+    if target.exists() {
+        if sha256(&target)? == package.sha256 {
+            return Ok(target);
+        }
+        say(&format!(
+            "{}: cached file has the wrong sha256; fetching it again",
+            package.name
+        ));
+        fs::remove_file(&target)?;
+    }
+    for attempt in 0..2 {
+        let tmp = tempfile::tempdir_in(debs)?;
+        say(&format!("downloading {}={}", package.name, package.version));
+        let mut found = apt.download(&package.name, &package.version, tmp.path())?;
+        if !found && !*updated {
+            say("apt-get update (private lists)");
+            apt.update()?;
+            *updated = true;
+            found = apt.download(&package.name, &package.version, tmp.path())?;
+        }
+        if !found {
+            bail!(
+                "kernel {}: package {}={} is no longer on the mirror (suite {}); run `bpfconf kernels update` to pin the newest",
+                spec.id,
+                package.name,
+                package.version,
+                spec.suite.as_deref().unwrap_or("?")
+            );
+        }
+        let file = fs::read_dir(tmp.path())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .context("apt-get download left no .deb")?;
+        let got = sha256(&file)?;
+        if got == package.sha256 {
+            fs::rename(&file, &target)?;
+            return Ok(target);
+        }
+        say(&format!(
+            "{}: sha256 {got} does not match the pin {}",
+            package.name, package.sha256
+        ));
+        if attempt == 1 {
+            bail!(
+                "kernel {}: {}={} has sha256 {got}, but kernels.toml pins {}; refusing it (if Debian rebuilt it, run `bpfconf kernels update`)",
+                spec.id,
+                package.name,
+                package.version,
+                package.sha256
+            );
+        }
+    }
+    unreachable!("the loop returns or bails")
+}
+
+/// The sha256 of a file, hex.
+pub fn sha256(path: &Path) -> Result<String> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// vmlinuz and the release: `boot/vmlinuz-<release>` (≤ 6.12) or `usr/lib/modules/<release>/vmlinuz` (7.x).
+fn find_kernel(root: &Path) -> Option<(PathBuf, String)> {
+    if let Ok(entries) = fs::read_dir(root.join("boot")) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(release) = name.strip_prefix("vmlinuz-") {
+                return Some((e.path(), release.to_owned()));
+            }
+        }
+    }
+    for modules in [root.join("usr/lib/modules"), root.join("lib/modules")] {
+        for e in fs::read_dir(modules).into_iter().flatten().flatten() {
+            if e.path().join("vmlinuz").exists() {
+                return Some((
+                    e.path().join("vmlinuz"),
+                    e.file_name().to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// A root whose `lib/modules/<release>` holds the modules (depmod -b and modprobe -d want that):
+/// 7.x packages ship them under `usr/lib/modules`.
+fn modules_root(root: &Path) -> Result<PathBuf> {
+    if !root.join("lib/modules").exists() && root.join("usr/lib/modules").exists() {
+        std::os::unix::fs::symlink("usr/lib", root.join("lib"))?;
+    }
+    Ok(root.to_owned())
+}

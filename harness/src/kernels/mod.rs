@@ -1,0 +1,264 @@
+//! The kernel matrix (`kernels/kernels.toml`): which kernels the suite runs on, and the cache where
+//! their fetched packages, vmlinuz and initramfs live (`kernels/cache/`, or `$BPFCONF_CACHE`).
+
+pub mod apt;
+pub mod fetch;
+pub mod initramfs;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// `kernels/kernels.toml`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Matrix {
+    /// One entry per column.
+    pub kernel: Vec<KernelSpec>,
+}
+
+/// How a kernel is obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The running kernel: no VM.
+    Host,
+    /// Pinned Debian packages.
+    Debian,
+    /// A user's own vmlinuz (+ modules directory).
+    Local,
+}
+
+/// One kernel of the matrix.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct KernelSpec {
+    /// Column id (`6.1`); `host` for the running kernel.
+    pub id: String,
+    /// How it is obtained.
+    pub kind: Kind,
+    /// Debian suite to download from (`bookworm`, `trixie-backports`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
+    /// Pinned packages (kind = debian).
+    #[serde(default, rename = "package", skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<Package>,
+    /// kind = local: the kernel image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmlinuz: Option<PathBuf>,
+    /// kind = local: its `lib/modules/<release>` directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules: Option<PathBuf>,
+    /// Cases this kernel cannot run because they hang or crash it: recorded `unsupported` with
+    /// the reason, never run.
+    #[serde(default, rename = "known_bug", skip_serializing_if = "Vec::is_empty")]
+    pub known_bugs: Vec<KnownBug>,
+}
+
+/// A case that a kernel's own bug keeps from running.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct KnownBug {
+    /// Case id (`sk_skb::passes_redirects_and_drops_by_kind`).
+    pub case: String,
+    /// What happens and the evidence.
+    pub reason: String,
+}
+
+/// The known bug that keeps case `id` from running on the running kernel, if any.
+pub fn known_bug(id: &str) -> Option<String> {
+    static MATRIX: std::sync::LazyLock<Option<Matrix>> =
+        std::sync::LazyLock::new(|| Matrix::load().ok());
+    let kernel = &crate::Kernel::current().id;
+    let spec = MATRIX.as_ref()?.kernel.iter().find(|k| &k.id == kernel)?;
+    spec.known_bugs
+        .iter()
+        .find(|b| b.case == id)
+        .map(|b| b.reason.clone())
+}
+
+/// A pinned Debian package.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Package {
+    /// Package name, e.g. `linux-image-6.1.0-50-amd64`.
+    pub name: String,
+    /// Exact version.
+    pub version: String,
+    /// sha256 of the `.deb`.
+    pub sha256: String,
+    /// `kernels update` moves to the newest package whose name matches this regex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<String>,
+}
+
+impl Matrix {
+    /// Reads `kernels/kernels.toml`.
+    pub fn load() -> Result<Self> {
+        let path = toml_path();
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Writes it back (after `kernels update`), keeping the header comment.
+    pub fn save(&self) -> Result<()> {
+        let path = toml_path();
+        let old = fs::read_to_string(&path).unwrap_or_default();
+        let header: String = old
+            .lines()
+            .take_while(|l| l.starts_with('#') || l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let body = toml::to_string_pretty(self).context("serialising kernels.toml")?;
+        fs::write(&path, format!("{header}{body}"))
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The kernels that run in VMs (not the host), in file order.
+    pub fn vm_kernels(&self) -> impl Iterator<Item = &KernelSpec> {
+        self.kernel.iter().filter(|k| k.kind != Kind::Host)
+    }
+
+    /// The kernels named by `ids` (all VM kernels when empty); an unknown id lists the known ones.
+    pub fn select(&self, ids: &[String]) -> Result<Vec<KernelSpec>> {
+        if ids.is_empty() {
+            return Ok(self.vm_kernels().cloned().collect());
+        }
+        ids.iter()
+            .map(|id| match self.kernel.iter().find(|k| &k.id == id) {
+                Some(k) if k.kind == Kind::Host => {
+                    bail!("kernel `host` is the running kernel: run `cargo test` for it")
+                }
+                Some(k) => Ok(k.clone()),
+                None => bail!(
+                    "unknown kernel id `{id}`; kernels/kernels.toml knows: {}",
+                    self.kernel
+                        .iter()
+                        .map(|k| k.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+            .collect()
+    }
+}
+
+/// `kernels/kernels.toml`, or `$BPFCONF_KERNELS` (a matrix of your own).
+pub fn toml_path() -> PathBuf {
+    std::env::var_os("BPFCONF_KERNELS")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("kernels/kernels.toml"))
+}
+
+/// `$BPFCONF_CACHE`, or `kernels/cache` in the workspace.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("BPFCONF_CACHE")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("kernels/cache"))
+}
+
+/// Where one kernel's artefacts live.
+pub fn kernel_dir(id: &str) -> PathBuf {
+    cache_dir().join(id)
+}
+
+/// A kernel ready to boot: its image and the initramfs that loads its modules.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The kernel image.
+    pub vmlinuz: PathBuf,
+    /// The initramfs (cpio).
+    pub initramfs: PathBuf,
+    /// `uname -r` of the kernel.
+    pub release: String,
+}
+
+impl Prepared {
+    /// What `fetch` left in the cache for `id`, if it is complete.
+    pub fn cached(id: &str) -> Option<Self> {
+        let dir = kernel_dir(id);
+        let release = fs::read_to_string(dir.join("ready"))
+            .ok()?
+            .trim()
+            .to_owned();
+        let p = Prepared {
+            vmlinuz: dir.join("vmlinuz"),
+            initramfs: dir.join("initramfs.cpio"),
+            release,
+        };
+        (p.vmlinuz.exists() && p.initramfs.exists()).then_some(p)
+    }
+}
+
+/// Relative path of `path` under the workspace root (for the checked-in vmtest.toml), else as is.
+pub fn relative_to_root(path: &Path) -> PathBuf {
+    path.strip_prefix(crate::workspace_root())
+        .map(Path::to_owned)
+        .unwrap_or_else(|_| path.to_owned())
+}
+
+impl Matrix {
+    /// Moves every Debian pin to the newest package the mirror serves (the `track` regex, else the
+    /// same package name); returns one line per change.
+    pub fn update_pins(&mut self, apt: &apt::Apt) -> Result<Vec<String>> {
+        let mut changes = Vec::new();
+        for kernel in self.kernel.iter_mut().filter(|k| k.kind == Kind::Debian) {
+            for package in &mut kernel.packages {
+                let pattern = package
+                    .track
+                    .clone()
+                    .unwrap_or_else(|| format!("^{}$", regex::escape(&package.name)));
+                let newest = apt.newest(&pattern)?;
+                let Some((name, version, sha256)) = newest.into_iter().next() else {
+                    bail!(
+                        "kernel {}: the mirror has no package matching `{pattern}`",
+                        kernel.id
+                    );
+                };
+                if (&name, &version) != (&package.name, &package.version) {
+                    changes.push(format!(
+                        "{}: {} {} → {name} {version}",
+                        kernel.id, package.name, package.version
+                    ));
+                    (package.name, package.version, package.sha256) = (name, version, sha256);
+                }
+            }
+        }
+        if changes.is_empty() {
+            changes.push("every pin is the newest the mirror serves".into());
+        }
+        Ok(changes)
+    }
+}
+
+/// `bpfconf kernels list`: one line per kernel with its pins and cache state.
+pub fn list(matrix: &Matrix) -> String {
+    let mut out = String::new();
+    for k in &matrix.kernel {
+        let state = match k.kind {
+            Kind::Host => format!("the running kernel ({})", crate::Kernel::current().release),
+            _ => match Prepared::cached(&k.id) {
+                Some(p) => format!("cached: {} ({})", p.release, kernel_dir(&k.id).display()),
+                None => "not fetched".into(),
+            },
+        };
+        out.push_str(&format!(
+            "{:<6} {:<7} {state}\n",
+            k.id,
+            format!("{:?}", k.kind).to_lowercase()
+        ));
+        for p in &k.packages {
+            out.push_str(&format!(
+                "         {} {} sha256:{}…\n",
+                p.name,
+                p.version,
+                &p.sha256[..12.min(p.sha256.len())]
+            ));
+        }
+        if let Some(v) = &k.vmlinuz {
+            out.push_str(&format!("         vmlinuz {}\n", v.display()));
+        }
+    }
+    out
+}
