@@ -29,6 +29,8 @@ pub mod mounts;
 pub mod netns;
 pub mod observe;
 pub mod outcome;
+pub mod packet;
+pub mod pins;
 pub mod privilege;
 pub mod probe;
 pub mod raw_load;
@@ -36,6 +38,7 @@ pub mod record;
 pub mod report;
 pub mod snapshot;
 pub mod trace_pipe;
+pub mod veth;
 pub mod vm;
 
 use std::path::{Path, PathBuf};

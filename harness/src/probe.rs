@@ -86,6 +86,21 @@ pub fn config_builtin(option: &str) -> CaseResult {
     }
 }
 
+/// A kernel config option is `y` or `m`: for features a module may provide (qdiscs, classifiers,
+/// actions). When the config is unreadable the case goes on and the attach tells.
+pub fn config_enabled(option: &str) -> CaseResult {
+    let kernel = Kernel::current();
+    match kernel.config(option) {
+        Some("y" | "m") => Ok(()),
+        _ if !kernel.config_known() => Ok(()),
+        value => Err(CaseError::unsupported(format!(
+            "{option} is {} in the config of kernel {}",
+            value.map_or_else(|| "not set".to_owned(), |v| format!("={v}")),
+            kernel.release
+        ))),
+    }
+}
+
 /// The config option that gates a program type, named in the reason when the config shows it off.
 fn config_hint(ty: ProgramType) -> String {
     let option = match ty {

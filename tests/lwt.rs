@@ -1,0 +1,698 @@
+//! lwt in / out / xmit (`programs/src/bpf/lwt.bpf.c`): light-weight tunnel programs attached to an
+//! IPv4 route with iproute2 (`ip route add 10.10.1.0/24 encap bpf {in|out|xmit} pinned <file> via
+//! … dev …`). The kernel runs such a program only for packets that take that route.
+//!
+//! Topology ([`Line`]): three namespaces in a row, sender `a` (10.9.1.1) — router `r` (10.9.1.2 |
+//! 10.9.2.1, forwarding on) — receiver `b` (10.9.2.2). `b` holds two more addresses on its
+//! loopback: [`ENCAP_DST`] 10.10.1.2, whose /24 gets the route with the program, and [`PLAIN_DST`]
+//! 10.10.2.2, reached through the plain route 10.10.0.0/16 (the control: same hops, no program).
+//! The skeleton loads the programs (their verifier statistics are recorded) and pins the one under
+//! test in a bpffs directory of the case's own; `ip route add … pinned <file>` runs from a thread
+//! inside the namespace (so it sees this process's bpffs mount); the pins go right after, the
+//! route keeps the program, and deleting the namespaces removes routes and programs.
+//!
+//! - `in_drops_one_port`: the `in` program on the router's route (it runs when a received packet
+//!   is routed, before forwarding). UDP to [`DROP_PORT`] at `ENCAP_DST` never arrives, UDP to
+//!   [`PASS_PORT`] at `ENCAP_DST` and to `DROP_PORT` at `PLAIN_DST` all arrive; the program's
+//!   counters say it ran for exactly the datagrams sent to `ENCAP_DST` and dropped the first flow.
+//! - `out_drops_one_port`: the same with the `out` program on the sender's route (it runs when a
+//!   locally generated packet is output on the route); there the drop also reaches the sender:
+//!   each `sendto` of the dropped flow fails with EPERM.
+//! - `xmit_rewrites_payload`: the `xmit` program on the sender's route rewrites the payload prefix
+//!   "ping" of UDP to [`REWRITE_PORT`] into "pong" (fixing the UDP checksum): those datagrams
+//!   arrive as "pong …", the same datagrams sent to `PLAIN_DST` and those to `PASS_PORT` arrive
+//!   unchanged. (The receiver's UDP checksum check proves the fix-up was right.)
+//!
+//! A warm-up datagram on the plain route resolves both hops' neighbours first, so no datagram
+//! waits in an ARP queue, and the programs' counters start at zero.
+//!
+//! `test_run_*` (rstest table): BPF_PROG_TEST_RUN of each program on crafted Ethernet frames (the
+//! kernel strips the Ethernet header, the programs see the IP packet, and the output comes back
+//! behind 14 zeroed bytes): verdicts (`BPF_OK` 0, `BPF_DROP` 2) per packet kind, and for xmit the
+//! rewritten bytes and a still valid UDP checksum.
+
+use std::fs;
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::time::Duration;
+
+use harness::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
+use harness::pins::PinDir;
+use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::{ProgramInput, ProgramMut, ProgramType};
+use programs::lwt::{LwtSkel, LwtSkelBuilder};
+use rstest::rstest;
+
+/// UDP to this port is dropped by the in and out programs.
+const DROP_PORT: u16 = 7201;
+/// UDP to this port passes unchanged (the control port).
+const PASS_PORT: u16 = 7202;
+/// UDP to this port starting with "ping" is rewritten by the xmit program.
+const REWRITE_PORT: u16 = 7203;
+/// Datagrams sent per flow.
+const DATAGRAMS: usize = 3;
+/// `enum bpf_ret_code` (linux/bpf.h).
+const BPF_OK: i32 = 0;
+const BPF_DROP: i32 = 2;
+
+const A_ADDR: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 1);
+const R_A_ADDR: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 2);
+const B_ADDR: Ipv4Addr = Ipv4Addr::new(10, 9, 2, 2);
+/// On b's loopback; its /24 is the route that carries the program.
+const ENCAP_DST: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 2);
+const ENCAP_PREFIX: &str = "10.10.1.0/24";
+/// On b's loopback; reached through the plain route 10.10.0.0/16.
+const PLAIN_DST: Ipv4Addr = Ipv4Addr::new(10, 10, 2, 2);
+
+fn open_and_load<'obj>(
+    case: &mut Case,
+    object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+) -> CaseResult<LwtSkel<'obj>> {
+    // The object holds all three programs: the kernel must know all three types to load it.
+    for ty in [
+        ProgramType::LwtIn,
+        ProgramType::LwtOut,
+        ProgramType::LwtXmit,
+    ] {
+        probe::prog_type(ty)?;
+    }
+    let mut open = LwtSkelBuilder::default().open(object)?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .expect("the object has a .rodata section");
+    rodata.drop_port = DROP_PORT;
+    rodata.rewrite_port = REWRITE_PORT;
+    case.load(open)
+}
+
+/// Sender `a` — router `r` — receiver `b`, two veth pairs (see the module doc).
+struct Line {
+    a: NetNs,
+    r: NetNs,
+    b: NetNs,
+}
+
+impl Line {
+    fn new() -> CaseResult<Self> {
+        let (a, r, b) = (NetNs::new()?, NetNs::new()?, NetNs::new()?);
+        a.ip(&format!(
+            "link add ar0 type veth peer name ra0 netns {}",
+            r.name()
+        ))?;
+        r.ip(&format!(
+            "link add rb0 type veth peer name br0 netns {}",
+            b.name()
+        ))?;
+        a.ip(&format!("addr add {A_ADDR}/24 dev ar0"))?;
+        r.ip(&format!("addr add {R_A_ADDR}/24 dev ra0"))?;
+        r.ip("addr add 10.9.2.1/24 dev rb0")?;
+        b.ip(&format!("addr add {B_ADDR}/24 dev br0"))?;
+        b.ip(&format!("addr add {ENCAP_DST}/32 dev lo"))?;
+        b.ip(&format!("addr add {PLAIN_DST}/32 dev lo"))?;
+        a.ip("link set ar0 up")?;
+        r.ip("link set ra0 up")?;
+        r.ip("link set rb0 up")?;
+        b.ip("link set br0 up")?;
+        a.ip(&format!("route add 10.10.0.0/16 via {R_A_ADDR}"))?;
+        r.ip(&format!("route add 10.10.0.0/16 via {B_ADDR}"))?;
+        {
+            // /proc/sys/net is the calling thread's namespace's.
+            let _inside = r.enter()?;
+            fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+                .or_error("turning on IPv4 forwarding in the router namespace")?;
+        }
+        Ok(Line { a, r, b })
+    }
+}
+
+/// Where a program is attached and what its route case sends and expects.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Hook {
+    In,
+    Out,
+    Xmit,
+}
+
+impl Hook {
+    /// iproute2's name of the hook (`encap bpf <name>`).
+    fn name(self) -> &'static str {
+        match self {
+            Hook::In => "in",
+            Hook::Out => "out",
+            Hook::Xmit => "xmit",
+        }
+    }
+
+    fn prog<'a, 'obj>(self, skel: &'a LwtSkel<'obj>) -> &'a ProgramMut<'obj> {
+        match self {
+            Hook::In => &skel.progs.lwt_in_drop_port,
+            Hook::Out => &skel.progs.lwt_out_drop_port,
+            Hook::Xmit => &skel.progs.lwt_xmit_rewrite,
+        }
+    }
+
+    fn prog_mut<'a, 'obj>(self, skel: &'a mut LwtSkel<'obj>) -> &'a mut ProgramMut<'obj> {
+        match self {
+            Hook::In => &mut skel.progs.lwt_in_drop_port,
+            Hook::Out => &mut skel.progs.lwt_out_drop_port,
+            Hook::Xmit => &mut skel.progs.lwt_xmit_rewrite,
+        }
+    }
+
+    /// The program's (seen, acted on) counters.
+    fn counters(self, skel: &LwtSkel) -> (u64, u64) {
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        match self {
+            Hook::In => (volatile(&bss.in_seen), volatile(&bss.in_dropped)),
+            Hook::Out => (volatile(&bss.out_seen), volatile(&bss.out_dropped)),
+            Hook::Xmit => (volatile(&bss.xmit_seen), volatile(&bss.xmit_rewritten)),
+        }
+    }
+}
+
+/// A flow: [`DATAGRAMS`] datagrams `"ping <label> <i>"` to `dst:port`.
+#[derive(Clone, Copy)]
+struct Flow {
+    label: &'static str,
+    dst: Ipv4Addr,
+    port: u16,
+}
+
+impl Flow {
+    fn payloads(self, word: &str) -> Vec<String> {
+        (0..DATAGRAMS)
+            .map(|i| format!("{word} {} {i}", self.label))
+            .collect()
+    }
+}
+
+/// Attaches `hook`'s program to the route and checks, per port, exactly what arrives in `b`
+/// when the flows are sent from `a`; then checks the program's counters.
+fn route_case(case: &mut Case, hook: Hook) -> CaseResult {
+    let mut object = MaybeUninit::uninit();
+    let mut skel = open_and_load(case, &mut object)?;
+    // Routes with `encap bpf` (CONFIG_LWTUNNEL_BPF, bool).
+    probe::config_builtin("CONFIG_LWTUNNEL_BPF")?;
+    let line = Line::new()?;
+    let (ns, via, dev) = match hook {
+        Hook::In => (&line.r, B_ADDR, "rb0"),
+        Hook::Out | Hook::Xmit => (&line.a, R_A_ADDR, "ar0"),
+    };
+    attach_route(ns, hook, hook.prog_mut(&mut skel), via, dev)?;
+
+    // (flows sent, what each port must receive)
+    let encap = |port| Flow {
+        label: "encap",
+        dst: ENCAP_DST,
+        port,
+    };
+    let plain = |port| Flow {
+        label: "plain",
+        dst: PLAIN_DST,
+        port,
+    };
+    let (flows, expected): (Vec<Flow>, Vec<(u16, Vec<String>)>) = match hook {
+        Hook::In | Hook::Out => (
+            vec![encap(DROP_PORT), encap(PASS_PORT), plain(DROP_PORT)],
+            vec![
+                (DROP_PORT, plain(DROP_PORT).payloads("ping")),
+                (PASS_PORT, encap(PASS_PORT).payloads("ping")),
+            ],
+        ),
+        Hook::Xmit => (
+            vec![encap(REWRITE_PORT), encap(PASS_PORT), plain(REWRITE_PORT)],
+            vec![
+                (REWRITE_PORT, {
+                    let mut v = encap(REWRITE_PORT).payloads("pong");
+                    v.extend(plain(REWRITE_PORT).payloads("ping"));
+                    v
+                }),
+                (PASS_PORT, encap(PASS_PORT).payloads("ping")),
+            ],
+        ),
+    };
+
+    let receivers = {
+        let _inside = line.b.enter()?;
+        expected
+            .iter()
+            .map(|(port, _)| {
+                UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, *port))
+                    .or_error("binding a receiver")
+            })
+            .collect::<CaseResult<Vec<_>>>()?
+    };
+    let sender = {
+        let _inside = line.a.enter()?;
+        UdpSocket::bind(SocketAddrV4::new(A_ADDR, 0)).or_error("binding the sender")?
+    };
+
+    // Warm-up on the plain route: resolves both hops' neighbours; no program runs for it.
+    sender.send_to(b"warm-up", (PLAIN_DST, PASS_PORT))?;
+    let pass_rx = &receivers[expected.iter().position(|(p, _)| *p == PASS_PORT).unwrap()];
+    let warm = receive(pass_rx, Duration::from_secs(5))?;
+    if warm.as_deref() != Some("warm-up") {
+        return Err(CaseError::Error(anyhow::anyhow!(
+            "the warm-up datagram on the plain route did not arrive ({warm:?}): the topology is broken"
+        )));
+    }
+    assert_eq!(
+        hook.counters(&skel),
+        (0, 0),
+        "the {} program ran for the warm-up datagram on the plain route",
+        hook.name()
+    );
+
+    for flow in &flows {
+        // BPF_DROP at `out` reaches the sender: the send fails with EPERM. (At `in`, on the
+        // router, the sender sees nothing; `xmit` drops nothing here.)
+        let refused = hook == Hook::Out && flow.dst == ENCAP_DST && flow.port == DROP_PORT;
+        let mut errors = Vec::new();
+        for payload in flow.payloads("ping") {
+            match sender.send_to(payload.as_bytes(), (flow.dst, flow.port)) {
+                Ok(_) => errors.push(None),
+                Err(e) => errors.push(Some(e.raw_os_error().ok_or(e)?)),
+            }
+        }
+        case.detail(&format!("send_errno_{}_{}", flow.label, flow.port), &errors);
+        let want = if refused { Some(libc::EPERM) } else { None };
+        assert_eq!(
+            errors,
+            vec![want; DATAGRAMS],
+            "errno of each send to {}:{}",
+            flow.dst,
+            flow.port
+        );
+    }
+    for ((port, want), rx) in expected.iter().zip(&receivers) {
+        let mut got = arrived(rx, want.len())?;
+        got.sort();
+        let mut want = want.clone();
+        want.sort();
+        case.detail(&format!("received_port_{port}"), &got);
+        assert_eq!(got, want, "datagrams received on port {port}");
+    }
+
+    let (seen, acted) = hook.counters(&skel);
+    case.detail("program_seen", seen);
+    case.detail("program_acted", acted);
+    // The program ran for the two flows to ENCAP_DST, and for nothing on the plain route.
+    assert_eq!(
+        seen,
+        (2 * DATAGRAMS) as u64,
+        "packets the {} program ran for",
+        hook.name()
+    );
+    assert_eq!(
+        acted,
+        DATAGRAMS as u64,
+        "packets the {} program {}",
+        hook.name(),
+        if hook == Hook::Xmit {
+            "rewrote"
+        } else {
+            "dropped"
+        }
+    );
+    Ok(())
+}
+
+/// Pins `prog` and runs `ip route add ENCAP_PREFIX encap bpf <hook> pinned <pin> via <via> dev
+/// <dev>` from a thread inside `ns`.
+fn attach_route(
+    ns: &NetNs,
+    hook: Hook,
+    prog: &mut ProgramMut,
+    via: Ipv4Addr,
+    dev: &str,
+) -> CaseResult {
+    let _inside = ns.enter()?;
+    let pins = PinDir::new("lwt")?;
+    let pin = pins.join(hook.name());
+    prog.pin(&pin).or_error("pinning the program")?;
+    let pin = pin.to_string_lossy();
+    let via = via.to_string();
+    ip_here(&[
+        "route",
+        "add",
+        ENCAP_PREFIX,
+        "encap",
+        "bpf",
+        hook.name(),
+        "pinned",
+        &pin,
+        "via",
+        &via,
+        "dev",
+        dev,
+    ])
+}
+
+#[test]
+fn in_drops_one_port() {
+    Case::run("lwt::in_drops_one_port", ProgramType::LwtIn, |case| {
+        route_case(case, Hook::In)
+    });
+}
+
+#[test]
+fn out_drops_one_port() {
+    Case::run("lwt::out_drops_one_port", ProgramType::LwtOut, |case| {
+        route_case(case, Hook::Out)
+    });
+}
+
+#[test]
+fn xmit_rewrites_payload() {
+    Case::run("lwt::xmit_rewrites_payload", ProgramType::LwtXmit, |case| {
+        route_case(case, Hook::Xmit)
+    });
+}
+
+/// Runs iproute2's `ip` with `args` in the calling thread's network namespace; its stderr
+/// becomes the error (the attachment, not the harness, failed: `fail`).
+fn ip_here(args: &[&str]) -> CaseResult {
+    let out = duct::cmd("ip", args)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .or_error("running ip (install iproute2: ci/setup)")?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(CaseError::Fail(anyhow::anyhow!(
+        "`ip {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
+}
+
+/// The next datagram on `sock` within `wait`, as text.
+fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<String>> {
+    sock.set_read_timeout(Some(wait))?;
+    let mut buf = [0u8; 256];
+    match sock.recv(&mut buf) {
+        Ok(n) => Ok(Some(String::from_utf8_lossy(&buf[..n]).into_owned())),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What arrives on `sock`: up to `expected` datagrams, waiting up to 2 s for each, then whatever
+/// else comes within 100 ms (strays past the expected count, or datagrams that must not arrive).
+fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<String>> {
+    let mut got = Vec::new();
+    while got.len() < expected {
+        match receive(sock, Duration::from_secs(2))? {
+            Some(d) => got.push(d),
+            None => return Ok(got),
+        }
+    }
+    while let Some(d) = receive(sock, Duration::from_millis(100))? {
+        got.push(d);
+    }
+    Ok(got)
+}
+
+/// A counter the program updates concurrently.
+fn volatile(counter: &u64) -> u64 {
+    // SAFETY: `counter` is a valid, aligned u64 in the mmapped .bss.
+    unsafe { std::ptr::read_volatile(counter) }
+}
+
+/// What a test-run row expects back besides the verdict.
+#[derive(Clone, Debug)]
+enum Expect {
+    /// The packet comes back unchanged.
+    Unchanged,
+    /// The UDP payload comes back starting with these bytes, with a valid UDP checksum.
+    Payload(&'static [u8]),
+}
+
+#[rstest]
+#[case::in_drops_udp_to_drop_port(
+    "in_drops_udp_to_drop_port",
+    Hook::In,
+    udp4(DROP_PORT, b"ping"),
+    BPF_DROP,
+    Expect::Unchanged
+)]
+#[case::in_drops_udp_after_ip_options(
+    "in_drops_udp_after_ip_options",
+    Hook::In,
+    udp4_with_options(DROP_PORT),
+    BPF_DROP,
+    Expect::Unchanged
+)]
+#[case::in_passes_other_udp(
+    "in_passes_other_udp",
+    Hook::In,
+    udp4(PASS_PORT, b"ping"),
+    BPF_OK,
+    Expect::Unchanged
+)]
+#[case::in_passes_tcp_to_drop_port(
+    "in_passes_tcp_to_drop_port",
+    Hook::In,
+    tcp4(DROP_PORT),
+    BPF_OK,
+    Expect::Unchanged
+)]
+#[case::in_passes_ipv6_udp_to_drop_port(
+    "in_passes_ipv6_udp_to_drop_port",
+    Hook::In,
+    udp6(DROP_PORT),
+    BPF_OK,
+    Expect::Unchanged
+)]
+#[case::in_passes_truncated_udp(
+    "in_passes_truncated_udp",
+    Hook::In,
+    truncated_udp4(),
+    BPF_OK,
+    Expect::Unchanged
+)]
+#[case::out_drops_udp_to_drop_port(
+    "out_drops_udp_to_drop_port",
+    Hook::Out,
+    udp4(DROP_PORT, b"ping"),
+    BPF_DROP,
+    Expect::Unchanged
+)]
+#[case::out_passes_other_udp(
+    "out_passes_other_udp",
+    Hook::Out,
+    udp4(PASS_PORT, b"ping"),
+    BPF_OK,
+    Expect::Unchanged
+)]
+#[case::out_passes_ipv6_udp_to_drop_port(
+    "out_passes_ipv6_udp_to_drop_port",
+    Hook::Out,
+    udp6(DROP_PORT),
+    BPF_OK,
+    Expect::Unchanged
+)]
+#[case::xmit_rewrites_ping(
+    "xmit_rewrites_ping",
+    Hook::Xmit,
+    udp4(REWRITE_PORT, b"ping 0"),
+    BPF_OK,
+    Expect::Payload(b"pong 0")
+)]
+#[case::xmit_keeps_zero_checksum(
+    "xmit_keeps_zero_checksum",
+    Hook::Xmit,
+    udp4_no_checksum(REWRITE_PORT, b"ping 0"),
+    BPF_OK,
+    Expect::Payload(b"pong 0")
+)]
+#[case::xmit_leaves_other_payload(
+    "xmit_leaves_other_payload",
+    Hook::Xmit,
+    udp4(REWRITE_PORT, b"pang 0"),
+    BPF_OK,
+    Expect::Unchanged
+)]
+#[case::xmit_leaves_other_port(
+    "xmit_leaves_other_port",
+    Hook::Xmit,
+    udp4(PASS_PORT, b"ping 0"),
+    BPF_OK,
+    Expect::Unchanged
+)]
+fn test_run(
+    #[case] name: &str,
+    #[case] hook: Hook,
+    #[case] frame: Vec<u8>,
+    #[case] verdict: i32,
+    #[case] expect: Expect,
+) {
+    let ty = match hook {
+        Hook::In => ProgramType::LwtIn,
+        Hook::Out => ProgramType::LwtOut,
+        Hook::Xmit => ProgramType::LwtXmit,
+    };
+    Case::run(&format!("lwt::test_run_{name}"), ty, |case| {
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object)?;
+        let mut out = vec![0u8; frame.len() + 64];
+        let output = hook
+            .prog(&skel)
+            .test_run(ProgramInput {
+                data_in: Some(&frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .map_err(test_run_error)?;
+        let retval = output.return_value as i32;
+        let data = output.data.map(|d| d.to_vec()).unwrap_or_default();
+        case.detail("retval", retval);
+        assert_eq!(retval, verdict, "verdict of the {} program", hook.name());
+
+        let (seen, acted) = hook.counters(&skel);
+        case.detail("program_seen", seen);
+        case.detail("program_acted", acted);
+        assert_eq!(seen, 1, "runs counted by the program");
+
+        // The program sees and returns the IP packet; the kernel puts 14 zeroed bytes before it.
+        assert_eq!(data.len(), frame.len(), "length of the output packet");
+        assert_eq!(
+            &data[..ETH_HLEN],
+            &[0u8; ETH_HLEN],
+            "the (zeroed) Ethernet header before the output packet"
+        );
+        match expect {
+            Expect::Unchanged => {
+                assert_eq!(&data[ETH_HLEN..], &frame[ETH_HLEN..], "the output packet");
+                if hook == Hook::Xmit {
+                    assert_eq!(acted, 0, "packets the xmit program rewrote");
+                }
+            }
+            Expect::Payload(want) => {
+                assert_eq!(acted, 1, "packets the xmit program rewrote");
+                let udp = &data[ETH_HLEN + 20..];
+                assert_eq!(&udp[8..8 + want.len()], want, "the output payload");
+                let (in_udp, out_check) = (&frame[ETH_HLEN + 20..], [udp[6], udp[7]]);
+                case.detail(
+                    "udp_checksum_in",
+                    u16::from_be_bytes([in_udp[6], in_udp[7]]),
+                );
+                case.detail("udp_checksum_out", u16::from_be_bytes(out_check));
+                if in_udp[6..8] == [0, 0] {
+                    assert_eq!(out_check, [0, 0], "a zero (absent) UDP checksum stays zero");
+                } else {
+                    assert_eq!(
+                        udp4_checksum(&data[ETH_HLEN..ETH_HLEN + 20], udp),
+                        0,
+                        "the output UDP checksum verifies"
+                    );
+                }
+                // Only those four bytes and the checksum changed.
+                let mut rest_in = frame[ETH_HLEN..].to_vec();
+                let mut rest_out = data[ETH_HLEN..].to_vec();
+                for p in [&mut rest_in, &mut rest_out] {
+                    p[20 + 6..20 + 8].fill(0);
+                    p[20 + 8..20 + 12].fill(0);
+                }
+                assert_eq!(
+                    rest_out, rest_in,
+                    "bytes besides payload prefix and checksum"
+                );
+            }
+        }
+        Ok(())
+    });
+}
+
+/// A test run the kernel cannot do for this type is `unsupported`; anything else is a failure.
+fn test_run_error(e: libbpf_rs::Error) -> CaseError {
+    let text = format!("{e:#}");
+    if text.contains("os error 524") || text.contains("os error 95") {
+        CaseError::unsupported(format!(
+            "BPF_PROG_TEST_RUN is not implemented for lwt programs on this kernel: {text}"
+        ))
+    } else {
+        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
+    }
+}
+
+/// The UDP checksum over the IPv4 pseudo-header of `ip_header` and the datagram `udp` (0 when a
+/// datagram's own checksum verifies).
+fn udp4_checksum(ip_header: &[u8], udp: &[u8]) -> u16 {
+    let mut p = Vec::with_capacity(12 + udp.len());
+    p.extend_from_slice(&ip_header[12..20]); // source, destination
+    p.extend_from_slice(&[0, IPPROTO_UDP]);
+    p.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+    p.extend_from_slice(udp);
+    packet::ipv4_checksum(&p)
+}
+
+/// IPv4 UDP `A_ADDR → ENCAP_DST` to `dport` with `payload` and a valid UDP checksum.
+fn udp4(dport: u16, payload: &[u8]) -> Vec<u8> {
+    let ip = Ipv4::new(A_ADDR.octets(), ENCAP_DST.octets(), IPPROTO_UDP);
+    let mut udp = packet::udp(40000, dport, payload);
+    let header = ip.build(&udp);
+    let sum = udp4_checksum(&header[..20], &udp);
+    udp[6..8].copy_from_slice(&(if sum == 0 { 0xffff } else { sum }).to_be_bytes());
+    packet::ethernet(ETH_P_IP, &ip.build(&udp))
+}
+
+/// [`udp4`] without a UDP checksum (0: none, allowed over IPv4).
+fn udp4_no_checksum(dport: u16, payload: &[u8]) -> Vec<u8> {
+    packet::ethernet(
+        ETH_P_IP,
+        &Ipv4::new(A_ADDR.octets(), ENCAP_DST.octets(), IPPROTO_UDP)
+            .build(&packet::udp(40000, dport, payload)),
+    )
+}
+
+fn udp4_with_options(dport: u16) -> Vec<u8> {
+    let mut ip = Ipv4::new(A_ADDR.octets(), ENCAP_DST.octets(), IPPROTO_UDP);
+    ip.options = vec![1, 1, 1, 0]; // NOP, NOP, NOP, end of options: IHL 6
+    packet::ethernet(ETH_P_IP, &ip.build(&packet::udp(40000, dport, b"ping")))
+}
+
+fn tcp4(dport: u16) -> Vec<u8> {
+    packet::ethernet(
+        ETH_P_IP,
+        &Ipv4::new(A_ADDR.octets(), ENCAP_DST.octets(), IPPROTO_TCP)
+            .build(&packet::tcp_syn(40000, dport)),
+    )
+}
+
+fn udp6(dport: u16) -> Vec<u8> {
+    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+    src[..2].copy_from_slice(&[0xfd, 0]);
+    src[15] = 1;
+    dst[..2].copy_from_slice(&[0xfd, 0]);
+    dst[15] = 2;
+    packet::ethernet(
+        ETH_P_IPV6,
+        &packet::ipv6(
+            src,
+            dst,
+            IPPROTO_UDP,
+            0,
+            &packet::udp(40000, dport, b"ping"),
+        ),
+    )
+}
+
+/// An IPv4 UDP frame to `DROP_PORT` cut inside its UDP header.
+fn truncated_udp4() -> Vec<u8> {
+    let mut f = udp4(DROP_PORT, b"ping");
+    f.truncate(ETH_HLEN + 20 + 3);
+    f
+}

@@ -1,0 +1,729 @@
+//! xdp (`programs/src/bpf/xdp.bpf.c`): per-flow verdicts on the receiving end of a veth pair.
+//! UDP to [`DROP_PORT`] is dropped (`XDP_DROP`), UDP to [`TX_PORT`] is bounced back out of the
+//! interface it came in on (`XDP_TX`) with its Ethernet addresses, IP addresses and UDP ports
+//! swapped, and everything else passes (`XDP_PASS`). A `verdicts` array map counts the IPv4/UDP
+//! packets per verdict.
+//!
+//! `drops_passes_and_bounces_{native,generic}`: two namespaces joined by a veth pair, sender
+//! `10.9.0.1` (namespace a, `veth0`) and receiver `10.9.0.2` (namespace b, `veth1`, where the
+//! program is attached by netlink, once in native (driver) mode and once in generic (skb) mode).
+//! The sender sends [`DATAGRAMS`] datagrams to each of the three ports, from one socket bound to
+//! [`SENDER_PORT`]:
+//! - none arrives on the receiver's socket of the dropped port, and the map counts each;
+//! - all arrive on the receiver's socket of the passed port;
+//! - none arrives on the receiver's socket of the bounced port: each comes back to the sender's
+//!   own socket, from `10.9.0.2:TX_PORT` to `10.9.0.1:SENDER_PORT` (so the IP addresses and ports
+//!   were swapped, and the destination MAC is the sender's: the stack takes no frame for another
+//!   host). An AF_PACKET capture on the sender's veth checks the frames byte for byte: each
+//!   bounced frame is the frame the sender sent with MACs, IPs and ports swapped, nothing else.
+//!
+//! The kernel must report the mode asked for. Native mode needs two things on the sender's side:
+//! - a veth takes XDP_TX frames from its peer only on its NAPI path, which runs while a native
+//!   XDP program is attached to it (newer kernels also run it with GRO on): the test attaches a
+//!   pass-all program (`xdp_pass`) to the sender's veth;
+//! - veth offloads the UDP checksum by default (`CHECKSUM_PARTIAL`: the checksum field holds only
+//!   the pseudo-header sum). Native XDP_TX hands the frame back as an `xdp_frame`, which carries no
+//!   checksum state, so the sender's stack would verify that partial sum and drop the bounced
+//!   datagram as a checksum error (seen on 6.18: the frames arrive, the socket gets nothing).
+//!   The test turns the sender veth's tx checksum offload off (`ethtool -K veth0 tx off`, done
+//!   with the SIOCETHTOOL ioctl), so full checksums go out and the bounce, whose swaps leave every
+//!   checksum valid, is delivered. Generic mode keeps the skb and its checksum state: defaults.
+//!
+//! `test_run_*` (rstest table): BPF_PROG_TEST_RUN on crafted Ethernet frames checks each verdict
+//! (`XDP_DROP` 1, `XDP_PASS` 2, `XDP_TX` 3), the frame handed back (unchanged, or for XDP_TX the
+//! swapped one, its IP header checksum still valid), and the map's count.
+
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use harness::packet::{
+    self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4,
+};
+use harness::veth::VethPair;
+use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType, Xdp, XdpFlags};
+use programs::xdp::{XdpSkel, XdpSkelBuilder};
+use rstest::rstest;
+
+/// UDP to this port is dropped.
+const DROP_PORT: u16 = 7201;
+/// UDP to this port passes (the control flow).
+const PASS_PORT: u16 = 7202;
+/// UDP to this port is bounced back to the sender.
+const TX_PORT: u16 = 7203;
+/// The sender's source port.
+const SENDER_PORT: u16 = 7200;
+const SENDER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+const RECEIVER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
+/// Datagrams sent per flow.
+const DATAGRAMS: u64 = 3;
+/// XDP verdicts (`enum xdp_action`), the indexes of the `verdicts` map.
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+fn open_and_load<'obj>(
+    case: &mut Case,
+    object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+) -> CaseResult<XdpSkel<'obj>> {
+    probe::prog_type(ProgramType::Xdp)?;
+    let mut open = XdpSkelBuilder::default().open(object)?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .expect("the object has a .rodata section");
+    rodata.drop_port = DROP_PORT;
+    rodata.tx_port = TX_PORT;
+    case.load(open)
+}
+
+/// The `verdicts` map: IPv4/UDP packets counted per verdict, `[DROP, PASS, TX]`.
+fn verdicts(skel: &XdpSkel<'_>) -> CaseResult<[u64; 3]> {
+    let mut counts = [0u64; 3];
+    for (slot, verdict) in counts.iter_mut().zip([XDP_DROP, XDP_PASS, XDP_TX]) {
+        let value = skel
+            .maps
+            .verdicts
+            .lookup(&verdict.to_ne_bytes(), MapFlags::ANY)?
+            .ok_or_else(|| CaseError::Fail(anyhow::anyhow!("verdicts[{verdict}] is missing")))?;
+        *slot = u64::from_ne_bytes(value[..8].try_into().expect("8-byte value"));
+    }
+    Ok(counts)
+}
+
+/// How the program is attached to the receiver's veth.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// Driver mode (`XDP_FLAGS_DRV_MODE`): veth runs the program on its own receive path.
+    Native,
+    /// Generic mode (`XDP_FLAGS_SKB_MODE`): the core runs it on the skb, for any device.
+    Generic,
+}
+
+impl Mode {
+    fn flags(self) -> XdpFlags {
+        match self {
+            Mode::Native => XdpFlags::DRV_MODE,
+            Mode::Generic => XdpFlags::SKB_MODE,
+        }
+    }
+
+    /// What the kernel reports for an interface with a program in this mode (`XDP_ATTACHED_*`).
+    fn reported(self) -> u8 {
+        match self {
+            Mode::Native => 1,
+            Mode::Generic => 2,
+        }
+    }
+}
+
+/// An XDP program attached by netlink to an interface of a namespace; detached when dropped.
+struct Attached<'a> {
+    ns: &'a NetNs,
+    xdp: Xdp<'a>,
+    ifindex: i32,
+    /// `XDP_FLAGS_*` bits of the attachment.
+    flags: u32,
+}
+
+impl<'a> Attached<'a> {
+    fn new(
+        ns: &'a NetNs,
+        dev: &str,
+        prog: &'a libbpf_rs::Program<'_>,
+        flags: XdpFlags,
+    ) -> CaseResult<Self> {
+        let ifindex = ns.ifindex(dev)? as i32;
+        let xdp = Xdp::new(prog.as_fd());
+        let bits = flags.bits();
+        let _inside = ns.enter()?;
+        xdp.attach(ifindex, flags | XdpFlags::UPDATE_IF_NOEXIST)
+            .map_err(|e| {
+                CaseError::Fail(anyhow::anyhow!(
+                    "attaching XDP to {dev} (flags {bits:#x}): {e:#}"
+                ))
+            })?;
+        Ok(Attached {
+            ns,
+            xdp,
+            ifindex,
+            flags: bits,
+        })
+    }
+
+    /// The attach mode the kernel reports for the interface (`XDP_ATTACHED_DRV` 1,
+    /// `XDP_ATTACHED_SKB` 2, …).
+    fn reported_mode(&self) -> CaseResult<u8> {
+        let _inside = self.ns.enter()?;
+        let opts = self
+            .xdp
+            .query(self.ifindex, XdpFlags::NONE)
+            .or_error("querying the interface's XDP program")?;
+        Ok(opts.attach_mode)
+    }
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        // Deleting the namespace would detach it too; this frees the program without waiting.
+        if let Ok(_inside) = self.ns.enter() {
+            let _ = self
+                .xdp
+                .detach(self.ifindex, XdpFlags::from_bits_truncate(self.flags));
+        }
+    }
+}
+
+#[rstest]
+#[case::native("native", Mode::Native)]
+#[case::generic("generic", Mode::Generic)]
+fn drops_passes_and_bounces(#[case] name: &str, #[case] mode: Mode) {
+    Case::run(
+        &format!("xdp::drops_passes_and_bounces_{name}"),
+        ProgramType::Xdp,
+        |case| {
+            let mut object = MaybeUninit::uninit();
+            let skel = open_and_load(case, &mut object)?;
+            case.detail("attach_mode", name);
+
+            let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+            let program = Attached::new(
+                &pair.b,
+                VethPair::B_DEV,
+                &skel.progs.xdp_udp_verdicts,
+                mode.flags(),
+            )?;
+            let _peer = match mode {
+                Mode::Native => Some(Attached::new(
+                    &pair.a,
+                    VethPair::A_DEV,
+                    &skel.progs.xdp_pass,
+                    XdpFlags::DRV_MODE,
+                )?),
+                Mode::Generic => None,
+            };
+            let reported = program.reported_mode()?;
+            case.detail("reported_attach_mode", reported);
+            assert_eq!(
+                reported,
+                mode.reported(),
+                "XDP attach mode the kernel reports for {} (1 driver, 2 generic)",
+                VethPair::B_DEV
+            );
+
+            let (dropped_rx, passed_rx, bounced_rx) = {
+                let _inside = pair.b.enter()?;
+                let bind = |port| {
+                    UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+                        .or_error("binding a receiver")
+                };
+                (bind(DROP_PORT)?, bind(PASS_PORT)?, bind(TX_PORT)?)
+            };
+            let veth0 = pair.a.ifindex(VethPair::A_DEV)?;
+            let (sender, capture) = {
+                let _inside = pair.a.enter()?;
+                if let Mode::Native = mode {
+                    set_tx_checksum_offload(VethPair::A_DEV, false)?;
+                }
+                let sender = UdpSocket::bind(SocketAddrV4::new(SENDER, SENDER_PORT))
+                    .or_error("binding the sender")?;
+                (sender, Capture::open(veth0)?)
+            };
+
+            // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
+            sender.send_to(b"warm-up", (RECEIVER, PASS_PORT))?;
+            let warm_up = receive(&passed_rx, Duration::from_secs(5))?;
+            assert_eq!(
+                warm_up.as_ref().map(|d| d.0.as_slice()),
+                Some(&b"warm-up"[..]),
+                "the warm-up datagram to port {PASS_PORT}"
+            );
+
+            for i in 0..DATAGRAMS {
+                for port in [DROP_PORT, PASS_PORT, TX_PORT] {
+                    sender.send_to(format!("{port}:{i}").as_bytes(), (RECEIVER, port))?;
+                }
+            }
+
+            // The flows that must arrive come first: once they are in, the datagrams sent
+            // alongside them to the other ports had their chance too.
+            let expected = DATAGRAMS as usize;
+            let passed = arrived(&passed_rx, expected)?;
+            let bounced = arrived(&sender, expected)?;
+            let dropped = arrived(&dropped_rx, 0)?;
+            let bounced_arrived = arrived(&bounced_rx, 0)?;
+            let frames = capture.frames(Duration::from_secs(2), |frames| {
+                frames
+                    .iter()
+                    .filter(|f| !f.outgoing && f.sport() == TX_PORT)
+                    .count()
+                    >= expected
+            })?;
+
+            let texts = |got: &[(Vec<u8>, SocketAddrV4)]| -> Vec<String> {
+                got.iter()
+                    .map(|d| String::from_utf8_lossy(&d.0).into_owned())
+                    .collect()
+            };
+            let payloads = |port: u16| -> Vec<String> {
+                (0..DATAGRAMS).map(|i| format!("{port}:{i}")).collect()
+            };
+            case.detail(
+                "received",
+                serde_json::json!({
+                    "drop_port": texts(&dropped), "pass_port": texts(&passed),
+                    "tx_port": texts(&bounced_arrived), "sender": texts(&bounced),
+                }),
+            );
+            // Byte for byte: each bounced frame is a sent frame with MACs, IPs and ports swapped.
+            let sent: Vec<&Frame> = frames
+                .iter()
+                .filter(|f| f.outgoing && f.dport() == TX_PORT)
+                .collect();
+            let back: Vec<&Frame> = frames
+                .iter()
+                .filter(|f| !f.outgoing && f.sport() == TX_PORT)
+                .collect();
+            case.detail("captured_sent_to_tx_port", sent.len());
+            case.detail("captured_bounced", back.len());
+            assert_eq!(
+                sent.len(),
+                expected,
+                "frames captured leaving for {TX_PORT}"
+            );
+            assert_eq!(back.len(), expected, "bounced frames captured coming back");
+            if let (Some(out), Some(bounce)) = (sent.first(), back.first()) {
+                case.detail("first_sent_frame", hex(&out.bytes));
+                case.detail("first_bounced_frame", hex(&bounce.bytes));
+            }
+            for (out, bounce) in sent.iter().zip(&back) {
+                assert_eq!(
+                    hex(&bounce.bytes),
+                    hex(&swapped(&out.bytes)),
+                    "a bounced frame against the sent frame with MACs, IPs and ports swapped"
+                );
+            }
+
+            assert_eq!(
+                texts(&dropped),
+                Vec::<String>::new(),
+                "datagrams to the dropped port {DROP_PORT}"
+            );
+            assert_eq!(
+                texts(&passed),
+                payloads(PASS_PORT),
+                "datagrams to the passed port {PASS_PORT}"
+            );
+            assert_eq!(
+                texts(&bounced_arrived),
+                Vec::<String>::new(),
+                "datagrams reaching the receiver's socket of the bounced port {TX_PORT}"
+            );
+            assert_eq!(
+                texts(&bounced),
+                payloads(TX_PORT),
+                "bounced datagrams back on the sender's socket"
+            );
+            for (_, from) in &bounced {
+                assert_eq!(
+                    *from,
+                    SocketAddrV4::new(RECEIVER, TX_PORT),
+                    "source of a bounced datagram"
+                );
+            }
+
+            let counts = verdicts(&skel)?;
+            case.detail("verdicts_drop_pass_tx", counts);
+            assert_eq!(
+                counts,
+                [DATAGRAMS, DATAGRAMS + 1, DATAGRAMS],
+                "IPv4/UDP packets counted per verdict [drop, pass (with the warm-up), tx]"
+            );
+            Ok(())
+        },
+    );
+}
+
+/// `ethtool -K <dev> tx on|off` (the legacy `ETHTOOL_STXCSUM` ioctl; no ethtool binary needed),
+/// read back with `ETHTOOL_GTXCSUM`. The calling thread must be in the device's namespace.
+fn set_tx_checksum_offload(dev: &str, on: bool) -> CaseResult {
+    const ETHTOOL_GTXCSUM: u32 = 0x16;
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        .or_error("opening a socket for SIOCETHTOOL")?;
+    let ethtool = |cmd: u32, data: u32| -> CaseResult<u32> {
+        let mut value = EthtoolValue { cmd, data };
+        // SAFETY: ifreq is plain data.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in ifr.ifr_name.iter_mut().zip(dev.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+        // SAFETY: a valid socket; ifreq points at an ethtool_value that outlives the call.
+        let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .or_error(&format!("SIOCETHTOOL {cmd:#x} on {dev}"));
+        }
+        Ok(value.data)
+    };
+    ethtool(ETHTOOL_STXCSUM, u32::from(on))?;
+    if ethtool(ETHTOOL_GTXCSUM, 0)? != u32::from(on) {
+        return Err(CaseError::Error(anyhow::anyhow!(
+            "tx checksum offload on {dev} did not turn {}",
+            if on { "on" } else { "off" }
+        )));
+    }
+    Ok(())
+}
+
+/// The next datagram on `sock` within `wait`, with its source.
+fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<(Vec<u8>, SocketAddrV4)>> {
+    sock.set_read_timeout(Some(wait))?;
+    let mut buf = [0u8; 2048];
+    match sock.recv_from(&mut buf) {
+        Ok((n, std::net::SocketAddr::V4(from))) => Ok(Some((buf[..n].to_vec(), from))),
+        Ok((_, from)) => Err(CaseError::Fail(anyhow::anyhow!(
+            "a datagram from an IPv6 source {from}"
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What arrives on `sock`: up to `expected` datagrams, waiting up to 2 s for each, then whatever
+/// else comes within 100 ms (strays past the expected count, or datagrams that must not arrive).
+fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<(Vec<u8>, SocketAddrV4)>> {
+    let mut got = Vec::new();
+    while got.len() < expected {
+        match receive(sock, Duration::from_secs(2))? {
+            Some(d) => got.push(d),
+            None => return Ok(got),
+        }
+    }
+    while let Some(d) = receive(sock, Duration::from_millis(100))? {
+        got.push(d);
+    }
+    Ok(got)
+}
+
+/// One frame seen by the capture.
+struct Frame {
+    /// Sent by this host (`PACKET_OUTGOING`), rather than received.
+    outgoing: bool,
+    /// From the Ethernet header on.
+    bytes: Vec<u8>,
+}
+
+impl Frame {
+    fn udp_port(&self, at: usize) -> Option<u16> {
+        if self.bytes.get(12..14)? != ETH_P_IP.to_be_bytes() {
+            return None;
+        }
+        let ip = self.bytes.get(ETH_HLEN..)?;
+        if ip.len() < 20 || ip[9] != IPPROTO_UDP {
+            return None;
+        }
+        let udp = usize::from(ip[0] & 0x0f) * 4;
+        Some(u16::from_be_bytes([
+            *ip.get(udp + at)?,
+            *ip.get(udp + at + 1)?,
+        ]))
+    }
+
+    /// The UDP source port, 0 for other frames.
+    fn sport(&self) -> u16 {
+        self.udp_port(0).unwrap_or(0)
+    }
+
+    /// The UDP destination port, 0 for other frames.
+    fn dport(&self) -> u16 {
+        self.udp_port(2).unwrap_or(0)
+    }
+}
+
+/// An AF_PACKET socket taking every frame of one interface, both directions.
+struct Capture {
+    fd: OwnedFd,
+    ifindex: u32,
+}
+
+impl Capture {
+    /// Opens the capture on `ifindex`; the calling thread must be in the interface's namespace.
+    fn open(ifindex: u32) -> CaseResult<Self> {
+        // ETH_P_ALL: a socket of one protocol sees only received frames, not sent ones.
+        let protocol = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2); the fd is owned right away.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error()).or_error("opening an AF_PACKET socket");
+        }
+        // SAFETY: `raw` is a fresh, valid fd.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain data.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = protocol;
+        addr.sll_ifindex = ifindex as i32;
+        // SAFETY: a valid socket and a sockaddr_ll of the size passed.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).or_error("binding the AF_PACKET socket");
+        }
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 50_000,
+        };
+        // SAFETY: a valid socket and a timeval of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).or_error("setting SO_RCVTIMEO");
+        }
+        Ok(Capture { fd, ifindex })
+    }
+
+    /// The frames captured until `done` says enough came (then 100 ms more) or `wait` passes.
+    fn frames(&self, wait: Duration, done: impl Fn(&[Frame]) -> bool) -> CaseResult<Vec<Frame>> {
+        let mut frames = Vec::new();
+        let mut deadline = Instant::now() + wait;
+        let mut settled = false;
+        while Instant::now() < deadline {
+            let mut buf = [0u8; 2048];
+            // SAFETY: sockaddr_ll is plain data.
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: a valid socket, a buffer and an address of the sizes passed.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    continue;
+                }
+                return Err(e).or_error("reading the AF_PACKET socket");
+            }
+            if from.sll_ifindex as u32 != self.ifindex {
+                continue;
+            }
+            frames.push(Frame {
+                outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
+                bytes: buf[..n as usize].to_vec(),
+            });
+            if !settled && done(&frames) {
+                settled = true;
+                deadline = Instant::now() + Duration::from_millis(100);
+            }
+        }
+        Ok(frames)
+    }
+}
+
+/// `frame` (Ethernet/IPv4/UDP) with Ethernet addresses, IP addresses and UDP ports swapped:
+/// what the program's XDP_TX branch makes of it.
+fn swapped(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    let (dst, src) = f[..12].split_at_mut(6);
+    dst.swap_with_slice(src);
+    let ip = ETH_HLEN;
+    let (saddr, daddr) = f[ip + 12..ip + 20].split_at_mut(4);
+    saddr.swap_with_slice(daddr);
+    let udp = ip + usize::from(frame[ip] & 0x0f) * 4;
+    let (sport, dport) = f[udp..udp + 4].split_at_mut(2);
+    sport.swap_with_slice(dport);
+    f
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn udp4(dport: u16) -> Vec<u8> {
+    packet::ethernet(
+        ETH_P_IP,
+        &Ipv4::new(SENDER.octets(), RECEIVER.octets(), IPPROTO_UDP).build(&packet::udp(
+            SENDER_PORT,
+            dport,
+            b"payload",
+        )),
+    )
+}
+
+fn udp4_with_options(dport: u16) -> Vec<u8> {
+    let mut ip = Ipv4::new(SENDER.octets(), RECEIVER.octets(), IPPROTO_UDP);
+    ip.options = vec![1, 1, 1, 0]; // NOP, NOP, NOP, end of options: IHL 6
+    packet::ethernet(
+        ETH_P_IP,
+        &ip.build(&packet::udp(SENDER_PORT, dport, b"payload")),
+    )
+}
+
+fn tcp4(dport: u16) -> Vec<u8> {
+    packet::ethernet(
+        ETH_P_IP,
+        &Ipv4::new(SENDER.octets(), RECEIVER.octets(), IPPROTO_TCP)
+            .build(&packet::tcp_syn(SENDER_PORT, dport)),
+    )
+}
+
+fn udp6(dport: u16) -> Vec<u8> {
+    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+    src[..2].copy_from_slice(&[0xfd, 0]);
+    src[15] = 1;
+    dst[..2].copy_from_slice(&[0xfd, 0]);
+    dst[15] = 2;
+    packet::ethernet(
+        ETH_P_IPV6,
+        &packet::ipv6(
+            src,
+            dst,
+            IPPROTO_UDP,
+            0,
+            &packet::udp(SENDER_PORT, dport, b"payload"),
+        ),
+    )
+}
+
+/// An ARP request for the receiver's address.
+fn arp() -> Vec<u8> {
+    let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1]; // Ethernet, IPv4, request
+    a.extend_from_slice(&packet::ETH_SRC);
+    a.extend_from_slice(&SENDER.octets());
+    a.extend_from_slice(&[0; 6]);
+    a.extend_from_slice(&RECEIVER.octets());
+    packet::ethernet(ETH_P_ARP, &a)
+}
+
+/// An IPv4 UDP frame to `DROP_PORT` cut inside its UDP header.
+fn cut_udp4() -> Vec<u8> {
+    let mut f = udp4(DROP_PORT);
+    f.truncate(ETH_HLEN + 20 + 3);
+    f
+}
+
+#[rstest]
+#[case::drops_udp_to_drop_port("drops_udp_to_drop_port", udp4(DROP_PORT), XDP_DROP, true)]
+#[case::drops_udp_after_ip_options(
+    "drops_udp_after_ip_options",
+    udp4_with_options(DROP_PORT),
+    XDP_DROP,
+    true
+)]
+#[case::passes_udp_to_other_port("passes_udp_to_other_port", udp4(PASS_PORT), XDP_PASS, true)]
+#[case::bounces_udp_to_tx_port("bounces_udp_to_tx_port", udp4(TX_PORT), XDP_TX, true)]
+#[case::bounces_udp_after_ip_options(
+    "bounces_udp_after_ip_options",
+    udp4_with_options(TX_PORT),
+    XDP_TX,
+    true
+)]
+#[case::passes_tcp_to_drop_port("passes_tcp_to_drop_port", tcp4(DROP_PORT), XDP_PASS, false)]
+#[case::passes_ipv6_udp_to_drop_port(
+    "passes_ipv6_udp_to_drop_port",
+    udp6(DROP_PORT),
+    XDP_PASS,
+    false
+)]
+#[case::passes_arp("passes_arp", arp(), XDP_PASS, false)]
+#[case::passes_cut_udp_header("passes_cut_udp_header", cut_udp4(), XDP_PASS, false)]
+fn test_run(
+    #[case] name: &str,
+    #[case] frame: Vec<u8>,
+    #[case] verdict: u32,
+    #[case] counted: bool,
+) {
+    Case::run(&format!("xdp::test_run_{name}"), ProgramType::Xdp, |case| {
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object)?;
+        let mut data_out = vec![0u8; frame.len() + 256];
+        let input = ProgramInput {
+            data_in: Some(&frame),
+            data_out: Some(&mut data_out),
+            ..Default::default()
+        };
+        let output = skel
+            .progs
+            .xdp_udp_verdicts
+            .test_run(input)
+            .map_err(test_run_error)?;
+        let retval = output.return_value;
+        let out = output.data.as_deref().unwrap_or_default().to_vec();
+        case.detail("retval", retval);
+        assert_eq!(retval, verdict, "verdict");
+
+        let expected = if verdict == XDP_TX {
+            swapped(&frame)
+        } else {
+            frame.clone()
+        };
+        assert_eq!(
+            hex(&out),
+            hex(&expected),
+            "the frame handed back (XDP_TX: MACs, IPs and ports swapped; else unchanged)"
+        );
+        if verdict == XDP_TX {
+            case.detail("frame_out", hex(&out));
+            let header_len = usize::from(out[ETH_HLEN] & 0x0f) * 4;
+            assert_eq!(
+                packet::ipv4_checksum(&out[ETH_HLEN..ETH_HLEN + header_len]),
+                0,
+                "the IP header checksum of the bounced frame still verifies"
+            );
+        }
+
+        let counts = verdicts(&skel)?;
+        case.detail("verdicts_drop_pass_tx", counts);
+        let mut want = [0u64; 3];
+        if counted {
+            want[(verdict - XDP_DROP) as usize] = 1;
+        }
+        assert_eq!(
+            counts, want,
+            "IPv4/UDP packets counted per verdict [drop, pass, tx]"
+        );
+        Ok(())
+    });
+}
+
+/// A test run the kernel cannot do for this type is `unsupported` with its errno; anything else
+/// is a failure.
+fn test_run_error(e: libbpf_rs::Error) -> CaseError {
+    let text = format!("{e:#}");
+    if text.contains("os error 524") || text.contains("os error 95") {
+        CaseError::unsupported(format!(
+            "BPF_PROG_TEST_RUN is not implemented for xdp on this kernel: {text}"
+        ))
+    } else {
+        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
+    }
+}
