@@ -197,6 +197,9 @@ pub fn parse_stats(log: &str) -> Option<VerifierStats> {
 /// The verifier's complaint: the last log line that is not a statistics line, nor one of the
 /// state dumps newer kernels print after it (`cur state:`/`old state:` after an infinite loop).
 pub fn key_line(log: &str) -> Option<String> {
+    // 7.x follows the classic message with a report (`Verification failed: …`, reason, position,
+    // suggestion): the key line is the message before it.
+    let log = log.split("\nVerification failed:").next().unwrap_or(log);
     log.lines()
         .rev()
         .map(str::trim)
@@ -274,5 +277,13 @@ mod tests {
             Some("infinite loop detected at insn 1")
         );
         assert_eq!(parse_stats(log).unwrap().stack_depth.as_deref(), Some("8"));
+
+        let report = "1: (b7) r0 = 1\nlast insn is not an exit or jmp\n\n\
+            Verification failed: Program Structure: Subprogram can fall through\n\nSuggestion:\n  \
+            End each subprogram with an exit.\n\nverification time 349 usec\n";
+        assert_eq!(
+            key_line(report).as_deref(),
+            Some("last insn is not an exit or jmp")
+        );
     }
 }

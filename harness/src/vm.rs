@@ -150,6 +150,26 @@ pub struct VmRun {
     pub panicked: bool,
 }
 
+/// Fails, naming the set-up command, when vmtest or QEMU is missing.
+pub fn check_tools() -> Result<()> {
+    let runs = |tool: &str| {
+        duct::cmd!(tool, "--version")
+            .stdout_null()
+            .stderr_null()
+            .run()
+            .is_ok()
+    };
+    if !runs("vmtest") {
+        bail!(
+            "vmtest is not installed (or not on PATH): run ci/setup (it runs `cargo install vmtest`)"
+        );
+    }
+    if !runs("qemu-system-x86_64") {
+        bail!("qemu-system-x86_64 is not installed: run ci/setup (package qemu-system-x86)");
+    }
+    Ok(())
+}
+
 /// Runs target `id` of `config` under vmtest, writing all output to `log` and calling `on_line` per
 /// line; kills the whole process group (vmtest and QEMU) after `timeout`.
 pub fn run(
@@ -159,22 +179,7 @@ pub fn run(
     log: &Path,
     mut on_line: impl FnMut(&str),
 ) -> Result<VmRun> {
-    if duct::cmd!("vmtest", "--version")
-        .stdout_null()
-        .stderr_null()
-        .run()
-        .is_err()
-    {
-        bail!("vmtest is not installed: run ci/setup (it runs `cargo install vmtest`)");
-    }
-    if duct::cmd!("qemu-system-x86_64", "--version")
-        .stdout_null()
-        .stderr_null()
-        .run()
-        .is_err()
-    {
-        bail!("qemu-system-x86_64 is not installed: run ci/setup (package qemu-system-x86)");
-    }
+    check_tools()?;
     let filter = format!("^{}$", regex::escape(id));
     let vmtest: Vec<String> = vec![
         "vmtest".into(),

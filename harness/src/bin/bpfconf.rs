@@ -151,6 +151,9 @@ fn run(command: Command) -> Result<ExitCode> {
             run_dir,
         } => {
             let selected = Kernels::load()?.select(&kernels)?;
+            if !selected.is_empty() {
+                vm::check_tools()?;
+            }
             eprintln!("building the test binaries");
             let bins = matrix::build_tests()?;
             let jobs =
