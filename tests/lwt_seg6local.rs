@@ -40,6 +40,7 @@ use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use harness::observe::volatile;
 use harness::packet::{self, ETH_P_IPV6, IPPROTO_UDP};
 use harness::pins::PinDir;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
@@ -279,12 +280,6 @@ fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<Received>> {
         payload: String::from_utf8_lossy(&buf[..len]).into_owned(),
         srh,
     }))
-}
-
-/// A counter the program updates concurrently.
-fn volatile<T: Copy>(counter: &T) -> T {
-    // SAFETY: `counter` is a valid, aligned value in the mmapped .bss.
-    unsafe { std::ptr::read_volatile(counter) }
 }
 
 #[test]

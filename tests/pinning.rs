@@ -12,44 +12,17 @@
 use std::fs;
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use harness::observe::poll;
-use harness::{Case, CaseResult, OrError, mounts, probe};
+use harness::pins::PinDir;
+use harness::{Case, CaseResult, OrError, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Program, ProgramType};
 use programs::pinning::{PinningSkel, PinningSkelBuilder};
 
 /// Syscalls the test makes to see them counted.
 const SYSCALLS: u64 = 200;
-
-/// A directory of our own in bpffs, removed with everything pinned in it when dropped.
-struct PinDir(PathBuf);
-
-impl PinDir {
-    fn new(tag: &str) -> CaseResult<Self> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = mounts::bpffs()?.join(format!(
-            "bpfconf-{}-{tag}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir(&dir).or_error("creating a directory in bpffs")?;
-        Ok(PinDir(dir))
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Loads the skeleton counting this thread's syscalls.
 fn load<'obj>(

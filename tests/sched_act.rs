@@ -22,6 +22,7 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
+use harness::observe::volatile;
 use harness::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
 use harness::pins::PinDir;
 use harness::veth::VethPair;
@@ -211,12 +212,6 @@ fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<String>> {
         got.push(d);
     }
     Ok(got)
-}
-
-/// A counter the program updates concurrently.
-fn volatile(counter: &u64) -> u64 {
-    // SAFETY: `counter` is a valid, aligned u64 in the mmapped .bss.
-    unsafe { std::ptr::read_volatile(counter) }
 }
 
 /// Which program a test-run row runs.

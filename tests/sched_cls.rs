@@ -25,6 +25,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
+use harness::observe::volatile;
 use harness::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
 use harness::veth::VethPair;
 use harness::{Case, CaseError, CaseResult, OrError, probe};
@@ -298,12 +299,6 @@ fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<(String, u8)>> {
         got.push(d);
     }
     Ok(got)
-}
-
-/// A counter the program updates concurrently.
-fn volatile(counter: &u64) -> u64 {
-    // SAFETY: `counter` is a valid, aligned u64 in the mmapped .bss.
-    unsafe { std::ptr::read_volatile(counter) }
 }
 
 /// Which classifier a test-run row runs.

@@ -24,6 +24,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
+use harness::observe::volatile;
 use harness::{Case, NetNs, OrError, load::errno_name, probe, snapshot};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
@@ -379,10 +380,4 @@ fn assert_bytes_eq(got: &[u8], expected: &[u8], what: &str) {
         expected.len(),
         first_diff
     );
-}
-
-/// A counter the program updates concurrently.
-fn volatile(counter: &u64) -> u64 {
-    // SAFETY: `counter` is a valid, aligned u64 in the mmapped .bss.
-    unsafe { std::ptr::read_volatile(counter) }
 }

@@ -25,6 +25,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use harness::observe::volatile;
 use harness::{Case, NetNs, OrError, load::errno_name, observe, probe, snapshot};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
@@ -147,7 +148,7 @@ fn udp_placement_by_payload() {
                     "dropped": volatile(&bss.dropped),
                     "unchosen": volatile(&bss.unchosen),
                     "select_errors": volatile(&bss.select_errors),
-                    "last_error": volatile_i64(&bss.last_error),
+                    "last_error": volatile(&bss.last_error),
                 }),
             );
             assert_eq!(
@@ -198,7 +199,7 @@ fn udp_placement_by_payload() {
                 "failed selections of the empty key 3"
             );
             assert_eq!(
-                volatile_i64(&bss.last_error),
+                volatile(&bss.last_error),
                 -ENOENT,
                 "bpf_sk_select_reuseport's error for an empty key"
             );
@@ -417,15 +418,4 @@ fn accept_all(listeners: &[TcpListener], expected: usize) -> io::Result<Vec<Vec<
         p.sort_unstable();
     }
     Ok(placed)
-}
-
-/// A counter the program updates concurrently.
-fn volatile(counter: &u64) -> u64 {
-    // SAFETY: `counter` is a valid, aligned u64 in the mmapped .bss.
-    unsafe { std::ptr::read_volatile(counter) }
-}
-
-fn volatile_i64(value: &i64) -> i64 {
-    // SAFETY: as for `volatile`.
-    unsafe { std::ptr::read_volatile(value) }
 }

@@ -24,6 +24,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
+use harness::observe::volatile;
 use harness::{Case, NetNs, OrError, observe, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
@@ -353,10 +354,4 @@ impl Counts {
             "dropped_frames_bytes": self.dropped,
         })
     }
-}
-
-/// A counter the program updates concurrently.
-fn volatile(counter: &u64) -> u64 {
-    // SAFETY: `counter` is a valid, aligned u64 in the mmapped .bss.
-    unsafe { std::ptr::read_volatile(counter) }
 }

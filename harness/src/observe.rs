@@ -84,3 +84,11 @@ impl Drop for Trigger {
         }
     }
 }
+
+/// Reads a variable of a skeleton's mmapped `.bss`/`.data` that the program updates concurrently
+/// (a plain read may be hoisted or cached by the compiler).
+pub fn volatile<T: Copy>(value: &T) -> T {
+    // SAFETY: `value` is a valid, aligned reference; read_volatile only prevents the compiler from
+    // assuming nobody else writes it.
+    unsafe { std::ptr::read_volatile(value) }
+}
