@@ -25,13 +25,12 @@
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
-use std::time::Duration;
 
 use harness::packet::{
     self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4,
 };
 use harness::veth::VethPair;
-use harness::{Case, CaseError, CaseResult, OrError, features, probe};
+use harness::{Case, CaseError, CaseResult, OrError, features, observe, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
 use programs::flow_dissector::{FlowDissectorSkel, FlowDissectorSkelBuilder};
@@ -530,36 +529,11 @@ fn dport_count(skel: &FlowDissectorSkel<'_>, port: u16) -> CaseResult<u64> {
     Ok(value.map_or(0, |v| u64::from_ne_bytes(v[..8].try_into().unwrap())))
 }
 
-/// The next datagram on `sock` within `wait`, as text.
-fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<String>> {
-    sock.set_read_timeout(Some(wait))?;
-    let mut buf = [0u8; 256];
-    match sock.recv(&mut buf) {
-        Ok(n) => Ok(Some(String::from_utf8_lossy(&buf[..n]).into_owned())),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// What arrives on `sock`: up to `expected` datagrams, waiting up to 2 s for each, then whatever
-/// else comes within 100 ms (strays past the expected count, or datagrams that must not arrive).
+/// What arrives on `sock` ([`observe::datagrams`]), as text.
 fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<String>> {
-    let mut got = Vec::new();
-    while got.len() < expected {
-        match receive(sock, Duration::from_secs(2))? {
-            Some(d) => got.push(d),
-            None => return Ok(got),
-        }
-    }
-    while let Some(d) = receive(sock, Duration::from_millis(100))? {
-        got.push(d);
-    }
-    Ok(got)
+    let got = observe::datagrams(sock, expected)?;
+    Ok(got
+        .iter()
+        .map(|(d, _)| String::from_utf8_lossy(d).into_owned())
+        .collect())
 }

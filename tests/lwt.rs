@@ -36,7 +36,7 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
-use harness::observe::volatile;
+use harness::observe::{self, volatile};
 use harness::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
 use harness::pins::PinDir;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
@@ -394,36 +394,16 @@ fn ip_here(args: &[&str]) -> CaseResult {
 
 /// The next datagram on `sock` within `wait`, as text.
 fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<String>> {
-    sock.set_read_timeout(Some(wait))?;
-    let mut buf = [0u8; 256];
-    match sock.recv(&mut buf) {
-        Ok(n) => Ok(Some(String::from_utf8_lossy(&buf[..n]).into_owned())),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(observe::next_datagram(sock, wait)?.map(|(d, _)| String::from_utf8_lossy(&d).into_owned()))
 }
 
-/// What arrives on `sock`: up to `expected` datagrams, waiting up to 2 s for each, then whatever
-/// else comes within 100 ms (strays past the expected count, or datagrams that must not arrive).
+/// What arrives on `sock` ([`observe::datagrams`]), as text.
 fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<String>> {
-    let mut got = Vec::new();
-    while got.len() < expected {
-        match receive(sock, Duration::from_secs(2))? {
-            Some(d) => got.push(d),
-            None => return Ok(got),
-        }
-    }
-    while let Some(d) = receive(sock, Duration::from_millis(100))? {
-        got.push(d);
-    }
-    Ok(got)
+    let got = observe::datagrams(sock, expected)?;
+    Ok(got
+        .iter()
+        .map(|(d, _)| String::from_utf8_lossy(d).into_owned())
+        .collect())
 }
 
 /// What a test-run row expects back besides the verdict.

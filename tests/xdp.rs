@@ -42,7 +42,7 @@ use harness::packet::{
     self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4,
 };
 use harness::veth::VethPair;
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
+use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType, Xdp, XdpFlags};
 use programs::xdp::{XdpSkel, XdpSkelBuilder};
@@ -386,34 +386,28 @@ fn set_tx_checksum_offload(dev: &str, on: bool) -> CaseResult {
     Ok(())
 }
 
-/// The next datagram on `sock` within `wait`, with its source.
+/// The next datagram on `sock` within `wait`, with its (IPv4) source.
 fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<(Vec<u8>, SocketAddrV4)>> {
-    sock.set_read_timeout(Some(wait))?;
-    let mut buf = [0u8; 2048];
-    match sock.recv_from(&mut buf) {
-        Ok((n, std::net::SocketAddr::V4(from))) => Ok(Some((buf[..n].to_vec(), from))),
-        Ok((_, from)) => Err(CaseError::Fail(anyhow::anyhow!(
-            "a datagram from an IPv6 source {from}"
-        ))),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    observe::next_datagram(sock, wait)?
+        .map(v4_source)
+        .transpose()
 }
 
-/// What arrives on `sock`: up to `expected` datagrams, waiting up to 2 s for each, then whatever
-/// else comes within 100 ms (strays past the expected count, or datagrams that must not arrive).
+/// What arrives on `sock` ([`observe::datagrams`]), with the (IPv4) sources.
 fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<(Vec<u8>, SocketAddrV4)>> {
-    let mut got = Vec::new();
-    while got.len() < expected {
-        match receive(sock, Duration::from_secs(2))? {
-            Some(d) => got.push(d),
-            None => return Ok(got),
-        }
+    observe::datagrams(sock, expected)?
+        .into_iter()
+        .map(v4_source)
+        .collect()
+}
+
+fn v4_source((data, from): observe::Datagram) -> CaseResult<(Vec<u8>, SocketAddrV4)> {
+    match from {
+        std::net::SocketAddr::V4(from) => Ok((data, from)),
+        from => Err(CaseError::Fail(anyhow::anyhow!(
+            "a datagram from an IPv6 source {from}"
+        ))),
     }
-    while let Some(d) = receive(sock, Duration::from_millis(100))? {
-        got.push(d);
-    }
-    Ok(got)
 }
 
 /// One frame seen by the capture.

@@ -92,3 +92,46 @@ pub fn volatile<T: Copy>(value: &T) -> T {
     // assuming nobody else writes it.
     unsafe { std::ptr::read_volatile(value) }
 }
+
+/// One datagram: its bytes and its sender.
+pub type Datagram = (Vec<u8>, std::net::SocketAddr);
+
+/// The next datagram on `sock` within `wait` (`None` when none came).
+pub fn next_datagram(
+    sock: &std::net::UdpSocket,
+    wait: Duration,
+) -> std::io::Result<Option<Datagram>> {
+    sock.set_read_timeout(Some(wait))?;
+    let mut buf = vec![0u8; 65536];
+    match sock.recv_from(&mut buf) {
+        Ok((n, from)) => {
+            buf.truncate(n);
+            Ok(Some((buf, from)))
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What arrives on `sock`: up to `expected` datagrams, waiting up to 2 s for each, then whatever
+/// else comes within 100 ms (strays past the expected count, or datagrams that must not arrive).
+pub fn datagrams(sock: &std::net::UdpSocket, expected: usize) -> std::io::Result<Vec<Datagram>> {
+    let mut got = Vec::new();
+    while got.len() < expected {
+        match next_datagram(sock, Duration::from_secs(2))? {
+            Some(d) => got.push(d),
+            None => return Ok(got),
+        }
+    }
+    while let Some(d) = next_datagram(sock, Duration::from_millis(100))? {
+        got.push(d);
+    }
+    Ok(got)
+}
