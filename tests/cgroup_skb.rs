@@ -20,7 +20,7 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 
-use harness::{Case, CaseError, Cgroup, NetNs, client, probe};
+use harness::{Case, Cgroup, NetNs, client, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramInput, ProgramType};
 use programs::cgroup_skb::{CgroupSkbSkel, CgroupSkbSkelBuilder};
@@ -212,7 +212,9 @@ fn test_run(#[case] name: &str, #[case] hook: Hook, #[case] frame: Vec<u8>, #[ca
                 data_in: Some(&frame),
                 ..Default::default()
             };
-            let output = prog.test_run(input).map_err(test_run_error)?;
+            let output = prog
+                .test_run(input)
+                .map_err(|e| harness::test_run::error("cgroup_skb", e))?;
             case.detail("retval", output.return_value);
             assert_eq!(output.return_value as i32, verdict, "verdict of {hook:?}");
 
@@ -232,18 +234,6 @@ fn test_run(#[case] name: &str, #[case] hook: Hook, #[case] frame: Vec<u8>, #[ca
             Ok(())
         },
     );
-}
-
-/// A test run the kernel cannot do for this type is `unsupported`; anything else is a failure.
-fn test_run_error(e: libbpf_rs::Error) -> CaseError {
-    let text = format!("{e:#}");
-    if text.contains("os error 524") || text.contains("os error 95") {
-        CaseError::unsupported(format!(
-            "BPF_PROG_TEST_RUN is not implemented for cgroup_skb on this kernel: {text}"
-        ))
-    } else {
-        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
-    }
 }
 
 const ETH_SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];

@@ -30,7 +30,7 @@ use harness::packet::{
     self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4,
 };
 use harness::veth::VethPair;
-use harness::{Case, CaseError, CaseResult, OrError, features, observe, probe};
+use harness::{Case, CaseResult, OrError, features, observe, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
 use programs::flow_dissector::{FlowDissectorSkel, FlowDissectorSkelBuilder};
@@ -364,7 +364,11 @@ fn test_run(
                 context_out: Some(&mut ctx_out),
                 ..Default::default()
             };
-            let output = skel.progs.dissect.test_run(input).map_err(test_run_error)?;
+            let output = skel
+                .progs
+                .dissect
+                .test_run(input)
+                .map_err(|e| harness::test_run::error("flow_dissector", e))?;
             let retval = output.return_value as i32;
             let got = FlowKeys::parse(output.data.as_deref().unwrap_or(&[0; FLOW_KEYS_SIZE]));
             case.detail("retval", retval);
@@ -390,18 +394,6 @@ fn reported(verdict: i32) -> i32 {
         verdict
     } else {
         i32::from(verdict == BPF_OK)
-    }
-}
-
-/// A test run the kernel cannot do is `unsupported`; anything else is a failure.
-fn test_run_error(e: libbpf_rs::Error) -> CaseError {
-    let text = format!("{e:#}");
-    if text.contains("os error 524") || text.contains("os error 95") {
-        CaseError::unsupported(format!(
-            "BPF_PROG_TEST_RUN is not implemented for flow_dissector on this kernel: {text}"
-        ))
-    } else {
-        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
     }
 }
 

@@ -37,7 +37,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
 use harness::observe::{self, volatile};
-use harness::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
+use harness::packet::{self, ETH_HLEN};
 use harness::pins::PinDir;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
 use libbpf_rs::skel::SkelBuilder;
@@ -65,6 +65,13 @@ const ENCAP_DST: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 2);
 const ENCAP_PREFIX: &str = "10.10.1.0/24";
 /// On b's loopback; reached through the plain route 10.10.0.0/16.
 const PLAIN_DST: Ipv4Addr = Ipv4Addr::new(10, 10, 2, 2);
+/// The frames of the test-run rows (to the encap route).
+const FLOW: packet::Flow = packet::Flow {
+    src: A_ADDR,
+    dst: ENCAP_DST,
+    sport: 40000,
+    payload: b"ping",
+};
 
 fn open_and_load<'obj>(
     case: &mut Case,
@@ -419,91 +426,91 @@ enum Expect {
 #[case::in_drops_udp_to_drop_port(
     "in_drops_udp_to_drop_port",
     Hook::In,
-    udp4(DROP_PORT, b"ping"),
+    FLOW.udp4_checksummed(DROP_PORT),
     BPF_DROP,
     Expect::Unchanged
 )]
 #[case::in_drops_udp_after_ip_options(
     "in_drops_udp_after_ip_options",
     Hook::In,
-    udp4_with_options(DROP_PORT),
+    FLOW.udp4_with_options(DROP_PORT),
     BPF_DROP,
     Expect::Unchanged
 )]
 #[case::in_passes_other_udp(
     "in_passes_other_udp",
     Hook::In,
-    udp4(PASS_PORT, b"ping"),
+    FLOW.udp4_checksummed(PASS_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
 #[case::in_passes_tcp_to_drop_port(
     "in_passes_tcp_to_drop_port",
     Hook::In,
-    tcp4(DROP_PORT),
+    FLOW.tcp4(DROP_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
 #[case::in_passes_ipv6_udp_to_drop_port(
     "in_passes_ipv6_udp_to_drop_port",
     Hook::In,
-    udp6(DROP_PORT),
+    FLOW.udp6(DROP_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
 #[case::in_passes_truncated_udp(
     "in_passes_truncated_udp",
     Hook::In,
-    truncated_udp4(),
+    FLOW.udp4_cut_in_udp_header(DROP_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
 #[case::out_drops_udp_to_drop_port(
     "out_drops_udp_to_drop_port",
     Hook::Out,
-    udp4(DROP_PORT, b"ping"),
+    FLOW.udp4_checksummed(DROP_PORT),
     BPF_DROP,
     Expect::Unchanged
 )]
 #[case::out_passes_other_udp(
     "out_passes_other_udp",
     Hook::Out,
-    udp4(PASS_PORT, b"ping"),
+    FLOW.udp4_checksummed(PASS_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
 #[case::out_passes_ipv6_udp_to_drop_port(
     "out_passes_ipv6_udp_to_drop_port",
     Hook::Out,
-    udp6(DROP_PORT),
+    FLOW.udp6(DROP_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
 #[case::xmit_rewrites_ping(
     "xmit_rewrites_ping",
     Hook::Xmit,
-    udp4(REWRITE_PORT, b"ping 0"),
+    packet::Flow { payload: b"ping 0", ..FLOW }.udp4_checksummed(REWRITE_PORT),
     BPF_OK,
     Expect::Payload(b"pong 0")
 )]
 #[case::xmit_keeps_zero_checksum(
     "xmit_keeps_zero_checksum",
     Hook::Xmit,
-    udp4_no_checksum(REWRITE_PORT, b"ping 0"),
+    packet::Flow { payload: b"ping 0", ..FLOW }.udp4(REWRITE_PORT),
     BPF_OK,
     Expect::Payload(b"pong 0")
 )]
 #[case::xmit_leaves_other_payload(
     "xmit_leaves_other_payload",
     Hook::Xmit,
-    udp4(REWRITE_PORT, b"pang 0"),
+    packet::Flow { payload: b"pang 0", ..FLOW }.udp4_checksummed(REWRITE_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
 #[case::xmit_leaves_other_port(
     "xmit_leaves_other_port",
     Hook::Xmit,
-    udp4(PASS_PORT, b"ping 0"),
+    packet::Flow { payload: b"ping 0", ..FLOW }.udp4_checksummed(PASS_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
@@ -530,7 +537,7 @@ fn test_run(
                 data_out: Some(&mut out),
                 ..Default::default()
             })
-            .map_err(test_run_error)?;
+            .map_err(|e| harness::test_run::error("lwt programs", e))?;
         let retval = output.return_value as i32;
         let data = output.data.map(|d| d.to_vec()).unwrap_or_default();
         case.detail("retval", retval);
@@ -569,7 +576,7 @@ fn test_run(
                     assert_eq!(out_check, [0, 0], "a zero (absent) UDP checksum stays zero");
                 } else {
                     assert_eq!(
-                        udp4_checksum(&data[ETH_HLEN..ETH_HLEN + 20], udp),
+                        packet::udp4_checksum(&data[ETH_HLEN..ETH_HLEN + 20], udp),
                         0,
                         "the output UDP checksum verifies"
                     );
@@ -589,85 +596,4 @@ fn test_run(
         }
         Ok(())
     });
-}
-
-/// A test run the kernel cannot do for this type is `unsupported`; anything else is a failure.
-fn test_run_error(e: libbpf_rs::Error) -> CaseError {
-    let text = format!("{e:#}");
-    if text.contains("os error 524") || text.contains("os error 95") {
-        CaseError::unsupported(format!(
-            "BPF_PROG_TEST_RUN is not implemented for lwt programs on this kernel: {text}"
-        ))
-    } else {
-        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
-    }
-}
-
-/// The UDP checksum over the IPv4 pseudo-header of `ip_header` and the datagram `udp` (0 when a
-/// datagram's own checksum verifies).
-fn udp4_checksum(ip_header: &[u8], udp: &[u8]) -> u16 {
-    let mut p = Vec::with_capacity(12 + udp.len());
-    p.extend_from_slice(&ip_header[12..20]); // source, destination
-    p.extend_from_slice(&[0, IPPROTO_UDP]);
-    p.extend_from_slice(&(udp.len() as u16).to_be_bytes());
-    p.extend_from_slice(udp);
-    packet::ipv4_checksum(&p)
-}
-
-/// IPv4 UDP `A_ADDR → ENCAP_DST` to `dport` with `payload` and a valid UDP checksum.
-fn udp4(dport: u16, payload: &[u8]) -> Vec<u8> {
-    let ip = Ipv4::new(A_ADDR.octets(), ENCAP_DST.octets(), IPPROTO_UDP);
-    let mut udp = packet::udp(40000, dport, payload);
-    let header = ip.build(&udp);
-    let sum = udp4_checksum(&header[..20], &udp);
-    udp[6..8].copy_from_slice(&(if sum == 0 { 0xffff } else { sum }).to_be_bytes());
-    packet::ethernet(ETH_P_IP, &ip.build(&udp))
-}
-
-/// [`udp4`] without a UDP checksum (0: none, allowed over IPv4).
-fn udp4_no_checksum(dport: u16, payload: &[u8]) -> Vec<u8> {
-    packet::ethernet(
-        ETH_P_IP,
-        &Ipv4::new(A_ADDR.octets(), ENCAP_DST.octets(), IPPROTO_UDP)
-            .build(&packet::udp(40000, dport, payload)),
-    )
-}
-
-fn udp4_with_options(dport: u16) -> Vec<u8> {
-    let mut ip = Ipv4::new(A_ADDR.octets(), ENCAP_DST.octets(), IPPROTO_UDP);
-    ip.options = vec![1, 1, 1, 0]; // NOP, NOP, NOP, end of options: IHL 6
-    packet::ethernet(ETH_P_IP, &ip.build(&packet::udp(40000, dport, b"ping")))
-}
-
-fn tcp4(dport: u16) -> Vec<u8> {
-    packet::ethernet(
-        ETH_P_IP,
-        &Ipv4::new(A_ADDR.octets(), ENCAP_DST.octets(), IPPROTO_TCP)
-            .build(&packet::tcp_syn(40000, dport)),
-    )
-}
-
-fn udp6(dport: u16) -> Vec<u8> {
-    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
-    src[..2].copy_from_slice(&[0xfd, 0]);
-    src[15] = 1;
-    dst[..2].copy_from_slice(&[0xfd, 0]);
-    dst[15] = 2;
-    packet::ethernet(
-        ETH_P_IPV6,
-        &packet::ipv6(
-            src,
-            dst,
-            IPPROTO_UDP,
-            0,
-            &packet::udp(40000, dport, b"ping"),
-        ),
-    )
-}
-
-/// An IPv4 UDP frame to `DROP_PORT` cut inside its UDP header.
-fn truncated_udp4() -> Vec<u8> {
-    let mut f = udp4(DROP_PORT, b"ping");
-    f.truncate(ETH_HLEN + 20 + 3);
-    f
 }

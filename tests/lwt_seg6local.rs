@@ -492,7 +492,7 @@ fn test_run(#[case] name: &str, #[case] frame: Vec<u8>, #[case] counted: Counted
                     data_in: Some(&frame),
                     ..Default::default()
                 })
-                .map_err(test_run_error)?;
+                .map_err(|e| harness::test_run::error("lwt_seg6local (newer kernels removed it: the bpf_lwt_seg6_* helpers may only run inside End.BPF)", e))?;
             let retval = output.return_value as i32;
             case.detail("retval", retval);
             assert_eq!(retval, BPF_DROP, "verdict");
@@ -522,19 +522,6 @@ fn test_run(#[case] name: &str, #[case] frame: Vec<u8>, #[case] counted: Counted
             Ok(())
         },
     );
-}
-
-/// A test run the kernel cannot do for this type is `unsupported`; anything else is a failure.
-fn test_run_error(e: libbpf_rs::Error) -> CaseError {
-    let text = format!("{e:#}");
-    if text.contains("os error 524") || text.contains("os error 95") {
-        CaseError::unsupported(format!(
-            "BPF_PROG_TEST_RUN is not implemented for lwt_seg6local on this kernel (newer kernels \
-             removed it: the bpf_lwt_seg6_* helpers may only run inside End.BPF): {text}"
-        ))
-    } else {
-        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
-    }
 }
 
 /// An Ethernet frame: IPv6 `S_ADDR → SID` with an SRH [fc00::d, SID] (`segments_left`, `tag`)

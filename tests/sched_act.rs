@@ -23,7 +23,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
 use harness::observe::{self, volatile};
-use harness::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
+use harness::packet::Flow;
 use harness::pins::PinDir;
 use harness::veth::VethPair;
 use harness::{Case, CaseError, CaseResult, OrError, probe};
@@ -38,6 +38,13 @@ const DROP_PORT: u16 = 7101;
 const PASS_PORT: u16 = 7102;
 const SENDER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 const RECEIVER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
+/// The frames of the test-run rows.
+const FLOW: Flow = Flow {
+    src: SENDER,
+    dst: RECEIVER,
+    sport: 40000,
+    payload: b"payload",
+};
 /// Datagrams sent per flow.
 const DATAGRAMS: u64 = 3;
 /// `TC_ACT_OK` and `TC_ACT_SHOT` (linux/pkt_cls.h).
@@ -203,91 +210,44 @@ enum Prog {
     Classifier,
 }
 
-fn udp4(dport: u16) -> Vec<u8> {
-    packet::ethernet(
-        ETH_P_IP,
-        &Ipv4::new(SENDER.octets(), RECEIVER.octets(), IPPROTO_UDP)
-            .build(&packet::udp(40000, dport, b"payload")),
-    )
-}
-
-fn udp4_with_options(dport: u16) -> Vec<u8> {
-    let mut ip = Ipv4::new(SENDER.octets(), RECEIVER.octets(), IPPROTO_UDP);
-    ip.options = vec![1, 1, 1, 0]; // NOP, NOP, NOP, end of options: IHL 6
-    packet::ethernet(ETH_P_IP, &ip.build(&packet::udp(40000, dport, b"payload")))
-}
-
-fn tcp4(dport: u16) -> Vec<u8> {
-    packet::ethernet(
-        ETH_P_IP,
-        &Ipv4::new(SENDER.octets(), RECEIVER.octets(), IPPROTO_TCP)
-            .build(&packet::tcp_syn(40000, dport)),
-    )
-}
-
-fn udp6(dport: u16) -> Vec<u8> {
-    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
-    src[..2].copy_from_slice(&[0xfd, 0]);
-    src[15] = 1;
-    dst[..2].copy_from_slice(&[0xfd, 0]);
-    dst[15] = 2;
-    packet::ethernet(
-        ETH_P_IPV6,
-        &packet::ipv6(
-            src,
-            dst,
-            IPPROTO_UDP,
-            0,
-            &packet::udp(40000, dport, b"payload"),
-        ),
-    )
-}
-
-/// An IPv4 UDP frame to `DROP_PORT` cut inside its UDP header.
-fn truncated_udp4() -> Vec<u8> {
-    let mut f = udp4(DROP_PORT);
-    f.truncate(ETH_HLEN + 20 + 3);
-    f
-}
-
 #[rstest]
 #[case::action_drops_udp_to_drop_port(
     "action_drops_udp_to_drop_port",
     Prog::Action,
-    udp4(DROP_PORT),
+    FLOW.udp4(DROP_PORT),
     TC_ACT_SHOT
 )]
 #[case::action_drops_udp_after_ip_options(
     "action_drops_udp_after_ip_options",
     Prog::Action,
-    udp4_with_options(DROP_PORT),
+    FLOW.udp4_with_options(DROP_PORT),
     TC_ACT_SHOT
 )]
 #[case::action_passes_other_udp(
     "action_passes_other_udp",
     Prog::Action,
-    udp4(PASS_PORT),
+    FLOW.udp4(PASS_PORT),
     TC_ACT_OK
 )]
 #[case::action_passes_tcp_to_drop_port(
     "action_passes_tcp_to_drop_port",
     Prog::Action,
-    tcp4(DROP_PORT),
+    FLOW.tcp4(DROP_PORT),
     TC_ACT_OK
 )]
 #[case::action_passes_ipv6_udp_to_drop_port(
     "action_passes_ipv6_udp_to_drop_port",
     Prog::Action,
-    udp6(DROP_PORT),
+    FLOW.udp6(DROP_PORT),
     TC_ACT_OK
 )]
 #[case::action_passes_truncated_udp(
     "action_passes_truncated_udp",
     Prog::Action,
-    truncated_udp4(),
+    FLOW.udp4_cut_in_udp_header(DROP_PORT),
     TC_ACT_OK
 )]
-#[case::classifier_matches_everything("classifier_matches_everything", Prog::Classifier, udp4(DROP_PORT), -1)]
+#[case::classifier_matches_everything("classifier_matches_everything", Prog::Classifier, FLOW.udp4(DROP_PORT), -1)]
 fn test_run(#[case] name: &str, #[case] which: Prog, #[case] frame: Vec<u8>, #[case] verdict: i32) {
     let prog_type = match which {
         Prog::Action => ProgramType::SchedAct,
@@ -306,7 +266,9 @@ fn test_run(#[case] name: &str, #[case] which: Prog, #[case] frame: Vec<u8>, #[c
             data_out: Some(&mut data_out),
             ..Default::default()
         };
-        let output = prog.test_run(input).map_err(test_run_error)?;
+        let output = prog
+            .test_run(input)
+            .map_err(|e| harness::test_run::error("sched_act", e))?;
         let retval = output.return_value as i32;
         case.detail("retval", retval);
         assert_eq!(retval, verdict, "verdict of {which:?}");
@@ -317,16 +279,4 @@ fn test_run(#[case] name: &str, #[case] which: Prog, #[case] frame: Vec<u8>, #[c
         );
         Ok(())
     });
-}
-
-/// A test run the kernel cannot do is `unsupported`; anything else is a failure.
-fn test_run_error(e: libbpf_rs::Error) -> CaseError {
-    let text = format!("{e:#}");
-    if text.contains("os error 524") || text.contains("os error 95") {
-        CaseError::unsupported(format!(
-            "BPF_PROG_TEST_RUN is not implemented for sched_act on this kernel: {text}"
-        ))
-    } else {
-        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
-    }
 }

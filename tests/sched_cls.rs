@@ -26,7 +26,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use harness::observe::volatile;
-use harness::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
+use harness::packet::{self, ETH_HLEN, Flow};
 use harness::veth::VethPair;
 use harness::{Case, CaseError, CaseResult, OrError, probe};
 use libbpf_rs::skel::SkelBuilder;
@@ -54,6 +54,13 @@ const SENDER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 const RECEIVER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
 /// Local to the receiver only through the fwmark table.
 const SERVICE: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+/// The frames of the test-run rows.
+const FLOW: Flow = Flow {
+    src: SENDER,
+    dst: RECEIVER,
+    sport: 40000,
+    payload: b"payload",
+};
 /// Datagrams sent per flow.
 const DATAGRAMS: u64 = 3;
 /// `TC_ACT_OK` and `TC_ACT_SHOT` (linux/pkt_cls.h).
@@ -319,128 +326,81 @@ enum Effect {
     Marked,
 }
 
-fn udp4(dport: u16) -> Vec<u8> {
-    packet::ethernet(
-        ETH_P_IP,
-        &Ipv4::new(SENDER.octets(), RECEIVER.octets(), IPPROTO_UDP)
-            .build(&packet::udp(40000, dport, b"payload")),
-    )
-}
-
-fn udp4_with_options(dport: u16) -> Vec<u8> {
-    let mut ip = Ipv4::new(SENDER.octets(), RECEIVER.octets(), IPPROTO_UDP);
-    ip.options = vec![1, 1, 1, 0]; // NOP, NOP, NOP, end of options: IHL 6
-    packet::ethernet(ETH_P_IP, &ip.build(&packet::udp(40000, dport, b"payload")))
-}
-
-fn tcp4(dport: u16) -> Vec<u8> {
-    packet::ethernet(
-        ETH_P_IP,
-        &Ipv4::new(SENDER.octets(), RECEIVER.octets(), IPPROTO_TCP)
-            .build(&packet::tcp_syn(40000, dport)),
-    )
-}
-
-fn udp6(dport: u16) -> Vec<u8> {
-    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
-    src[..2].copy_from_slice(&[0xfd, 0]);
-    src[15] = 1;
-    dst[..2].copy_from_slice(&[0xfd, 0]);
-    dst[15] = 2;
-    packet::ethernet(
-        ETH_P_IPV6,
-        &packet::ipv6(
-            src,
-            dst,
-            IPPROTO_UDP,
-            0,
-            &packet::udp(40000, dport, b"payload"),
-        ),
-    )
-}
-
-/// An IPv4 UDP frame to `DROP_PORT` cut inside its UDP header.
-fn truncated_udp4() -> Vec<u8> {
-    let mut f = udp4(DROP_PORT);
-    f.truncate(ETH_HLEN + 20 + 3);
-    f
-}
-
 #[rstest]
 #[case::egress_drops_udp_to_drop_port(
     "egress_drops_udp_to_drop_port",
     Hook::Egress,
-    udp4(DROP_PORT),
+    FLOW.udp4(DROP_PORT),
     TC_ACT_SHOT,
     Effect::Unchanged
 )]
 #[case::egress_drops_udp_after_ip_options(
     "egress_drops_udp_after_ip_options",
     Hook::Egress,
-    udp4_with_options(DROP_PORT),
+    FLOW.udp4_with_options(DROP_PORT),
     TC_ACT_SHOT,
     Effect::Unchanged
 )]
 #[case::egress_rewrites_tos_of_dscp_port(
     "egress_rewrites_tos_of_dscp_port",
     Hook::Egress,
-    udp4(DSCP_PORT),
+    FLOW.udp4(DSCP_PORT),
     TC_ACT_OK,
     Effect::TosRewritten
 )]
 #[case::egress_rewrites_tos_after_ip_options(
     "egress_rewrites_tos_after_ip_options",
     Hook::Egress,
-    udp4_with_options(DSCP_PORT),
+    FLOW.udp4_with_options(DSCP_PORT),
     TC_ACT_OK,
     Effect::TosRewritten
 )]
 #[case::egress_passes_other_udp(
     "egress_passes_other_udp",
     Hook::Egress,
-    udp4(PLAIN_PORT),
+    FLOW.udp4(PLAIN_PORT),
     TC_ACT_OK,
     Effect::Unchanged
 )]
 #[case::egress_passes_tcp_to_drop_port(
     "egress_passes_tcp_to_drop_port",
     Hook::Egress,
-    tcp4(DROP_PORT),
+    FLOW.tcp4(DROP_PORT),
     TC_ACT_OK,
     Effect::Unchanged
 )]
 #[case::egress_passes_ipv6_udp_to_drop_port(
     "egress_passes_ipv6_udp_to_drop_port",
     Hook::Egress,
-    udp6(DROP_PORT),
+    FLOW.udp6(DROP_PORT),
     TC_ACT_OK,
     Effect::Unchanged
 )]
 #[case::egress_passes_truncated_udp(
     "egress_passes_truncated_udp",
     Hook::Egress,
-    truncated_udp4(),
+    FLOW.udp4_cut_in_udp_header(DROP_PORT),
     TC_ACT_OK,
     Effect::Unchanged
 )]
 #[case::ingress_marks_udp_to_mark_port(
     "ingress_marks_udp_to_mark_port",
     Hook::Ingress,
-    udp4(MARK_PORT),
+    FLOW.udp4(MARK_PORT),
     TC_ACT_OK,
     Effect::Marked
 )]
 #[case::ingress_leaves_other_udp_unmarked(
     "ingress_leaves_other_udp_unmarked",
     Hook::Ingress,
-    udp4(UNMARKED_PORT),
+    FLOW.udp4(UNMARKED_PORT),
     TC_ACT_OK,
     Effect::Unchanged
 )]
 #[case::ingress_leaves_drop_port_alone(
     "ingress_leaves_drop_port_alone",
     Hook::Ingress,
-    udp4(DROP_PORT),
+    FLOW.udp4(DROP_PORT),
     TC_ACT_OK,
     Effect::Unchanged
 )]
@@ -471,7 +431,9 @@ fn test_run(
                 context_out: Some(&mut ctx_out),
                 ..Default::default()
             };
-            let output = prog.test_run(input).map_err(test_run_error)?;
+            let output = prog
+                .test_run(input)
+                .map_err(|e| harness::test_run::error("sched_cls", e))?;
             let retval = output.return_value as i32;
             let out = output.data.as_deref().unwrap_or_default().to_vec();
             let mark = output
@@ -511,15 +473,3 @@ fn test_run(
 const SK_BUFF_SIZE: usize = 192;
 /// `offsetof(struct __sk_buff, mark)`.
 const SK_BUFF_MARK: usize = 8;
-
-/// A test run the kernel cannot do is `unsupported`; anything else is a failure.
-fn test_run_error(e: libbpf_rs::Error) -> CaseError {
-    let text = format!("{e:#}");
-    if text.contains("os error 524") || text.contains("os error 95") {
-        CaseError::unsupported(format!(
-            "BPF_PROG_TEST_RUN is not implemented for sched_cls on this kernel: {text}"
-        ))
-    } else {
-        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
-    }
-}

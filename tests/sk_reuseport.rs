@@ -26,9 +26,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use harness::observe::volatile;
-use harness::{Case, NetNs, OrError, load::errno_name, observe, probe, snapshot};
+use harness::{Case, NetNs, OrError, load::errno_name, observe, probe, snapshot, test_run};
 use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
+use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt, socket,
     sockopt,
@@ -309,22 +309,7 @@ fn test_run_is_not_implemented() {
             probe::prog_type(ProgramType::SkReuseport)?;
             let mut object = MaybeUninit::uninit();
             let skel = case.load(SkReuseportSkelBuilder::default().open(&mut object)?)?;
-            let data = [0u8; 64];
-            let input = ProgramInput {
-                data_in: Some(&data),
-                ..Default::default()
-            };
-            let answer = match skel.progs.select_by_payload.test_run(input) {
-                Ok(out) => format!("ran, returned {}", out.return_value),
-                Err(e) => format!("{e}"),
-            };
-            case.detail("test_run", &answer);
-            // ENOTSUPP (524): the program type has no test_run operation.
-            assert!(
-                answer.contains("os error 524"),
-                "BPF_PROG_TEST_RUN on sk_reuseport: {answer} (expected ENOTSUPP, 524)"
-            );
-            Ok(())
+            test_run::assert_not_implemented(case, &skel.progs.select_by_payload, &[0; 64])
         },
     );
 }

@@ -18,16 +18,17 @@
 //! No test-run cases: the kernel does not implement BPF_PROG_TEST_RUN for sk_skb
 //! (`test_run_is_not_implemented` records its answer).
 
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::mem::MaybeUninit;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::observe::volatile;
-use harness::{Case, NetNs, OrError, observe, probe};
+use harness::stream::{assert_bytes_eq, read_len, read_stray, tcp_pair};
+use harness::{Case, NetNs, OrError, observe, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
+use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::sk_skb::types::bss as Bss;
 use programs::sk_skb::{SkSkbSkel, SkSkbSkelBuilder};
 
@@ -116,7 +117,7 @@ fn redirects_frames_unchanged() {
                 expected.extend_from_slice(&f);
             }
 
-            let got = read_len(&mut t.s2, expected.len())?;
+            let got = read_len(&mut t.s2, expected.len(), TIMEOUT)?;
             case.detail("frame_sizes", sizes);
             case.detail("redirected_bytes_received", got.len());
             assert_bytes_eq(&got, &expected, "bytes s2 received (redirected R frames)");
@@ -189,8 +190,8 @@ fn passes_redirects_and_drops_by_kind() {
             send_frame(&mut t.c1, bss, &split[2..])?;
             to_s2.extend_from_slice(&split);
 
-            let at_s1 = read_len(&mut t.s1, to_s1.len())?;
-            let at_s2 = read_len(&mut t.s2, to_s2.len())?;
+            let at_s1 = read_len(&mut t.s1, to_s1.len(), TIMEOUT)?;
+            let at_s2 = read_len(&mut t.s2, to_s2.len(), TIMEOUT)?;
             case.detail("frames_written", frames.len() + 1);
             case.detail("bytes_at_s1", at_s1.len());
             case.detail("bytes_at_s2", at_s2.len());
@@ -235,74 +236,8 @@ fn test_run_is_not_implemented() {
             probe::prog_type(ProgramType::SkSkb)?;
             let mut object = MaybeUninit::uninit();
             let skel = case.load(SkSkbSkelBuilder::default().open(&mut object)?)?;
-            let packet = frame(b'P', 10, 0);
-            let input = ProgramInput {
-                data_in: Some(&packet),
-                ..Default::default()
-            };
-            let result = skel.progs.frame_verdict.test_run(input);
-            let answer = match &result {
-                Ok(out) => format!("ran, returned {}", out.return_value),
-                Err(e) => format!("{e}"),
-            };
-            case.detail("test_run", &answer);
-            // ENOTSUPP (524): the program type has no test_run operation.
-            assert!(
-                answer.contains("os error 524"),
-                "BPF_PROG_TEST_RUN on sk_skb: {answer} (expected ENOTSUPP, 524)"
-            );
-            Ok(())
+            test_run::assert_not_implemented(case, &skel.progs.frame_verdict, &frame(b'P', 10, 0))
         },
-    );
-}
-
-/// A connected loopback pair: (the client, the listener's accepted end).
-fn tcp_pair(listener: &TcpListener) -> io::Result<(TcpStream, TcpStream)> {
-    let client = TcpStream::connect(listener.local_addr()?)?;
-    let (server, peer) = listener.accept()?;
-    assert_eq!(peer, client.local_addr()?, "accepted the wrong connection");
-    Ok((client, server))
-}
-
-/// Reads until `len` bytes arrived or [`TIMEOUT`] passed.
-fn read_len(sock: &mut TcpStream, len: usize) -> io::Result<Vec<u8>> {
-    read_for(sock, len, TIMEOUT)
-}
-
-/// What arrives within 300 ms (on a socket that should stay silent).
-fn read_stray(sock: &mut TcpStream) -> io::Result<Vec<u8>> {
-    read_for(sock, usize::MAX, Duration::from_millis(300))
-}
-
-fn read_for(sock: &mut TcpStream, len: usize, timeout: Duration) -> io::Result<Vec<u8>> {
-    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
-    let deadline = Instant::now() + timeout;
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    while got.len() < len && Instant::now() < deadline {
-        match sock.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-/// Equal byte strings, reported by length and first difference (not by dumping 100 KB).
-fn assert_bytes_eq(got: &[u8], expected: &[u8], what: &str) {
-    let first_diff = got.iter().zip(expected).position(|(a, b)| a != b);
-    assert!(
-        got.len() == expected.len() && first_diff.is_none(),
-        "{what}: got {} bytes, expected {}; first difference at {:?}",
-        got.len(),
-        expected.len(),
-        first_diff
     );
 }
 

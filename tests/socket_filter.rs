@@ -313,7 +313,7 @@ fn test_run(#[case] name: &str, #[case] frame: Vec<u8>, #[case] verdict: Verdict
                 .progs
                 .udp_marker_filter
                 .test_run(input)
-                .map_err(test_run_error)?;
+                .map_err(|e| harness::test_run::error("socket_filter", e))?;
             let retval = output.return_value;
             case.detail("retval", retval);
             case.detail("ip_len", ip_len(&frame));
@@ -343,17 +343,4 @@ fn test_run(#[case] name: &str, #[case] frame: Vec<u8>, #[case] verdict: Verdict
             Ok(())
         },
     );
-}
-
-/// A test run the kernel cannot do for this type is `unsupported` with its errno; anything else
-/// is a failure.
-fn test_run_error(e: libbpf_rs::Error) -> CaseError {
-    let text = format!("{e:#}");
-    if text.contains("os error 524") || text.contains("os error 95") {
-        CaseError::unsupported(format!(
-            "BPF_PROG_TEST_RUN is not implemented for socket_filter on this kernel: {text}"
-        ))
-    } else {
-        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
-    }
 }

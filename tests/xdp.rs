@@ -38,9 +38,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use harness::packet::{
-    self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4,
-};
+use harness::packet::{self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, Flow, IPPROTO_UDP};
 use harness::veth::VethPair;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe};
 use libbpf_rs::skel::SkelBuilder;
@@ -58,6 +56,13 @@ const TX_PORT: u16 = 7203;
 const SENDER_PORT: u16 = 7200;
 const SENDER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 const RECEIVER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
+/// The frames of the test-run rows.
+const FLOW: Flow = Flow {
+    src: SENDER,
+    dst: RECEIVER,
+    sport: SENDER_PORT,
+    payload: b"payload",
+};
 /// Datagrams sent per flow.
 const DATAGRAMS: u64 = 3;
 /// XDP verdicts (`enum xdp_action`), the indexes of the `verdicts` map.
@@ -562,52 +567,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn udp4(dport: u16) -> Vec<u8> {
-    packet::ethernet(
-        ETH_P_IP,
-        &Ipv4::new(SENDER.octets(), RECEIVER.octets(), IPPROTO_UDP).build(&packet::udp(
-            SENDER_PORT,
-            dport,
-            b"payload",
-        )),
-    )
-}
-
-fn udp4_with_options(dport: u16) -> Vec<u8> {
-    let mut ip = Ipv4::new(SENDER.octets(), RECEIVER.octets(), IPPROTO_UDP);
-    ip.options = vec![1, 1, 1, 0]; // NOP, NOP, NOP, end of options: IHL 6
-    packet::ethernet(
-        ETH_P_IP,
-        &ip.build(&packet::udp(SENDER_PORT, dport, b"payload")),
-    )
-}
-
-fn tcp4(dport: u16) -> Vec<u8> {
-    packet::ethernet(
-        ETH_P_IP,
-        &Ipv4::new(SENDER.octets(), RECEIVER.octets(), IPPROTO_TCP)
-            .build(&packet::tcp_syn(SENDER_PORT, dport)),
-    )
-}
-
-fn udp6(dport: u16) -> Vec<u8> {
-    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
-    src[..2].copy_from_slice(&[0xfd, 0]);
-    src[15] = 1;
-    dst[..2].copy_from_slice(&[0xfd, 0]);
-    dst[15] = 2;
-    packet::ethernet(
-        ETH_P_IPV6,
-        &packet::ipv6(
-            src,
-            dst,
-            IPPROTO_UDP,
-            0,
-            &packet::udp(SENDER_PORT, dport, b"payload"),
-        ),
-    )
-}
-
 /// An ARP request for the receiver's address.
 fn arp() -> Vec<u8> {
     let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1]; // Ethernet, IPv4, request
@@ -618,38 +577,31 @@ fn arp() -> Vec<u8> {
     packet::ethernet(ETH_P_ARP, &a)
 }
 
-/// An IPv4 UDP frame to `DROP_PORT` cut inside its UDP header.
-fn cut_udp4() -> Vec<u8> {
-    let mut f = udp4(DROP_PORT);
-    f.truncate(ETH_HLEN + 20 + 3);
-    f
-}
-
 #[rstest]
-#[case::drops_udp_to_drop_port("drops_udp_to_drop_port", udp4(DROP_PORT), XDP_DROP, true)]
+#[case::drops_udp_to_drop_port("drops_udp_to_drop_port", FLOW.udp4(DROP_PORT), XDP_DROP, true)]
 #[case::drops_udp_after_ip_options(
     "drops_udp_after_ip_options",
-    udp4_with_options(DROP_PORT),
+    FLOW.udp4_with_options(DROP_PORT),
     XDP_DROP,
     true
 )]
-#[case::passes_udp_to_other_port("passes_udp_to_other_port", udp4(PASS_PORT), XDP_PASS, true)]
-#[case::bounces_udp_to_tx_port("bounces_udp_to_tx_port", udp4(TX_PORT), XDP_TX, true)]
+#[case::passes_udp_to_other_port("passes_udp_to_other_port", FLOW.udp4(PASS_PORT), XDP_PASS, true)]
+#[case::bounces_udp_to_tx_port("bounces_udp_to_tx_port", FLOW.udp4(TX_PORT), XDP_TX, true)]
 #[case::bounces_udp_after_ip_options(
     "bounces_udp_after_ip_options",
-    udp4_with_options(TX_PORT),
+    FLOW.udp4_with_options(TX_PORT),
     XDP_TX,
     true
 )]
-#[case::passes_tcp_to_drop_port("passes_tcp_to_drop_port", tcp4(DROP_PORT), XDP_PASS, false)]
+#[case::passes_tcp_to_drop_port("passes_tcp_to_drop_port", FLOW.tcp4(DROP_PORT), XDP_PASS, false)]
 #[case::passes_ipv6_udp_to_drop_port(
     "passes_ipv6_udp_to_drop_port",
-    udp6(DROP_PORT),
+    FLOW.udp6(DROP_PORT),
     XDP_PASS,
     false
 )]
 #[case::passes_arp("passes_arp", arp(), XDP_PASS, false)]
-#[case::passes_cut_udp_header("passes_cut_udp_header", cut_udp4(), XDP_PASS, false)]
+#[case::passes_cut_udp_header("passes_cut_udp_header", FLOW.udp4_cut_in_udp_header(DROP_PORT), XDP_PASS, false)]
 fn test_run(
     #[case] name: &str,
     #[case] frame: Vec<u8>,
@@ -669,7 +621,7 @@ fn test_run(
             .progs
             .xdp_udp_verdicts
             .test_run(input)
-            .map_err(test_run_error)?;
+            .map_err(|e| harness::test_run::error("xdp", e))?;
         let retval = output.return_value;
         let out = output.data.as_deref().unwrap_or_default().to_vec();
         case.detail("retval", retval);
@@ -707,17 +659,4 @@ fn test_run(
         );
         Ok(())
     });
-}
-
-/// A test run the kernel cannot do for this type is `unsupported` with its errno; anything else
-/// is a failure.
-fn test_run_error(e: libbpf_rs::Error) -> CaseError {
-    let text = format!("{e:#}");
-    if text.contains("os error 524") || text.contains("os error 95") {
-        CaseError::unsupported(format!(
-            "BPF_PROG_TEST_RUN is not implemented for xdp on this kernel: {text}"
-        ))
-    } else {
-        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
-    }
 }

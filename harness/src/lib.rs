@@ -37,6 +37,8 @@ pub mod raw_load;
 pub mod record;
 pub mod report;
 pub mod snapshot;
+pub mod stream;
+pub mod test_run;
 pub mod trace_pipe;
 pub mod veth;
 pub mod vm;

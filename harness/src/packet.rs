@@ -7,6 +7,8 @@
 //! assert_eq!(frame.len(), 14 + 20 + 8 + 1);
 //! ```
 
+use std::net::Ipv4Addr;
+
 /// EtherType of IPv4.
 pub const ETH_P_IP: u16 = 0x0800;
 /// EtherType of IPv6.
@@ -141,6 +143,90 @@ pub fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
     s
 }
 
+/// The UDP checksum over the IPv4 pseudo-header of `ip_header` and the datagram `udp` (0 when the
+/// datagram's own checksum verifies).
+pub fn udp4_checksum(ip_header: &[u8], udp: &[u8]) -> u16 {
+    let mut p = Vec::with_capacity(12 + udp.len());
+    p.extend_from_slice(&ip_header[12..20]); // source, destination
+    p.extend_from_slice(&[0, IPPROTO_UDP]);
+    p.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+    p.extend_from_slice(udp);
+    ipv4_checksum(&p)
+}
+
+/// IPv6 source of [`Flow`] frames, fd00::1.
+pub const SRC6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+/// IPv6 destination of [`Flow`] frames, fd00::2.
+pub const DST6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+/// The frames of a test-run table: Ethernet frames of one flow, IPv4 `src → dst` (IPv6
+/// [`SRC6`] → [`DST6`]) from port `sport`, carrying `payload`, to the port each row names.
+#[derive(Clone, Copy, Debug)]
+pub struct Flow {
+    /// IPv4 source.
+    pub src: Ipv4Addr,
+    /// IPv4 destination.
+    pub dst: Ipv4Addr,
+    /// Source port.
+    pub sport: u16,
+    /// UDP payload.
+    pub payload: &'static [u8],
+}
+
+impl Flow {
+    fn ipv4(&self, protocol: u8) -> Ipv4 {
+        Ipv4::new(self.src.octets(), self.dst.octets(), protocol)
+    }
+
+    /// IPv4 UDP to `dport` (UDP checksum 0: none).
+    pub fn udp4(&self, dport: u16) -> Vec<u8> {
+        ethernet(ETH_P_IP, &self.ipv4(IPPROTO_UDP).build(&self.udp(dport)))
+    }
+
+    /// [`Flow::udp4`] with a valid UDP checksum.
+    pub fn udp4_checksummed(&self, dport: u16) -> Vec<u8> {
+        let ip = self.ipv4(IPPROTO_UDP);
+        let mut udp = self.udp(dport);
+        let sum = udp4_checksum(&ip.build(&udp)[..20], &udp);
+        udp[6..8].copy_from_slice(&(if sum == 0 { 0xffff } else { sum }).to_be_bytes());
+        ethernet(ETH_P_IP, &ip.build(&udp))
+    }
+
+    /// [`Flow::udp4`] with 4 bytes of IP options (NOP, NOP, NOP, end of options: IHL 6).
+    pub fn udp4_with_options(&self, dport: u16) -> Vec<u8> {
+        let mut ip = self.ipv4(IPPROTO_UDP);
+        ip.options = vec![1, 1, 1, 0];
+        ethernet(ETH_P_IP, &ip.build(&self.udp(dport)))
+    }
+
+    /// [`Flow::udp4`] cut inside its UDP header (3 of its 8 bytes).
+    pub fn udp4_cut_in_udp_header(&self, dport: u16) -> Vec<u8> {
+        let mut f = self.udp4(dport);
+        f.truncate(ETH_HLEN + 20 + 3);
+        f
+    }
+
+    /// IPv4 TCP SYN to `dport`.
+    pub fn tcp4(&self, dport: u16) -> Vec<u8> {
+        ethernet(
+            ETH_P_IP,
+            &self.ipv4(IPPROTO_TCP).build(&tcp_syn(self.sport, dport)),
+        )
+    }
+
+    /// IPv6 UDP to `dport`, flow label 0.
+    pub fn udp6(&self, dport: u16) -> Vec<u8> {
+        ethernet(
+            ETH_P_IPV6,
+            &ipv6(SRC6, DST6, IPPROTO_UDP, 0, &self.udp(dport)),
+        )
+    }
+
+    fn udp(&self, dport: u16) -> Vec<u8> {
+        udp(self.sport, dport, self.payload)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +241,21 @@ mod tests {
         let p = with_options.build(&[]);
         assert_eq!(p[0], 0x46);
         assert_eq!(ipv4_checksum(&p[..24]), 0);
+    }
+
+    #[test]
+    fn udp4_checksum_verifies() {
+        let flow = Flow {
+            src: Ipv4Addr::new(10, 0, 0, 1),
+            dst: Ipv4Addr::new(10, 0, 0, 2),
+            sport: 40000,
+            payload: b"ping",
+        };
+        let f = flow.udp4_checksummed(53);
+        assert_ne!(&f[ETH_HLEN + 26..ETH_HLEN + 28], &[0, 0]);
+        assert_eq!(
+            udp4_checksum(&f[ETH_HLEN..ETH_HLEN + 20], &f[ETH_HLEN + 20..]),
+            0
+        );
     }
 }
