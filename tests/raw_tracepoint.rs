@@ -1,16 +1,60 @@
 //! A raw tracepoint (`programs/src/bpf/raw_tracepoint.bpf.c`) on `sys_enter` counting syscalls by id
 //! for one thread, chosen through `.rodata` before load. The test thread makes N getpid() and M
-//! getppid() calls; the map must hold exactly N and M under their syscall ids.
+//! getppid() calls; the map must hold exactly N and M under their syscall ids, less at most the
+//! runs the kernel reports skipped (`recursion_misses`: 7.3 skips some when another task was
+//! preempted inside the program on the same CPU; earlier kernels skip none here).
+//!
+//! A second case attaches and detaches the same program [`CYCLES`] times while another thread
+//! makes syscalls without pause: each attach must see that thread's syscalls and each detach stop
+//! them. Every attach and detach rewrites the tracepoint's call site in the kernel text on one CPU
+//! while another CPU runs through it. Under QEMU's TCG emulation that crashes the guest (an int3
+//! oops on 6.12 and 7.3, a soft lockup on 5.10, within 1 to 10 runs), so there the case is
+//! `unsupported`: it needs KVM or real hardware.
 
 use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use harness::Case;
+use harness::observe::poll;
+use harness::{Case, CaseError, CaseResult, OrError, probe, raw_load};
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
-use programs::raw_tracepoint::RawTracepointSkelBuilder;
+use programs::raw_tracepoint::{RawTracepointSkel, RawTracepointSkelBuilder};
 
 const GETPIDS: u64 = 1000;
 const GETPPIDS: u64 = 300;
+/// Attach/detach cycles of the second case.
+const CYCLES: usize = 200;
+
+/// Loads the program counting the syscalls of thread `tid`.
+fn load<'obj>(
+    case: &mut Case,
+    object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+    tid: u32,
+) -> CaseResult<RawTracepointSkel<'obj>> {
+    let mut open = RawTracepointSkelBuilder::default().open(object)?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .expect(".rodata is mmapped before load");
+    rodata.target_tid = tid;
+    case.load(open)
+}
+
+/// How many syscalls `id` the program counted.
+fn count(skel: &RawTracepointSkel<'_>, id: i64) -> libbpf_rs::Result<u64> {
+    let value = skel
+        .maps
+        .counts
+        .lookup(&(id as u64).to_ne_bytes(), MapFlags::ANY)?;
+    Ok(value.map_or(0, |v| {
+        u64::from_ne_bytes(v[..8].try_into().expect("8 bytes"))
+    }))
+}
 
 #[test]
 fn counts_syscalls_by_id() {
@@ -19,14 +63,8 @@ fn counts_syscalls_by_id() {
         ProgramType::RawTracepoint,
         |case| {
             let mut object = MaybeUninit::uninit();
-            let mut open = RawTracepointSkelBuilder::default().open(&mut object)?;
-            let rodata = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect(".rodata is mmapped before load");
-            rodata.target_tid = nix::unistd::gettid().as_raw() as u32;
-            let mut skel = case.load(open)?;
+            let tid = nix::unistd::gettid().as_raw() as u32;
+            let mut skel = load(case, &mut object, tid)?;
             skel.attach()?;
 
             for _ in 0..GETPIDS {
@@ -38,21 +76,106 @@ fn counts_syscalls_by_id() {
                 unsafe { libc::syscall(libc::SYS_getppid) };
             }
 
-            let count = |id: i64| -> libbpf_rs::Result<u64> {
-                let value = skel
-                    .maps
-                    .counts
-                    .lookup(&(id as u64).to_ne_bytes(), MapFlags::ANY)?;
-                Ok(value.map_or(0, |v| {
-                    u64::from_ne_bytes(v[..8].try_into().expect("8 bytes"))
-                }))
-            };
-            let (getpids, getppids) = (count(libc::SYS_getpid)?, count(libc::SYS_getppid)?);
+            let getpids = count(&skel, libc::SYS_getpid)?;
+            let getppids = count(&skel, libc::SYS_getppid)?;
+            // Runs the kernel skipped because the program was already running on that CPU.
+            let misses = raw_load::prog_info(skel.progs.count_syscalls.as_fd())
+                .or_error("reading the program's info")?
+                .recursion_misses;
             case.detail("getpid", getpids);
             case.detail("getppid", getppids);
-            assert_eq!(getpids, GETPIDS, "getpid calls counted");
-            assert_eq!(getppids, GETPPIDS, "getppid calls counted");
+            case.detail("recursion_misses", misses);
+            // Exact, unless the kernel says it skipped runs: a kernel that runs syscall tracepoints
+            // preemptibly (7.x) skips the program for a task while another task it preempted is
+            // inside it on the same CPU, and counts that in recursion_misses.
+            assert!(
+                getpids <= GETPIDS && getppids <= GETPPIDS,
+                "more calls counted than made: getpid {getpids}/{GETPIDS}, getppid {getppids}/{GETPPIDS}"
+            );
+            let missing = (GETPIDS - getpids) + (GETPPIDS - getppids);
+            assert!(
+                missing <= misses,
+                "{missing} calls not counted (getpid {getpids}/{GETPIDS}, getppid \
+                 {getppids}/{GETPPIDS}) but only {misses} runs skipped as recursion"
+            );
             Ok(())
         },
     );
+}
+
+#[test]
+fn attach_detach_while_syscalls_run() {
+    Case::run(
+        "raw_tracepoint::attach_detach_while_syscalls_run",
+        ProgramType::RawTracepoint,
+        |case| {
+            probe::cpu_not_emulated()?;
+            let spinner = Spinner::start()?;
+            let mut object = MaybeUninit::uninit();
+            let skel = load(case, &mut object, spinner.tid)?;
+            let mut seen = 0;
+            for cycle in 0..CYCLES {
+                let link = skel.progs.count_syscalls.attach()?;
+                let grew = poll(Duration::from_secs(5), || {
+                    let now = count(&skel, libc::SYS_getpid).ok()?;
+                    (now > seen).then_some(now)
+                });
+                drop(link);
+                seen = grew.ok_or_else(|| {
+                    CaseError::Fail(anyhow::anyhow!(
+                        "attach {cycle}: no syscall of the thread counted within 5 s"
+                    ))
+                })?;
+            }
+            // Detached: the count must stand still while the thread goes on.
+            let detached = count(&skel, libc::SYS_getpid)?;
+            std::thread::sleep(Duration::from_millis(200));
+            let later = count(&skel, libc::SYS_getpid)?;
+            case.detail("cycles", CYCLES);
+            case.detail("getpid_counted", later);
+            assert_eq!(later, detached, "syscalls counted after the last detach");
+            Ok(())
+        },
+    );
+}
+
+/// A thread making getpid() calls without pause until dropped (also when the case panics).
+struct Spinner {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// The thread's id.
+    tid: u32,
+}
+
+impl Spinner {
+    fn start() -> CaseResult<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let thread = std::thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                let _ = tid_tx.send(nix::unistd::gettid().as_raw() as u32);
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: getpid takes no arguments and cannot fail.
+                    unsafe { libc::syscall(libc::SYS_getpid) };
+                }
+            }
+        });
+        let mut spinner = Spinner {
+            stop,
+            thread: Some(thread),
+            tid: 0,
+        };
+        spinner.tid = tid_rx.recv().or_error("the syscall thread's id")?;
+        Ok(spinner)
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }

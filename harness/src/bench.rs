@@ -42,7 +42,7 @@ pub fn boot_times(kernels: &[KernelSpec]) -> Result<Vec<BootTimes>> {
             "-accel",
             accel,
             "-smp",
-            "2",
+            vm::cpus().to_string(),
             "-m",
             "2G",
             "-no-reboot",
@@ -69,7 +69,12 @@ pub fn boot_times(kernels: &[KernelSpec]) -> Result<Vec<BootTimes>> {
         let config = dir.path().join(format!("{}.toml", k.id));
         fs::write(
             &config,
-            vm::vmtest_toml(std::slice::from_ref(k), |_| "true".into(), false),
+            vm::vmtest_toml(
+                std::slice::from_ref(k),
+                |_| "true".into(),
+                false,
+                vm::cpus(),
+            ),
         )?;
         let run = vm::run(
             &config,

@@ -150,6 +150,7 @@ pub fn run(opts: &Options, bins: &[PathBuf]) -> Result<Vec<Timing>> {
             &ready,
             |id| vm::suite_command(id, Some(&opts.run_dir)),
             false,
+            vm::cpus(),
         ),
     )?;
     let queue = Mutex::new(ready.into_iter().collect::<VecDeque<_>>());

@@ -132,3 +132,40 @@ pub fn path_exists(path: &Path, what: &str) -> CaseResult {
         )))
     }
 }
+
+/// The CPU is not emulated by QEMU's TCG (the hypervisor signature of CPUID leaf 0x40000000 is not
+/// `TCGTCGTCGTCG`). TCG does not make kernel-text patching safe across vCPUs: a tracepoint
+/// attached or detached while another vCPU runs through its call site can crash the guest (int3
+/// oops, soft lockup), which real CPUs and KVM guests do not.
+pub fn cpu_not_emulated() -> CaseResult {
+    match hypervisor_signature() {
+        Some(sig) if sig == *b"TCGTCGTCGTCG" => Err(CaseError::unsupported(
+            "the CPU is emulated by QEMU TCG (CPUID hypervisor signature TCGTCGTCGTCG), which does \
+             not make live kernel-text patching safe across vCPUs; needs KVM or real hardware",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The 12-byte hypervisor signature of CPUID leaf 0x40000000, when the CPU reports a hypervisor.
+#[cfg(target_arch = "x86_64")]
+fn hypervisor_signature() -> Option<[u8; 12]> {
+    use std::arch::x86_64::__cpuid;
+    // Leaf 1 ECX bit 31 says whether the hypervisor leaves exist.
+    let hypervisor_present = __cpuid(1).ecx & (1 << 31) != 0;
+    if !hypervisor_present {
+        return None;
+    }
+    let leaf = __cpuid(0x4000_0000);
+    let mut sig = [0u8; 12];
+    for (chunk, reg) in sig.chunks_mut(4).zip([leaf.ebx, leaf.ecx, leaf.edx]) {
+        chunk.copy_from_slice(&reg.to_le_bytes());
+    }
+    Some(sig)
+}
+
+/// Other architectures: no signature read (QEMU's TCG signature is an x86 CPUID leaf).
+#[cfg(not(target_arch = "x86_64"))]
+fn hypervisor_signature() -> Option<[u8; 12]> {
+    None
+}
