@@ -218,7 +218,7 @@ fn run_kernel(
         Ok(run) => {
             let boot = run.boot.map(|d| d.as_secs_f64());
             let total = run.total.as_secs_f64();
-            let tail = |what: &str| Some(format!("{what}; console tail:\n{}", run.tail));
+            let tail = |what: &str| Some(run.describe(what));
             match run.end {
                 VmEnd::TimedOut => (
                     Outcome::Error,

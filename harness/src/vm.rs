@@ -160,6 +160,47 @@ pub struct VmRun {
     pub tail: String,
     /// The output mentions a kernel panic.
     pub panicked: bool,
+    /// The first line of a kernel crash report (oops, BUG, panic) with its timestamp cut.
+    pub crash: Option<String>,
+    /// The test binary that was running last (its name without cargo's hash).
+    pub running: Option<String>,
+}
+
+impl VmRun {
+    /// `what` went wrong, with the running binary, the crash line and the console tail.
+    pub fn describe(&self, what: &str) -> String {
+        let mut text = what.to_owned();
+        if let Some(bin) = &self.running {
+            let _ = write!(text, " while running {bin}");
+        }
+        if let Some(crash) = &self.crash {
+            let _ = write!(text, " ({crash})");
+        }
+        format!("{text}; console tail:\n{}", self.tail)
+    }
+}
+
+/// The text of a console line that starts a kernel crash report, without its timestamp.
+fn crash_line(line: &str) -> Option<&str> {
+    const MARKERS: [&str; 5] = [
+        "Oops:",
+        "BUG:",
+        "Kernel panic",
+        "general protection fault",
+        "rcu_sched self-detected stall",
+    ];
+    let text = match line.split_once("] ") {
+        Some((stamp, rest)) if stamp.starts_with('[') => rest,
+        _ => line,
+    };
+    MARKERS.iter().any(|m| text.contains(m)).then_some(text)
+}
+
+/// The name of the test binary a `=== /path/<name>-<hash>` line of ci/vm-suite starts.
+fn binary_started(line: &str) -> Option<&str> {
+    let path = line.strip_prefix("=== /")?;
+    let file = path.rsplit('/').next()?;
+    Some(file.rsplit_once('-').map_or(file, |(name, _)| name))
 }
 
 /// Fails, naming the set-up command, when vmtest or QEMU is missing.
@@ -254,6 +295,8 @@ pub fn run(
     let mut tail: Vec<String> = Vec::new();
     let mut boot = None;
     let mut panicked = false;
+    let mut crash = None;
+    let mut running = None;
     for line in BufReader::new(reader).lines() {
         let line = line.unwrap_or_default();
         use std::io::Write as _;
@@ -262,6 +305,12 @@ pub fn run(
             boot = Some(started.elapsed());
         }
         panicked |= line.contains("Kernel panic");
+        if crash.is_none() {
+            crash = crash_line(&line).map(str::to_owned);
+        }
+        if let Some(bin) = binary_started(&line) {
+            running = Some(bin.to_owned());
+        }
         tail.push(line.clone());
         if tail.len() > 40 {
             tail.remove(0);
@@ -287,12 +336,36 @@ pub fn run(
         total: started.elapsed(),
         tail: tail.join("\n"),
         panicked,
+        crash,
+        running,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crash_and_binary_lines() {
+        assert_eq!(
+            crash_line("[  105.796276] Oops: int3: 0000 [#1] SMP NOPTI"),
+            Some("Oops: int3: 0000 [#1] SMP NOPTI")
+        );
+        assert_eq!(
+            crash_line("[  320.4] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [x:164]"),
+            Some("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [x:164]")
+        );
+        assert_eq!(crash_line("test map_value_round_trips ... ok"), None);
+        assert_eq!(
+            binary_started("=== /repo/target/debug/deps/pinning-1897697cb6b59293"),
+            Some("pinning")
+        );
+        assert_eq!(
+            binary_started("=== /repo/target/debug/deps/sk_reuseport-0a1b"),
+            Some("sk_reuseport")
+        );
+        assert_eq!(binary_started("=== kernel 6.1.0-50-amd64 as 6.1"), None);
+    }
 
     #[test]
     fn checked_in_vmtest_toml_matches_kernels_toml() {
