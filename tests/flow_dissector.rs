@@ -437,8 +437,8 @@ fn attached_dissector_feeds_fib_rules() {
                     }
                 }
                 Ok((
-                    arrived(&rx_routed, DATAGRAMS as usize)?,
-                    arrived(&rx_unrouted, 0)?,
+                    observe::datagram_texts(&rx_routed, DATAGRAMS as usize)?,
+                    observe::datagram_texts(&rx_unrouted, 0)?,
                 ))
             };
             let expected = |phase: &str| -> Vec<String> {
@@ -460,7 +460,7 @@ fn attached_dissector_feeds_fib_rules() {
             // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
             sender.send_to(b"warm-up", (SERVICE, ROUTED_PORT))?;
             assert_eq!(
-                arrived(&rx_routed, 1)?,
+                observe::datagram_texts(&rx_routed, 1)?,
                 vec!["warm-up".to_owned()],
                 "the warm-up datagram to port {ROUTED_PORT}"
             );
@@ -519,13 +519,4 @@ fn dport_count(skel: &FlowDissectorSkel<'_>, port: u16) -> CaseResult<u64> {
         .dport_dissections
         .lookup(&u32::from(port).to_ne_bytes(), MapFlags::ANY)?;
     Ok(value.map_or(0, |v| u64::from_ne_bytes(v[..8].try_into().unwrap())))
-}
-
-/// What arrives on `sock` ([`observe::datagrams`]), as text.
-fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<String>> {
-    let got = observe::datagrams(sock, expected)?;
-    Ok(got
-        .iter()
-        .map(|(d, _)| String::from_utf8_lossy(d).into_owned())
-        .collect())
 }

@@ -261,7 +261,7 @@ fn route_case(case: &mut Case, hook: Hook) -> CaseResult {
     // Warm-up on the plain route: resolves both hops' neighbours; no program runs for it.
     sender.send_to(b"warm-up", (PLAIN_DST, PASS_PORT))?;
     let pass_rx = &receivers[expected.iter().position(|(p, _)| *p == PASS_PORT).unwrap()];
-    let warm = receive(pass_rx, Duration::from_secs(5))?;
+    let warm = observe::next_text(pass_rx, Duration::from_secs(5))?;
     if warm.as_deref() != Some("warm-up") {
         return Err(CaseError::Error(anyhow::anyhow!(
             "the warm-up datagram on the plain route did not arrive ({warm:?}): the topology is broken"
@@ -296,7 +296,7 @@ fn route_case(case: &mut Case, hook: Hook) -> CaseResult {
         );
     }
     for ((port, want), rx) in expected.iter().zip(&receivers) {
-        let mut got = arrived(rx, want.len())?;
+        let mut got = observe::datagram_texts(rx, want.len())?;
         got.sort();
         let mut want = want.clone();
         want.sort();
@@ -343,20 +343,23 @@ fn attach_route(
     prog.pin(&pin).or_error("pinning the program")?;
     let pin = pin.to_string_lossy();
     let via = via.to_string();
-    ip_here(&[
-        "route",
-        "add",
-        ENCAP_PREFIX,
-        "encap",
-        "bpf",
-        hook.name(),
-        "pinned",
-        &pin,
-        "via",
-        &via,
-        "dev",
-        dev,
-    ])
+    harness::netns::attach_tool(
+        "ip",
+        &[
+            "route",
+            "add",
+            ENCAP_PREFIX,
+            "encap",
+            "bpf",
+            hook.name(),
+            "pinned",
+            &pin,
+            "via",
+            &via,
+            "dev",
+            dev,
+        ],
+    )
 }
 
 #[test]
@@ -378,39 +381,6 @@ fn xmit_rewrites_payload() {
     Case::run("lwt::xmit_rewrites_payload", ProgramType::LwtXmit, |case| {
         route_case(case, Hook::Xmit)
     });
-}
-
-/// Runs iproute2's `ip` with `args` in the calling thread's network namespace; its stderr
-/// becomes the error (the attachment, not the harness, failed: `fail`).
-fn ip_here(args: &[&str]) -> CaseResult {
-    let out = duct::cmd("ip", args)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .or_error("running ip (install iproute2: ci/setup)")?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(CaseError::Fail(anyhow::anyhow!(
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )))
-}
-
-/// The next datagram on `sock` within `wait`, as text.
-fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<String>> {
-    Ok(observe::next_datagram(sock, wait)?.map(|(d, _)| String::from_utf8_lossy(&d).into_owned()))
-}
-
-/// What arrives on `sock` ([`observe::datagrams`]), as text.
-fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<String>> {
-    let got = observe::datagrams(sock, expected)?;
-    Ok(got
-        .iter()
-        .map(|(d, _)| String::from_utf8_lossy(d).into_owned())
-        .collect())
 }
 
 /// What a test-run row expects back besides the verdict.

@@ -303,21 +303,24 @@ fn end_bpf_drops_and_retags() {
                     .end_bpf_retag
                     .pin(&pin)
                     .or_error("pinning end_bpf_retag")?;
-                ip_here(&[
-                    "-6",
-                    "route",
-                    "add",
-                    &format!("{SID}/128"),
-                    "encap",
-                    "seg6local",
-                    "action",
-                    "End.BPF",
-                    "endpoint",
-                    "pinned",
-                    &pin.to_string_lossy(),
-                    "dev",
-                    "es0",
-                ])?;
+                harness::netns::attach_tool(
+                    "ip",
+                    &[
+                        "-6",
+                        "route",
+                        "add",
+                        &format!("{SID}/128"),
+                        "encap",
+                        "seg6local",
+                        "action",
+                        "End.BPF",
+                        "endpoint",
+                        "pinned",
+                        &pin.to_string_lossy(),
+                        "dev",
+                        "es0",
+                    ],
+                )?;
             }
 
             let receiver = {
@@ -439,25 +442,6 @@ fn end_bpf_drops_and_retags() {
             Ok(())
         },
     );
-}
-
-/// Runs iproute2's `ip` with `args` in the calling thread's network namespace; its stderr
-/// becomes the error (the attachment, not the harness, failed: `fail`).
-fn ip_here(args: &[&str]) -> CaseResult {
-    let out = duct::cmd("ip", args)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .or_error("running ip (install iproute2: ci/setup)")?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(CaseError::Fail(anyhow::anyhow!(
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )))
 }
 
 /// Which counter a test-run row expects to have moved.

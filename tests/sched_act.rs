@@ -26,7 +26,7 @@ use harness::observe::{self, volatile};
 use harness::packet::Flow;
 use harness::pins::PinDir;
 use harness::veth::VethPair;
-use harness::{Case, CaseError, CaseResult, OrError, probe};
+use harness::{Case, CaseResult, OrError, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramInput, ProgramType};
 use programs::sched_act::{SchedActSkel, SchedActSkelBuilder};
@@ -94,24 +94,27 @@ fn drops_one_flow() {
                 .act_drop_port
                 .pin(&action)
                 .or_error("pinning act_drop_port")?;
-            tc(&[
-                "filter",
-                "add",
-                "dev",
-                VethPair::B_DEV,
-                "ingress",
-                "pref",
-                "1",
-                "handle",
-                "1",
-                "bpf",
-                "object-pinned",
-                &classifier.to_string_lossy(),
-                "action",
-                "bpf",
-                "object-pinned",
-                &action.to_string_lossy(),
-            ])?;
+            harness::netns::attach_tool(
+                "tc",
+                &[
+                    "filter",
+                    "add",
+                    "dev",
+                    VethPair::B_DEV,
+                    "ingress",
+                    "pref",
+                    "1",
+                    "handle",
+                    "1",
+                    "bpf",
+                    "object-pinned",
+                    &classifier.to_string_lossy(),
+                    "action",
+                    "bpf",
+                    "object-pinned",
+                    &action.to_string_lossy(),
+                ],
+            )?;
             let bind = |port| {
                 UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
                     .or_error("binding a receiver")
@@ -127,7 +130,7 @@ fn drops_one_flow() {
         // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
         sender.send_to(b"warm-up", (RECEIVER, PASS_PORT))?;
         assert_eq!(
-            receive(&rx_pass, Duration::from_secs(5))?.as_deref(),
+            observe::next_text(&rx_pass, Duration::from_secs(5))?.as_deref(),
             Some("warm-up"),
             "the warm-up datagram to port {PASS_PORT}"
         );
@@ -136,8 +139,8 @@ fn drops_one_flow() {
                 sender.send_to(format!("{port}:{i}").as_bytes(), (RECEIVER, port))?;
             }
         }
-        let passed = arrived(&rx_pass, DATAGRAMS as usize)?;
-        let dropped = arrived(&rx_drop, 0)?;
+        let passed = observe::datagram_texts(&rx_pass, DATAGRAMS as usize)?;
+        let dropped = observe::datagram_texts(&rx_drop, 0)?;
         case.detail("received_pass_port", &passed);
         case.detail("received_drop_port", &dropped);
         let expected: Vec<String> = (0..DATAGRAMS).map(|i| format!("{PASS_PORT}:{i}")).collect();
@@ -166,39 +169,6 @@ fn drops_one_flow() {
         );
         Ok(())
     });
-}
-
-/// Runs iproute2's `tc` with `args` in the calling thread's network namespace; its stderr
-/// becomes the error (the attachment, not the harness, failed: `fail`).
-fn tc(args: &[&str]) -> CaseResult {
-    let out = duct::cmd("tc", args)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .or_error("running tc (install iproute2: ci/setup)")?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(CaseError::Fail(anyhow::anyhow!(
-        "`tc {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )))
-}
-
-/// The next datagram on `sock` within `wait`, as text.
-fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<String>> {
-    Ok(observe::next_datagram(sock, wait)?.map(|(d, _)| String::from_utf8_lossy(&d).into_owned()))
-}
-
-/// What arrives on `sock` ([`observe::datagrams`]), as text.
-fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<String>> {
-    let got = observe::datagrams(sock, expected)?;
-    Ok(got
-        .iter()
-        .map(|(d, _)| String::from_utf8_lossy(d).into_owned())
-        .collect())
 }
 
 /// Which program a test-run row runs.

@@ -124,6 +124,18 @@ impl Drop for Entered {
 /// Runs a network tool; its stderr becomes the error (`error` outcome: the topology, not the
 /// program, is what failed).
 pub fn run_tool(program: &str, args: &[&str]) -> CaseResult {
+    run(program, args)?.map_err(CaseError::Error)
+}
+
+/// Runs a network tool that attaches a program in the calling thread's namespace (`ip route …
+/// encap bpf`, `tc filter … action bpf`); its stderr becomes the error (`fail` outcome: the kernel
+/// refused the program's attachment).
+pub fn attach_tool(program: &str, args: &[&str]) -> CaseResult {
+    run(program, args)?.map_err(CaseError::Fail)
+}
+
+/// Runs `program`: `Err` when it cannot start, `Ok(Err)` with its stderr when it fails.
+fn run(program: &str, args: &[&str]) -> CaseResult<anyhow::Result<()>> {
     let out = duct::cmd(program, args)
         .stdout_capture()
         .stderr_capture()
@@ -135,9 +147,9 @@ pub fn run_tool(program: &str, args: &[&str]) -> CaseResult {
             ))
         })?;
     if out.status.success() {
-        return Ok(());
+        return Ok(Ok(()));
     }
-    Err(CaseError::Error(anyhow::anyhow!(
+    Ok(Err(anyhow::anyhow!(
         "`{program} {}` failed: {}",
         args.join(" "),
         String::from_utf8_lossy(&out.stderr).trim()

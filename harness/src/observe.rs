@@ -135,3 +135,16 @@ pub fn datagrams(sock: &std::net::UdpSocket, expected: usize) -> std::io::Result
     }
     Ok(got)
 }
+
+/// [`next_datagram`]'s payload as text.
+pub fn next_text(sock: &std::net::UdpSocket, wait: Duration) -> std::io::Result<Option<String>> {
+    Ok(next_datagram(sock, wait)?.map(|(d, _)| String::from_utf8_lossy(&d).into_owned()))
+}
+
+/// [`datagrams`]' payloads as text.
+pub fn datagram_texts(sock: &std::net::UdpSocket, expected: usize) -> std::io::Result<Vec<String>> {
+    Ok(datagrams(sock, expected)?
+        .iter()
+        .map(|(d, _)| String::from_utf8_lossy(d).into_owned())
+        .collect())
+}
