@@ -409,14 +409,12 @@ fn attached_dissector_feeds_fib_rules() {
             probe::config_builtin("CONFIG_IP_MULTIPLE_TABLES")?;
 
             let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-            pair.a
-                .ip(&format!("route add {SERVICE}/32 via {RECEIVER}"))?;
-            pair.b.ip(&format!(
-                "rule add ipproto udp dport {ROUTED_PORT} lookup {PORT_TABLE} pref 100"
-            ))?;
-            pair.b.ip(&format!(
-                "route add local {SERVICE} dev lo table {PORT_TABLE}"
-            ))?;
+            pair.policy_routed_service(
+                SERVICE,
+                RECEIVER,
+                &format!("ipproto udp dport {ROUTED_PORT}"),
+                PORT_TABLE,
+            )?;
             let (rx_routed, rx_unrouted) = {
                 let _inside = pair.b.enter()?;
                 let bind = |port| {

@@ -99,14 +99,12 @@ fn drops_and_marks_flows() {
             probe::config_enabled("CONFIG_NET_CLS_BPF")?;
 
             let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-            pair.a
-                .ip(&format!("route add {SERVICE}/32 via {RECEIVER}"))?;
-            pair.b.ip(&format!(
-                "rule add fwmark {MARK:#x} lookup {MARK_TABLE} pref 100"
-            ))?;
-            pair.b.ip(&format!(
-                "route add local {SERVICE} dev lo table {MARK_TABLE}"
-            ))?;
+            pair.policy_routed_service(
+                SERVICE,
+                RECEIVER,
+                &format!("fwmark {MARK:#x}"),
+                MARK_TABLE,
+            )?;
 
             // libbpf's TC hook talks netlink in the calling thread's namespace.
             {

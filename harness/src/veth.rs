@@ -1,6 +1,8 @@
 //! Two fresh network namespaces joined by a veth pair: the smallest topology where packets
 //! really cross a wire (an Ethernet device's egress on one side, ingress on the other).
 
+use std::net::Ipv4Addr;
+
 use crate::netns::NetNs;
 use crate::outcome::CaseResult;
 
@@ -36,5 +38,23 @@ impl VethPair {
         a.ip(&format!("link set {} up", Self::A_DEV))?;
         b.ip(&format!("link set {} up", Self::B_DEV))?;
         Ok(VethPair { a, b })
+    }
+
+    /// Makes `service` a destination that `a` routes via `b_addr` but that is local to `b` only in
+    /// routing table `table`, which the policy rule `selector` (`ip rule` syntax, e.g.
+    /// `fwmark 0x2a`, `ipproto udp dport 7201`) picks: a socket on `service` in `b` receives a
+    /// packet if and only if the rule matched it.
+    pub fn policy_routed_service(
+        &self,
+        service: Ipv4Addr,
+        b_addr: Ipv4Addr,
+        selector: &str,
+        table: u32,
+    ) -> CaseResult {
+        self.a.ip(&format!("route add {service}/32 via {b_addr}"))?;
+        self.b
+            .ip(&format!("rule add {selector} lookup {table} pref 100"))?;
+        self.b
+            .ip(&format!("route add local {service} dev lo table {table}"))
     }
 }
