@@ -76,23 +76,22 @@ pub fn boot_times(kernels: &[KernelSpec]) -> Result<Vec<BootTimes>> {
                 vm::cpus(),
             ),
         )?;
-        let run = vm::run(
-            &config,
-            &k.id,
+        let mut tail = Vec::new();
+        let run = crate::watched::run(
+            vm::command(&config, &k.id)?,
             Duration::from_secs(600),
-            &dir.path().join("log"),
-            |_| {},
+            |line| tail.push(line.to_owned()),
         )?;
         ensure!(
-            matches!(run.end, vm::VmEnd::Exited(0)),
+            run.status.success(),
             "kernel {}: vmtest `true` failed:\n{}",
             k.id,
-            run.tail
+            tail[tail.len().saturating_sub(40)..].join("\n")
         );
         times.push(BootTimes {
             kernel: k.id.clone(),
             bare,
-            vmtest: run.total,
+            vmtest: run.elapsed,
         });
     }
     Ok(times)

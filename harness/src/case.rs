@@ -39,7 +39,8 @@ impl Case {
             mcpu: programs::MCPU.to_owned(),
         };
         let started = Instant::now();
-        let result = match crate::kernels::known_bug(id) {
+        faults::before_case(id);
+        let result = match known_bug(id) {
             // Not run: it would hang or crash this kernel (kernels/kernels.toml says why).
             Some(bug) => Ok(Err(CaseError::unsupported(format!(
                 "known kernel bug, not run: {bug}"
@@ -55,6 +56,8 @@ impl Case {
         let record = Record {
             schema: record::SCHEMA,
             case: case.id,
+            binary: binary_name(),
+            test: std::thread::current().name().unwrap_or_default().to_owned(),
             prog_type: prog_type.to_owned(),
             kernel: kernel.id.clone(),
             kernel_release: kernel.release.clone(),
@@ -67,7 +70,7 @@ impl Case {
             mcpu: case.mcpu,
         };
         let dir = record::results_dir();
-        if let Err(e) = record::append(&dir, &record) {
+        if let Err(e) = record::write(&dir, &record) {
             panic!(
                 "{id}: cannot write its result record to {}: {e}",
                 dir.display()
@@ -167,6 +170,44 @@ pub fn prog_type_name(ty: ProgramType) -> String {
     unsafe { std::ffi::CStr::from_ptr(ptr) }
         .to_string_lossy()
         .into_owned()
+}
+
+/// The known kernel bug that keeps case `id` from running here: `$BPFCONF_KNOWN_BUGS` (a JSON
+/// object, case id → reason) is set by `bpfconf` for the kernel it runs the suite on.
+fn known_bug(id: &str) -> Option<String> {
+    let bugs = std::env::var("BPFCONF_KNOWN_BUGS").ok()?;
+    let bugs: std::collections::HashMap<String, String> = serde_json::from_str(&bugs).ok()?;
+    bugs.get(id).cloned()
+}
+
+/// The running test binary's name without cargo's hash (`xdp` for `deps/xdp-1f2e…`).
+pub fn binary_name() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let file = exe.file_name().unwrap_or_default().to_string_lossy();
+    file.rsplit_once('-')
+        .map_or(&*file, |(stem, _)| stem)
+        .to_owned()
+}
+
+/// Switches that break the harness on purpose, to show the runner catches what they cause; read
+/// only here, and only from the environment.
+mod faults {
+    use std::io::Write;
+
+    /// `BPFCONF_FAULT_ABORT=<case id>` aborts the test binary as that case starts;
+    /// `BPFCONF_FAULT_SPLAT=<case id>` writes a `WARNING:` line to the kernel log as it starts.
+    pub fn before_case(id: &str) {
+        let named = |var: &str| std::env::var(var).is_ok_and(|v| v == id);
+        if named("BPFCONF_FAULT_SPLAT") {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/kmsg")
+                .and_then(|mut kmsg| kmsg.write_all(b"WARNING: bpfconf splat test\n"));
+        }
+        if named("BPFCONF_FAULT_ABORT") {
+            std::process::abort();
+        }
+    }
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

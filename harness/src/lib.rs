@@ -18,10 +18,12 @@ pub mod bench;
 pub mod case;
 pub mod cgroup;
 pub mod client;
+pub mod column;
 pub mod features;
 pub mod insn;
 pub mod kernel;
 pub mod kernels;
+pub mod kmsg;
 pub mod ksyscall;
 pub mod load;
 pub mod matrix;
@@ -38,10 +40,12 @@ pub mod record;
 pub mod report;
 pub mod snapshot;
 pub mod stream;
+pub mod suite;
 pub mod test_run;
 pub mod trace_pipe;
 pub mod veth;
 pub mod vm;
+pub mod watched;
 
 use std::path::{Path, PathBuf};
 

@@ -1,34 +1,36 @@
 //! `bpfconf matrix`: the whole suite on the host kernel and on every kernel of the matrix under
 //! vmtest — test binaries built once on the host, kernels fetched when missing, VMs run in parallel
-//! with a timeout each, every case's record in one run directory.
+//! with a timeout each, every case's record in one run directory, and an `error` record for every
+//! case a column should hold and does not.
 
 use std::collections::VecDeque;
 use std::fs;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use crate::column::{self, ColumnRun};
 use crate::kernels::{KernelSpec, fetch::fetch};
 use crate::outcome::Outcome;
 use crate::record::{self, Record};
-use crate::vm::{self, VmEnd};
+use crate::suite::{self, Manifest};
+use crate::vm;
 
-/// `target/bpfconf-tests.txt`: the suite's test binaries, one path per line.
-pub fn tests_list_path() -> PathBuf {
-    crate::workspace_root().join("target/bpfconf-tests.txt")
-}
-
-/// Builds every test binary of the workspace (`cargo test --no-run`) and writes their list.
-pub fn build_tests() -> Result<Vec<PathBuf>> {
+/// Builds the suite's test binaries (`cargo test --tests --no-run` of the root package), lists
+/// their tests and writes the manifest the columns run from ([`Manifest::path`]).
+pub fn build_tests() -> Result<Manifest> {
     let out = duct::cmd!(
         "cargo",
         "test",
-        "--workspace",
+        "-p",
+        "bpf-conformance",
+        "--tests",
         "--no-run",
         "--message-format=json-render-diagnostics"
     )
@@ -50,9 +52,9 @@ pub fn build_tests() -> Result<Vec<PathBuf>> {
     }
     bins.sort();
     bins.dedup();
-    let list: String = bins.iter().map(|b| format!("{}\n", b.display())).collect();
-    fs::write(tests_list_path(), list).context("writing target/bpfconf-tests.txt")?;
-    Ok(bins)
+    let manifest = Manifest::list(&bins)?;
+    manifest.save()?;
+    Ok(manifest)
 }
 
 /// What to run.
@@ -65,6 +67,8 @@ pub struct Options {
     pub jobs: usize,
     /// Per-kernel timeout.
     pub timeout: Duration,
+    /// Per-test-binary timeout inside a column.
+    pub binary_timeout: Duration,
     /// The run directory.
     pub run_dir: PathBuf,
 }
@@ -78,12 +82,12 @@ pub struct Timing {
     pub boot_s: Option<f64>,
     /// The whole column.
     pub total_s: f64,
-    /// How it ended (`ok`, `exit N`, `timeout`, `boot failure`).
+    /// How it ended (`ok`, `timeout`, `kernel panic`, …).
     pub end: String,
 }
 
 /// Runs the matrix; returns the timings. Records land in `opts.run_dir`.
-pub fn run(opts: &Options, bins: &[PathBuf]) -> Result<Vec<Timing>> {
+pub fn run(opts: &Options, manifest: &Manifest) -> Result<Vec<Timing>> {
     fs::create_dir_all(&opts.run_dir)?;
     let mut timings = Vec::new();
     let progress = Progress::new();
@@ -103,13 +107,8 @@ pub fn run(opts: &Options, bins: &[PathBuf]) -> Result<Vec<Timing>> {
         match prepared {
             Ok(_) => ready.push(k.clone()),
             Err(e) => {
-                write_vm_record(
-                    &opts.run_dir,
-                    &k.id,
-                    Outcome::Error,
-                    Some(format!("fetching the kernel failed: {e:#}")),
-                    None,
-                );
+                let why = format!("fetching the kernel failed: {e:#}");
+                close_column(&opts.run_dir, &k.id, manifest, Some(why))?;
                 timings.push(Timing {
                     kernel: k.id.clone(),
                     boot_s: None,
@@ -121,26 +120,12 @@ pub fn run(opts: &Options, bins: &[PathBuf]) -> Result<Vec<Timing>> {
     }
 
     if opts.host {
-        let bar = progress.bar("host");
-        let started = Instant::now();
-        for (done, bin) in bins.iter().enumerate() {
-            let name = bin.file_name().unwrap_or_default().to_string_lossy();
-            bar.set_message(format!("{name} ({done} of {} binaries done)", bins.len()));
-            let _ = duct::cmd!(bin, "--test-threads=2")
-                .env("BPFCONF_RESULTS", &opts.run_dir)
-                .stdout_null()
-                .stderr_null()
-                .unchecked()
-                .run();
-        }
-        let total = started.elapsed().as_secs_f64();
-        progress.finish(&bar, format!("done in {total:.1} s"));
-        timings.push(Timing {
-            kernel: crate::Kernel::current().id.clone(),
-            boot_s: None,
-            total_s: total,
-            end: "ok".into(),
-        });
+        let id = crate::Kernel::current().id.clone();
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("suite")
+            .args(suite_args(&id, opts, false))
+            .current_dir(crate::workspace_root());
+        timings.push(run_column(&id, cmd, None, opts, manifest, &progress)?);
     }
 
     let config = opts.run_dir.join("vmtest.toml");
@@ -148,7 +133,7 @@ pub fn run(opts: &Options, bins: &[PathBuf]) -> Result<Vec<Timing>> {
         &config,
         vm::vmtest_toml(
             &ready,
-            |id| vm::suite_command(id, Some(&opts.run_dir)),
+            |id| vm::suite_command(id, Some(&suite_args(id, opts, true))),
             false,
             vm::cpus(),
         ),
@@ -161,15 +146,28 @@ pub fn run(opts: &Options, bins: &[PathBuf]) -> Result<Vec<Timing>> {
                 loop {
                     let next = queue.lock().expect("queue lock").pop_front();
                     let Some(k) = next else { break };
-                    let bar = progress.bar(k.id.clone());
-                    bar.set_message("booting");
-                    let timing = run_kernel(&k, &config, opts, &progress, &bar);
-                    results.lock().expect("results lock").push(timing);
+                    let timing = vm::command(&config, &k.id).and_then(|cmd| {
+                        run_column(&k.id, cmd, Some(&k), opts, manifest, &progress)
+                    });
+                    results.lock().expect("results lock").push((k.id, timing));
                 }
             });
         }
     });
-    timings.extend(results.into_inner().expect("results lock"));
+    for (id, timing) in results.into_inner().expect("results lock") {
+        timings.push(match timing {
+            Ok(t) => t,
+            Err(e) => {
+                close_column(&opts.run_dir, &id, manifest, Some(format!("{e:#}")))?;
+                Timing {
+                    kernel: id,
+                    boot_s: None,
+                    total_s: 0.0,
+                    end: "error".into(),
+                }
+            }
+        });
+    }
     timings.sort_by_key(|t| crate::report::kernel_order(&t.kernel));
     fs::write(
         opts.run_dir.join("timings.json"),
@@ -178,97 +176,96 @@ pub fn run(opts: &Options, bins: &[PathBuf]) -> Result<Vec<Timing>> {
     Ok(timings)
 }
 
-fn run_kernel(
-    k: &KernelSpec,
-    config: &Path,
-    opts: &Options,
-    progress: &Progress,
-    bar: &ProgressBar,
-) -> Timing {
-    let log = opts.run_dir.join(format!("{}.log", k.id));
-    let mut cases = 0;
-    let result = vm::run(config, &k.id, opts.timeout, &log, |line| {
-        if let Some(rest) = line.strip_prefix("=== timeout ") {
-            write_record(
-                &opts.run_dir,
-                &k.id,
-                &binary_case(rest),
-                Outcome::Error,
-                Some(format!(
-                    "test binary killed: {rest}; its unfinished cases have no record (see {})",
-                    log.display()
-                )),
-                None,
-            );
-        } else if line.starts_with("test ") && (line.ends_with(" ok") || line.ends_with("FAILED")) {
-            cases += 1;
-            bar.set_message(format!("tests: {cases} done"));
-        } else if line.starts_with("=== ") {
-            bar.set_message(format!("tests: {cases} done"));
-        }
-    });
-    let (outcome, reason, end, boot, total) = match result {
-        Err(e) => (
-            Outcome::Error,
-            Some(format!("{e:#}")),
-            "error".to_owned(),
-            None,
-            0.0,
-        ),
-        Ok(run) => {
-            let boot = run.boot.map(|d| d.as_secs_f64());
-            let total = run.total.as_secs_f64();
-            let tail = |what: &str| Some(run.describe(what));
-            match run.end {
-                VmEnd::TimedOut => (
-                    Outcome::Error,
-                    tail(&format!("timeout after {} s", opts.timeout.as_secs())),
-                    "timeout".into(),
-                    boot,
-                    total,
-                ),
-                _ if run.panicked => (
-                    Outcome::Error,
-                    tail("kernel panic"),
-                    "kernel panic".into(),
-                    boot,
-                    total,
-                ),
-                _ if boot.is_none() => (
-                    Outcome::Error,
-                    tail("boot failure: the suite never started"),
-                    "boot failure".into(),
-                    boot,
-                    total,
-                ),
-                VmEnd::Exited(code) => (
-                    Outcome::Pass,
-                    None,
-                    if code == 0 {
-                        "ok".into()
-                    } else {
-                        format!("exit {code}")
-                    },
-                    boot,
-                    total,
-                ),
+/// The arguments of `bpfconf suite` for column `id`; inside a VM the environment that selects
+/// the cache, the matrix file and the test-only faults goes along explicitly.
+fn suite_args(id: &str, opts: &Options, vm: bool) -> Vec<String> {
+    let mut args = vec![
+        "--kernel".into(),
+        id.into(),
+        "--results".into(),
+        opts.run_dir.display().to_string(),
+        "--binary-timeout".into(),
+        opts.binary_timeout.as_secs().to_string(),
+    ];
+    if vm {
+        for (k, v) in std::env::vars() {
+            if k.starts_with("BPFCONF_FAULT_") || k == "BPFCONF_CACHE" || k == "BPFCONF_KERNELS" {
+                args.extend(["--env".into(), format!("{k}={v}")]);
             }
         }
+    }
+    args
+}
+
+/// Runs one column's runner, with progress; afterwards every test the column lacks gets an
+/// `error` record, and `runner::column` says whether the runner reached its end cleanly.
+fn run_column(
+    id: &str,
+    cmd: Command,
+    spec: Option<&KernelSpec>,
+    opts: &Options,
+    manifest: &Manifest,
+    progress: &Progress,
+) -> Result<Timing> {
+    let bar = progress.bar(id.to_owned());
+    bar.set_message(if spec.is_some() {
+        "booting"
+    } else {
+        "starting"
+    });
+    let total_bins = manifest.binaries.len();
+    let log = opts.run_dir.join(format!("{id}.log"));
+    let run = column::watch(cmd, opts.timeout, &log, |run: &ColumnRun| {
+        bar.set_message(format!(
+            "{} ({} of {total_bins} binaries done)",
+            run.running.as_deref().unwrap_or("-"),
+            run.binaries_done
+        ));
+    })?;
+    let problem = run.problem(opts.timeout);
+    let end = match (&problem, run.finished) {
+        (None, _) => "ok".to_owned(),
+        (Some(_), Some(exit)) => format!("exit {exit}"),
+        (Some(_), None) if run.timed_out => "timeout".into(),
+        (Some(_), None) if run.panicked => "kernel panic".into(),
+        (Some(_), None) if run.boot.is_none() => "boot failure".into(),
+        (Some(_), None) => "runner stopped".into(),
     };
+    let boot = spec.and(run.boot).map(|d| d.as_secs_f64());
+    let total = run.total.as_secs_f64();
     progress.finish(
-        bar,
+        &bar,
         format!(
-            "{end}: {cases} cases, {total:.0} s (boot {:.1} s)",
-            boot.unwrap_or(0.0)
+            "{end}: {} binaries, {total:.0} s (boot {:.1} s); log {}",
+            run.binaries_done,
+            boot.unwrap_or(0.0),
+            log.display()
         ),
     );
-    write_vm_record(&opts.run_dir, &k.id, outcome, reason, boot);
-    Timing {
-        kernel: k.id.clone(),
+    close_column(&opts.run_dir, id, manifest, problem)?;
+    Ok(Timing {
+        kernel: id.to_owned(),
         boot_s: boot,
         total_s: total,
         end,
+    })
+}
+
+/// Ends column `id`: an `error` record for each test of the manifest without a record (the
+/// column's `problem` is why), and the `runner::column` record.
+fn close_column(dir: &Path, id: &str, manifest: &Manifest, problem: Option<String>) -> Result<()> {
+    let why = problem.clone().unwrap_or_default();
+    for bin in &manifest.binaries {
+        let tests: Vec<&str> = bin.tests.iter().map(String::as_str).collect();
+        suite::record_missing(dir, id, &bin.name, &tests, &format!("no record: {why}"))?;
     }
+    let outcome = if problem.is_some() {
+        Outcome::Error
+    } else {
+        Outcome::Pass
+    };
+    record::write(dir, &Record::runner(id, "runner::column", outcome, problem))?;
+    Ok(())
 }
 
 /// Spinners with each kernel's stage on a terminal; one line per finished stage otherwise (CI logs).
@@ -302,57 +299,6 @@ impl Progress {
             eprintln!("{}: {message}", bar.prefix());
         }
         bar.finish_with_message(message);
-    }
-}
-
-/// `<file>::timeout` for the line `<dir>/<file>-<hash> after N s` of ci/vm-suite.
-fn binary_case(line: &str) -> String {
-    let path = line.split_whitespace().next().unwrap_or(line);
-    let file = path.rsplit('/').next().unwrap_or(path);
-    let stem = file.rsplit_once('-').map_or(file, |(stem, _)| stem);
-    format!("{stem}::timeout")
-}
-
-/// The `vm::boot` record of a kernel: whether its VM booted and ran the suite.
-fn write_vm_record(
-    dir: &Path,
-    kernel: &str,
-    outcome: Outcome,
-    reason: Option<String>,
-    boot: Option<f64>,
-) {
-    write_record(dir, kernel, "vm::boot", outcome, reason, boot);
-}
-
-/// A record the matrix writes itself (not a test case's).
-fn write_record(
-    dir: &Path,
-    kernel: &str,
-    case: &str,
-    outcome: Outcome,
-    reason: Option<String>,
-    boot: Option<f64>,
-) {
-    let mut details = serde_json::Map::new();
-    if let Some(b) = boot {
-        details.insert("boot_s".into(), serde_json::json!(b));
-    }
-    let record = Record {
-        schema: record::SCHEMA,
-        case: case.into(),
-        prog_type: "-".into(),
-        kernel: kernel.into(),
-        kernel_release: String::new(),
-        outcome,
-        reason,
-        loads: Vec::new(),
-        details,
-        duration_ms: 0,
-        clang: programs::CLANG_VERSION.into(),
-        mcpu: programs::MCPU.into(),
-    };
-    if let Err(e) = record::append(dir, &record) {
-        eprintln!("bpfconf: cannot write the {case} record of {kernel}: {e}");
     }
 }
 

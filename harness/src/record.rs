@@ -1,7 +1,9 @@
-//! Result records: one JSON line per case in `$BPFCONF_RESULTS/<kernel-id>.jsonl`.
+//! Result records: one JSON file per case in `$BPFCONF_RESULTS/<kernel-id>/`, written under a
+//! temporary name and renamed, so a record is whole or absent on any filesystem (9p in the VMs has
+//! no working file locks) however many processes and threads write at once.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::fs;
+use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -10,7 +12,7 @@ use crate::load::LoadOutcome;
 use crate::outcome::Outcome;
 
 /// The record format's version; bump it when a field changes meaning.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 /// What one case produced on one kernel.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -19,6 +21,12 @@ pub struct Record {
     pub schema: u32,
     /// Stable id, `<test file>::<case>`, e.g. `xdp::drop_udp_port`.
     pub case: String,
+    /// The test binary's name (`xdp`), empty for records the runner makes about a whole column.
+    #[serde(default)]
+    pub binary: String,
+    /// libtest's name of the test that ran the case (what `--list` prints).
+    #[serde(default)]
+    pub test: String,
     /// The kernel's name for the program type, as bpftool prints it.
     pub prog_type: String,
     /// The kernel id ([`crate::Kernel::id`]).
@@ -41,6 +49,28 @@ pub struct Record {
     pub mcpu: String,
 }
 
+impl Record {
+    /// A record the runner writes itself (a missing case, a kernel splat, a VM that did not boot).
+    pub fn runner(kernel: &str, case: &str, outcome: Outcome, reason: Option<String>) -> Self {
+        Record {
+            schema: SCHEMA,
+            case: case.into(),
+            binary: String::new(),
+            test: String::new(),
+            prog_type: "-".into(),
+            kernel: kernel.into(),
+            kernel_release: String::new(),
+            outcome,
+            reason,
+            loads: Vec::new(),
+            details: Default::default(),
+            duration_ms: 0,
+            clang: String::new(),
+            mcpu: String::new(),
+        }
+    }
+}
+
 /// `$BPFCONF_RESULTS`, or `target/bpfconf-results` in the workspace.
 pub fn results_dir() -> PathBuf {
     std::env::var_os("BPFCONF_RESULTS")
@@ -49,44 +79,101 @@ pub fn results_dir() -> PathBuf {
         .unwrap_or_else(|| crate::workspace_root().join("target/bpfconf-results"))
 }
 
-/// Appends `record` to `<dir>/<kernel>.jsonl`, one locked write so parallel writers never interleave.
-pub fn append(dir: &Path, record: &Record) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let mut line = serde_json::to_vec(record)?;
-    line.push(b'\n');
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(format!("{}.jsonl", record.kernel)))?;
-    file.lock()?;
-    file.write_all(&line)
+/// Writes `record` to `<dir>/<kernel>/<case>.json` (a rerun of the case replaces it).
+pub fn write(dir: &Path, record: &Record) -> io::Result<()> {
+    let column = dir.join(&record.kernel);
+    fs::create_dir_all(&column)?;
+    let name = record.case.replace("::", "__").replace('/', "_");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(&column)?;
+    serde_json::to_writer(&mut tmp, record)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(column.join(format!("{name}.json")))
+        .map_err(|e| e.error)?;
+    Ok(())
 }
 
-/// Every record in `dir`'s `*.jsonl` files (a run directory), in file then line order.
-pub fn read_dir(dir: &Path) -> io::Result<Vec<Record>> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)?
+/// A record file or line that could not be read: reported as an `error` cell, never dropped.
+#[derive(Clone, Debug)]
+pub struct Unreadable {
+    /// The kernel id the file belongs to (its directory or `<id>.jsonl` name).
+    pub kernel: String,
+    /// `<file>` or `<file>:<line>`.
+    pub place: String,
+    /// What is wrong with it.
+    pub error: String,
+}
+
+/// Every record of a run directory: `<kernel>/*.json` files (what cases write) and `<kernel>.jsonl`
+/// files (one record a line: older runs, shards), with the places that could not be read.
+pub fn read_dir(dir: &Path) -> io::Result<(Vec<Record>, Vec<Unreadable>)> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
-    files.sort();
+    entries.sort();
     let mut records = Vec::new();
-    for path in files {
-        for (n, line) in io::BufReader::new(fs::File::open(&path)?)
-            .lines()
-            .enumerate()
-        {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
+    let mut bad = Vec::new();
+    let mut parse = |kernel: &str, place: String, text: &str| match serde_json::from_str(text) {
+        Ok(r) => records.push(r),
+        Err(e) => bad.push(Unreadable {
+            kernel: kernel.to_owned(),
+            place,
+            error: format!("not a result record: {e}"),
+        }),
+    };
+    for path in entries {
+        let stem = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if path.is_dir() {
+            let mut files: Vec<PathBuf> = fs::read_dir(&path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            files.sort();
+            for file in files {
+                let text = fs::read_to_string(&file)?;
+                parse(&stem, file.display().to_string(), &text);
             }
-            let record = serde_json::from_str(&line).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}:{}: not a result record: {e}", path.display(), n + 1),
-                )
-            })?;
-            records.push(record);
+        } else if path.extension().is_some_and(|x| x == "jsonl") {
+            for (n, line) in io::BufReader::new(fs::File::open(&path)?)
+                .lines()
+                .enumerate()
+            {
+                let line = line?;
+                if !line.trim().is_empty() {
+                    parse(&stem, format!("{}:{}", path.display(), n + 1), &line);
+                }
+            }
         }
     }
-    Ok(records)
+    Ok((records, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_replace_and_bad_lines_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Record::runner("6.1", "xdp::drops", Outcome::Fail, Some("first".into()));
+        write(dir.path(), &r).unwrap();
+        r.outcome = Outcome::Pass;
+        write(dir.path(), &r).unwrap();
+        fs::write(
+            dir.path().join("5.10.jsonl"),
+            format!("{}\n{{\"torn\n", serde_json::to_string(&r).unwrap()),
+        )
+        .unwrap();
+        let (records, bad) = read_dir(dir.path()).unwrap();
+        let outcomes: Vec<Outcome> = records.iter().map(|r| r.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Pass, Outcome::Pass]);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].kernel, "5.10");
+        assert!(bad[0].place.ends_with("5.10.jsonl:2"), "{}", bad[0].place);
+    }
 }

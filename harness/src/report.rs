@@ -1,13 +1,13 @@
 //! The compatibility matrix (cases × kernels) from the records of a run directory, and the
 //! regression report between two runs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use crate::outcome::Outcome;
-use crate::record::Record;
+use crate::record::{Record, Unreadable};
 
 /// One matrix cell: the outcome and its reason.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -38,27 +38,84 @@ pub struct Matrix {
 }
 
 impl Matrix {
-    /// Builds the matrix; a case recorded twice on one kernel keeps its worst outcome.
-    pub fn from_records(records: &[Record]) -> Self {
-        let kernels: BTreeSet<String> = records.iter().map(|r| r.kernel.clone()).collect();
-        let mut cases: BTreeMap<String, Row> = BTreeMap::new();
+    /// Builds the matrix; a case recorded twice on one kernel keeps its worst outcome. The runner's
+    /// record of a test that wrote none joins the row of the case that test runs elsewhere; a test
+    /// case missing from a column is an `error` cell there, and so is a record that cannot be read.
+    pub fn from_records(records: &[Record], unreadable: &[Unreadable]) -> Self {
+        // (binary, test) → (case id, program type), from the records the cases wrote themselves.
+        let names: HashMap<(&str, &str), (&str, &str)> = records
+            .iter()
+            .filter(|r| !r.test.is_empty() && r.prog_type != "-")
+            .map(|r| ((&*r.binary, &*r.test), (&*r.case, &*r.prog_type)))
+            .collect();
+        let mut kernels: BTreeSet<String> = records.iter().map(|r| r.kernel.clone()).collect();
+        let mut m = Matrix {
+            kernels: Vec::new(),
+            cases: BTreeMap::new(),
+        };
+        let mut expected = BTreeSet::new();
         for r in records {
-            let row = cases.entry(r.case.clone()).or_insert_with(|| Row {
-                prog_type: r.prog_type.clone(),
-                cells: BTreeMap::new(),
-            });
-            let new = Cell {
-                outcome: r.outcome,
-                reason: r.reason.clone(),
-            };
-            let cell = row.cells.entry(r.kernel.clone()).or_insert(new.clone());
-            if severity(new.outcome) > severity(cell.outcome) {
-                *cell = new;
+            let (case, prog_type) = names
+                .get(&(&*r.binary, &*r.test))
+                .copied()
+                .unwrap_or((&r.case, &r.prog_type));
+            if !r.test.is_empty() {
+                expected.insert(case.to_owned());
+            }
+            m.put(case, prog_type, &r.kernel, r.outcome, r.reason.clone());
+        }
+        for bad in unreadable {
+            kernels.insert(bad.kernel.clone());
+            let reason = format!("{}: {}", bad.place, bad.error);
+            m.put(
+                "runner::unreadable_record",
+                "-",
+                &bad.kernel,
+                Outcome::Error,
+                Some(reason),
+            );
+        }
+        for case in &expected {
+            for k in &kernels {
+                if !m.cases[case].cells.contains_key(k) {
+                    let why = "no record in this column (the case did not run here)";
+                    let ty = m.cases[case].prog_type.clone();
+                    m.put(case, &ty, k, Outcome::Error, Some(why.into()));
+                }
             }
         }
-        let mut kernels: Vec<String> = kernels.into_iter().collect();
-        kernels.sort_by_key(|id| kernel_order(id));
-        Matrix { kernels, cases }
+        m.kernels = kernels.into_iter().collect();
+        m.kernels.sort_by_key(|id| kernel_order(id));
+        m
+    }
+
+    /// Adds a cell, keeping the worse outcome when the cell exists (and joining two reasons of
+    /// unreadable records).
+    fn put(
+        &mut self,
+        case: &str,
+        prog_type: &str,
+        kernel: &str,
+        outcome: Outcome,
+        reason: Option<String>,
+    ) {
+        let row = self.cases.entry(case.to_owned()).or_insert_with(|| Row {
+            prog_type: prog_type.to_owned(),
+            cells: BTreeMap::new(),
+        });
+        let new = Cell { outcome, reason };
+        match row.cells.get_mut(kernel) {
+            None => {
+                row.cells.insert(kernel.to_owned(), new);
+            }
+            Some(cell) if case == "runner::unreadable_record" => {
+                let more = new.reason.unwrap_or_default();
+                let joined = format!("{}\n{more}", cell.reason.take().unwrap_or_default());
+                cell.reason = Some(joined);
+            }
+            Some(cell) if severity(new.outcome) > severity(cell.outcome) => *cell = new,
+            Some(_) => {}
+        }
     }
 
     /// Count of each outcome over all cells.
@@ -70,6 +127,19 @@ impl Matrix {
             }
         }
         totals
+    }
+
+    /// `total: N passed, N failed, N skipped` over all cells (`fail` and `error` count as failed,
+    /// `unsupported` as skipped): the closing line CI reads.
+    pub fn closing_line(&self) -> String {
+        let t = self.totals();
+        let n = |o| t.get(&o).copied().unwrap_or(0);
+        format!(
+            "total: {} passed, {} failed, {} skipped",
+            n(Outcome::Pass),
+            n(Outcome::Fail) + n(Outcome::Error),
+            n(Outcome::Unsupported)
+        )
     }
 
     /// Whether any cell is `fail` or `error`.
@@ -309,6 +379,44 @@ mod tests {
             summary,
             [("a", true), ("b", false), ("d", true), ("e", false)]
         );
+    }
+
+    fn record(case: &str, test: &str, kernel: &str, outcome: Outcome) -> Record {
+        let mut r = Record::runner(kernel, case, outcome, None);
+        (r.binary, r.test) = ("xdp".into(), test.into());
+        if outcome == Outcome::Pass {
+            r.prog_type = "xdp".into();
+        }
+        r
+    }
+
+    #[test]
+    fn gaps_and_unreadable_records_are_errors() {
+        use Outcome::*;
+        let records = [
+            record("xdp::drops", "drops", "6.1", Pass),
+            record("xdp::bounces", "bounces", "6.1", Pass),
+            // 5.10's binary aborted in `drops`: the runner's record joins the case's row.
+            record("xdp::drops", "drops", "5.10", Pass),
+            record("xdp::bounces_test", "bounces", "5.10", Error),
+        ];
+        let bad = [Unreadable {
+            kernel: "7.3".into(),
+            place: "7.3.jsonl:3".into(),
+            error: "not a result record".into(),
+        }];
+        let m = Matrix::from_records(&records, &bad);
+        let cell = |case: &str, k: &str| m.cases[case].cells.get(k).map(|c| c.outcome);
+        assert_eq!(cell("xdp::bounces", "5.10"), Some(Error));
+        assert_eq!(
+            cell("xdp::drops", "7.3"),
+            Some(Error),
+            "missing from a column"
+        );
+        assert_eq!(cell("runner::unreadable_record", "7.3"), Some(Error));
+        assert_eq!(cell("runner::unreadable_record", "6.1"), None);
+        assert!(!m.cases.contains_key("xdp::bounces_test"));
+        assert_eq!(m.closing_line(), "total: 3 passed, 4 failed, 0 skipped");
     }
 
     #[test]

@@ -1,15 +1,11 @@
-//! Running the suite inside a kernel under vmtest: the vmtest.toml targets, KVM detection (with
-//! `/dev/kvm` hidden from vmtest when KVM does not really work, since vmtest turns it on whenever
-//! the device exists), and one VM run with a timeout that kills QEMU and keeps the console tail.
+//! Running the suite inside a kernel under vmtest: the vmtest.toml targets, KVM detection, and the
+//! vmtest command (with `/dev/kvm` hidden from vmtest when KVM does not really work, since vmtest
+//! turns it on whenever the device exists).
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
@@ -66,13 +62,14 @@ pub fn vmtest_toml(
     out
 }
 
-/// The command of a suite target: `ci/vm-suite <id>`, plus the results directory when given.
-pub fn suite_command(id: &str, results: Option<&Path>) -> String {
-    match results {
-        Some(dir) => format!(
+/// The command of a suite target: `ci/vm-suite <id>` (the checked-in file), or with `args` for
+/// `bpfconf suite` (results directory, environment) and an absolute path (the matrix's own file).
+pub fn suite_command(id: &str, args: Option<&[String]>) -> String {
+    match args {
+        Some(args) => format!(
             "sh {} {id} {}",
             crate::workspace_root().join("ci/vm-suite").display(),
-            dir.display()
+            args.join(" ")
         ),
         None => format!("sh ci/vm-suite {id}"),
     }
@@ -124,85 +121,6 @@ umount -l "$old" && rmdir "$old"
 exec "$@"
 "#;
 
-/// Process groups of the VMs running now, killed by [`kill_all`].
-static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-
-/// Kills every running VM (vmtest and its QEMU), e.g. on Ctrl-C: they run in process groups of
-/// their own, which the terminal's signal does not reach.
-pub fn kill_all() {
-    for pgid in RUNNING.lock().expect("VM list lock").drain(..) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pgid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-}
-
-/// How one VM run ended.
-#[derive(Debug)]
-pub enum VmEnd {
-    /// vmtest finished; its exit code (non-zero when a test binary failed).
-    Exited(i32),
-    /// Killed after the timeout.
-    TimedOut,
-}
-
-/// The result of one VM run.
-#[derive(Debug)]
-pub struct VmRun {
-    /// How it ended.
-    pub end: VmEnd,
-    /// From start until the suite's first line (boot, 9p root, guest agent).
-    pub boot: Option<Duration>,
-    /// Whole run.
-    pub total: Duration,
-    /// The last lines of output (console and suite), for errors.
-    pub tail: String,
-    /// The output mentions a kernel panic.
-    pub panicked: bool,
-    /// The first line of a kernel crash report (oops, BUG, panic) with its timestamp cut.
-    pub crash: Option<String>,
-    /// The test binary that was running last (its name without cargo's hash).
-    pub running: Option<String>,
-}
-
-impl VmRun {
-    /// `what` went wrong, with the running binary, the crash line and the console tail.
-    pub fn describe(&self, what: &str) -> String {
-        let mut text = what.to_owned();
-        if let Some(bin) = &self.running {
-            let _ = write!(text, " while running {bin}");
-        }
-        if let Some(crash) = &self.crash {
-            let _ = write!(text, " ({crash})");
-        }
-        format!("{text}; console tail:\n{}", self.tail)
-    }
-}
-
-/// The text of a console line that starts a kernel crash report, without its timestamp.
-fn crash_line(line: &str) -> Option<&str> {
-    const MARKERS: [&str; 5] = [
-        "Oops:",
-        "BUG:",
-        "Kernel panic",
-        "general protection fault",
-        "rcu_sched self-detected stall",
-    ];
-    let text = match line.split_once("] ") {
-        Some((stamp, rest)) if stamp.starts_with('[') => rest,
-        _ => line,
-    };
-    MARKERS.iter().any(|m| text.contains(m)).then_some(text)
-}
-
-/// The name of the test binary a `=== /path/<name>-<hash>` line of ci/vm-suite starts.
-fn binary_started(line: &str) -> Option<&str> {
-    let path = line.strip_prefix("=== /")?;
-    let file = path.rsplit('/').next()?;
-    Some(file.rsplit_once('-').map_or(file, |(name, _)| name))
-}
-
 /// Fails, naming the set-up command, when vmtest or QEMU is missing.
 pub fn check_tools() -> Result<()> {
     let runs = |tool: &str| {
@@ -223,122 +141,24 @@ pub fn check_tools() -> Result<()> {
     Ok(())
 }
 
-/// Runs target `id` of `config` under vmtest, writing all output to `log` and calling `on_line` per
-/// line; kills the whole process group (vmtest and QEMU) after `timeout`.
-pub fn run(
-    config: &Path,
-    id: &str,
-    timeout: Duration,
-    log: &Path,
-    mut on_line: impl FnMut(&str),
-) -> Result<VmRun> {
+/// The command that boots target `id` of `config` under vmtest, with `/dev/kvm` hidden from it
+/// when KVM does not really work.
+pub fn command(config: &Path, id: &str) -> Result<Command> {
     check_tools()?;
     let filter = format!("^{}$", regex::escape(id));
-    let vmtest: Vec<String> = vec![
-        "vmtest".into(),
-        "-c".into(),
-        config.display().to_string(),
-        "-f".into(),
-        filter,
-    ];
-    let argv: Vec<String> = if kvm_usable() {
-        vmtest
+    let mut cmd = if kvm_usable() {
+        Command::new("vmtest")
     } else {
-        [
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            HIDE_KVM,
-            "sh",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(vmtest)
-        .collect()
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c", HIDE_KVM, "sh"])
+            .arg("vmtest");
+        c
     };
-    let started = Instant::now();
-    let (reader, writer) = std::io::pipe().context("creating a pipe")?;
-    let mut cmd = std::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(crate::workspace_root())
-        .stdin(std::process::Stdio::null())
-        .stdout(writer.try_clone()?)
-        .stderr(writer)
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", argv[0]))?;
-    drop(cmd);
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    RUNNING.lock().expect("VM list lock").push(pgid.as_raw());
-
-    let deadline = started + timeout;
-    let finished = Arc::new(AtomicBool::new(false));
-    let watchdog = {
-        let finished = Arc::clone(&finished);
-        std::thread::spawn(move || {
-            while Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(200));
-                if finished.load(Ordering::Relaxed) {
-                    return false;
-                }
-            }
-            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-            true
-        })
-    };
-
-    let mut out = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let mut tail: Vec<String> = Vec::new();
-    let mut boot = None;
-    let mut panicked = false;
-    let mut crash = None;
-    let mut running = None;
-    for line in BufReader::new(reader).lines() {
-        let line = line.unwrap_or_default();
-        use std::io::Write as _;
-        let _ = writeln!(out, "{line}");
-        if boot.is_none() && line.starts_with("=== ") {
-            boot = Some(started.elapsed());
-        }
-        panicked |= line.contains("Kernel panic");
-        if crash.is_none() {
-            crash = crash_line(&line).map(str::to_owned);
-        }
-        if let Some(bin) = binary_started(&line) {
-            running = Some(bin.to_owned());
-        }
-        tail.push(line.clone());
-        if tail.len() > 40 {
-            tail.remove(0);
-        }
-        on_line(&line);
-    }
-    let status = child.wait()?;
-    finished.store(true, Ordering::Relaxed);
-    // Whatever is left of the group (QEMU) goes too.
-    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-    RUNNING
-        .lock()
-        .expect("VM list lock")
-        .retain(|&p| p != pgid.as_raw());
-    let timed_out = watchdog.join().unwrap_or(false) && !status.success();
-    Ok(VmRun {
-        end: if timed_out {
-            VmEnd::TimedOut
-        } else {
-            VmEnd::Exited(status.code().unwrap_or(-1))
-        },
-        boot,
-        total: started.elapsed(),
-        tail: tail.join("\n"),
-        panicked,
-        crash,
-        running,
-    })
+    cmd.arg("-c")
+        .arg(config)
+        .args(["-f", &filter])
+        .current_dir(crate::workspace_root());
+    Ok(cmd)
 }
 
 #[cfg(test)]
@@ -346,30 +166,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crash_and_binary_lines() {
-        assert_eq!(
-            crash_line("[  105.796276] Oops: int3: 0000 [#1] SMP NOPTI"),
-            Some("Oops: int3: 0000 [#1] SMP NOPTI")
-        );
-        assert_eq!(
-            crash_line("[  320.4] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [x:164]"),
-            Some("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [x:164]")
-        );
-        assert_eq!(crash_line("test map_value_round_trips ... ok"), None);
-        assert_eq!(
-            binary_started("=== /repo/target/debug/deps/pinning-1897697cb6b59293"),
-            Some("pinning")
-        );
-        assert_eq!(
-            binary_started("=== /repo/target/debug/deps/sk_reuseport-0a1b"),
-            Some("sk_reuseport")
-        );
-        assert_eq!(binary_started("=== kernel 6.1.0-50-amd64 as 6.1"), None);
-    }
-
-    #[test]
     fn checked_in_vmtest_toml_matches_kernels_toml() {
-        let matrix = Matrix::load().unwrap();
+        // The checked-in files, whatever $BPFCONF_KERNELS names.
+        let matrix =
+            Matrix::load_from(&crate::workspace_root().join("kernels/kernels.toml")).unwrap();
         let kernels: Vec<KernelSpec> = matrix.vm_kernels().cloned().collect();
         let want = vmtest_toml(&kernels, |id| suite_command(id, None), true, KVM_CPUS);
         let have = fs::read_to_string(vmtest_toml_path()).unwrap();

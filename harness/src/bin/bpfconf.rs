@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use harness::kernels::{self, Matrix as Kernels, apt::Apt, fetch::fetch};
 use harness::record;
 use harness::report::{self, Matrix};
+use harness::suite::{self, Manifest};
 use harness::{matrix, vm};
 
 #[derive(Parser)]
@@ -56,8 +57,30 @@ enum Command {
         /// Kernel ids (default: every VM kernel).
         ids: Vec<String>,
     },
-    /// Build the test binaries and list them in target/bpfconf-tests.txt (what the VMs run).
+    /// Build the test binaries and list them and their tests in target/bpfconf-tests.json (what
+    /// every column runs).
     Tests,
+    /// Run the suite's test binaries on the running kernel (what each column of the matrix runs,
+    /// inside its VM): every test leaves a record, kernel splats become `error` records.
+    Suite {
+        /// The column's kernel id (default: derived from the running kernel).
+        #[arg(long)]
+        kernel: Option<String>,
+        /// The results directory (default: $BPFCONF_RESULTS or target/bpfconf-results).
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// libtest threads per binary.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// A test binary still running after this many seconds is killed.
+        #[arg(long, default_value_t = 300)]
+        binary_timeout: u64,
+        /// Extra environment for the test binaries (KEY=VALUE).
+        #[arg(long = "env", value_parser = parse_env)]
+        env: Vec<(String, String)>,
+        /// Run only the tests whose names contain this (libtest's filter).
+        filter: Option<String>,
+    },
     /// Run the suite on the host and on every matrix kernel under vmtest, then print the matrix.
     Matrix {
         /// Kernel ids (default: every VM kernel of kernels.toml).
@@ -69,6 +92,9 @@ enum Command {
         /// Per-kernel timeout in seconds; QEMU is killed after it.
         #[arg(long, default_value_t = 1500)]
         timeout: u64,
+        /// Per-test-binary timeout in seconds inside each column.
+        #[arg(long, default_value_t = 300)]
+        binary_timeout: u64,
         /// Skip the host kernel's column.
         #[arg(long)]
         no_host: bool,
@@ -94,7 +120,7 @@ enum KernelsCommand {
 fn main() -> ExitCode {
     // VMs run in process groups of their own: take them down with us.
     let _ = ctrlc::set_handler(|| {
-        vm::kill_all();
+        harness::watched::kill_all();
         std::process::exit(130);
     });
     match run(Cli::parse().command) {
@@ -136,17 +162,40 @@ fn run(command: Command) -> Result<ExitCode> {
             print!("{}", harness::bench::markdown(&times));
         }
         Command::Tests => {
-            let bins = matrix::build_tests()?;
+            let manifest = matrix::build_tests()?;
             println!(
-                "{} test binaries listed in {}",
-                bins.len(),
-                matrix::tests_list_path().display()
+                "{} test binaries, {} tests, listed in {}",
+                manifest.binaries.len(),
+                manifest.tests().count(),
+                Manifest::path().display()
             );
+        }
+        Command::Suite {
+            kernel,
+            results,
+            threads,
+            binary_timeout,
+            env,
+            filter,
+        } => {
+            let kernel = kernel.unwrap_or_else(|| harness::Kernel::current().id.clone());
+            let opts = suite::Options {
+                spec: Kernels::load()?.spec(&kernel).cloned(),
+                kernel,
+                results: results.unwrap_or_else(record::results_dir),
+                threads,
+                timeout: Duration::from_secs(binary_timeout),
+                env,
+                filter,
+            };
+            let exit = suite::run(&Manifest::load()?, &opts)?;
+            return Ok(ExitCode::from(exit as u8));
         }
         Command::Matrix {
             kernels,
             jobs,
             timeout,
+            binary_timeout,
             no_host,
             run_dir,
         } => {
@@ -155,7 +204,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 vm::check_tools()?;
             }
             eprintln!("building the test binaries");
-            let bins = matrix::build_tests()?;
+            let manifest = matrix::build_tests()?;
             let jobs =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let run_dir = match run_dir {
@@ -167,13 +216,15 @@ fn run(command: Command) -> Result<ExitCode> {
                 host: !no_host,
                 jobs,
                 timeout: Duration::from_secs(timeout),
+                binary_timeout: Duration::from_secs(binary_timeout),
                 run_dir,
             };
-            let timings = matrix::run(&opts, &bins)?;
+            let timings = matrix::run(&opts, &manifest)?;
             let matrix = read_matrix(&opts.run_dir)?;
             print!("{}", matrix.markdown());
             println!("\n{}", matrix::timings_markdown(&timings));
             println!("results: {}", opts.run_dir.display());
+            println!("{}", matrix.closing_line());
             return Ok(exit(!matrix.has_failures()));
         }
     }
@@ -219,15 +270,25 @@ fn sync() -> Result<()> {
     Ok(())
 }
 
+/// The matrix of a run directory; records that cannot be read are `error` cells, not dropped.
 fn read_matrix(dir: &std::path::Path) -> Result<Matrix> {
-    let records =
+    let (records, unreadable) =
         record::read_dir(dir).with_context(|| format!("reading results in {}", dir.display()))?;
     ensure!(
-        !records.is_empty(),
+        !records.is_empty() || !unreadable.is_empty(),
         "no result records in {}: run the suite first",
         dir.display()
     );
-    Ok(Matrix::from_records(&records))
+    for bad in &unreadable {
+        eprintln!("bpfconf: {}: {}", bad.place, bad.error);
+    }
+    Ok(Matrix::from_records(&records, &unreadable))
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
 }
 
 fn exit(ok: bool) -> ExitCode {

@@ -49,6 +49,7 @@ fn pins(spec: &KernelSpec) -> String {
     }
     s.push_str(&format!("modules {:?}\n", initramfs::MODULES));
     s.push_str(&format!("init {:x}\n", Sha256::digest(initramfs::INIT)));
+    s.push_str("config kept\n");
     s
 }
 
@@ -86,6 +87,7 @@ fn fetch_debian(spec: &KernelSpec, dir: &Path, say: &dyn Fn(&str)) -> Result<()>
             String::from_utf8_lossy(&depmod.stderr).trim()
         );
     }
+    keep_config(&root, &release, dir)?;
     finish(dir, &vmlinuz, Some((&modules_root, &release)), &release)?;
     fs::remove_dir_all(&root)?;
     Ok(())
@@ -122,6 +124,24 @@ fn finish(dir: &Path, vmlinuz: &Path, modules: Option<(&Path, &str)>, release: &
     let loaded = initramfs::build(modules, &dir.join("initramfs.cpio"))?;
     fs::write(dir.join("modules.txt"), loaded.join("\n"))?;
     fs::write(dir.join("ready"), release)?;
+    Ok(())
+}
+
+/// Keeps the kernel's build config as `<dir>/config` (the harness reads it inside the VM through
+/// `BPFCONF_KCONFIG`): `boot/config-<release>` (≤ 6.12) or `…/modules/<release>/config` (7.x).
+fn keep_config(root: &Path, release: &str, dir: &Path) -> Result<()> {
+    let candidates = [
+        root.join(format!("boot/config-{release}")),
+        root.join(format!("usr/lib/modules/{release}/config")),
+        root.join(format!("lib/modules/{release}/config")),
+    ];
+    let config = candidates
+        .iter()
+        .find(|p| p.is_file())
+        .with_context(|| format!("the packages of kernel {release} hold no build config"))?;
+    let tmp = dir.join("config.tmp");
+    fs::copy(config, &tmp)?;
+    fs::rename(&tmp, dir.join("config"))?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@ pub mod apt;
 pub mod fetch;
 pub mod initramfs;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -50,9 +51,16 @@ pub struct KernelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modules: Option<PathBuf>,
     /// Cases this kernel cannot run because they hang or crash it: recorded `unsupported` with
-    /// the reason, never run.
+    /// the reason, never run (`bpfconf matrix --known-bugs` runs just these).
     #[serde(default, rename = "known_bug", skip_serializing_if = "Vec::is_empty")]
     pub known_bugs: Vec<KnownBug>,
+    /// Kernel log lines that are not a failure on this kernel.
+    #[serde(
+        default,
+        rename = "allowed_splat",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub allowed_splats: Vec<AllowedSplat>,
 }
 
 /// A case that a kernel's own bug keeps from running.
@@ -60,20 +68,35 @@ pub struct KernelSpec {
 pub struct KnownBug {
     /// Case id (`sk_skb::passes_redirects_and_drops_by_kind`).
     pub case: String,
+    /// A regex on `uname -r` of the builds that have the bug (a rebuilt kernel is run again).
+    pub release: String,
     /// What happens and the evidence.
     pub reason: String,
 }
 
-/// The known bug that keeps case `id` from running on the running kernel, if any.
-pub fn known_bug(id: &str) -> Option<String> {
-    static MATRIX: std::sync::LazyLock<Option<Matrix>> =
-        std::sync::LazyLock::new(|| Matrix::load().ok());
-    let kernel = &crate::Kernel::current().id;
-    let spec = MATRIX.as_ref()?.kernel.iter().find(|k| &k.id == kernel)?;
-    spec.known_bugs
-        .iter()
-        .find(|b| b.case == id)
-        .map(|b| b.reason.clone())
+/// A kernel log line that is known and harmless on this kernel (`bpfconf suite` otherwise turns a
+/// `WARNING:`, `BUG:`, Oops… into an `error` record).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct AllowedSplat {
+    /// A regex on the kernel log line.
+    pub pattern: String,
+    /// Why it is harmless.
+    pub reason: String,
+}
+
+impl KernelSpec {
+    /// The known bugs of the build whose `uname -r` is `release`, as case id → reason.
+    pub fn known_bugs_for(&self, release: &str) -> Result<BTreeMap<String, String>> {
+        let mut bugs = BTreeMap::new();
+        for bug in &self.known_bugs {
+            let re = regex::Regex::new(&bug.release)
+                .with_context(|| format!("kernel {}: known_bug release regex", self.id))?;
+            if re.is_match(release) {
+                bugs.insert(bug.case.clone(), bug.reason.clone());
+            }
+        }
+        Ok(bugs)
+    }
 }
 
 /// A pinned Debian package.
@@ -91,11 +114,15 @@ pub struct Package {
 }
 
 impl Matrix {
-    /// Reads `kernels/kernels.toml`.
+    /// Reads `kernels/kernels.toml` (or `$BPFCONF_KERNELS`).
     pub fn load() -> Result<Self> {
-        let path = toml_path();
+        Self::load_from(&toml_path())
+    }
+
+    /// Reads the matrix file at `path`.
+    pub fn load_from(path: &Path) -> Result<Self> {
         let text =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
@@ -111,6 +138,13 @@ impl Matrix {
         let body = toml::to_string_pretty(self).context("serialising kernels.toml")?;
         fs::write(&path, format!("{header}{body}"))
             .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The entry of column `id` (`host-…` columns are the `host` entry).
+    pub fn spec(&self, id: &str) -> Option<&KernelSpec> {
+        self.kernel
+            .iter()
+            .find(|k| k.id == id || (k.kind == Kind::Host && id.starts_with("host")))
     }
 
     /// The kernels that run in VMs (not the host), in file order.

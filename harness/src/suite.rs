@@ -1,0 +1,366 @@
+//! `bpfconf suite`: runs the suite's test binaries on the running kernel (the host's column, and
+//! inside every VM) so that each case the column should hold leaves a record. A test that never
+//! wrote one (its binary aborted, hung or crashed the kernel) becomes an `error` record naming the
+//! binary, how it ended and the tail of its output; kernel log splats while a binary ran become
+//! an `error` record of that binary. Progress goes to stdout as [`Event`] lines for the host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::KernelSpec;
+use crate::kmsg::Kmsg;
+use crate::outcome::Outcome;
+use crate::record::{self, Record};
+use crate::watched;
+
+/// The suite's test binaries and the tests each must run (`target/bpfconf-tests.json`), written
+/// on the host before any column runs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    /// In run order.
+    pub binaries: Vec<Binary>,
+}
+
+/// One test binary.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Binary {
+    /// Its name without cargo's hash (`xdp`): the record's `binary`.
+    pub name: String,
+    /// Where cargo built it.
+    pub path: PathBuf,
+    /// libtest's names of its tests (`--list`).
+    pub tests: Vec<String>,
+}
+
+impl Manifest {
+    /// `target/bpfconf-tests.json`.
+    pub fn path() -> PathBuf {
+        crate::workspace_root().join("target/bpfconf-tests.json")
+    }
+
+    /// Lists the tests of each binary (`<binary> --list --format terse`).
+    pub fn list(paths: &[PathBuf]) -> Result<Self> {
+        let mut binaries = Vec::new();
+        for path in paths {
+            let out = duct::cmd!(path, "--list", "--format", "terse")
+                .read()
+                .with_context(|| format!("listing the tests of {}", path.display()))?;
+            let file = path.file_name().unwrap_or_default().to_string_lossy();
+            binaries.push(Binary {
+                name: file.rsplit_once('-').map_or(&*file, |(n, _)| n).to_owned(),
+                path: path.clone(),
+                tests: out
+                    .lines()
+                    .filter_map(|l| l.strip_suffix(": test"))
+                    .map(str::to_owned)
+                    .collect(),
+            });
+        }
+        Ok(Manifest { binaries })
+    }
+
+    /// Reads [`Manifest::path`].
+    pub fn load() -> Result<Self> {
+        let path = Self::path();
+        let text = fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {}: run `bpfconf tests` on the host first",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Writes [`Manifest::path`].
+    pub fn save(&self) -> Result<()> {
+        let path = Self::path();
+        fs::write(&path, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Every test, as (binary, test).
+    pub fn tests(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.binaries
+            .iter()
+            .flat_map(|b| b.tests.iter().map(|t| (b.name.as_str(), t.as_str())))
+    }
+}
+
+/// One line of the runner's progress, printed as `bpfconf-event <json>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The runner started on kernel `release`.
+    Started { kernel: String, release: String },
+    /// A test binary started.
+    Binary { name: String },
+    /// A test binary ended: how, and how many of its tests left no record.
+    BinaryEnded {
+        name: String,
+        end: String,
+        missing: usize,
+    },
+    /// The runner ended with this exit status.
+    Finished { exit: i32 },
+}
+
+const EVENT_PREFIX: &str = "bpfconf-event ";
+
+impl Event {
+    /// The event on a console line, if it is one (QEMU's console may prefix the line).
+    pub fn parse(line: &str) -> Option<Event> {
+        let (_, json) = line.split_once(EVENT_PREFIX)?;
+        serde_json::from_str(json).ok()
+    }
+
+    fn emit(&self) {
+        println!(
+            "{EVENT_PREFIX}{}",
+            serde_json::to_string(self).expect("events serialise")
+        );
+    }
+}
+
+/// What `bpfconf suite` runs.
+pub struct Options {
+    /// The column's kernel id.
+    pub kernel: String,
+    /// Its kernels.toml entry (known bugs, allowed splats, kept config), when it has one.
+    pub spec: Option<KernelSpec>,
+    /// The run directory.
+    pub results: PathBuf,
+    /// libtest threads per binary.
+    pub threads: usize,
+    /// A binary still running after this is killed.
+    pub timeout: Duration,
+    /// Extra environment for the test binaries.
+    pub env: Vec<(String, String)>,
+    /// Only the tests whose names contain this (libtest's filter).
+    pub filter: Option<String>,
+}
+
+/// Runs every binary of `manifest`; returns the exit status: 0 when every binary exited 0 and the
+/// runner had nothing to add.
+pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
+    let release = crate::Kernel::current().release.clone();
+    Event::Started {
+        kernel: opts.kernel.clone(),
+        release: release.clone(),
+    }
+    .emit();
+    let env = environment(opts, &release)?;
+    let allowed = allowed_splats(opts.spec.as_ref())?;
+    let mut clean = true;
+    for bin in &manifest.binaries {
+        Event::Binary {
+            name: bin.name.clone(),
+        }
+        .emit();
+        let mut kmsg = Kmsg::open_at_end();
+        let mut cmd = Command::new(&bin.path);
+        cmd.arg(format!("--test-threads={}", opts.threads))
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        if let Some(filter) = &opts.filter {
+            cmd.arg(filter);
+        }
+        let mut tail = Tail::default();
+        let ended = watched::run(cmd, opts.timeout, |line| {
+            println!("{line}");
+            tail.push(line);
+        })?;
+        let end = if ended.timed_out {
+            format!("killed after the {} s timeout", opts.timeout.as_secs())
+        } else if let Some(sig) = ended.status.signal() {
+            format!("killed by signal {}", signal_name(sig))
+        } else {
+            format!("exited with status {}", ended.status.code().unwrap_or(-1))
+        };
+        let expected: Vec<&str> = bin
+            .tests
+            .iter()
+            .filter(|t| opts.filter.as_ref().is_none_or(|f| t.contains(f.as_str())))
+            .map(String::as_str)
+            .collect();
+        let why = format!(
+            "no record: test binary {} {end} before this test wrote one; its last output:\n{}",
+            bin.name,
+            tail.text()
+        );
+        let missing = record_missing(&opts.results, &opts.kernel, &bin.name, &expected, &why)?;
+        let splats = match kmsg.as_mut() {
+            Ok(kmsg) => kmsg.splats(&allowed),
+            Err(e) => vec![format!("cannot read the kernel log: {e}")],
+        };
+        if !splats.is_empty() {
+            let reason = format!(
+                "kernel log while {} ran:\n{}",
+                bin.name,
+                splats
+                    .iter()
+                    .take(8)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            let mut r = Record::runner(
+                &opts.kernel,
+                &format!("{}::kernel_log", bin.name),
+                Outcome::Error,
+                Some(reason),
+            );
+            r.binary = bin.name.clone();
+            r.kernel_release = release.clone();
+            record::write(&opts.results, &r)?;
+        }
+        clean &= ended.status.success() && missing == 0 && splats.is_empty();
+        Event::BinaryEnded {
+            name: bin.name.clone(),
+            end,
+            missing,
+        }
+        .emit();
+    }
+    let exit = if clean { 0 } else { 1 };
+    Event::Finished { exit }.emit();
+    Ok(exit)
+}
+
+/// Writes an `error` record, with `why`, for each of `tests` of `binary` that has no record of
+/// `kernel` in `results`; returns how many it wrote.
+pub fn record_missing(
+    results: &Path,
+    kernel: &str,
+    binary: &str,
+    tests: &[&str],
+    why: &str,
+) -> Result<usize> {
+    let seen: BTreeSet<String> = fs::read_dir(results.join(kernel))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .filter_map(|text| serde_json::from_str::<Record>(&text).ok())
+        .filter(|r| r.binary == binary)
+        .map(|r| r.test)
+        .collect();
+    let mut written = 0;
+    for test in tests.iter().filter(|t| !seen.contains(**t)) {
+        let mut r = Record::runner(
+            kernel,
+            &format!("{binary}::{test}"),
+            Outcome::Error,
+            Some(why.to_owned()),
+        );
+        r.binary = binary.to_owned();
+        r.test = (*test).to_owned();
+        record::write(results, &r)?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// The test binaries' environment: the column's id and results, its known bugs, its kept config.
+fn environment(opts: &Options, release: &str) -> Result<Vec<(String, String)>> {
+    let root = crate::workspace_root();
+    let mut env = vec![
+        ("BPFCONF_KERNEL".into(), opts.kernel.clone()),
+        ("BPFCONF_RESULTS".into(), opts.results.display().to_string()),
+        // A kernel without committed snapshots gets baselines written for review (.snap.new).
+        (
+            "INSTA_UPDATE".into(),
+            std::env::var("INSTA_UPDATE").unwrap_or_else(|_| "new".into()),
+        ),
+        ("INSTA_WORKSPACE_ROOT".into(), root.display().to_string()),
+        // Symbolising a backtrace reads the binary's debug info: slow over 9p under emulation.
+        ("RUST_BACKTRACE".into(), "0".into()),
+    ];
+    if let Some(spec) = &opts.spec {
+        let bugs: BTreeMap<String, String> = spec.known_bugs_for(release)?;
+        if !bugs.is_empty() {
+            env.push(("BPFCONF_KNOWN_BUGS".into(), serde_json::to_string(&bugs)?));
+        }
+        let config = crate::kernels::kernel_dir(&spec.id).join("config");
+        if config.exists() {
+            env.push(("BPFCONF_KCONFIG".into(), config.display().to_string()));
+        }
+    }
+    env.extend(opts.env.iter().cloned());
+    Ok(env)
+}
+
+fn allowed_splats(spec: Option<&KernelSpec>) -> Result<Vec<regex::Regex>> {
+    spec.map_or(&[][..], |s| &s.allowed_splats)
+        .iter()
+        .map(|a| {
+            regex::Regex::new(&a.pattern)
+                .with_context(|| format!("allowed_splat pattern `{}`", a.pattern))
+        })
+        .collect()
+}
+
+/// The last lines of a binary's output.
+#[derive(Default)]
+struct Tail(std::collections::VecDeque<String>);
+
+impl Tail {
+    const LINES: usize = 15;
+
+    fn push(&mut self, line: &str) {
+        if self.0.len() == Self::LINES {
+            self.0.pop_front();
+        }
+        self.0.push_back(line.to_owned());
+    }
+
+    fn text(&self) -> String {
+        self.0.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig).map_or_else(|_| format!("{sig}"), |s| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_console_lines() {
+        let e = Event::BinaryEnded {
+            name: "xdp".into(),
+            end: "killed by signal SIGABRT".into(),
+            missing: 3,
+        };
+        let line = format!(
+            "[   12.3] {EVENT_PREFIX}{}",
+            serde_json::to_string(&e).unwrap()
+        );
+        assert_eq!(Event::parse(&line), Some(e));
+        assert_eq!(Event::parse("test xdp::drops ... ok"), None);
+    }
+
+    #[test]
+    fn missing_tests_get_error_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ran = Record::runner("6.1", "xdp::drops", Outcome::Pass, None);
+        (ran.binary, ran.test) = ("xdp".into(), "drops".into());
+        record::write(dir.path(), &ran).unwrap();
+        let n = record_missing(dir.path(), "6.1", "xdp", &["drops", "bounces"], "aborted").unwrap();
+        assert_eq!(n, 1);
+        let (records, _) = record::read_dir(dir.path()).unwrap();
+        let gap = records.iter().find(|r| r.test == "bounces").unwrap();
+        assert_eq!(
+            (gap.outcome, gap.case.as_str()),
+            (Outcome::Error, "xdp::bounces")
+        );
+    }
+}
