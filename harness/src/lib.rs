@@ -24,6 +24,7 @@ pub mod insn;
 pub mod kernel;
 pub mod kernels;
 pub mod kmsg;
+pub mod known_bugs;
 pub mod ksyscall;
 pub mod load;
 pub mod matrix;

@@ -179,14 +179,18 @@ pub fn run(opts: &Options, manifest: &Manifest) -> Result<Vec<Timing>> {
 /// The arguments of `bpfconf suite` for column `id`; inside a VM the environment that selects
 /// the cache, the matrix file and the test-only faults goes along explicitly.
 fn suite_args(id: &str, opts: &Options, vm: bool) -> Vec<String> {
-    let mut args = vec![
-        "--kernel".into(),
-        id.into(),
+    // ci/vm-suite passes the kernel id itself.
+    let mut args: Vec<String> = if vm {
+        Vec::new()
+    } else {
+        vec!["--kernel".into(), id.into()]
+    };
+    args.extend([
         "--results".into(),
         opts.run_dir.display().to_string(),
         "--binary-timeout".into(),
         opts.binary_timeout.as_secs().to_string(),
-    ];
+    ]);
     if vm {
         for (k, v) in std::env::vars() {
             if k.starts_with("BPFCONF_FAULT_") || k == "BPFCONF_CACHE" || k == "BPFCONF_KERNELS" {

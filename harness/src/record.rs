@@ -88,6 +88,7 @@ pub fn write(dir: &Path, record: &Record) -> io::Result<()> {
         .prefix(".tmp-")
         .tempfile_in(&column)?;
     serde_json::to_writer(&mut tmp, record)?;
+    // On the host before the rename: a VM that crashes later keeps the records made before.
     tmp.as_file().sync_all()?;
     tmp.persist(column.join(format!("{name}.json")))
         .map_err(|e| e.error)?;

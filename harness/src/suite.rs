@@ -144,6 +144,10 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Only the tests whose names contain this (libtest's filter).
     pub filter: Option<String>,
+    /// Only this binary.
+    pub binary: Option<String>,
+    /// Run the kernel's known bugs too (to see whether they still reproduce).
+    pub run_known_bugs: bool,
 }
 
 /// Runs every binary of `manifest`; returns the exit status: 0 when every binary exited 0 and the
@@ -158,7 +162,11 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
     let env = environment(opts, &release)?;
     let allowed = allowed_splats(opts.spec.as_ref())?;
     let mut clean = true;
-    for bin in &manifest.binaries {
+    let selected = manifest
+        .binaries
+        .iter()
+        .filter(|b| opts.binary.as_ref().is_none_or(|n| *n == b.name));
+    for bin in selected {
         Event::Binary {
             name: bin.name.clone(),
         }
@@ -284,7 +292,7 @@ fn environment(opts: &Options, release: &str) -> Result<Vec<(String, String)>> {
     ];
     if let Some(spec) = &opts.spec {
         let bugs: BTreeMap<String, String> = spec.known_bugs_for(release)?;
-        if !bugs.is_empty() {
+        if !bugs.is_empty() && !opts.run_known_bugs {
             env.push(("BPFCONF_KNOWN_BUGS".into(), serde_json::to_string(&bugs)?));
         }
         let config = crate::kernels::kernel_dir(&spec.id).join("config");

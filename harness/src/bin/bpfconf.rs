@@ -80,6 +80,12 @@ enum Command {
         env: Vec<(String, String)>,
         /// Run only the tests whose names contain this (libtest's filter).
         filter: Option<String>,
+        /// Run only this test binary (`xdp`).
+        #[arg(long)]
+        binary: Option<String>,
+        /// Also run the cases kernels.toml lists as known bugs of this kernel.
+        #[arg(long)]
+        run_known_bugs: bool,
     },
     /// Run the suite on the host and on every matrix kernel under vmtest, then print the matrix.
     Matrix {
@@ -102,6 +108,10 @@ enum Command {
         /// one under target/bpfconf-runs/.
         #[arg(long)]
         run_dir: Option<PathBuf>,
+        /// Instead of the suite: run each known bug of the selected kernels alone in a VM of its
+        /// own and say whether it still reproduces.
+        #[arg(long)]
+        known_bugs: bool,
     },
 }
 
@@ -177,6 +187,8 @@ fn run(command: Command) -> Result<ExitCode> {
             binary_timeout,
             env,
             filter,
+            binary,
+            run_known_bugs,
         } => {
             let kernel = kernel.unwrap_or_else(|| harness::Kernel::current().id.clone());
             let opts = suite::Options {
@@ -187,6 +199,8 @@ fn run(command: Command) -> Result<ExitCode> {
                 timeout: Duration::from_secs(binary_timeout),
                 env,
                 filter,
+                binary,
+                run_known_bugs,
             };
             let exit = suite::run(&Manifest::load()?, &opts)?;
             return Ok(ExitCode::from(exit as u8));
@@ -198,8 +212,21 @@ fn run(command: Command) -> Result<ExitCode> {
             binary_timeout,
             no_host,
             run_dir,
+            known_bugs,
         } => {
             let selected = Kernels::load()?.select(&kernels)?;
+            if known_bugs {
+                vm::check_tools()?;
+                matrix::build_tests()?;
+                let dir = match run_dir {
+                    Some(dir) => dir,
+                    None => matrix::new_run_dir()?,
+                };
+                let timeout = Duration::from_secs(binary_timeout.min(timeout));
+                let checks = harness::known_bugs::check(&selected, &dir, timeout)?;
+                print!("{}", harness::known_bugs::markdown(&checks));
+                return Ok(ExitCode::SUCCESS);
+            }
             if !selected.is_empty() {
                 vm::check_tools()?;
             }
