@@ -108,9 +108,9 @@ pub const MUST_ARRIVE: Duration = Duration::from_secs(10);
 ///
 /// "X did not arrive" holds when X is not among them and the sentinel was sent behind X on X's
 /// path (same sender, route, queue and program, which passes the sentinel): on a FIFO path X
-/// cannot come after it. A sentinel missing after [`MUST_ARRIVE`] is a fail naming `sentinel`.
+/// cannot come after it. A sentinel missing after [`MUST_ARRIVE`] is a fail naming it (`name`).
 pub fn until_sentinel<T>(
-    sentinel: &str,
+    name: &str,
     mut next: impl FnMut(Duration) -> CaseResult<Option<T>>,
     is_sentinel: impl Fn(&T) -> bool,
 ) -> CaseResult<Vec<T>> {
@@ -124,7 +124,7 @@ pub fn until_sentinel<T>(
             Some(item) => before.push(item),
             None => {
                 return Err(CaseError::Fail(anyhow::anyhow!(
-                    "{sentinel} did not arrive within {MUST_ARRIVE:?} ({} other items did)",
+                    "{name} did not arrive within {MUST_ARRIVE:?} ({} other items did)",
                     before.len()
                 )));
             }
@@ -205,7 +205,7 @@ impl Drop for OneCpu {
 }
 
 /// The next datagram on `sock` within `wait` (`None` when none came).
-pub fn next_datagram(sock: &UdpSocket, wait: Duration) -> std::io::Result<Option<Datagram>> {
+fn next_datagram(sock: &UdpSocket, wait: Duration) -> std::io::Result<Option<Datagram>> {
     sock.set_read_timeout(Some(wait))?;
     let mut buf = vec![0u8; 65536];
     match sock.recv_from(&mut buf) {
@@ -245,9 +245,4 @@ pub fn datagrams(sock: &UdpSocket, expected: usize) -> std::io::Result<Vec<Datag
 /// [`datagrams`]' payloads as text (see there).
 pub fn datagram_texts(sock: &UdpSocket, expected: usize) -> std::io::Result<Vec<String>> {
     Ok(texts(&datagrams(sock, expected)?))
-}
-
-/// [`next_datagram`]'s payload as text.
-pub fn next_text(sock: &UdpSocket, wait: Duration) -> std::io::Result<Option<String>> {
-    Ok(next_datagram(sock, wait)?.map(|(d, _)| String::from_utf8_lossy(&d).into_owned()))
 }
