@@ -26,6 +26,12 @@
 //! A warm-up datagram on the plain route resolves both hops' neighbours first, so no datagram
 //! waits in an ARP queue, and the programs' counters start at zero.
 //!
+//! Behind the flows the sender sends a sentinel ([`SENTINEL`]) to each receiving port, and each
+//! socket is read up to its sentinel. The one to `PASS_PORT` takes the program's route (every
+//! program passes it: `in`/`out` drop only `DROP_PORT`, `xmit` rewrites only "ping"); the other
+//! takes the plain route (on the program's route `in`/`out` would drop it). Both follow every flow
+//! over the same hops and veth queues, so what arrived before a sentinel is all that arrives.
+//!
 //! `test_run_*` (rstest table): BPF_PROG_TEST_RUN of each program on crafted Ethernet frames (the
 //! kernel strips the Ethernet header, the programs see the IP packet, and the output comes back
 //! behind 14 zeroed bytes): verdicts (`BPF_OK` 0, `BPF_DROP` 2) per packet kind, and for xmit the
@@ -34,7 +40,6 @@
 use std::fs;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::time::Duration;
 
 use harness::observe::{self, volatile};
 use harness::packet::{self, ETH_HLEN};
@@ -51,6 +56,8 @@ const DROP_PORT: u16 = 7201;
 const PASS_PORT: u16 = 7202;
 /// UDP to this port starting with "ping" is rewritten by the xmit program.
 const REWRITE_PORT: u16 = 7203;
+/// The payload sent last to each receiving port.
+const SENTINEL: &str = "sentinel";
 /// Datagrams sent per flow.
 const DATAGRAMS: usize = 3;
 /// `enum bpf_ret_code` (linux/bpf.h).
@@ -261,12 +268,17 @@ fn route_case(case: &mut Case, hook: Hook) -> CaseResult {
     // Warm-up on the plain route: resolves both hops' neighbours; no program runs for it.
     sender.send_to(b"warm-up", (PLAIN_DST, PASS_PORT))?;
     let pass_rx = &receivers[expected.iter().position(|(p, _)| *p == PASS_PORT).unwrap()];
-    let warm = observe::next_text(pass_rx, Duration::from_secs(5))?;
-    if warm.as_deref() != Some("warm-up") {
-        return Err(CaseError::Error(anyhow::anyhow!(
-            "the warm-up datagram on the plain route did not arrive ({warm:?}): the topology is broken"
-        )));
-    }
+    let early = observe::texts_before(pass_rx, "warm-up").map_err(|e| {
+        CaseError::Error(anyhow::anyhow!(
+            "{} (the plain route): the topology is broken",
+            e.reason()
+        ))
+    })?;
+    assert_eq!(
+        early,
+        Vec::<String>::new(),
+        "datagrams on port {PASS_PORT} before the warm-up"
+    );
     assert_eq!(
         hook.counters(&skel),
         (0, 0),
@@ -274,6 +286,7 @@ fn route_case(case: &mut Case, hook: Hook) -> CaseResult {
         hook.name()
     );
 
+    let one_cpu = observe::OneCpu::pin()?;
     for flow in &flows {
         // BPF_DROP at `out` reaches the sender: the send fails with EPERM. (At `in`, on the
         // router, the sender sees nothing; `xmit` drops nothing here.)
@@ -295,22 +308,31 @@ fn route_case(case: &mut Case, hook: Hook) -> CaseResult {
             flow.port
         );
     }
+    for (port, _) in &expected {
+        let dst = if *port == PASS_PORT {
+            ENCAP_DST
+        } else {
+            PLAIN_DST
+        };
+        sender.send_to(SENTINEL.as_bytes(), (dst, *port))?;
+    }
+    drop(one_cpu);
+
     for ((port, want), rx) in expected.iter().zip(&receivers) {
-        let mut got = observe::datagram_texts(rx, want.len())?;
-        got.sort();
-        let mut want = want.clone();
-        want.sort();
+        // In the order sent: the paths are FIFO (which the sentinels rely on too).
+        let got = observe::texts_before(rx, SENTINEL)?;
         case.detail(&format!("received_port_{port}"), &got);
-        assert_eq!(got, want, "datagrams received on port {port}");
+        assert_eq!(&got, want, "datagrams received on port {port}, in order");
     }
 
     let (seen, acted) = hook.counters(&skel);
     case.detail("program_seen", seen);
     case.detail("program_acted", acted);
-    // The program ran for the two flows to ENCAP_DST, and for nothing on the plain route.
+    // The program ran for the two flows and the sentinel to ENCAP_DST, and for nothing on the
+    // plain route.
     assert_eq!(
         seen,
-        (2 * DATAGRAMS) as u64,
+        (2 * DATAGRAMS + 1) as u64,
         "packets the {} program ran for",
         hook.name()
     );

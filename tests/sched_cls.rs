@@ -13,7 +13,13 @@
 //!   for marked packets only. Datagrams to 10.99.0.1:7004 (marked) arrive; datagrams to
 //!   10.99.0.1:7005 (unmarked, same address) find no route and never arrive.
 //!
-//! The programs' counters must equal the number of datagrams of their flow.
+//! After the flows, one sender socket sends a sentinel to each port that receives (7002, 7003 and
+//! 10.99.0.1:7004), and each of those sockets is read up to its sentinel. The flows that must not
+//! arrive cannot carry their own (one is dropped, the other has no route), but the sentinels to
+//! 10.9.0.2 and to 10.99.0.1 follow them on their route, veth queue and programs, which pass
+//! them: once those arrived, the datagrams ahead of them were delivered or not, and the sockets of
+//! 7001 and 7005 are read without waiting. The programs' counters must equal the number of
+//! datagrams of their flow (with its sentinel).
 //!
 //! `test_run_*` (rstest table): BPF_PROG_TEST_RUN on crafted Ethernet frames checks each verdict
 //! (`TC_ACT_OK` 0, `TC_ACT_SHOT` 2), the rewritten bytes (TOS and a still-valid header checksum,
@@ -25,7 +31,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use harness::observe::volatile;
+use harness::observe::{self, volatile};
 use harness::packet::{self, ETH_HLEN, Flow};
 use harness::veth::VethPair;
 use harness::{Case, CaseError, CaseResult, OrError, probe};
@@ -61,6 +67,8 @@ const FLOW: Flow = Flow {
     sport: 40000,
     payload: b"payload",
 };
+/// The payload of the datagram sent last to each socket that receives.
+const SENTINEL: &str = "sentinel";
 /// Datagrams sent per flow.
 const DATAGRAMS: u64 = 3;
 /// `TC_ACT_OK` and `TC_ACT_SHOT` (linux/pkt_cls.h).
@@ -139,10 +147,10 @@ fn drops_and_marks_flows() {
 
             // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
             sender.send_to(b"warm-up", (RECEIVER, PLAIN_PORT))?;
-            let warm_up = receive(&receivers.plain, Duration::from_secs(5))?;
-            assert!(
-                warm_up.is_some(),
-                "the warm-up datagram to port {PLAIN_PORT} never arrived"
+            assert_eq!(
+                arrived(&receivers.plain, "warm-up")?,
+                [],
+                "datagrams on port {PLAIN_PORT} before the warm-up"
             );
 
             let flows = [
@@ -152,20 +160,28 @@ fn drops_and_marks_flows() {
                 (SERVICE, MARK_PORT),
                 (SERVICE, UNMARKED_PORT),
             ];
-            for i in 0..DATAGRAMS {
-                for (addr, port) in flows {
-                    sender.send_to(format!("{port}:{i}").as_bytes(), (addr, port))?;
+            let sentinels = [
+                (RECEIVER, DSCP_PORT),
+                (RECEIVER, PLAIN_PORT),
+                (SERVICE, MARK_PORT),
+            ];
+            {
+                let _one_cpu = observe::OneCpu::pin()?;
+                for i in 0..DATAGRAMS {
+                    for (addr, port) in flows {
+                        sender.send_to(format!("{port}:{i}").as_bytes(), (addr, port))?;
+                    }
+                }
+                for to in sentinels {
+                    sender.send_to(SENTINEL.as_bytes(), to)?;
                 }
             }
 
-            // The flows that must arrive come first: once they are in, the datagrams that were
-            // sent alongside them to the other ports had their chance too.
-            let expected = DATAGRAMS as usize;
-            let dscp = arrived(&receivers.dscp, expected)?;
-            let plain = arrived(&receivers.plain, expected)?;
-            let marked = arrived(&receivers.marked, expected)?;
-            let dropped = arrived(&receivers.dropped, 0)?;
-            let unmarked = arrived(&receivers.unmarked, 0)?;
+            let dscp = arrived(&receivers.dscp, SENTINEL)?;
+            let plain = arrived(&receivers.plain, SENTINEL)?;
+            let marked = arrived(&receivers.marked, SENTINEL)?;
+            let dropped = observe::texts(&observe::queued(&receivers.dropped)?);
+            let unmarked = observe::texts(&observe::queued(&receivers.unmarked)?);
             case.detail(
                 "received",
                 serde_json::json!({
@@ -179,7 +195,7 @@ fn drops_and_marks_flows() {
             };
             let texts = |got: &[(String, u8)]| got.iter().map(|d| d.0.clone()).collect::<Vec<_>>();
             assert_eq!(
-                texts(&dropped),
+                dropped,
                 Vec::<String>::new(),
                 "datagrams to the dropped port {DROP_PORT}"
             );
@@ -207,7 +223,7 @@ fn drops_and_marks_flows() {
                 "datagrams to {SERVICE}:{MARK_PORT}, local only through the fwmark {MARK:#x} table"
             );
             assert_eq!(
-                texts(&unmarked),
+                unmarked,
                 Vec::<String>::new(),
                 "unmarked datagrams to {SERVICE}:{UNMARKED_PORT} (no route without the mark)"
             );
@@ -221,8 +237,8 @@ fn drops_and_marks_flows() {
             case.detail("dropped_tos_rewritten_marked", counts);
             assert_eq!(
                 counts,
-                (DATAGRAMS, DATAGRAMS, DATAGRAMS),
-                "program counters (dropped, tos_rewritten, marked)"
+                (DATAGRAMS, DATAGRAMS + 1, DATAGRAMS + 1),
+                "program counters (dropped; tos_rewritten and marked, each with a sentinel)"
             );
             Ok(())
         },
@@ -290,20 +306,13 @@ fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<(String, u8)>>
     )))
 }
 
-/// What arrives on `sock`: up to `expected` datagrams, waiting up to 2 s for each, then whatever
-/// else comes within 100 ms (strays past the expected count, or datagrams that must not arrive).
-fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<(String, u8)>> {
-    let mut got = Vec::new();
-    while got.len() < expected {
-        match receive(sock, Duration::from_secs(2))? {
-            Some(d) => got.push(d),
-            None => return Ok(got),
-        }
-    }
-    while let Some(d) = receive(sock, Duration::from_millis(100))? {
-        got.push(d);
-    }
-    Ok(got)
+/// What arrived on `sock` before the datagram `sentinel`, with the TOS bytes.
+fn arrived(sock: &UdpSocket, sentinel: &str) -> CaseResult<Vec<(String, u8)>> {
+    observe::until_sentinel(
+        &format!("the datagram {sentinel:?} on {}", sock.local_addr()?),
+        |wait| receive(sock, wait),
+        |d| d.0 == sentinel,
+    )
 }
 
 /// Which classifier a test-run row runs.

@@ -5,12 +5,14 @@
 //! of bytes the socket keeps: 0 drops, less than the packet truncates.
 //!
 //! `keeps_and_truncates_datagrams`: in a fresh network namespace, a sender sends the same known
-//! datagrams over loopback to two sockets: the filtered one and an unfiltered control. The control
-//! receives every datagram whole (so whatever the filtered socket misses, the filter took); the
-//! filtered socket receives exactly the accepted ones, in order, the `T` ones with exactly
-//! [`TRUNCATE_TO`] bytes. The lengths are read with `MSG_TRUNC` (the datagram's real length, not
-//! what fitted a buffer), so a truncation is the kernel's, not the reader's. The program's counters
-//! equal the number of datagrams kept, truncated and dropped.
+//! datagrams over loopback to two sockets: the filtered one and an unfiltered control, then to
+//! each a sentinel, a `K` datagram ([`SENTINEL`]) that the filter keeps. Each socket is read up to
+//! its sentinel: loopback delivers one sender's datagrams in order, so what came before it is all
+//! that arrives. The control receives every datagram whole (so whatever the filtered socket
+//! misses, the filter took); the filtered socket receives exactly the accepted ones, in order, the
+//! `T` ones with exactly [`TRUNCATE_TO`] bytes. The lengths are read with `MSG_TRUNC` (the
+//! datagram's real length, not what fitted a buffer), so a truncation is the kernel's, not the
+//! reader's. The program's counters equal the number of datagrams kept, truncated and dropped.
 //!
 //! `test_run_*` (rstest table): BPF_PROG_TEST_RUN on crafted Ethernet frames checks the return
 //! value per packet. Under test-run the kernel pulls the Ethernet header, so skb->data (and
@@ -23,7 +25,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use harness::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
+use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramInput, ProgramType};
 use programs::socket_filter::{SocketFilterSkel, SocketFilterSkelBuilder};
@@ -35,6 +37,8 @@ const KEEP: u8 = b'K';
 const TRUNCATE: u8 = b'T';
 /// Payload bytes a truncated datagram keeps.
 const TRUNCATE_TO: usize = 5;
+/// Sent last to each socket: kept whole (its first byte is [`KEEP`]), and unlike any other payload.
+const SENTINEL: &[u8] = b"K sentinel";
 /// Ports inside the case's own network namespace (nothing else binds there).
 const FILTERED_PORT: u16 = 7101;
 const CONTROL_PORT: u16 = 7102;
@@ -107,18 +111,21 @@ fn keeps_and_truncates_datagrams() {
                 payload(TRUNCATE, TRUNCATE_TO + 1),
                 payload(KEEP, 1),
             ];
-            for p in &sent {
-                sender.send_to(p, (Ipv4Addr::LOCALHOST, FILTERED_PORT))?;
-                sender.send_to(p, (Ipv4Addr::LOCALHOST, CONTROL_PORT))?;
+            {
+                let _one_cpu = observe::OneCpu::pin()?;
+                for p in sent.iter().map(Vec::as_slice).chain([SENTINEL]) {
+                    sender.send_to(p, (Ipv4Addr::LOCALHOST, FILTERED_PORT))?;
+                    sender.send_to(p, (Ipv4Addr::LOCALHOST, CONTROL_PORT))?;
+                }
             }
 
-            let control_got = arrived(&control, sent.len())?;
+            let control_got = arrived(&control)?;
             assert_eq!(
                 control_got, sent,
                 "the unfiltered control socket must receive every datagram whole"
             );
             let want = expected(&sent);
-            let got = arrived(&filtered, want.len())?;
+            let got = arrived(&filtered)?;
             let lengths = |d: &[Vec<u8>]| d.iter().map(Vec::len).collect::<Vec<_>>();
             case.detail("sent_lengths", lengths(&sent));
             case.detail("received_lengths", lengths(&got));
@@ -134,8 +141,8 @@ fn keeps_and_truncates_datagrams() {
             case.detail("kept_truncated_dropped", counts);
             assert_eq!(
                 counts,
-                (5, 2, 3),
-                "program counters (kept whole, truncated, dropped)"
+                (5 + 1, 2, 3),
+                "program counters (kept whole, with the sentinel; truncated; dropped)"
             );
             Ok(())
         },
@@ -189,20 +196,13 @@ fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<Vec<u8>>> {
     Ok(Some(buf))
 }
 
-/// What arrives on `sock`: up to `expected` datagrams, waiting up to 2 s for each, then whatever
-/// else comes within 100 ms (strays past the expected count).
-fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<Vec<u8>>> {
-    let mut got = Vec::new();
-    while got.len() < expected {
-        match receive(sock, Duration::from_secs(2))? {
-            Some(d) => got.push(d),
-            None => return Ok(got),
-        }
-    }
-    while let Some(d) = receive(sock, Duration::from_millis(100))? {
-        got.push(d);
-    }
-    Ok(got)
+/// What arrived on `sock` before the [`SENTINEL`].
+fn arrived(sock: &UdpSocket) -> CaseResult<Vec<Vec<u8>>> {
+    observe::until_sentinel(
+        &format!("the sentinel datagram on {}", sock.local_addr()?),
+        |wait| receive(sock, wait),
+        |d| d == SENTINEL,
+    )
 }
 
 fn ipv4_udp(payload: &[u8]) -> Vec<u8> {

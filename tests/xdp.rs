@@ -17,6 +17,14 @@
 //!   host). An AF_PACKET capture on the sender's veth checks the frames byte for byte: each
 //!   bounced frame is the frame the sender sent with MACs, IPs and ports swapped, nothing else.
 //!
+//! Behind the flows the sender sends a sentinel ([`SENTINEL`]) to the bounced port, then one to
+//! the passed port. The sender's socket and the capture are read up to the bounced sentinel, the
+//! passed port's socket up to its own. The dropped port cannot carry a sentinel (the program drops
+//! all its UDP): the one to the passed port follows its datagrams on their path (sender socket,
+//! route, the single veth queue, the program, which passes it), so once it arrived every datagram
+//! ahead of it was dropped, bounced or delivered, and the sockets of the dropped and bounced ports
+//! are read without waiting.
+//!
 //! The kernel must report the mode asked for. Native mode needs two things on the sender's side:
 //! - a veth takes XDP_TX frames from its peer only on its NAPI path, which runs while a native
 //!   XDP program is attached to it (newer kernels also run it with GRO on): the test attaches a
@@ -63,6 +71,8 @@ const FLOW: Flow = Flow {
     sport: SENDER_PORT,
     payload: b"payload",
 };
+/// The payload sent last, to the bounced port and to the passed port.
+const SENTINEL: &[u8] = b"sentinel";
 /// Datagrams sent per flow.
 const DATAGRAMS: u64 = 3;
 /// XDP verdicts (`enum xdp_action`), the indexes of the `verdicts` map.
@@ -241,53 +251,78 @@ fn drops_passes_and_bounces(#[case] name: &str, #[case] mode: Mode) {
 
             // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
             sender.send_to(b"warm-up", (RECEIVER, PASS_PORT))?;
-            let warm_up = receive(&passed_rx, Duration::from_secs(5))?;
             assert_eq!(
-                warm_up.as_ref().map(|d| d.0.as_slice()),
-                Some(&b"warm-up"[..]),
-                "the warm-up datagram to port {PASS_PORT}"
+                texts(&arrived(&passed_rx, b"warm-up")?),
+                Vec::<String>::new(),
+                "datagrams to port {PASS_PORT} before the warm-up"
             );
 
-            for i in 0..DATAGRAMS {
-                for port in [DROP_PORT, PASS_PORT, TX_PORT] {
-                    sender.send_to(format!("{port}:{i}").as_bytes(), (RECEIVER, port))?;
+            {
+                let _one_cpu = observe::OneCpu::pin()?;
+                for i in 0..DATAGRAMS {
+                    for port in [DROP_PORT, PASS_PORT, TX_PORT] {
+                        sender.send_to(format!("{port}:{i}").as_bytes(), (RECEIVER, port))?;
+                    }
                 }
+                sender.send_to(SENTINEL, (RECEIVER, TX_PORT))?;
+                sender.send_to(SENTINEL, (RECEIVER, PASS_PORT))?;
             }
 
-            // The flows that must arrive come first: once they are in, the datagrams sent
-            // alongside them to the other ports had their chance too.
-            let expected = DATAGRAMS as usize;
-            let passed = arrived(&passed_rx, expected)?;
-            let bounced = arrived(&sender, expected)?;
-            let dropped = arrived(&dropped_rx, 0)?;
-            let bounced_arrived = arrived(&bounced_rx, 0)?;
-            let frames = capture.frames(Duration::from_secs(2), |frames| {
-                frames
-                    .iter()
-                    .filter(|f| !f.outgoing && f.sport() == TX_PORT)
-                    .count()
-                    >= expected
-            })?;
-
-            let texts = |got: &[(Vec<u8>, SocketAddrV4)]| -> Vec<String> {
-                got.iter()
-                    .map(|d| String::from_utf8_lossy(&d.0).into_owned())
-                    .collect()
-            };
-            let payloads = |port: u16| -> Vec<String> {
-                (0..DATAGRAMS).map(|i| format!("{port}:{i}")).collect()
-            };
+            // The receiver's side first: there the passed sentinel settles all three ports.
+            let passed = arrived(&passed_rx, SENTINEL)?;
+            let dropped = v4_sources(observe::queued(&dropped_rx)?)?;
+            let bounced_arrived = v4_sources(observe::queued(&bounced_rx)?)?;
             case.detail(
                 "received",
                 serde_json::json!({
                     "drop_port": texts(&dropped), "pass_port": texts(&passed),
-                    "tx_port": texts(&bounced_arrived), "sender": texts(&bounced),
+                    "tx_port": texts(&bounced_arrived),
                 }),
             );
+            let payloads = |port: u16| -> Vec<String> {
+                (0..DATAGRAMS).map(|i| format!("{port}:{i}")).collect()
+            };
+            assert_eq!(
+                texts(&dropped),
+                Vec::<String>::new(),
+                "datagrams to the dropped port {DROP_PORT}"
+            );
+            assert_eq!(
+                texts(&passed),
+                payloads(PASS_PORT),
+                "datagrams to the passed port {PASS_PORT}"
+            );
+            assert_eq!(
+                texts(&bounced_arrived),
+                Vec::<String>::new(),
+                "datagrams reaching the receiver's socket of the bounced port {TX_PORT}"
+            );
+
+            let bounced = arrived(&sender, SENTINEL)?;
+            case.detail("received_by_sender", texts(&bounced));
+            assert_eq!(
+                texts(&bounced),
+                payloads(TX_PORT),
+                "bounced datagrams back on the sender's socket"
+            );
+            for (_, from) in &bounced {
+                assert_eq!(
+                    *from,
+                    SocketAddrV4::new(RECEIVER, TX_PORT),
+                    "source of a bounced datagram"
+                );
+            }
+
             // Byte for byte: each bounced frame is a sent frame with MACs, IPs and ports swapped.
+            let frames = observe::until_sentinel(
+                "the bounced sentinel's frame on the sender's veth",
+                |wait| capture.next(wait),
+                |f| !f.outgoing && f.sport() == TX_PORT && f.bytes.ends_with(SENTINEL),
+            )?;
+            let expected = DATAGRAMS as usize;
             let sent: Vec<&Frame> = frames
                 .iter()
-                .filter(|f| f.outgoing && f.dport() == TX_PORT)
+                .filter(|f| f.outgoing && f.dport() == TX_PORT && !f.bytes.ends_with(SENTINEL))
                 .collect();
             let back: Vec<&Frame> = frames
                 .iter()
@@ -313,40 +348,13 @@ fn drops_passes_and_bounces(#[case] name: &str, #[case] mode: Mode) {
                 );
             }
 
-            assert_eq!(
-                texts(&dropped),
-                Vec::<String>::new(),
-                "datagrams to the dropped port {DROP_PORT}"
-            );
-            assert_eq!(
-                texts(&passed),
-                payloads(PASS_PORT),
-                "datagrams to the passed port {PASS_PORT}"
-            );
-            assert_eq!(
-                texts(&bounced_arrived),
-                Vec::<String>::new(),
-                "datagrams reaching the receiver's socket of the bounced port {TX_PORT}"
-            );
-            assert_eq!(
-                texts(&bounced),
-                payloads(TX_PORT),
-                "bounced datagrams back on the sender's socket"
-            );
-            for (_, from) in &bounced {
-                assert_eq!(
-                    *from,
-                    SocketAddrV4::new(RECEIVER, TX_PORT),
-                    "source of a bounced datagram"
-                );
-            }
-
             let counts = verdicts(&skel)?;
             case.detail("verdicts_drop_pass_tx", counts);
             assert_eq!(
                 counts,
-                [DATAGRAMS, DATAGRAMS + 1, DATAGRAMS],
-                "IPv4/UDP packets counted per verdict [drop, pass (with the warm-up), tx]"
+                [DATAGRAMS, DATAGRAMS + 2, DATAGRAMS + 1],
+                "IPv4/UDP packets counted per verdict [drop, pass (with the warm-up and a \
+                 sentinel), tx (with a sentinel)]"
             );
             Ok(())
         },
@@ -391,28 +399,27 @@ fn set_tx_checksum_offload(dev: &str, on: bool) -> CaseResult {
     Ok(())
 }
 
-/// The next datagram on `sock` within `wait`, with its (IPv4) source.
-fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<(Vec<u8>, SocketAddrV4)>> {
-    observe::next_datagram(sock, wait)?
-        .map(v4_source)
-        .transpose()
+/// What arrived on `sock` before the datagram `sentinel`, with the (IPv4) sources.
+fn arrived(sock: &UdpSocket, sentinel: &[u8]) -> CaseResult<Vec<(Vec<u8>, SocketAddrV4)>> {
+    v4_sources(observe::datagrams_before(sock, sentinel)?)
 }
 
-/// What arrives on `sock` ([`observe::datagrams`]), with the (IPv4) sources.
-fn arrived(sock: &UdpSocket, expected: usize) -> CaseResult<Vec<(Vec<u8>, SocketAddrV4)>> {
-    observe::datagrams(sock, expected)?
-        .into_iter()
-        .map(v4_source)
+fn v4_sources(got: Vec<observe::Datagram>) -> CaseResult<Vec<(Vec<u8>, SocketAddrV4)>> {
+    got.into_iter()
+        .map(|(data, from)| match from {
+            std::net::SocketAddr::V4(from) => Ok((data, from)),
+            from => Err(CaseError::Fail(anyhow::anyhow!(
+                "a datagram from an IPv6 source {from}"
+            ))),
+        })
         .collect()
 }
 
-fn v4_source((data, from): observe::Datagram) -> CaseResult<(Vec<u8>, SocketAddrV4)> {
-    match from {
-        std::net::SocketAddr::V4(from) => Ok((data, from)),
-        from => Err(CaseError::Fail(anyhow::anyhow!(
-            "a datagram from an IPv6 source {from}"
-        ))),
-    }
+/// The payloads as text.
+fn texts(got: &[(Vec<u8>, SocketAddrV4)]) -> Vec<String> {
+    got.iter()
+        .map(|d| String::from_utf8_lossy(&d.0).into_owned())
+        .collect()
 }
 
 /// One frame seen by the capture.
@@ -504,11 +511,9 @@ impl Capture {
         Ok(Capture { fd, ifindex })
     }
 
-    /// The frames captured until `done` says enough came (then 100 ms more) or `wait` passes.
-    fn frames(&self, wait: Duration, done: impl Fn(&[Frame]) -> bool) -> CaseResult<Vec<Frame>> {
-        let mut frames = Vec::new();
-        let mut deadline = Instant::now() + wait;
-        let mut settled = false;
+    /// The next frame captured within `wait` (`None` when none came).
+    fn next(&self, wait: Duration) -> CaseResult<Option<Frame>> {
+        let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
             let mut buf = [0u8; 2048];
             // SAFETY: sockaddr_ll is plain data.
@@ -535,16 +540,12 @@ impl Capture {
             if from.sll_ifindex as u32 != self.ifindex {
                 continue;
             }
-            frames.push(Frame {
+            return Ok(Some(Frame {
                 outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
                 bytes: buf[..n as usize].to_vec(),
-            });
-            if !settled && done(&frames) {
-                settled = true;
-                deadline = Instant::now() + Duration::from_millis(100);
-            }
+            }));
         }
-        Ok(frames)
+        Ok(None)
     }
 }
 

@@ -1,12 +1,15 @@
-//! Observing from outside the program: polling for a value with a deadline, and trigger commands
-//! that are killed when dropped.
+//! Observing from outside the program: polling for a value with a deadline, what arrived before a
+//! sentinel, and trigger commands that are killed when dropped.
 
 use std::cell::Cell;
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use libbpf_rs::{MapCore, RingBufferBuilder};
+use nix::sched::{CpuSet, sched_getaffinity, sched_getcpu, sched_setaffinity};
+use nix::unistd::Pid;
 
-use crate::outcome::{CaseResult, OrError};
+use crate::outcome::{CaseError, CaseResult, OrError};
 
 /// Calls `probe` every 10 ms until it returns `Some` or `timeout` passes; returns the last answer.
 pub fn poll<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
@@ -96,11 +99,113 @@ pub fn volatile<T: Copy>(value: &T) -> T {
 /// One datagram: its bytes and its sender.
 pub type Datagram = (Vec<u8>, std::net::SocketAddr);
 
+/// How long something that must arrive (a sentinel) may take. Generous: only a failing case waits
+/// it out, so it costs nothing when all is well, even under emulation.
+pub const MUST_ARRIVE: Duration = Duration::from_secs(10);
+
+/// What arrived before the sentinel: calls `next` (the next item within the time given, `None`
+/// when none came) until `is_sentinel` picks an item, and returns the items before it.
+///
+/// "X did not arrive" holds when X is not among them and the sentinel was sent behind X on X's
+/// path (same sender, route, queue and program, which passes the sentinel): on a FIFO path X
+/// cannot come after it. A sentinel missing after [`MUST_ARRIVE`] is a fail naming it (`name`).
+pub fn until_sentinel<T>(
+    name: &str,
+    mut next: impl FnMut(Duration) -> CaseResult<Option<T>>,
+    is_sentinel: impl Fn(&T) -> bool,
+) -> CaseResult<Vec<T>> {
+    let deadline = Instant::now() + MUST_ARRIVE;
+    let mut before = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let item = if left.is_zero() { None } else { next(left)? };
+        match item {
+            Some(item) if is_sentinel(&item) => return Ok(before),
+            Some(item) => before.push(item),
+            None => {
+                return Err(CaseError::Fail(anyhow::anyhow!(
+                    "{name} did not arrive within {MUST_ARRIVE:?} ({} other items did)",
+                    before.len()
+                )));
+            }
+        }
+    }
+}
+
+/// The datagrams that arrived on `sock` before the one whose payload is `sentinel`
+/// ([`until_sentinel`]).
+pub fn datagrams_before(sock: &UdpSocket, sentinel: &[u8]) -> CaseResult<Vec<Datagram>> {
+    let name = format!(
+        "the sentinel datagram {:?} on {}",
+        String::from_utf8_lossy(sentinel),
+        sock.local_addr()?
+    );
+    until_sentinel(
+        &name,
+        |wait| Ok(next_datagram(sock, wait)?),
+        |(data, _)| data == sentinel,
+    )
+}
+
+/// The payloads of [`datagrams_before`], as text.
+pub fn texts_before(sock: &UdpSocket, sentinel: &str) -> CaseResult<Vec<String>> {
+    Ok(texts(&datagrams_before(sock, sentinel.as_bytes())?))
+}
+
+/// What `sock` holds now, read without waiting. For a socket that must receive nothing: read it
+/// once a sentinel sent behind the unwanted datagrams on their path has arrived (on any socket:
+/// the kernel delivers a datagram to its socket's queue while it processes the packet).
+pub fn queued(sock: &UdpSocket) -> std::io::Result<Vec<Datagram>> {
+    sock.set_nonblocking(true)?;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let end = loop {
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => got.push((buf[..n].to_vec(), from)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    sock.set_nonblocking(false)?;
+    end.map(|()| got)
+}
+
+/// The datagrams' payloads as text.
+pub fn texts(datagrams: &[Datagram]) -> Vec<String> {
+    datagrams
+        .iter()
+        .map(|(d, _)| String::from_utf8_lossy(d).into_owned())
+        .collect()
+}
+
+/// Keeps the calling thread on the CPU it runs on until dropped, then restores its affinity.
+///
+/// A packet a thread sends enters the receive path through its CPU's backlog (veth, loopback):
+/// one CPU's backlog is FIFO, two CPUs' are not ordered. So a sentinel proves something about the
+/// packets ahead of it only when the thread sent them all from one CPU.
+pub struct OneCpu(CpuSet);
+
+impl OneCpu {
+    /// Pins the calling thread to its current CPU.
+    pub fn pin() -> CaseResult<Self> {
+        let me = Pid::from_raw(0);
+        let previous = sched_getaffinity(me).or_error("reading the thread's CPU affinity")?;
+        let mut only = CpuSet::new();
+        only.set(sched_getcpu().or_error("finding the thread's CPU")?)
+            .or_error("naming the thread's CPU")?;
+        sched_setaffinity(me, &only).or_error("pinning the thread to its CPU")?;
+        Ok(OneCpu(previous))
+    }
+}
+
+impl Drop for OneCpu {
+    fn drop(&mut self) {
+        let _ = sched_setaffinity(Pid::from_raw(0), &self.0);
+    }
+}
+
 /// The next datagram on `sock` within `wait` (`None` when none came).
-pub fn next_datagram(
-    sock: &std::net::UdpSocket,
-    wait: Duration,
-) -> std::io::Result<Option<Datagram>> {
+fn next_datagram(sock: &UdpSocket, wait: Duration) -> std::io::Result<Option<Datagram>> {
     sock.set_read_timeout(Some(wait))?;
     let mut buf = vec![0u8; 65536];
     match sock.recv_from(&mut buf) {
@@ -121,8 +226,9 @@ pub fn next_datagram(
 }
 
 /// What arrives on `sock`: up to `expected` datagrams, waiting up to 2 s for each, then whatever
-/// else comes within 100 ms (strays past the expected count, or datagrams that must not arrive).
-pub fn datagrams(sock: &std::net::UdpSocket, expected: usize) -> std::io::Result<Vec<Datagram>> {
+/// else comes within 100 ms. A time window, not an order: kept only for
+/// `tests/flow_dissector.rs`, which should move to [`datagrams_before`] and [`queued`].
+pub fn datagrams(sock: &UdpSocket, expected: usize) -> std::io::Result<Vec<Datagram>> {
     let mut got = Vec::new();
     while got.len() < expected {
         match next_datagram(sock, Duration::from_secs(2))? {
@@ -136,15 +242,7 @@ pub fn datagrams(sock: &std::net::UdpSocket, expected: usize) -> std::io::Result
     Ok(got)
 }
 
-/// [`next_datagram`]'s payload as text.
-pub fn next_text(sock: &std::net::UdpSocket, wait: Duration) -> std::io::Result<Option<String>> {
-    Ok(next_datagram(sock, wait)?.map(|(d, _)| String::from_utf8_lossy(&d).into_owned()))
-}
-
-/// [`datagrams`]' payloads as text.
-pub fn datagram_texts(sock: &std::net::UdpSocket, expected: usize) -> std::io::Result<Vec<String>> {
-    Ok(datagrams(sock, expected)?
-        .iter()
-        .map(|(d, _)| String::from_utf8_lossy(d).into_owned())
-        .collect())
+/// [`datagrams`]' payloads as text (see there).
+pub fn datagram_texts(sock: &UdpSocket, expected: usize) -> std::io::Result<Vec<String>> {
+    Ok(texts(&datagrams(sock, expected)?))
 }
