@@ -194,8 +194,9 @@ fn passes_redirects_and_drops_by_kind() {
                     _ => dropped = (dropped.0 + 1, dropped.1 + f.len()),
                 }
             }
-            // A frame whose header comes in two writes: the parser must wait for the rest. s1
-            // acknowledges the first 2 bytes after its parser ran on them (see `wait_acked`).
+            // A frame whose header comes in two writes: the parser must wait for the rest. s1's
+            // acknowledgement of the first 2 bytes comes after its parser ran on them (see
+            // `wait_acked`); a verdict on them would also show in the final counts.
             let split = frame(b'R', 500, 99);
             let before = verdicts(bss);
             t.c1.write_all(&split[..2])?;
@@ -284,9 +285,9 @@ fn behind_sentinels(t: &mut Topology, bss: &Bss) -> harness::CaseResult<(Vec<u8>
     Ok((at_s1, at_s2))
 }
 
-/// Waits until s1 acknowledged every byte written to `c1` (SIOCOUTQ is 0). On loopback s1's
-/// acknowledgement is queued behind the segment it acknowledges, so c1 processes it only after
-/// s1's receive path (its stream parser included) is done with that segment.
+/// Waits until s1 acknowledged every byte written to `c1` (SIOCOUTQ is 0). s1 sends the
+/// acknowledgement while it processes the segment, and loopback hands it to c1 only after that
+/// processing (s1's stream parser included) is done.
 fn wait_acked(c1: &TcpStream) -> harness::CaseResult {
     let unacked = || {
         let mut n: libc::c_int = 0;
