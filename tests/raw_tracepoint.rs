@@ -6,14 +6,17 @@
 //!
 //! A second case attaches and detaches the same program [`CYCLES`] times while another thread
 //! makes syscalls without pause: each attach must see that thread's syscalls and each detach stop
-//! them. Every attach and detach rewrites the tracepoint's call site in the kernel text on one CPU
+//! them. That the last detach stopped them is shown by order, not by waiting: the thread
+//! acknowledges a request made after the detach once a getpid() it began after the request has
+//! returned (so every earlier run of the program for it has finished), twice; between the two
+//! acknowledgements the count and the runs the kernel skipped must stand still. Every attach and detach rewrites the tracepoint's call site in the kernel text on one CPU
 //! while another CPU runs through it. Under QEMU's TCG emulation that crashes the guest (an int3
 //! oops on 6.12 and 7.3, a soft lockup on 5.10, within 1 to 10 runs), so there the case is
 //! `unsupported`: it needs KVM or real hardware.
 
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -43,6 +46,13 @@ fn load<'obj>(
         .expect(".rodata is mmapped before load");
     rodata.target_tid = tid;
     case.load(open)
+}
+
+/// The runs of the program the kernel skipped because it was already running on that CPU.
+fn recursion_misses(skel: &RawTracepointSkel<'_>) -> CaseResult<u64> {
+    Ok(raw_load::prog_info(skel.progs.count_syscalls.as_fd())
+        .or_error("reading the program's info")?
+        .recursion_misses)
 }
 
 /// How many syscalls `id` the program counted.
@@ -78,10 +88,7 @@ fn counts_syscalls_by_id() {
 
             let getpids = count(&skel, libc::SYS_getpid)?;
             let getppids = count(&skel, libc::SYS_getppid)?;
-            // Runs the kernel skipped because the program was already running on that CPU.
-            let misses = raw_load::prog_info(skel.progs.count_syscalls.as_fd())
-                .or_error("reading the program's info")?
-                .recursion_misses;
+            let misses = recursion_misses(&skel)?;
             case.detail("getpid", getpids);
             case.detail("getppid", getppids);
             case.detail("recursion_misses", misses);
@@ -127,13 +134,18 @@ fn attach_detach_while_syscalls_run() {
                     ))
                 })?;
             }
-            // Detached: the count must stand still while the thread goes on.
-            let detached = count(&skel, libc::SYS_getpid)?;
-            std::thread::sleep(Duration::from_millis(200));
-            let later = count(&skel, libc::SYS_getpid)?;
+            // Detached. Once the thread acknowledged, its runs of the program have all finished.
+            spinner.acknowledge()?;
+            let detached = (count(&skel, libc::SYS_getpid)?, recursion_misses(&skel)?);
+            // A getpid() the program would count (or the kernel report skipped) if still attached.
+            spinner.acknowledge()?;
+            let later = (count(&skel, libc::SYS_getpid)?, recursion_misses(&skel)?);
             case.detail("cycles", CYCLES);
-            case.detail("getpid_counted", later);
-            assert_eq!(later, detached, "syscalls counted after the last detach");
+            case.detail("getpid_counted", later.0);
+            assert_eq!(
+                later, detached,
+                "(getpid calls counted, runs skipped as recursion) after the last detach"
+            );
             Ok(())
         },
     );
@@ -141,39 +153,65 @@ fn attach_detach_while_syscalls_run() {
 
 /// A thread making getpid() calls without pause until dropped (also when the case panics).
 struct Spinner {
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     /// The thread's id.
     tid: u32,
 }
 
+/// What the case and the spinning thread share.
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    /// The case's last request.
+    requested: AtomicU64,
+    /// The last request the thread saw before it began a getpid() that has since returned.
+    acknowledged: AtomicU64,
+}
+
 impl Spinner {
     fn start() -> CaseResult<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared::default());
         let (tid_tx, tid_rx) = mpsc::channel();
         let thread = std::thread::spawn({
-            let stop = Arc::clone(&stop);
+            let shared = Arc::clone(&shared);
             move || {
                 let _ = tid_tx.send(nix::unistd::gettid().as_raw() as u32);
-                while !stop.load(Ordering::Relaxed) {
+                while !shared.stop.load(Ordering::Relaxed) {
+                    let request = shared.requested.load(Ordering::SeqCst);
                     // SAFETY: getpid takes no arguments and cannot fail.
                     unsafe { libc::syscall(libc::SYS_getpid) };
+                    shared.acknowledged.store(request, Ordering::SeqCst);
                 }
             }
         });
         let mut spinner = Spinner {
-            stop,
+            shared,
             thread: Some(thread),
             tid: 0,
         };
         spinner.tid = tid_rx.recv().or_error("the syscall thread's id")?;
         Ok(spinner)
     }
+
+    /// Returns once the thread made a getpid() that began after this call did, and so finished
+    /// every earlier one.
+    fn acknowledge(&self) -> CaseResult {
+        let request = self.shared.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        poll(Duration::from_secs(5), || {
+            (self.shared.acknowledged.load(Ordering::SeqCst) >= request).then_some(())
+        })
+        .ok_or_else(|| {
+            CaseError::Fail(anyhow::anyhow!(
+                "the syscall thread did not acknowledge request {request} within 5 s"
+            ))
+        })
+    }
 }
 
 impl Drop for Spinner {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -15,6 +15,11 @@
 //!   while another socket in the hash still passes: what the kernel answers to each send() is
 //!   snapshotted per kernel, the EACCES of the dropped one asserted.
 //!
+//! "Arrived nowhere" is shown by order: behind the messages under test the case sends a sentinel
+//! on every path it checks (a `P` one to `s1`, an `E` one out through `c2` to `s2`, an `I` one into
+//! `c2`); each path keeps its order, so what a socket read before its sentinel is all that the
+//! earlier messages brought it.
+//!
 //! No test-run cases: the kernel does not implement BPF_PROG_TEST_RUN for sk_msg
 //! (`test_run_is_not_implemented` records its answer).
 
@@ -25,14 +30,14 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use harness::observe::volatile;
-use harness::stream::{assert_bytes_eq, read_len, read_stray, tcp_pair};
+use harness::stream::{assert_bytes_eq, read_to_sentinel, tcp_pair};
 use harness::{Case, NetNs, OrError, load::errno_name, probe, snapshot, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::sk_msg::types::bss as Bss;
 use programs::sk_msg::{SkMsgSkel, SkMsgSkelBuilder};
 
-/// How long messages may take to arrive.
+/// How long messages that must arrive may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A message of `len` bytes whose first byte is `kind`; the rest is a pattern that differs per
@@ -43,6 +48,27 @@ fn message(kind: u8, len: usize, seed: usize) -> Vec<u8> {
         (1..len).map(|i| (i.wrapping_mul(167) ^ (i >> 6) ^ seed.wrapping_mul(53)) as u8 | 0x80),
     );
     m
+}
+
+/// The sentinel message of `kind` (ASCII after the first byte, unlike [`message`]'s bytes).
+fn sentinel(kind: u8) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(b" sentinel behind every earlier message");
+    m
+}
+
+/// Sends `m` in one send() that must take all of it; `what` names the message in the error.
+fn send_whole(sock: &mut TcpStream, m: &[u8], what: &str) -> harness::CaseResult {
+    let n = sock.write(m).map_err(|e| {
+        harness::CaseError::Fail(anyhow::anyhow!("send() of {what} ({} bytes): {e}", m.len()))
+    })?;
+    if n != m.len() {
+        return Err(harness::CaseError::Fail(anyhow::anyhow!(
+            "send() of {what} took {n} of its {} bytes",
+            m.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The skeleton and the sockets of a case: `c1 → s1` (c1 at key 0), `c2 → s2` (c2 at key 1).
@@ -124,18 +150,7 @@ fn passes_and_redirects_by_first_byte() {
             let (mut to_s1, mut to_s2, mut to_c2) = (Vec::new(), Vec::new(), Vec::new());
             for (seed, &(kind, len)) in messages.iter().enumerate() {
                 let m = message(kind, len, seed);
-                let n = t.c1.write(&m).map_err(|e| {
-                    harness::CaseError::Fail(anyhow::anyhow!(
-                        "send() of a {} message of {len} bytes: {e}",
-                        kind as char
-                    ))
-                })?;
-                assert_eq!(
-                    n,
-                    m.len(),
-                    "bytes send() took of a {} message",
-                    kind as char
-                );
+                send_whole(&mut t.c1, &m, &format!("a {} message", kind as char))?;
                 match kind {
                     b'P' => to_s1.extend_from_slice(&m),
                     b'E' => to_s2.extend_from_slice(&m),
@@ -143,9 +158,24 @@ fn passes_and_redirects_by_first_byte() {
                 }
             }
 
-            let at_s1 = read_len(&mut t.s1, to_s1.len(), TIMEOUT)?;
-            let at_s2 = read_len(&mut t.s2, to_s2.len(), TIMEOUT)?;
-            let at_c2 = read_len(&mut t.c2, to_c2.len(), TIMEOUT)?;
+            for kind in [b'P', b'E', b'I'] {
+                let what = format!("the {} sentinel", kind as char);
+                send_whole(&mut t.c1, &sentinel(kind), &what)?;
+            }
+            let at_s1 =
+                read_to_sentinel(&mut t.s1, &sentinel(b'P'), "the P sentinel at s1", TIMEOUT)?;
+            let at_s2 = read_to_sentinel(
+                &mut t.s2,
+                &sentinel(b'E'),
+                "the E sentinel at s2 (redirected out through c2)",
+                TIMEOUT,
+            )?;
+            let at_c2 = read_to_sentinel(
+                &mut t.c2,
+                &sentinel(b'I'),
+                "the I sentinel at c2 (redirected to its ingress)",
+                TIMEOUT,
+            )?;
             case.detail(
                 "bytes_received",
                 serde_json::json!({ "s1": at_s1.len(), "s2": at_s2.len(), "c2": at_c2.len() }),
@@ -161,22 +191,14 @@ fn passes_and_redirects_by_first_byte() {
                 &to_c2,
                 "bytes c2 read (I, redirected to its ingress)",
             );
-            for (name, sock) in [("s1", &mut t.s1), ("s2", &mut t.s2), ("c2", &mut t.c2)] {
-                let stray = read_stray(sock)?;
-                assert!(
-                    stray.is_empty(),
-                    "{name} received {} stray bytes",
-                    stray.len()
-                );
-            }
 
             let count = |kind: u8| messages.iter().filter(|m| m.0 == kind).count() as u64;
             let counts = verdicts(bss);
             case.detail("verdicts_pass_egress_ingress_drop", counts);
             assert_eq!(
                 counts,
-                [count(b'P'), count(b'E'), count(b'I'), 0],
-                "verdicts (pass, egress, ingress, drop), one per send()"
+                [count(b'P') + 1, count(b'E') + 1, count(b'I') + 1, 0],
+                "verdicts (pass, egress, ingress, drop), one per send() (the sentinels included)"
             );
             Ok(())
         },
@@ -209,8 +231,37 @@ fn drop_fails_the_send() {
         let answer_other = send_answer(c3.write(&other));
         let verdicts_other = verdicts(bss);
 
-        let at_s1 = read_stray(&mut t.s1)?;
-        let at_s3 = read_len(&mut s3, other.len(), TIMEOUT)?;
+        // The sentinels: c3's (its sends pass) to s3, out through c2 to s2 and into c2; c1's
+        // plainly to s1 once c1 has left the hash (the program would drop its sends).
+        for kind in [b'P', b'E', b'I'] {
+            let what = format!("c3's {} sentinel", kind as char);
+            send_whole(&mut c3, &sentinel(kind), &what)?;
+        }
+        skel.maps.sock_hash.delete(&0u32.to_ne_bytes())?;
+        send_whole(
+            &mut t.c1,
+            &sentinel(b'P'),
+            "c1's sentinel after c1 left the hash",
+        )?;
+        let at_s1 = read_to_sentinel(
+            &mut t.s1,
+            &sentinel(b'P'),
+            "c1's sentinel (sent after c1 left the hash) at s1",
+            TIMEOUT,
+        )?;
+        let at_s3 = read_to_sentinel(&mut s3, &sentinel(b'P'), "c3's P sentinel at s3", TIMEOUT)?;
+        let at_s2 = read_to_sentinel(
+            &mut t.s2,
+            &sentinel(b'E'),
+            "c3's E sentinel at s2 (redirected out through c2)",
+            TIMEOUT,
+        )?;
+        let at_c2 = read_to_sentinel(
+            &mut t.c2,
+            &sentinel(b'I'),
+            "c3's I sentinel at c2 (redirected to its ingress)",
+            TIMEOUT,
+        )?;
         let observed = serde_json::json!({
             "c1_send_P": answer_before,
             "c1_send_D": answer_dropped,
@@ -235,24 +286,26 @@ fn drop_fails_the_send() {
             [1, 0, 0, 1],
             "verdicts after the D message"
         );
-        assert!(
-            !at_s1
-                .windows(dropped.len())
-                .any(|w| w == dropped.as_slice()),
-            "the dropped message reached s1"
-        );
-        assert!(
-            at_s1.starts_with(&before),
-            "s1 did not receive the P message sent before the drop first"
-        );
-        for (name, sock) in [("s2", &mut t.s2), ("c2", &mut t.c2)] {
-            let stray = read_stray(sock)?;
+        // s1 receives the P message before the drop, and the one after it if its send() went
+        // through on this kernel; never the dropped one.
+        let mut to_s1 = before.clone();
+        if answer_after == format!("sent {}", after.len()) {
+            to_s1.extend_from_slice(&after);
+        }
+        assert_bytes_eq(&at_s1, &to_s1, "bytes s1 received from c1");
+        for (name, stray) in [("s2", &at_s2), ("c2", &at_c2)] {
             assert!(
                 stray.is_empty(),
                 "{name} received {} stray bytes",
                 stray.len()
             );
         }
+        let [p, e, i, d] = verdicts_other;
+        assert_eq!(
+            verdicts(bss),
+            [p + 1, e + 1, i + 1, d],
+            "verdicts after c3's three sentinels and c1's sent outside the hash"
+        );
         assert_eq!(
             answer_other, "sent 70",
             "send() of another socket in the hash"

@@ -16,6 +16,11 @@
 //!   each listener must accept exactly the clients its key names; a dropped SYN makes connect()
 //!   fail (ECONNREFUSED on 6.18: no listener means a reset; the errno is snapshotted).
 //!
+//! "Arrived nowhere" is shown by order: behind the datagrams (connections) under test, the case
+//! sends one sentinel datagram (connects one sentinel client) to each socket of the group, placed
+//! by the program like the others. A socket's queue keeps the order of arrival, so what a socket
+//! received before its sentinel is all that the earlier ones brought it.
+//!
 //! No test-run cases: the kernel does not implement BPF_PROG_TEST_RUN for sk_reuseport
 //! (`test_run_is_not_implemented` records its answer).
 
@@ -26,16 +31,17 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use harness::observe::volatile;
-use harness::{Case, NetNs, OrError, load::errno_name, observe, probe, snapshot, test_run};
+use harness::{Case, NetNs, OrError, load::errno_name, probe, snapshot, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt, socket,
     sockopt,
 };
+use nix::sys::time::{TimeVal, TimeValLike};
 use programs::sk_reuseport::{SkReuseportSkel, SkReuseportSkelBuilder};
 
-/// How long datagrams and connections may take.
+/// How long datagrams and connections that must arrive may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// ENOENT, which bpf_sk_select_reuseport returns for an empty key.
 const ENOENT: i64 = 2;
@@ -125,21 +131,16 @@ fn udp_placement_by_payload() {
             let payloads: Vec<String> = (0..42)
                 .map(|seq| format!("{}-{seq}", kinds[(seq * 5 + seq / 6) % kinds.len()]))
                 .collect();
-            for p in &payloads {
+            // Last, one sentinel per socket, placed by its first byte like the others.
+            let sentinels: Vec<String> =
+                (0..group.len()).map(|k| format!("{k}-sentinel")).collect();
+            for p in payloads.iter().chain(&sentinels) {
                 sender.send_to(p.as_bytes(), ("127.0.0.1", port))?;
             }
             let kind_count = |k: char| payloads.iter().filter(|p| p.starts_with(k)).count();
             let delivered_expected = payloads.len() - kind_count('x') - kind_count('3');
 
-            // The program ran once per datagram.
-            let runs = observe::poll(TIMEOUT, || {
-                let n = volatile(&bss.selected)
-                    + volatile(&bss.dropped)
-                    + volatile(&bss.unchosen)
-                    + volatile(&bss.select_errors);
-                (n >= payloads.len() as u64).then_some(n)
-            });
-            let received = drain_udp(&group, delivered_expected)?;
+            let received = receive_to_sentinels(&group, &sentinels)?;
             case.detail("received", &received);
             case.detail(
                 "program",
@@ -151,12 +152,6 @@ fn udp_placement_by_payload() {
                     "last_error": volatile(&bss.last_error),
                 }),
             );
-            assert_eq!(
-                runs,
-                Some(payloads.len() as u64),
-                "program runs, one per datagram"
-            );
-
             for (i, got) in received.iter().enumerate() {
                 let mine: Vec<&String> = got.iter().filter(|p| !p.starts_with('h')).collect();
                 let expected: Vec<&String> = payloads
@@ -183,10 +178,11 @@ fn udp_placement_by_payload() {
                 "datagrams delivered in all (x and 3 dropped)"
             );
 
+            // The program ran once per datagram (the sentinels are selections).
             assert_eq!(
                 volatile(&bss.selected),
-                (kind_count('0') + kind_count('1') + kind_count('2')) as u64,
-                "selections"
+                (kind_count('0') + kind_count('1') + kind_count('2') + sentinels.len()) as u64,
+                "selections (the sentinels included)"
             );
             assert_eq!(
                 volatile(&bss.dropped),
@@ -236,7 +232,6 @@ fn tcp_placement_by_source_port() {
                     .local_addr()
                     .or_error("reading the bound port")?
                     .port();
-                listener.set_nonblocking(true).or_error("O_NONBLOCK")?;
                 listeners.push(listener);
             }
             attach(&skel, &listeners[0])?;
@@ -262,8 +257,17 @@ fn tcp_placement_by_source_port() {
                     Err(e) => e.raw_os_error().map_or_else(|| e.to_string(), errno_name),
                 });
             }
+            // Last, one sentinel client per listener (low two bits = key).
+            let sentinel_ports: Vec<u16> = (0..listeners.len() as u16).map(|k| 40100 + k).collect();
+            for &sport in &sentinel_ports {
+                clients.push(connect_from(sport, port).map_err(|e| {
+                    harness::CaseError::Fail(anyhow::anyhow!(
+                        "connect() of the sentinel client from source port {sport}: {e}"
+                    ))
+                })?);
+            }
 
-            let placed = accept_all(&listeners, accepted_ports.len())?;
+            let placed = accept_to_sentinels(&listeners, &sentinel_ports)?;
             case.detail("accepted_source_ports", &placed);
             case.detail("dropped_connect", &drop_answers);
             for (key, got) in placed.iter().enumerate() {
@@ -282,15 +286,16 @@ fn tcp_placement_by_source_port() {
                 drop_answers.iter().all(|a| a != "connected"),
                 "a connect() whose SYN the program dropped succeeded: {drop_answers:?}"
             );
-            assert!(
-                volatile(&bss.dropped) >= dropped_ports.len() as u64,
-                "SYNs the program dropped: {}",
-                volatile(&bss.dropped)
+            // One run per SYN: a dropped SYN is answered by a reset, not sent again.
+            assert_eq!(
+                volatile(&bss.dropped),
+                dropped_ports.len() as u64,
+                "SYNs the program dropped"
             );
             assert_eq!(
                 volatile(&bss.selected),
-                accepted_ports.len() as u64,
-                "listener selections, one per accepted connection"
+                (accepted_ports.len() + sentinel_ports.len()) as u64,
+                "listener selections, one per accepted connection (the sentinels included)"
             );
             drop(clients);
             Ok(())
@@ -314,40 +319,47 @@ fn test_run_is_not_implemented() {
     );
 }
 
-/// Reads every socket of the group until `expected` datagrams arrived in all, then 200 ms more
-/// for strays; per socket, the payloads it received in order.
-fn drain_udp(group: &[UdpSocket], expected: usize) -> io::Result<Vec<Vec<String>>> {
+/// Reads socket `k` of the group until `sentinels[k]` arrived; per socket, the payloads it
+/// received before its sentinel, in order. The deadline is only for the sentinels (they must
+/// arrive): its expiry is an error naming the sentinel.
+fn receive_to_sentinels(group: &[UdpSocket], sentinels: &[String]) -> io::Result<Vec<Vec<String>>> {
+    let deadline = Instant::now() + TIMEOUT;
     let mut received = vec![Vec::new(); group.len()];
-    for sock in group {
-        sock.set_nonblocking(true)?;
-    }
     let mut buf = [0u8; 256];
-    let mut deadline = Instant::now() + TIMEOUT;
-    let mut settled = false;
-    loop {
-        let mut got_any = false;
-        for (i, sock) in group.iter().enumerate() {
-            match sock.recv(&mut buf) {
-                Ok(n) => {
-                    received[i].push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                    got_any = true;
+    for ((sock, sentinel), got) in group.iter().zip(sentinels).zip(&mut received) {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let waited = if left.is_zero() {
+                Err(io::ErrorKind::TimedOut.into())
+            } else {
+                sock.set_read_timeout(Some(left))?;
+                sock.recv(&mut buf)
+            };
+            let n = match waited {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the sentinel datagram `{sentinel}` did not arrive within {TIMEOUT:?}"
+                        ),
+                    ));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
+            };
+            let payload = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if payload == *sentinel {
+                break;
             }
-        }
-        let total: usize = received.iter().map(Vec::len).sum();
-        if total >= expected && !settled {
-            settled = true;
-            deadline = Instant::now() + Duration::from_millis(200);
-        }
-        if Instant::now() >= deadline {
-            return Ok(received);
-        }
-        if !got_any {
-            std::thread::sleep(Duration::from_millis(5));
+            got.push(payload);
         }
     }
+    Ok(received)
 }
 
 /// A TCP connection to 127.0.0.1:`port` from source port `sport`, with a 2 s timeout.
@@ -363,11 +375,7 @@ fn connect_from(sport: u16, port: u16) -> io::Result<TcpStream> {
         &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, sport)),
     )?;
     // SO_SNDTIMEO bounds a blocking connect().
-    setsockopt(
-        &fd,
-        sockopt::SendTimeout,
-        &nix::sys::time::TimeVal::new(2, 0),
-    )?;
+    setsockopt(&fd, sockopt::SendTimeout, &TimeVal::new(2, 0))?;
     nix::sys::socket::connect(
         fd.as_raw_fd(),
         &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
@@ -375,32 +383,54 @@ fn connect_from(sport: u16, port: u16) -> io::Result<TcpStream> {
     Ok(TcpStream::from(fd))
 }
 
-/// Accepts on every listener until `expected` connections were accepted in all (then 200 ms more
-/// for strays); per listener, the clients' source ports, sorted.
-fn accept_all(listeners: &[TcpListener], expected: usize) -> io::Result<Vec<Vec<u16>>> {
+/// Accepts on listener `k` until the client from `sentinel_ports[k]` arrived; per listener, the
+/// source ports of the clients it accepted before its sentinel, sorted. The deadline is only for
+/// the sentinels (they must arrive): its expiry is an error naming the sentinel.
+fn accept_to_sentinels(
+    listeners: &[TcpListener],
+    sentinel_ports: &[u16],
+) -> io::Result<Vec<Vec<u16>>> {
+    let deadline = Instant::now() + TIMEOUT;
     let mut placed = vec![Vec::new(); listeners.len()];
-    let mut deadline = Instant::now() + TIMEOUT;
-    let mut settled = false;
-    loop {
-        for (i, l) in listeners.iter().enumerate() {
-            match l.accept() {
-                Ok((_, peer)) => placed[i].push(peer.port()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+    for ((listener, &sentinel), got) in listeners.iter().zip(sentinel_ports).zip(&mut placed) {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let accepted = if left.is_zero() {
+                Err(io::ErrorKind::TimedOut.into())
+            } else {
+                // accept() waits at most SO_RCVTIMEO (at least 1 µs: zero waits for ever).
+                let micros = left.as_micros().max(1) as i64;
+                setsockopt(
+                    listener,
+                    sockopt::ReceiveTimeout,
+                    &TimeVal::microseconds(micros),
+                )?;
+                listener.accept()
+            };
+            let peer = match accepted {
+                Ok((_, peer)) => peer.port(),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the sentinel client from source port {sentinel} was not accepted \
+                             within {TIMEOUT:?}"
+                        ),
+                    ));
+                }
                 Err(e) => return Err(e),
+            };
+            if peer == sentinel {
+                break;
             }
+            got.push(peer);
         }
-        let total: usize = placed.iter().map(Vec::len).sum();
-        if total >= expected && !settled {
-            settled = true;
-            deadline = Instant::now() + Duration::from_millis(200);
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    for p in &mut placed {
-        p.sort_unstable();
+        got.sort_unstable();
     }
     Ok(placed)
 }

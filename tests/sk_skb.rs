@@ -10,6 +10,10 @@
 //! dropped frames nowhere. The program's counters must show one parse and one verdict per frame
 //! (a frame whose header comes in two writes included: the parser asks for more).
 //!
+//! "Nowhere" is shown by order: behind the frames under test the test writes a `P` and an `R`
+//! sentinel frame. Each socket's path keeps its order, so what `s1` read before the `P` sentinel
+//! and `s2` before the `R` one is all that the earlier frames brought them.
+//!
 //! The test writes one frame at a time and waits for its verdict before the next. A BPF stream
 //! parser reads its message from the start of the skb it is handed: when one skb carries several
 //! frames, the strparser hands the later ones over at an offset the program cannot see, and it
@@ -25,15 +29,17 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use harness::observe::volatile;
-use harness::stream::{assert_bytes_eq, read_len, read_stray, tcp_pair};
+use harness::stream::{assert_bytes_eq, read_to_sentinel, tcp_pair};
 use harness::{Case, NetNs, OrError, observe, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::sk_skb::types::bss as Bss;
 use programs::sk_skb::{SkSkbSkel, SkSkbSkelBuilder};
 
-/// How long frames may take to arrive.
+/// How long frames that must arrive (and verdicts that must come) may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// The payload of the sentinel frames.
+const SENTINEL_PAYLOAD: &[u8] = b"sentinel behind every earlier frame";
 
 /// One frame of the program's protocol: kind, big-endian payload length, payload.
 fn frame(kind: u8, payload_len: usize, seed: usize) -> Vec<u8> {
@@ -43,6 +49,14 @@ fn frame(kind: u8, payload_len: usize, seed: usize) -> Vec<u8> {
     f.extend(
         (0..payload_len).map(|i| (i.wrapping_mul(131) ^ (i >> 7) ^ seed.wrapping_mul(29)) as u8),
     );
+    f
+}
+
+/// The sentinel frame of `kind`: `P` goes to s1's reader, `R` out to s2.
+fn sentinel(kind: u8) -> Vec<u8> {
+    let mut f = vec![kind];
+    f.extend_from_slice(&(SENTINEL_PAYLOAD.len() as u16).to_be_bytes());
+    f.extend_from_slice(SENTINEL_PAYLOAD);
     f
 }
 
@@ -117,24 +131,23 @@ fn redirects_frames_unchanged() {
                 expected.extend_from_slice(&f);
             }
 
-            let got = read_len(&mut t.s2, expected.len(), TIMEOUT)?;
+            let (at_s1, at_s2) = behind_sentinels(&mut t, bss)?;
             case.detail("frame_sizes", sizes);
-            case.detail("redirected_bytes_received", got.len());
-            assert_bytes_eq(&got, &expected, "bytes s2 received (redirected R frames)");
-            let stray = read_stray(&mut t.s1)?;
+            case.detail("redirected_bytes_received", at_s2.len());
+            assert_bytes_eq(&at_s2, &expected, "bytes s2 received (redirected R frames)");
             assert!(
-                stray.is_empty(),
+                at_s1.is_empty(),
                 "s1 received {} bytes of redirected frames",
-                stray.len()
+                at_s1.len()
             );
 
             let counts = Counts::read(bss);
             case.detail("program", counts.json());
-            assert_eq!(counts.parsed, sizes.len() as u64, "frames the parser found");
             assert_eq!(
-                counts.redirected,
-                (sizes.len() as u64, expected.len() as u64),
-                "frames and bytes the verdict redirected"
+                counts,
+                Counts::with_sentinels(sizes.len(), (0, 0), (sizes.len(), expected.len()), (0, 0)),
+                "the program's counts of frames parsed and (frames, bytes) passed, redirected, \
+                 dropped (the two sentinels included)"
             );
             Ok(())
         },
@@ -171,54 +184,52 @@ fn passes_redirects_and_drops_by_kind() {
                 (b'P', 9000),
             ];
             let (mut to_s1, mut to_s2) = (Vec::new(), Vec::new());
-            let mut dropped = (0u64, 0u64);
+            let mut dropped = (0, 0);
             for (seed, &(kind, size)) in frames.iter().enumerate() {
                 let f = frame(kind, size, seed);
                 send_frame(&mut t.c1, bss, &f)?;
                 match kind {
                     b'P' => to_s1.extend_from_slice(&f),
                     b'R' => to_s2.extend_from_slice(&f),
-                    _ => dropped = (dropped.0 + 1, dropped.1 + f.len() as u64),
+                    _ => dropped = (dropped.0 + 1, dropped.1 + f.len()),
                 }
             }
-            // A frame whose header comes in two writes: the parser must wait for the rest.
+            // A frame whose header comes in two writes: the parser must wait for the rest. s1's
+            // acknowledgement of the first 2 bytes comes after its parser ran on them (see
+            // `wait_acked`); a verdict on them would also show in the final counts.
             let split = frame(b'R', 500, 99);
             let before = verdicts(bss);
             t.c1.write_all(&split[..2])?;
-            std::thread::sleep(Duration::from_millis(50));
-            assert_eq!(verdicts(bss), before, "a verdict on 2 bytes of a frame");
+            wait_acked(&t.c1)?;
+            assert_eq!(
+                verdicts(bss),
+                before,
+                "a verdict on the 2 bytes of a frame's header s1 acknowledged"
+            );
             send_frame(&mut t.c1, bss, &split[2..])?;
             to_s2.extend_from_slice(&split);
 
-            let at_s1 = read_len(&mut t.s1, to_s1.len(), TIMEOUT)?;
-            let at_s2 = read_len(&mut t.s2, to_s2.len(), TIMEOUT)?;
+            let (at_s1, at_s2) = behind_sentinels(&mut t, bss)?;
             case.detail("frames_written", frames.len() + 1);
             case.detail("bytes_at_s1", at_s1.len());
             case.detail("bytes_at_s2", at_s2.len());
+            // The dropped frames turn up nowhere: neither before the P sentinel nor the R one.
             assert_bytes_eq(&at_s1, &to_s1, "bytes s1 received (passed P frames)");
             assert_bytes_eq(&at_s2, &to_s2, "bytes s2 received (redirected R frames)");
-            // The dropped frames turn up nowhere.
-            assert!(read_stray(&mut t.s1)?.is_empty(), "s1 received stray bytes");
-            assert!(read_stray(&mut t.s2)?.is_empty(), "s2 received stray bytes");
 
             let counts = Counts::read(bss);
             case.detail("program", counts.json());
+            let of_kind = |k: u8| frames.iter().filter(|f| f.0 == k).count();
             assert_eq!(
-                counts.parsed,
-                frames.len() as u64 + 1,
-                "frames the parser found"
-            );
-            assert_eq!(
-                counts.dropped, dropped,
-                "frames and bytes the verdict dropped"
-            );
-            assert_eq!(
-                counts.passed,
-                (
-                    frames.iter().filter(|f| f.0 == b'P').count() as u64,
-                    to_s1.len() as u64
+                counts,
+                Counts::with_sentinels(
+                    frames.len() + 1,
+                    (of_kind(b'P'), to_s1.len()),
+                    (of_kind(b'R') + 1, to_s2.len()),
+                    dropped,
                 ),
-                "frames and bytes the verdict passed"
+                "the program's counts of frames parsed and (frames, bytes) passed, redirected, \
+                 dropped (the two sentinels included)"
             );
             Ok(())
         },
@@ -254,13 +265,52 @@ fn send_frame(c1: &mut TcpStream, bss: &Bss, bytes: &[u8]) -> harness::CaseResul
     Ok(())
 }
 
+/// Writes the P and R sentinel frames behind every frame so far and returns what s1 and s2
+/// received before them.
+fn behind_sentinels(t: &mut Topology, bss: &Bss) -> harness::CaseResult<(Vec<u8>, Vec<u8>)> {
+    send_frame(&mut t.c1, bss, &sentinel(b'P'))?;
+    send_frame(&mut t.c1, bss, &sentinel(b'R'))?;
+    let at_s1 = read_to_sentinel(
+        &mut t.s1,
+        &sentinel(b'P'),
+        "the P sentinel frame at s1",
+        TIMEOUT,
+    )?;
+    let at_s2 = read_to_sentinel(
+        &mut t.s2,
+        &sentinel(b'R'),
+        "the R sentinel frame at s2 (redirected through c2)",
+        TIMEOUT,
+    )?;
+    Ok((at_s1, at_s2))
+}
+
+/// Waits until s1 acknowledged every byte written to `c1` (SIOCOUTQ is 0). s1 sends the
+/// acknowledgement while it processes the segment, and loopback hands it to c1 only after that
+/// processing (s1's stream parser included) is done.
+fn wait_acked(c1: &TcpStream) -> harness::CaseResult {
+    let unacked = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int to `n`.
+        let rc = unsafe { libc::ioctl(c1.as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
+        if rc < 0 { None } else { Some(n) }
+    };
+    observe::poll(TIMEOUT, || (unacked()? == 0).then_some(())).ok_or_else(|| {
+        harness::CaseError::Fail(anyhow::anyhow!(
+            "s1 did not acknowledge the bytes written to c1 within {TIMEOUT:?} (c1's SIOCOUTQ: \
+             {:?})",
+            unacked()
+        ))
+    })
+}
+
 /// Verdicts the program has given so far.
 fn verdicts(bss: &Bss) -> u64 {
     volatile(&bss.passed_frames) + volatile(&bss.redirected_frames) + volatile(&bss.dropped_frames)
 }
 
 /// The program's counters: frames parsed, and (frames, bytes) per verdict.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Counts {
     parsed: u64,
     passed: (u64, u64),
@@ -278,6 +328,24 @@ impl Counts {
                 volatile(&bss.redirected_bytes),
             ),
             dropped: (volatile(&bss.dropped_frames), volatile(&bss.dropped_bytes)),
+        }
+    }
+
+    /// The counts of the frames under test plus the P and R sentinels: `parsed` frames and
+    /// (frames, bytes) per verdict.
+    fn with_sentinels(
+        parsed: usize,
+        passed: (usize, usize),
+        redirected: (usize, usize),
+        dropped: (usize, usize),
+    ) -> Self {
+        let sentinel = sentinel(b'P').len();
+        let n = |(frames, bytes): (usize, usize)| (frames as u64, bytes as u64);
+        Counts {
+            parsed: parsed as u64 + 2,
+            passed: n((passed.0 + 1, passed.1 + sentinel)),
+            redirected: n((redirected.0 + 1, redirected.1 + sentinel)),
+            dropped: n(dropped),
         }
     }
 

@@ -1,5 +1,9 @@
-//! Loopback TCP streams for the socket-map types (sk_skb, sk_msg): connected pairs, reads with a
-//! deadline and byte-string comparison.
+//! Loopback TCP streams for the socket-map types (sk_skb, sk_msg): connected pairs, reads up to a
+//! sentinel and byte-string comparison.
+//!
+//! "Nothing else arrived" is shown by order, not by waiting: the test sends a sentinel last on the
+//! path it checks, and a TCP stream keeps its order, so what a socket received before the sentinel
+//! is everything the earlier sends put on that path.
 
 use std::io::{self, Read};
 use std::net::{TcpListener, TcpStream};
@@ -18,30 +22,69 @@ pub fn tcp_pair(listener: &TcpListener) -> io::Result<(TcpStream, TcpStream)> {
     Ok((client, server))
 }
 
-/// Reads from `sock` until `len` bytes arrived, the peer closed, or `timeout` passed.
-pub fn read_len(sock: &mut TcpStream, len: usize, timeout: Duration) -> io::Result<Vec<u8>> {
-    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+/// Reads `sock` until `sentinel` arrived and returns the bytes before it. `timeout` is for the
+/// sentinel, which must arrive: its expiry, the peer closing first and bytes behind the sentinel
+/// (nothing is sent after it) are errors naming `what` (the sentinel and its path).
+pub fn read_to_sentinel(
+    sock: &mut TcpStream,
+    sentinel: &[u8],
+    what: &str,
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
+    assert!(!sentinel.is_empty(), "an empty sentinel");
     let deadline = Instant::now() + timeout;
     let mut got = Vec::new();
     let mut buf = vec![0u8; 65536];
-    while got.len() < len && Instant::now() < deadline {
-        match sock.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{what} did not arrive within {timeout:?} ({} bytes came before)",
+                    got.len()
+                ),
+            ));
+        }
+        sock.set_read_timeout(Some(left))?;
+        let n = match sock.read(&mut buf) {
+            Ok(0) => {
+                return Err(io::Error::other(format!(
+                    "the peer closed before {what} arrived ({} bytes came)",
+                    got.len()
+                )));
+            }
+            Ok(n) => n,
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
             Err(e) => return Err(e),
+        };
+        // The sentinel may straddle the previous read.
+        let from = got.len().saturating_sub(sentinel.len() - 1);
+        got.extend_from_slice(&buf[..n]);
+        if let Some(at) = got[from..]
+            .windows(sentinel.len())
+            .position(|w| w == sentinel)
+        {
+            let at = from + at;
+            let behind = got.len() - at - sentinel.len();
+            if behind > 0 {
+                return Err(io::Error::other(format!(
+                    "{behind} bytes arrived behind {what}"
+                )));
+            }
+            got.truncate(at);
+            return Ok(got);
         }
     }
-    Ok(got)
-}
-
-/// What arrives on `sock` within 300 ms (for a socket that should stay silent).
-pub fn read_stray(sock: &mut TcpStream) -> io::Result<Vec<u8>> {
-    read_len(sock, usize::MAX, Duration::from_millis(300))
 }
 
 /// Asserts equal byte strings, reported by length and first difference (not by dumping them).
