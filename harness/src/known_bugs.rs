@@ -29,11 +29,7 @@ pub struct Check {
 }
 
 /// Runs every known bug of `kernels` that matches the cached build; VM logs and records go to `dir`.
-pub fn check(
-    kernels: &[KernelSpec],
-    dir: &Path,
-    timeout: Duration,
-) -> Result<Vec<Check>> {
+pub fn check(kernels: &[KernelSpec], dir: &Path, timeout: Duration) -> Result<Vec<Check>> {
     fs::create_dir_all(dir)?;
     let mut checks = Vec::new();
     for k in kernels {
@@ -59,7 +55,11 @@ pub fn check(
                 vm::vmtest_toml(std::slice::from_ref(k), command, false, vm::cpus()),
             )?;
             let log = dir.join(format!("{}-bug{n}.log", k.id));
-            eprintln!("{}: running {case} alone (timeout {} s)", k.id, timeout.as_secs());
+            eprintln!(
+                "{}: running {case} alone (timeout {} s)",
+                k.id,
+                timeout.as_secs()
+            );
             let run = column::watch(vm::command(&config, &k.id)?, timeout, &log, |_| {})?;
             let outcome = record::read_dir(&results)
                 .ok()
@@ -87,10 +87,15 @@ pub fn markdown(checks: &[Check]) -> String {
     if checks.is_empty() {
         return "No known bug matches the selected kernels' builds.\n".into();
     }
-    let mut out = String::from("| kernel | case | still reproduces | evidence |\n|---|---|---|---|\n");
+    let mut out =
+        String::from("| kernel | case | still reproduces | evidence |\n|---|---|---|---|\n");
     for c in checks {
         let yes = if c.reproduces { "yes" } else { "no" };
-        let _ = writeln!(out, "| {} | {} | {yes} | {} |", c.kernel, c.case, c.evidence);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {yes} | {} |",
+            c.kernel, c.case, c.evidence
+        );
     }
     out
 }

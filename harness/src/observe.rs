@@ -224,25 +224,3 @@ fn next_datagram(sock: &UdpSocket, wait: Duration) -> std::io::Result<Option<Dat
         Err(e) => Err(e),
     }
 }
-
-/// What arrives on `sock`: up to `expected` datagrams, waiting up to 2 s for each, then whatever
-/// else comes within 100 ms. A time window, not an order: kept only for
-/// `tests/flow_dissector.rs`, which should move to [`datagrams_before`] and [`queued`].
-pub fn datagrams(sock: &UdpSocket, expected: usize) -> std::io::Result<Vec<Datagram>> {
-    let mut got = Vec::new();
-    while got.len() < expected {
-        match next_datagram(sock, Duration::from_secs(2))? {
-            Some(d) => got.push(d),
-            None => return Ok(got),
-        }
-    }
-    while let Some(d) = next_datagram(sock, Duration::from_millis(100))? {
-        got.push(d);
-    }
-    Ok(got)
-}
-
-/// [`datagrams`]' payloads as text (see there).
-pub fn datagram_texts(sock: &UdpSocket, expected: usize) -> std::io::Result<Vec<String>> {
-    Ok(texts(&datagrams(sock, expected)?))
-}
