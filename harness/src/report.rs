@@ -215,6 +215,32 @@ impl Matrix {
     }
 }
 
+/// The `n` slowest cases of each kernel (by the records' `duration_ms`), as a Markdown table per
+/// kernel, slowest first.
+pub fn slowest(records: &[Record], n: usize) -> String {
+    let mut by_kernel: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.duration_ms > 0) {
+        by_kernel.entry(&r.kernel).or_default().push(r);
+    }
+    let mut kernels: Vec<_> = by_kernel.into_iter().collect();
+    kernels.sort_by_key(|(k, _)| kernel_order(k));
+    let mut out = String::new();
+    for (kernel, mut rs) in kernels {
+        let total: u64 = rs.iter().map(|r| r.duration_ms).sum();
+        rs.sort_by_key(|r| std::cmp::Reverse(r.duration_ms));
+        let _ = writeln!(
+            out,
+            "\n{kernel}: {} cases, {:.1} s in all\n\n| case | s |\n|---|---|",
+            rs.len(),
+            total as f64 / 1000.0
+        );
+        for r in rs.iter().take(n) {
+            let _ = writeln!(out, "| {} | {:.2} |", r.case, r.duration_ms as f64 / 1000.0);
+        }
+    }
+    out
+}
+
 /// One cell that changed between two runs.
 #[derive(Debug, Serialize)]
 pub struct Change {

@@ -32,6 +32,9 @@ enum Command {
         /// Print JSON (every cell with its reason) instead of Markdown.
         #[arg(long)]
         json: bool,
+        /// Instead of the matrix: the N slowest cases of each kernel.
+        #[arg(long, value_name = "N")]
+        slowest: Option<usize>,
     },
     /// Regression report: every cell whose outcome changed from run OLD to run NEW; exit 1 if any
     /// case got worse.
@@ -152,8 +155,19 @@ fn run(command: Command) -> Result<ExitCode> {
                 print!("{}", features.table());
             }
         }
-        Command::Report { results, json } => {
-            let matrix = read_matrix(&results.unwrap_or_else(record::results_dir))?;
+        Command::Report {
+            results,
+            json,
+            slowest,
+        } => {
+            let dir = results.unwrap_or_else(record::results_dir);
+            if let Some(n) = slowest {
+                let (records, _) = record::read_dir(&dir)
+                    .with_context(|| format!("reading results in {}", dir.display()))?;
+                print!("{}", report::slowest(&records, n));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let matrix = read_matrix(&dir)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&matrix)?);
             } else {
