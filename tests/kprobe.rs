@@ -22,8 +22,7 @@ fn execve_entry_and_return() {
         "kprobe::execve_entry_and_return",
         ProgramType::Kprobe,
         |case| {
-            let execve =
-                ksyscall::resolve("execve").map_err(|e| floors::judge("ksym.syscall_entry", e))?;
+            let execve = floors::judge("ksym.syscall_entry", ksyscall::resolve("execve"))?;
             case.detail("function", &execve.symbol);
             let mut object = MaybeUninit::uninit();
             let mut open = KprobeSkelBuilder::default().open(&mut object)?;

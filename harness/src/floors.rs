@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 use crate::kernel::{self, Kernel};
-use crate::outcome::CaseError;
+use crate::outcome::{CaseError, CaseResult};
 
 /// The environment variable of the fault switch.
 pub const FAULT_ENV: &str = "BPFCONF_FAULT_MISSING";
@@ -139,11 +139,13 @@ pub fn missing(id: &str, said: impl fmt::Display) -> CaseError {
     )
 }
 
-/// [`missing`] for an `unsupported` a probe outside this module decided (its reason is what the
-/// kernel said); `fail` and `error` pass unchanged.
-pub fn judge(id: &str, e: CaseError) -> CaseError {
-    match e {
-        CaseError::Unsupported(said) => missing(id, said),
+/// The answer of a probe outside this module for feature `id`: its `unsupported` (whose reason is
+/// what the kernel said) goes through [`missing`], and so does its `Ok` when the fault switch
+/// names `id`; `fail` and `error` pass unchanged.
+pub fn judge<T>(id: &str, answer: CaseResult<T>) -> CaseResult<T> {
+    match answer {
+        Ok(_) if faulted(id) => Err(missing(id, "")),
+        Err(CaseError::Unsupported(said)) => Err(missing(id, said)),
         other => other,
     }
 }
@@ -201,9 +203,9 @@ fn decide(id: &str, said: &str, kernel: &Running) -> CaseError {
     }
     let Some(options) = &kernel.config.options else {
         return CaseError::Error(anyhow::anyhow!(
-            "{said}: {what} is in Linux {since}+ when {} set, but this kernel's config cannot be \
-             read (looked in {}), so the harness cannot tell a missing option from a regression; \
-             set ${} to the kernel's config file",
+            "{said}: {what} is in Linux {since}+ with {}, but this kernel's config cannot be read \
+             (looked in {}), so the harness cannot tell a missing option from a regression; set \
+             ${} to the kernel's config file",
             floor.config.join(", "),
             kernel.config.searched.join(", "),
             kernel::KCONFIG_ENV,
@@ -290,6 +292,8 @@ fn describe(id: &str) -> String {
         "test_run" => format!("BPF_PROG_TEST_RUN of {key}"),
         "isa" => format!("instruction set {key} (-mcpu={key})"),
         "tracepoint" => format!("tracepoint {key}"),
+        "verifier" => format!("verifier feature {key}"),
+        "fs" => format!("filesystem {key}"),
         "kconfig" => key.to_owned(),
         _ => id.to_owned(),
     }

@@ -105,14 +105,8 @@ impl Config {
     /// The first of `places`, then `env_file` (the value of [`KCONFIG_ENV`]), that reads.
     fn search(places: &[String], env_file: Option<String>) -> Config {
         let mut searched = Vec::new();
-        let env_place = match env_file {
-            Some(path) => Some(path),
-            None => {
-                searched.push(format!("${KCONFIG_ENV} (not set)"));
-                None
-            }
-        };
-        for place in places.iter().cloned().chain(env_place) {
+        let unset = env_file.is_none();
+        for place in places.iter().cloned().chain(env_file) {
             match read_text(Path::new(&place)) {
                 Ok(text) => {
                     searched.push(place.clone());
@@ -124,6 +118,9 @@ impl Config {
                 }
                 Err(e) => searched.push(format!("{place} ({e})")),
             }
+        }
+        if unset {
+            searched.push(format!("${KCONFIG_ENV} (not set)"));
         }
         Config {
             options: None,

@@ -12,6 +12,7 @@ use crate::outcome::{CaseError, CaseResult};
 /// Where tracefs is mounted (`…/trace_pipe` lives there), mounting it at `/sys/kernel/tracing` when
 /// it is not.
 pub fn tracefs() -> CaseResult<PathBuf> {
+    known("tracefs", "fs.tracefs")?;
     if let Some(dir) = find("tracefs", |d| d.join("trace_pipe").exists()) {
         return Ok(dir);
     }
@@ -19,25 +20,24 @@ pub fn tracefs() -> CaseResult<PathBuf> {
     if let Some(debugfs) = find("debugfs", |d| d.join("tracing/trace_pipe").exists()) {
         return Ok(debugfs.join("tracing"));
     }
-    known("tracefs", "fs.tracefs")?;
     mount_at("tracefs", Path::new("/sys/kernel/tracing"))
 }
 
 /// Where bpffs is mounted, mounting it at `/sys/fs/bpf` when it is not.
 pub fn bpffs() -> CaseResult<PathBuf> {
+    known("bpf", "fs.bpffs")?;
     if let Some(dir) = find("bpf", |_| true) {
         return Ok(dir);
     }
-    known("bpf", "fs.bpffs")?;
     mount_at("bpf", Path::new("/sys/fs/bpf"))
 }
 
 /// The cgroup v2 root (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`, wherever it is).
 pub fn cgroup2() -> CaseResult<PathBuf> {
+    known("cgroup2", "fs.cgroup2")?;
     if let Some(dir) = find("cgroup2", |_| true) {
         return Ok(dir);
     }
-    known("cgroup2", "fs.cgroup2")?;
     Err(CaseError::Error(anyhow::anyhow!(
         "no cgroup v2 hierarchy is mounted (/proc/mounts) although the kernel has cgroup2: mount \
          one (`mount -t cgroup2 none /sys/fs/cgroup/unified` beside v1 controllers) or boot with \
