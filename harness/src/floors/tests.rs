@@ -312,7 +312,8 @@ fn program_type(variant: &str) -> ProgramType {
 /// Feature ids named in the sources: literal ids given to the floors, and those the probes and
 /// the test-run mapping derive from their arguments.
 fn ids_in(text: &str) -> BTreeSet<String> {
-    let patterns: &[(&str, fn(&regex::Captures) -> String)] = &[
+    type IdOf = fn(&regex::Captures) -> String;
+    let patterns: &[(&str, IdOf)] = &[
         (r#"floors::\w+\(\s*"([^"]+)""#, |c| c[1].to_owned()),
         // Ids handed around before they reach the floors (`"isa.v4"`).
         (
