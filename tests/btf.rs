@@ -179,10 +179,14 @@ fn map_value_round_trips() {
             };
             map.update(&0u32.to_ne_bytes(), &stats_bytes(&written), MapFlags::ANY)?;
             for _ in 0..2 {
-                let output = prog.test_run(ProgramInput {
-                    data_in: Some(&PACKET),
-                    ..Default::default()
-                })?;
+                let output = harness::test_run::run(
+                    "socket_filter",
+                    prog,
+                    ProgramInput {
+                        data_in: Some(&PACKET),
+                        ..Default::default()
+                    },
+                )?;
                 assert_eq!(output.return_value, SKB_LEN);
             }
             let read = read_stats(map)?;

@@ -4,7 +4,7 @@
 //! `test_run_*` (rstest table): BPF_PROG_TEST_RUN on crafted Ethernet frames. The kernel hands
 //! the program flow keys with `n_proto` = the EtherType and `nhoff` = `thoff` = 14, and returns
 //! the `struct bpf_flow_keys` it filled in as the output data. Each row gives the verdict
-//! (`BPF_OK` 0, `BPF_DROP` 2 for malformed packets; kernels before 6.0 report 1 for `BPF_OK` and
+//! (`BPF_OK` 0, `BPF_DROP` 2 for malformed packets; kernels before 6.1 report 1 for `BPF_OK` and
 //! 0 for anything else instead) and, for `BPF_OK`, the whole expected key:
 //! offsets, address family, protocols, ports, addresses, fragment bits and IPv6 flow label;
 //! rows with input flags (`BPF_FLOW_DISSECTOR_F_PARSE_1ST_FRAG`, `…_STOP_AT_FLOW_LABEL`) pass them
@@ -30,7 +30,7 @@ use harness::packet::{
     self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4,
 };
 use harness::veth::VethPair;
-use harness::{Case, CaseResult, OrError, features, observe, probe};
+use harness::{Case, CaseResult, OrError, floors, observe, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
 use programs::flow_dissector::{FlowDissectorSkel, FlowDissectorSkelBuilder};
@@ -364,11 +364,7 @@ fn test_run(
                 context_out: Some(&mut ctx_out),
                 ..Default::default()
             };
-            let output = skel
-                .progs
-                .dissect
-                .test_run(input)
-                .map_err(|e| harness::test_run::error("flow_dissector", e))?;
+            let output = harness::test_run::run("flow_dissector", &skel.progs.dissect, input)?;
             let retval = output.return_value as i32;
             let got = FlowKeys::parse(output.data.as_deref().unwrap_or(&[0; FLOW_KEYS_SIZE]));
             case.detail("retval", retval);
@@ -386,11 +382,11 @@ fn test_run(
     );
 }
 
-/// The return value BPF_PROG_TEST_RUN reports for a program's `verdict`. Before 6.0 the kernel
-/// reported whether the verdict was `BPF_OK` (1 or 0); since 6.0 (which added
+/// The return value BPF_PROG_TEST_RUN reports for a program's `verdict`. Before 6.1 the kernel
+/// reported whether the verdict was `BPF_OK` (1 or 0); since 6.1 (with
 /// `BPF_FLOW_DISSECTOR_CONTINUE`) it reports the verdict itself.
 fn reported(verdict: i32) -> i32 {
-    if features::kernel_at_least(6, 0) {
+    if floors::reached("test_run.flow_dissector_verdict") {
         verdict
     } else {
         i32::from(verdict == BPF_OK)

@@ -7,15 +7,15 @@
 //! compute the same value as every other (one `BPF_PROG_TEST_RUN` on a fixed packet, checked against
 //! the same computation in Rust). A refusal is recorded with the kernel's words — or, when the
 //! kernel refused it with `EINVAL` before the verifier wrote a line, with that said plainly, since
-//! an empty log is exactly what a too-new instruction set looks like on an old kernel. Refused by a
-//! kernel older than the version needs (v3: 5.1, v4: 6.6) is `unsupported`; refused by a newer one
-//! is a `fail`. Each case's outcome is snapshotted per kernel.
+//! an empty log is exactly what a too-new instruction set looks like on an old kernel. A refusal is
+//! judged against the version's floor (`isa.v1`…`isa.v4` in kernels/floors.toml; v3: 5.1, v4: 6.6):
+//! `unsupported` on an older kernel, a `fail` on a newer one. Each case's outcome is snapshotted
+//! per kernel.
 
 use std::mem::MaybeUninit;
 
-use harness::features::kernel_at_least;
 use harness::load::{LogLevel, load_skel};
-use harness::{Case, CaseError, snapshot};
+use harness::{Case, CaseError, floors, snapshot};
 use libbpf_rs::libbpf_sys::bpf_insn;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ProgramInput, ProgramType};
@@ -121,17 +121,17 @@ fn clang_major() -> &'static str {
         .unwrap_or("unknown")
 }
 
-/// Loads one variant, checks it and snapshots the outcome.
+/// Loads the variant of instruction set `isa` (`isa.v4`), checks it and snapshots the outcome.
 fn check<'obj, S: OpenSkel<'obj>>(
     case: &mut Case,
-    mcpu: &str,
-    needs: (u32, u32),
+    isa: &str,
     open: S,
     run: impl FnOnce(&S::Output) -> libbpf_rs::Result<u32>,
 ) -> Result<(), CaseError>
 where
     S::Output: 'obj,
 {
+    let mcpu = isa.strip_prefix("isa.").expect("an isa.* feature id");
     case.set_mcpu(mcpu);
     let insns: Vec<bpf_insn> = open
         .open_object()
@@ -147,6 +147,9 @@ where
     );
 
     let (result, outcome) = load_skel(open, LogLevel::Stats);
+    if outcome.loaded && !floors::has(isa, true) {
+        return Err(floors::missing(isa, "loaded"));
+    }
     let snapshot_name = case.snapshot_name("mix");
     case.push_load(outcome.clone());
     let log = outcome.log("mix");
@@ -158,10 +161,10 @@ where
     };
     case.detail("verifier_log_empty", empty_log);
     let returned = match &result {
-        Ok(skel) => Some(run(skel)?),
+        Ok(skel) => Some(run(skel).map_err(|e| harness::test_run::error("socket_filter", e))?),
         Err(_) => None,
     };
-    let needs_kernel = format!("{}.{}", needs.0, needs.1);
+    let needs_kernel = floors::since(isa).unwrap_or("?");
     let message = if empty_log {
         Some(format!(
             "refused with {} and an empty verifier log",
@@ -201,14 +204,13 @@ where
             );
             Ok(())
         }
-        None if !kernel_at_least(needs.0, needs.1) => Err(CaseError::unsupported(format!(
-            "-mcpu={mcpu} needs kernel {needs_kernel}; this kernel refused it: {}",
-            message.unwrap_or_default()
-        ))),
-        None => Err(CaseError::Fail(anyhow::anyhow!(
-            "-mcpu={mcpu} was refused although kernels since {needs_kernel} take it: {}",
-            message.unwrap_or_default()
-        ))),
+        None => Err(floors::missing(
+            isa,
+            format!(
+                "this kernel refused -mcpu={mcpu}: {}",
+                message.unwrap_or_default()
+            ),
+        )),
     }
 }
 
@@ -235,19 +237,19 @@ fn instruction_set(#[case] mcpu: &str) {
             match mcpu {
                 "v1" => {
                     let open = programs::isa_v1::IsaV1SkelBuilder::default().open(&mut object)?;
-                    check(case, mcpu, (3, 19), open, |s| test_run(&s.progs.mix))
+                    check(case, "isa.v1", open, |s| test_run(&s.progs.mix))
                 }
                 "v2" => {
                     let open = programs::isa::IsaSkelBuilder::default().open(&mut object)?;
-                    check(case, mcpu, (4, 14), open, |s| test_run(&s.progs.mix))
+                    check(case, "isa.v2", open, |s| test_run(&s.progs.mix))
                 }
                 "v3" => {
                     let open = programs::isa_v3::IsaV3SkelBuilder::default().open(&mut object)?;
-                    check(case, mcpu, (5, 1), open, |s| test_run(&s.progs.mix))
+                    check(case, "isa.v3", open, |s| test_run(&s.progs.mix))
                 }
                 _ => {
                     let open = programs::isa_v4::IsaV4SkelBuilder::default().open(&mut object)?;
-                    check(case, mcpu, (6, 6), open, |s| test_run(&s.progs.mix))
+                    check(case, "isa.v4", open, |s| test_run(&s.progs.mix))
                 }
             }
         },

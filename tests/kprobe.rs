@@ -11,7 +11,7 @@ use std::os::unix::fs::symlink;
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{Case, OrError, ksyscall, observe, probe};
+use harness::{Case, OrError, floors, ksyscall, observe, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::SkelBuilder;
 use programs::kprobe::KprobeSkelBuilder;
@@ -22,7 +22,7 @@ fn execve_entry_and_return() {
         "kprobe::execve_entry_and_return",
         ProgramType::Kprobe,
         |case| {
-            let execve = ksyscall::resolve("execve")?;
+            let execve = floors::judge("ksym.syscall_entry", ksyscall::resolve("execve"))?;
             case.detail("function", &execve.symbol);
             let mut object = MaybeUninit::uninit();
             let mut open = KprobeSkelBuilder::default().open(&mut object)?;

@@ -41,6 +41,7 @@ use std::fs;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
+use harness::case::prog_type_name;
 use harness::observe::{self, volatile};
 use harness::packet::{self, ETH_HLEN};
 use harness::pins::PinDir;
@@ -522,14 +523,15 @@ fn test_run(
         let mut object = MaybeUninit::uninit();
         let skel = open_and_load(case, &mut object)?;
         let mut out = vec![0u8; frame.len() + 64];
-        let output = hook
-            .prog(&skel)
-            .test_run(ProgramInput {
+        let output = harness::test_run::run(
+            &prog_type_name(ty),
+            hook.prog(&skel),
+            ProgramInput {
                 data_in: Some(&frame),
                 data_out: Some(&mut out),
                 ..Default::default()
-            })
-            .map_err(|e| harness::test_run::error("lwt programs", e))?;
+            },
+        )?;
         let retval = output.return_value as i32;
         let data = output.data.map(|d| d.to_vec()).unwrap_or_default();
         case.detail("retval", retval);

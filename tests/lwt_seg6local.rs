@@ -28,10 +28,12 @@
 //! End.BPF's SRH state, so the retagging path (its helper needs that state) is left to the route
 //! case; the rows check the drop verdicts for a `DROP_TAG` SRH and for packets without a (complete)
 //! SRH. The program reads the packet with bpf_skb_load_bytes: the test run never set up direct
-//! packet access for this type. Newer kernels have no test run for lwt_seg6local at all (upstream
-//! dropped it in 2024 because the bpf_lwt_seg6_* helpers must only run inside End.BPF; the 6.18
-//! host answers ENOTSUPP): there the rows are `unsupported`, and only the route case proves the
-//! behaviour.
+//! packet access for this type. Newer kernels have no test run for lwt_seg6local at all: upstream
+//! dropped it in 6.11 (c13fda93aca1, CVE-2024-46754) because the bpf_lwt_seg6_* helpers need
+//! End.BPF's SRH state, and stable took that to 5.10.269, 5.15.220, 6.1.187, 6.6.156 and 6.10.10
+//! (kernels/floors.toml, `test_run.lwt_seg6local`). There (6.12, 6.18: ENOTSUPP) the rows are
+//! `unsupported` and only the route case proves the behaviour; on older kernels (Debian's 5.10.223
+//! and 6.1.176) an ENOTSUPP is a `fail`.
 
 use std::fs;
 use std::io::IoSliceMut;
@@ -87,7 +89,8 @@ fn open_and_load<'obj>(
     case.load(open)
 }
 
-/// iproute2 must know the End.BPF action (`ip route help` lists it since iproute2 4.18).
+/// iproute2 must know the End.BPF action (`ip route help` lists it since iproute2 4.18): a
+/// tool too old is the environment's, an `error` saying what to install.
 fn probe_iproute2_end_bpf() -> CaseResult {
     let help = duct::cmd!("ip", "-6", "route", "help")
         .stdout_capture()
@@ -106,17 +109,18 @@ fn probe_iproute2_end_bpf() -> CaseResult {
     let version = duct::cmd!("ip", "-V")
         .read()
         .unwrap_or_else(|_| "iproute2 of unknown version".into());
-    Err(CaseError::unsupported(format!(
-        "{}: `ip route help` lists no seg6local action End.BPF",
+    Err(CaseError::Error(anyhow::anyhow!(
+        "{}: `ip route help` lists no seg6local action End.BPF; install iproute2 4.18 or newer \
+         (ci/setup)",
         version.trim()
     )))
 }
 
 /// Writes a sysctl of the calling thread's network namespace (`/proc/sys/net` is per namespace);
-/// a missing file means the kernel lacks the feature.
-fn sysctl_here(path: &str, value: &str) -> CaseResult {
+/// a missing file is the kernel lacking feature `id`.
+fn sysctl_here(id: &str, path: &str, value: &str) -> CaseResult {
     let file = format!("/proc/sys/{path}");
-    probe::path_exists(std::path::Path::new(&file), "SRv6 sysctl")?;
+    probe::path(id, std::path::Path::new(&file))?;
     fs::write(&file, value).or_error(&format!("writing {value} to {file}"))
 }
 
@@ -153,12 +157,12 @@ impl Line {
         e.ip(&format!("-6 route add {FINAL_DST}/128 via {D_ADDR}"))?;
         {
             let _inside = e.enter()?;
-            sysctl_here("net/ipv6/conf/all/forwarding", "1")?;
+            sysctl_here("kconfig.CONFIG_IPV6", "net/ipv6/conf/all/forwarding", "1")?;
         }
         {
             let _inside = d.enter()?;
-            sysctl_here("net/ipv6/conf/all/seg6_enabled", "1")?;
-            sysctl_here("net/ipv6/conf/de0/seg6_enabled", "1")?;
+            sysctl_here("sysctl.seg6_enabled", "net/ipv6/conf/all/seg6_enabled", "1")?;
+            sysctl_here("sysctl.seg6_enabled", "net/ipv6/conf/de0/seg6_enabled", "1")?;
         }
         Ok(Line { s, e, d })
     }
@@ -469,14 +473,14 @@ fn test_run(#[case] name: &str, #[case] frame: Vec<u8>, #[case] counted: Counted
         |case| {
             let mut object = MaybeUninit::uninit();
             let skel = open_and_load(case, &mut object)?;
-            let output = skel
-                .progs
-                .end_bpf_retag
-                .test_run(ProgramInput {
+            let output = harness::test_run::run(
+                "lwt_seg6local",
+                &skel.progs.end_bpf_retag,
+                ProgramInput {
                     data_in: Some(&frame),
                     ..Default::default()
-                })
-                .map_err(|e| harness::test_run::error("lwt_seg6local (newer kernels removed it: the bpf_lwt_seg6_* helpers may only run inside End.BPF)", e))?;
+                },
+            )?;
             let retval = output.return_value as i32;
             case.detail("retval", retval);
             assert_eq!(retval, BPF_DROP, "verdict");

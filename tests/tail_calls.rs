@@ -12,7 +12,7 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 
-use harness::{Case, snapshot};
+use harness::{Case, CaseResult, snapshot};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
 use programs::tail_calls::{TailCallsSkel, TailCallsSkelBuilder};
@@ -46,12 +46,12 @@ fn fill_slot(skel: &TailCallsSkel<'_>, slot: u32, prog: &impl AsFd) -> libbpf_rs
         .update(&slot.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
 }
 
-fn run_once(prog: &libbpf_rs::ProgramMut<'_>) -> libbpf_rs::Result<u32> {
-    let output = prog.test_run(ProgramInput {
+fn run_once(prog: &libbpf_rs::ProgramMut<'_>) -> CaseResult<u32> {
+    let input = ProgramInput {
         data_in: Some(&PACKET),
         ..Default::default()
-    })?;
-    Ok(output.return_value)
+    };
+    Ok(harness::test_run::run("socket_filter", prog, input)?.return_value)
 }
 
 #[test]

@@ -7,15 +7,15 @@
 //! (`tests/snapshots/<kernel>/verifier__<case>.snap`, at log level 1, or 2 where marked). Programs
 //! the verifier accepts are also run once with `BPF_PROG_TEST_RUN` and their return value checked.
 //!
-//! Rules that need a newer kernel (bounded loops, 5.3) are `unsupported` on older ones, with what
-//! the kernel said in the reason and in the snapshot.
+//! Rules that need a newer verifier (bounded loops, 5.3) are judged against the feature's floor
+//! when the kernel refuses them the old way (a back-edge): `unsupported` on older kernels, with
+//! what the kernel said in the reason and in the snapshot, and a `fail` on newer ones.
 
 use std::os::fd::AsFd;
 
-use harness::features::kernel_at_least;
 use harness::insn::{Asm, Jmp, Reg::*, Size};
 use harness::raw_load::{self, RawProgram};
-use harness::{Case, CaseError, LogLevel, OrError};
+use harness::{Case, CaseError, LogLevel, OrError, floors};
 use libbpf_rs::libbpf_sys::{self, BPF_FUNC_map_lookup_elem, BPF_FUNC_xdp_adjust_head};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType, ProgramType};
 use rstest::rstest;
@@ -45,8 +45,9 @@ struct Rule {
     key: &'static [&'static str],
     /// Phrases the whole log must contain besides (an earlier line of a two-line complaint).
     log_has: &'static [&'static str],
-    /// The rule needs this kernel (and names the feature); older kernels make it `unsupported`.
-    needs: Option<((u32, u32), &'static str)>,
+    /// The verifier feature the rule needs (a floor id); kernels without it refuse the program
+    /// for its back-edge.
+    needs: Option<&'static str>,
     /// The errno the first load must get, before the harness grew the log buffer and retried.
     first_attempt: Option<&'static str>,
 }
@@ -75,8 +76,8 @@ impl Rule {
         self
     }
 
-    fn needs(mut self, version: (u32, u32), feature: &'static str) -> Self {
-        self.needs = Some((version, feature));
+    fn needs(mut self, feature: &'static str) -> Self {
+        self.needs = Some(feature);
         self
     }
 }
@@ -131,7 +132,7 @@ fn back_edge_rejected(_: &Fixture) -> Rule {
         .jmp_imm(Jmp::Jne, R0, 1, -1) // 1: if r0 != 1 goto 1
         .exit();
     // 5.3+ walks loops and detects this one; older kernels refuse every back-edge in check_cfg.
-    let key: &[&str] = if kernel_at_least(5, 3) {
+    let key: &[&str] = if floors::reached("verifier.bounded_loops") {
         &["infinite loop detected at insn 1"]
     } else {
         &["back-edge from insn 1 to 1"]
@@ -147,7 +148,7 @@ fn bounded_loop_accepted(_: &Fixture) -> Rule {
         &["processed"],
     )
     .level(LogLevel::Full)
-    .needs((5, 3), "bounded loops")
+    .needs("verifier.bounded_loops")
 }
 
 fn counting_loop(to: i32) -> Asm {
@@ -263,7 +264,7 @@ fn too_many_processed_insns(_: &Fixture) -> Rule {
         &["BPF program is too large. Processed 1000001 insn"],
     )
     .level(LogLevel::Stats)
-    .needs((5, 3), "bounded loops")
+    .needs("verifier.bounded_loops")
 }
 
 /// A valid program at log level 2 with a 128-byte log buffer: the first load answers ENOSPC, the
@@ -310,18 +311,16 @@ fn catalogue(#[case] name: &str, #[case] rule: fn(&Fixture) -> Rule) {
             case.detail("insns", rule.program.len());
             case.detail("attempts", &load.attempts);
 
-            if let Some(((major, minor), feature)) = rule.needs
-                && !kernel_at_least(major, minor)
-            {
-                return Err(CaseError::unsupported(format!(
-                    "{feature} need kernel {major}.{minor}; this kernel {}: {}",
-                    if outcome.loaded {
-                        "loaded it"
-                    } else {
-                        "refused it"
-                    },
-                    outcome.message.as_deref().unwrap_or_default()
-                )));
+            if let Some(feature) = rule.needs {
+                let message = outcome.message.as_deref().unwrap_or_default();
+                // Without the feature, check_cfg refuses every back-edge.
+                let back_edge = !outcome.loaded && message.contains("back-edge");
+                if !floors::has(feature, !back_edge) {
+                    return Err(floors::missing(
+                        feature,
+                        format!("this kernel refused it: {message}"),
+                    ));
+                }
             }
 
             match rule.verdict {

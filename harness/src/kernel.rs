@@ -8,6 +8,11 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
+/// The environment variable naming a kernel config file to read when neither `/proc/config.gz`
+/// nor `/boot/config-<release>` exists (the matrix sets it inside VMs to the config kept from the
+/// kernel's package).
+pub const KCONFIG_ENV: &str = "BPFCONF_KCONFIG";
+
 /// What the suite knows about the kernel it runs on.
 #[derive(Debug, Serialize)]
 pub struct Kernel {
@@ -17,8 +22,23 @@ pub struct Kernel {
     pub id: String,
     /// `/sys/kernel/btf/vmlinux` exists.
     pub btf: bool,
+    /// `uname -v`, e.g. `#1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2025-…)`: where Debian names
+    /// the upstream version its `6.1.0-50` release is built from.
     #[serde(skip)]
-    config: Option<HashMap<String, String>>,
+    pub build: String,
+    #[serde(skip)]
+    config: Config,
+}
+
+/// The kernel's build configuration, where it was found and where the harness looked.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// Option → value (`y`, `m`, a number…); `None` when no file could be read.
+    pub options: Option<HashMap<String, String>>,
+    /// The file it came from.
+    pub source: Option<String>,
+    /// Every place looked at, in order (and why each failed).
+    pub searched: Vec<String>,
 }
 
 impl Kernel {
@@ -26,16 +46,22 @@ impl Kernel {
     pub fn current() -> &'static Kernel {
         static KERNEL: OnceLock<Kernel> = OnceLock::new();
         KERNEL.get_or_init(|| {
-            let release = nix::sys::utsname::uname()
-                .map(|u| u.release().to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "unknown".into());
+            let uname = nix::sys::utsname::uname().ok();
+            let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+                uname
+                    .as_ref()
+                    .map(|u| f(u).to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "unknown".into())
+            };
+            let release = field(|u| u.release());
             let id = std::env::var("BPFCONF_KERNEL")
                 .ok()
                 .filter(|id| !id.is_empty())
                 .unwrap_or_else(|| derive_id(&release));
             Kernel {
                 btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
-                config: read_config(&release),
+                config: Config::read(&release),
+                build: field(|u| u.version()),
                 release,
                 id,
             }
@@ -44,13 +70,87 @@ impl Kernel {
 
     /// A config option's value (`y`, `m`, a number…); `None` when unset or the config is unreadable.
     pub fn config(&self, option: &str) -> Option<&str> {
-        self.config.as_ref()?.get(option).map(String::as_str)
+        self.config
+            .options
+            .as_ref()?
+            .get(option)
+            .map(String::as_str)
     }
 
-    /// Whether the kernel's build config could be read (`/proc/config.gz` or `/boot/config-<release>`).
+    /// Whether the kernel's build config could be read.
     pub fn config_known(&self) -> bool {
-        self.config.is_some()
+        self.config.options.is_some()
     }
+
+    /// The kernel's build config and where it came from.
+    pub fn build_config(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl Config {
+    /// Reads `/proc/config.gz`, else `/boot/config-<release>`, else the file named by
+    /// [`KCONFIG_ENV`]; plain or gzip-compressed.
+    pub fn read(release: &str) -> Config {
+        let env = std::env::var(KCONFIG_ENV).ok().filter(|p| !p.is_empty());
+        Config::search(
+            &[
+                "/proc/config.gz".to_owned(),
+                format!("/boot/config-{release}"),
+            ],
+            env,
+        )
+    }
+
+    /// The first of `places`, then `env_file` (the value of [`KCONFIG_ENV`]), that reads.
+    fn search(places: &[String], env_file: Option<String>) -> Config {
+        let mut searched = Vec::new();
+        let unset = env_file.is_none();
+        for place in places.iter().cloned().chain(env_file) {
+            match read_text(Path::new(&place)) {
+                Ok(text) => {
+                    searched.push(place.clone());
+                    return Config {
+                        options: Some(parse(&text)),
+                        source: Some(place),
+                        searched,
+                    };
+                }
+                Err(e) => searched.push(format!("{place} ({e})")),
+            }
+        }
+        if unset {
+            searched.push(format!("${KCONFIG_ENV} (not set)"));
+        }
+        Config {
+            options: None,
+            source: None,
+            searched,
+        }
+    }
+}
+
+/// A file's text, gunzipped when it starts with the gzip magic.
+fn read_text(path: &Path) -> std::io::Result<String> {
+    let bytes = fs::read(path)?;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut text)?;
+        Ok(text)
+    } else {
+        String::from_utf8(bytes).map_err(std::io::Error::other)
+    }
+}
+
+/// `CONFIG_X=value` lines (quotes stripped); comments (`# CONFIG_Y is not set`) and blank lines
+/// are skipped, so an unset option is simply absent.
+pub fn parse(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect()
 }
 
 /// `6.1.0-50-amd64` → `6.1`; any release that is not a Debian build → `host-M.m`.
@@ -65,28 +165,11 @@ pub fn derive_id(release: &str) -> String {
     }
 }
 
-fn read_config(release: &str) -> Option<HashMap<String, String>> {
-    let text = fs::File::open("/proc/config.gz")
-        .ok()
-        .and_then(|f| {
-            let mut text = String::new();
-            flate2::read::GzDecoder::new(f)
-                .read_to_string(&mut text)
-                .ok()
-                .map(|_| text)
-        })
-        .or_else(|| fs::read_to_string(format!("/boot/config-{release}")).ok())?;
-    Some(
-        text.lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use super::derive_id;
+    use std::io::Write;
+
+    use super::*;
 
     #[test]
     fn ids_follow_debian_and_host_releases() {
@@ -94,5 +177,67 @@ mod tests {
         assert_eq!(derive_id("6.12.107+deb13-amd64"), "6.12");
         assert_eq!(derive_id("5.10.0-32-amd64"), "5.10");
         assert_eq!(derive_id("6.18.44-fc-v782"), "host-6.18");
+    }
+
+    #[test]
+    fn parses_values_and_skips_unset_options() {
+        let config = parse(
+            "#\n# Automatically generated file\n#\nCONFIG_BPF=y\nCONFIG_NET_CLS_BPF=m\n\
+             # CONFIG_NET_ACT_BPF is not set\nCONFIG_LOCALVERSION=\"-fc\"\nCONFIG_HZ=250\n\n",
+        );
+        assert_eq!(config.get("CONFIG_BPF").map(String::as_str), Some("y"));
+        assert_eq!(
+            config.get("CONFIG_NET_CLS_BPF").map(String::as_str),
+            Some("m")
+        );
+        assert_eq!(
+            config.get("CONFIG_LOCALVERSION").map(String::as_str),
+            Some("-fc")
+        );
+        assert_eq!(config.get("CONFIG_HZ").map(String::as_str), Some("250"));
+        assert!(!config.contains_key("CONFIG_NET_ACT_BPF"));
+        assert!(!config.contains_key("# CONFIG_NET_ACT_BPF is not set"));
+        assert_eq!(config.len(), 4);
+    }
+
+    #[test]
+    fn reads_plain_and_gzip_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("config");
+        fs::write(&plain, "CONFIG_BPF_SYSCALL=y\n").unwrap();
+        let gz = dir.path().join("config.gz");
+        let mut encoder =
+            flate2::write::GzEncoder::new(fs::File::create(&gz).unwrap(), Default::default());
+        encoder.write_all(b"CONFIG_BPF_SYSCALL=m\n").unwrap();
+        encoder.finish().unwrap();
+        assert_eq!(read_text(&plain).unwrap(), "CONFIG_BPF_SYSCALL=y\n");
+        assert_eq!(read_text(&gz).unwrap(), "CONFIG_BPF_SYSCALL=m\n");
+        assert!(read_text(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn searches_in_order_and_falls_back_to_the_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+        fs::write(path("boot"), "CONFIG_A=y\n").unwrap();
+        fs::write(path("env"), "CONFIG_A=m\n").unwrap();
+
+        let found = Config::search(&[path("proc"), path("boot")], Some(path("env")));
+        assert_eq!(found.source, Some(path("boot")));
+        assert_eq!(found.options.unwrap()["CONFIG_A"], "y");
+        assert_eq!(found.searched.len(), 2, "{:?}", found.searched);
+
+        let found = Config::search(&[path("proc")], Some(path("env")));
+        assert_eq!(found.source, Some(path("env")));
+        assert_eq!(found.options.unwrap()["CONFIG_A"], "m");
+
+        let none = Config::search(&[path("proc")], None);
+        assert!(none.options.is_none() && none.source.is_none());
+        assert!(
+            none.searched
+                .iter()
+                .any(|s| s.contains("BPFCONF_KCONFIG (not set)"))
+        );
+        assert!(none.searched.iter().any(|s| s.starts_with(&path("proc"))));
     }
 }

@@ -8,7 +8,8 @@
 //! use libbpf_rs::ProgramType;
 //!
 //! Case::run("xdp::drop_udp_port", ProgramType::Xdp, |case| {
-//!     probe::prog_type(ProgramType::Xdp)?; // `unsupported` when the kernel lacks it
+//!     probe::prog_type(ProgramType::Xdp)?; // `unsupported` when the kernel lacks it (judged
+//!                                          // against kernels/floors.toml)
 //!     // open the skeleton, `case.load(open)?`, attach, send traffic, assert on what arrived
 //!     Ok(())
 //! });
@@ -20,6 +21,7 @@ pub mod cgroup;
 pub mod client;
 pub mod column;
 pub mod features;
+pub mod floors;
 pub mod insn;
 pub mod kernel;
 pub mod kernels;

@@ -30,7 +30,8 @@ impl fmt::Display for Outcome {
 }
 
 /// Why a case body stopped early. `?` on any error makes it a `fail`; [`OrError::or_error`] marks
-/// the harness's own failures (topology set-up, a missing tool) and the probes return `Unsupported`.
+/// the harness's own failures (topology set-up, a missing tool); a missing kernel feature is what
+/// [`crate::floors::missing`] decides (`Unsupported`, or `Fail`/`Error` past the feature's floor).
 #[derive(Debug)]
 pub enum CaseError {
     /// The behaviour is wrong (or the program did not load where it should).
@@ -42,7 +43,8 @@ pub enum CaseError {
 }
 
 impl CaseError {
-    /// `Unsupported` with its reason.
+    /// `Unsupported` with its reason. Only [`crate::floors`] should build one (its tests list the
+    /// exceptions): every other path asks `floors::missing`.
     pub fn unsupported(reason: impl Into<String>) -> Self {
         CaseError::Unsupported(reason.into())
     }

@@ -1,5 +1,6 @@
-//! Feature probes: each returns `Ok` when the running kernel has the feature and otherwise the
-//! `unsupported` outcome, with the reason and the probe that proved it.
+//! Feature probes: each returns `Ok` when the running kernel has the feature and otherwise what
+//! [`floors::missing`] makes of its absence: `unsupported` with the probe that proved it, or `fail`
+//! (`error`) where the kernel is past the feature's floor (or its config cannot be read).
 
 use std::path::Path;
 
@@ -7,22 +8,25 @@ use libbpf_rs::ProgramType;
 use libbpf_rs::libbpf_sys::bpf_func_id;
 
 use crate::case::prog_type_name;
+use crate::floors;
 use crate::kernel::Kernel;
 use crate::outcome::{CaseError, CaseResult};
 
 /// The kernel can load programs of type `ty` (libbpf's probe loads a minimal one).
 pub fn prog_type(ty: ProgramType) -> CaseResult {
+    let name = prog_type_name(ty);
+    let id = format!("prog_type.{name}");
     match ty.is_supported() {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(CaseError::unsupported(format!(
-            "program type {} is not supported by kernel {} (libbpf_probe_bpf_prog_type){}",
-            prog_type_name(ty),
-            Kernel::current().release,
-            config_hint(ty)
-        ))),
+        Ok(supported) if floors::has(&id, supported) => Ok(()),
+        Ok(_) => Err(floors::missing(
+            &id,
+            format!(
+                "kernel {} does not load {name} programs (libbpf_probe_bpf_prog_type)",
+                Kernel::current().release
+            ),
+        )),
         Err(e) => Err(CaseError::Error(anyhow::anyhow!(
-            "probing program type {}: {e:#}",
-            prog_type_name(ty)
+            "probing program type {name}: {e:#}"
         ))),
     }
 }
@@ -30,13 +34,17 @@ pub fn prog_type(ty: ProgramType) -> CaseResult {
 /// Programs of type `ty` may call `helper` (`BPF_FUNC_…`, named `name` in the reason).
 pub fn helper(ty: ProgramType, helper: bpf_func_id, name: &str) -> CaseResult {
     prog_type(ty)?;
+    let id = format!("helper.{name}");
     match ty.is_helper_supported(helper) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(CaseError::unsupported(format!(
-            "helper {name} is not available to {} programs on kernel {} (libbpf_probe_bpf_helper)",
-            prog_type_name(ty),
-            Kernel::current().release
-        ))),
+        Ok(supported) if floors::has(&id, supported) => Ok(()),
+        Ok(_) => Err(floors::missing(
+            &id,
+            format!(
+                "kernel {} does not let {} programs call {name} (libbpf_probe_bpf_helper)",
+                Kernel::current().release,
+                prog_type_name(ty)
+            ),
+        )),
         Err(e) => Err(CaseError::Error(anyhow::anyhow!(
             "probing helper {name}: {e:#}"
         ))),
@@ -46,90 +54,76 @@ pub fn helper(ty: ProgramType, helper: bpf_func_id, name: &str) -> CaseResult {
 /// The tracepoint `category/name` exists (tracefs `events/<category>/<name>`).
 pub fn tracepoint(category: &str, name: &str) -> CaseResult {
     let tracefs = crate::mounts::tracefs()?;
-    if tracefs.join("events").join(category).join(name).is_dir() {
+    let dir = tracefs.join("events").join(category).join(name);
+    if floors::has(&format!("tracepoint.{category}/{name}"), dir.is_dir()) {
         return Ok(());
     }
-    Err(CaseError::unsupported(format!(
-        "tracepoint {category}/{name} does not exist on kernel {} ({}/events/{category}/{name} is missing)",
-        Kernel::current().release,
-        tracefs.display()
-    )))
+    Err(floors::missing(
+        &format!("tracepoint.{category}/{name}"),
+        format!("{} does not exist", dir.display()),
+    ))
 }
 
-/// The kernel can attach kprobes: `CONFIG_KPROBES=y` when the config is readable, else the kprobe
-/// PMU (`/sys/bus/event_source/devices/kprobe`, 4.17+) or tracefs `kprobe_events` exists.
+/// The kernel can attach kprobes: `CONFIG_KPROBES=y`, and the kprobe PMU
+/// (`/sys/bus/event_source/devices/kprobe`, 4.17+) or tracefs `kprobe_events` exists.
 pub fn kprobes() -> CaseResult {
     config_builtin("CONFIG_KPROBES")?;
     let pmu = Path::new("/sys/bus/event_source/devices/kprobe");
-    if pmu.exists() || crate::mounts::tracefs()?.join("kprobe_events").exists() {
+    let events = crate::mounts::tracefs()?.join("kprobe_events");
+    if floors::has("pmu.kprobe", pmu.exists() || events.exists()) {
         return Ok(());
     }
-    Err(CaseError::unsupported(format!(
-        "kernel {} cannot attach kprobes: no kprobe PMU ({}) and no tracefs kprobe_events",
-        Kernel::current().release,
-        pmu.display()
-    )))
+    Err(floors::missing(
+        "pmu.kprobe",
+        format!(
+            "neither the kprobe PMU ({}) nor {} exists",
+            pmu.display(),
+            events.display()
+        ),
+    ))
 }
 
-/// A kernel config option is `y` (when the config is readable; otherwise the case goes on and the
-/// load or attach tells).
+/// A kernel config option is `y`. Off is `unsupported`; an unreadable config is `error`.
 pub fn config_builtin(option: &str) -> CaseResult {
-    let kernel = Kernel::current();
-    match kernel.config(option) {
-        Some("y") => Ok(()),
-        _ if !kernel.config_known() => Ok(()),
-        value => Err(CaseError::unsupported(format!(
-            "{option} is {} in the config of kernel {}",
-            value.map_or_else(|| "not set".to_owned(), |v| format!("={v}")),
-            kernel.release
-        ))),
-    }
+    config(option, &["y"])
 }
 
 /// A kernel config option is `y` or `m`: for features a module may provide (qdiscs, classifiers,
-/// actions). When the config is unreadable the case goes on and the attach tells.
+/// actions). Off is `unsupported`; an unreadable config is `error`.
 pub fn config_enabled(option: &str) -> CaseResult {
+    config(option, &["y", "m"])
+}
+
+fn config(option: &str, accepted: &[&str]) -> CaseResult {
     let kernel = Kernel::current();
-    match kernel.config(option) {
-        Some("y" | "m") => Ok(()),
-        _ if !kernel.config_known() => Ok(()),
-        value => Err(CaseError::unsupported(format!(
-            "{option} is {} in the config of kernel {}",
-            value.map_or_else(|| "not set".to_owned(), |v| format!("={v}")),
+    let id = format!("kconfig.{option}");
+    let value = kernel.config(option);
+    if floors::has(&id, value.is_some_and(|v| accepted.contains(&v))) {
+        return Ok(());
+    }
+    let said = match (value, kernel.build_config().source.as_deref()) {
+        (Some(v), Some(from)) => format!(
+            "{option}={v} in the config of kernel {} ({from})",
             kernel.release
-        ))),
-    }
-}
-
-/// The config option that gates a program type, named in the reason when the config shows it off.
-fn config_hint(ty: ProgramType) -> String {
-    let option = match ty {
-        ProgramType::LircMode2 => "CONFIG_BPF_LIRC_MODE2",
-        ProgramType::LwtSeg6local => "CONFIG_IPV6_SEG6_BPF",
-        ProgramType::CgroupDevice | ProgramType::CgroupSkb | ProgramType::CgroupSock => {
-            "CONFIG_CGROUP_BPF"
-        }
-        ProgramType::Kprobe | ProgramType::Tracepoint | ProgramType::PerfEvent => {
-            "CONFIG_BPF_EVENTS"
-        }
-        _ => return String::new(),
+        ),
+        (None, Some(from)) => format!(
+            "{option} is not set in the config of kernel {} ({from})",
+            kernel.release
+        ),
+        (_, None) => format!("the config of kernel {} cannot be read", kernel.release),
     };
-    match Kernel::current().config(option) {
-        Some(v) => format!("; {option}={v}"),
-        None if Kernel::current().config_known() => format!("; {option} not set"),
-        None => String::new(),
-    }
+    Err(floors::missing(&id, said))
 }
 
-/// Whether `path` exists, as a probe: `unsupported` naming `what` when it does not.
-pub fn path_exists(path: &Path, what: &str) -> CaseResult {
-    if path.exists() {
+/// `file` exists, as the probe of feature `id`.
+pub fn path(id: &str, file: &Path) -> CaseResult {
+    if floors::has(id, file.exists()) {
         Ok(())
     } else {
-        Err(CaseError::unsupported(format!(
-            "{what}: {} does not exist",
-            path.display()
-        )))
+        Err(floors::missing(
+            id,
+            format!("{} does not exist", file.display()),
+        ))
     }
 }
 
@@ -139,9 +133,9 @@ pub fn path_exists(path: &Path, what: &str) -> CaseResult {
 /// oops, soft lockup), which real CPUs and KVM guests do not.
 pub fn cpu_not_emulated() -> CaseResult {
     match hypervisor_signature() {
-        Some(sig) if sig == *b"TCGTCGTCGTCG" => Err(CaseError::unsupported(
-            "the CPU is emulated by QEMU TCG (CPUID hypervisor signature TCGTCGTCGTCG), which does \
-             not make live kernel-text patching safe across vCPUs; needs KVM or real hardware",
+        Some(sig) if sig == *b"TCGTCGTCGTCG" => Err(floors::missing(
+            "platform.tcg_text_patching",
+            "the CPU is emulated by QEMU TCG (CPUID hypervisor signature TCGTCGTCGTCG)",
         )),
         _ => Ok(()),
     }

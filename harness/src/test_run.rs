@@ -1,26 +1,43 @@
 //! `BPF_PROG_TEST_RUN` answers shared by the test-run tables: which errors mean the kernel has no
-//! test run for a type (`unsupported`), and the check that a traffic-only type still has none.
+//! test run for a type (judged against its floor, `test_run.<type>`), and the check that a
+//! traffic-only type still has none.
 
-use libbpf_rs::ProgramInput;
+use libbpf_rs::{ProgramInput, ProgramMut, ProgramOutput};
 
-use crate::{Case, CaseError, CaseResult};
+use crate::{Case, CaseError, CaseResult, floors};
 
 /// `ENOTSUPP` (kernel-internal, 524): the program type has no test-run operation.
 const ENOTSUPP: i32 = 524;
 
-/// Maps a failed test run of a `what` program: `ENOTSUPP`/`EOPNOTSUPP` (the kernel cannot run this
-/// type) is `unsupported`, anything else a failure.
-pub fn error(what: &str, e: libbpf_rs::Error) -> CaseError {
+/// Maps a failed test run of a program of type `ty` (the kernel's name: `socket_filter`,
+/// `sched_cls`, …): `ENOTSUPP`/`EOPNOTSUPP` (the kernel cannot run this type) is the floor's
+/// verdict on `test_run.<ty>`, anything else a failure.
+pub fn error(ty: &str, e: libbpf_rs::Error) -> CaseError {
     let text = format!("{e:#}");
     if text.contains(&format!("os error {ENOTSUPP}"))
         || text.contains(&format!("os error {}", libc::EOPNOTSUPP))
     {
-        CaseError::unsupported(format!(
-            "BPF_PROG_TEST_RUN is not implemented for {what} on this kernel: {text}"
-        ))
+        floors::missing(
+            &format!("test_run.{ty}"),
+            format!("BPF_PROG_TEST_RUN of a {ty} program answered {text}"),
+        )
     } else {
         CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
     }
+}
+
+/// Runs `prog`, of type `ty`, once with `input`; failures as [`error`]. The fault switch
+/// (`BPFCONF_FAULT_MISSING=test_run.<ty>`) stands in for an `ENOTSUPP`.
+pub fn run<'dat>(
+    ty: &str,
+    prog: &ProgramMut<'_>,
+    input: ProgramInput<'dat>,
+) -> CaseResult<ProgramOutput<'dat>> {
+    let id = format!("test_run.{ty}");
+    if !floors::has(&id, true) {
+        return Err(floors::missing(&id, "not run"));
+    }
+    prog.test_run(input).map_err(|e| error(ty, e))
 }
 
 /// Runs `prog` once on `data` for a type the kernel has no test run for: records the kernel's
