@@ -212,9 +212,7 @@ fn test_run(#[case] name: &str, #[case] hook: Hook, #[case] frame: Vec<u8>, #[ca
                 data_in: Some(&frame),
                 ..Default::default()
             };
-            let output = prog
-                .test_run(input)
-                .map_err(|e| harness::test_run::error("cgroup_skb", e))?;
+            let output = harness::test_run::run("cgroup_skb", prog, input)?;
             case.detail("retval", output.return_value);
             assert_eq!(output.return_value as i32, verdict, "verdict of {hook:?}");
 

@@ -245,9 +245,8 @@ fn test_run(#[case] name: &str, #[case] which: Prog, #[case] frame: Vec<u8>, #[c
             data_out: Some(&mut data_out),
             ..Default::default()
         };
-        let output = prog
-            .test_run(input)
-            .map_err(|e| harness::test_run::error("sched_act", e))?;
+        let output =
+            harness::test_run::run(&harness::case::prog_type_name(prog_type), prog, input)?;
         let retval = output.return_value as i32;
         case.detail("retval", retval);
         assert_eq!(retval, verdict, "verdict of {which:?}");

@@ -438,9 +438,7 @@ fn test_run(
                 context_out: Some(&mut ctx_out),
                 ..Default::default()
             };
-            let output = prog
-                .test_run(input)
-                .map_err(|e| harness::test_run::error("sched_cls", e))?;
+            let output = harness::test_run::run("sched_cls", prog, input)?;
             let retval = output.return_value as i32;
             let out = output.data.as_deref().unwrap_or_default().to_vec();
             let mark = output

@@ -309,11 +309,8 @@ fn test_run(#[case] name: &str, #[case] frame: Vec<u8>, #[case] verdict: Verdict
                 data_in: Some(&frame),
                 ..Default::default()
             };
-            let output = skel
-                .progs
-                .udp_marker_filter
-                .test_run(input)
-                .map_err(|e| harness::test_run::error("socket_filter", e))?;
+            let output =
+                harness::test_run::run("socket_filter", &skel.progs.udp_marker_filter, input)?;
             let retval = output.return_value;
             case.detail("retval", retval);
             case.detail("ip_len", ip_len(&frame));

@@ -618,11 +618,7 @@ fn test_run(
             data_out: Some(&mut data_out),
             ..Default::default()
         };
-        let output = skel
-            .progs
-            .xdp_udp_verdicts
-            .test_run(input)
-            .map_err(|e| harness::test_run::error("xdp", e))?;
+        let output = harness::test_run::run("xdp", &skel.progs.xdp_udp_verdicts, input)?;
         let retval = output.return_value;
         let out = output.data.as_deref().unwrap_or_default().to_vec();
         case.detail("retval", retval);

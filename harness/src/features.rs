@@ -153,20 +153,6 @@ pub fn helper_name(id: u32) -> String {
     }
 }
 
-/// `(major, minor)` of the running kernel's release.
-pub fn kernel_version() -> (u32, u32) {
-    let mut parts = Kernel::current()
-        .release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
-}
-
-/// Whether the running kernel is `major.minor` or newer.
-pub fn kernel_at_least(major: u32, minor: u32) -> bool {
-    kernel_version() >= (major, minor)
-}
-
 /// Helper names by id, from `___BPF_FUNC_MAPPER` of the UAPI header libbpf-sys ships.
 const HELPERS: &[&str] = &[
     "unspec",
