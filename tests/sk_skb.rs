@@ -12,7 +12,8 @@
 //!
 //! "Nowhere" is shown by order: behind the frames under test the test writes a `P` and an `R`
 //! sentinel frame. Each socket's path keeps its order, so what `s1` read before the `P` sentinel
-//! and `s2` before the `R` one is all that the earlier frames brought them.
+//! and `s2` before the `R` one is all that the earlier frames brought them. (The redirect-only case
+//! sends no `P` frame: SK_PASS is what stalls 5.10, see its known bug in kernels.toml.)
 //!
 //! The test writes one frame at a time and waits for its verdict before the next. A BPF stream
 //! parser reads its message from the start of the skb it is handed: when one skb carries several
@@ -29,7 +30,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use harness::observe::volatile;
-use harness::stream::{assert_bytes_eq, read_to_sentinel, tcp_pair};
+use harness::stream::{assert_bytes_eq, read_queued, read_to_sentinel, tcp_pair};
 use harness::{Case, NetNs, OrError, observe, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
@@ -131,7 +132,18 @@ fn redirects_frames_unchanged() {
                 expected.extend_from_slice(&f);
             }
 
-            let (at_s1, at_s2) = behind_sentinels(&mut t, bss)?;
+            // Only an R sentinel here: a P frame (SK_PASS) is what stalls 5.10 (its known bug,
+            // kernels.toml). s1 gets bytes only through an SK_PASS verdict, which the program's
+            // counts rule out exactly; what s1 holds once the R sentinel came through s1's
+            // parser and verdict is read without waiting.
+            send_frame(&mut t.c1, bss, &sentinel(b'R'))?;
+            let at_s2 = read_to_sentinel(
+                &mut t.s2,
+                &sentinel(b'R'),
+                "the R sentinel frame at s2 (redirected through c2)",
+                TIMEOUT,
+            )?;
+            let at_s1 = read_queued(&mut t.s1)?;
             case.detail("frame_sizes", sizes);
             case.detail("redirected_bytes_received", at_s2.len());
             assert_bytes_eq(&at_s2, &expected, "bytes s2 received (redirected R frames)");
@@ -145,9 +157,15 @@ fn redirects_frames_unchanged() {
             case.detail("program", counts.json());
             assert_eq!(
                 counts,
-                Counts::with_sentinels(sizes.len(), (0, 0), (sizes.len(), expected.len()), (0, 0)),
+                Counts::with_sentinels(
+                    &[b'R'],
+                    sizes.len(),
+                    (0, 0),
+                    (sizes.len(), expected.len()),
+                    (0, 0)
+                ),
                 "the program's counts of frames parsed and (frames, bytes) passed, redirected, \
-                 dropped (the two sentinels included)"
+                 dropped (the R sentinel included)"
             );
             Ok(())
         },
@@ -223,6 +241,7 @@ fn passes_redirects_and_drops_by_kind() {
             assert_eq!(
                 counts,
                 Counts::with_sentinels(
+                    &[b'P', b'R'],
                     frames.len() + 1,
                     (of_kind(b'P'), to_s1.len()),
                     (of_kind(b'R') + 1, to_s2.len()),
@@ -331,21 +350,25 @@ impl Counts {
         }
     }
 
-    /// The counts of the frames under test plus the P and R sentinels: `parsed` frames and
-    /// (frames, bytes) per verdict.
+    /// The counts of the frames under test plus the sentinel frames of `sentinels` (kinds):
+    /// `parsed` frames and (frames, bytes) per verdict.
     fn with_sentinels(
+        sentinels: &[u8],
         parsed: usize,
         passed: (usize, usize),
         redirected: (usize, usize),
         dropped: (usize, usize),
     ) -> Self {
-        let sentinel = sentinel(b'P').len();
-        let n = |(frames, bytes): (usize, usize)| (frames as u64, bytes as u64);
+        let len = sentinel(b'P').len();
+        let plus = |kind: u8, (frames, bytes): (usize, usize)| {
+            let k = sentinels.iter().filter(|&&s| s == kind).count();
+            ((frames + k) as u64, (bytes + k * len) as u64)
+        };
         Counts {
-            parsed: parsed as u64 + 2,
-            passed: n((passed.0 + 1, passed.1 + sentinel)),
-            redirected: n((redirected.0 + 1, redirected.1 + sentinel)),
-            dropped: n(dropped),
+            parsed: (parsed + sentinels.len()) as u64,
+            passed: plus(b'P', passed),
+            redirected: plus(b'R', redirected),
+            dropped: (dropped.0 as u64, dropped.1 as u64),
         }
     }
 

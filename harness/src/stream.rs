@@ -22,6 +22,24 @@ pub fn tcp_pair(listener: &TcpListener) -> io::Result<(TcpStream, TcpStream)> {
     Ok((client, server))
 }
 
+/// What `sock` holds now, read without waiting: for a socket whose path a sentinel on another
+/// socket has shown to be settled.
+pub fn read_queued(sock: &mut TcpStream) -> io::Result<Vec<u8>> {
+    sock.set_nonblocking(true)?;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let result = loop {
+        match sock.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    sock.set_nonblocking(false)?;
+    result.map(|()| got)
+}
+
 /// Reads `sock` until `sentinel` arrived and returns the bytes before it. `timeout` is for the
 /// sentinel, which must arrive: its expiry, the peer closing first and bytes behind the sentinel
 /// (nothing is sent after it) are errors naming `what` (the sentinel and its path).
