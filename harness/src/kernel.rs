@@ -54,10 +54,7 @@ impl Kernel {
                     .unwrap_or_else(|| "unknown".into())
             };
             let release = field(|u| u.release());
-            let id = std::env::var("BPFCONF_KERNEL")
-                .ok()
-                .filter(|id| !id.is_empty())
-                .unwrap_or_else(|| derive_id(&release));
+            let id = bpfconf_record::kernel_id(&release);
             Kernel {
                 btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
                 config: Config::read(&release),
@@ -153,31 +150,11 @@ pub fn parse(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// `6.1.0-50-amd64` → `6.1`; any release that is not a Debian build → `host-M.m`.
-pub fn derive_id(release: &str) -> String {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next().unwrap_or("0");
-    let minor = parts.next().unwrap_or("0");
-    if release.ends_with("-amd64") || release.ends_with("-arm64") {
-        format!("{major}.{minor}")
-    } else {
-        format!("host-{major}.{minor}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
 
     use super::*;
-
-    #[test]
-    fn ids_follow_debian_and_host_releases() {
-        assert_eq!(derive_id("6.1.0-50-amd64"), "6.1");
-        assert_eq!(derive_id("6.12.107+deb13-amd64"), "6.12");
-        assert_eq!(derive_id("5.10.0-32-amd64"), "5.10");
-        assert_eq!(derive_id("6.18.44-fc-v782"), "host-6.18");
-    }
 
     #[test]
     fn parses_values_and_skips_unset_options() {

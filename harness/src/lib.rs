@@ -15,21 +15,14 @@
 //! });
 //! ```
 
-pub mod bench;
 pub mod case;
 pub mod cgroup;
 pub mod client;
-pub mod column;
-pub mod features;
 pub mod floors;
 pub mod insn;
 pub mod kernel;
-pub mod kernels;
-pub mod kmsg;
-pub mod known_bugs;
 pub mod ksyscall;
 pub mod load;
-pub mod matrix;
 pub mod mounts;
 pub mod netns;
 pub mod observe;
@@ -40,18 +33,15 @@ pub mod privilege;
 pub mod probe;
 pub mod raw_load;
 pub mod record;
-pub mod report;
 pub mod snapshot;
 pub mod stream;
-pub mod suite;
 pub mod test_run;
 pub mod trace_pipe;
 pub mod veth;
-pub mod vm;
-pub mod watched;
 
 use std::path::{Path, PathBuf};
 
+pub use bpf_features as features;
 pub use case::Case;
 pub use cgroup::Cgroup;
 pub use kernel::Kernel;

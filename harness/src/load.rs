@@ -11,7 +11,8 @@ use std::sync::{LazyLock, Once};
 use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::{PrintLevel, set_print};
 use regex::Regex;
-use serde::{Deserialize, Serialize};
+
+pub use bpfconf_record::{LoadOutcome, ProgramLog, VerifierStats};
 
 /// The verifier log level a load asks for (the kernel's `log_level` bits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,100 +25,48 @@ pub enum LogLevel {
     Full = 6,
 }
 
-/// What the verifier reported about one program.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VerifierStats {
-    /// Instructions processed, `processed N insns`.
-    pub processed_insns: u64,
-    /// `max_states_per_insn`.
-    pub max_states_per_insn: u64,
-    /// `total_states`.
-    pub total_states: u64,
-    /// `peak_states`.
-    pub peak_states: u64,
-    /// `stack depth` (one figure per subprogram, `+`-separated), when logged.
-    pub stack_depth: Option<String>,
-    /// Microseconds the verifier took; varies run to run, so snapshots redact it.
-    pub verification_time_us: Option<u64>,
-}
-
-/// One program's verifier log and statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProgramLog {
-    /// Parsed from the log's last lines; `None` when the kernel printed none.
-    pub stats: Option<VerifierStats>,
-    /// The whole log as the kernel wrote it.
-    pub log: String,
-}
-
-/// The result of loading one object (all its auto-loaded programs).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoadOutcome {
-    /// The object's name (the skeleton's).
-    pub object: String,
-    /// Every program loaded.
-    pub loaded: bool,
-    /// The errno of the failed load, symbolic (`EINVAL`, `EACCES`, …).
-    pub errno: Option<String>,
-    /// The program the kernel refused, when a program load failed.
-    pub failed_program: Option<String>,
-    /// The key line: the verifier's last complaint, or libbpf's error when no program got that far.
-    pub message: Option<String>,
-    /// Per program, in the order libbpf loaded them.
-    pub programs: BTreeMap<String, ProgramLog>,
-}
-
-impl LoadOutcome {
-    /// The log of `program` (empty when it has none).
-    pub fn log(&self, program: &str) -> &str {
-        self.programs.get(program).map_or("", |p| p.log.as_str())
-    }
-
-    /// Parses libbpf's messages captured while loading `object`.
-    fn from_libbpf_messages(
-        object: &str,
-        messages: &str,
-        error: Option<&libbpf_rs::Error>,
-    ) -> Self {
-        static LOG: LazyLock<Regex> = LazyLock::new(|| {
-            Regex::new(
-                r"(?s)prog '([^']+)': -- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --",
-            )
+/// Parses libbpf's messages captured while loading `object`.
+fn from_libbpf_messages(
+    object: &str,
+    messages: &str,
+    error: Option<&libbpf_rs::Error>,
+) -> LoadOutcome {
+    static LOG: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?s)prog '([^']+)': -- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --")
             .expect("valid regex")
-        });
-        static FAILED: LazyLock<Regex> = LazyLock::new(|| {
-            Regex::new(r"prog '([^']+)': BPF program load failed").expect("valid regex")
-        });
-        let programs = LOG
-            .captures_iter(messages)
-            .map(|c| {
-                let log = c[2].to_owned();
-                (
-                    c[1].to_owned(),
-                    ProgramLog {
-                        stats: parse_stats(&log),
-                        log,
-                    },
-                )
-            })
-            .collect::<BTreeMap<_, _>>();
-        let failed_program = FAILED.captures(messages).map(|c| c[1].to_owned());
-        let message = error.map(|e| {
-            failed_program
-                .as_ref()
-                .and_then(|p| programs.get(p))
-                .and_then(|p| key_line(&p.log))
-                .or_else(|| last_warning(messages))
-                .unwrap_or_else(|| format!("{e:#}"))
-        });
-        LoadOutcome {
-            object: object.to_owned(),
-            loaded: error.is_none(),
-            errno: error.and_then(errno_of),
-            failed_program,
-            message,
-            programs,
-        }
+    });
+    static FAILED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"prog '([^']+)': BPF program load failed").expect("valid regex")
+    });
+    let programs = LOG
+        .captures_iter(messages)
+        .map(|c| {
+            let log = c[2].to_owned();
+            (
+                c[1].to_owned(),
+                ProgramLog {
+                    stats: parse_stats(&log),
+                    log,
+                },
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
+    let failed_program = FAILED.captures(messages).map(|c| c[1].to_owned());
+    let message = error.map(|e| {
+        failed_program
+            .as_ref()
+            .and_then(|p| programs.get(p))
+            .and_then(|p| key_line(&p.log))
+            .or_else(|| last_warning(messages))
+            .unwrap_or_else(|| format!("{e:#}"))
+    });
+    LoadOutcome {
+        object: object.to_owned(),
+        loaded: error.is_none(),
+        errno: error.and_then(errno_of),
+        failed_program,
+        message,
+        programs,
     }
 }
 
@@ -140,7 +89,7 @@ pub fn load_skel<'obj, S: OpenSkel<'obj>>(
     CAPTURE.with(|c| *c.borrow_mut() = Some(String::new()));
     let result = open.load();
     let messages = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    let outcome = LoadOutcome::from_libbpf_messages(&object, &messages, result.as_ref().err());
+    let outcome = from_libbpf_messages(&object, &messages, result.as_ref().err());
     (result, outcome)
 }
 

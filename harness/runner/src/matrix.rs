@@ -17,10 +17,10 @@ use serde::Serialize;
 
 use crate::column::{self, ColumnRun};
 use crate::kernels::{KernelSpec, fetch::fetch};
-use crate::outcome::Outcome;
-use crate::record::{self, Record};
 use crate::suite::{self, Manifest};
 use crate::vm;
+use bpfconf_record::Outcome;
+use bpfconf_record::{self as record, Record};
 
 /// Builds the suite's test binaries (`cargo test --tests --no-run` of the root package), lists
 /// their tests and writes the manifest the columns run from ([`Manifest::path`]).
@@ -120,7 +120,7 @@ pub fn run(opts: &Options, manifest: &Manifest) -> Result<Vec<Timing>> {
     }
 
     if opts.host {
-        let id = crate::Kernel::current().id.clone();
+        let id = bpfconf_record::kernel_id(&bpfconf_record::kernel_release());
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("suite")
             .args(suite_args(&id, opts, false))

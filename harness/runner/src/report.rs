@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::outcome::Outcome;
-use crate::record::{Record, Unreadable};
+use bpfconf_record::Outcome;
+use bpfconf_record::{Record, Unreadable};
 
 /// One matrix cell: the outcome and its reason.
 #[derive(Clone, Debug, PartialEq, Serialize)]

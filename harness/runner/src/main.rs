@@ -1,16 +1,26 @@
-//! `bpfconf`: the suite's command line — kernels, the matrix run, reports and feature probes.
+//! `bpfconf`: the suite's runner and command line — kernels, the matrix run, reports and feature probes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use clap::{Parser, Subcommand};
-use harness::kernels::{self, Matrix as Kernels, apt::Apt, fetch::fetch};
-use harness::record;
-use harness::report::{self, Matrix};
-use harness::suite::{self, Manifest};
-use harness::{matrix, vm};
+mod bench;
+mod column;
+mod kernels;
+mod kmsg;
+mod known_bugs;
+mod matrix;
+mod report;
+mod suite;
+mod vm;
+mod watched;
+
+use bpfconf_record as record;
+use kernels::{Matrix as Kernels, apt::Apt, fetch::fetch};
+use report::Matrix;
+use suite::Manifest;
 
 #[derive(Parser)]
 #[command(
@@ -133,7 +143,7 @@ enum KernelsCommand {
 fn main() -> ExitCode {
     // VMs run in process groups of their own: take them down with us.
     let _ = ctrlc::set_handler(|| {
-        harness::watched::kill_all();
+        watched::kill_all();
         std::process::exit(130);
     });
     match run(Cli::parse().command) {
@@ -148,7 +158,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Probe { json } => {
-            let features = harness::features::Features::probe();
+            let features = bpf_features::Features::probe();
             if json {
                 println!("{}", serde_json::to_string_pretty(&features)?);
             } else {
@@ -160,7 +170,7 @@ fn run(command: Command) -> Result<ExitCode> {
             json,
             slowest,
         } => {
-            let dir = results.unwrap_or_else(record::results_dir);
+            let dir = results.unwrap_or_else(results_dir);
             if let Some(n) = slowest {
                 let (records, _) = record::read_dir(&dir)
                     .with_context(|| format!("reading results in {}", dir.display()))?;
@@ -182,8 +192,8 @@ fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Kernels { command } => kernels_command(command)?,
         Command::BenchBoot { ids } => {
-            let times = harness::bench::boot_times(&Kernels::load()?.select(&ids)?)?;
-            print!("{}", harness::bench::markdown(&times));
+            let times = bench::boot_times(&Kernels::load()?.select(&ids)?)?;
+            print!("{}", bench::markdown(&times));
         }
         Command::Tests => {
             let manifest = matrix::build_tests()?;
@@ -204,11 +214,11 @@ fn run(command: Command) -> Result<ExitCode> {
             binary,
             run_known_bugs,
         } => {
-            let kernel = kernel.unwrap_or_else(|| harness::Kernel::current().id.clone());
+            let kernel = kernel.unwrap_or_else(|| record::kernel_id(&record::kernel_release()));
             let opts = suite::Options {
                 spec: Kernels::load()?.spec(&kernel).cloned(),
                 kernel,
-                results: results.unwrap_or_else(record::results_dir),
+                results: results.unwrap_or_else(results_dir),
                 threads,
                 timeout: Duration::from_secs(binary_timeout),
                 env,
@@ -237,8 +247,8 @@ fn run(command: Command) -> Result<ExitCode> {
                     None => matrix::new_run_dir()?,
                 };
                 let timeout = Duration::from_secs(binary_timeout.min(timeout));
-                let checks = harness::known_bugs::check(&selected, &dir, timeout)?;
-                print!("{}", harness::known_bugs::markdown(&checks));
+                let checks = known_bugs::check(&selected, &dir, timeout)?;
+                print!("{}", known_bugs::markdown(&checks));
                 return Ok(ExitCode::SUCCESS);
             }
             if !selected.is_empty() {
@@ -338,4 +348,22 @@ fn exit(ok: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The repository root (tests/, kernels/, target/ hang off it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("harness/runner/ has a grandparent")
+        .to_owned()
+}
+
+/// `$BPFCONF_RESULTS`, or `target/bpfconf-results` in the workspace (where plain `cargo test`
+/// writes).
+fn results_dir() -> PathBuf {
+    std::env::var_os("BPFCONF_RESULTS")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/bpfconf-results"))
 }

@@ -11,9 +11,9 @@ use anyhow::{Context, Result};
 
 use crate::column;
 use crate::kernels::{KernelSpec, fetch::fetch};
-use crate::outcome::Outcome;
-use crate::record;
 use crate::vm;
+use bpfconf_record as record;
+use bpfconf_record::Outcome;
 
 /// The verdict on one known bug.
 #[derive(Debug)]

@@ -7,16 +7,13 @@ use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::fmt::Write as _;
 
-use libbpf_rs::libbpf_sys;
 use serde::{Deserialize, Serialize};
-
-use crate::kernel::Kernel;
 
 /// What the running kernel offers, by the kernel's names (`socket_filter`, `hash`,
 /// `bpf_map_lookup_elem`). `None` where libbpf cannot probe (it answered an error).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Features {
-    /// The kernel id ([`Kernel::id`]).
+    /// The kernel id (`bpfconf_record::kernel_id`).
     pub kernel: String,
     /// `uname -r`.
     pub release: String,
@@ -70,10 +67,10 @@ impl Features {
                 Some((name, answer(ret)))
             })
             .collect();
-        let kernel = Kernel::current();
+        let release = bpfconf_record::kernel_release();
         Features {
-            kernel: kernel.id.clone(),
-            release: kernel.release.clone(),
+            kernel: bpfconf_record::kernel_id(&release),
+            release,
             program_types,
             map_types,
             helpers,

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::kernels::KernelSpec;
 use crate::kmsg::Kmsg;
-use crate::outcome::Outcome;
-use crate::record::{self, Record};
 use crate::watched;
+use bpfconf_record::Outcome;
+use bpfconf_record::{self as record, Record};
 
 /// The suite's test binaries and the tests each must run (`target/bpfconf-tests.json`), written
 /// on the host before any column runs.
@@ -153,7 +153,7 @@ pub struct Options {
 /// Runs every binary of `manifest`; returns the exit status: 0 when every binary exited 0 and the
 /// runner had nothing to add.
 pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
-    let release = crate::Kernel::current().release.clone();
+    let release = bpfconf_record::kernel_release();
     Event::Started {
         kernel: opts.kernel.clone(),
         release: release.clone(),

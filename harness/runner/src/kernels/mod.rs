@@ -271,7 +271,7 @@ pub fn list(matrix: &Matrix) -> String {
     let mut out = String::new();
     for k in &matrix.kernel {
         let state = match k.kind {
-            Kind::Host => format!("the running kernel ({})", crate::Kernel::current().release),
+            Kind::Host => format!("the running kernel ({})", bpfconf_record::kernel_release()),
             _ => match Prepared::cached(&k.id) {
                 Some(p) => format!("cached: {} ({})", p.release, kernel_dir(&k.id).display()),
                 None => "not fetched".into(),
