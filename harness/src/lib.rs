@@ -26,6 +26,7 @@ pub mod ksyscall;
 pub mod load;
 pub mod matrix;
 pub mod mounts;
+pub mod netlink;
 pub mod netns;
 pub mod observe;
 pub mod outcome;
