@@ -1,6 +1,6 @@
 //! A cgroup v2 child for one test: uniquely named, its processes killed and the directory removed
-//! when dropped. The test process itself never moves (other tests share it): commands are started
-//! inside the cgroup instead.
+//! when dropped. The test process itself never moves (other tests share it): a forked child
+//! ([`crate::child`]) or a command joins the cgroup instead.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -40,6 +40,11 @@ impl Cgroup {
     /// The cgroup's directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Its `cgroup.procs`, open for writing: a process that writes "0" to it joins the cgroup.
+    pub(crate) fn procs(&self) -> BorrowedFd<'_> {
+        self.procs.as_fd()
     }
 
     /// `expr`, started inside this cgroup: the child joins it before it execs.

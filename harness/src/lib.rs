@@ -17,7 +17,7 @@
 pub mod bench;
 pub mod case;
 pub mod cgroup;
-pub mod client;
+pub mod child;
 pub mod features;
 pub mod insn;
 pub mod kernel;
