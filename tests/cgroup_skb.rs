@@ -138,7 +138,7 @@ fn blocks_egress_and_counts_ingress() {
             );
             assert_eq!(
                 first_datagram(&blocked_rx, &sentinel_tx)?,
-                b"sentinel",
+                "sentinel",
                 "the first datagram on the blocked port (the sentinel sent after the child's)"
             );
 
@@ -167,14 +167,14 @@ fn blocks_egress_and_counts_ingress() {
 }
 
 /// Sends a sentinel to `rx`'s port from `tx` and returns the first datagram `rx` holds.
-fn first_datagram(rx: &UdpSocket, tx: &UdpSocket) -> CaseResult<Vec<u8>> {
+fn first_datagram(rx: &UdpSocket, tx: &UdpSocket) -> CaseResult<String> {
     tx.send_to(b"sentinel", port(BLOCKED_PORT))
         .or_error("sending the sentinel")?;
     rx.set_read_timeout(Some(ARRIVAL))
         .or_error("setting a read timeout")?;
     let mut buf = [0u8; 2048];
     let n = rx.recv(&mut buf).or_error("receiving the sentinel")?;
-    Ok(buf[..n].to_vec())
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 /// Which of the two programs a test-run row runs.
