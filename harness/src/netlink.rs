@@ -10,6 +10,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
@@ -221,7 +222,11 @@ fn header_table(table: u32) -> u8 {
 }
 
 /// An rtnetlink socket of the network namespace it was opened in.
-pub struct Rtnl(Mutex<Socket>);
+pub struct Rtnl {
+    socket: Mutex<Socket>,
+    /// The sequence number of the last request (replies to earlier ones are skipped).
+    seq: AtomicU32,
+}
 
 impl Rtnl {
     /// Opens the socket in the calling thread's network namespace (it stays that namespace's).
@@ -229,7 +234,10 @@ impl Rtnl {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Rtnl(Mutex::new(socket)))
+        Ok(Rtnl {
+            socket: Mutex::new(socket),
+            seq: AtomicU32::new(0),
+        })
     }
 
     /// Makes `request` in this socket's namespace.
@@ -399,9 +407,11 @@ impl Rtnl {
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
-        let socket = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let mut msg = NetlinkMessage::from(msg);
         msg.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        msg.header.sequence_number = seq;
         msg.finalize();
         let mut buf = vec![0; msg.buffer_len()];
         msg.serialize(&mut buf);
@@ -415,6 +425,9 @@ impl Rtnl {
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 let len = (reply.header.length as usize).next_multiple_of(4);
                 rest = rest.get(len..).unwrap_or_default();
+                if reply.header.sequence_number != seq {
+                    continue;
+                }
                 match reply.payload {
                     NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
                     NetlinkPayload::Error(_) => return Ok(replies),
