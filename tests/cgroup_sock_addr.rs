@@ -182,8 +182,8 @@ fn inside<T>(ns: &NetNs, f: impl FnOnce() -> std::io::Result<T>) -> CaseResult<T
     f().or_error("creating a socket in the test netns")
 }
 
-/// Accepts one connection on `listener` within [`WAIT`], reads the client's greeting and answers
-/// `reply`; the client's address and greeting, or `None` when nobody connected.
+/// Accepts one connection on `listener` within [`WAIT`], reads the child's greeting and answers
+/// `reply`; its address and greeting, or `None` when nobody connected.
 fn serve_once(
     listener: TcpListener,
     reply: String,
@@ -472,7 +472,7 @@ fn bind4_rewrites_port() {
     );
 }
 
-/// From outside the cgroup (inside the namespace): connects to port `to` until the client
+/// From outside the cgroup (inside the namespace): connects to port `to` until the child
 /// listens there (within [`WAIT`]), then checks that `from` refuses connections, then greets the
 /// listener. Returns whether `from` refused and the listener's answer.
 fn probe_bound(ns: &NetNs, from: u16, to: u16) -> CaseResult<(bool, String)> {

@@ -145,7 +145,7 @@ fn counts_established_and_sets_options() {
             // A fresh namespace: its loopback is the case's alone (and up, which a VM's root
             // namespace's is not).
             let ns = NetNs::new()?;
-            // The control: the same client outside the cgroup, before anything is attached.
+            // The control: the same child outside the cgroup, before anything is attached.
             let control = child::in_netns(&ns).run(connect_loopback)?;
             case.detail("control", format!("{control:?}"));
             let control = control.map_err(|e| {
