@@ -1,13 +1,15 @@
 //! cgroup_skb (`programs/src/bpf/cgroup_skb.bpf.c`): an egress port filter and an ingress byte
 //! counter on the test's own cgroup v2 child.
 //!
-//! `blocks_egress_and_counts_ingress`: both programs attached to the cgroup. A python3 client
-//! started inside the cgroup and inside a fresh network namespace (so its loopback carries nothing
-//! but the client's traffic, and fixed ports cannot collide with other tests) sends UDP datagrams
-//! of known sizes to a port it listens on itself, and one datagram to the blocked port, where it
-//! also listens. It reports as JSON what each send returned and what each socket received:
+//! `blocks_egress_and_counts_ingress`: both programs attached to the cgroup. A child process
+//! forked into the cgroup and into a fresh network namespace (so its loopback carries nothing but
+//! the case's traffic, and fixed ports cannot collide with other tests) sends UDP datagrams of
+//! known sizes to a port it listens on itself, then one datagram to the blocked port, where the
+//! test process (outside the cgroup) listens. It reports what each send returned and what it
+//! received:
 //! - the send to the blocked port fails with EPERM (the egress verdict 0 is turned into that errno
-//!   for the sender) and nothing arrives on that port;
+//!   for the sender) and nothing arrives on that port: the first datagram there is the sentinel the
+//!   test process sends after the child is done;
 //! - every datagram to the counted port arrives, and the ingress counter holds exactly their
 //!   number and their bytes. **The byte count includes the IP and UDP headers**: at the cgroup
 //!   hooks the skb starts at the IP header, so skb->len is the IP packet's total length
@@ -18,11 +20,14 @@
 //! that the ingress counter adds the IP total length.
 
 use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
 
-use harness::{Case, Cgroup, NetNs, client, probe};
+use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramInput, ProgramType};
+use nix::errno::Errno;
 use programs::cgroup_skb::{CgroupSkbSkel, CgroupSkbSkelBuilder};
 use rstest::rstest;
 
@@ -32,46 +37,44 @@ const COUNTED_PORT: u16 = 7002;
 /// IPv4 header (no options) + UDP header: what skb->len adds to the payload at the cgroup hooks.
 const IPV4_UDP_HEADERS: u64 = 20 + 8;
 
-/// argv: blocked port, counted port, payload sizes… Sends one datagram per size to the counted
-/// port and one to the blocked port (both bound by this process on 127.0.0.1) and reports
-/// `{"sent": [...], "received": [size-or-null...], "blocked_send": errno-or-null,
-/// "blocked_received": n}`.
-const SEND_UDP: &str = r#"
-import errno, json, socket, sys
-blocked, counted = int(sys.argv[1]), int(sys.argv[2])
-sizes = [int(a) for a in sys.argv[3:]]
-def udp(port=None):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    if port is not None:
-        s.bind(("127.0.0.1", port))
-    s.settimeout(0.5)
-    return s
-rx_blocked, rx_counted, tx = udp(blocked), udp(counted), udp()
-sent, received = [], []
-for n in sizes:
-    sent.append(tx.sendto(bytes([n % 251]) * n, ("127.0.0.1", counted)))
-    try:
-        received.append(len(rx_counted.recv(65536)))
-    except socket.timeout:
-        received.append(None)
-try:
-    tx.sendto(b"must not arrive", ("127.0.0.1", blocked))
-    blocked_send = None
-except OSError as e:
-    blocked_send = errno.errorcode.get(e.errno, str(e.errno))
-blocked_received = 0
-try:
-    while True:
-        rx_blocked.recv(65536)
-        blocked_received += 1
-except socket.timeout:
-    pass
-print(json.dumps({"sent": sent, "received": received,
-                  "blocked_send": blocked_send, "blocked_received": blocked_received}))
-"#;
-
 /// Payload sizes sent to the counted port (an empty datagram is a packet too).
 const PAYLOADS: [u64; 4] = [0, 1, 100, 1400];
+/// How long a datagram that was sent may take to arrive on loopback.
+const ARRIVAL: Duration = Duration::from_secs(5);
+
+fn port(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// What the child's sends returned and its counted-port socket received (sizes or errnos).
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    sent: [Result<usize, Errno>; PAYLOADS.len()],
+    received: [Result<usize, Errno>; PAYLOADS.len()],
+    blocked_send: Result<usize, Errno>,
+}
+
+/// In the child: one datagram per payload size to the counted port (bound here, each received
+/// before the next is sent), then one to the blocked port.
+fn send_udp() -> Result<Sent, Errno> {
+    let tx = child::errno(UdpSocket::bind(port(0)))?;
+    let rx = child::errno(UdpSocket::bind(port(COUNTED_PORT)))?;
+    child::errno(rx.set_read_timeout(Some(ARRIVAL)))?;
+    let mut sent = [Ok(0); PAYLOADS.len()];
+    let mut received = [Ok(0); PAYLOADS.len()];
+    let mut buf = [0u8; 2048];
+    for (i, n) in PAYLOADS.iter().map(|n| *n as usize).enumerate() {
+        buf[..n].fill(n as u8);
+        sent[i] = child::errno(tx.send_to(&buf[..n], port(COUNTED_PORT)));
+        received[i] = child::errno(rx.recv(&mut buf));
+    }
+    let blocked_send = child::errno(tx.send_to(b"must not arrive", port(BLOCKED_PORT)));
+    Ok(Sent {
+        sent,
+        received,
+        blocked_send,
+    })
+}
 
 fn open_and_load<'obj>(
     case: &mut Case,
@@ -109,23 +112,34 @@ fn blocks_egress_and_counts_ingress() {
                 .ingress_count_bytes
                 .attach_cgroup(cg.as_fd().as_raw_fd())?;
 
-            let mut args = vec![BLOCKED_PORT.to_string(), COUNTED_PORT.to_string()];
-            args.extend(PAYLOADS.iter().map(u64::to_string));
-            let report = client::run_json(cg.command(client::python_in(&ns, SEND_UDP, args)))?;
-            case.detail("client", &report);
-
+            // The blocked port's listener and the sentinel's sender: the test process's, outside
+            // the cgroup (the programs do not see them).
+            let (blocked_rx, sentinel_tx) = {
+                let _inside = ns.enter()?;
+                (
+                    UdpSocket::bind(port(BLOCKED_PORT)).or_error("binding the blocked port")?,
+                    UdpSocket::bind(port(0)).or_error("binding the sentinel's socket")?,
+                )
+            };
+            let sent = child::in_cgroup(&cg).netns(&ns).run(send_udp)?;
+            case.detail("child", format!("{sent:?}"));
+            let sent =
+                sent.map_err(|e| CaseError::Error(anyhow::anyhow!("the child's sockets: {e}")))?;
             assert_eq!(
-                report["blocked_send"], "EPERM",
+                sent.blocked_send,
+                Err(Errno::EPERM),
                 "sendto the blocked port from inside the cgroup"
             );
+            let payloads = PAYLOADS.map(|n| Ok(n as usize));
+            assert_eq!(sent.sent, payloads, "sendto the counted port");
             assert_eq!(
-                report["blocked_received"], 0,
-                "datagrams that reached the blocked port"
+                sent.received, payloads,
+                "payload sizes received on the counted port"
             );
             assert_eq!(
-                report["received"],
-                serde_json::json!(PAYLOADS),
-                "payload sizes received on the counted port"
+                first_datagram(&blocked_rx, &sentinel_tx)?,
+                "sentinel",
+                "the first datagram on the blocked port (the sentinel sent after the child's)"
             );
 
             let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
@@ -150,6 +164,17 @@ fn blocks_egress_and_counts_ingress() {
             Ok(())
         },
     );
+}
+
+/// Sends a sentinel to `rx`'s port from `tx` and returns the first datagram `rx` holds.
+fn first_datagram(rx: &UdpSocket, tx: &UdpSocket) -> CaseResult<String> {
+    tx.send_to(b"sentinel", port(BLOCKED_PORT))
+        .or_error("sending the sentinel")?;
+    rx.set_read_timeout(Some(ARRIVAL))
+        .or_error("setting a read timeout")?;
+    let mut buf = [0u8; 2048];
+    let n = rx.recv(&mut buf).or_error("receiving the sentinel")?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 /// Which of the two programs a test-run row runs.

@@ -4,15 +4,17 @@
 //! Each case runs in a fresh network namespace (its loopback is the case's alone) and attaches one
 //! of the object's programs to the cgroup. The test binds the listeners itself (port 0: the kernel
 //! picks free ports) and hands the port numbers to the program through .rodata before load; a
-//! python3 client started inside the cgroup and the namespace does the socket call and reports,
-//! as JSON, what the kernel says (`getpeername`/`getsockname`) and what answered it:
+//! child process forked into the cgroup and the namespace does the socket call and reports what
+//! the kernel says (`getpeername`/`getsockname`) and what answered it:
 //! - `connect4_redirects_service`: a TCP connect to the "service" port reaches the "backend"
-//!   listener instead: the backend accepts it and answers, the client's `getpeername` shows the
-//!   backend port, the service listener gets nothing. A connect from outside the cgroup still
-//!   reaches the service port.
+//!   listener instead: the backend accepts it and answers, the child's `getpeername` shows the
+//!   backend port. The service listener got nothing: the first connection it accepts is the one
+//!   made from outside the cgroup after the child's (which also shows the service port still is
+//!   the service port outside the cgroup).
 //! - `connect6_redirects_service`: the same over IPv6 (`::1`).
 //! - `sendmsg4_redirects_datagram`: an unconnected UDP `sendto` to the service port arrives at the
-//!   backend socket, whose reply comes back from the backend port; the service socket gets nothing.
+//!   backend socket, whose reply comes back from the backend port; the first datagram the service
+//!   socket receives is a sentinel sent from outside the cgroup after the child's.
 //! - `bind4_rewrites_port`: a TCP `bind` to one port binds another: `getsockname` shows the
 //!   rewritten port, a connection from outside reaches the listener there, and the requested port
 //!   refuses connections.
@@ -22,77 +24,130 @@
 //! No test-run cases: the kernel does not implement BPF_PROG_TEST_RUN for this program type
 //! (ENOTSUPP, checked on 6.18).
 
+use std::fmt;
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
-use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, client, probe};
+use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::SkelBuilder;
+use nix::errno::Errno;
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::time::TimeVal;
 use programs::cgroup_sock_addr::{CgroupSockAddrSkel, CgroupSockAddrSkelBuilder, types};
-use serde_json::Value;
 
-/// How long the test's side of a connection waits for the client: as long as the client may run
-/// (starting python3 takes seconds under emulation, in the matrix's VMs).
-const WAIT: Duration = client::TIMEOUT;
+/// How long the test's side of a connection waits for the child: as long as the child may run.
+const WAIT: Duration = child::TIMEOUT;
+/// How long the child waits for an answer that was sent.
+const ARRIVAL: Duration = Duration::from_secs(5);
 
-/// argv: family (4|6), host, port. Connects over TCP, sends "hello", reads the answer; reports
-/// `{"errno": e-or-null, "peer": [host, port], "local": [host, port], "reply": text-or-null}`.
-const TCP_CONNECT: &str = r#"
-import errno, json, socket, sys
-family = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
-s = socket.socket(family, socket.SOCK_STREAM)
-s.settimeout(5)
-try:
-    s.connect((sys.argv[2], int(sys.argv[3])))
-except OSError as e:
-    print(json.dumps({"errno": errno.errorcode.get(e.errno, str(e.errno))}))
-    sys.exit(0)
-s.sendall(b"hello")
-try:
-    reply = s.recv(100).decode()
-except socket.timeout:
-    reply = None
-print(json.dumps({"errno": None, "peer": list(s.getpeername()[:2]),
-                  "local": list(s.getsockname()[:2]), "reply": reply}))
-"#;
+/// The first bytes (at most 32) one read got: what the child received, as plain data.
+#[derive(Clone, Copy)]
+struct Text {
+    len: usize,
+    bytes: [u8; 32],
+}
 
-/// argv: host, port. Sends one UDP datagram "hello" (unconnected sendto) and waits for an answer;
-/// reports `{"local": [host, port], "reply": text-or-null, "reply_from": [host, port]-or-null}`.
-const UDP_SENDTO: &str = r#"
-import json, socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(5)
-s.sendto(b"hello", (sys.argv[1], int(sys.argv[2])))
-local = list(s.getsockname())
-try:
-    data, src = s.recvfrom(100)
-    reply, reply_from = data.decode(), list(src)
-except socket.timeout:
-    reply, reply_from = None, None
-print(json.dumps({"local": local, "reply": reply, "reply_from": reply_from}))
-"#;
+impl Text {
+    fn read(read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>) -> Result<Self, Errno> {
+        let mut bytes = [0; 32];
+        let len = child::errno(read(&mut bytes))?;
+        Ok(Text { len, bytes })
+    }
 
-/// argv: port. Binds a TCP listener to 127.0.0.1:port, accepts one connection, answers its
-/// greeting with "bound"; reports `{"bound": [host, port], "greeting": text-or-null}`.
-const TCP_BIND: &str = r#"
-import json, socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(1)
-s.settimeout(5)
-bound = list(s.getsockname())
-try:
-    c, _ = s.accept()
-    c.settimeout(5)
-    greeting = c.recv(100).decode()
-    c.sendall(b"bound")
-except socket.timeout:
-    greeting = None
-print(json.dumps({"bound": bound, "greeting": greeting}))
-"#;
+    fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.bytes[..self.len])
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// What the child's TCP connect saw: the ports `getpeername` and `getsockname` name, the answer.
+#[derive(Clone, Copy, Debug)]
+struct Connected {
+    peer: u16,
+    local: u16,
+    reply: Text,
+}
+
+/// In the child: connects to `to`, sends "hello", reads the answer.
+fn tcp_connect(to: SocketAddr) -> Result<Connected, Errno> {
+    let mut s = child::errno(TcpStream::connect_timeout(&to, ARRIVAL))?;
+    child::errno(s.set_read_timeout(Some(ARRIVAL)))?;
+    child::errno(s.write_all(b"hello"))?;
+    Ok(Connected {
+        peer: child::errno(s.peer_addr())?.port(),
+        local: child::errno(s.local_addr())?.port(),
+        reply: Text::read(|buf| s.read(buf))?,
+    })
+}
+
+/// What the child's UDP exchange saw: its own port, the answer and the port it came from.
+#[derive(Clone, Copy, Debug)]
+struct Exchanged {
+    local: u16,
+    reply: Text,
+    reply_from: u16,
+}
+
+/// In the child: one unconnected `sendto` of "hello" to `to`, then the answer.
+fn udp_sendto(to: SocketAddr) -> Result<Exchanged, Errno> {
+    let s = child::errno(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)))?;
+    child::errno(s.set_read_timeout(Some(ARRIVAL)))?;
+    child::errno(s.send_to(b"hello", to))?;
+    let mut reply_from = 0;
+    let reply = Text::read(|buf| {
+        let (n, from) = s.recv_from(buf)?;
+        reply_from = from.port();
+        Ok(n)
+    })?;
+    Ok(Exchanged {
+        local: child::errno(s.local_addr())?.port(),
+        reply,
+        reply_from,
+    })
+}
+
+/// What the child's bind saw: the port `getsockname` names, the greeting of its one connection.
+#[derive(Clone, Copy, Debug)]
+struct Bound {
+    bound: u16,
+    greeting: Result<Text, Errno>,
+}
+
+/// In the child: binds a TCP listener to 127.0.0.1:`port`, accepts one connection (within
+/// [`ARRIVAL`]) and answers its greeting with "bound".
+fn tcp_bind(port: u16) -> Result<Bound, Errno> {
+    let listener = child::errno(TcpListener::bind((Ipv4Addr::LOCALHOST, port)))?;
+    // accept(2) waits at most SO_RCVTIMEO.
+    setsockopt(
+        &listener,
+        sockopt::ReceiveTimeout,
+        &TimeVal::new(ARRIVAL.as_secs() as _, 0),
+    )?;
+    let greeting = child::errno(listener.accept()).and_then(|(mut c, _)| {
+        child::errno(c.set_read_timeout(Some(ARRIVAL)))?;
+        let greeting = Text::read(|buf| c.read(buf))?;
+        child::errno(c.write_all(b"bound"))?;
+        Ok(greeting)
+    });
+    Ok(Bound {
+        bound: child::errno(listener.local_addr())?.port(),
+        greeting,
+    })
+}
+
+/// The child's result: a failed socket call inside the cgroup is the program's failure (`fail`).
+fn succeeded<T>(what: &str, result: Result<T, Errno>) -> CaseResult<T> {
+    result.map_err(|e| CaseError::Fail(anyhow::anyhow!("{what} inside the cgroup: {e}")))
+}
 
 /// Opens the object, lets `configure` set its .rodata, loads it (recorded and snapshotted).
 fn load<'obj>(
@@ -127,8 +182,8 @@ fn inside<T>(ns: &NetNs, f: impl FnOnce() -> std::io::Result<T>) -> CaseResult<T
     f().or_error("creating a socket in the test netns")
 }
 
-/// Accepts one connection on `listener` within [`WAIT`], reads the client's greeting and answers
-/// `reply`; the client's address and greeting, or `None` when nobody connected.
+/// Accepts one connection on `listener` within [`WAIT`], reads the child's greeting and answers
+/// `reply`; its address and greeting, or `None` when nobody connected.
 fn serve_once(
     listener: TcpListener,
     reply: String,
@@ -160,20 +215,14 @@ fn serve_once(
     })
 }
 
-/// Whether a connection is waiting on `listener` (it must not be, for the service port).
-fn has_pending(listener: &TcpListener) -> CaseResult<bool> {
-    listener
-        .set_nonblocking(true)
-        .or_error("making a listener non-blocking")?;
-    match listener.accept() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
-        Err(e) => Err(CaseError::Error(anyhow::anyhow!("accept: {e}"))),
-    }
-}
-
-fn port_of(addr: &Value) -> u64 {
-    addr[1].as_u64().unwrap_or_default()
+/// Connects to `listener` from the calling thread and returns whether that connection is the
+/// first one `listener` accepts: the sentinel that shows nothing arrived there before it.
+fn sentinel_accepted_first(listener: &TcpListener, addr: SocketAddr) -> CaseResult<bool> {
+    let sentinel = TcpStream::connect(addr).or_error("connecting the sentinel")?;
+    let (_, peer) = listener
+        .accept()
+        .or_error("accepting on the service port")?;
+    Ok(peer == sentinel.local_addr().or_error("local_addr")?)
 }
 
 /// The connect cases: the cgroup's connect to `service` reaches `backend`.
@@ -201,42 +250,40 @@ fn connect_redirects(case: &mut Case, ip: IpAddr) -> CaseResult {
     let _link = prog.attach_cgroup(cg.as_fd().as_raw_fd())?;
 
     let server = serve_once(backend, format!("backend:{backend_port}"));
-    let family = if ip.is_ipv4() { "4" } else { "6" };
-    let report = client::run_json(cg.command(client::python_in(
-        &ns,
-        TCP_CONNECT,
-        [family.to_owned(), ip.to_string(), service_port.to_string()],
-    )))?;
-    case.detail("client", &report);
+    let service_addr = SocketAddr::new(ip, service_port);
+    let connected = child::in_cgroup(&cg)
+        .netns(&ns)
+        .run(|| tcp_connect(service_addr))?;
+    case.detail("child", format!("{connected:?}"));
     let served = server
         .join()
         .map_err(|_| CaseError::Error(anyhow::anyhow!("the backend thread panicked")))?
         .or_error("serving on the backend listener")?;
 
-    assert_eq!(report["errno"], Value::Null, "connect: {report}");
+    let connected = succeeded("connecting to the service port", connected)?;
     assert_eq!(
-        port_of(&report["peer"]),
-        u64::from(backend_port),
+        connected.peer, backend_port,
         "getpeername after connecting to the service port {service_port}"
     );
-    assert_eq!(report["reply"], format!("backend:{backend_port}"));
+    assert_eq!(
+        connected.reply.as_str(),
+        format!("backend:{backend_port}"),
+        "the answer the child got"
+    );
     let (peer, greeting) = served.expect("the backend accepted no connection");
     assert_eq!(greeting, "hello", "what the backend received");
     assert_eq!(
-        u64::from(peer.port()),
-        port_of(&report["local"]),
-        "the backend's peer is the client's socket"
+        peer.port(),
+        connected.local,
+        "the backend's peer is the child's socket"
     );
+    let sentinel_first = {
+        let _inside = ns.enter()?;
+        sentinel_accepted_first(&service, service_addr)?
+    };
     assert!(
-        !has_pending(&service)?,
-        "the service listener got a connection"
-    );
-
-    // Outside the cgroup the service port is the service port.
-    inside(&ns, || TcpStream::connect((ip, service_port)))?;
-    assert!(
-        has_pending(&service)?,
-        "a connect from outside the cgroup did not reach the service port"
+        sentinel_first,
+        "the service listener accepted a connection before the sentinel's from outside the cgroup"
     );
 
     let (connects, binds, sends) = counters(&skel);
@@ -304,12 +351,11 @@ fn sendmsg4_redirects_datagram() {
                 backend.send_to(b"backend", from)?;
                 Ok((from, String::from_utf8_lossy(&buf[..n]).into_owned()))
             });
-            let report = client::run_json(cg.command(client::python_in(
-                &ns,
-                UDP_SENDTO,
-                ["127.0.0.1".to_owned(), service_port.to_string()],
-            )))?;
-            case.detail("client", &report);
+            let service_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, service_port));
+            let exchanged = child::in_cgroup(&cg)
+                .netns(&ns)
+                .run(|| udp_sendto(service_addr))?;
+            case.detail("child", format!("{exchanged:?}"));
             let served = server
                 .join()
                 .map_err(|_| CaseError::Error(anyhow::anyhow!("the backend thread panicked")))?;
@@ -320,24 +366,38 @@ fn sendmsg4_redirects_datagram() {
                 ))
             })?;
             assert_eq!(payload, "hello", "what the backend received");
+            let exchanged = succeeded("the UDP exchange with the service port", exchanged)?;
             assert_eq!(
-                u64::from(from.port()),
-                port_of(&report["local"]),
-                "the backend's datagram came from the client's socket"
+                from.port(),
+                exchanged.local,
+                "the backend's datagram came from the child's socket"
             );
-            assert_eq!(report["reply"], "backend", "the answer the client got");
             assert_eq!(
-                port_of(&report["reply_from"]),
-                u64::from(backend_port),
+                exchanged.reply.as_str(),
+                "backend",
+                "the answer the child got"
+            );
+            assert_eq!(
+                exchanged.reply_from, backend_port,
                 "the answer came from the backend port"
             );
-            service
-                .set_nonblocking(true)
-                .or_error("making a socket non-blocking")?;
-            let mut buf = [0u8; 100];
-            assert!(
-                service.recv(&mut buf).is_err(),
-                "the service socket received a datagram"
+            let first = {
+                let _inside = ns.enter()?;
+                let sentinel = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+                    .or_error("binding the sentinel's socket")?;
+                sentinel
+                    .send_to(b"sentinel", service_addr)
+                    .or_error("sending the sentinel")?;
+                service
+                    .set_read_timeout(Some(WAIT))
+                    .or_error("setting a read timeout")?;
+                let mut buf = [0u8; 100];
+                let n = service.recv(&mut buf).or_error("receiving the sentinel")?;
+                String::from_utf8_lossy(&buf[..n]).into_owned()
+            };
+            assert_eq!(
+                first, "sentinel",
+                "the first datagram on the service port (the sentinel sent after the child's)"
             );
 
             let (connects, binds, sends) = counters(&skel);
@@ -374,33 +434,27 @@ fn bind4_rewrites_port() {
                 .attach_cgroup(cg.as_fd().as_raw_fd())?;
 
             // From outside: wait for the listener on TO, check FROM refuses, greet it.
-            let outside = std::thread::scope(|scope| {
+            let (bound, probed) = std::thread::scope(|scope| {
                 let prober = scope.spawn(|| probe_bound(&ns, FROM, TO));
-                let report = client::run_json(cg.command(client::python_in(
-                    &ns,
-                    TCP_BIND,
-                    [FROM.to_string()],
-                )));
-                (report, prober.join())
+                let bound = child::in_cgroup(&cg).netns(&ns).run(|| tcp_bind(FROM));
+                (bound, prober.join())
             });
-            let report = outside.0?;
-            case.detail("client", &report);
-            let probed = outside
-                .1
+            let bound = bound?;
+            case.detail("child", format!("{bound:?}"));
+            let probed = probed
                 .map_err(|_| CaseError::Error(anyhow::anyhow!("the prober thread panicked")))??;
             case.detail(
                 "outside",
                 serde_json::json!({"from_refused": probed.0, "reply": probed.1}),
             );
 
+            let bound = succeeded("binding a listener", bound)?;
+            assert_eq!(bound.bound, TO, "getsockname after binding port {FROM}");
+            let greeting = succeeded("accepting on the bound port", bound.greeting)?;
             assert_eq!(
-                port_of(&report["bound"]),
-                u64::from(TO),
-                "getsockname after binding port {FROM}"
-            );
-            assert_eq!(
-                report["greeting"], "hello",
-                "the listener got no connection on port {TO}"
+                greeting.as_str(),
+                "hello",
+                "what the listener on port {TO} received"
             );
             let (from_refused, reply) = probed;
             assert!(from_refused, "port {FROM} did not refuse a connection");
@@ -418,7 +472,7 @@ fn bind4_rewrites_port() {
     );
 }
 
-/// From outside the cgroup (inside the namespace): connects to port `to` until the client
+/// From outside the cgroup (inside the namespace): connects to port `to` until the child
 /// listens there (within [`WAIT`]), then checks that `from` refuses connections, then greets the
 /// listener. Returns whether `from` refused and the listener's answer.
 fn probe_bound(ns: &NetNs, from: u16, to: u16) -> CaseResult<(bool, String)> {

@@ -4,80 +4,124 @@
 //! TCP_KEEPIDLE = 4321 s and TCP_BPF_RTO_MIN = 10 ms (options bpf_setsockopt takes from sock_ops
 //! programs since 5.10, the oldest kernel of the matrix; TCP_NODELAY came later).
 //!
-//! A python3 client started inside the cgroup and a fresh network namespace listens on 127.0.0.1
+//! A child process forked into the cgroup and a fresh network namespace listens on 127.0.0.1
 //! (port 0: a free one), makes 3 loopback connections to itself, exchanges 30 one-byte round trips
-//! on each, and reports as JSON what `getsockopt` says on every connected and accepted socket: SO_KEEPALIVE, TCP_KEEPIDLE and
-//! `tcpi_rto` from TCP_INFO. The checks:
+//! on each, and reports what `getsockopt` says on every connected and accepted socket:
+//! SO_KEEPALIVE, TCP_KEEPIDLE and `tcpi_rto` from TCP_INFO. The checks:
 //! - the program counted exactly 3 active and 3 passive established callbacks (the listener has
 //!   none);
 //! - every socket, both sides, reads back SO_KEEPALIVE on and TCP_KEEPIDLE 4321;
 //! - every socket's retransmission timeout fell below 200 ms, the kernel's own floor: only the
-//!   lowered RTO minimum allows that. The same client run outside the cgroup is the control: its
+//!   lowered RTO minimum allows that. The same child run outside the cgroup is the control: its
 //!   sockets keep keepalive off, the default keepalive idle time and an RTO of at least 200 ms.
 //!
 //! No test-run cases: the kernel does not implement BPF_PROG_TEST_RUN for this program type
 //! (ENOTSUPP, checked on 6.18).
 
+use std::io::{Read, Write};
 use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
 
-use harness::{Case, Cgroup, NetNs, client, probe};
+use harness::{Case, CaseError, Cgroup, NetNs, child, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::SkelBuilder;
+use nix::errno::Errno;
 use programs::sock_ops::SockOpsSkelBuilder;
-use serde_json::Value;
 
-const CONNECTIONS: u64 = 3;
+const CONNECTIONS: usize = 3;
 const ROUND_TRIPS: u32 = 30;
 const KEEPIDLE_S: i32 = 4321;
 const RTO_MIN_US: i32 = 10_000;
 /// TCP_RTO_MIN: the lowest retransmission timeout a socket gets without a lowered minimum.
-const KERNEL_RTO_MIN_US: u64 = 200_000;
+const KERNEL_RTO_MIN_US: u32 = 200_000;
+/// How long a byte that was sent may take to arrive on loopback.
+const ARRIVAL: Duration = Duration::from_secs(5);
 
-/// argv: connections, round trips. Reports `{"client": [opts…], "server": [opts…]}` with
-/// `{"keepalive": n, "keepidle": s, "rto_us": us}` per socket.
-const CONNECT_LOOPBACK: &str = r#"
-import json, socket, struct, sys
-n, rounds = int(sys.argv[1]), int(sys.argv[2])
-TCP = socket.IPPROTO_TCP
-listener = socket.socket()
-listener.bind(("127.0.0.1", 0))
-listener.listen(n)
-pairs = []
-for _ in range(n):
-    c = socket.create_connection(listener.getsockname(), timeout=5)
-    a, _ = listener.accept()
-    a.settimeout(5)
-    pairs.append((c, a))
-for c, a in pairs:
-    for _ in range(rounds):
-        c.sendall(b"x"); a.recv(1); a.sendall(b"y"); c.recv(1)
-def opts(s):
-    info = s.getsockopt(TCP, socket.TCP_INFO, 104)
-    return {"keepalive": s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-            "keepidle": s.getsockopt(TCP, socket.TCP_KEEPIDLE),
-            "rto_us": struct.unpack_from("I", info, 8)[0]}
-print(json.dumps({"client": [opts(c) for c, _ in pairs], "server": [opts(a) for _, a in pairs]}))
-"#;
-
-fn client_args() -> [String; 2] {
-    [CONNECTIONS.to_string(), ROUND_TRIPS.to_string()]
+/// What `getsockopt` says on one socket.
+#[derive(Clone, Copy, Debug, Default)]
+struct Options {
+    keepalive: i32,
+    keepidle: i32,
+    rto_us: u32,
 }
 
-/// Every socket of both sides, labelled.
-fn sockets(report: &Value) -> Vec<(String, &Value)> {
-    ["client", "server"]
-        .iter()
-        .flat_map(|side| {
-            report[side]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-                .map(move |(i, s)| (format!("{side}[{i}]"), s))
-        })
-        .collect()
+/// The options of every connecting (`client`) and accepted (`server`) socket.
+#[derive(Clone, Copy, Debug)]
+struct Connected {
+    client: [Options; CONNECTIONS],
+    server: [Options; CONNECTIONS],
+}
+
+impl Connected {
+    /// Every socket of both sides, labelled.
+    fn sockets(&self) -> Vec<(String, Options)> {
+        [("client", &self.client), ("server", &self.server)]
+            .into_iter()
+            .flat_map(|(side, opts)| {
+                opts.iter()
+                    .enumerate()
+                    .map(move |(i, o)| (format!("{side}[{i}]"), *o))
+            })
+            .collect()
+    }
+}
+
+/// In the child: [`CONNECTIONS`] loopback connections to its own listener, [`ROUND_TRIPS`]
+/// one-byte round trips on each, then the options of both ends.
+fn connect_loopback() -> Result<Connected, Errno> {
+    let listener = child::errno(TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))?;
+    let addr = child::errno(listener.local_addr())?;
+    let mut connected = Connected {
+        client: [Options::default(); CONNECTIONS],
+        server: [Options::default(); CONNECTIONS],
+    };
+    for i in 0..CONNECTIONS {
+        let mut c = child::errno(TcpStream::connect_timeout(&addr, ARRIVAL))?;
+        let (mut a, _) = child::errno(listener.accept())?;
+        for s in [&c, &a] {
+            child::errno(s.set_read_timeout(Some(ARRIVAL)))?;
+        }
+        let mut byte = [0u8; 1];
+        for _ in 0..ROUND_TRIPS {
+            child::errno(c.write_all(b"x"))?;
+            child::errno(a.read_exact(&mut byte))?;
+            child::errno(a.write_all(b"y"))?;
+            child::errno(c.read_exact(&mut byte))?;
+        }
+        connected.client[i] = options(&c)?;
+        connected.server[i] = options(&a)?;
+    }
+    Ok(connected)
+}
+
+fn options(s: &TcpStream) -> Result<Options, Errno> {
+    let info: libc::tcp_info = getsockopt(s, libc::IPPROTO_TCP, libc::TCP_INFO)?;
+    Ok(Options {
+        keepalive: getsockopt(s, libc::SOL_SOCKET, libc::SO_KEEPALIVE)?,
+        keepidle: getsockopt(s, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE)?,
+        rto_us: info.tcpi_rto,
+    })
+}
+
+/// `getsockopt(level, name)` into a `T` (an int or a kernel struct: all-zero bytes are valid).
+fn getsockopt<T>(s: &TcpStream, level: i32, name: i32) -> Result<T, Errno> {
+    let mut value = MaybeUninit::<T>::zeroed();
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is valid for writes of `len` bytes; the kernel writes at most that.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            value.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    Errno::result(rc)?;
+    // SAFETY: zero-initialised, then (partly) written by the kernel; T is a plain C type.
+    Ok(unsafe { value.assume_init() })
 }
 
 #[test]
@@ -101,16 +145,18 @@ fn counts_established_and_sets_options() {
             // A fresh namespace: its loopback is the case's alone (and up, which a VM's root
             // namespace's is not).
             let ns = NetNs::new()?;
-            // The control: the same client outside the cgroup, before anything is attached.
-            let control =
-                client::run_json(client::python_in(&ns, CONNECT_LOOPBACK, client_args()))?;
-            case.detail("control", &control);
-            for (name, s) in sockets(&control) {
-                assert_eq!(s["keepalive"], 0, "control {name}: {s}");
-                assert_ne!(s["keepidle"], KEEPIDLE_S, "control {name}: {s}");
+            // The control: the same child outside the cgroup, before anything is attached.
+            let control = child::in_netns(&ns).run(connect_loopback)?;
+            case.detail("control", format!("{control:?}"));
+            let control = control.map_err(|e| {
+                CaseError::Error(anyhow::anyhow!("the control child's sockets: {e}"))
+            })?;
+            for (name, s) in control.sockets() {
+                assert_eq!(s.keepalive, 0, "control {name}: {s:?}");
+                assert_ne!(s.keepidle, KEEPIDLE_S, "control {name}: {s:?}");
                 assert!(
-                    s["rto_us"].as_u64().unwrap_or_default() >= KERNEL_RTO_MIN_US,
-                    "control {name}: an RTO below 200 ms without the program: {s}"
+                    s.rto_us >= KERNEL_RTO_MIN_US,
+                    "control {name}: an RTO below 200 ms without the program: {s:?}"
                 );
             }
 
@@ -119,12 +165,11 @@ fn counts_established_and_sets_options() {
                 .progs
                 .count_established
                 .attach_cgroup(cg.as_fd().as_raw_fd())?;
-            let report = client::run_json(cg.command(client::python_in(
-                &ns,
-                CONNECT_LOOPBACK,
-                client_args(),
-            )))?;
-            case.detail("client", &report);
+            let connected = child::in_cgroup(&cg).netns(&ns).run(connect_loopback)?;
+            case.detail("child", format!("{connected:?}"));
+            // Inside the cgroup a failed socket call is the program's failure.
+            let connected = connected
+                .map_err(|e| CaseError::Fail(anyhow::anyhow!("the child's connections: {e}")))?;
 
             let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
             let data = skel
@@ -139,27 +184,25 @@ fn counts_established_and_sets_options() {
                 [data.keepalive_rc, data.keepidle_rc, data.rto_min_rc],
             );
             assert_eq!(
-                bss.active_established, CONNECTIONS,
+                bss.active_established, CONNECTIONS as u64,
                 "active established callbacks"
             );
             assert_eq!(
-                bss.passive_established, CONNECTIONS,
+                bss.passive_established, CONNECTIONS as u64,
                 "passive established callbacks"
             );
             assert_eq!(data.keepalive_rc, 0, "bpf_setsockopt(SO_KEEPALIVE)");
             assert_eq!(data.keepidle_rc, 0, "bpf_setsockopt(TCP_KEEPIDLE)");
             assert_eq!(data.rto_min_rc, 0, "bpf_setsockopt(TCP_BPF_RTO_MIN)");
 
-            let sockets = sockets(&report);
-            assert_eq!(sockets.len() as u64, 2 * CONNECTIONS, "sockets reported");
-            for (name, s) in sockets {
-                assert_eq!(s["keepalive"], 1, "SO_KEEPALIVE of {name}: {s}");
-                assert_eq!(s["keepidle"], KEEPIDLE_S, "TCP_KEEPIDLE of {name}: {s}");
-                let rto = s["rto_us"].as_u64().unwrap_or(u64::MAX);
+            for (name, s) in connected.sockets() {
+                assert_eq!(s.keepalive, 1, "SO_KEEPALIVE of {name}: {s:?}");
+                assert_eq!(s.keepidle, KEEPIDLE_S, "TCP_KEEPIDLE of {name}: {s:?}");
                 assert!(
-                    rto < KERNEL_RTO_MIN_US,
-                    "tcpi_rto of {name} is {rto} us: not below the kernel's 200 ms floor after \
-                     {ROUND_TRIPS} round trips with TCP_BPF_RTO_MIN = {RTO_MIN_US} us"
+                    s.rto_us < KERNEL_RTO_MIN_US,
+                    "tcpi_rto of {name} is {} us: not below the kernel's 200 ms floor after \
+                     {ROUND_TRIPS} round trips with TCP_BPF_RTO_MIN = {RTO_MIN_US} us",
+                    s.rto_us
                 );
             }
             Ok(())

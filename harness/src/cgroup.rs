@@ -1,10 +1,9 @@
 //! A cgroup v2 child for one test: uniquely named, its processes killed and the directory removed
-//! when dropped. The test process itself never moves (other tests share it): commands are started
-//! inside the cgroup instead.
+//! when dropped. The test process itself never moves (other tests share it): a forked child
+//! ([`crate::child`]) or a command joins the cgroup instead.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -42,20 +41,9 @@ impl Cgroup {
         &self.path
     }
 
-    /// `expr`, started inside this cgroup: the child joins it before it execs.
-    pub fn command(&self, expr: duct::Expression) -> duct::Expression {
-        let procs = self.procs.as_raw_fd();
-        expr.before_spawn(move |cmd| {
-            // SAFETY: the closure only makes one write(2) call, which is async-signal-safe; "0"
-            // moves the writing process. The fd lives as long as the Cgroup, which outlives the spawn.
-            unsafe {
-                cmd.pre_exec(move || match libc::write(procs, b"0".as_ptr().cast(), 1) {
-                    1 => Ok(()),
-                    _ => Err(std::io::Error::last_os_error()),
-                });
-            }
-            Ok(())
-        })
+    /// Its `cgroup.procs`, open for writing: a process that writes "0" to it joins the cgroup.
+    pub(crate) fn procs(&self) -> BorrowedFd<'_> {
+        self.procs.as_fd()
     }
 }
 

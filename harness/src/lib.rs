@@ -17,13 +17,14 @@
 
 pub mod case;
 pub mod cgroup;
-pub mod client;
+pub mod child;
 pub mod floors;
 pub mod insn;
 pub mod kernel;
 pub mod ksyscall;
 pub mod load;
 pub mod mounts;
+pub mod netlink;
 pub mod netns;
 pub mod observe;
 pub mod outcome;

@@ -1,19 +1,31 @@
 //! Network namespaces for test topologies: uniquely named, deleted (with every interface in them)
-//! when dropped. Interfaces, addresses, routes and qdiscs are made with iproute2 inside them; the
-//! calling thread can enter one to open sockets or attach programs there.
+//! when dropped. They are made in-process, as `ip netns add` makes them (a bind mount under
+//! /run/netns, so `ip netns` sees them), and so are their interfaces, addresses, routes, rules and
+//! clsact qdiscs ([`crate::netlink`]); the calling thread can enter one to open sockets or attach
+//! programs there.
 
-use std::fs::File;
+use std::fs::{self, File, OpenOptions};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use nix::sched::{CloneFlags, setns};
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
 
+use crate::netlink::{Request, Rtnl};
 use crate::outcome::{CaseError, CaseResult, OrError};
+
+/// Where `ip netns` keeps its namespaces.
+const RUN_DIR: &str = "/run/netns";
 
 /// A network namespace `bpfconf-<pid>-<n>` (so parallel tests never collide).
 pub struct NetNs {
     name: String,
     file: File,
+    rtnl: Rtnl,
 }
 
 impl NetNs {
@@ -25,12 +37,14 @@ impl NetNs {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        run_tool("ip", &["netns", "add", &name])?;
-        let file = File::open(format!("/run/netns/{name}")).map_err(|e| {
-            let _ = run_tool("ip", &["netns", "del", &name]);
-            CaseError::Error(anyhow::anyhow!("opening /run/netns/{name}: {e}"))
+        let path = Path::new(RUN_DIR).join(&name);
+        let created = std::thread::scope(|s| s.spawn(|| create(&path)).join())
+            .map_err(|_| CaseError::Error(anyhow::anyhow!("creating netns {name} panicked")))?;
+        let (file, rtnl) = created.map_err(|e| {
+            let _ = remove(&path);
+            CaseError::Error(anyhow::anyhow!("creating netns {name}: {e}"))
         })?;
-        let ns = NetNs { name, file };
+        let ns = NetNs { name, file, rtnl };
         ns.ip("link set lo up")?;
         Ok(ns)
     }
@@ -41,33 +55,35 @@ impl NetNs {
     }
 
     /// `ip -n <ns> <args>` (args split on whitespace), e.g. `ns.ip("addr add 10.0.0.1/24 dev veth0")`.
+    /// The forms [`Request::parse_ip`] reads are made in-process; others run iproute2.
     pub fn ip(&self, args: &str) -> CaseResult {
-        let mut argv = vec!["-n", &self.name];
-        argv.extend(args.split_whitespace());
-        run_tool("ip", &argv)
+        match Request::parse_ip(args) {
+            Some(request) => self.apply("ip", args, &request),
+            None => self.tool("ip", args),
+        }
     }
 
-    /// `tc -n <ns> <args>`.
+    /// `tc -n <ns> <args>`, in-process for the forms [`Request::parse_tc`] reads.
     pub fn tc(&self, args: &str) -> CaseResult {
-        let mut argv = vec!["-n", &self.name];
-        argv.extend(args.split_whitespace());
-        run_tool("tc", &argv)
+        match Request::parse_tc(args) {
+            Some(request) => self.apply("tc", args, &request),
+            None => self.tool("tc", args),
+        }
     }
 
-    /// A command to run inside the namespace (`ip netns exec <ns> <program> <args>`).
-    pub fn exec<I, S>(&self, program: &str, args: I) -> duct::Expression
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<std::ffi::OsString>,
-    {
-        let mut argv: Vec<std::ffi::OsString> = vec![
-            "netns".into(),
-            "exec".into(),
-            self.name.clone().into(),
-            program.into(),
-        ];
-        argv.extend(args.into_iter().map(Into::into));
-        duct::cmd("ip", argv)
+    fn apply(&self, tool: &str, args: &str, request: &Request) -> CaseResult {
+        self.rtnl.apply(request).map_err(|e| {
+            CaseError::Error(anyhow::anyhow!(
+                "`{tool} -n {} {args}` failed: {e}",
+                self.name
+            ))
+        })
+    }
+
+    fn tool(&self, tool: &str, args: &str) -> CaseResult {
+        let mut argv = vec!["-n", &self.name];
+        argv.extend(args.split_whitespace());
+        run_tool(tool, &argv)
     }
 
     /// Moves the calling thread into the namespace until the guard drops (sockets opened and
@@ -84,8 +100,9 @@ impl NetNs {
 
     /// The index of interface `dev` inside the namespace.
     pub fn ifindex(&self, dev: &str) -> CaseResult<u32> {
-        let _inside = self.enter()?;
-        nix::net::if_::if_nametoindex(dev).or_error("looking up an interface in the test netns")
+        self.rtnl
+            .ifindex(dev)
+            .or_error("looking up an interface in the test netns")
     }
 }
 
@@ -97,14 +114,80 @@ impl AsFd for NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        if let Err(e) = run_tool("ip", &["netns", "del", &self.name]) {
-            eprintln!(
-                "bpfconf: could not delete netns {}: {}",
-                self.name,
-                e.reason()
-            );
+        // As `ip netns del`: the namespace goes when its last reference (the mount, this
+        // struct's file and socket, sockets opened inside) does.
+        if let Err(e) = remove(&Path::new(RUN_DIR).join(&self.name)) {
+            eprintln!("bpfconf: could not delete netns {}: {e}", self.name);
         }
     }
+}
+
+/// Makes the namespace file `path` (on a thread of its own: `unshare` moves the calling thread)
+/// and opens it and an rtnetlink socket inside.
+fn create(path: &Path) -> std::io::Result<(File, Rtnl)> {
+    prepare_run_dir()?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o000)
+        .open(path)?;
+    unshare(CloneFlags::CLONE_NEWNET)?;
+    mount(
+        Some("/proc/thread-self/ns/net"),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )?;
+    Ok((File::open(path)?, Rtnl::open()?))
+}
+
+/// Unmounts and removes the namespace file `path` (what exists of it).
+fn remove(path: &Path) -> std::io::Result<()> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Makes /run/netns a shared mount point, as iproute2 does before its first namespace (so mount
+/// namespaces made later, e.g. by `ip netns exec`, see namespaces added after them).
+fn prepare_run_dir() -> std::io::Result<()> {
+    static READY: Mutex<bool> = Mutex::new(false);
+    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
+    if *ready {
+        return Ok(());
+    }
+    fs::create_dir_all(RUN_DIR)?;
+    let share = || {
+        mount(
+            None::<&str>,
+            RUN_DIR,
+            Some("none"),
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    match share() {
+        // Not a mount point yet: make it one.
+        Err(Errno::EINVAL) => {
+            mount(
+                Some(RUN_DIR),
+                RUN_DIR,
+                Some("none"),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )?;
+            share()?;
+        }
+        shared => shared?,
+    }
+    *ready = true;
+    Ok(())
 }
 
 /// The calling thread is inside a test namespace until this drops.
@@ -128,8 +211,9 @@ pub fn run_tool(program: &str, args: &[&str]) -> CaseResult {
 }
 
 /// Runs a network tool that attaches a program in the calling thread's namespace (`ip route …
-/// encap bpf`, `tc filter … action bpf`); its stderr becomes the error (`fail` outcome: the kernel
-/// refused the program's attachment).
+/// encap bpf`, `ip route … encap seg6local action End.BPF`, `tc filter … action bpf`); its stderr
+/// becomes the error (`fail` outcome: the kernel refused the program's attachment). A tool, not
+/// [`crate::netlink`]: netlink-packet-route has no typed attributes for these program attachments.
 pub fn attach_tool(program: &str, args: &[&str]) -> CaseResult {
     run(program, args)?.map_err(CaseError::Fail)
 }
