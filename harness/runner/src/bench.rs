@@ -80,7 +80,10 @@ pub fn boot_times(kernels: &[KernelSpec]) -> Result<Vec<BootTimes>> {
         let run = crate::watched::run(
             vm::command(&config, &k.id)?,
             Duration::from_secs(600),
-            |line| tail.push(line.to_owned()),
+            |line| {
+                tail.push(line.to_owned());
+                crate::watched::Next::Go
+            },
         )?;
         ensure!(
             run.status.success(),

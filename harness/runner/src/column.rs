@@ -37,6 +37,8 @@ pub struct ColumnRun {
     pub running: Option<String>,
     /// The output mentions a kernel panic.
     pub panicked: bool,
+    /// Killed at once because the kernel panicked or stalled.
+    pub killed_wedged: bool,
     /// The first line of a kernel crash report (oops, BUG, panic) with its timestamp cut.
     pub crash: Option<String>,
     /// The last lines of output.
@@ -50,6 +52,8 @@ impl ColumnRun {
             format!("timeout after {} s", timeout.as_secs())
         } else if self.panicked {
             "kernel panic".into()
+        } else if self.killed_wedged {
+            "the kernel stalled (VM killed)".into()
         } else if self.boot.is_none() {
             "boot failure: the suite never started".into()
         } else if let Some(exit) = self.finished {
@@ -125,11 +129,29 @@ pub fn watch(
         if run.see(line, started.elapsed()).is_some() {
             on_event(&run);
         }
+        // A panicked or stalled kernel never recovers: stop waiting for the timeout.
+        if run.panicked || fatal(line) {
+            run.killed_wedged = true;
+            watched::Next::Kill
+        } else {
+            watched::Next::Go
+        }
     })?;
     run.timed_out = ended.timed_out;
     run.exit = ended.status.code();
     run.total = ended.elapsed;
     Ok(run)
+}
+
+/// A console line after which the kernel will not recover (a stall or lockup report).
+fn fatal(line: &str) -> bool {
+    [
+        "rcu_sched self-detected stall",
+        "BUG: soft lockup",
+        "Kernel panic",
+    ]
+    .iter()
+    .any(|m| line.contains(m))
 }
 
 /// The text of a console line that starts a kernel crash report, without its timestamp.

@@ -232,6 +232,7 @@ fn run_column(
         (Some(_), Some(exit)) => format!("exit {exit}"),
         (Some(_), None) if run.timed_out => "timeout".into(),
         (Some(_), None) if run.panicked => "kernel panic".into(),
+        (Some(_), None) if run.killed_wedged => "kernel stalled".into(),
         (Some(_), None) if run.boot.is_none() => "boot failure".into(),
         (Some(_), None) => "runner stopped".into(),
     };

@@ -182,6 +182,7 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
         let ended = watched::run(cmd, opts.timeout, |line| {
             println!("{line}");
             tail.push(line);
+            watched::Next::Go
         })?;
         let end = if ended.timed_out {
             format!("killed after the {} s timeout", opts.timeout.as_secs())

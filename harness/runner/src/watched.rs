@@ -33,9 +33,23 @@ pub struct Ended {
     pub elapsed: Duration,
 }
 
+/// What the caller wants after a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep reading.
+    Go,
+    /// Kill the process group now (it can only hang from here).
+    Kill,
+}
+
 /// Runs `cmd` with stdin closed and stdout + stderr merged, calling `on_line` for each line; kills
-/// its process group after `timeout` (and once it has ended, whatever it left running).
-pub fn run(mut cmd: Command, timeout: Duration, mut on_line: impl FnMut(&str)) -> Result<Ended> {
+/// its process group after `timeout`, when `on_line` says so, and once it has ended (whatever it
+/// left running).
+pub fn run(
+    mut cmd: Command,
+    timeout: Duration,
+    mut on_line: impl FnMut(&str) -> Next,
+) -> Result<Ended> {
     let started = Instant::now();
     let (reader, writer) = std::io::pipe().context("creating a pipe")?;
     cmd.stdin(Stdio::null())
@@ -66,7 +80,9 @@ pub fn run(mut cmd: Command, timeout: Duration, mut on_line: impl FnMut(&str)) -
         status
     });
     for line in BufReader::new(reader).lines() {
-        on_line(&line.unwrap_or_default());
+        if on_line(&line.unwrap_or_default()) == Next::Kill {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
     }
     let status = waiter.join().expect("waiter thread")?;
     RUNNING
