@@ -158,7 +158,7 @@ fn redirects_frames_unchanged() {
             assert_eq!(
                 counts,
                 Counts::with_sentinels(
-                    &[b'R'],
+                    b"R",
                     sizes.len(),
                     (0, 0),
                     (sizes.len(), expected.len()),
@@ -241,7 +241,7 @@ fn passes_redirects_and_drops_by_kind() {
             assert_eq!(
                 counts,
                 Counts::with_sentinels(
-                    &[b'P', b'R'],
+                    b"PR",
                     frames.len() + 1,
                     (of_kind(b'P'), to_s1.len()),
                     (of_kind(b'R') + 1, to_s2.len()),
