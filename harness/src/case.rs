@@ -12,6 +12,7 @@ use crate::load::{LoadOutcome, LogLevel, load_skel};
 use crate::outcome::{CaseError, CaseResult, Outcome};
 use crate::record::{self, Record};
 use crate::snapshot;
+use bpfconf_record::Event;
 
 /// The state of one running case, handed to its body.
 pub struct Case {
@@ -39,6 +40,8 @@ impl Case {
             mcpu: programs::MCPU.to_owned(),
         };
         let started = Instant::now();
+        let test = std::thread::current().name().unwrap_or_default().to_owned();
+        Event::CaseStarted { test: test.clone() }.emit();
         faults::before_case(id);
         let result = match known_bug(id) {
             // Not run: it would hang or crash this kernel (kernels/kernels.toml says why).
@@ -57,7 +60,7 @@ impl Case {
             schema: record::SCHEMA,
             case: case.id,
             binary: binary_name(),
-            test: std::thread::current().name().unwrap_or_default().to_owned(),
+            test: test.clone(),
             prog_type: prog_type.to_owned(),
             kernel: kernel.id.clone(),
             kernel_release: kernel.release.clone(),
@@ -76,6 +79,7 @@ impl Case {
                 dir.display()
             );
         }
+        Event::CaseEnded { test }.emit();
         if let Some(payload) = panic {
             panic::resume_unwind(payload);
         }
@@ -194,7 +198,8 @@ pub fn binary_name() -> String {
 mod faults {
     use std::io::Write;
 
-    /// `BPFCONF_FAULT_ABORT=<case id>` aborts the test binary as that case starts;
+    /// `BPFCONF_FAULT_ABORT=<case id>` aborts the test binary as that case starts,
+    /// `BPFCONF_FAULT_HANG=<case id>` makes that case never end, and
     /// `BPFCONF_FAULT_SPLAT=<case id>` writes a `WARNING:` line to the kernel log as it starts.
     pub fn before_case(id: &str) {
         let named = |var: &str| std::env::var(var).is_ok_and(|v| v == id);
@@ -206,6 +211,9 @@ mod faults {
         }
         if named("BPFCONF_FAULT_ABORT") {
             std::process::abort();
+        }
+        while named("BPFCONF_FAULT_HANG") {
+            std::thread::park();
         }
     }
 }

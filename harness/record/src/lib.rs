@@ -3,6 +3,7 @@
 //! name and renamed, so a record is whole or absent on any filesystem (9p in the VMs has no
 //! working file locks) however many processes and threads write at once.
 
+mod event;
 mod kernel_id;
 mod load;
 mod outcome;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use event::Event;
 pub use kernel_id::{derive_id, kernel_id, kernel_release};
 pub use load::{LoadOutcome, ProgramLog, VerifierStats};
 pub use outcome::Outcome;

@@ -3,7 +3,7 @@
 //! boot time, the binary running last, the first crash line, how it ended — and its output kept
 //! in the run directory.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
@@ -31,10 +31,10 @@ pub struct ColumnRun {
     pub finished: Option<i32>,
     /// The binaries that ended badly: how, and how many tests left no record.
     pub bad_binaries: Vec<String>,
-    /// Binaries ended so far, for progress.
-    pub binaries_done: usize,
-    /// The test binary that was running last.
-    pub running: Option<String>,
+    /// Cases ended so far, for progress.
+    pub cases_done: usize,
+    /// The tests running now (libtest's names).
+    pub running: BTreeSet<String>,
     /// The output mentions a kernel panic.
     pub panicked: bool,
     /// Killed at once because the kernel panicked or stalled.
@@ -74,8 +74,9 @@ impl ColumnRun {
     fn describe(&self, what: &str) -> String {
         let mut text = what.to_owned();
         if self.finished.is_none() {
-            if let Some(bin) = &self.running {
-                let _ = write!(text, " while running {bin}");
+            if !self.running.is_empty() {
+                let tests: Vec<&str> = self.running.iter().map(String::as_str).collect();
+                let _ = write!(text, " while running {}", tests.join(", "));
             }
             if let Some(crash) = &self.crash {
                 let _ = write!(text, " ({crash})");
@@ -98,16 +99,21 @@ impl ColumnRun {
         let event = Event::parse(line)?;
         self.boot.get_or_insert(elapsed);
         match &event {
-            Event::Binary { name } => self.running = Some(name.clone()),
+            Event::CaseStarted { test } => {
+                self.running.insert(test.clone());
+            }
+            Event::CaseEnded { test } => {
+                self.running.remove(test);
+                self.cases_done += 1;
+            }
             Event::BinaryEnded { name, end, missing } => {
-                self.binaries_done += 1;
                 if end != "exited with status 0" || *missing > 0 {
                     self.bad_binaries
                         .push(format!("{name} {end}, {missing} tests without a record"));
                 }
             }
             Event::Finished { exit } => self.finished = Some(*exit),
-            Event::Started { .. } => {}
+            Event::Started { .. } | Event::Binary { .. } => {}
         }
         Some(event)
     }
@@ -192,16 +198,22 @@ mod tests {
         let mut run = ColumnRun::default();
         let t = Duration::from_secs(9);
         let line = |e: Event| format!("bpfconf-event {}", serde_json::to_string(&e).unwrap());
-        run.see(&line(Event::Binary { name: "xdp".into() }), t);
-        run.see("[ 12.0] Oops: int3", t);
-        assert_eq!(
-            (run.boot, run.running.as_deref(), run.crash.as_deref()),
-            (Some(t), Some("xdp"), Some("Oops: int3"))
+        let started = |test: &str| line(Event::CaseStarted { test: test.into() });
+        run.see(&started("xdp::drops"), t);
+        run.see(&started("xdp::bounces"), t);
+        run.see(
+            &line(Event::CaseEnded {
+                test: "xdp::drops".into(),
+            }),
+            t,
         );
+        run.see("[ 12.0] Oops: int3", t);
+        assert_eq!((run.boot, run.cases_done), (Some(t), 1));
+        assert_eq!(run.crash.as_deref(), Some("Oops: int3"));
         assert!(
-            run.problem(Duration::from_secs(1))
-                .unwrap()
-                .starts_with("the suite stopped before its end (exit -1) while running xdp")
+            run.problem(Duration::from_secs(1)).unwrap().starts_with(
+                "the suite stopped before its end (exit -1) while running xdp::bounces"
+            )
         );
         run.see(&line(Event::Finished { exit: 0 }), t);
         assert_eq!(run.problem(Duration::from_secs(1)), None);

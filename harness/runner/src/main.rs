@@ -86,8 +86,12 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         threads: usize,
         /// A test binary still running after this many seconds is killed.
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 1200)]
         binary_timeout: u64,
+        /// A case still running after this many seconds is killed with its binary (`error`, the
+        /// other cases run again).
+        #[arg(long, default_value_t = 120)]
+        case_timeout: u64,
         /// Extra environment for the test binaries (KEY=VALUE).
         #[arg(long = "env", value_parser = parse_env)]
         env: Vec<(String, String)>,
@@ -112,8 +116,11 @@ enum Command {
         #[arg(long, default_value_t = 1500)]
         timeout: u64,
         /// Per-test-binary timeout in seconds inside each column.
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 1200)]
         binary_timeout: u64,
+        /// Per-case timeout in seconds inside each column.
+        #[arg(long, default_value_t = 120)]
+        case_timeout: u64,
         /// Skip the host kernel's column.
         #[arg(long)]
         no_host: bool,
@@ -209,6 +216,7 @@ fn run(command: Command) -> Result<ExitCode> {
             results,
             threads,
             binary_timeout,
+            case_timeout,
             env,
             filter,
             binary,
@@ -221,6 +229,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 results: results.unwrap_or_else(results_dir),
                 threads,
                 timeout: Duration::from_secs(binary_timeout),
+                case_timeout: Duration::from_secs(case_timeout),
                 env,
                 filter,
                 binary,
@@ -234,6 +243,7 @@ fn run(command: Command) -> Result<ExitCode> {
             jobs,
             timeout,
             binary_timeout,
+            case_timeout,
             no_host,
             run_dir,
             known_bugs,
@@ -268,6 +278,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 jobs,
                 timeout: Duration::from_secs(timeout),
                 binary_timeout: Duration::from_secs(binary_timeout),
+                case_timeout: Duration::from_secs(case_timeout),
                 run_dir,
             };
             let timings = matrix::run(&opts, &manifest)?;

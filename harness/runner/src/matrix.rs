@@ -69,6 +69,8 @@ pub struct Options {
     pub timeout: Duration,
     /// Per-test-binary timeout inside a column.
     pub binary_timeout: Duration,
+    /// Per-case timeout inside a column.
+    pub case_timeout: Duration,
     /// The run directory.
     pub run_dir: PathBuf,
 }
@@ -190,6 +192,8 @@ fn suite_args(id: &str, opts: &Options, vm: bool) -> Vec<String> {
         opts.run_dir.display().to_string(),
         "--binary-timeout".into(),
         opts.binary_timeout.as_secs().to_string(),
+        "--case-timeout".into(),
+        opts.case_timeout.as_secs().to_string(),
     ]);
     if vm {
         for (k, v) in std::env::vars() {
@@ -217,13 +221,16 @@ fn run_column(
     } else {
         "starting"
     });
-    let total_bins = manifest.binaries.len();
+    let total = manifest.tests().count();
     let log = opts.run_dir.join(format!("{id}.log"));
     let run = column::watch(cmd, opts.timeout, &log, |run: &ColumnRun| {
         bar.set_message(format!(
-            "{} ({} of {total_bins} binaries done)",
-            run.running.as_deref().unwrap_or("-"),
-            run.binaries_done
+            "{} of {total} cases done{}",
+            run.cases_done,
+            run.running
+                .iter()
+                .next_back()
+                .map_or(String::new(), |t| format!(", running {t}"))
         ));
     })?;
     let problem = run.problem(opts.timeout);
@@ -241,8 +248,8 @@ fn run_column(
     progress.finish(
         &bar,
         format!(
-            "{end}: {} binaries, {total:.0} s (boot {:.1} s); log {}",
-            run.binaries_done,
+            "{end}: {} cases, {total:.0} s (boot {:.1} s); log {}",
+            run.cases_done,
             boot.unwrap_or(0.0),
             log.display()
         ),

@@ -9,12 +9,14 @@ use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::KernelSpec;
+pub use bpfconf_record::Event;
+
 use crate::kmsg::Kmsg;
 use crate::watched;
 use bpfconf_record::Outcome;
@@ -93,41 +95,6 @@ impl Manifest {
     }
 }
 
-/// One line of the runner's progress, printed as `bpfconf-event <json>`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    /// The runner started on kernel `release`.
-    Started { kernel: String, release: String },
-    /// A test binary started.
-    Binary { name: String },
-    /// A test binary ended: how, and how many of its tests left no record.
-    BinaryEnded {
-        name: String,
-        end: String,
-        missing: usize,
-    },
-    /// The runner ended with this exit status.
-    Finished { exit: i32 },
-}
-
-const EVENT_PREFIX: &str = "bpfconf-event ";
-
-impl Event {
-    /// The event on a console line, if it is one (QEMU's console may prefix the line).
-    pub fn parse(line: &str) -> Option<Event> {
-        let (_, json) = line.split_once(EVENT_PREFIX)?;
-        serde_json::from_str(json).ok()
-    }
-
-    fn emit(&self) {
-        println!(
-            "{EVENT_PREFIX}{}",
-            serde_json::to_string(self).expect("events serialise")
-        );
-    }
-}
-
 /// What `bpfconf suite` runs.
 pub struct Options {
     /// The column's kernel id.
@@ -140,6 +107,8 @@ pub struct Options {
     pub threads: usize,
     /// A binary still running after this is killed.
     pub timeout: Duration,
+    /// A case still running after this is killed with its binary (the other cases run again).
+    pub case_timeout: Duration,
     /// Extra environment for the test binaries.
     pub env: Vec<(String, String)>,
     /// Only the tests whose names contain this (libtest's filter).
@@ -171,45 +140,31 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
             name: bin.name.clone(),
         }
         .emit();
-        let mut kmsg = Kmsg::open_at_end();
-        let mut cmd = Command::new(&bin.path);
-        cmd.arg(format!("--test-threads={}", opts.threads))
-            .envs(env.iter().map(|(k, v)| (k, v)));
-        if let Some(filter) = &opts.filter {
-            cmd.arg(filter);
-        }
-        let mut tail = Tail::default();
-        let ended = watched::run(cmd, opts.timeout, |line| {
-            println!("{line}");
-            tail.push(line);
-            watched::Next::Go
-        })?;
-        let end = if ended.timed_out {
-            format!("killed after the {} s timeout", opts.timeout.as_secs())
-        } else if let Some(sig) = ended.status.signal() {
-            format!("killed by signal {}", signal_name(sig))
-        } else {
-            format!("exited with status {}", ended.status.code().unwrap_or(-1))
-        };
-        let expected: Vec<&str> = bin
+        let mut kmsg = Kmsg::open_at_end()
+            .map_err(|e| anyhow::anyhow!("cannot read the kernel log (/dev/kmsg): {e}"));
+        let expected: Vec<String> = bin
             .tests
             .iter()
             .filter(|t| opts.filter.as_ref().is_none_or(|f| t.contains(f.as_str())))
-            .map(String::as_str)
+            .cloned()
             .collect();
-        let why = format!(
-            "no record: test binary {} {end} before this test wrote one; its last output:\n{}",
-            bin.name,
-            tail.text()
-        );
-        let missing = record_missing(&opts.results, &opts.kernel, &bin.name, &expected, &why)?;
-        let splats = match kmsg.as_mut() {
-            Ok(kmsg) => kmsg.splats(&allowed),
-            Err(e) => vec![format!("cannot read the kernel log: {e}")],
+        let mut splats = Vec::new();
+        let mut on_case_event = |running: &BTreeSet<String>| {
+            if let Ok(kmsg) = kmsg.as_mut() {
+                for splat in kmsg.splats(&allowed) {
+                    let during: Vec<&str> = running.iter().map(String::as_str).collect();
+                    splats.push(format!("{splat} (while {} ran)", during.join(", ")));
+                }
+            }
         };
+        let ran = run_binary(bin, &expected, opts, &env, &mut on_case_event)?;
+        on_case_event(&BTreeSet::new());
+        if let Err(e) = &kmsg {
+            splats.push(format!("{e:#}"));
+        }
         if !splats.is_empty() {
             let reason = format!(
-                "kernel log while {} ran:\n{}",
+                "kernel log while {} ran: {}",
                 bin.name,
                 splats
                     .iter()
@@ -228,17 +183,143 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
             r.kernel_release = release.clone();
             record::write(&opts.results, &r)?;
         }
-        clean &= ended.status.success() && missing == 0 && splats.is_empty();
+        clean &= ran.clean && splats.is_empty();
         Event::BinaryEnded {
             name: bin.name.clone(),
-            end,
-            missing,
+            end: ran.ends.join("; "),
+            missing: ran.missing,
         }
         .emit();
     }
     let exit = if clean { 0 } else { 1 };
     Event::Finished { exit }.emit();
     Ok(exit)
+}
+
+/// How a binary's tests went over its runs.
+struct Ran {
+    /// How each run of the binary ended.
+    ends: Vec<String>,
+    /// Tests the runner recorded as `error` (crashed, hung or never reached).
+    missing: usize,
+    /// Every run exited 0 and every test wrote its own record.
+    clean: bool,
+}
+
+/// Runs `expected` tests of `bin` until each has a record. A run that crashes or hangs is
+/// attributed to the case it cut short (the cases report their start and end as [`Event`]s):
+/// alone, it gets an `error` record naming how the binary ended; several at once are run again
+/// one at a time to tell which. Tests the run never reached are run again in a new process.
+/// `on_case_event` sees the cases running whenever one starts or ends.
+fn run_binary(
+    bin: &Binary,
+    expected: &[String],
+    opts: &Options,
+    env: &[(String, String)],
+    on_case_event: &mut dyn FnMut(&BTreeSet<String>),
+) -> Result<Ran> {
+    const RUNS: usize = 6;
+    let mut todo: Vec<String> = expected.to_vec();
+    let mut threads = opts.threads;
+    let mut ran = Ran {
+        ends: Vec::new(),
+        missing: 0,
+        clean: true,
+    };
+    for attempt in 1..=RUNS {
+        let mut cmd = Command::new(&bin.path);
+        cmd.arg(format!("--test-threads={threads}"))
+            .envs(env.iter().cloned());
+        match (&opts.filter, attempt) {
+            (Some(filter), 1) => {
+                cmd.arg(filter);
+            }
+            (None, 1) => {}
+            _ => {
+                cmd.arg("--exact").args(&todo);
+            }
+        }
+        let mut running: BTreeMap<String, Instant> = BTreeMap::new();
+        let mut tail = Tail::default();
+        let ended = watched::run(cmd, opts.timeout, |line| {
+            println!("{line}");
+            tail.push(line);
+            match Event::parse(line) {
+                Some(Event::CaseStarted { test }) => {
+                    running.insert(test, Instant::now());
+                }
+                Some(Event::CaseEnded { test }) => {
+                    on_case_event(&running.keys().cloned().collect());
+                    running.remove(&test);
+                }
+                _ => return watched::Next::Go,
+            }
+            watched::Next::KillAt(running.values().min().map(|t| *t + opts.case_timeout))
+        })?;
+        let recorded = recorded_tests(&opts.results, &opts.kernel, &bin.name);
+        let cut_short: Vec<String> = running
+            .into_keys()
+            .filter(|t| !recorded.contains(t))
+            .collect();
+        let end = if ended.timed_out && !cut_short.is_empty() {
+            format!(
+                "killed: a case ran longer than {} s",
+                opts.case_timeout.as_secs()
+            )
+        } else if ended.timed_out {
+            format!("killed after the {} s timeout", opts.timeout.as_secs())
+        } else if let Some(sig) = ended.status.signal() {
+            format!("killed by signal {}", signal_name(sig))
+        } else {
+            format!("exited with status {}", ended.status.code().unwrap_or(-1))
+        };
+        // libtest exits 101 when a test failed: the run itself went to its end.
+        let completed = matches!(ended.status.code(), Some(0 | 101)) && !ended.timed_out;
+        ran.clean &= ended.status.success();
+        ran.ends.push(end.clone());
+        todo.retain(|t| !recorded.contains(t));
+        if completed || attempt == RUNS {
+            let why = format!(
+                "no record: test binary {} {end} without reaching this test; its last output:\n{}",
+                bin.name,
+                tail.text()
+            );
+            let left: Vec<&str> = todo.iter().map(String::as_str).collect();
+            ran.missing += record_missing(&opts.results, &opts.kernel, &bin.name, &left, &why)?;
+            break;
+        }
+        if cut_short.len() == 1 || threads == 1 {
+            let why = format!(
+                "no record: test binary {} {end} while this test ran; its last output:\n{}",
+                bin.name,
+                tail.text()
+            );
+            let culprits: Vec<&str> = cut_short.iter().map(String::as_str).collect();
+            ran.missing += record_missing(&opts.results, &opts.kernel, &bin.name, &culprits, &why)?;
+            todo.retain(|t| !cut_short.contains(t));
+        } else if !cut_short.is_empty() {
+            threads = 1;
+        }
+        if todo.is_empty() {
+            break;
+        }
+    }
+    ran.clean &= ran.missing == 0;
+    Ok(ran)
+}
+
+/// The tests of `binary` that have a record of `kernel` in `results`.
+fn recorded_tests(results: &Path, kernel: &str, binary: &str) -> BTreeSet<String> {
+    fs::read_dir(results.join(kernel))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .filter_map(|text| serde_json::from_str::<Record>(&text).ok())
+        .filter(|r| r.binary == binary)
+        .map(|r| r.test)
+        .collect()
 }
 
 /// Writes an `error` record, with `why`, for each of `tests` of `binary` that has no record of
@@ -250,24 +331,11 @@ pub fn record_missing(
     tests: &[&str],
     why: &str,
 ) -> Result<usize> {
-    let seen: BTreeSet<String> = fs::read_dir(results.join(kernel))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| fs::read_to_string(e.path()).ok())
-        .filter_map(|text| serde_json::from_str::<Record>(&text).ok())
-        .filter(|r| r.binary == binary)
-        .map(|r| r.test)
-        .collect();
+    let seen = recorded_tests(results, kernel, binary);
     let mut written = 0;
     for test in tests.iter().filter(|t| !seen.contains(**t)) {
-        let mut r = Record::runner(
-            kernel,
-            &format!("{binary}::{test}"),
-            Outcome::Error,
-            Some(why.to_owned()),
-        );
+        // libtest's name: module-qualified in the one test binary, and the case id's usual form.
+        let mut r = Record::runner(kernel, test, Outcome::Error, Some(why.to_owned()));
         r.binary = binary.to_owned();
         r.test = (*test).to_owned();
         record::write(results, &r)?;
@@ -343,30 +411,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn events_round_trip_through_console_lines() {
-        let e = Event::BinaryEnded {
-            name: "xdp".into(),
-            end: "killed by signal SIGABRT".into(),
-            missing: 3,
-        };
-        let line = format!(
-            "[   12.3] {EVENT_PREFIX}{}",
-            serde_json::to_string(&e).unwrap()
-        );
-        assert_eq!(Event::parse(&line), Some(e));
-        assert_eq!(Event::parse("test xdp::drops ... ok"), None);
-    }
-
-    #[test]
     fn missing_tests_get_error_records() {
         let dir = tempfile::tempdir().unwrap();
         let mut ran = Record::runner("6.1", "xdp::drops", Outcome::Pass, None);
-        (ran.binary, ran.test) = ("xdp".into(), "drops".into());
+        (ran.binary, ran.test) = ("suite".into(), "xdp::drops".into());
         record::write(dir.path(), &ran).unwrap();
-        let n = record_missing(dir.path(), "6.1", "xdp", &["drops", "bounces"], "aborted").unwrap();
+        let tests = ["xdp::drops", "xdp::bounces"];
+        let n = record_missing(dir.path(), "6.1", "suite", &tests, "aborted").unwrap();
         assert_eq!(n, 1);
         let (records, _) = record::read_dir(dir.path()).unwrap();
-        let gap = records.iter().find(|r| r.test == "bounces").unwrap();
+        let gap = records.iter().find(|r| r.test == "xdp::bounces").unwrap();
         assert_eq!(
             (gap.outcome, gap.case.as_str()),
             (Outcome::Error, "xdp::bounces")

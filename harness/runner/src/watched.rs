@@ -40,6 +40,14 @@ pub enum Next {
     Go,
     /// Kill the process group now (it can only hang from here).
     Kill,
+    /// Kill it at this instant unless a later line moves or clears the deadline (the overall
+    /// timeout holds regardless).
+    KillAt(Option<Instant>),
+}
+
+enum Watch {
+    Ended,
+    KillAt(Option<Instant>),
 }
 
 /// Runs `cmd` with stdin closed and stdout + stderr merged, calling `on_line` for each line; kills
@@ -63,25 +71,41 @@ pub fn run(
     let pgid = Pid::from_raw(child.id() as i32);
     RUNNING.lock().expect("group list lock").push(pgid.as_raw());
 
-    // The watchdog kills the group at the deadline; the waiter reaps the child and then kills the
-    // group, so a grandchild left holding the output pipe cannot keep the reading loop waiting.
-    let (stop, stopped) = mpsc::channel::<()>();
+    // The watchdog kills the group at the earlier of the timeout and the caller's deadline; the
+    // waiter reaps the child and then kills the group, so a grandchild left holding the output
+    // pipe cannot keep the reading loop waiting.
+    let (watch, watched) = mpsc::channel::<Watch>();
+    let timeout_at = started + timeout;
     let watchdog = std::thread::spawn(move || {
-        if stopped.recv_timeout(timeout).is_ok() {
-            return false;
+        let mut extra: Option<Instant> = None;
+        loop {
+            let at = extra.map_or(timeout_at, |e| e.min(timeout_at));
+            match watched.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Ok(Watch::Ended) | Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+                Ok(Watch::KillAt(at)) => extra = at,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                    return true;
+                }
+            }
         }
-        let _ = killpg(pgid, Signal::SIGKILL);
-        true
     });
+    let ended = watch.clone();
     let waiter = std::thread::spawn(move || {
         let status = child.wait();
-        let _ = stop.send(());
+        let _ = ended.send(Watch::Ended);
         let _ = killpg(pgid, Signal::SIGKILL);
         status
     });
     for line in BufReader::new(reader).lines() {
-        if on_line(&line.unwrap_or_default()) == Next::Kill {
-            let _ = killpg(pgid, Signal::SIGKILL);
+        match on_line(&line.unwrap_or_default()) {
+            Next::Go => {}
+            Next::Kill => {
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+            Next::KillAt(at) => {
+                let _ = watch.send(Watch::KillAt(at));
+            }
         }
     }
     let status = waiter.join().expect("waiter thread")?;

@@ -1,0 +1,33 @@
+//! The behaviour tests, one module per program type (and per verifier/BTF/tail-call/... topic),
+//! paired by name with `programs/src/bpf/<module>.bpf.c` and `tests/snapshots/<kernel>/<module>__*.snap`.
+//! One test binary: one link, and a VM reads one file instead of dozens.
+
+mod btf;
+mod cgroup_device;
+mod cgroup_skb;
+mod cgroup_sock;
+mod cgroup_sock_addr;
+mod flow_dissector;
+mod hello_world;
+mod isa;
+mod kprobe;
+mod license;
+mod lwt;
+mod lwt_seg6local;
+mod perf_event;
+mod pinning;
+mod probe;
+mod raw_tracepoint;
+mod records;
+mod sched_act;
+mod sched_cls;
+mod sk_msg;
+mod sk_reuseport;
+mod sk_skb;
+mod skeleton;
+mod sock_ops;
+mod socket_filter;
+mod tail_calls;
+mod tracepoint;
+mod verifier;
+mod xdp;
