@@ -97,9 +97,12 @@ enum Command {
         env: Vec<(String, String)>,
         /// Run only the tests whose names contain this (libtest's filter).
         filter: Option<String>,
-        /// Run only this test binary (`xdp`).
+        /// Run only this test binary (`suite`).
         #[arg(long)]
         binary: Option<String>,
+        /// The manifest of test binaries (default: bpfconf-tests.json in cargo's target directory).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
         /// Also run the cases kernels.toml lists as known bugs of this kernel.
         #[arg(long)]
         run_known_bugs: bool,
@@ -220,6 +223,7 @@ fn run(command: Command) -> Result<ExitCode> {
             env,
             filter,
             binary,
+            manifest,
             run_known_bugs,
         } => {
             let kernel = kernel.unwrap_or_else(|| record::kernel_id(&record::kernel_release()));
@@ -235,7 +239,8 @@ fn run(command: Command) -> Result<ExitCode> {
                 binary,
                 run_known_bugs,
             };
-            let exit = suite::run(&Manifest::load()?, &opts)?;
+            let manifest = Manifest::load(&manifest.unwrap_or_else(Manifest::path))?;
+            let exit = suite::run(&manifest, &opts)?;
             return Ok(ExitCode::from(exit as u8));
         }
         Command::Matrix {
@@ -370,11 +375,31 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-/// `$BPFCONF_RESULTS`, or `target/bpfconf-results` in the workspace (where plain `cargo test`
+/// cargo's target directory: `$CARGO_TARGET_DIR`, else what `cargo metadata` says (a
+/// `build.target-dir` of a cargo config included), else `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+            return workspace_root().join(dir);
+        }
+        duct::cmd!("cargo", "metadata", "--no-deps", "--format-version", "1")
+            .dir(workspace_root())
+            .stderr_null()
+            .read()
+            .ok()
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+            .and_then(|m| m["target_directory"].as_str().map(PathBuf::from))
+            .unwrap_or_else(|| workspace_root().join("target"))
+    })
+    .clone()
+}
+
+/// `$BPFCONF_RESULTS`, or `bpfconf-results` in cargo's target directory (where plain `cargo test`
 /// writes).
 fn results_dir() -> PathBuf {
     std::env::var_os("BPFCONF_RESULTS")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/bpfconf-results"))
+        .unwrap_or_else(|| target_dir().join("bpfconf-results"))
 }

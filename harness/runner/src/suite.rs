@@ -42,9 +42,9 @@ pub struct Binary {
 }
 
 impl Manifest {
-    /// `target/bpfconf-tests.json`.
+    /// `<target dir>/bpfconf-tests.json`.
     pub fn path() -> PathBuf {
-        crate::workspace_root().join("target/bpfconf-tests.json")
+        crate::target_dir().join("bpfconf-tests.json")
     }
 
     /// Lists the tests of each binary (`<binary> --list --format terse`).
@@ -68,10 +68,9 @@ impl Manifest {
         Ok(Manifest { binaries })
     }
 
-    /// Reads [`Manifest::path`].
-    pub fn load() -> Result<Self> {
-        let path = Self::path();
-        let text = fs::read_to_string(&path).with_context(|| {
+    /// Reads the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = fs::read_to_string(path).with_context(|| {
             format!(
                 "reading {}: run `bpfconf tests` on the host first",
                 path.display()
@@ -192,6 +191,8 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
         .emit();
     }
     let exit = if clean { 0 } else { 1 };
+    // Inside a VM the root is mounted with loose caching: write the records back before it stops.
+    nix::unistd::sync();
     Event::Finished { exit }.emit();
     Ok(exit)
 }

@@ -62,13 +62,15 @@ pub fn vmtest_toml(
     out
 }
 
-/// The command of a suite target: `ci/vm-suite <id>` (the checked-in file), or with `args` for
-/// `bpfconf suite` (results directory, environment) and an absolute path (the matrix's own file).
+/// The command of a suite target: `ci/vm-suite <id>` (the checked-in file, run from the
+/// repository root), or this `bpfconf suite` with `args` (the matrix's own file: absolute paths).
 pub fn suite_command(id: &str, args: Option<&[String]>) -> String {
     match args {
         Some(args) => format!(
-            "sh {} {id} {}",
-            crate::workspace_root().join("ci/vm-suite").display(),
+            "{} suite {}",
+            std::env::current_exe()
+                .unwrap_or_else(|_| "bpfconf".into())
+                .display(),
             args.join(" ")
         ),
         None => format!("sh ci/vm-suite {id}"),
