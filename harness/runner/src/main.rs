@@ -1,4 +1,4 @@
-//! `bpfconf`: the suite's runner and command line — kernels, the matrix run, reports and feature probes.
+//! `bpfconf`: the suite's runner and command line (most of this file is the CLI's definition) — kernels, the matrix run, reports and feature probes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,9 +8,11 @@ use anyhow::{Context, Result, ensure};
 use clap::{Parser, Subcommand};
 mod bench;
 mod column;
+mod compare;
 mod kernels;
 mod kmsg;
 mod known_bugs;
+mod manifest;
 mod matrix;
 mod report;
 mod suite;
@@ -196,8 +198,8 @@ fn run(command: Command) -> Result<ExitCode> {
             return Ok(exit(!matrix.has_failures()));
         }
         Command::Compare { old, new } => {
-            let changes = report::compare(&read_matrix(&old)?, &read_matrix(&new)?);
-            print!("{}", report::changes_markdown(&changes));
+            let changes = compare::compare(&read_matrix(&old)?, &read_matrix(&new)?);
+            print!("{}", compare::changes_markdown(&changes));
             return Ok(exit(!changes.iter().any(|c| c.is_regression())));
         }
         Command::Kernels { command } => kernels_command(command)?,
