@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use clap::{Parser, Subcommand};
+mod baseline;
 mod bench;
 mod column;
 mod compare;
@@ -55,6 +56,11 @@ enum Command {
         old: PathBuf,
         /// The later run directory.
         new: PathBuf,
+    },
+    /// The accepted matrix, tests/baseline.json: accept a run, or check a run against it.
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
     },
     /// Probe the running kernel: program types, map types and helpers per program type (needs root).
     Probe {
@@ -141,6 +147,15 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum BaselineCommand {
+    /// Rewrite tests/baseline.json with the outcomes of run directory RUN.
+    Accept { run: PathBuf },
+    /// Compare run directory RUN with tests/baseline.json; exit 1 on a regression (a cell that got
+    /// worse, a case or a column that disappeared).
+    Check { run: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum KernelsCommand {
     /// Show each kernel: what is pinned and whether it is cached.
     List,
@@ -203,6 +218,22 @@ fn run(command: Command) -> Result<ExitCode> {
             return Ok(exit(!changes.iter().any(|c| c.is_regression())));
         }
         Command::Kernels { command } => kernels_command(command)?,
+        Command::Baseline { command } => match command {
+            BaselineCommand::Accept { run } => {
+                baseline::Baseline::of(&read_matrix(&run)?).save()?;
+                println!(
+                    "{} rewritten: commit it",
+                    baseline::Baseline::path().display()
+                );
+            }
+            BaselineCommand::Check { run } => {
+                let run = baseline::with_host_column(read_matrix(&run)?);
+                let changes = compare::compare(&baseline::Baseline::load()?.matrix(), &run);
+                println!("Against tests/baseline.json:");
+                print!("{}", compare::changes_markdown(&changes));
+                return Ok(exit(!changes.iter().any(|c| c.is_regression())));
+            }
+        },
         Command::BenchBoot { ids } => {
             let times = bench::boot_times(&Kernels::load()?.select(&ids)?)?;
             print!("{}", bench::markdown(&times));
