@@ -78,6 +78,13 @@ enum Command {
         /// Kernel ids (default: every VM kernel).
         ids: Vec<String>,
     },
+    /// Plain vmtest with these arguments from the repository root (its vmtest.toml), with /dev/kvm
+    /// hidden from it when KVM does not work here (vmtest would hang).
+    Vmtest {
+        /// vmtest's arguments, e.g. `-f 6.1`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Build the test binaries and list them and their tests in target/bpfconf-tests.json (what
     /// every column runs).
     Tests,
@@ -237,6 +244,10 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::BenchBoot { ids } => {
             let times = bench::boot_times(&Kernels::load()?.select(&ids)?)?;
             print!("{}", bench::markdown(&times));
+        }
+        Command::Vmtest { args } => {
+            let status = vm::plain(&args)?;
+            return Ok(exit(status.success()));
         }
         Command::Tests => {
             let manifest = matrix::build_tests()?;
