@@ -18,6 +18,7 @@ mod matrix;
 mod report;
 mod suite;
 mod vm;
+mod vm_exec;
 mod watched;
 
 use bpfconf_record as record;
@@ -84,6 +85,15 @@ enum Command {
         /// vmtest's arguments, e.g. `-f 6.1`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Run one test binary with libtest's arguments inside a VM of kernel ID (what cargo's runner
+    /// ci/cargo-vm-runner calls when BPFCONF_VM is set).
+    VmExec {
+        /// The matrix kernel id.
+        id: String,
+        /// The test binary and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
     },
     /// Build the test binaries and list them and their tests in target/bpfconf-tests.json (what
     /// every column runs).
@@ -244,6 +254,10 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::BenchBoot { ids } => {
             let times = bench::boot_times(&Kernels::load()?.select(&ids)?)?;
             print!("{}", bench::markdown(&times));
+        }
+        Command::VmExec { id, command } => {
+            let code = vm_exec::run(&id, &command[0], &command[1..])?;
+            return Ok(ExitCode::from(code.clamp(0, 255) as u8));
         }
         Command::Vmtest { args } => {
             let status = vm::plain(&args)?;

@@ -274,7 +274,7 @@ pub fn record_missing(
 }
 
 /// The test binaries' environment: the column's id and results, its known bugs, its kept config.
-fn environment(opts: &Options, release: &str) -> Result<Vec<(String, String)>> {
+pub(crate) fn environment(opts: &Options, release: &str) -> Result<Vec<(String, String)>> {
     let root = crate::workspace_root();
     let mut env = vec![
         ("BPFCONF_KERNEL".into(), opts.kernel.clone()),
