@@ -7,6 +7,7 @@ mod cgroup_device;
 mod cgroup_skb;
 mod cgroup_sock;
 mod cgroup_sock_addr;
+mod cgroup_sockopt;
 mod cgroup_sysctl;
 mod flow_dissector;
 mod hello_world;
