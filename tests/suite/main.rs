@@ -23,6 +23,7 @@ mod raw_tracepoint;
 mod records;
 mod sched_act;
 mod sched_cls;
+mod sk_lookup;
 mod sk_msg;
 mod sk_reuseport;
 mod sk_skb;
