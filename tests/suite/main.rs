@@ -16,6 +16,7 @@ mod kprobe;
 mod license;
 mod lwt;
 mod lwt_seg6local;
+mod netfilter;
 mod perf_event;
 mod pinning;
 mod probe;
