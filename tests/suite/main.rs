@@ -32,6 +32,7 @@ mod skeleton;
 mod sock_ops;
 mod socket_filter;
 mod tail_calls;
+mod tcx;
 mod tracepoint;
 mod verifier;
 mod xdp;
