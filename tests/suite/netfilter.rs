@@ -79,6 +79,12 @@ fn drops_one_flow_until_detached() {
                 .expect("the object has a .rodata section")
                 .drop_port = DROP_PORT;
             let skel = case.load(open)?;
+            if !floors::has("attach_type.netfilter_link", true) {
+                return Err(floors::missing(
+                    "attach_type.netfilter_link",
+                    "not attached",
+                ));
+            }
             let link = match attach_local_in(&skel.progs.drop_one_flow) {
                 Ok(link) => link,
                 // The program type loads, but the kernel has no netfilter links.

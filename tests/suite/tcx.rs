@@ -64,8 +64,12 @@ enum Place<'a> {
     After(&'a Link),
 }
 
-/// Attaches `prog` to the tcx hook its section names on `dev` of `ns`; the errno on failure.
+/// Attaches `prog` to the tcx hook its section names on `dev` of `ns` at `place`; a kernel
+/// without tcx links is judged by the floor of `attach_type.tcx`.
 fn attach(prog: &Program<'_>, ns: &NetNs, dev: &str, place: Place<'_>) -> CaseResult<Link> {
+    if !floors::has("attach_type.tcx", true) {
+        return Err(floors::missing("attach_type.tcx", "not attached"));
+    }
     let _inside = ns.enter()?;
     let ifindex = ns.ifindex(dev)?;
     let (flags, relative) = match place {
