@@ -104,6 +104,13 @@ const CALL: u8 = 0x80;
 const EXIT: u8 = 0x90;
 /// `src_reg` of an `ld_imm64` whose immediate is a map fd.
 pub const PSEUDO_MAP_FD: u8 = 1;
+/// `src_reg` of an `ld_imm64` whose immediate is a map fd and whose second slot is an offset into
+/// its value (5.2+).
+pub const PSEUDO_MAP_VALUE: u8 = 2;
+/// `src_reg` of an `ld_imm64` whose immediate is the distance to a subprogram (a callback, 5.13+).
+pub const PSEUDO_FUNC: u8 = 4;
+/// `src_reg` of a call to a subprogram of the same program (bpf-to-bpf call, 4.16+).
+pub const PSEUDO_CALL: u8 = 1;
 
 /// One instruction slot, field by field.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -130,6 +137,27 @@ impl Insn {
             off,
             imm,
         }
+    }
+
+    /// A slot of the kernel's `struct bpf_insn`.
+    pub fn from_bpf(insn: &bpf_insn) -> Self {
+        Insn::new(
+            insn.code,
+            insn.dst_reg(),
+            insn.src_reg(),
+            insn.off,
+            insn.imm,
+        )
+    }
+
+    /// Whether this slot is the first of an `ld_imm64` (the next slot holds the upper half).
+    pub fn is_ld_imm64(self) -> bool {
+        self.code == LD | Size::DW as u8 | IMM
+    }
+
+    /// Whether this slot calls a helper (not a subprogram or kernel function).
+    pub fn is_helper_call(self) -> bool {
+        self.code == JMP | CALL && self.src == 0
     }
 
     /// The kernel's `struct bpf_insn`.
@@ -235,6 +263,18 @@ impl Asm {
         self.ld_imm64_src(dst, PSEUDO_MAP_FD, fd.as_raw_fd() as u32 as u64)
     }
 
+    /// `dst = pseudo(imm)`: an `ld_imm64` whose `src_reg` tells the kernel what the immediate is
+    /// ([`PSEUDO_MAP_FD`], …); for raw encodings, such as an fd that is no map.
+    pub fn ld_imm64_pseudo(self, dst: Reg, src: u8, imm: i32) -> Self {
+        self.ld_imm64_src(dst, src, imm as u32 as u64)
+    }
+
+    /// `dst = &subprogram` for a callback (`bpf_loop`, …): `off` slots from the slot after the
+    /// first of these two (5.13+).
+    pub fn ld_func(self, dst: Reg, off: i32) -> Self {
+        self.ld_imm64_src(dst, PSEUDO_FUNC, off as u32 as u64)
+    }
+
     fn ld_imm64_src(self, dst: Reg, src: u8, imm: u64) -> Self {
         self.push(Insn::new(
             LD | Size::DW as u8 | IMM,
@@ -291,6 +331,12 @@ impl Asm {
     /// Calls helper `id` (`BPF_FUNC_…`): arguments in `R1`–`R5`, result in `R0`.
     pub fn call(self, id: bpf_func_id) -> Self {
         self.push(Insn::new(JMP | CALL, 0, 0, 0, id as i32))
+    }
+
+    /// Calls the subprogram `off` slots after this call (bpf-to-bpf call): arguments in
+    /// `R1`–`R5`, result in `R0`, `R6`–`R9` preserved, a stack frame of its own.
+    pub fn call_local(self, off: i32) -> Self {
+        self.push(Insn::new(JMP | CALL, 0, PSEUDO_CALL, 0, off))
     }
 
     /// `exit`: returns `R0`.
