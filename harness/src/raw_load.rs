@@ -156,7 +156,7 @@ impl RawProgram {
             }
             // SAFETY: a non-negative return is a new fd that nothing else owns.
             let fd = (ret >= 0).then(|| unsafe { OwnedFd::from_raw_fd(ret) });
-            let mut load = self.outcome(text_of(&buf), errno, fd, attempts);
+            let mut load = self.outcome(text_of(&buf), errno, ret >= 0, fd, attempts);
             if let Some(fd) = &load.fd {
                 load.ran = self
                     .test_input
@@ -223,7 +223,7 @@ impl RawProgram {
                 size = grown(size, got.log_true_size);
                 continue;
             }
-            let mut load = self.outcome(text_of(log.bytes()), errno, None, attempts);
+            let mut load = self.outcome(text_of(log.bytes()), errno, got.ret >= 0, None, attempts);
             load.unprivileged = true;
             if got.ret >= 0 {
                 load.ran = got.ran.map(|r| r.map_err(io::Error::from_raw_os_error));
@@ -338,10 +338,10 @@ impl RawProgram {
         &self,
         log: String,
         errno: Option<String>,
+        loaded: bool,
         fd: Option<OwnedFd>,
         attempts: Vec<Attempt>,
     ) -> RawLoad {
-        let loaded = fd.is_some();
         let message = (!loaded).then(|| {
             key_line(&log).unwrap_or_else(|| {
                 format!(

@@ -150,8 +150,9 @@ rules! {
         insns: lookup_uninit_key,
         expect: &[
             loads().from("6.5").returns(0),
-            // 5.10, 6.1: from their source (check_stack_range_initialized), unverified.
-            refused("EACCES").before("6.5").key(S("invalid indirect read from stack")),
+            // 5.10, 6.1: from their source (check_stack_slot_within_bounds, "indirect access"
+            // for any helper), unverified.
+            refused("EACCES").before("6.5").key(S("invalid indirect access to stack R2 off=-4 size=4")),
         ],
         ..RULE
     };
@@ -160,7 +161,11 @@ rules! {
     helper_uninit_key_unpriv: Rule {
         insns: lookup_uninit_key,
         unprivileged: true,
-        expect: &[refused("EACCES").key(S("invalid indirect read from stack R2 off -4+0 size 4"))],
+        expect: &[
+            refused("EACCES").from("6.18").key(S("invalid read from stack R2 off=-4 size=4")),
+            // 5.10, 6.1, 6.12: from their source, unverified.
+            refused("EACCES").before("6.18").key(S("invalid indirect access to stack R2 off=-4 size=4")),
+        ],
         ..RULE
     };
 
