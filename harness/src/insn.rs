@@ -371,4 +371,18 @@ mod tests {
             (10, 0, -8)
         );
     }
+
+    #[test]
+    fn local_calls_and_callbacks_carry_their_pseudo_source() {
+        // BPF_CALL_REL(1) and BPF_LD_IMM64_RAW(R2, BPF_PSEUDO_FUNC, 7).
+        let prog = Asm::new().call_local(1).ld_func(R2, 7);
+        let i = prog.insns();
+        assert_eq!((i[0].code, i[0].src, i[0].imm), (0x85, PSEUDO_CALL, 1));
+        assert!(!i[0].is_helper_call() && i[1].is_ld_imm64());
+        assert_eq!(
+            (i[1].dst, i[1].src, i[1].imm, i[2].imm),
+            (2, PSEUDO_FUNC, 7, 0)
+        );
+        assert_eq!(Insn::from_bpf(&i[1].to_bpf()), i[1]);
+    }
 }
