@@ -25,7 +25,6 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramInput, ProgramType};
 use nix::errno::Errno;
 use programs::cgroup_skb::{CgroupSkbSkel, CgroupSkbSkelBuilder};
@@ -80,15 +79,11 @@ fn open_and_load<'obj>(
     case: &mut Case,
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> harness::CaseResult<CgroupSkbSkel<'obj>> {
-    let mut open = CgroupSkbSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section");
-    rodata.blocked_port = BLOCKED_PORT;
-    rodata.counted_port = COUNTED_PORT;
-    case.load(open)
+    case.open_load(CgroupSkbSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.blocked_port = BLOCKED_PORT;
+        rodata.counted_port = COUNTED_PORT;
+    })
 }
 
 #[test]

@@ -16,7 +16,6 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use harness::{Case, CaseError, Cgroup, child, probe};
 use libbpf_rs::ProgramType;
-use libbpf_rs::skel::SkelBuilder;
 use nix::errno::Errno;
 use programs::cgroup_sock::CgroupSockSkelBuilder;
 
@@ -49,13 +48,9 @@ fn denies_raw_and_marks_others() {
         |case| {
             probe::prog_type(ProgramType::CgroupSock)?;
             let mut object = MaybeUninit::uninit();
-            let mut open = CgroupSockSkelBuilder::default().open(&mut object)?;
-            open.maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("the object has a .rodata section")
-                .mark = MARK;
-            let skel = case.load(open)?;
+            let skel = case.open_load(CgroupSockSkelBuilder::default(), &mut object, |open| {
+                open.maps.rodata_data.as_deref_mut().expect(".rodata").mark = MARK;
+            })?;
 
             let cg = Cgroup::new()?;
             let _link = skel

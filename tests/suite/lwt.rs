@@ -46,7 +46,6 @@ use harness::observe::{self, volatile};
 use harness::packet::{self, ETH_HLEN};
 use harness::pins::PinDir;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramInput, ProgramMut, ProgramType};
 use programs::lwt::{LwtSkel, LwtSkelBuilder};
 use rstest::rstest;
@@ -93,15 +92,11 @@ fn open_and_load<'obj>(
     ] {
         probe::prog_type(ty)?;
     }
-    let mut open = LwtSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section");
-    rodata.drop_port = DROP_PORT;
-    rodata.rewrite_port = REWRITE_PORT;
-    case.load(open)
+    case.open_load(LwtSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.drop_port = DROP_PORT;
+        rodata.rewrite_port = REWRITE_PORT;
+    })
 }
 
 /// Sender `a` — router `r` — receiver `b`, two veth pairs (see the module doc).

@@ -46,7 +46,6 @@ use harness::observe::volatile;
 use harness::packet::{self, ETH_P_IPV6, IPPROTO_UDP};
 use harness::pins::PinDir;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramInput, ProgramType};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg};
 use programs::lwt_seg6local::{LwtSeg6localSkel, LwtSeg6localSkelBuilder};
@@ -78,15 +77,11 @@ fn open_and_load<'obj>(
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> CaseResult<LwtSeg6localSkel<'obj>> {
     probe::prog_type(ProgramType::LwtSeg6local)?;
-    let mut open = LwtSeg6localSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section");
-    rodata.drop_tag = DROP_TAG;
-    rodata.new_tag = NEW_TAG;
-    case.load(open)
+    case.open_load(LwtSeg6localSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.drop_tag = DROP_TAG;
+        rodata.new_tag = NEW_TAG;
+    })
 }
 
 /// iproute2 must know the End.BPF action (`ip route help` lists it since iproute2 4.18): a

@@ -30,7 +30,6 @@ use harness::packet::Flow;
 use harness::pins::PinDir;
 use harness::veth::VethPair;
 use harness::{Case, CaseResult, OrError, probe};
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramInput, ProgramType};
 use programs::sched_act::{SchedActSkel, SchedActSkelBuilder};
 use rstest::rstest;
@@ -62,13 +61,10 @@ fn open_and_load<'obj>(
 ) -> CaseResult<SchedActSkel<'obj>> {
     probe::prog_type(ProgramType::SchedAct)?;
     probe::prog_type(ProgramType::SchedCls)?;
-    let mut open = SchedActSkelBuilder::default().open(object)?;
-    open.maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section")
-        .drop_port = DROP_PORT;
-    case.load(open)
+    case.open_load(SchedActSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.drop_port = DROP_PORT;
+    })
 }
 
 #[test]

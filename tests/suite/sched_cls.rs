@@ -35,7 +35,6 @@ use harness::observe::{self, volatile};
 use harness::packet::{self, ETH_HLEN, Flow};
 use harness::veth::VethPair;
 use harness::{Case, CaseError, CaseResult, OrError, probe};
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramInput, ProgramType, TC_EGRESS, TC_INGRESS, TcHookBuilder};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
 use programs::sched_cls::{SchedClsSkel, SchedClsSkelBuilder};
@@ -80,18 +79,14 @@ fn open_and_load<'obj>(
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> CaseResult<SchedClsSkel<'obj>> {
     probe::prog_type(ProgramType::SchedCls)?;
-    let mut open = SchedClsSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section");
-    rodata.drop_port = DROP_PORT;
-    rodata.dscp_port = DSCP_PORT;
-    rodata.mark_port = MARK_PORT;
-    rodata.tos = TOS_EF;
-    rodata.mark = MARK;
-    case.load(open)
+    case.open_load(SchedClsSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.drop_port = DROP_PORT;
+        rodata.dscp_port = DSCP_PORT;
+        rodata.mark_port = MARK_PORT;
+        rodata.tos = TOS_EF;
+        rodata.mark = MARK;
+    })
 }
 
 #[test]

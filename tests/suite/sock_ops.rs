@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use harness::{Case, CaseError, Cgroup, NetNs, child, probe};
 use libbpf_rs::ProgramType;
-use libbpf_rs::skel::SkelBuilder;
 use nix::errno::Errno;
 use programs::sock_ops::SockOpsSkelBuilder;
 
@@ -132,15 +131,11 @@ fn counts_established_and_sets_options() {
         |case| {
             probe::prog_type(ProgramType::SockOps)?;
             let mut object = MaybeUninit::uninit();
-            let mut open = SockOpsSkelBuilder::default().open(&mut object)?;
-            let rodata = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("the object has a .rodata section");
-            rodata.keepidle = KEEPIDLE_S;
-            rodata.rto_min_us = RTO_MIN_US;
-            let skel = case.load(open)?;
+            let skel = case.open_load(SockOpsSkelBuilder::default(), &mut object, |open| {
+                let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+                rodata.keepidle = KEEPIDLE_S;
+                rodata.rto_min_us = RTO_MIN_US;
+            })?;
 
             // A fresh namespace: its loopback is the case's alone (and up, which a VM's root
             // namespace's is not).

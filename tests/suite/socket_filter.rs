@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use harness::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe};
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramInput, ProgramType};
 use programs::socket_filter::{SocketFilterSkel, SocketFilterSkelBuilder};
 use rstest::rstest;
@@ -48,16 +47,12 @@ fn open_and_load<'obj>(
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> CaseResult<SocketFilterSkel<'obj>> {
     probe::prog_type(ProgramType::SocketFilter)?;
-    let mut open = SocketFilterSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section");
-    rodata.keep_marker = KEEP;
-    rodata.truncate_marker = TRUNCATE;
-    rodata.truncate_to = TRUNCATE_TO as u32;
-    case.load(open)
+    case.open_load(SocketFilterSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.keep_marker = KEEP;
+        rodata.truncate_marker = TRUNCATE;
+        rodata.truncate_to = TRUNCATE_TO as u32;
+    })
 }
 
 /// A payload of `len` bytes starting with `first`.

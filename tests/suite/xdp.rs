@@ -49,7 +49,6 @@ use std::time::{Duration, Instant};
 use harness::packet::{self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, Flow, IPPROTO_UDP};
 use harness::veth::VethPair;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe};
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType, Xdp, XdpFlags};
 use programs::xdp::{XdpSkel, XdpSkelBuilder};
 use rstest::rstest;
@@ -85,15 +84,11 @@ fn open_and_load<'obj>(
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> CaseResult<XdpSkel<'obj>> {
     probe::prog_type(ProgramType::Xdp)?;
-    let mut open = XdpSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section");
-    rodata.drop_port = DROP_PORT;
-    rodata.tx_port = TX_PORT;
-    case.load(open)
+    case.open_load(XdpSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.drop_port = DROP_PORT;
+        rodata.tx_port = TX_PORT;
+    })
 }
 
 /// The `verdicts` map: IPv4/UDP packets counted per verdict, `[DROP, PASS, TX]`.
