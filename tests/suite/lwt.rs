@@ -41,14 +41,14 @@ use std::fs;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
-use harness::case::prog_type_name;
 use harness::observe::{self, volatile};
 use harness::packet::{self, ETH_HLEN};
 use harness::pins::PinDir;
+use harness::test_run::Row;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
-use libbpf_rs::{ProgramInput, ProgramMut, ProgramType};
+use libbpf_rs::{ProgramMut, ProgramType};
 use programs::lwt::{LwtSkel, LwtSkelBuilder};
-use rstest::rstest;
+use rstest::{Context, rstest};
 
 /// UDP to this port is dropped by the in and out programs.
 const DROP_PORT: u16 = 7201;
@@ -148,6 +148,14 @@ enum Hook {
 }
 
 impl Hook {
+    fn prog_type(self) -> ProgramType {
+        match self {
+            Hook::In => ProgramType::LwtIn,
+            Hook::Out => ProgramType::LwtOut,
+            Hook::Xmit => ProgramType::LwtXmit,
+        }
+    }
+
     /// iproute2's name of the hook (`encap bpf <name>`).
     fn name(self) -> &'static str {
         match self {
@@ -411,178 +419,143 @@ enum Expect {
 }
 
 #[rstest]
-#[case::in_drops_udp_to_drop_port(
-    "in_drops_udp_to_drop_port",
-    Hook::In,
+#[case::in_drops_udp_to_drop_port(Hook::In,
     FLOW.udp4_checksummed(DROP_PORT),
     BPF_DROP,
     Expect::Unchanged
 )]
-#[case::in_drops_udp_after_ip_options(
-    "in_drops_udp_after_ip_options",
-    Hook::In,
+#[case::in_drops_udp_after_ip_options(Hook::In,
     FLOW.udp4_with_options(DROP_PORT),
     BPF_DROP,
     Expect::Unchanged
 )]
-#[case::in_passes_other_udp(
-    "in_passes_other_udp",
-    Hook::In,
+#[case::in_passes_other_udp(Hook::In,
     FLOW.udp4_checksummed(PASS_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::in_passes_tcp_to_drop_port(
-    "in_passes_tcp_to_drop_port",
-    Hook::In,
+#[case::in_passes_tcp_to_drop_port(Hook::In,
     FLOW.tcp4(DROP_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::in_passes_ipv6_udp_to_drop_port(
-    "in_passes_ipv6_udp_to_drop_port",
-    Hook::In,
+#[case::in_passes_ipv6_udp_to_drop_port(Hook::In,
     FLOW.udp6(DROP_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::in_passes_truncated_udp(
-    "in_passes_truncated_udp",
-    Hook::In,
+#[case::in_passes_truncated_udp(Hook::In,
     FLOW.udp4_cut_in_udp_header(DROP_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::out_drops_udp_to_drop_port(
-    "out_drops_udp_to_drop_port",
-    Hook::Out,
+#[case::out_drops_udp_to_drop_port(Hook::Out,
     FLOW.udp4_checksummed(DROP_PORT),
     BPF_DROP,
     Expect::Unchanged
 )]
-#[case::out_passes_other_udp(
-    "out_passes_other_udp",
-    Hook::Out,
+#[case::out_passes_other_udp(Hook::Out,
     FLOW.udp4_checksummed(PASS_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::out_passes_ipv6_udp_to_drop_port(
-    "out_passes_ipv6_udp_to_drop_port",
-    Hook::Out,
+#[case::out_passes_ipv6_udp_to_drop_port(Hook::Out,
     FLOW.udp6(DROP_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::xmit_rewrites_ping(
-    "xmit_rewrites_ping",
-    Hook::Xmit,
+#[case::xmit_rewrites_ping(Hook::Xmit,
     packet::Flow { payload: b"ping 0", ..FLOW }.udp4_checksummed(REWRITE_PORT),
     BPF_OK,
     Expect::Payload(b"pong 0")
 )]
-#[case::xmit_keeps_zero_checksum(
-    "xmit_keeps_zero_checksum",
-    Hook::Xmit,
+#[case::xmit_keeps_zero_checksum(Hook::Xmit,
     packet::Flow { payload: b"ping 0", ..FLOW }.udp4(REWRITE_PORT),
     BPF_OK,
     Expect::Payload(b"pong 0")
 )]
-#[case::xmit_leaves_other_payload(
-    "xmit_leaves_other_payload",
-    Hook::Xmit,
+#[case::xmit_leaves_other_payload(Hook::Xmit,
     packet::Flow { payload: b"pang 0", ..FLOW }.udp4_checksummed(REWRITE_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::xmit_leaves_other_port(
-    "xmit_leaves_other_port",
-    Hook::Xmit,
+#[case::xmit_leaves_other_port(Hook::Xmit,
     packet::Flow { payload: b"ping 0", ..FLOW }.udp4_checksummed(PASS_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
 fn test_run(
-    #[case] name: &str,
+    #[context] ctx: Context,
     #[case] hook: Hook,
     #[case] frame: Vec<u8>,
     #[case] verdict: i32,
     #[case] expect: Expect,
 ) {
-    let ty = match hook {
-        Hook::In => ProgramType::LwtIn,
-        Hook::Out => ProgramType::LwtOut,
-        Hook::Xmit => ProgramType::LwtXmit,
+    let row = Row::new(frame, verdict);
+    // The program sees and returns the IP packet; the kernel puts 14 zeroed bytes before it.
+    let row = match expect {
+        Expect::Unchanged => {
+            let bytes = [&[0u8; ETH_HLEN], &row.frame()[ETH_HLEN..]].concat();
+            row.bytes(bytes)
+        }
+        Expect::Payload(_) => row,
     };
-    Case::run(&format!("lwt::test_run_{name}"), ty, |case| {
+    // Runs counted by the program, and packets the xmit program rewrote.
+    let rewritten = match (hook, &expect) {
+        (_, Expect::Payload(_)) => Some(("program_acted", 1)),
+        (Hook::Xmit, Expect::Unchanged) => Some(("program_acted", 0)),
+        _ => None,
+    };
+    let row = row.counters([("program_seen", 1)].into_iter().chain(rewritten));
+    row.case("lwt", &ctx, hook.prog_type(), |case, row| {
         let mut object = MaybeUninit::uninit();
         let skel = open_and_load(case, &mut object)?;
-        let mut out = vec![0u8; frame.len() + 64];
-        let output = harness::test_run::run(
-            &prog_type_name(ty),
-            hook.prog(&skel),
-            ProgramInput {
-                data_in: Some(&frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            },
-        )?;
-        let retval = output.return_value as i32;
-        let data = output.data.map(|d| d.to_vec()).unwrap_or_default();
-        case.detail("retval", retval);
-        assert_eq!(retval, verdict, "verdict of the {} program", hook.name());
-
-        let (seen, acted) = hook.counters(&skel);
-        case.detail("program_seen", seen);
-        case.detail("program_acted", acted);
-        assert_eq!(seen, 1, "runs counted by the program");
-
-        // The program sees and returns the IP packet; the kernel puts 14 zeroed bytes before it.
-        assert_eq!(data.len(), frame.len(), "length of the output packet");
-        assert_eq!(
-            &data[..ETH_HLEN],
-            &[0u8; ETH_HLEN],
-            "the (zeroed) Ethernet header before the output packet"
-        );
-        match expect {
-            Expect::Unchanged => {
-                assert_eq!(&data[ETH_HLEN..], &frame[ETH_HLEN..], "the output packet");
-                if hook == Hook::Xmit {
-                    assert_eq!(acted, 0, "packets the xmit program rewrote");
-                }
-            }
-            Expect::Payload(want) => {
-                assert_eq!(acted, 1, "packets the xmit program rewrote");
-                let udp = &data[ETH_HLEN + 20..];
-                assert_eq!(&udp[8..8 + want.len()], want, "the output payload");
-                let (in_udp, out_check) = (&frame[ETH_HLEN + 20..], [udp[6], udp[7]]);
-                case.detail(
-                    "udp_checksum_in",
-                    u16::from_be_bytes([in_udp[6], in_udp[7]]),
-                );
-                case.detail("udp_checksum_out", u16::from_be_bytes(out_check));
-                if in_udp[6..8] == [0, 0] {
-                    assert_eq!(out_check, [0, 0], "a zero (absent) UDP checksum stays zero");
-                } else {
-                    assert_eq!(
-                        packet::udp4_checksum(&data[ETH_HLEN..ETH_HLEN + 20], udp),
-                        0,
-                        "the output UDP checksum verifies"
-                    );
-                }
-                // Only those four bytes and the checksum changed.
-                let mut rest_in = frame[ETH_HLEN..].to_vec();
-                let mut rest_out = data[ETH_HLEN..].to_vec();
-                for p in [&mut rest_in, &mut rest_out] {
-                    p[20 + 6..20 + 8].fill(0);
-                    p[20 + 8..20 + 12].fill(0);
-                }
-                assert_eq!(
-                    rest_out, rest_in,
-                    "bytes besides payload prefix and checksum"
-                );
-            }
+        let ran = row.run_counted(case, hook.prog(&skel), || {
+            let (seen, acted) = hook.counters(&skel);
+            Ok(vec![("program_seen", seen), ("program_acted", acted)])
+        })?;
+        if let Expect::Payload(want) = expect {
+            check_rewrite(case, row.frame(), &ran.data, want);
         }
         Ok(())
     });
+}
+
+/// The xmit program's rewrite of `frame` into `data`: its payload starts with `want`, its UDP
+/// checksum still verifies (or stays zero), nothing else changed.
+fn check_rewrite(case: &mut Case, frame: &[u8], data: &[u8], want: &[u8]) {
+    assert_eq!(data.len(), frame.len(), "length of the output packet");
+    assert_eq!(
+        &data[..ETH_HLEN],
+        &[0u8; ETH_HLEN],
+        "the (zeroed) Ethernet header before the output packet"
+    );
+    let udp = &data[ETH_HLEN + 20..];
+    assert_eq!(&udp[8..8 + want.len()], want, "the output payload");
+    let (in_udp, out_check) = (&frame[ETH_HLEN + 20..], [udp[6], udp[7]]);
+    case.detail(
+        "udp_checksum_in",
+        u16::from_be_bytes([in_udp[6], in_udp[7]]),
+    );
+    case.detail("udp_checksum_out", u16::from_be_bytes(out_check));
+    if in_udp[6..8] == [0, 0] {
+        assert_eq!(out_check, [0, 0], "a zero (absent) UDP checksum stays zero");
+    } else {
+        assert_eq!(
+            packet::udp4_checksum(&data[ETH_HLEN..ETH_HLEN + 20], udp),
+            0,
+            "the output UDP checksum verifies"
+        );
+    }
+    // Only those four bytes and the checksum changed.
+    let mut rest_in = frame[ETH_HLEN..].to_vec();
+    let mut rest_out = data[ETH_HLEN..].to_vec();
+    for p in [&mut rest_in, &mut rest_out] {
+        p[20 + 6..20 + 8].fill(0);
+        p[20 + 8..20 + 12].fill(0);
+    }
+    assert_eq!(
+        rest_out, rest_in,
+        "bytes besides payload prefix and checksum"
+    );
 }

@@ -45,11 +45,12 @@ use std::time::Duration;
 use harness::observe::volatile;
 use harness::packet::{self, ETH_P_IPV6, IPPROTO_UDP};
 use harness::pins::PinDir;
+use harness::test_run::Row;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
-use libbpf_rs::{ProgramInput, ProgramType};
+use libbpf_rs::ProgramType;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg};
 use programs::lwt_seg6local::{LwtSeg6localSkel, LwtSeg6localSkelBuilder};
-use rstest::rstest;
+use rstest::{Context, rstest};
 
 /// The End.BPF segment identifier (on `e`).
 const SID: Ipv6Addr = Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0xe);
@@ -453,56 +454,46 @@ enum Counted {
 }
 
 #[rstest]
-#[case::drops_drop_tag("drops_drop_tag", srv6_frame(DROP_TAG, 1), Counted::Dropped)]
-#[case::drops_drop_tag_at_last_segment(
-    "drops_drop_tag_at_last_segment",
-    srv6_frame(DROP_TAG, 0),
-    Counted::Dropped
-)]
-#[case::drops_packet_without_srh("drops_packet_without_srh", plain_frame(), Counted::NotSrh)]
-#[case::drops_truncated_srh("drops_truncated_srh", truncated_srv6_frame(), Counted::NotSrh)]
-fn test_run(#[case] name: &str, #[case] frame: Vec<u8>, #[case] counted: Counted) {
-    Case::run(
-        &format!("lwt_seg6local::test_run_{name}"),
+#[case::drops_drop_tag(srv6_frame(DROP_TAG, 1), Counted::Dropped)]
+#[case::drops_drop_tag_at_last_segment(srv6_frame(DROP_TAG, 0), Counted::Dropped)]
+#[case::drops_packet_without_srh(plain_frame(), Counted::NotSrh)]
+#[case::drops_truncated_srh(truncated_srv6_frame(), Counted::NotSrh)]
+fn test_run(#[context] ctx: Context, #[case] frame: Vec<u8>, #[case] counted: Counted) {
+    // One run, nothing retagged, and the counter of the row's kind moved.
+    let mut counters = vec![("seen", 1), ("retagged", 0)];
+    counters.extend(match counted {
+        Counted::Dropped => [("dropped", 1), ("not_srh", 0)],
+        Counted::NotSrh => [("dropped", 0), ("not_srh", 1)],
+    });
+    if let Counted::Dropped = counted {
+        // No End behaviour under a test run: the program sees the SRH as crafted.
+        let crafted_left = frame[packet::ETH_HLEN + 40 + 3];
+        counters.push(("last_segments_left", u64::from(crafted_left)));
+        counters.push(("last_tag", u64::from(DROP_TAG)));
+    }
+    let row = Row::new(frame, BPF_DROP).counters(counters);
+    row.case(
+        "lwt_seg6local",
+        &ctx,
         ProgramType::LwtSeg6local,
-        |case| {
+        |case, row| {
             let mut object = MaybeUninit::uninit();
             let skel = open_and_load(case, &mut object)?;
-            let output = harness::test_run::run(
-                "lwt_seg6local",
-                &skel.progs.end_bpf_retag,
-                ProgramInput {
-                    data_in: Some(&frame),
-                    ..Default::default()
-                },
-            )?;
-            let retval = output.return_value as i32;
-            case.detail("retval", retval);
-            assert_eq!(retval, BPF_DROP, "verdict");
-
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let (seen, dropped, not_srh, retagged) = (
-                volatile(&bss.seen),
-                volatile(&bss.dropped),
-                volatile(&bss.not_srh),
-                volatile(&bss.retagged),
-            );
-            case.detail("dropped", dropped);
-            case.detail("not_srh", not_srh);
-            assert_eq!((seen, retagged), (1, 0), "(runs, packets retagged)");
-            match counted {
-                Counted::Dropped => {
-                    assert_eq!((dropped, not_srh), (1, 0), "(dropped, not_srh)");
-                    // No End behaviour under a test run: the program sees the SRH as crafted.
-                    let crafted_left = frame[packet::ETH_HLEN + 40 + 3];
-                    assert_eq!(volatile(&bss.last_segments_left), u32::from(crafted_left));
-                    assert_eq!(volatile(&bss.last_tag), u32::from(DROP_TAG));
-                }
-                Counted::NotSrh => {
-                    assert_eq!((dropped, not_srh), (0, 1), "(dropped, not_srh)");
-                }
-            }
-            Ok(())
+            row.run_counted(case, &skel.progs.end_bpf_retag, || {
+                let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+                Ok(vec![
+                    ("seen", volatile(&bss.seen)),
+                    ("retagged", volatile(&bss.retagged)),
+                    ("dropped", volatile(&bss.dropped)),
+                    ("not_srh", volatile(&bss.not_srh)),
+                    (
+                        "last_segments_left",
+                        u64::from(volatile(&bss.last_segments_left)),
+                    ),
+                    ("last_tag", u64::from(volatile(&bss.last_tag))),
+                ])
+            })
+            .map(drop)
         },
     );
 }

@@ -25,10 +25,11 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use harness::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
+use harness::test_run::Row;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe};
-use libbpf_rs::{ProgramInput, ProgramType};
+use libbpf_rs::ProgramType;
 use programs::socket_filter::{SocketFilterSkel, SocketFilterSkelBuilder};
-use rstest::rstest;
+use rstest::{Context, rstest};
 
 /// Payloads starting with this byte are kept whole.
 const KEEP: u8 = b'K';
@@ -268,70 +269,46 @@ enum Verdict {
 }
 
 #[rstest]
-#[case::keeps_marked_datagram("keeps_marked_datagram", ipv4_udp(&payload(KEEP, 20)), Verdict::Whole)]
-#[case::truncates_marked_datagram(
-    "truncates_marked_datagram",
-    ipv4_udp(&payload(TRUNCATE, 100)),
-    Verdict::TruncatedFrom(100)
-)]
+#[case::keeps_marked_datagram(ipv4_udp(&payload(KEEP, 20)), Verdict::Whole)]
+#[case::truncates_marked_datagram(ipv4_udp(&payload(TRUNCATE, 100)), Verdict::TruncatedFrom(100))]
 #[case::truncates_after_ip_options(
-    "truncates_after_ip_options",
     ipv4_udp_with_options(&payload(TRUNCATE, 100)),
     Verdict::TruncatedFrom(100)
 )]
-#[case::keeps_short_truncate_marked(
-    "keeps_short_truncate_marked",
-    ipv4_udp(&payload(TRUNCATE, TRUNCATE_TO)),
-    Verdict::Whole
-)]
-#[case::drops_other_marker("drops_other_marker", ipv4_udp(&payload(b'x', 20)), Verdict::Drop)]
-#[case::drops_empty_datagram("drops_empty_datagram", ipv4_udp(&[]), Verdict::Drop)]
-#[case::drops_tcp("drops_tcp", ipv4_tcp(), Verdict::Drop)]
-#[case::drops_ipv6_udp_with_keep_marker(
-    "drops_ipv6_udp_with_keep_marker",
-    ipv6_udp(&payload(KEEP, 20)),
-    Verdict::Drop
-)]
-#[case::drops_cut_udp_header("drops_cut_udp_header", ipv4_udp_cut_header(), Verdict::Drop)]
-fn test_run(#[case] name: &str, #[case] frame: Vec<u8>, #[case] verdict: Verdict) {
-    Case::run(
-        &format!("socket_filter::test_run_{name}"),
+#[case::keeps_short_truncate_marked(ipv4_udp(&payload(TRUNCATE, TRUNCATE_TO)), Verdict::Whole)]
+#[case::drops_other_marker(ipv4_udp(&payload(b'x', 20)), Verdict::Drop)]
+#[case::drops_empty_datagram(ipv4_udp(&[]), Verdict::Drop)]
+#[case::drops_tcp(ipv4_tcp(), Verdict::Drop)]
+#[case::drops_ipv6_udp_with_keep_marker(ipv6_udp(&payload(KEEP, 20)), Verdict::Drop)]
+#[case::drops_cut_udp_header(ipv4_udp_cut_header(), Verdict::Drop)]
+fn test_run(#[context] ctx: Context, #[case] frame: Vec<u8>, #[case] verdict: Verdict) {
+    let ip_len = ip_len(&frame);
+    let (retval, kept, truncated, dropped) = match verdict {
+        Verdict::Drop => (0, 0, 0, 1),
+        Verdict::Whole => (ip_len, 1, 0, 0),
+        Verdict::TruncatedFrom(n) => (ip_len - (n - TRUNCATE_TO) as u32, 0, 1, 0),
+    };
+    let row = Row::new(frame, retval as i32).counters([
+        ("kept", kept),
+        ("truncated", truncated),
+        ("dropped", dropped),
+    ]);
+    row.case(
+        "socket_filter",
+        &ctx,
         ProgramType::SocketFilter,
-        |case| {
+        |case, row| {
             let mut object = MaybeUninit::uninit();
             let skel = open_and_load(case, &mut object)?;
-            let input = ProgramInput {
-                data_in: Some(&frame),
-                ..Default::default()
-            };
-            let output =
-                harness::test_run::run("socket_filter", &skel.progs.udp_marker_filter, input)?;
-            let retval = output.return_value;
-            case.detail("retval", retval);
-            case.detail("ip_len", ip_len(&frame));
-            let want = match verdict {
-                Verdict::Drop => 0,
-                Verdict::Whole => ip_len(&frame),
-                Verdict::TruncatedFrom(n) => ip_len(&frame) - (n - TRUNCATE_TO) as u32,
-            };
-            assert_eq!(
-                retval,
-                want,
-                "verdict ({verdict:?}) for a {}-byte IP packet",
-                ip_len(&frame)
-            );
-
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let counts = (bss.kept, bss.truncated, bss.dropped);
-            let want_counts = match verdict {
-                Verdict::Whole => (1, 0, 0),
-                Verdict::TruncatedFrom(_) => (0, 1, 0),
-                Verdict::Drop => (0, 0, 1),
-            };
-            assert_eq!(
-                counts, want_counts,
-                "program counters (kept whole, truncated, dropped)"
-            );
+            case.detail("ip_len", ip_len);
+            row.run_counted(case, &skel.progs.udp_marker_filter, || {
+                let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+                Ok(vec![
+                    ("kept", bss.kept),
+                    ("truncated", bss.truncated),
+                    ("dropped", bss.dropped),
+                ])
+            })?;
             Ok(())
         },
     );

@@ -47,11 +47,12 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use harness::packet::{self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, Flow, IPPROTO_UDP};
+use harness::test_run::Row;
 use harness::veth::VethPair;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe};
-use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType, Xdp, XdpFlags};
+use libbpf_rs::{MapCore, MapFlags, ProgramType, Xdp, XdpFlags};
 use programs::xdp::{XdpSkel, XdpSkelBuilder};
-use rstest::rstest;
+use rstest::{Context, rstest};
 
 /// UDP to this port is dropped.
 const DROP_PORT: u16 = 7201;
@@ -78,6 +79,8 @@ const DATAGRAMS: u64 = 3;
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
+/// The counters of the `verdicts` map, by name.
+const VERDICTS: [(&str, u32); 3] = [("drop", XDP_DROP), ("pass", XDP_PASS), ("tx", XDP_TX)];
 
 fn open_and_load<'obj>(
     case: &mut Case,
@@ -94,7 +97,7 @@ fn open_and_load<'obj>(
 /// The `verdicts` map: IPv4/UDP packets counted per verdict, `[DROP, PASS, TX]`.
 fn verdicts(skel: &XdpSkel<'_>) -> CaseResult<[u64; 3]> {
     let mut counts = [0u64; 3];
-    for (slot, verdict) in counts.iter_mut().zip([XDP_DROP, XDP_PASS, XDP_TX]) {
+    for (slot, (_, verdict)) in counts.iter_mut().zip(VERDICTS) {
         let value = skel
             .maps
             .verdicts
@@ -574,81 +577,51 @@ fn arp() -> Vec<u8> {
 }
 
 #[rstest]
-#[case::drops_udp_to_drop_port("drops_udp_to_drop_port", FLOW.udp4(DROP_PORT), XDP_DROP, true)]
-#[case::drops_udp_after_ip_options(
-    "drops_udp_after_ip_options",
-    FLOW.udp4_with_options(DROP_PORT),
-    XDP_DROP,
-    true
-)]
-#[case::passes_udp_to_other_port("passes_udp_to_other_port", FLOW.udp4(PASS_PORT), XDP_PASS, true)]
-#[case::bounces_udp_to_tx_port("bounces_udp_to_tx_port", FLOW.udp4(TX_PORT), XDP_TX, true)]
-#[case::bounces_udp_after_ip_options(
-    "bounces_udp_after_ip_options",
-    FLOW.udp4_with_options(TX_PORT),
-    XDP_TX,
-    true
-)]
-#[case::passes_tcp_to_drop_port("passes_tcp_to_drop_port", FLOW.tcp4(DROP_PORT), XDP_PASS, false)]
-#[case::passes_ipv6_udp_to_drop_port(
-    "passes_ipv6_udp_to_drop_port",
-    FLOW.udp6(DROP_PORT),
-    XDP_PASS,
-    false
-)]
-#[case::passes_arp("passes_arp", arp(), XDP_PASS, false)]
-#[case::passes_cut_udp_header("passes_cut_udp_header", FLOW.udp4_cut_in_udp_header(DROP_PORT), XDP_PASS, false)]
+#[case::drops_udp_to_drop_port(FLOW.udp4(DROP_PORT), XDP_DROP, true)]
+#[case::drops_udp_after_ip_options(FLOW.udp4_with_options(DROP_PORT), XDP_DROP, true)]
+#[case::passes_udp_to_other_port(FLOW.udp4(PASS_PORT), XDP_PASS, true)]
+#[case::bounces_udp_to_tx_port(FLOW.udp4(TX_PORT), XDP_TX, true)]
+#[case::bounces_udp_after_ip_options(FLOW.udp4_with_options(TX_PORT), XDP_TX, true)]
+#[case::passes_tcp_to_drop_port(FLOW.tcp4(DROP_PORT), XDP_PASS, false)]
+#[case::passes_ipv6_udp_to_drop_port(FLOW.udp6(DROP_PORT), XDP_PASS, false)]
+#[case::passes_arp(arp(), XDP_PASS, false)]
+#[case::passes_cut_udp_header(FLOW.udp4_cut_in_udp_header(DROP_PORT), XDP_PASS, false)]
 fn test_run(
-    #[case] name: &str,
+    #[context] ctx: Context,
     #[case] frame: Vec<u8>,
     #[case] verdict: u32,
     #[case] counted: bool,
 ) {
-    Case::run(&format!("xdp::test_run_{name}"), ProgramType::Xdp, |case| {
+    // XDP_TX: MACs, IPs and ports swapped; else unchanged.
+    let bytes = if verdict == XDP_TX {
+        swapped(&frame)
+    } else {
+        frame.clone()
+    };
+    // IPv4/UDP packets counted per verdict: this one under its verdict, if it is IPv4/UDP.
+    let counts = VERDICTS.map(|(name, v)| (name, u64::from(counted && v == verdict)));
+    let row = Row::new(frame, verdict as i32)
+        .bytes(bytes)
+        .counters(counts);
+    row.case("xdp", &ctx, ProgramType::Xdp, |case, row| {
         let mut object = MaybeUninit::uninit();
         let skel = open_and_load(case, &mut object)?;
-        let mut data_out = vec![0u8; frame.len() + 256];
-        let input = ProgramInput {
-            data_in: Some(&frame),
-            data_out: Some(&mut data_out),
-            ..Default::default()
-        };
-        let output = harness::test_run::run("xdp", &skel.progs.xdp_udp_verdicts, input)?;
-        let retval = output.return_value;
-        let out = output.data.as_deref().unwrap_or_default().to_vec();
-        case.detail("retval", retval);
-        assert_eq!(retval, verdict, "verdict");
-
-        let expected = if verdict == XDP_TX {
-            swapped(&frame)
-        } else {
-            frame.clone()
-        };
-        assert_eq!(
-            hex(&out),
-            hex(&expected),
-            "the frame handed back (XDP_TX: MACs, IPs and ports swapped; else unchanged)"
-        );
+        let ran = row.run_counted(case, &skel.progs.xdp_udp_verdicts, || {
+            Ok(VERDICTS
+                .map(|v| v.0)
+                .into_iter()
+                .zip(verdicts(&skel)?)
+                .collect())
+        })?;
         if verdict == XDP_TX {
-            case.detail("frame_out", hex(&out));
-            let header_len = usize::from(out[ETH_HLEN] & 0x0f) * 4;
+            case.detail("frame_out", hex(&ran.data));
+            let header_len = usize::from(ran.data[ETH_HLEN] & 0x0f) * 4;
             assert_eq!(
-                packet::ipv4_checksum(&out[ETH_HLEN..ETH_HLEN + header_len]),
+                packet::ipv4_checksum(&ran.data[ETH_HLEN..ETH_HLEN + header_len]),
                 0,
                 "the IP header checksum of the bounced frame still verifies"
             );
         }
-
-        let counts = verdicts(&skel)?;
-        case.detail("verdicts_drop_pass_tx", counts);
-        let mut want = [0u64; 3];
-        if counted {
-            want[(verdict - XDP_DROP) as usize] = 1;
-        }
-        assert_eq!(
-            counts, want,
-            "IPv4/UDP packets counted per verdict [drop, pass, tx]"
-        );
         Ok(())
     });
 }
