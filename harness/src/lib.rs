@@ -18,6 +18,7 @@
 pub mod case;
 pub mod cgroup;
 pub mod child;
+pub mod errno;
 pub mod floors;
 pub mod insn;
 pub mod kernel;

@@ -21,10 +21,8 @@ use regex::Regex;
 use serde::Serialize;
 
 use crate::case::{Case, prog_type_name};
-use crate::load::{
-    LoadOutcome, LogLevel, ProgramLog, VerifierStats, errno_name, key_line, parse_stats,
-};
-use crate::snapshot;
+use crate::load::{LoadOutcome, LogLevel, ProgramLog, VerifierStats, key_line, parse_stats};
+use crate::{errno, snapshot};
 
 /// The largest log buffer the kernel accepts (`UINT_MAX >> 2`).
 pub const MAX_LOG_SIZE: usize = (u32::MAX >> 2) as usize;
@@ -120,7 +118,7 @@ impl RawProgram {
                     &mut opts,
                 )
             };
-            let errno = (ret < 0).then(|| errno_name(ret));
+            let errno = (ret < 0).then(|| errno::name(ret));
             attempts.push(Attempt {
                 log_size: size,
                 errno: errno.clone(),

@@ -4,25 +4,20 @@
 
 use libbpf_rs::{ProgramInput, ProgramMut, ProgramOutput, ProgramType};
 
+use crate::errno::{self, ENOTSUPP};
 use crate::{Case, CaseError, CaseResult, floors};
-
-/// `ENOTSUPP` (kernel-internal, 524): the program type has no test-run operation.
-const ENOTSUPP: i32 = 524;
 
 /// Maps a failed test run of a program of type `ty` (the kernel's name: `socket_filter`,
 /// `sched_cls`, …): `ENOTSUPP`/`EOPNOTSUPP` (the kernel cannot run this type) is the floor's
 /// verdict on `test_run.<ty>`, anything else a failure.
 pub fn error(ty: &str, e: libbpf_rs::Error) -> CaseError {
-    let text = format!("{e:#}");
-    if text.contains(&format!("os error {ENOTSUPP}"))
-        || text.contains(&format!("os error {}", libc::EOPNOTSUPP))
-    {
+    if let Some(ENOTSUPP | libc::EOPNOTSUPP) = errno::of_libbpf(&e) {
         floors::missing(
             &format!("test_run.{ty}"),
-            format!("BPF_PROG_TEST_RUN of a {ty} program answered {text}"),
+            format!("BPF_PROG_TEST_RUN of a {ty} program answered {e:#}"),
         )
     } else {
-        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
+        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {e:#}"))
     }
 }
 
@@ -52,12 +47,12 @@ pub fn assert_not_implemented(
         data_in: Some(data),
         ..Default::default()
     };
-    let answer = match prog.test_run(input) {
-        Ok(out) => format!("ran, returned {}", out.return_value),
-        Err(e) => format!("{e}"),
+    let (answer, errno) = match prog.test_run(input) {
+        Ok(out) => (format!("ran, returned {}", out.return_value), None),
+        Err(e) => (format!("{e}"), errno::of_libbpf(&e)),
     };
     case.detail("test_run", &answer);
-    if answer.contains(&format!("os error {ENOTSUPP}")) {
+    if errno == Some(ENOTSUPP) {
         Ok(())
     } else {
         Err(CaseError::Fail(anyhow::anyhow!(

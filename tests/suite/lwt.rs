@@ -45,7 +45,7 @@ use harness::observe::{self, volatile};
 use harness::packet::{self, ETH_HLEN};
 use harness::pins::PinDir;
 use harness::test_run::Row;
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
+use harness::{Case, CaseError, CaseResult, NetNs, OrError, errno, probe};
 use libbpf_rs::{ProgramMut, ProgramType};
 use programs::lwt::{LwtSkel, LwtSkelBuilder};
 use rstest::{Context, rstest};
@@ -295,13 +295,12 @@ fn route_case(case: &mut Case, hook: Hook) -> CaseResult {
         // BPF_DROP at `out` reaches the sender: the send fails with EPERM. (At `in`, on the
         // router, the sender sees nothing; `xmit` drops nothing here.)
         let refused = hook == Hook::Out && flow.dst == ENCAP_DST && flow.port == DROP_PORT;
-        let mut errors = Vec::new();
-        for payload in flow.payloads("ping") {
-            match sender.send_to(payload.as_bytes(), (flow.dst, flow.port)) {
-                Ok(_) => errors.push(None),
-                Err(e) => errors.push(Some(e.raw_os_error().ok_or(e)?)),
-            }
-        }
+        let errors: Vec<Option<i32>> = flow
+            .payloads("ping")
+            .iter()
+            .map(|p| errno::io(sender.send_to(p.as_bytes(), (flow.dst, flow.port))))
+            .map(|sent| sent.err().map(|e| e as i32))
+            .collect();
         case.detail(&format!("send_errno_{}_{}", flow.label, flow.port), &errors);
         let want = if refused { Some(libc::EPERM) } else { None };
         assert_eq!(

@@ -31,7 +31,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use harness::observe::volatile;
-use harness::{Case, NetNs, OrError, load::errno_name, probe, snapshot, test_run};
+use harness::{Case, NetNs, OrError, errno, probe, snapshot, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use nix::sys::socket::{
@@ -254,7 +254,7 @@ fn tcp_placement_by_source_port() {
             for &sport in &dropped_ports {
                 drop_answers.push(match connect_from(sport, port) {
                     Ok(_) => "connected".to_owned(),
-                    Err(e) => e.raw_os_error().map_or_else(|| e.to_string(), errno_name),
+                    Err(e) => errno::describe(&e),
                 });
             }
             // Last, one sentinel client per listener (low two bits = key).
