@@ -46,7 +46,7 @@ use harness::observe::volatile;
 use harness::packet::{self, ETH_P_IPV6, IPPROTO_UDP};
 use harness::pins::PinDir;
 use harness::test_run::Row;
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
+use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe, sockopt};
 use libbpf_rs::ProgramType;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg};
 use programs::lwt_seg6local::{LwtSeg6localSkel, LwtSeg6localSkelBuilder};
@@ -231,23 +231,11 @@ fn srh(next_header: u8, segments: &[Ipv6Addr], segments_left: u8, tag: u16) -> V
 /// kernel fills in segment 0 (the socket's destination) and the next header, and sends to SID.
 fn set_srh(sock: &UdpSocket, tag: u16) -> CaseResult {
     let header = srh(0, &[Ipv6Addr::UNSPECIFIED, SID], 1, tag);
-    // SAFETY: a valid socket and a buffer of the given length.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_RTHDR,
-            header.as_ptr().cast(),
-            header.len() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(CaseError::Fail(anyhow::anyhow!(
-            "setsockopt(IPV6_RTHDR) with a type 4 routing header: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
+    sockopt::ipv6_rthdr(sock, &header).map_err(|e| {
+        CaseError::Fail(anyhow::anyhow!(
+            "setsockopt(IPV6_RTHDR) with a type 4 routing header: {e}"
+        ))
+    })
 }
 
 /// The next datagram on `sock` within `wait`, with the routing header it carried.
@@ -327,23 +315,7 @@ fn end_bpf_drops_and_retags() {
                 let _inside = line.d.enter()?;
                 let sock = UdpSocket::bind(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, PORT, 0, 0))
                     .or_error("binding the receiver")?;
-                let on: libc::c_int = 1;
-                // SAFETY: a valid socket and an int option.
-                let rc = unsafe {
-                    libc::setsockopt(
-                        sock.as_raw_fd(),
-                        libc::IPPROTO_IPV6,
-                        libc::IPV6_RECVRTHDR,
-                        (&on as *const libc::c_int).cast(),
-                        size_of::<libc::c_int>() as libc::socklen_t,
-                    )
-                };
-                if rc != 0 {
-                    return Err(CaseError::Error(anyhow::anyhow!(
-                        "setsockopt(IPV6_RECVRTHDR): {}",
-                        std::io::Error::last_os_error()
-                    )));
-                }
+                sockopt::ipv6_recv_rthdr(&sock).or_error("setsockopt(IPV6_RECVRTHDR)")?;
                 sock
             };
             let (plain_tx, srv6_tx) = {

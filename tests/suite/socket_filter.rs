@@ -21,13 +21,15 @@
 
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use harness::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
 use harness::test_run::Row;
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe};
+use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe, sockopt};
 use libbpf_rs::ProgramType;
+use nix::errno::Errno;
+use nix::sys::socket::{MsgFlags, recv};
 use programs::socket_filter::{SocketFilterSkel, SocketFilterSkelBuilder};
 use rstest::{Context, rstest};
 
@@ -93,7 +95,8 @@ fn keeps_and_truncates_datagrams() {
                 };
                 (bind(FILTERED_PORT)?, bind(CONTROL_PORT)?, bind(0)?)
             };
-            attach_filter(&filtered, &skel)?;
+            sockopt::attach_filter(&filtered, &skel.progs.udp_marker_filter)
+                .map_err(|e| CaseError::Fail(anyhow::anyhow!("setsockopt(SO_ATTACH_BPF): {e}")))?;
 
             let sent = vec![
                 payload(KEEP, 7),
@@ -145,51 +148,19 @@ fn keeps_and_truncates_datagrams() {
     );
 }
 
-/// `setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &prog_fd)`.
-fn attach_filter(sock: &UdpSocket, skel: &SocketFilterSkel<'_>) -> CaseResult {
-    let prog_fd: libc::c_int = skel.progs.udp_marker_filter.as_fd().as_raw_fd();
-    // SAFETY: a valid socket, and a c_int option value of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_BPF,
-            (&prog_fd as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(CaseError::Fail(anyhow::anyhow!(
-            "setsockopt(SO_ATTACH_BPF): {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
-}
-
 /// The next datagram on `sock` within `wait`, at its real length (`MSG_TRUNC` makes recv return
 /// the datagram's length even when the buffer is shorter; the buffer here never is).
 fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<Vec<u8>>> {
     sock.set_read_timeout(Some(wait))?;
     let mut buf = vec![0u8; 65536];
-    // SAFETY: a valid socket and a buffer of the length passed.
-    let n = unsafe {
-        libc::recv(
-            sock.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_TRUNC,
-        )
-    };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            return Ok(None);
+    match recv(sock.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(Some(buf))
         }
-        return Err(e.into());
+        Err(Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    buf.truncate(n as usize);
-    Ok(Some(buf))
 }
 
 /// What arrived on `sock` before the [`SENTINEL`].

@@ -43,13 +43,13 @@
 
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::os::fd::AsFd;
 
-use harness::packet::{self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, Flow, IPPROTO_UDP};
+use harness::capture::{Capture, Frame};
+use harness::packet::{self, ETH_HLEN, ETH_P_ARP, Flow};
 use harness::test_run::Row;
 use harness::veth::VethPair;
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe};
+use harness::{Case, CaseError, CaseResult, NetNs, OrError, ethtool, observe, probe};
 use libbpf_rs::{MapCore, MapFlags, ProgramType, Xdp, XdpFlags};
 use programs::xdp::{XdpSkel, XdpSkelBuilder};
 use rstest::{Context, rstest};
@@ -240,7 +240,7 @@ fn drops_passes_and_bounces(#[case] name: &str, #[case] mode: Mode) {
             let (sender, capture) = {
                 let _inside = pair.a.enter()?;
                 if let Mode::Native = mode {
-                    set_tx_checksum_offload(VethPair::A_DEV, false)?;
+                    ethtool::set_tx_checksum(VethPair::A_DEV, false)?;
                 }
                 let sender = UdpSocket::bind(SocketAddrV4::new(SENDER, SENDER_PORT))
                     .or_error("binding the sender")?;
@@ -359,44 +359,6 @@ fn drops_passes_and_bounces(#[case] name: &str, #[case] mode: Mode) {
     );
 }
 
-/// `ethtool -K <dev> tx on|off` (the legacy `ETHTOOL_STXCSUM` ioctl; no ethtool binary needed),
-/// read back with `ETHTOOL_GTXCSUM`. The calling thread must be in the device's namespace.
-fn set_tx_checksum_offload(dev: &str, on: bool) -> CaseResult {
-    const ETHTOOL_GTXCSUM: u32 = 0x16;
-    const ETHTOOL_STXCSUM: u32 = 0x17;
-    #[repr(C)]
-    struct EthtoolValue {
-        cmd: u32,
-        data: u32,
-    }
-    let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
-        .or_error("opening a socket for SIOCETHTOOL")?;
-    let ethtool = |cmd: u32, data: u32| -> CaseResult<u32> {
-        let mut value = EthtoolValue { cmd, data };
-        // SAFETY: ifreq is plain data.
-        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in ifr.ifr_name.iter_mut().zip(dev.bytes()) {
-            *dst = src as libc::c_char;
-        }
-        ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
-        // SAFETY: a valid socket; ifreq points at an ethtool_value that outlives the call.
-        let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error())
-                .or_error(&format!("SIOCETHTOOL {cmd:#x} on {dev}"));
-        }
-        Ok(value.data)
-    };
-    ethtool(ETHTOOL_STXCSUM, u32::from(on))?;
-    if ethtool(ETHTOOL_GTXCSUM, 0)? != u32::from(on) {
-        return Err(CaseError::Error(anyhow::anyhow!(
-            "tx checksum offload on {dev} did not turn {}",
-            if on { "on" } else { "off" }
-        )));
-    }
-    Ok(())
-}
-
 /// What arrived on `sock` before the datagram `sentinel`, with the (IPv4) sources.
 fn arrived(sock: &UdpSocket, sentinel: &[u8]) -> CaseResult<Vec<(Vec<u8>, SocketAddrV4)>> {
     v4_sources(observe::datagrams_before(sock, sentinel)?)
@@ -418,133 +380,6 @@ fn texts(got: &[(Vec<u8>, SocketAddrV4)]) -> Vec<String> {
     got.iter()
         .map(|d| String::from_utf8_lossy(&d.0).into_owned())
         .collect()
-}
-
-/// One frame seen by the capture.
-struct Frame {
-    /// Sent by this host (`PACKET_OUTGOING`), rather than received.
-    outgoing: bool,
-    /// From the Ethernet header on.
-    bytes: Vec<u8>,
-}
-
-impl Frame {
-    fn udp_port(&self, at: usize) -> Option<u16> {
-        if self.bytes.get(12..14)? != ETH_P_IP.to_be_bytes() {
-            return None;
-        }
-        let ip = self.bytes.get(ETH_HLEN..)?;
-        if ip.len() < 20 || ip[9] != IPPROTO_UDP {
-            return None;
-        }
-        let udp = usize::from(ip[0] & 0x0f) * 4;
-        Some(u16::from_be_bytes([
-            *ip.get(udp + at)?,
-            *ip.get(udp + at + 1)?,
-        ]))
-    }
-
-    /// The UDP source port, 0 for other frames.
-    fn sport(&self) -> u16 {
-        self.udp_port(0).unwrap_or(0)
-    }
-
-    /// The UDP destination port, 0 for other frames.
-    fn dport(&self) -> u16 {
-        self.udp_port(2).unwrap_or(0)
-    }
-}
-
-/// An AF_PACKET socket taking every frame of one interface, both directions.
-struct Capture {
-    fd: OwnedFd,
-    ifindex: u32,
-}
-
-impl Capture {
-    /// Opens the capture on `ifindex`; the calling thread must be in the interface's namespace.
-    fn open(ifindex: u32) -> CaseResult<Self> {
-        // ETH_P_ALL: a socket of one protocol sees only received frames, not sent ones.
-        let protocol = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket(2); the fd is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error()).or_error("opening an AF_PACKET socket");
-        }
-        // SAFETY: `raw` is a fresh, valid fd.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_ll is plain data.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = protocol;
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: a valid socket and a sockaddr_ll of the size passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error()).or_error("binding the AF_PACKET socket");
-        }
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 50_000,
-        };
-        // SAFETY: a valid socket and a timeval of the size passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error()).or_error("setting SO_RCVTIMEO");
-        }
-        Ok(Capture { fd, ifindex })
-    }
-
-    /// The next frame captured within `wait` (`None` when none came).
-    fn next(&self, wait: Duration) -> CaseResult<Option<Frame>> {
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline {
-            let mut buf = [0u8; 2048];
-            // SAFETY: sockaddr_ll is plain data.
-            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            // SAFETY: a valid socket, a buffer and an address of the sizes passed.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&mut from as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    continue;
-                }
-                return Err(e).or_error("reading the AF_PACKET socket");
-            }
-            if from.sll_ifindex as u32 != self.ifindex {
-                continue;
-            }
-            return Ok(Some(Frame {
-                outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
-                bytes: buf[..n as usize].to_vec(),
-            }));
-        }
-        Ok(None)
-    }
 }
 
 /// `frame` (Ethernet/IPv4/UDP) with Ethernet addresses, IP addresses and UDP ports swapped:
