@@ -2,10 +2,11 @@
 //! IPv4 route with iproute2 (`ip route add 10.10.1.0/24 encap bpf {in|out|xmit} pinned <file> via
 //! … dev …`). The kernel runs such a program only for packets that take that route.
 //!
-//! Topology ([`Line`]): three namespaces in a row, sender `a` (10.9.1.1) — router `r` (10.9.1.2 |
-//! 10.9.2.1, forwarding on) — receiver `b` (10.9.2.2). `b` holds two more addresses on its
-//! loopback: [`ENCAP_DST`] 10.10.1.2, whose /24 gets the route with the program, and [`PLAIN_DST`]
-//! 10.10.2.2, reached through the plain route 10.10.0.0/16 (the control: same hops, no program).
+//! Topology ([`Line::ipv4`]): three namespaces in a row, sender `a` (10.9.1.1) — router `r`
+//! (10.9.1.2 | 10.9.2.1, forwarding on) — receiver `b` (10.9.2.2). `b` holds two more addresses on
+//! its loopback: [`ENCAP_DST`] 10.10.1.2, whose /24 gets the route with the program, and
+//! [`PLAIN_DST`] 10.10.2.2, reached through the plain route 10.10.0.0/16 (the control: same hops,
+//! no program).
 //! The skeleton loads the programs (their verifier statistics are recorded) and pins the one under
 //! test in a bpffs directory of the case's own; `ip route add … pinned <file>` runs from a thread
 //! inside the namespace (so it sees this process's bpffs mount); the pins go right after, the
@@ -37,7 +38,6 @@
 //! behind 14 zeroed bytes): verdicts (`BPF_OK` 0, `BPF_DROP` 2) per packet kind, and for xmit the
 //! rewritten bytes and a still valid UDP checksum.
 
-use std::fs;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
@@ -45,6 +45,7 @@ use harness::observe::{self, volatile};
 use harness::packet::{self, ETH_HLEN};
 use harness::pins::PinDir;
 use harness::test_run::Row;
+use harness::veth::Line;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, errno, probe};
 use libbpf_rs::{ProgramMut, ProgramType};
 use programs::lwt::{LwtSkel, LwtSkelBuilder};
@@ -64,14 +65,16 @@ const DATAGRAMS: usize = 3;
 const BPF_OK: i32 = 0;
 const BPF_DROP: i32 = 2;
 
-const A_ADDR: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 1);
-const R_A_ADDR: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 2);
-const B_ADDR: Ipv4Addr = Ipv4Addr::new(10, 9, 2, 2);
+const A_ADDR: Ipv4Addr = Line::V4.a;
+const R_A_ADDR: Ipv4Addr = Line::V4.r_a;
+const B_ADDR: Ipv4Addr = Line::V4.b;
 /// On b's loopback; its /24 is the route that carries the program.
 const ENCAP_DST: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 2);
 const ENCAP_PREFIX: &str = "10.10.1.0/24";
-/// On b's loopback; reached through the plain route 10.10.0.0/16.
+/// On b's loopback; reached through the plain route [`ROUTED`].
 const PLAIN_DST: Ipv4Addr = Ipv4Addr::new(10, 10, 2, 2);
+/// What a and r route towards b.
+const ROUTED: &str = "10.10.0.0/16";
 /// The frames of the test-run rows (to the encap route).
 const FLOW: packet::Flow = packet::Flow {
     src: A_ADDR,
@@ -97,46 +100,6 @@ fn open_and_load<'obj>(
         rodata.drop_port = DROP_PORT;
         rodata.rewrite_port = REWRITE_PORT;
     })
-}
-
-/// Sender `a` — router `r` — receiver `b`, two veth pairs (see the module doc).
-struct Line {
-    a: NetNs,
-    r: NetNs,
-    b: NetNs,
-}
-
-impl Line {
-    fn new() -> CaseResult<Self> {
-        let (a, r, b) = (NetNs::new()?, NetNs::new()?, NetNs::new()?);
-        a.ip(&format!(
-            "link add ar0 type veth peer name ra0 netns {}",
-            r.name()
-        ))?;
-        r.ip(&format!(
-            "link add rb0 type veth peer name br0 netns {}",
-            b.name()
-        ))?;
-        a.ip(&format!("addr add {A_ADDR}/24 dev ar0"))?;
-        r.ip(&format!("addr add {R_A_ADDR}/24 dev ra0"))?;
-        r.ip("addr add 10.9.2.1/24 dev rb0")?;
-        b.ip(&format!("addr add {B_ADDR}/24 dev br0"))?;
-        b.ip(&format!("addr add {ENCAP_DST}/32 dev lo"))?;
-        b.ip(&format!("addr add {PLAIN_DST}/32 dev lo"))?;
-        a.ip("link set ar0 up")?;
-        r.ip("link set ra0 up")?;
-        r.ip("link set rb0 up")?;
-        b.ip("link set br0 up")?;
-        a.ip(&format!("route add 10.10.0.0/16 via {R_A_ADDR}"))?;
-        r.ip(&format!("route add 10.10.0.0/16 via {B_ADDR}"))?;
-        {
-            // /proc/sys/net is the calling thread's namespace's.
-            let _inside = r.enter()?;
-            fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-                .or_error("turning on IPv4 forwarding in the router namespace")?;
-        }
-        Ok(Line { a, r, b })
-    }
 }
 
 /// Where a program is attached and what its route case sends and expects.
@@ -215,10 +178,10 @@ fn route_case(case: &mut Case, hook: Hook) -> CaseResult {
     let mut skel = open_and_load(case, &mut object)?;
     // Routes with `encap bpf` (CONFIG_LWTUNNEL_BPF, bool).
     probe::config_builtin("CONFIG_LWTUNNEL_BPF")?;
-    let line = Line::new()?;
+    let line = Line::ipv4(ROUTED, &[ENCAP_DST, PLAIN_DST])?;
     let (ns, via, dev) = match hook {
-        Hook::In => (&line.r, B_ADDR, "rb0"),
-        Hook::Out | Hook::Xmit => (&line.a, R_A_ADDR, "ar0"),
+        Hook::In => (&line.r, B_ADDR, Line::R_B_DEV),
+        Hook::Out | Hook::Xmit => (&line.a, R_A_ADDR, Line::A_DEV),
     };
     attach_route(ns, hook, hook.prog_mut(&mut skel), via, dev)?;
 
