@@ -5,6 +5,7 @@
 use libbpf_rs::{ProgramInput, ProgramMut, ProgramOutput, ProgramType};
 
 use crate::errno::{self, ENOTSUPP};
+use crate::packet::hex;
 use crate::{Case, CaseError, CaseResult, floors};
 
 /// Maps a failed test run of a program of type `ty` (the kernel's name: `socket_filter`,
@@ -215,8 +216,4 @@ impl Row {
         }
         Ok(ran)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

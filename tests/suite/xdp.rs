@@ -46,7 +46,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsFd;
 
 use harness::capture::{Capture, Frame};
-use harness::packet::{self, ETH_HLEN, ETH_P_ARP, Flow};
+use harness::packet::{self, ETH_HLEN, ETH_P_ARP, Flow, hex};
 use harness::test_run::Row;
 use harness::veth::VethPair;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, ethtool, observe, probe};
@@ -395,10 +395,6 @@ fn swapped(frame: &[u8]) -> Vec<u8> {
     let (sport, dport) = f[udp..udp + 4].split_at_mut(2);
     sport.swap_with_slice(dport);
     f
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An ARP request for the receiver's address.
