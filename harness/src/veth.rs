@@ -131,20 +131,16 @@ impl Line {
         b_local: &[A],
     ) -> CaseResult<Self> {
         let (a, r, b) = (NetNs::new()?, NetNs::new()?, NetNs::new()?);
-        a.ip(&format!(
-            "link add {} type veth peer name {} netns {}",
-            Self::A_DEV,
-            Self::R_A_DEV,
-            r.name()
-        ))?;
-        r.ip(&format!(
-            "link add {} type veth peer name {} netns {}",
-            Self::R_B_DEV,
-            Self::B_DEV,
-            b.name()
-        ))?;
-        let v6 = addrs.a.into().is_ipv6();
-        let (family, link, host, nodad) = if v6 {
+        for (ns, dev, peer, peer_ns) in [
+            (&a, Self::A_DEV, Self::R_A_DEV, &r),
+            (&r, Self::R_B_DEV, Self::B_DEV, &b),
+        ] {
+            let peer_ns = peer_ns.name();
+            ns.ip(&format!(
+                "link add {dev} type veth peer name {peer} netns {peer_ns}"
+            ))?;
+        }
+        let (family, link, host, nodad) = if addrs.a.into().is_ipv6() {
             ("-6 ", 64, 128, " nodad")
         } else {
             ("", 24, 32, "")
