@@ -15,9 +15,12 @@
 //! });
 //! ```
 
+pub mod capture;
 pub mod case;
 pub mod cgroup;
 pub mod child;
+pub mod errno;
+pub mod ethtool;
 pub mod floors;
 pub mod insn;
 pub mod kernel;
@@ -35,6 +38,7 @@ pub mod probe;
 pub mod raw_load;
 pub mod record;
 pub mod snapshot;
+pub mod sockopt;
 pub mod stream;
 pub mod test_run;
 pub mod trace_pipe;

@@ -12,6 +12,8 @@ use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::{PrintLevel, set_print};
 use regex::Regex;
 
+use crate::errno;
+
 pub use bpfconf_record::{LoadOutcome, ProgramLog, VerifierStats};
 
 /// The verifier log level a load asks for (the kernel's `log_level` bits).
@@ -63,7 +65,7 @@ fn from_libbpf_messages(
     LoadOutcome {
         object: object.to_owned(),
         loaded: error.is_none(),
-        errno: error.and_then(errno_of),
+        errno: error.and_then(errno::of_libbpf).map(errno::name),
         failed_program,
         message,
         programs,
@@ -178,20 +180,6 @@ fn last_warning(messages: &str) -> Option<String> {
         .map(|l| l.trim_start_matches("libbpf: ").to_owned())
 }
 
-/// The errno behind a libbpf-rs error, symbolic. libbpf-rs keeps it only in the message
-/// (`… (os error 22)`).
-fn errno_of(error: &libbpf_rs::Error) -> Option<String> {
-    static OS_ERROR: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"os error (\d+)").expect("valid regex"));
-    let code: i32 = OS_ERROR.captures(&format!("{error:#}"))?[1].parse().ok()?;
-    Some(errno_name(code))
-}
-
-/// `22` → `EINVAL`.
-pub fn errno_name(code: i32) -> String {
-    format!("{:?}", nix::errno::Errno::from_raw(code.abs()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,7 +199,6 @@ mod tests {
             key_line(LOG).as_deref(),
             Some("R1 invalid mem access 'scalar'")
         );
-        assert_eq!(errno_name(-22), "EINVAL");
     }
 
     /// 7.x logs `stack depth max N` and one statistics line per subprogram after the verdict.

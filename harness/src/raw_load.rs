@@ -25,11 +25,9 @@ use serde::Serialize;
 
 use crate::case::{Case, prog_type_name};
 use crate::insn::{Insn, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE};
-use crate::load::{
-    LoadOutcome, LogLevel, ProgramLog, VerifierStats, errno_name, key_line, parse_stats,
-};
+use crate::load::{LoadOutcome, LogLevel, ProgramLog, VerifierStats, key_line, parse_stats};
 use crate::outcome::{CaseError, CaseResult, OrError};
-use crate::{child, snapshot};
+use crate::{child, errno, snapshot};
 
 /// The largest log buffer the kernel accepts (`UINT_MAX >> 2`).
 pub const MAX_LOG_SIZE: usize = (u32::MAX >> 2) as usize;
@@ -145,7 +143,7 @@ impl RawProgram {
             let mut buf = vec![0u8; size];
             let (ret, true_size) =
                 self.prog_load((&name, &license), btf.as_ref(), &self.insns, &mut buf);
-            let errno = (ret < 0).then(|| errno_name(ret));
+            let errno = (ret < 0).then(|| errno::name(ret));
             attempts.push(Attempt {
                 log_size: size,
                 errno: errno.clone(),
@@ -211,10 +209,10 @@ impl RawProgram {
             if let Some((step, errno)) = got.failed {
                 return Err(CaseError::Error(anyhow::anyhow!(
                     "the unprivileged child failed {step}: {}",
-                    errno_name(errno)
+                    errno::name(errno)
                 )));
             }
-            let errno = (got.ret < 0).then(|| errno_name(got.ret));
+            let errno = (got.ret < 0).then(|| errno::name(got.ret));
             attempts.push(Attempt {
                 log_size: size,
                 errno: errno.clone(),
