@@ -122,15 +122,17 @@ rules! {
         ..RULE
     };
 
-    /// A kprobe writes a register of `pt_regs`: read-only.
-    kprobe_write_regs: Rule {
+    /// A kprobe writes past the end of `pt_regs` (168 bytes on x86_64). (Writes inside it are
+    /// refused by 6.12 and the host's 6.18 but accepted by Debian's 6.18.15 and 7.3: not a rule
+    /// the matrix can state by release alone.)
+    kprobe_write_past_regs: Rule {
         prog: ProgramType::Kprobe,
         insns: |_| Asm::new()
             .mov64_imm(R2, 0)
-            .stx(Size::DW, R1, 0, R2)
+            .stx(Size::DW, R1, 168, R2)
             .mov64_imm(R0, 0)
             .exit(),
-        expect: &[refused("EACCES").key(S("invalid bpf_context access off=0 size=8"))],
+        expect: &[refused("EACCES").key(S("invalid bpf_context access off=168 size=8"))],
         ..RULE
     };
 

@@ -150,9 +150,8 @@ rules! {
         insns: lookup_uninit_key,
         expect: &[
             loads().from("6.5").returns(0),
-            // 5.10, 6.1: from their source (check_stack_slot_within_bounds, "indirect access"
-            // for any helper), unverified.
-            refused("EACCES").before("6.5").key(S("invalid indirect access to stack R2 off=-4 size=4")),
+            // Seen on 5.10 and 6.1 (check_stack_range_initialized).
+            refused("EACCES").before("6.5").key(S("invalid indirect read from stack R2 off -4+0 size 4")),
         ],
         ..RULE
     };

@@ -30,7 +30,11 @@ rules! {
     packet_read_unchecked: Rule {
         prog: ProgramType::Xdp,
         insns: |_| xdp_pointers().ldx(Size::B, R0, R2, 0).exit(),
-        expect: &[refused("EACCES").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)")])],
+        expect: &[
+            // 7.3 words the key line as for any memory (seen).
+            refused("EACCES").from("7.3").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)")]),
+            refused("EACCES").before("7.3").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)")]),
+        ],
         ..RULE
     };
 
@@ -69,7 +73,11 @@ rules! {
             .exit()
             .mov64_imm(R0, 1)
             .exit(),
-        expect: &[refused("EACCES").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")])],
+        expect: &[
+            // 7.3 words the key line as for any memory (seen).
+            refused("EACCES").from("7.3").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
+            refused("EACCES").before("7.3").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
+        ],
         ..RULE
     };
 
@@ -82,7 +90,11 @@ rules! {
             .exit()
             .mov64_imm(R0, 1)
             .exit(),
-        expect: &[refused("EACCES").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=14 size=1, R2(id=0,off=14,r=14)")])],
+        expect: &[
+            // 7.3 words the key line as for any memory (seen).
+            refused("EACCES").from("7.3").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=14 size=1, R2(id=0,off=14,r=14)")]),
+            refused("EACCES").before("7.3").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=14 size=1, R2(id=0,off=14,r=14)")]),
+        ],
         ..RULE
     };
 
@@ -95,7 +107,11 @@ rules! {
             .exit()
             .mov64_imm(R0, 1)
             .exit(),
-        expect: &[refused("EACCES").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")])],
+        expect: &[
+            // 7.3 words the key line as for any memory (seen).
+            refused("EACCES").from("7.3").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
+            refused("EACCES").before("7.3").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
+        ],
         ..RULE
     };
 
