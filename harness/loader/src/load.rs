@@ -79,7 +79,6 @@ pub fn load_skel<'obj, S: OpenSkel<'obj>>(
     mut open: S,
     level: LogLevel,
 ) -> (libbpf_rs::Result<S::Output>, LoadOutcome) {
-    install_print_callback();
     let object = open
         .open_object()
         .name()
@@ -88,10 +87,34 @@ pub fn load_skel<'obj, S: OpenSkel<'obj>>(
     for mut prog in open.open_object_mut().progs_mut() {
         prog.set_log_level(level as u32);
     }
+    captured(&object, || open.load())
+}
+
+/// [`load_skel`] for an object opened from a file (`bpfconf objects`).
+pub fn load_object(
+    mut open: libbpf_rs::OpenObject,
+    level: LogLevel,
+) -> (libbpf_rs::Result<libbpf_rs::Object>, LoadOutcome) {
+    let object = open
+        .name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for mut prog in open.progs_mut() {
+        prog.set_log_level(level as u32);
+    }
+    captured(&object, || open.load())
+}
+
+/// Runs `load` with libbpf's messages captured, and parses them into the outcome.
+fn captured<T>(
+    object: &str,
+    load: impl FnOnce() -> libbpf_rs::Result<T>,
+) -> (libbpf_rs::Result<T>, LoadOutcome) {
+    install_print_callback();
     CAPTURE.with(|c| *c.borrow_mut() = Some(String::new()));
-    let result = open.load();
+    let result = load();
     let messages = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    let outcome = from_libbpf_messages(&object, &messages, result.as_ref().err());
+    let outcome = from_libbpf_messages(object, &messages, result.as_ref().err());
     (result, outcome)
 }
 
