@@ -75,7 +75,10 @@ pub fn build(root: Option<(&Path, &str)>, out: &Path) -> Result<Vec<String>> {
     let mut modules = Vec::new();
     if let Some((root, release)) = root {
         for (n, module) in module_files(root, release)?.iter().enumerate() {
-            modules.push((format!("{n:02}-{}", module_name(module)), module_elf(module)?));
+            modules.push((
+                format!("{n:02}-{}", module_name(module)),
+                module_elf(module)?,
+            ));
         }
     }
     let names: Vec<String> = modules.iter().map(|(name, _)| name.clone()).collect();
@@ -218,11 +221,90 @@ pub fn decompress(data: &[u8]) -> io::Result<Option<Vec<u8>>> {
     if data.starts_with(b"\xfd7zXZ\0") {
         lzma_rust2::XzReader::new(data, false).read_to_end(&mut out)?;
     } else if data.starts_with(b"\x28\xb5\x2f\xfd") {
-        ruzstd::decoding::StreamingDecoder::new(data)
-            .map_err(io::Error::other)?
-            .read_to_end(&mut out)?;
+        let mut zstd = ruzstd::decoding::StreamingDecoder::new(data).map_err(io::Error::other)?;
+        zstd.read_to_end(&mut out)?;
+        // ruzstd computes the frame's checksum but leaves the comparison to its caller.
+        let frame = zstd.into_frame_decoder();
+        if let Some(sum) = frame.get_checksum_from_data()
+            && frame.get_calculated_checksum() != Some(sum)
+        {
+            return Err(io::Error::other("zstd: checksum mismatch"));
+        }
     } else {
         return Ok(None);
     }
     Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// "bpfconf\n" as `xz --check=crc32` (how kmod compresses modules) and `zstd` write it.
+    const XZ: &[u8] = &[
+        0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0x00, 0x01, 0x69, 0x22, 0xde, 0x36, 0x02, 0x00, 0x21,
+        0x01, 0x16, 0x00, 0x00, 0x00, 0x74, 0x2f, 0xe5, 0xa3, 0x01, 0x00, 0x07, 0x62, 0x70, 0x66,
+        0x63, 0x6f, 0x6e, 0x66, 0x0a, 0x00, 0x1e, 0x6d, 0xc5, 0xe9, 0x00, 0x01, 0x1c, 0x08, 0x44,
+        0x60, 0x2a, 0xc8, 0x90, 0x42, 0x99, 0x0d, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, 0x59, 0x5a,
+    ];
+    const ZSTD: &[u8] = &[
+        0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x58, 0x41, 0x00, 0x00, 0x62, 0x70, 0x66, 0x63, 0x6f, 0x6e,
+        0x66, 0x0a, 0x7d, 0x87, 0xa3, 0xbd,
+    ];
+
+    #[test]
+    fn decompresses_xz_and_zstd_whatever_follows_the_stream() {
+        for data in [XZ, ZSTD] {
+            let plain = Some(b"bpfconf\n".to_vec());
+            assert_eq!(decompress(data).unwrap(), plain);
+            // A bzImage's payload ends with the decompressed size.
+            let sized = [data, &8u32.to_le_bytes()].concat();
+            assert_eq!(decompress(&sized).unwrap(), plain);
+            // Both store the text as is: a flipped bit in it fails the stream's checksum.
+            let mut corrupt = data.to_vec();
+            let at = data.windows(7).position(|w| w == b"bpfconf").unwrap();
+            corrupt[at] ^= 0x01;
+            assert!(decompress(&corrupt).is_err());
+        }
+        assert_eq!(decompress(b"\x7fELF\x02\x01").unwrap(), None);
+    }
+
+    #[test]
+    fn archive_holds_init_busybox_and_the_console_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("initramfs.cpio");
+        assert!(build(None, &out).unwrap().is_empty());
+
+        let mut entries = BTreeMap::new();
+        let mut file = File::open(&out).unwrap();
+        loop {
+            let mut reader = cpio::NewcReader::new(file).unwrap();
+            let entry = reader.entry();
+            if entry.is_trailer() {
+                break;
+            }
+            let (name, mode, dev) = (
+                entry.name().to_owned(),
+                entry.mode(),
+                (entry.rdev_major(), entry.rdev_minor()),
+            );
+            let mut data = Vec::new();
+            reader.read_to_end(&mut data).unwrap();
+            entries.insert(name, (mode, dev, data));
+            file = reader.finish().unwrap();
+        }
+        assert_eq!(
+            entries["init"],
+            (0o100755, (0, 0), INIT.as_bytes().to_vec())
+        );
+        assert_eq!(entries["dev/console"], (0o020600, (5, 1), Vec::new()));
+        assert_eq!(entries["lib/modules"].0, 0o040755);
+        assert_eq!(entries["modules"].2, b"");
+        let busybox = &entries["bin/busybox"];
+        assert_eq!(
+            (busybox.0, &busybox.2),
+            (0o100755, &fs::read("/bin/busybox").unwrap())
+        );
+    }
 }
