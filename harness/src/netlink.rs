@@ -3,7 +3,8 @@
 //!
 //! [`Request::parse_ip`] and [`Request::parse_tc`] read the iproute2 argument strings the suite
 //! writes (so [`crate::NetNs::ip`] keeps iproute2's syntax); [`Rtnl::apply`] sends the request
-//! with iproute2's defaults. `ip`/`tc` remain for what this does not express.
+//! with iproute2's defaults. `ip`/`tc` remain for what this does not express. One module: the
+//! requests, their reading from iproute2's syntax and the socket that sends them belong together.
 
 use std::fs::File;
 use std::io;

@@ -224,17 +224,17 @@ fn test_run(prog: &libbpf_rs::ProgramMut<'_>) -> libbpf_rs::Result<u32> {
 }
 
 #[rstest]
-#[case::mcpu_v1("v1")]
-#[case::mcpu_v2("v2")]
-#[case::mcpu_v3("v3")]
-#[case::mcpu_v4("v4")]
-fn instruction_set(#[case] mcpu: &str) {
+#[case::v1("v1")]
+#[case::v2("v2")]
+#[case::v3("v3")]
+#[case::v4("v4")]
+fn mcpu(#[case] version: &str) {
     Case::run(
-        &format!("isa::mcpu_{mcpu}"),
+        &format!("isa::mcpu_{version}"),
         ProgramType::SocketFilter,
         |case| {
             let mut object = MaybeUninit::uninit();
-            match mcpu {
+            match version {
                 "v1" => {
                     let open = programs::isa_v1::IsaV1SkelBuilder::default().open(&mut object)?;
                     check(case, "isa.v1", open, |s| test_run(&s.progs.mix))

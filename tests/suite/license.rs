@@ -33,32 +33,27 @@ fn reads_the_clock() -> Asm {
         .exit()
 }
 
+/// A GPL-only helper (bpf_probe_read_kernel) under each license: refused only under a non-GPL one.
 #[rstest]
-#[case::gpl_helper_under_gpl("gpl_helper_under_gpl", "GPL", reads_kernel_memory, true)]
-#[case::gpl_helper_under_dual_bsd_gpl(
-    "gpl_helper_under_dual_bsd_gpl",
-    "Dual BSD/GPL",
-    reads_kernel_memory,
-    true
-)]
-#[case::gpl_helper_under_proprietary_refused(
-    "gpl_helper_under_proprietary_refused",
-    "Proprietary",
-    reads_kernel_memory,
-    false
-)]
-#[case::plain_helper_under_proprietary(
-    "plain_helper_under_proprietary",
-    "Proprietary",
-    reads_the_clock,
-    true
-)]
-fn by_license(
-    #[case] name: &str,
-    #[case] license: &str,
-    #[case] program: fn() -> Asm,
-    #[case] loads: bool,
-) {
+#[case::gpl("gpl_helper_under_gpl", "GPL", true)]
+#[case::dual_bsd_gpl("gpl_helper_under_dual_bsd_gpl", "Dual BSD/GPL", true)]
+#[case::proprietary_refused("gpl_helper_under_proprietary_refused", "Proprietary", false)]
+fn gpl_helper_under(#[case] name: &str, #[case] license: &str, #[case] loads: bool) {
+    by_license(name, license, reads_kernel_memory, loads);
+}
+
+/// A helper any program may call (bpf_ktime_get_ns) loads under a proprietary license.
+#[test]
+fn plain_helper_under_proprietary() {
+    by_license(
+        "plain_helper_under_proprietary",
+        "Proprietary",
+        reads_the_clock,
+        true,
+    );
+}
+
+fn by_license(name: &str, license: &str, program: fn() -> Asm, loads: bool) {
     Case::run(&format!("license::{name}"), ProgramType::Kprobe, |case| {
         probe::prog_type(ProgramType::Kprobe)?;
         let raw = RawProgram::new(name, ProgramType::Kprobe, program().to_bpf())

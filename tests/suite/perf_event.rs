@@ -21,7 +21,7 @@ use perf_event_open_sys::bindings::{
 use programs::perf_event::PerfEventSkelBuilder;
 
 #[test]
-fn software_cpu_clock_samples_burning_thread() {
+fn software_cpu_clock() {
     Case::run(
         "perf_event::software_cpu_clock",
         ProgramType::PerfEvent,
@@ -38,7 +38,7 @@ fn software_cpu_clock_samples_burning_thread() {
 }
 
 #[test]
-fn hardware_cycles_samples_burning_thread() {
+fn hardware_cpu_cycles() {
     Case::run(
         "perf_event::hardware_cpu_cycles",
         ProgramType::PerfEvent,

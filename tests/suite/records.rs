@@ -9,7 +9,7 @@ use nix::unistd::{ForkResult, fork};
 
 const PROCESSES: usize = 4;
 const THREADS: usize = 2;
-const PER_THREAD: usize = 50;
+const PER_THREAD: usize = 25;
 
 #[test]
 fn concurrent_writers_lose_and_tear_nothing() {

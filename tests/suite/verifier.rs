@@ -18,7 +18,6 @@ use harness::raw_load::{self, RawProgram};
 use harness::{Case, CaseError, LogLevel, OrError, floors};
 use libbpf_rs::libbpf_sys::{self, BPF_FUNC_map_lookup_elem, BPF_FUNC_xdp_adjust_head};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType, ProgramType};
-use rstest::rstest;
 
 /// A packet for the socket filters that run (test runs need at least an Ethernet header).
 const PACKET: [u8; 64] = [0; 64];
@@ -126,7 +125,7 @@ fn refused(errno: &'static str) -> Verdict {
 // ---- the rules ----
 
 /// A jump to itself whose condition always holds: the verifier finds the same state twice.
-fn back_edge_rejected(_: &Fixture) -> Rule {
+fn rule_back_edge_rejected(_: &Fixture) -> Rule {
     let program = Asm::new()
         .mov64_imm(R0, 0)
         .jmp_imm(Jmp::Jne, R0, 1, -1) // 1: if r0 != 1 goto 1
@@ -141,7 +140,7 @@ fn back_edge_rejected(_: &Fixture) -> Rule {
 }
 
 /// `r0 = 0; do r0 += 1 while (r0 < 10)`: the verifier walks all ten iterations (5.3+).
-fn bounded_loop_accepted(_: &Fixture) -> Rule {
+fn rule_bounded_loop_accepted(_: &Fixture) -> Rule {
     Rule::new(
         counting_loop(10),
         Verdict::Accepted { returns: 10 },
@@ -160,13 +159,13 @@ fn counting_loop(to: i32) -> Asm {
 }
 
 /// Instructions after the last `exit` that no path reaches.
-fn unreachable_instruction(_: &Fixture) -> Rule {
+fn rule_unreachable_instruction(_: &Fixture) -> Rule {
     let program = Asm::new().mov64_imm(R0, 0).exit().mov64_imm(R0, 1).exit();
     Rule::new(program, refused("EINVAL"), &["unreachable insn 2"])
 }
 
 /// A jump past the end of the program.
-fn jump_out_of_range(_: &Fixture) -> Rule {
+fn rule_jump_out_of_range(_: &Fixture) -> Rule {
     let program = Asm::new().mov64_imm(R0, 0).ja(5).exit();
     Rule::new(
         program,
@@ -176,7 +175,7 @@ fn jump_out_of_range(_: &Fixture) -> Rule {
 }
 
 /// The program falls off its end.
-fn last_insn_not_exit(_: &Fixture) -> Rule {
+fn rule_last_insn_not_exit(_: &Fixture) -> Rule {
     let program = Asm::new().mov64_imm(R0, 0).mov64_imm(R0, 1);
     Rule::new(
         program,
@@ -186,13 +185,13 @@ fn last_insn_not_exit(_: &Fixture) -> Rule {
 }
 
 /// R2 is never written before it is read (only R1, the context, and R10 are set on entry).
-fn uninit_register_read(_: &Fixture) -> Rule {
+fn rule_uninit_register_read(_: &Fixture) -> Rule {
     let program = Asm::new().mov64_reg(R0, R2).exit();
     Rule::new(program, refused("EACCES"), &["R2 !read_ok"])
 }
 
 /// A store 520 bytes below the frame pointer: the stack is 512 bytes.
-fn stack_out_of_bounds(_: &Fixture) -> Rule {
+fn rule_stack_out_of_bounds(_: &Fixture) -> Rule {
     let program = Asm::new()
         .mov64_imm(R0, 0)
         .stx(Size::DW, R10, -520, R0)
@@ -202,7 +201,7 @@ fn stack_out_of_bounds(_: &Fixture) -> Rule {
 }
 
 /// A read of 8 bytes at offset 8 of an 8-byte array value, after the NULL check.
-fn map_value_out_of_bounds(f: &Fixture) -> Rule {
+fn rule_map_value_out_of_bounds(f: &Fixture) -> Rule {
     let program = Fixture::lookup(&f.array)
         .jmp_imm(Jmp::Jeq, R0, 0, 1)
         .ldx(Size::DW, R0, R0, 8)
@@ -218,7 +217,7 @@ fn map_value_out_of_bounds(f: &Fixture) -> Rule {
 
 /// A hash lookup and an in-bounds read, with the NULL check: accepted, returns what user space
 /// stored.
-fn map_value_checked_accepted(f: &Fixture) -> Rule {
+fn rule_map_value_checked_accepted(f: &Fixture) -> Rule {
     let program = Fixture::lookup(&f.hash)
         .jmp_imm(Jmp::Jeq, R0, 0, 2)
         .ldx(Size::DW, R0, R0, 0)
@@ -231,7 +230,7 @@ fn map_value_checked_accepted(f: &Fixture) -> Rule {
 
 /// A hash lookup's result dereferenced without the NULL check. (A hash map: newer kernels know
 /// that an array lookup with a constant key in range cannot return NULL.)
-fn null_map_value_deref(f: &Fixture) -> Rule {
+fn rule_null_map_value_deref(f: &Fixture) -> Rule {
     let program = Fixture::lookup(&f.hash)
         .ldx(Size::DW, R0, R0, 0)
         .mov64_imm(R0, 0)
@@ -246,7 +245,7 @@ fn null_map_value_deref(f: &Fixture) -> Rule {
 
 /// An XDP-only helper called from a socket filter ("unknown func" on older kernels, "program of
 /// this type cannot use helper" on newer).
-fn invalid_helper_for_prog_type(_: &Fixture) -> Rule {
+fn rule_invalid_helper_for_prog_type(_: &Fixture) -> Rule {
     let program = Asm::new()
         .mov64_imm(R2, 0)
         .call(BPF_FUNC_xdp_adjust_head)
@@ -257,7 +256,7 @@ fn invalid_helper_for_prog_type(_: &Fixture) -> Rule {
 
 /// A loop of a million iterations: the verifier gives up after a million processed instructions.
 /// At level 1 the log would hold every one of them, so this rule logs statistics only.
-fn too_many_processed_insns(_: &Fixture) -> Rule {
+fn rule_too_many_processed_insns(_: &Fixture) -> Rule {
     Rule::new(
         counting_loop(1_000_000),
         refused("E2BIG"),
@@ -270,7 +269,7 @@ fn too_many_processed_insns(_: &Fixture) -> Rule {
 /// A valid program at log level 2 with a 128-byte log buffer: the first load answers ENOSPC, the
 /// harness grows the buffer and the retry loads. (Level 2: newer kernels keep only the statistics
 /// of an accepted program's level-1 log.)
-fn log_buffer_too_small(_: &Fixture) -> Rule {
+fn rule_log_buffer_too_small(_: &Fixture) -> Rule {
     let mut rule = Rule::new(
         Asm::new().mov64_imm(R0, 3).exit(),
         Verdict::Accepted { returns: 3 },
@@ -282,21 +281,33 @@ fn log_buffer_too_small(_: &Fixture) -> Rule {
     rule
 }
 
-#[rstest]
-#[case::back_edge_rejected("back_edge_rejected", back_edge_rejected)]
-#[case::bounded_loop_accepted("bounded_loop_accepted", bounded_loop_accepted)]
-#[case::unreachable_instruction("unreachable_instruction", unreachable_instruction)]
-#[case::jump_out_of_range("jump_out_of_range", jump_out_of_range)]
-#[case::last_insn_not_exit("last_insn_not_exit", last_insn_not_exit)]
-#[case::uninit_register_read("uninit_register_read", uninit_register_read)]
-#[case::stack_out_of_bounds("stack_out_of_bounds", stack_out_of_bounds)]
-#[case::map_value_out_of_bounds("map_value_out_of_bounds", map_value_out_of_bounds)]
-#[case::map_value_checked_accepted("map_value_checked_accepted", map_value_checked_accepted)]
-#[case::null_map_value_deref("null_map_value_deref", null_map_value_deref)]
-#[case::invalid_helper_for_prog_type("invalid_helper_for_prog_type", invalid_helper_for_prog_type)]
-#[case::too_many_processed_insns("too_many_processed_insns", too_many_processed_insns)]
-#[case::log_buffer_too_small("log_buffer_too_small", log_buffer_too_small)]
-fn catalogue(#[case] name: &str, #[case] rule: fn(&Fixture) -> Rule) {
+/// One test per rule, named after it (the case id is `verifier::<rule>`).
+macro_rules! catalogue {
+    ($($name:ident => $rule:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            catalogue(stringify!($name), $rule);
+        }
+    )*};
+}
+
+catalogue! {
+    back_edge_rejected => rule_back_edge_rejected,
+    bounded_loop_accepted => rule_bounded_loop_accepted,
+    unreachable_instruction => rule_unreachable_instruction,
+    jump_out_of_range => rule_jump_out_of_range,
+    last_insn_not_exit => rule_last_insn_not_exit,
+    uninit_register_read => rule_uninit_register_read,
+    stack_out_of_bounds => rule_stack_out_of_bounds,
+    map_value_out_of_bounds => rule_map_value_out_of_bounds,
+    map_value_checked_accepted => rule_map_value_checked_accepted,
+    null_map_value_deref => rule_null_map_value_deref,
+    invalid_helper_for_prog_type => rule_invalid_helper_for_prog_type,
+    too_many_processed_insns => rule_too_many_processed_insns,
+    log_buffer_too_small => rule_log_buffer_too_small,
+}
+
+fn catalogue(name: &str, rule: fn(&Fixture) -> Rule) {
     Case::run(
         &format!("verifier::{name}"),
         ProgramType::SocketFilter,

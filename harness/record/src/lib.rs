@@ -79,6 +79,23 @@ impl Record {
     }
 }
 
+/// The case id of libtest's test `test`: the test's path (`xdp::drops_one_flow`), with an
+/// rstest case's `::case_<n>_<description>` turned into `_<description>`
+/// (`xdp::test_run::case_4_drops_udp` → `xdp::test_run_drops_udp`). The runner names the cases of
+/// tests that wrote no record by it; [`Record`]s of cases that ran carry the same id.
+pub fn case_id(test: &str) -> String {
+    if let Some((head, last)) = test.rsplit_once("::")
+        && let Some(numbered) = last.strip_prefix("case_")
+    {
+        let description = numbered.trim_start_matches(|c: char| c.is_ascii_digit());
+        return match description.strip_prefix('_') {
+            Some(d) => format!("{head}_{d}"),
+            None => head.to_owned(),
+        };
+    }
+    test.to_owned()
+}
+
 /// Writes `record` to `<dir>/<kernel>/<case>.json` (a rerun of the case replaces it).
 pub fn write(dir: &Path, record: &Record) -> io::Result<()> {
     let column = dir.join(&record.kernel);
@@ -157,6 +174,17 @@ pub fn read_dir(dir: &Path) -> io::Result<(Vec<Record>, Vec<Unreadable>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn case_ids_follow_test_names() {
+        assert_eq!(case_id("xdp::drops_one_flow"), "xdp::drops_one_flow");
+        assert_eq!(
+            case_id("xdp::test_run::case_04_drops_udp"),
+            "xdp::test_run_drops_udp"
+        );
+        assert_eq!(case_id("isa::mcpu::case_1_v1"), "isa::mcpu_v1");
+        assert_eq!(case_id("xdp::bounces::case_2"), "xdp::bounces");
+    }
 
     #[test]
     fn writes_replace_and_bad_lines_are_named() {

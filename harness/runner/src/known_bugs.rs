@@ -39,7 +39,12 @@ pub fn check(kernels: &[KernelSpec], dir: &Path, timeout: Duration) -> Result<Ve
                 .split_once("::")
                 .with_context(|| format!("known bug `{case}` is not <binary>::<test>"))?;
             let results = dir.join(format!("{}-bug{n}", k.id));
+            let manifest = crate::suite::Manifest::path();
             let args = [
+                "--kernel",
+                &k.id,
+                "--manifest",
+                &manifest.display().to_string(),
                 "--results",
                 &results.display().to_string(),
                 "--binary",

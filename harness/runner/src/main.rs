@@ -1,4 +1,4 @@
-//! `bpfconf`: the suite's runner and command line — kernels, the matrix run, reports and feature probes.
+//! `bpfconf`: the suite's runner and command line (most of this file is the CLI's definition) — kernels, the matrix run, reports and feature probes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,15 +6,19 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use clap::{Parser, Subcommand};
+mod baseline;
 mod bench;
 mod column;
+mod compare;
 mod kernels;
 mod kmsg;
 mod known_bugs;
+mod manifest;
 mod matrix;
 mod report;
 mod suite;
 mod vm;
+mod vm_exec;
 mod watched;
 
 use bpfconf_record as record;
@@ -54,6 +58,11 @@ enum Command {
         /// The later run directory.
         new: PathBuf,
     },
+    /// The accepted matrix, tests/baseline.json: accept a run, or check a run against it.
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
+    },
     /// Probe the running kernel: program types, map types and helpers per program type (needs root).
     Probe {
         /// Print JSON (with every helper's name) instead of the table.
@@ -69,6 +78,22 @@ enum Command {
     BenchBoot {
         /// Kernel ids (default: every VM kernel).
         ids: Vec<String>,
+    },
+    /// Plain vmtest with these arguments from the repository root (its vmtest.toml), with /dev/kvm
+    /// hidden from it when KVM does not work here (vmtest would hang).
+    Vmtest {
+        /// vmtest's arguments, e.g. `-f 6.1`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run one test binary with libtest's arguments inside a VM of kernel ID (what cargo's runner
+    /// ci/cargo-vm-runner calls when BPFCONF_VM is set).
+    VmExec {
+        /// The matrix kernel id.
+        id: String,
+        /// The test binary and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
     },
     /// Build the test binaries and list them and their tests in target/bpfconf-tests.json (what
     /// every column runs).
@@ -97,9 +122,12 @@ enum Command {
         env: Vec<(String, String)>,
         /// Run only the tests whose names contain this (libtest's filter).
         filter: Option<String>,
-        /// Run only this test binary (`xdp`).
+        /// Run only this test binary (`suite`).
         #[arg(long)]
         binary: Option<String>,
+        /// The manifest of test binaries (default: bpfconf-tests.json in cargo's target directory).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
         /// Also run the cases kernels.toml lists as known bugs of this kernel.
         #[arg(long)]
         run_known_bugs: bool,
@@ -133,6 +161,15 @@ enum Command {
         #[arg(long)]
         known_bugs: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Rewrite tests/baseline.json with the outcomes of run directory RUN.
+    Accept { run: PathBuf },
+    /// Compare run directory RUN with tests/baseline.json; exit 1 on a regression (a cell that got
+    /// worse, a case or a column that disappeared).
+    Check { run: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -193,14 +230,38 @@ fn run(command: Command) -> Result<ExitCode> {
             return Ok(exit(!matrix.has_failures()));
         }
         Command::Compare { old, new } => {
-            let changes = report::compare(&read_matrix(&old)?, &read_matrix(&new)?);
-            print!("{}", report::changes_markdown(&changes));
+            let changes = compare::compare(&read_matrix(&old)?, &read_matrix(&new)?);
+            print!("{}", compare::changes_markdown(&changes));
             return Ok(exit(!changes.iter().any(|c| c.is_regression())));
         }
         Command::Kernels { command } => kernels_command(command)?,
+        Command::Baseline { command } => match command {
+            BaselineCommand::Accept { run } => {
+                baseline::Baseline::of(&read_matrix(&run)?).save()?;
+                println!(
+                    "{} rewritten: commit it",
+                    baseline::Baseline::path().display()
+                );
+            }
+            BaselineCommand::Check { run } => {
+                let run = baseline::with_host_column(read_matrix(&run)?);
+                let changes = compare::compare(&baseline::Baseline::load()?.matrix(), &run);
+                println!("Against tests/baseline.json:");
+                print!("{}", compare::changes_markdown(&changes));
+                return Ok(exit(!changes.iter().any(|c| c.is_regression())));
+            }
+        },
         Command::BenchBoot { ids } => {
             let times = bench::boot_times(&Kernels::load()?.select(&ids)?)?;
             print!("{}", bench::markdown(&times));
+        }
+        Command::VmExec { id, command } => {
+            let code = vm_exec::run(&id, &command[0], &command[1..])?;
+            return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+        }
+        Command::Vmtest { args } => {
+            let status = vm::plain(&args)?;
+            return Ok(exit(status.success()));
         }
         Command::Tests => {
             let manifest = matrix::build_tests()?;
@@ -220,6 +281,7 @@ fn run(command: Command) -> Result<ExitCode> {
             env,
             filter,
             binary,
+            manifest,
             run_known_bugs,
         } => {
             let kernel = kernel.unwrap_or_else(|| record::kernel_id(&record::kernel_release()));
@@ -235,7 +297,8 @@ fn run(command: Command) -> Result<ExitCode> {
                 binary,
                 run_known_bugs,
             };
-            let exit = suite::run(&Manifest::load()?, &opts)?;
+            let manifest = Manifest::load(&manifest.unwrap_or_else(Manifest::path))?;
+            let exit = suite::run(&manifest, &opts)?;
             return Ok(ExitCode::from(exit as u8));
         }
         Command::Matrix {
@@ -370,11 +433,31 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-/// `$BPFCONF_RESULTS`, or `target/bpfconf-results` in the workspace (where plain `cargo test`
+/// cargo's target directory: `$CARGO_TARGET_DIR`, else what `cargo metadata` says (a
+/// `build.target-dir` of a cargo config included), else `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+            return workspace_root().join(dir);
+        }
+        duct::cmd!("cargo", "metadata", "--no-deps", "--format-version", "1")
+            .dir(workspace_root())
+            .stderr_null()
+            .read()
+            .ok()
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+            .and_then(|m| m["target_directory"].as_str().map(PathBuf::from))
+            .unwrap_or_else(|| workspace_root().join("target"))
+    })
+    .clone()
+}
+
+/// `$BPFCONF_RESULTS`, or `bpfconf-results` in cargo's target directory (where plain `cargo test`
 /// writes).
 fn results_dir() -> PathBuf {
     std::env::var_os("BPFCONF_RESULTS")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/bpfconf-results"))
+        .unwrap_or_else(|| target_dir().join("bpfconf-results"))
 }

@@ -181,20 +181,18 @@ pub fn run(opts: &Options, manifest: &Manifest) -> Result<Vec<Timing>> {
 /// The arguments of `bpfconf suite` for column `id`; inside a VM the environment that selects
 /// the cache, the matrix file and the test-only faults goes along explicitly.
 fn suite_args(id: &str, opts: &Options, vm: bool) -> Vec<String> {
-    // ci/vm-suite passes the kernel id itself.
-    let mut args: Vec<String> = if vm {
-        Vec::new()
-    } else {
-        vec!["--kernel".into(), id.into()]
-    };
-    args.extend([
+    let mut args: Vec<String> = vec![
+        "--kernel".into(),
+        id.into(),
+        "--manifest".into(),
+        Manifest::path().display().to_string(),
         "--results".into(),
         opts.run_dir.display().to_string(),
         "--binary-timeout".into(),
         opts.binary_timeout.as_secs().to_string(),
         "--case-timeout".into(),
         opts.case_timeout.as_secs().to_string(),
-    ]);
+    ];
     if vm {
         for (k, v) in std::env::vars() {
             if k.starts_with("BPFCONF_FAULT_") || k == "BPFCONF_CACHE" || k == "BPFCONF_KERNELS" {
@@ -319,9 +317,7 @@ pub fn new_run_dir() -> Result<PathBuf> {
     let stamp = duct::cmd!("date", "+%Y%m%d-%H%M%S")
         .read()
         .context("running date")?;
-    let dir = crate::workspace_root()
-        .join("target/bpfconf-runs")
-        .join(stamp.trim());
+    let dir = crate::target_dir().join("bpfconf-runs").join(stamp.trim());
     if dir.exists() {
         bail!("{} exists already", dir.display());
     }

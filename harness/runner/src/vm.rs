@@ -99,16 +99,20 @@ pub fn vmtest_toml(
     format!("{HEADER}\n{body}")
 }
 
-/// The command of a suite target: `ci/vm-suite <id>` (the checked-in file), or with `args` for
-/// `bpfconf suite` (results directory, environment) and an absolute path (the matrix's own file).
+/// The command of a suite target: `ci/vm-suite <id>` (the checked-in file, run from the
+/// repository root), or this `bpfconf suite` with `args` (the matrix's own file: absolute paths).
 pub fn suite_command(id: &str, args: Option<&[String]>) -> String {
     match args {
         Some(args) => format!(
-            "sh {} {id} {}",
-            crate::workspace_root().join("ci/vm-suite").display(),
+            "{} suite {}",
+            std::env::current_exe()
+                .unwrap_or_else(|_| "bpfconf".into())
+                .display(),
             args.join(" ")
         ),
-        None => format!("sh ci/vm-suite {id}"),
+        // vmtest mounts the directory of its config (the repository) at /mnt/vmtest, whatever
+        // directory the guest's command starts in.
+        None => format!("sh /mnt/vmtest/ci/vm-suite {id}"),
     }
 }
 
@@ -176,6 +180,22 @@ pub fn check_tools() -> Result<()> {
         bail!("qemu-system-x86_64 is not installed: run ci/setup (package qemu-system-x86)");
     }
     Ok(())
+}
+
+/// Plain `vmtest ARGS` from the repository root, as the README documents it, with `/dev/kvm`
+/// hidden from it when KVM does not really work (`bpfconf vmtest -f 6.1`).
+pub fn plain(args: &[String]) -> Result<std::process::ExitStatus> {
+    check_tools()?;
+    let mut cmd = if kvm_usable() {
+        Command::new("vmtest")
+    } else {
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c", HIDE_KVM, "sh"])
+            .arg("vmtest");
+        c
+    };
+    cmd.args(args).current_dir(crate::workspace_root());
+    cmd.status().context("running vmtest")
 }
 
 /// The command that boots target `id` of `config` under vmtest, with `/dev/kvm` hidden from it

@@ -1,0 +1,80 @@
+//! The suite's test binaries and the tests each must run (`bpfconf-tests.json` in cargo's target
+//! directory), written on the host before any column runs: what a column must hold.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The suite's test binaries and the tests each must run (`target/bpfconf-tests.json`), written
+/// on the host before any column runs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    /// In run order.
+    pub binaries: Vec<Binary>,
+}
+
+/// One test binary.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Binary {
+    /// Its name without cargo's hash (`xdp`): the record's `binary`.
+    pub name: String,
+    /// Where cargo built it.
+    pub path: PathBuf,
+    /// libtest's names of its tests (`--list`).
+    pub tests: Vec<String>,
+}
+
+impl Manifest {
+    /// `<target dir>/bpfconf-tests.json`.
+    pub fn path() -> PathBuf {
+        crate::target_dir().join("bpfconf-tests.json")
+    }
+
+    /// Lists the tests of each binary (`<binary> --list --format terse`).
+    pub fn list(paths: &[PathBuf]) -> Result<Self> {
+        let mut binaries = Vec::new();
+        for path in paths {
+            let out = duct::cmd!(path, "--list", "--format", "terse")
+                .read()
+                .with_context(|| format!("listing the tests of {}", path.display()))?;
+            let file = path.file_name().unwrap_or_default().to_string_lossy();
+            binaries.push(Binary {
+                name: file.rsplit_once('-').map_or(&*file, |(n, _)| n).to_owned(),
+                path: path.clone(),
+                tests: out
+                    .lines()
+                    .filter_map(|l| l.strip_suffix(": test"))
+                    .map(str::to_owned)
+                    .collect(),
+            });
+        }
+        Ok(Manifest { binaries })
+    }
+
+    /// Reads the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading {}: run `bpfconf tests` on the host first",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Writes [`Manifest::path`].
+    pub fn save(&self) -> Result<()> {
+        let path = Self::path();
+        fs::write(&path, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Every test, as (binary, test).
+    pub fn tests(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.binaries
+            .iter()
+            .flat_map(|b| b.tests.iter().map(|t| (b.name.as_str(), t.as_str())))
+    }
+}

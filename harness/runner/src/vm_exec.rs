@@ -1,0 +1,65 @@
+//! `bpfconf vm-exec ID -- BINARY ARGS…`: one test binary, with libtest's arguments, inside a VM of
+//! matrix kernel ID, its output streamed as if it ran here. cargo calls it through the runner
+//! `ci/cargo-vm-runner` when `BPFCONF_VM` is set: `BPFCONF_VM=6.1 cargo test --test suite -- xdp::`.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::kernels::{Matrix, fetch::fetch};
+use crate::{suite, vm, watched};
+
+/// Runs `binary args` in a VM of kernel `id`; returns its exit status (vmtest's).
+pub fn run(id: &str, binary: &str, args: &[String]) -> Result<i32> {
+    let spec = Matrix::load()?.select(&[id.to_owned()])?.remove(0);
+    let prepared = fetch(&spec, &|step| eprintln!("{id}: {step}"))?;
+    let opts = suite::Options {
+        kernel: id.to_owned(),
+        spec: Some(spec.clone()),
+        results: std::env::var_os("BPFCONF_RESULTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| crate::target_dir().join("bpfconf-results")),
+        threads: 2,
+        timeout: Duration::ZERO,
+        case_timeout: Duration::ZERO,
+        env: Vec::new(),
+        filter: None,
+        binary: None,
+        run_known_bugs: false,
+    };
+    let binary = fs::canonicalize(binary).with_context(|| format!("finding {binary}"))?;
+    let env: Vec<String> = suite::environment(&opts, &prepared.release)?
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let words: Vec<String> = ["env".to_owned()]
+        .into_iter()
+        .chain(env)
+        .chain([binary.display().to_string()])
+        .chain(args.iter().cloned())
+        .collect();
+    let command = shlex::try_join(words.iter().map(String::as_str))
+        .context("quoting the command for the VM")?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("vmtest.toml");
+    fs::write(
+        &config,
+        vm::vmtest_toml(
+            std::slice::from_ref(&spec),
+            |_| command.clone(),
+            false,
+            vm::cpus(),
+        ),
+    )?;
+    let ended = watched::run(
+        vm::command(&config, id)?,
+        Duration::from_secs(3600),
+        |line| {
+            println!("{line}");
+            watched::Next::Go
+        },
+    )?;
+    Ok(ended.status.code().unwrap_or(1))
+}

@@ -1,0 +1,165 @@
+//! netfilter (`programs/src/bpf/netfilter.bpf.c`): a BPF netfilter hook, attached with a netfilter
+//! link at NF_INET_LOCAL_IN (IPv4) of a fresh network namespace.
+//!
+//! `drops_one_flow_until_detached`: a sender in the namespace sends [`DATAGRAMS`] datagrams to
+//! each of two loopback ports, [`DROP_PORT`] and [`PASS_PORT`], then a sentinel to [`PASS_PORT`],
+//! all from one socket on one CPU. While the link is attached the [`PASS_PORT`] socket receives
+//! its datagrams and the sentinel, and the [`DROP_PORT`] socket, read without waiting once the
+//! sentinel (behind the dropped datagrams on the same path: socket, loopback backlog, LOCAL_IN)
+//! arrived, holds nothing. The program's counters are exact: [`DATAGRAMS`] dropped, the passed
+//! flow and its sentinel accepted. Dropping the link restores the flow: the same datagrams reach
+//! [`DROP_PORT`] before a sentinel sent behind them there, and the counters no longer move.
+//!
+//! No test-run cases: the behaviour under test is the hook's verdict on real traffic.
+
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::ptr::NonNull;
+
+use harness::observe::{self, volatile};
+use harness::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
+use libbpf_rs::libbpf_sys;
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::{AsRawLibbpf, Link, ProgramType};
+use nix::errno::Errno;
+use programs::netfilter::NetfilterSkelBuilder;
+
+/// UDP to this port is dropped at LOCAL_IN.
+const DROP_PORT: u16 = 7401;
+/// UDP to this port passes (the control flow).
+const PASS_PORT: u16 = 7402;
+/// Datagrams sent per flow.
+const DATAGRAMS: u64 = 3;
+/// The hook's priority (any but the first and last, which the kernel keeps for itself).
+const PRIORITY: i32 = -128;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Attaches `prog` at IPv4 LOCAL_IN of the calling thread's namespace; the errno on failure.
+fn attach_local_in(prog: &libbpf_rs::Program<'_>) -> Result<Link, Errno> {
+    let opts = libbpf_sys::bpf_netfilter_opts {
+        sz: size_of::<libbpf_sys::bpf_netfilter_opts>() as _,
+        pf: libc::NFPROTO_IPV4 as u32,
+        hooknum: libc::NF_INET_LOCAL_IN as u32,
+        priority: PRIORITY,
+        ..Default::default()
+    };
+    // SAFETY: a loaded program and options of their declared size; libbpf returns NULL and sets
+    // errno on failure.
+    let link = unsafe {
+        libbpf_sys::bpf_program__attach_netfilter(prog.as_libbpf_object().as_ptr(), &opts)
+    };
+    match NonNull::new(link) {
+        // SAFETY: a link libbpf just made, owned by nobody else.
+        Some(link) => Ok(unsafe { Link::from_ptr(link) }),
+        None => Err(Errno::last()),
+    }
+}
+
+#[test]
+fn drops_one_flow_until_detached() {
+    Case::run(
+        "netfilter::drops_one_flow_until_detached",
+        ProgramType::Netfilter,
+        |case| {
+            probe::prog_type(ProgramType::Netfilter)?;
+            let ns = NetNs::new()?;
+            let _inside = ns.enter()?;
+            let bind = |port: u16| UdpSocket::bind(addr(port)).or_error("binding a receiver");
+            let (dropped_rx, passed_rx) = (bind(DROP_PORT)?, bind(PASS_PORT)?);
+            let sender = bind(0)?;
+
+            let mut object = MaybeUninit::uninit();
+            let mut open = NetfilterSkelBuilder::default().open(&mut object)?;
+            open.maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("the object has a .rodata section")
+                .drop_port = DROP_PORT;
+            let skel = case.load(open)?;
+            if !floors::has("attach_type.netfilter_link", true) {
+                return Err(floors::missing(
+                    "attach_type.netfilter_link",
+                    "not attached",
+                ));
+            }
+            let link = match attach_local_in(&skel.progs.drop_one_flow) {
+                Ok(link) => link,
+                // The program type loads, but the kernel has no netfilter links.
+                Err(e @ (Errno::EOPNOTSUPP | Errno::EINVAL)) => {
+                    return Err(floors::missing(
+                        "attach_type.netfilter_link",
+                        format!("attaching a netfilter link: {e}"),
+                    ));
+                }
+                Err(e) => {
+                    return Err(CaseError::Fail(anyhow::anyhow!(
+                        "attaching a netfilter link: {e}"
+                    )));
+                }
+            };
+
+            let send_flows = |phase: &str, sentinel_to: u16| -> CaseResult {
+                let _one_cpu = observe::OneCpu::pin()?;
+                for i in 0..DATAGRAMS {
+                    for port in [DROP_PORT, PASS_PORT] {
+                        sender.send_to(format!("{phase}:{port}:{i}").as_bytes(), addr(port))?;
+                    }
+                }
+                sender.send_to(b"sentinel", addr(sentinel_to))?;
+                Ok(())
+            };
+            let expected = |phase: &str, port: u16| -> Vec<String> {
+                (0..DATAGRAMS)
+                    .map(|i| format!("{phase}:{port}:{i}"))
+                    .collect()
+            };
+            let counts = || {
+                let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+                (volatile(&bss.dropped), volatile(&bss.passed_udp))
+            };
+
+            send_flows("attached", PASS_PORT)?;
+            let passed = observe::texts_before(&passed_rx, "sentinel")?;
+            let dropped = observe::texts(&observe::queued(&dropped_rx)?);
+            let attached = counts();
+            case.detail("attached_received", serde_json::json!([dropped, passed]));
+            case.detail("attached_dropped_passed", attached);
+            assert_eq!(
+                passed,
+                expected("attached", PASS_PORT),
+                "datagrams to {PASS_PORT} while attached"
+            );
+            assert_eq!(
+                dropped,
+                Vec::<String>::new(),
+                "datagrams to {DROP_PORT} while attached"
+            );
+            assert_eq!(
+                attached,
+                (DATAGRAMS, DATAGRAMS + 1),
+                "the program's counters (dropped; passed, with the sentinel)"
+            );
+
+            drop(link);
+            send_flows("detached", DROP_PORT)?;
+            let dropped = observe::texts_before(&dropped_rx, "sentinel")?;
+            let passed = observe::texts(&observe::queued(&passed_rx)?);
+            case.detail("detached_received", serde_json::json!([dropped, passed]));
+            assert_eq!(
+                dropped,
+                expected("detached", DROP_PORT),
+                "datagrams to {DROP_PORT} after detaching"
+            );
+            assert_eq!(
+                passed,
+                expected("detached", PASS_PORT),
+                "datagrams to {PASS_PORT} after detaching"
+            );
+            assert_eq!(counts(), attached, "the program's counters after detaching");
+            Ok(())
+        },
+    );
+}
