@@ -1,10 +1,11 @@
 //! Running one case: privileges, timing, outcome, the result record, and the load snapshots.
 
+use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
-use libbpf_rs::ProgramType;
-use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{OpenObject, ProgramType};
 use serde::Serialize;
 
 use crate::kernel::Kernel;
@@ -121,6 +122,19 @@ impl Case {
                 outcome.message.clone().unwrap_or_default()
             ))
         })
+    }
+
+    /// Opens the skeleton of `builder` in `object`, lets `configure` set what must be set before
+    /// load (its `.rodata`, `.bss`), and loads it as [`Case::load`] does.
+    pub fn open_load<'obj, B: SkelBuilder<'obj>>(
+        &mut self,
+        builder: B,
+        object: &'obj mut MaybeUninit<OpenObject>,
+        configure: impl FnOnce(&mut B::Output),
+    ) -> CaseResult<<B::Output as OpenSkel<'obj>>::Output> {
+        let mut open = builder.open(object)?;
+        configure(&mut open);
+        self.load(open)
     }
 
     /// Loads a skeleton that may be refused, at `level`; the outcome is recorded and snapshotted

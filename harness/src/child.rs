@@ -63,10 +63,8 @@ pub fn in_netns(netns: &NetNs) -> Child<'_> {
     }
 }
 
-/// The errno of a failed call (`EIO` for an error that carries none).
-pub fn errno<T>(result: std::io::Result<T>) -> Result<T, Errno> {
-    result.map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
-}
+/// The errno of a failed call (`EIO` for an error that carries none), as plain data.
+pub use crate::errno::io as errno;
 
 /// A step of joining the cgroup or namespace that failed in the child.
 #[derive(Clone, Copy)]

@@ -104,6 +104,13 @@ const CALL: u8 = 0x80;
 const EXIT: u8 = 0x90;
 /// `src_reg` of an `ld_imm64` whose immediate is a map fd.
 pub const PSEUDO_MAP_FD: u8 = 1;
+/// `src_reg` of an `ld_imm64` whose immediate is a map fd and whose second slot is an offset into
+/// its value (5.2+).
+pub const PSEUDO_MAP_VALUE: u8 = 2;
+/// `src_reg` of an `ld_imm64` whose immediate is the distance to a subprogram (a callback, 5.13+).
+pub const PSEUDO_FUNC: u8 = 4;
+/// `src_reg` of a call to a subprogram of the same program (bpf-to-bpf call, 4.16+).
+pub const PSEUDO_CALL: u8 = 1;
 
 /// One instruction slot, field by field.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -130,6 +137,27 @@ impl Insn {
             off,
             imm,
         }
+    }
+
+    /// A slot of the kernel's `struct bpf_insn`.
+    pub fn from_bpf(insn: &bpf_insn) -> Self {
+        Insn::new(
+            insn.code,
+            insn.dst_reg(),
+            insn.src_reg(),
+            insn.off,
+            insn.imm,
+        )
+    }
+
+    /// Whether this slot is the first of an `ld_imm64` (the next slot holds the upper half).
+    pub fn is_ld_imm64(self) -> bool {
+        self.code == LD | Size::DW as u8 | IMM
+    }
+
+    /// Whether this slot calls a helper (not a subprogram or kernel function).
+    pub fn is_helper_call(self) -> bool {
+        self.code == JMP | CALL && self.src == 0
     }
 
     /// The kernel's `struct bpf_insn`.
@@ -235,6 +263,18 @@ impl Asm {
         self.ld_imm64_src(dst, PSEUDO_MAP_FD, fd.as_raw_fd() as u32 as u64)
     }
 
+    /// `dst = pseudo(imm)`: an `ld_imm64` whose `src_reg` tells the kernel what the immediate is
+    /// ([`PSEUDO_MAP_FD`], …); for raw encodings, such as an fd that is no map.
+    pub fn ld_imm64_pseudo(self, dst: Reg, src: u8, imm: i32) -> Self {
+        self.ld_imm64_src(dst, src, imm as u32 as u64)
+    }
+
+    /// `dst = &subprogram` for a callback (`bpf_loop`, …): `off` slots from the slot after the
+    /// first of these two (5.13+).
+    pub fn ld_func(self, dst: Reg, off: i32) -> Self {
+        self.ld_imm64_src(dst, PSEUDO_FUNC, off as u32 as u64)
+    }
+
     fn ld_imm64_src(self, dst: Reg, src: u8, imm: u64) -> Self {
         self.push(Insn::new(
             LD | Size::DW as u8 | IMM,
@@ -293,6 +333,12 @@ impl Asm {
         self.push(Insn::new(JMP | CALL, 0, 0, 0, id as i32))
     }
 
+    /// Calls the subprogram `off` slots after this call (bpf-to-bpf call): arguments in
+    /// `R1`–`R5`, result in `R0`, `R6`–`R9` preserved, a stack frame of its own.
+    pub fn call_local(self, off: i32) -> Self {
+        self.push(Insn::new(JMP | CALL, 0, PSEUDO_CALL, 0, off))
+    }
+
     /// `exit`: returns `R0`.
     pub fn exit(self) -> Self {
         self.push(Insn::new(JMP | EXIT, 0, 0, 0, 0))
@@ -324,5 +370,19 @@ mod tests {
             (raw[4].dst_reg(), raw[4].src_reg(), raw[4].off),
             (10, 0, -8)
         );
+    }
+
+    #[test]
+    fn local_calls_and_callbacks_carry_their_pseudo_source() {
+        // BPF_CALL_REL(1) and BPF_LD_IMM64_RAW(R2, BPF_PSEUDO_FUNC, 7).
+        let prog = Asm::new().call_local(1).ld_func(R2, 7);
+        let i = prog.insns();
+        assert_eq!((i[0].code, i[0].src, i[0].imm), (0x85, PSEUDO_CALL, 1));
+        assert!(!i[0].is_helper_call() && i[1].is_ld_imm64());
+        assert_eq!(
+            (i[1].dst, i[1].src, i[1].imm, i[2].imm),
+            (2, PSEUDO_FUNC, 7, 0)
+        );
+        assert_eq!(Insn::from_bpf(&i[1].to_bpf()), i[1]);
     }
 }

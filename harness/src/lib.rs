@@ -15,14 +15,15 @@
 //! });
 //! ```
 
+pub mod capture;
 pub mod case;
 pub mod cgroup;
 pub mod child;
+pub mod ethtool;
 pub mod floors;
 pub mod insn;
 pub mod kernel;
 pub mod ksyscall;
-pub mod load;
 pub mod mounts;
 pub mod netlink;
 pub mod netns;
@@ -35,6 +36,7 @@ pub mod probe;
 pub mod raw_load;
 pub mod record;
 pub mod snapshot;
+pub mod sockopt;
 pub mod stream;
 pub mod test_run;
 pub mod trace_pipe;
@@ -43,6 +45,7 @@ pub mod veth;
 use std::path::{Path, PathBuf};
 
 pub use bpf_features as features;
+pub use bpf_loader::{errno, load};
 pub use case::Case;
 pub use cgroup::Cgroup;
 pub use kernel::Kernel;

@@ -98,6 +98,19 @@ impl NetNs {
         })
     }
 
+    /// Writes `value` to the namespace's sysctl `path` (under /proc/sys, e.g.
+    /// `net/ipv4/ip_forward`). A missing file is the kernel lacking `feature` where one is named,
+    /// else an error.
+    pub fn sysctl(&self, feature: Option<&str>, path: &str, value: &str) -> CaseResult {
+        // /proc/sys/net is the calling thread's namespace's.
+        let _inside = self.enter()?;
+        let file = Path::new("/proc/sys").join(path);
+        if let Some(id) = feature {
+            crate::probe::path(id, &file)?;
+        }
+        fs::write(&file, value).or_error(&format!("writing {value} to {}", file.display()))
+    }
+
     /// The index of interface `dev` inside the namespace.
     pub fn ifindex(&self, dev: &str) -> CaseResult<u32> {
         self.rtnl

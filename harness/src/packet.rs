@@ -227,6 +227,11 @@ impl Flow {
     }
 }
 
+/// `bytes` in hex, for assertions whose difference a reader should see byte by byte.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,28 +1,24 @@
-//! `BPF_PROG_TEST_RUN` answers shared by the test-run tables: which errors mean the kernel has no
-//! test run for a type (judged against its floor, `test_run.<type>`), and the check that a
-//! traffic-only type still has none.
+//! `BPF_PROG_TEST_RUN`: the runner of the modules' test-run tables ([`Row`]), which errors mean the
+//! kernel has no test run for a type (judged against its floor, `test_run.<type>`), and the check
+//! that a traffic-only type still has none.
 
-use libbpf_rs::{ProgramInput, ProgramMut, ProgramOutput};
+use libbpf_rs::{ProgramInput, ProgramMut, ProgramOutput, ProgramType};
 
+use crate::errno::{self, ENOTSUPP};
+use crate::packet::hex;
 use crate::{Case, CaseError, CaseResult, floors};
-
-/// `ENOTSUPP` (kernel-internal, 524): the program type has no test-run operation.
-const ENOTSUPP: i32 = 524;
 
 /// Maps a failed test run of a program of type `ty` (the kernel's name: `socket_filter`,
 /// `sched_cls`, …): `ENOTSUPP`/`EOPNOTSUPP` (the kernel cannot run this type) is the floor's
 /// verdict on `test_run.<ty>`, anything else a failure.
 pub fn error(ty: &str, e: libbpf_rs::Error) -> CaseError {
-    let text = format!("{e:#}");
-    if text.contains(&format!("os error {ENOTSUPP}"))
-        || text.contains(&format!("os error {}", libc::EOPNOTSUPP))
-    {
+    if let Some(ENOTSUPP | libc::EOPNOTSUPP) = errno::of_libbpf(&e) {
         floors::missing(
             &format!("test_run.{ty}"),
-            format!("BPF_PROG_TEST_RUN of a {ty} program answered {text}"),
+            format!("BPF_PROG_TEST_RUN of a {ty} program answered {e:#}"),
         )
     } else {
-        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {text}"))
+        CaseError::Fail(anyhow::anyhow!("BPF_PROG_TEST_RUN failed: {e:#}"))
     }
 }
 
@@ -52,17 +48,172 @@ pub fn assert_not_implemented(
         data_in: Some(data),
         ..Default::default()
     };
-    let answer = match prog.test_run(input) {
-        Ok(out) => format!("ran, returned {}", out.return_value),
-        Err(e) => format!("{e}"),
+    let (answer, errno) = match prog.test_run(input) {
+        Ok(out) => (format!("ran, returned {}", out.return_value), None),
+        Err(e) => (format!("{e}"), errno::of_libbpf(&e)),
     };
     case.detail("test_run", &answer);
-    if answer.contains(&format!("os error {ENOTSUPP}")) {
+    if errno == Some(ENOTSUPP) {
         Ok(())
     } else {
         Err(CaseError::Fail(anyhow::anyhow!(
             "BPF_PROG_TEST_RUN on {}: {answer} (expected ENOTSUPP, {ENOTSUPP})",
             prog.name().to_string_lossy()
         )))
+    }
+}
+
+/// Named counters of a program (`.bss` fields, map slots), as a table's body reads them.
+pub type Counters = Vec<(&'static str, u64)>;
+
+/// One row of a module's test-run table: the frame handed to the program, the return value it
+/// must give and, where set, the bytes it must hand back, the context it is given and the
+/// counters it must leave. A module lists its rows with rstest (`#[case::<name>(…)]`) and runs
+/// each with [`Row::case`], as the case `<module>::test_run_<name>`.
+pub struct Row {
+    frame: Vec<u8>,
+    retval: i32,
+    bytes: Option<Vec<u8>>,
+    context: Option<Vec<u8>>,
+    counters: Counters,
+    /// The kernel's name of the program type, set by [`Row::case`].
+    ty: String,
+}
+
+/// What one test run handed back.
+pub struct Ran {
+    /// The program's return value.
+    pub retval: i32,
+    /// The packet after the run.
+    pub data: Vec<u8>,
+    /// The context after the run (empty unless the row gave one).
+    pub context: Vec<u8>,
+}
+
+impl Row {
+    /// A row running the program on `frame`, which must return `retval`.
+    pub fn new(frame: Vec<u8>, retval: i32) -> Self {
+        Row {
+            frame,
+            retval,
+            bytes: None,
+            context: None,
+            counters: Vec::new(),
+            ty: String::new(),
+        }
+    }
+
+    /// The program must hand back exactly `bytes`.
+    pub fn bytes(mut self, bytes: Vec<u8>) -> Self {
+        self.bytes = Some(bytes);
+        self
+    }
+
+    /// The program must hand the frame back unchanged.
+    pub fn unchanged(self) -> Self {
+        let frame = self.frame.clone();
+        self.bytes(frame)
+    }
+
+    /// The program runs on this context (`ctx_in`); the context it leaves comes back in
+    /// [`Ran::context`].
+    pub fn context(mut self, context: Vec<u8>) -> Self {
+        self.context = Some(context);
+        self
+    }
+
+    /// After the run, these of the program's counters must hold these values, listed in the order
+    /// the table reads them (the others are only recorded).
+    pub fn counters(mut self, expected: impl IntoIterator<Item = (&'static str, u64)>) -> Self {
+        self.counters = expected.into_iter().collect();
+        self
+    }
+
+    /// The frame the program runs on.
+    pub fn frame(&self) -> &[u8] {
+        &self.frame
+    }
+
+    /// Runs the row as the case `<module>::test_run_<name>` for a program of type `prog_type`,
+    /// `<name>` being the rstest case's (`#[case::<name>(…)]`). `body` loads the module's object,
+    /// runs the program with [`Row::run`] or [`Row::run_counted`] and checks what only the module
+    /// knows.
+    pub fn case(
+        mut self,
+        module: &str,
+        ctx: &rstest::Context,
+        prog_type: ProgramType,
+        body: impl FnOnce(&mut Case, &Row) -> CaseResult,
+    ) {
+        let name = ctx
+            .description
+            .expect("a test-run row is a #[case::<name>(…)]");
+        self.ty = crate::case::prog_type_name(prog_type);
+        Case::run(&format!("{module}::test_run_{name}"), prog_type, |case| {
+            body(case, &self)
+        });
+    }
+
+    /// Runs `prog` once on the row (through [`run`]), records the return value and checks it
+    /// and the bytes handed back. A row that expects counters takes [`Row::run_counted`].
+    pub fn run(&self, case: &mut Case, prog: &ProgramMut<'_>) -> CaseResult<Ran> {
+        if !self.counters.is_empty() {
+            return Err(CaseError::Error(anyhow::anyhow!(
+                "the row expects counters {:?}: run it with run_counted",
+                self.counters
+            )));
+        }
+        self.run_once(case, prog)
+    }
+
+    /// [`Row::run`], then `counters` reads the program's counters: each is recorded, and those
+    /// the row names must hold the values it gives.
+    pub fn run_counted(
+        &self,
+        case: &mut Case,
+        prog: &ProgramMut<'_>,
+        counters: impl FnOnce() -> CaseResult<Counters>,
+    ) -> CaseResult<Ran> {
+        let ran = self.run_once(case, prog)?;
+        let observed = counters()?;
+        for (name, value) in &observed {
+            case.detail(name, value);
+        }
+        let checked: Counters = observed
+            .into_iter()
+            .filter(|(name, _)| self.counters.iter().any(|(n, _)| n == name))
+            .collect();
+        assert_eq!(
+            checked, self.counters,
+            "the program's counters after the run"
+        );
+        Ok(ran)
+    }
+
+    fn run_once(&self, case: &mut Case, prog: &ProgramMut<'_>) -> CaseResult<Ran> {
+        // Room for a program that grows the packet (or hands back a struct of its own).
+        let mut data_out = vec![0u8; self.frame.len() + 256];
+        let mut context_in = self.context.clone();
+        let mut context_out = self.context.as_ref().map(|c| vec![0u8; c.len()]);
+        let input = ProgramInput {
+            data_in: Some(&self.frame),
+            data_out: Some(&mut data_out),
+            context_in: context_in.as_deref_mut(),
+            context_out: context_out.as_deref_mut(),
+            ..Default::default()
+        };
+        let output = run(&self.ty, prog, input)?;
+        let ran = Ran {
+            retval: output.return_value as i32,
+            data: output.data.as_deref().unwrap_or_default().to_vec(),
+            context: output.context.as_deref().unwrap_or_default().to_vec(),
+        };
+        case.detail("retval", ran.retval);
+        let prog = prog.name().to_string_lossy();
+        assert_eq!(ran.retval, self.retval, "return value of {prog}");
+        if let Some(bytes) = &self.bytes {
+            assert_eq!(hex(&ran.data), hex(bytes), "the packet {prog} handed back");
+        }
+        Ok(ran)
     }
 }

@@ -1,7 +1,8 @@
-//! Two fresh network namespaces joined by a veth pair: the smallest topology where packets
-//! really cross a wire (an Ethernet device's egress on one side, ingress on the other).
+//! Topologies of fresh network namespaces joined by veth pairs: [`VethPair`], the smallest where
+//! packets really cross a wire (an Ethernet device's egress on one side, ingress on the other),
+//! and [`Line`], the smallest where they are routed through a router.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::netns::NetNs;
 use crate::outcome::CaseResult;
@@ -56,5 +57,109 @@ impl VethPair {
             .ip(&format!("rule add {selector} lookup {table} pref 100"))?;
         self.b
             .ip(&format!("route add local {service} dev lo table {table}"))
+    }
+}
+
+/// Three namespaces in a row, `a` — `r` — `b`, joined by two veth pairs (`ar0`|`ra0` and
+/// `rb0`|`br0`), `r` forwarding between them. Dropping it deletes the namespaces and with them
+/// the pairs and the routes made in them.
+pub struct Line {
+    /// The sender's end, holding [`Line::A_DEV`].
+    pub a: NetNs,
+    /// The router, holding [`Line::R_A_DEV`] and [`Line::R_B_DEV`].
+    pub r: NetNs,
+    /// The receiver's end, holding [`Line::B_DEV`].
+    pub b: NetNs,
+}
+
+/// The addresses of a [`Line`]: `a`'s, `r`'s towards `a` and towards `b`, `b`'s.
+#[derive(Clone, Copy, Debug)]
+pub struct LineAddrs<A> {
+    pub a: A,
+    pub r_a: A,
+    pub r_b: A,
+    pub b: A,
+}
+
+impl Line {
+    /// The interface in `a`, towards `r`.
+    pub const A_DEV: &'static str = "ar0";
+    /// The interface in `r` towards `a`.
+    pub const R_A_DEV: &'static str = "ra0";
+    /// The interface in `r` towards `b`.
+    pub const R_B_DEV: &'static str = "rb0";
+    /// The interface in `b`, towards `r`.
+    pub const B_DEV: &'static str = "br0";
+    /// The IPv4 line's addresses, on /24 links.
+    pub const V4: LineAddrs<Ipv4Addr> = LineAddrs {
+        a: Ipv4Addr::new(10, 9, 1, 1),
+        r_a: Ipv4Addr::new(10, 9, 1, 2),
+        r_b: Ipv4Addr::new(10, 9, 2, 1),
+        b: Ipv4Addr::new(10, 9, 2, 2),
+    };
+    /// The IPv6 line's addresses, on /64 links.
+    pub const V6: LineAddrs<Ipv6Addr> = LineAddrs {
+        a: Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1),
+        r_a: Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
+        r_b: Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 1),
+        b: Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 2),
+    };
+
+    /// The IPv4 line ([`Line::V4`]): `b` holds `b_local` on its loopback, and `a` and `r` route
+    /// the prefix `routed` (`10.10.0.0/16`) towards `b`.
+    pub fn ipv4(routed: &str, b_local: &[Ipv4Addr]) -> CaseResult<Self> {
+        let line = Self::new(Self::V4, routed, b_local)?;
+        line.r.sysctl(None, "net/ipv4/ip_forward", "1")?;
+        Ok(line)
+    }
+
+    /// The IPv6 line ([`Line::V6`]) likewise; its addresses skip duplicate address detection, so
+    /// they are usable at once.
+    pub fn ipv6(routed: &str, b_local: &[Ipv6Addr]) -> CaseResult<Self> {
+        let line = Self::new(Self::V6, routed, b_local)?;
+        line.r.sysctl(
+            Some("kconfig.CONFIG_IPV6"),
+            "net/ipv6/conf/all/forwarding",
+            "1",
+        )?;
+        Ok(line)
+    }
+
+    fn new<A: Into<IpAddr> + Copy>(
+        addrs: LineAddrs<A>,
+        routed: &str,
+        b_local: &[A],
+    ) -> CaseResult<Self> {
+        let (a, r, b) = (NetNs::new()?, NetNs::new()?, NetNs::new()?);
+        for (ns, dev, peer, peer_ns) in [
+            (&a, Self::A_DEV, Self::R_A_DEV, &r),
+            (&r, Self::R_B_DEV, Self::B_DEV, &b),
+        ] {
+            let peer_ns = peer_ns.name();
+            ns.ip(&format!(
+                "link add {dev} type veth peer name {peer} netns {peer_ns}"
+            ))?;
+        }
+        let (family, link, host, nodad) = if addrs.a.into().is_ipv6() {
+            ("-6 ", 64, 128, " nodad")
+        } else {
+            ("", 24, 32, "")
+        };
+        for (ns, dev, addr) in [
+            (&a, Self::A_DEV, addrs.a),
+            (&r, Self::R_A_DEV, addrs.r_a),
+            (&r, Self::R_B_DEV, addrs.r_b),
+            (&b, Self::B_DEV, addrs.b),
+        ] {
+            ns.ip(&format!("addr add {}/{link} dev {dev}{nodad}", addr.into()))?;
+            ns.ip(&format!("link set {dev} up"))?;
+        }
+        for local in b_local {
+            b.ip(&format!("addr add {}/{host} dev lo", (*local).into()))?;
+        }
+        for (ns, via) in [(&a, addrs.r_a), (&r, addrs.b)] {
+            ns.ip(&format!("{family}route add {routed} via {}", via.into()))?;
+        }
+        Ok(Line { a, r, b })
     }
 }

@@ -18,7 +18,6 @@ use std::os::unix::fs::MetadataExt;
 
 use harness::{Case, CaseError, Cgroup, OrError, child, probe};
 use libbpf_rs::ProgramType;
-use libbpf_rs::skel::SkelBuilder;
 use nix::errno::Errno;
 use programs::cgroup_device::CgroupDeviceSkelBuilder;
 
@@ -54,15 +53,11 @@ fn denies_one_char_device() {
             case.detail("denied_device", format!("{DENIED} {major}:{minor}"));
 
             let mut object = MaybeUninit::uninit();
-            let mut open = CgroupDeviceSkelBuilder::default().open(&mut object)?;
-            let rodata = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("the object has a .rodata section");
-            rodata.denied_major = major;
-            rodata.denied_minor = minor;
-            let skel = case.load(open)?;
+            let skel = case.open_load(CgroupDeviceSkelBuilder::default(), &mut object, |open| {
+                let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+                rodata.denied_major = major;
+                rodata.denied_minor = minor;
+            })?;
 
             let cg = Cgroup::new()?;
             let _link = skel

@@ -24,12 +24,12 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
+use harness::test_run::Row;
 use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
-use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{ProgramInput, ProgramType};
+use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use programs::cgroup_skb::{CgroupSkbSkel, CgroupSkbSkelBuilder};
-use rstest::rstest;
+use rstest::{Context, rstest};
 
 /// Ports inside the case's own network namespace (nothing else binds there).
 const BLOCKED_PORT: u16 = 7001;
@@ -80,15 +80,11 @@ fn open_and_load<'obj>(
     case: &mut Case,
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> harness::CaseResult<CgroupSkbSkel<'obj>> {
-    let mut open = CgroupSkbSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section");
-    rodata.blocked_port = BLOCKED_PORT;
-    rodata.counted_port = COUNTED_PORT;
-    case.load(open)
+    case.open_load(CgroupSkbSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.blocked_port = BLOCKED_PORT;
+        rodata.counted_port = COUNTED_PORT;
+    })
 }
 
 #[test]
@@ -185,78 +181,46 @@ enum Hook {
 }
 
 #[rstest]
-#[case::egress_udp_to_blocked_port_is_dropped(
-    "egress_udp_to_blocked_port_is_dropped",
-    Hook::Egress,
-    frame_ipv4(17, BLOCKED_PORT, 32),
-    0
-)]
-#[case::egress_udp_to_other_port_passes(
-    "egress_udp_to_other_port_passes",
-    Hook::Egress,
-    frame_ipv4(17, COUNTED_PORT, 32),
-    1
-)]
-#[case::egress_tcp_to_blocked_port_passes(
-    "egress_tcp_to_blocked_port_passes",
-    Hook::Egress,
-    frame_ipv4(6, BLOCKED_PORT, 32),
-    1
-)]
-#[case::egress_ipv6_udp_to_blocked_port_passes(
-    "egress_ipv6_udp_to_blocked_port_passes",
-    Hook::Egress,
-    frame_ipv6_udp(BLOCKED_PORT, 32),
-    1
-)]
-#[case::ingress_counts_ip_total_length(
-    "ingress_counts_ip_total_length",
-    Hook::Ingress,
-    frame_ipv4(17, COUNTED_PORT, 100),
-    1
-)]
-#[case::ingress_ignores_other_ports(
-    "ingress_ignores_other_ports",
-    Hook::Ingress,
-    frame_ipv4(17, BLOCKED_PORT, 100),
-    1
-)]
-fn test_run(#[case] name: &str, #[case] hook: Hook, #[case] frame: Vec<u8>, #[case] verdict: i32) {
-    Case::run(
-        &format!("cgroup_skb::test_run_{name}"),
-        ProgramType::CgroupSkb,
-        |case| {
-            probe::prog_type(ProgramType::CgroupSkb)?;
-            let mut object = MaybeUninit::uninit();
-            let skel = open_and_load(case, &mut object)?;
-            let prog = match hook {
-                Hook::Egress => &skel.progs.egress_block_port,
-                Hook::Ingress => &skel.progs.ingress_count_bytes,
-            };
-            let input = ProgramInput {
-                data_in: Some(&frame),
-                ..Default::default()
-            };
-            let output = harness::test_run::run("cgroup_skb", prog, input)?;
-            case.detail("retval", output.return_value);
-            assert_eq!(output.return_value as i32, verdict, "verdict of {hook:?}");
-
+#[case::egress_udp_to_blocked_port_is_dropped(Hook::Egress, frame_ipv4(17, BLOCKED_PORT, 32), 0)]
+#[case::egress_udp_to_other_port_passes(Hook::Egress, frame_ipv4(17, COUNTED_PORT, 32), 1)]
+#[case::egress_tcp_to_blocked_port_passes(Hook::Egress, frame_ipv4(6, BLOCKED_PORT, 32), 1)]
+#[case::egress_ipv6_udp_to_blocked_port_passes(Hook::Egress, frame_ipv6_udp(BLOCKED_PORT, 32), 1)]
+#[case::ingress_counts_ip_total_length(Hook::Ingress, frame_ipv4(17, COUNTED_PORT, 100), 1)]
+#[case::ingress_ignores_other_ports(Hook::Ingress, frame_ipv4(17, BLOCKED_PORT, 100), 1)]
+fn test_run(
+    #[context] ctx: Context,
+    #[case] hook: Hook,
+    #[case] frame: Vec<u8>,
+    #[case] verdict: i32,
+) {
+    // The ingress program counts the IP packet (the frame minus its 14-byte Ethernet header) if
+    // it goes to the counted port.
+    let counted = frame_dest_port(&frame) == COUNTED_PORT;
+    let ip_len = (frame.len() - 14) as u64;
+    let mut row = Row::new(frame, verdict);
+    if let Hook::Ingress = hook {
+        row = row.counters([
+            ("ingress_packets", u64::from(counted)),
+            ("ingress_bytes", if counted { ip_len } else { 0 }),
+        ]);
+    }
+    row.case("cgroup_skb", &ctx, ProgramType::CgroupSkb, |case, row| {
+        probe::prog_type(ProgramType::CgroupSkb)?;
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object)?;
+        let prog = match hook {
+            Hook::Egress => &skel.progs.egress_block_port,
+            Hook::Ingress => &skel.progs.ingress_count_bytes,
+        };
+        row.run_counted(case, prog, || {
             let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            case.detail("ingress_bytes", bss.ingress_bytes);
-            if let Hook::Ingress = hook {
-                let counted = frame_dest_port(&frame) == COUNTED_PORT;
-                // The IP packet: the frame minus its 14-byte Ethernet header.
-                let ip_len = (frame.len() - 14) as u64;
-                assert_eq!(bss.ingress_packets, u64::from(counted), "packets counted");
-                assert_eq!(
-                    bss.ingress_bytes,
-                    if counted { ip_len } else { 0 },
-                    "bytes counted (the IP packet is {ip_len} bytes)"
-                );
-            }
-            Ok(())
-        },
-    );
+            Ok(vec![
+                ("ingress_packets", bss.ingress_packets),
+                ("ingress_bytes", bss.ingress_bytes),
+            ])
+        })
+        .map(drop)
+    });
 }
 
 const ETH_SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];

@@ -12,24 +12,26 @@
 //! (ENOTSUPP, checked on 6.18).
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 
 use harness::{Case, CaseError, Cgroup, child, probe};
 use libbpf_rs::ProgramType;
-use libbpf_rs::skel::SkelBuilder;
 use nix::errno::Errno;
+use nix::sys::socket::AddressFamily::{self, Inet, Inet6};
+use nix::sys::socket::SockType::{self, Datagram, Raw, Stream};
+use nix::sys::socket::{SockFlag, SockProtocol, getsockopt, socket, sockopt};
 use programs::cgroup_sock::CgroupSockSkelBuilder;
 
 /// The mark the program sets ("bpfc").
 const MARK: u32 = 0x6270_6663;
 
 /// The sockets the child creates: (name, domain, type, protocol).
-const SOCKETS: [(&str, i32, i32, i32); 5] = [
-    ("raw4", libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP),
-    ("raw6", libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6),
-    ("udp4", libc::AF_INET, libc::SOCK_DGRAM, 0),
-    ("tcp4", libc::AF_INET, libc::SOCK_STREAM, 0),
-    ("udp6", libc::AF_INET6, libc::SOCK_DGRAM, 0),
+const SOCKETS: [(&str, AddressFamily, SockType, Option<SockProtocol>); 5] = [
+    ("raw4", Inet, Raw, Some(SockProtocol::Icmp)),
+    ("raw6", Inet6, Raw, Some(SockProtocol::IcmpV6)),
+    ("udp4", Inet, Datagram, None),
+    ("tcp4", Inet, Stream, None),
+    ("udp6", Inet6, Datagram, None),
 ];
 /// How many of [`SOCKETS`], from the front, the program refuses.
 const RAW: usize = 2;
@@ -37,7 +39,8 @@ const RAW: usize = 2;
 /// Creates each of [`SOCKETS`]: its SO_MARK, or the errno that refused it.
 fn create_sockets() -> [Result<u32, Errno>; SOCKETS.len()] {
     SOCKETS.map(|(_, domain, kind, protocol)| {
-        child::errno(socket(domain, kind, protocol).and_then(|s| so_mark(&s)))
+        socket(domain, kind, SockFlag::SOCK_CLOEXEC, protocol)
+            .and_then(|s| getsockopt(&s, sockopt::Mark))
     })
 }
 
@@ -49,13 +52,9 @@ fn denies_raw_and_marks_others() {
         |case| {
             probe::prog_type(ProgramType::CgroupSock)?;
             let mut object = MaybeUninit::uninit();
-            let mut open = CgroupSockSkelBuilder::default().open(&mut object)?;
-            open.maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("the object has a .rodata section")
-                .mark = MARK;
-            let skel = case.load(open)?;
+            let skel = case.open_load(CgroupSockSkelBuilder::default(), &mut object, |open| {
+                open.maps.rodata_data.as_deref_mut().expect(".rodata").mark = MARK;
+            })?;
 
             let cg = Cgroup::new()?;
             let _link = skel
@@ -74,12 +73,17 @@ fn denies_raw_and_marks_others() {
             }
 
             // Outside the cgroup nothing changes: raw sockets open, marks stay 0.
-            let raw = socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP).map_err(|e| {
+            let (_, domain, kind, protocol) = SOCKETS[0];
+            let raw = socket(domain, kind, SockFlag::SOCK_CLOEXEC, protocol).map_err(|e| {
                 CaseError::Fail(anyhow::anyhow!(
                     "a raw socket outside the test cgroup was refused: {e}"
                 ))
             })?;
-            assert_eq!(so_mark(&raw)?, 0, "SO_MARK of a socket outside the cgroup");
+            assert_eq!(
+                getsockopt(&raw, sockopt::Mark)?,
+                0,
+                "SO_MARK of a socket outside the cgroup"
+            );
 
             let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
             case.detail("program_denied", bss.denied);
@@ -89,33 +93,4 @@ fn denies_raw_and_marks_others() {
             Ok(())
         },
     );
-}
-
-fn socket(domain: i32, kind: i32, protocol: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall; a non-negative result is a new fd that we own.
-    let fd = unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn so_mark(fd: &OwnedFd) -> std::io::Result<u32> {
-    let mut mark: u32 = 0;
-    let mut len = size_of::<u32>() as libc::socklen_t;
-    // SAFETY: `mark` and `len` are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
-            (&raw mut mark).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(mark)
 }

@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 use libbpf_rs::ProgramType;
-use libbpf_rs::skel::SkelBuilder;
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
@@ -156,14 +155,9 @@ fn load<'obj>(
     configure: impl FnOnce(&mut types::rodata),
 ) -> CaseResult<CgroupSockAddrSkel<'obj>> {
     probe::prog_type(ProgramType::CgroupSockAddr)?;
-    let mut open = CgroupSockAddrSkelBuilder::default().open(object)?;
-    configure(
-        open.maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("the object has a .rodata section"),
-    );
-    case.load(open)
+    case.open_load(CgroupSockAddrSkelBuilder::default(), object, |open| {
+        configure(open.maps.rodata_data.as_deref_mut().expect(".rodata"))
+    })
 }
 
 /// The counters of the loaded object.

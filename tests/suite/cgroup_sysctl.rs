@@ -164,6 +164,14 @@ fn denies_read_and_rewrites_write() {
                 }),
             );
 
+            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+            let counts = (
+                volatile(&bss.reads_denied),
+                volatile(&bss.writes_rewritten),
+                volatile(&bss.others_passed),
+            );
+            case.detail("denied_rewritten_passed", counts);
+
             let other = succeeded(&format!("reading {OTHER}"), accessed.other_read)?;
             assert_eq!(
                 other.as_str().trim_end(),
@@ -189,13 +197,6 @@ fn denies_read_and_rewrites_write() {
                 "{FILTERED} after a write from outside the cgroup"
             );
 
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let counts = (
-                volatile(&bss.reads_denied),
-                volatile(&bss.writes_rewritten),
-                volatile(&bss.others_passed),
-            );
-            case.detail("denied_rewritten_passed", counts);
             assert_eq!(
                 counts,
                 (1, 1, 1),

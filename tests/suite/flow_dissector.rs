@@ -29,12 +29,13 @@ use std::os::fd::{AsFd, AsRawFd};
 use harness::packet::{
     self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4,
 };
+use harness::test_run::Row;
 use harness::veth::VethPair;
 use harness::{Case, CaseResult, OrError, floors, observe, probe};
 use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
+use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::flow_dissector::{FlowDissectorSkel, FlowDissectorSkelBuilder};
-use rstest::rstest;
+use rstest::{Context, rstest};
 
 /// UDP to the service address on this port is routed (by a policy rule on the port) to the
 /// table where that address is local.
@@ -245,135 +246,82 @@ fn arp() -> Vec<u8> {
 
 #[rstest]
 #[case::ipv4_udp(
-    "ipv4_udp",
     udp4(ROUTED_PORT),
     0,
     BPF_OK,
     Some(keys_v4(5, IPPROTO_UDP, Some(ROUTED_PORT)))
 )]
-#[case::ipv4_tcp(
-    "ipv4_tcp",
-    tcp4(443),
-    0,
-    BPF_OK,
-    Some(keys_v4(5, IPPROTO_TCP, Some(443)))
-)]
+#[case::ipv4_tcp(tcp4(443), 0, BPF_OK, Some(keys_v4(5, IPPROTO_TCP, Some(443))))]
 #[case::ipv4_options_udp(
-    "ipv4_options_udp",
     udp4_with_options(53),
     0,
     BPF_OK,
     Some(keys_v4(6, IPPROTO_UDP, Some(53)))
 )]
-#[case::ipv4_icmp_has_no_ports(
-    "ipv4_icmp_has_no_ports",
-    icmp4(),
-    0,
-    BPF_OK,
-    Some(keys_v4(5, 1, None))
-)]
+#[case::ipv4_icmp_has_no_ports(icmp4(), 0, BPF_OK, Some(keys_v4(5, 1, None)))]
 #[case::ipv4_first_fragment(
-    "ipv4_first_fragment",
     udp4_fragment(true, 53),
     0,
     BPF_OK,
     Some(fragment(keys_v4(5, IPPROTO_UDP, None), true))
 )]
 #[case::ipv4_first_fragment_parsed_on_request(
-    "ipv4_first_fragment_parsed_on_request",
     udp4_fragment(true, 53),
     F_PARSE_1ST_FRAG,
     BPF_OK,
     Some(fragment(keys_v4(5, IPPROTO_UDP, Some(53)), true))
 )]
 #[case::ipv4_later_fragment(
-    "ipv4_later_fragment",
     udp4_fragment(false, 53),
     F_PARSE_1ST_FRAG,
     BPF_OK,
     Some(fragment(keys_v4(5, IPPROTO_UDP, None), false))
 )]
 #[case::ipv6_udp(
-    "ipv6_udp",
     udp6(ROUTED_PORT),
     0,
     BPF_OK,
     Some(keys_v6(IPPROTO_UDP, Some(ROUTED_PORT), 0x12345))
 )]
-#[case::ipv6_tcp(
-    "ipv6_tcp",
-    tcp6(22),
-    0,
-    BPF_OK,
-    Some(keys_v6(IPPROTO_TCP, Some(22), 0))
-)]
+#[case::ipv6_tcp(tcp6(22), 0, BPF_OK, Some(keys_v6(IPPROTO_TCP, Some(22), 0)))]
 #[case::ipv6_stops_at_flow_label(
-    "ipv6_stops_at_flow_label",
     udp6(ROUTED_PORT),
     F_STOP_AT_FLOW_LABEL,
     BPF_OK,
     Some(keys_v6(IPPROTO_UDP, None, 0x12345))
 )]
-#[case::malformed_arp_is_not_ip("malformed_arp_is_not_ip", arp(), 0, BPF_DROP, None)]
-#[case::malformed_ipv4_truncated_header("malformed_ipv4_truncated_header", truncated(udp4(ROUTED_PORT), ETH_HLEN + 12), 0, BPF_DROP, None)]
-#[case::malformed_ipv4_ihl_too_small(
-    "malformed_ipv4_ihl_too_small",
-    ipv4_ihl_too_small(),
-    0,
-    BPF_DROP,
-    None
-)]
-#[case::malformed_ipv4_version_6(
-    "malformed_ipv4_version_6",
-    ipv6_in_ipv4_ethertype(),
-    0,
-    BPF_DROP,
-    None
-)]
-#[case::malformed_ipv4_truncated_udp("malformed_ipv4_truncated_udp", truncated(udp4(ROUTED_PORT), ETH_HLEN + 20 + 4), 0, BPF_DROP, None)]
-#[case::malformed_ipv4_tcp_doff_too_small(
-    "malformed_ipv4_tcp_doff_too_small",
-    tcp4_doff_too_small(),
-    0,
-    BPF_DROP,
-    None
-)]
-#[case::malformed_ipv6_truncated_header("malformed_ipv6_truncated_header", truncated(udp6(ROUTED_PORT), ETH_HLEN + 30), 0, BPF_DROP, None)]
-#[case::malformed_ipv6_truncated_tcp("malformed_ipv6_truncated_tcp", truncated(tcp6(22), ETH_HLEN + 40 + 10), 0, BPF_DROP, None)]
+#[case::malformed_arp_is_not_ip(arp(), 0, BPF_DROP, None)]
+#[case::malformed_ipv4_truncated_header(truncated(udp4(ROUTED_PORT), ETH_HLEN + 12), 0, BPF_DROP, None)]
+#[case::malformed_ipv4_ihl_too_small(ipv4_ihl_too_small(), 0, BPF_DROP, None)]
+#[case::malformed_ipv4_version_6(ipv6_in_ipv4_ethertype(), 0, BPF_DROP, None)]
+#[case::malformed_ipv4_truncated_udp(truncated(udp4(ROUTED_PORT), ETH_HLEN + 20 + 4), 0, BPF_DROP, None)]
+#[case::malformed_ipv4_tcp_doff_too_small(tcp4_doff_too_small(), 0, BPF_DROP, None)]
+#[case::malformed_ipv6_truncated_header(truncated(udp6(ROUTED_PORT), ETH_HLEN + 30), 0, BPF_DROP, None)]
+#[case::malformed_ipv6_truncated_tcp(truncated(tcp6(22), ETH_HLEN + 40 + 10), 0, BPF_DROP, None)]
 fn test_run(
-    #[case] name: &str,
+    #[context] ctx: Context,
     #[case] frame: Vec<u8>,
     #[case] flags: u32,
     #[case] verdict: i32,
     #[case] keys: Option<FlowKeys>,
 ) {
-    Case::run(
-        &format!("flow_dissector::test_run_{name}"),
+    let mut context = vec![0u8; FLOW_KEYS_SIZE];
+    context[FLOW_KEYS_FLAGS..FLOW_KEYS_FLAGS + 4].copy_from_slice(&flags.to_ne_bytes());
+    let row = Row::new(frame, reported(verdict)).context(context);
+    row.case(
+        "flow_dissector",
+        &ctx,
         ProgramType::FlowDissector,
-        |case| {
+        |case, row| {
             let mut object = MaybeUninit::uninit();
             let skel = open_and_load(case, &mut object)?;
-            let mut data_out = [0u8; FLOW_KEYS_SIZE];
-            let mut ctx_in = [0u8; FLOW_KEYS_SIZE];
-            ctx_in[FLOW_KEYS_FLAGS..FLOW_KEYS_FLAGS + 4].copy_from_slice(&flags.to_ne_bytes());
-            let mut ctx_out = [0u8; FLOW_KEYS_SIZE];
-            let input = ProgramInput {
-                data_in: Some(&frame),
-                data_out: Some(&mut data_out),
-                context_in: Some(&mut ctx_in),
-                context_out: Some(&mut ctx_out),
-                ..Default::default()
-            };
-            let output = harness::test_run::run("flow_dissector", &skel.progs.dissect, input)?;
-            let retval = output.return_value as i32;
-            let got = FlowKeys::parse(output.data.as_deref().unwrap_or(&[0; FLOW_KEYS_SIZE]));
-            case.detail("retval", retval);
+            let ran = row.run(case, &skel.progs.dissect)?;
+            let got = FlowKeys::parse(if ran.data.is_empty() {
+                &[0; FLOW_KEYS_SIZE]
+            } else {
+                &ran.data
+            });
             case.detail("flow_keys", format!("{got:?}"));
-            assert_eq!(
-                retval,
-                reported(verdict),
-                "test-run return value for verdict {verdict} (0 BPF_OK, 2 BPF_DROP)"
-            );
             if let Some(expected) = keys {
                 assert_eq!(got, expected, "flow keys");
             }

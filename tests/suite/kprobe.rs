@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use harness::{Case, OrError, floors, ksyscall, observe, probe};
 use libbpf_rs::ProgramType;
-use libbpf_rs::skel::SkelBuilder;
 use programs::kprobe::KprobeSkelBuilder;
 
 #[test]
@@ -25,14 +24,10 @@ fn execve_entry_and_return() {
             let execve = floors::judge("ksym.syscall_entry", ksyscall::resolve("execve"))?;
             case.detail("function", &execve.symbol);
             let mut object = MaybeUninit::uninit();
-            let mut open = KprobeSkelBuilder::default().open(&mut object)?;
-            let rodata = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect(".rodata is mmapped before load");
-            rodata.syscall_wrapper = i32::from(execve.wrapped);
-            let skel = case.load(open)?;
+            let skel = case.open_load(KprobeSkelBuilder::default(), &mut object, |open| {
+                let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+                rodata.syscall_wrapper = i32::from(execve.wrapped);
+            })?;
             probe::kprobes()?;
             let _entry = skel
                 .progs

@@ -2,10 +2,11 @@
 //! IPv4 route with iproute2 (`ip route add 10.10.1.0/24 encap bpf {in|out|xmit} pinned <file> via
 //! … dev …`). The kernel runs such a program only for packets that take that route.
 //!
-//! Topology ([`Line`]): three namespaces in a row, sender `a` (10.9.1.1) — router `r` (10.9.1.2 |
-//! 10.9.2.1, forwarding on) — receiver `b` (10.9.2.2). `b` holds two more addresses on its
-//! loopback: [`ENCAP_DST`] 10.10.1.2, whose /24 gets the route with the program, and [`PLAIN_DST`]
-//! 10.10.2.2, reached through the plain route 10.10.0.0/16 (the control: same hops, no program).
+//! Topology ([`Line::ipv4`]): three namespaces in a row, sender `a` (10.9.1.1) — router `r`
+//! (10.9.1.2 | 10.9.2.1, forwarding on) — receiver `b` (10.9.2.2). `b` holds two more addresses on
+//! its loopback: [`ENCAP_DST`] 10.10.1.2, whose /24 gets the route with the program, and
+//! [`PLAIN_DST`] 10.10.2.2, reached through the plain route 10.10.0.0/16 (the control: same hops,
+//! no program).
 //! The skeleton loads the programs (their verifier statistics are recorded) and pins the one under
 //! test in a bpffs directory of the case's own; `ip route add … pinned <file>` runs from a thread
 //! inside the namespace (so it sees this process's bpffs mount); the pins go right after, the
@@ -37,19 +38,18 @@
 //! behind 14 zeroed bytes): verdicts (`BPF_OK` 0, `BPF_DROP` 2) per packet kind, and for xmit the
 //! rewritten bytes and a still valid UDP checksum.
 
-use std::fs;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
-use harness::case::prog_type_name;
 use harness::observe::{self, volatile};
 use harness::packet::{self, ETH_HLEN};
 use harness::pins::PinDir;
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
-use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{ProgramInput, ProgramMut, ProgramType};
+use harness::test_run::Row;
+use harness::veth::Line;
+use harness::{Case, CaseError, CaseResult, NetNs, OrError, errno, probe};
+use libbpf_rs::{ProgramMut, ProgramType};
 use programs::lwt::{LwtSkel, LwtSkelBuilder};
-use rstest::rstest;
+use rstest::{Context, rstest};
 
 /// UDP to this port is dropped by the in and out programs.
 const DROP_PORT: u16 = 7201;
@@ -65,14 +65,16 @@ const DATAGRAMS: usize = 3;
 const BPF_OK: i32 = 0;
 const BPF_DROP: i32 = 2;
 
-const A_ADDR: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 1);
-const R_A_ADDR: Ipv4Addr = Ipv4Addr::new(10, 9, 1, 2);
-const B_ADDR: Ipv4Addr = Ipv4Addr::new(10, 9, 2, 2);
+const A_ADDR: Ipv4Addr = Line::V4.a;
+const R_A_ADDR: Ipv4Addr = Line::V4.r_a;
+const B_ADDR: Ipv4Addr = Line::V4.b;
 /// On b's loopback; its /24 is the route that carries the program.
 const ENCAP_DST: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 2);
 const ENCAP_PREFIX: &str = "10.10.1.0/24";
-/// On b's loopback; reached through the plain route 10.10.0.0/16.
+/// On b's loopback; reached through the plain route [`ROUTED`].
 const PLAIN_DST: Ipv4Addr = Ipv4Addr::new(10, 10, 2, 2);
+/// What a and r route towards b.
+const ROUTED: &str = "10.10.0.0/16";
 /// The frames of the test-run rows (to the encap route).
 const FLOW: packet::Flow = packet::Flow {
     src: A_ADDR,
@@ -93,55 +95,11 @@ fn open_and_load<'obj>(
     ] {
         probe::prog_type(ty)?;
     }
-    let mut open = LwtSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section");
-    rodata.drop_port = DROP_PORT;
-    rodata.rewrite_port = REWRITE_PORT;
-    case.load(open)
-}
-
-/// Sender `a` — router `r` — receiver `b`, two veth pairs (see the module doc).
-struct Line {
-    a: NetNs,
-    r: NetNs,
-    b: NetNs,
-}
-
-impl Line {
-    fn new() -> CaseResult<Self> {
-        let (a, r, b) = (NetNs::new()?, NetNs::new()?, NetNs::new()?);
-        a.ip(&format!(
-            "link add ar0 type veth peer name ra0 netns {}",
-            r.name()
-        ))?;
-        r.ip(&format!(
-            "link add rb0 type veth peer name br0 netns {}",
-            b.name()
-        ))?;
-        a.ip(&format!("addr add {A_ADDR}/24 dev ar0"))?;
-        r.ip(&format!("addr add {R_A_ADDR}/24 dev ra0"))?;
-        r.ip("addr add 10.9.2.1/24 dev rb0")?;
-        b.ip(&format!("addr add {B_ADDR}/24 dev br0"))?;
-        b.ip(&format!("addr add {ENCAP_DST}/32 dev lo"))?;
-        b.ip(&format!("addr add {PLAIN_DST}/32 dev lo"))?;
-        a.ip("link set ar0 up")?;
-        r.ip("link set ra0 up")?;
-        r.ip("link set rb0 up")?;
-        b.ip("link set br0 up")?;
-        a.ip(&format!("route add 10.10.0.0/16 via {R_A_ADDR}"))?;
-        r.ip(&format!("route add 10.10.0.0/16 via {B_ADDR}"))?;
-        {
-            // /proc/sys/net is the calling thread's namespace's.
-            let _inside = r.enter()?;
-            fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-                .or_error("turning on IPv4 forwarding in the router namespace")?;
-        }
-        Ok(Line { a, r, b })
-    }
+    case.open_load(LwtSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.drop_port = DROP_PORT;
+        rodata.rewrite_port = REWRITE_PORT;
+    })
 }
 
 /// Where a program is attached and what its route case sends and expects.
@@ -153,6 +111,14 @@ enum Hook {
 }
 
 impl Hook {
+    fn prog_type(self) -> ProgramType {
+        match self {
+            Hook::In => ProgramType::LwtIn,
+            Hook::Out => ProgramType::LwtOut,
+            Hook::Xmit => ProgramType::LwtXmit,
+        }
+    }
+
     /// iproute2's name of the hook (`encap bpf <name>`).
     fn name(self) -> &'static str {
         match self {
@@ -212,10 +178,10 @@ fn route_case(case: &mut Case, hook: Hook) -> CaseResult {
     let mut skel = open_and_load(case, &mut object)?;
     // Routes with `encap bpf` (CONFIG_LWTUNNEL_BPF, bool).
     probe::config_builtin("CONFIG_LWTUNNEL_BPF")?;
-    let line = Line::new()?;
+    let line = Line::ipv4(ROUTED, &[ENCAP_DST, PLAIN_DST])?;
     let (ns, via, dev) = match hook {
-        Hook::In => (&line.r, B_ADDR, "rb0"),
-        Hook::Out | Hook::Xmit => (&line.a, R_A_ADDR, "ar0"),
+        Hook::In => (&line.r, B_ADDR, Line::R_B_DEV),
+        Hook::Out | Hook::Xmit => (&line.a, R_A_ADDR, Line::A_DEV),
     };
     attach_route(ns, hook, hook.prog_mut(&mut skel), via, dev)?;
 
@@ -292,13 +258,12 @@ fn route_case(case: &mut Case, hook: Hook) -> CaseResult {
         // BPF_DROP at `out` reaches the sender: the send fails with EPERM. (At `in`, on the
         // router, the sender sees nothing; `xmit` drops nothing here.)
         let refused = hook == Hook::Out && flow.dst == ENCAP_DST && flow.port == DROP_PORT;
-        let mut errors = Vec::new();
-        for payload in flow.payloads("ping") {
-            match sender.send_to(payload.as_bytes(), (flow.dst, flow.port)) {
-                Ok(_) => errors.push(None),
-                Err(e) => errors.push(Some(e.raw_os_error().ok_or(e)?)),
-            }
-        }
+        let errors: Vec<Option<i32>> = flow
+            .payloads("ping")
+            .iter()
+            .map(|p| errno::io(sender.send_to(p.as_bytes(), (flow.dst, flow.port))))
+            .map(|sent| sent.err().map(|e| e as i32))
+            .collect();
         case.detail(&format!("send_errno_{}_{}", flow.label, flow.port), &errors);
         let want = if refused { Some(libc::EPERM) } else { None };
         assert_eq!(
@@ -416,178 +381,143 @@ enum Expect {
 }
 
 #[rstest]
-#[case::in_drops_udp_to_drop_port(
-    "in_drops_udp_to_drop_port",
-    Hook::In,
+#[case::in_drops_udp_to_drop_port(Hook::In,
     FLOW.udp4_checksummed(DROP_PORT),
     BPF_DROP,
     Expect::Unchanged
 )]
-#[case::in_drops_udp_after_ip_options(
-    "in_drops_udp_after_ip_options",
-    Hook::In,
+#[case::in_drops_udp_after_ip_options(Hook::In,
     FLOW.udp4_with_options(DROP_PORT),
     BPF_DROP,
     Expect::Unchanged
 )]
-#[case::in_passes_other_udp(
-    "in_passes_other_udp",
-    Hook::In,
+#[case::in_passes_other_udp(Hook::In,
     FLOW.udp4_checksummed(PASS_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::in_passes_tcp_to_drop_port(
-    "in_passes_tcp_to_drop_port",
-    Hook::In,
+#[case::in_passes_tcp_to_drop_port(Hook::In,
     FLOW.tcp4(DROP_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::in_passes_ipv6_udp_to_drop_port(
-    "in_passes_ipv6_udp_to_drop_port",
-    Hook::In,
+#[case::in_passes_ipv6_udp_to_drop_port(Hook::In,
     FLOW.udp6(DROP_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::in_passes_truncated_udp(
-    "in_passes_truncated_udp",
-    Hook::In,
+#[case::in_passes_truncated_udp(Hook::In,
     FLOW.udp4_cut_in_udp_header(DROP_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::out_drops_udp_to_drop_port(
-    "out_drops_udp_to_drop_port",
-    Hook::Out,
+#[case::out_drops_udp_to_drop_port(Hook::Out,
     FLOW.udp4_checksummed(DROP_PORT),
     BPF_DROP,
     Expect::Unchanged
 )]
-#[case::out_passes_other_udp(
-    "out_passes_other_udp",
-    Hook::Out,
+#[case::out_passes_other_udp(Hook::Out,
     FLOW.udp4_checksummed(PASS_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::out_passes_ipv6_udp_to_drop_port(
-    "out_passes_ipv6_udp_to_drop_port",
-    Hook::Out,
+#[case::out_passes_ipv6_udp_to_drop_port(Hook::Out,
     FLOW.udp6(DROP_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::xmit_rewrites_ping(
-    "xmit_rewrites_ping",
-    Hook::Xmit,
+#[case::xmit_rewrites_ping(Hook::Xmit,
     packet::Flow { payload: b"ping 0", ..FLOW }.udp4_checksummed(REWRITE_PORT),
     BPF_OK,
     Expect::Payload(b"pong 0")
 )]
-#[case::xmit_keeps_zero_checksum(
-    "xmit_keeps_zero_checksum",
-    Hook::Xmit,
+#[case::xmit_keeps_zero_checksum(Hook::Xmit,
     packet::Flow { payload: b"ping 0", ..FLOW }.udp4(REWRITE_PORT),
     BPF_OK,
     Expect::Payload(b"pong 0")
 )]
-#[case::xmit_leaves_other_payload(
-    "xmit_leaves_other_payload",
-    Hook::Xmit,
+#[case::xmit_leaves_other_payload(Hook::Xmit,
     packet::Flow { payload: b"pang 0", ..FLOW }.udp4_checksummed(REWRITE_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
-#[case::xmit_leaves_other_port(
-    "xmit_leaves_other_port",
-    Hook::Xmit,
+#[case::xmit_leaves_other_port(Hook::Xmit,
     packet::Flow { payload: b"ping 0", ..FLOW }.udp4_checksummed(PASS_PORT),
     BPF_OK,
     Expect::Unchanged
 )]
 fn test_run(
-    #[case] name: &str,
+    #[context] ctx: Context,
     #[case] hook: Hook,
     #[case] frame: Vec<u8>,
     #[case] verdict: i32,
     #[case] expect: Expect,
 ) {
-    let ty = match hook {
-        Hook::In => ProgramType::LwtIn,
-        Hook::Out => ProgramType::LwtOut,
-        Hook::Xmit => ProgramType::LwtXmit,
+    let row = Row::new(frame, verdict);
+    // The program sees and returns the IP packet; the kernel puts 14 zeroed bytes before it.
+    let row = match expect {
+        Expect::Unchanged => {
+            let bytes = [&[0u8; ETH_HLEN], &row.frame()[ETH_HLEN..]].concat();
+            row.bytes(bytes)
+        }
+        Expect::Payload(_) => row,
     };
-    Case::run(&format!("lwt::test_run_{name}"), ty, |case| {
+    // Runs counted by the program, and packets the xmit program rewrote.
+    let rewritten = match (hook, &expect) {
+        (_, Expect::Payload(_)) => Some(("program_acted", 1)),
+        (Hook::Xmit, Expect::Unchanged) => Some(("program_acted", 0)),
+        _ => None,
+    };
+    let row = row.counters([("program_seen", 1)].into_iter().chain(rewritten));
+    row.case("lwt", &ctx, hook.prog_type(), |case, row| {
         let mut object = MaybeUninit::uninit();
         let skel = open_and_load(case, &mut object)?;
-        let mut out = vec![0u8; frame.len() + 64];
-        let output = harness::test_run::run(
-            &prog_type_name(ty),
-            hook.prog(&skel),
-            ProgramInput {
-                data_in: Some(&frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            },
-        )?;
-        let retval = output.return_value as i32;
-        let data = output.data.map(|d| d.to_vec()).unwrap_or_default();
-        case.detail("retval", retval);
-        assert_eq!(retval, verdict, "verdict of the {} program", hook.name());
-
-        let (seen, acted) = hook.counters(&skel);
-        case.detail("program_seen", seen);
-        case.detail("program_acted", acted);
-        assert_eq!(seen, 1, "runs counted by the program");
-
-        // The program sees and returns the IP packet; the kernel puts 14 zeroed bytes before it.
-        assert_eq!(data.len(), frame.len(), "length of the output packet");
-        assert_eq!(
-            &data[..ETH_HLEN],
-            &[0u8; ETH_HLEN],
-            "the (zeroed) Ethernet header before the output packet"
-        );
-        match expect {
-            Expect::Unchanged => {
-                assert_eq!(&data[ETH_HLEN..], &frame[ETH_HLEN..], "the output packet");
-                if hook == Hook::Xmit {
-                    assert_eq!(acted, 0, "packets the xmit program rewrote");
-                }
-            }
-            Expect::Payload(want) => {
-                assert_eq!(acted, 1, "packets the xmit program rewrote");
-                let udp = &data[ETH_HLEN + 20..];
-                assert_eq!(&udp[8..8 + want.len()], want, "the output payload");
-                let (in_udp, out_check) = (&frame[ETH_HLEN + 20..], [udp[6], udp[7]]);
-                case.detail(
-                    "udp_checksum_in",
-                    u16::from_be_bytes([in_udp[6], in_udp[7]]),
-                );
-                case.detail("udp_checksum_out", u16::from_be_bytes(out_check));
-                if in_udp[6..8] == [0, 0] {
-                    assert_eq!(out_check, [0, 0], "a zero (absent) UDP checksum stays zero");
-                } else {
-                    assert_eq!(
-                        packet::udp4_checksum(&data[ETH_HLEN..ETH_HLEN + 20], udp),
-                        0,
-                        "the output UDP checksum verifies"
-                    );
-                }
-                // Only those four bytes and the checksum changed.
-                let mut rest_in = frame[ETH_HLEN..].to_vec();
-                let mut rest_out = data[ETH_HLEN..].to_vec();
-                for p in [&mut rest_in, &mut rest_out] {
-                    p[20 + 6..20 + 8].fill(0);
-                    p[20 + 8..20 + 12].fill(0);
-                }
-                assert_eq!(
-                    rest_out, rest_in,
-                    "bytes besides payload prefix and checksum"
-                );
-            }
+        let ran = row.run_counted(case, hook.prog(&skel), || {
+            let (seen, acted) = hook.counters(&skel);
+            Ok(vec![("program_seen", seen), ("program_acted", acted)])
+        })?;
+        if let Expect::Payload(want) = expect {
+            check_rewrite(case, row.frame(), &ran.data, want);
         }
         Ok(())
     });
+}
+
+/// The xmit program's rewrite of `frame` into `data`: its payload starts with `want`, its UDP
+/// checksum still verifies (or stays zero), nothing else changed.
+fn check_rewrite(case: &mut Case, frame: &[u8], data: &[u8], want: &[u8]) {
+    assert_eq!(data.len(), frame.len(), "length of the output packet");
+    assert_eq!(
+        &data[..ETH_HLEN],
+        &[0u8; ETH_HLEN],
+        "the (zeroed) Ethernet header before the output packet"
+    );
+    let udp = &data[ETH_HLEN + 20..];
+    assert_eq!(&udp[8..8 + want.len()], want, "the output payload");
+    let (in_udp, out_check) = (&frame[ETH_HLEN + 20..], [udp[6], udp[7]]);
+    case.detail(
+        "udp_checksum_in",
+        u16::from_be_bytes([in_udp[6], in_udp[7]]),
+    );
+    case.detail("udp_checksum_out", u16::from_be_bytes(out_check));
+    if in_udp[6..8] == [0, 0] {
+        assert_eq!(out_check, [0, 0], "a zero (absent) UDP checksum stays zero");
+    } else {
+        assert_eq!(
+            packet::udp4_checksum(&data[ETH_HLEN..ETH_HLEN + 20], udp),
+            0,
+            "the output UDP checksum verifies"
+        );
+    }
+    // Only those four bytes and the checksum changed.
+    let mut rest_in = frame[ETH_HLEN..].to_vec();
+    let mut rest_out = data[ETH_HLEN..].to_vec();
+    for p in [&mut rest_in, &mut rest_out] {
+        p[20 + 6..20 + 8].fill(0);
+        p[20 + 8..20 + 12].fill(0);
+    }
+    assert_eq!(
+        rest_out, rest_in,
+        "bytes besides payload prefix and checksum"
+    );
 }

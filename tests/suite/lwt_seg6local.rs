@@ -1,21 +1,22 @@
 //! lwt_seg6local (`programs/src/bpf/lwt_seg6local.bpf.c`): the program of an SRv6 `End.BPF`
 //! endpoint, attached with iproute2:
-//! `ip -6 route add fc00::e/128 encap seg6local action End.BPF endpoint pinned <file> dev es0`.
+//! `ip -6 route add fc00::e/128 encap seg6local action End.BPF endpoint pinned <file> dev ra0`.
 //!
-//! `end_bpf_drops_and_retags`: three namespaces in a row, sender `s` (fd00:1::1) — endpoint `e`
-//! (fd00:1::2 | fd00:2::1, IPv6 forwarding on, holds the End.BPF route for the SID [`SID`]
-//! fc00::e) — destination `d` (fd00:2::2, [`FINAL_DST`] fc00::d on its loopback, SRv6 processing
-//! turned on with `net.ipv6.conf.{all,de0}.seg6_enabled=1` so it accepts the Segment Routing
-//! Header (SRH) of the packets that reach it). The skeleton loads the program (verifier statistics
-//! recorded) and pins it in a bpffs directory of the case's own; `ip -6 route add` runs from a
-//! thread inside `e` (so it sees this process's bpffs mount); the pin goes right after.
+//! `end_bpf_drops_and_retags`: three namespaces in a row ([`Line::ipv6`]), sender `a` (fd00:1::1)
+//! — endpoint `r` (fd00:1::2 | fd00:2::1, IPv6 forwarding on, holds the End.BPF route for the SID
+//! [`SID`] fc00::e) — destination `b` (fd00:2::2, [`FINAL_DST`] fc00::d on its loopback, SRv6
+//! processing turned on with `net.ipv6.conf.{all,br0}.seg6_enabled=1` so it accepts the Segment
+//! Routing Header (SRH) of the packets that reach it); `a` and `r` route fc00::/16 towards `b`.
+//! The skeleton loads the program (verifier statistics recorded) and pins it in a bpffs directory
+//! of the case's own; `ip -6 route add` runs from a thread inside `r` (so it sees this process's
+//! bpffs mount); the pin goes right after.
 //!
 //! The sender's UDP socket carries an SRH (`setsockopt(IPV6_RTHDR)`, type 4) with the segment
 //! list [fc00::d, fc00::e] and segments_left 1: the kernel sends the datagram to fc00::e, where
 //! End.BPF does the End behaviour (segments_left 0, destination fc00::d) and runs the program.
 //! The program drops datagrams whose SRH tag is [`DROP_TAG`] and rewrites the tag of all others to
 //! [`NEW_TAG`] with `bpf_lwt_seg6_store_bytes`, then lets the kernel route them on. The receiver
-//! in `d` asks for the routing header of each datagram (`IPV6_RECVRTHDR`) and proves:
+//! in `b` asks for the routing header of each datagram (`IPV6_RECVRTHDR`) and proves:
 //! - datagrams tagged `DROP_TAG` never arrive;
 //! - datagrams tagged [`PASS_TAG`] all arrive, their SRH now tagged `NEW_TAG`, segments_left 0;
 //! - datagrams sent straight to fc00::d without an SRH arrive, with no routing header, and the
@@ -35,7 +36,6 @@
 //! `unsupported` and only the route case proves the behaviour; on older kernels (Debian's 5.10.223
 //! and 6.1.176) an ENOTSUPP is a `fail`.
 
-use std::fs;
 use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
@@ -45,21 +45,21 @@ use std::time::Duration;
 use harness::observe::volatile;
 use harness::packet::{self, ETH_P_IPV6, IPPROTO_UDP};
 use harness::pins::PinDir;
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, probe};
-use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{ProgramInput, ProgramType};
+use harness::test_run::Row;
+use harness::veth::Line;
+use harness::{Case, CaseError, CaseResult, OrError, probe, sockopt};
+use libbpf_rs::ProgramType;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg};
 use programs::lwt_seg6local::{LwtSeg6localSkel, LwtSeg6localSkelBuilder};
-use rstest::rstest;
+use rstest::{Context, rstest};
 
-/// The End.BPF segment identifier (on `e`).
+/// The End.BPF segment identifier (on `r`).
 const SID: Ipv6Addr = Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0xe);
-/// The final destination (on `d`'s loopback): the last segment.
+/// The final destination (on `b`'s loopback): the last segment.
 const FINAL_DST: Ipv6Addr = Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0xd);
-const S_ADDR: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1);
-const E_S_ADDR: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2);
-const D_ADDR: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 2);
-/// The receiver's UDP port on `d`.
+/// The sender.
+const S_ADDR: Ipv6Addr = Line::V6.a;
+/// The receiver's UDP port on `b`.
 const PORT: u16 = 7301;
 /// SRH tags: dropped by the program, passed (and retagged), and what it retags to.
 const DROP_TAG: u16 = 0x0bad;
@@ -78,15 +78,11 @@ fn open_and_load<'obj>(
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> CaseResult<LwtSeg6localSkel<'obj>> {
     probe::prog_type(ProgramType::LwtSeg6local)?;
-    let mut open = LwtSeg6localSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section");
-    rodata.drop_tag = DROP_TAG;
-    rodata.new_tag = NEW_TAG;
-    case.load(open)
+    case.open_load(LwtSeg6localSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.drop_tag = DROP_TAG;
+        rodata.new_tag = NEW_TAG;
+    })
 }
 
 /// iproute2 must know the End.BPF action (`ip route help` lists it since iproute2 4.18): a
@@ -114,58 +110,6 @@ fn probe_iproute2_end_bpf() -> CaseResult {
          (ci/setup)",
         version.trim()
     )))
-}
-
-/// Writes a sysctl of the calling thread's network namespace (`/proc/sys/net` is per namespace);
-/// a missing file is the kernel lacking feature `id`.
-fn sysctl_here(id: &str, path: &str, value: &str) -> CaseResult {
-    let file = format!("/proc/sys/{path}");
-    probe::path(id, std::path::Path::new(&file))?;
-    fs::write(&file, value).or_error(&format!("writing {value} to {file}"))
-}
-
-/// Sender `s` — endpoint `e` — destination `d` (see the module doc); the End.BPF route is added
-/// by the case.
-struct Line {
-    s: NetNs,
-    e: NetNs,
-    d: NetNs,
-}
-
-impl Line {
-    fn new() -> CaseResult<Self> {
-        let (s, e, d) = (NetNs::new()?, NetNs::new()?, NetNs::new()?);
-        s.ip(&format!(
-            "link add se0 type veth peer name es0 netns {}",
-            e.name()
-        ))?;
-        e.ip(&format!(
-            "link add ed0 type veth peer name de0 netns {}",
-            d.name()
-        ))?;
-        // nodad: usable at once, no duplicate address detection to wait for.
-        s.ip(&format!("addr add {S_ADDR}/64 dev se0 nodad"))?;
-        e.ip(&format!("addr add {E_S_ADDR}/64 dev es0 nodad"))?;
-        e.ip("addr add fd00:2::1/64 dev ed0 nodad")?;
-        d.ip(&format!("addr add {D_ADDR}/64 dev de0 nodad"))?;
-        d.ip(&format!("addr add {FINAL_DST}/128 dev lo"))?;
-        s.ip("link set se0 up")?;
-        e.ip("link set es0 up")?;
-        e.ip("link set ed0 up")?;
-        d.ip("link set de0 up")?;
-        s.ip(&format!("-6 route add fc00::/16 via {E_S_ADDR}"))?;
-        e.ip(&format!("-6 route add {FINAL_DST}/128 via {D_ADDR}"))?;
-        {
-            let _inside = e.enter()?;
-            sysctl_here("kconfig.CONFIG_IPV6", "net/ipv6/conf/all/forwarding", "1")?;
-        }
-        {
-            let _inside = d.enter()?;
-            sysctl_here("sysctl.seg6_enabled", "net/ipv6/conf/all/seg6_enabled", "1")?;
-            sysctl_here("sysctl.seg6_enabled", "net/ipv6/conf/de0/seg6_enabled", "1")?;
-        }
-        Ok(Line { s, e, d })
-    }
 }
 
 /// One received datagram: its payload and, when it carried one, its SRH.
@@ -235,23 +179,11 @@ fn srh(next_header: u8, segments: &[Ipv6Addr], segments_left: u8, tag: u16) -> V
 /// kernel fills in segment 0 (the socket's destination) and the next header, and sends to SID.
 fn set_srh(sock: &UdpSocket, tag: u16) -> CaseResult {
     let header = srh(0, &[Ipv6Addr::UNSPECIFIED, SID], 1, tag);
-    // SAFETY: a valid socket and a buffer of the given length.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_RTHDR,
-            header.as_ptr().cast(),
-            header.len() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(CaseError::Fail(anyhow::anyhow!(
-            "setsockopt(IPV6_RTHDR) with a type 4 routing header: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
+    sockopt::ipv6_rthdr(sock, &header).map_err(|e| {
+        CaseError::Fail(anyhow::anyhow!(
+            "setsockopt(IPV6_RTHDR) with a type 4 routing header: {e}"
+        ))
+    })
 }
 
 /// The next datagram on `sock` within `wait`, with the routing header it carried.
@@ -297,10 +229,14 @@ fn end_bpf_drops_and_retags() {
             probe::config_builtin("CONFIG_IPV6_SEG6_LWTUNNEL")?;
             probe::config_builtin("CONFIG_IPV6_SEG6_BPF")?;
             probe_iproute2_end_bpf()?;
-            let line = Line::new()?;
+            let line = Line::ipv6("fc00::/16", &[FINAL_DST])?;
+            for dev in ["all", Line::B_DEV] {
+                let path = format!("net/ipv6/conf/{dev}/seg6_enabled");
+                line.b.sysctl(Some("sysctl.seg6_enabled"), &path, "1")?;
+            }
 
             {
-                let _inside = line.e.enter()?;
+                let _inside = line.r.enter()?;
                 let pins = PinDir::new("lwt_seg6local")?;
                 let pin = pins.join("end_bpf_retag");
                 skel.progs
@@ -322,36 +258,20 @@ fn end_bpf_drops_and_retags() {
                         "pinned",
                         &pin.to_string_lossy(),
                         "dev",
-                        "es0",
+                        Line::R_A_DEV,
                     ],
                 )?;
             }
 
             let receiver = {
-                let _inside = line.d.enter()?;
+                let _inside = line.b.enter()?;
                 let sock = UdpSocket::bind(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, PORT, 0, 0))
                     .or_error("binding the receiver")?;
-                let on: libc::c_int = 1;
-                // SAFETY: a valid socket and an int option.
-                let rc = unsafe {
-                    libc::setsockopt(
-                        sock.as_raw_fd(),
-                        libc::IPPROTO_IPV6,
-                        libc::IPV6_RECVRTHDR,
-                        (&on as *const libc::c_int).cast(),
-                        size_of::<libc::c_int>() as libc::socklen_t,
-                    )
-                };
-                if rc != 0 {
-                    return Err(CaseError::Error(anyhow::anyhow!(
-                        "setsockopt(IPV6_RECVRTHDR): {}",
-                        std::io::Error::last_os_error()
-                    )));
-                }
+                sockopt::ipv6_recv_rthdr(&sock).or_error("setsockopt(IPV6_RECVRTHDR)")?;
                 sock
             };
             let (plain_tx, srv6_tx) = {
-                let _inside = line.s.enter()?;
+                let _inside = line.a.enter()?;
                 let bind = || {
                     UdpSocket::bind(SocketAddrV6::new(S_ADDR, 0, 0, 0)).or_error("binding a sender")
                 };
@@ -458,56 +378,46 @@ enum Counted {
 }
 
 #[rstest]
-#[case::drops_drop_tag("drops_drop_tag", srv6_frame(DROP_TAG, 1), Counted::Dropped)]
-#[case::drops_drop_tag_at_last_segment(
-    "drops_drop_tag_at_last_segment",
-    srv6_frame(DROP_TAG, 0),
-    Counted::Dropped
-)]
-#[case::drops_packet_without_srh("drops_packet_without_srh", plain_frame(), Counted::NotSrh)]
-#[case::drops_truncated_srh("drops_truncated_srh", truncated_srv6_frame(), Counted::NotSrh)]
-fn test_run(#[case] name: &str, #[case] frame: Vec<u8>, #[case] counted: Counted) {
-    Case::run(
-        &format!("lwt_seg6local::test_run_{name}"),
+#[case::drops_drop_tag(srv6_frame(DROP_TAG, 1), Counted::Dropped)]
+#[case::drops_drop_tag_at_last_segment(srv6_frame(DROP_TAG, 0), Counted::Dropped)]
+#[case::drops_packet_without_srh(plain_frame(), Counted::NotSrh)]
+#[case::drops_truncated_srh(truncated_srv6_frame(), Counted::NotSrh)]
+fn test_run(#[context] ctx: Context, #[case] frame: Vec<u8>, #[case] counted: Counted) {
+    // One run, nothing retagged, and the counter of the row's kind moved.
+    let mut counters = vec![("seen", 1), ("retagged", 0)];
+    counters.extend(match counted {
+        Counted::Dropped => [("dropped", 1), ("not_srh", 0)],
+        Counted::NotSrh => [("dropped", 0), ("not_srh", 1)],
+    });
+    if let Counted::Dropped = counted {
+        // No End behaviour under a test run: the program sees the SRH as crafted.
+        let crafted_left = frame[packet::ETH_HLEN + 40 + 3];
+        counters.push(("last_segments_left", u64::from(crafted_left)));
+        counters.push(("last_tag", u64::from(DROP_TAG)));
+    }
+    let row = Row::new(frame, BPF_DROP).counters(counters);
+    row.case(
+        "lwt_seg6local",
+        &ctx,
         ProgramType::LwtSeg6local,
-        |case| {
+        |case, row| {
             let mut object = MaybeUninit::uninit();
             let skel = open_and_load(case, &mut object)?;
-            let output = harness::test_run::run(
-                "lwt_seg6local",
-                &skel.progs.end_bpf_retag,
-                ProgramInput {
-                    data_in: Some(&frame),
-                    ..Default::default()
-                },
-            )?;
-            let retval = output.return_value as i32;
-            case.detail("retval", retval);
-            assert_eq!(retval, BPF_DROP, "verdict");
-
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let (seen, dropped, not_srh, retagged) = (
-                volatile(&bss.seen),
-                volatile(&bss.dropped),
-                volatile(&bss.not_srh),
-                volatile(&bss.retagged),
-            );
-            case.detail("dropped", dropped);
-            case.detail("not_srh", not_srh);
-            assert_eq!((seen, retagged), (1, 0), "(runs, packets retagged)");
-            match counted {
-                Counted::Dropped => {
-                    assert_eq!((dropped, not_srh), (1, 0), "(dropped, not_srh)");
-                    // No End behaviour under a test run: the program sees the SRH as crafted.
-                    let crafted_left = frame[packet::ETH_HLEN + 40 + 3];
-                    assert_eq!(volatile(&bss.last_segments_left), u32::from(crafted_left));
-                    assert_eq!(volatile(&bss.last_tag), u32::from(DROP_TAG));
-                }
-                Counted::NotSrh => {
-                    assert_eq!((dropped, not_srh), (0, 1), "(dropped, not_srh)");
-                }
-            }
-            Ok(())
+            row.run_counted(case, &skel.progs.end_bpf_retag, || {
+                let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+                Ok(vec![
+                    ("seen", volatile(&bss.seen)),
+                    ("retagged", volatile(&bss.retagged)),
+                    ("dropped", volatile(&bss.dropped)),
+                    ("not_srh", volatile(&bss.not_srh)),
+                    (
+                        "last_segments_left",
+                        u64::from(volatile(&bss.last_segments_left)),
+                    ),
+                    ("last_tag", u64::from(volatile(&bss.last_tag))),
+                ])
+            })
+            .map(drop)
         },
     );
 }

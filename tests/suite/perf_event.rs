@@ -12,7 +12,6 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use harness::{Case, CaseError, CaseResult, floors};
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use perf_event_open_sys::bindings::{
     PERF_COUNT_HW_CPU_CYCLES, PERF_COUNT_SW_CPU_CLOCK, PERF_FLAG_FD_CLOEXEC, PERF_TYPE_HARDWARE,
@@ -83,13 +82,10 @@ fn sample_burning_thread(
 
     let event = open_sampling_event(type_, config, period, tid, feature)?;
     let mut object = MaybeUninit::uninit();
-    let mut open = PerfEventSkelBuilder::default().open(&mut object)?;
-    open.maps
-        .rodata_data
-        .as_deref_mut()
-        .expect(".rodata is mmapped before load")
-        .target_tid = tid as u32;
-    let skel = case.load(open)?;
+    let skel = case.open_load(PerfEventSkelBuilder::default(), &mut object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.target_tid = tid as u32;
+    })?;
     let _link = skel.progs.on_sample.attach_perf_event(event.as_raw_fd())?;
     // The link owns the perf event now: libbpf closes its fd on detach.
     let _ = event.into_raw_fd();

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use harness::observe::poll;
 use harness::{Case, CaseError, CaseResult, OrError, probe, raw_load};
-use libbpf_rs::skel::{Skel, SkelBuilder};
+use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::raw_tracepoint::{RawTracepointSkel, RawTracepointSkelBuilder};
 
@@ -38,14 +38,10 @@ fn load<'obj>(
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
     tid: u32,
 ) -> CaseResult<RawTracepointSkel<'obj>> {
-    let mut open = RawTracepointSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect(".rodata is mmapped before load");
-    rodata.target_tid = tid;
-    case.load(open)
+    case.open_load(RawTracepointSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.target_tid = tid;
+    })
 }
 
 /// The runs of the program the kernel skipped because it was already running on that CPU.

@@ -28,12 +28,12 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use harness::observe::{self, volatile};
 use harness::packet::Flow;
 use harness::pins::PinDir;
+use harness::test_run::Row;
 use harness::veth::VethPair;
 use harness::{Case, CaseResult, OrError, probe};
-use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{ProgramInput, ProgramType};
+use libbpf_rs::ProgramType;
 use programs::sched_act::{SchedActSkel, SchedActSkelBuilder};
-use rstest::rstest;
+use rstest::{Context, rstest};
 
 /// UDP to this port is dropped by the action.
 const DROP_PORT: u16 = 7101;
@@ -62,13 +62,10 @@ fn open_and_load<'obj>(
 ) -> CaseResult<SchedActSkel<'obj>> {
     probe::prog_type(ProgramType::SchedAct)?;
     probe::prog_type(ProgramType::SchedCls)?;
-    let mut open = SchedActSkelBuilder::default().open(object)?;
-    open.maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section")
-        .drop_port = DROP_PORT;
-    case.load(open)
+    case.open_load(SchedActSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.drop_port = DROP_PORT;
+    })
 }
 
 #[test]
@@ -190,71 +187,39 @@ enum Prog {
 }
 
 #[rstest]
-#[case::action_drops_udp_to_drop_port(
-    "action_drops_udp_to_drop_port",
-    Prog::Action,
-    FLOW.udp4(DROP_PORT),
-    TC_ACT_SHOT
-)]
+#[case::action_drops_udp_to_drop_port(Prog::Action, FLOW.udp4(DROP_PORT), TC_ACT_SHOT)]
 #[case::action_drops_udp_after_ip_options(
-    "action_drops_udp_after_ip_options",
     Prog::Action,
     FLOW.udp4_with_options(DROP_PORT),
     TC_ACT_SHOT
 )]
-#[case::action_passes_other_udp(
-    "action_passes_other_udp",
-    Prog::Action,
-    FLOW.udp4(PASS_PORT),
-    TC_ACT_OK
-)]
-#[case::action_passes_tcp_to_drop_port(
-    "action_passes_tcp_to_drop_port",
-    Prog::Action,
-    FLOW.tcp4(DROP_PORT),
-    TC_ACT_OK
-)]
-#[case::action_passes_ipv6_udp_to_drop_port(
-    "action_passes_ipv6_udp_to_drop_port",
-    Prog::Action,
-    FLOW.udp6(DROP_PORT),
-    TC_ACT_OK
-)]
+#[case::action_passes_other_udp(Prog::Action, FLOW.udp4(PASS_PORT), TC_ACT_OK)]
+#[case::action_passes_tcp_to_drop_port(Prog::Action, FLOW.tcp4(DROP_PORT), TC_ACT_OK)]
+#[case::action_passes_ipv6_udp_to_drop_port(Prog::Action, FLOW.udp6(DROP_PORT), TC_ACT_OK)]
 #[case::action_passes_truncated_udp(
-    "action_passes_truncated_udp",
     Prog::Action,
     FLOW.udp4_cut_in_udp_header(DROP_PORT),
     TC_ACT_OK
 )]
-#[case::classifier_matches_everything("classifier_matches_everything", Prog::Classifier, FLOW.udp4(DROP_PORT), -1)]
-fn test_run(#[case] name: &str, #[case] which: Prog, #[case] frame: Vec<u8>, #[case] verdict: i32) {
+#[case::classifier_matches_everything(Prog::Classifier, FLOW.udp4(DROP_PORT), -1)]
+fn test_run(
+    #[context] ctx: Context,
+    #[case] which: Prog,
+    #[case] frame: Vec<u8>,
+    #[case] verdict: i32,
+) {
     let prog_type = match which {
         Prog::Action => ProgramType::SchedAct,
         Prog::Classifier => ProgramType::SchedCls,
     };
-    Case::run(&format!("sched_act::test_run_{name}"), prog_type, |case| {
+    let row = Row::new(frame, verdict).unchanged();
+    row.case("sched_act", &ctx, prog_type, |case, row| {
         let mut object = MaybeUninit::uninit();
         let skel = open_and_load(case, &mut object)?;
         let prog = match which {
             Prog::Action => &skel.progs.act_drop_port,
             Prog::Classifier => &skel.progs.match_all,
         };
-        let mut data_out = vec![0u8; frame.len() + 64];
-        let input = ProgramInput {
-            data_in: Some(&frame),
-            data_out: Some(&mut data_out),
-            ..Default::default()
-        };
-        let output =
-            harness::test_run::run(&harness::case::prog_type_name(prog_type), prog, input)?;
-        let retval = output.return_value as i32;
-        case.detail("retval", retval);
-        assert_eq!(retval, verdict, "verdict of {which:?}");
-        assert_eq!(
-            output.data.as_deref().unwrap_or_default(),
-            &frame[..],
-            "the frame must come back unchanged"
-        );
-        Ok(())
+        row.run(case, prog).map(drop)
     });
 }

@@ -33,13 +33,13 @@ use std::time::Duration;
 
 use harness::observe::{self, volatile};
 use harness::packet::{self, ETH_HLEN, Flow};
+use harness::test_run::Row;
 use harness::veth::VethPair;
 use harness::{Case, CaseError, CaseResult, OrError, probe};
-use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{ProgramInput, ProgramType, TC_EGRESS, TC_INGRESS, TcHookBuilder};
+use libbpf_rs::{ProgramType, TC_EGRESS, TC_INGRESS, TcHookBuilder};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
 use programs::sched_cls::{SchedClsSkel, SchedClsSkelBuilder};
-use rstest::rstest;
+use rstest::{Context, rstest};
 
 /// UDP to this port is dropped on the sender's egress.
 const DROP_PORT: u16 = 7001;
@@ -80,18 +80,14 @@ fn open_and_load<'obj>(
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> CaseResult<SchedClsSkel<'obj>> {
     probe::prog_type(ProgramType::SchedCls)?;
-    let mut open = SchedClsSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section");
-    rodata.drop_port = DROP_PORT;
-    rodata.dscp_port = DSCP_PORT;
-    rodata.mark_port = MARK_PORT;
-    rodata.tos = TOS_EF;
-    rodata.mark = MARK;
-    case.load(open)
+    case.open_load(SchedClsSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.drop_port = DROP_PORT;
+        rodata.dscp_port = DSCP_PORT;
+        rodata.mark_port = MARK_PORT;
+        rodata.tos = TOS_EF;
+        rodata.mark = MARK;
+    })
 }
 
 #[test]
@@ -335,142 +331,111 @@ enum Effect {
 
 #[rstest]
 #[case::egress_drops_udp_to_drop_port(
-    "egress_drops_udp_to_drop_port",
     Hook::Egress,
     FLOW.udp4(DROP_PORT),
     TC_ACT_SHOT,
     Effect::Unchanged
 )]
 #[case::egress_drops_udp_after_ip_options(
-    "egress_drops_udp_after_ip_options",
     Hook::Egress,
     FLOW.udp4_with_options(DROP_PORT),
     TC_ACT_SHOT,
     Effect::Unchanged
 )]
 #[case::egress_rewrites_tos_of_dscp_port(
-    "egress_rewrites_tos_of_dscp_port",
     Hook::Egress,
     FLOW.udp4(DSCP_PORT),
     TC_ACT_OK,
     Effect::TosRewritten
 )]
 #[case::egress_rewrites_tos_after_ip_options(
-    "egress_rewrites_tos_after_ip_options",
     Hook::Egress,
     FLOW.udp4_with_options(DSCP_PORT),
     TC_ACT_OK,
     Effect::TosRewritten
 )]
-#[case::egress_passes_other_udp(
-    "egress_passes_other_udp",
-    Hook::Egress,
-    FLOW.udp4(PLAIN_PORT),
-    TC_ACT_OK,
-    Effect::Unchanged
-)]
+#[case::egress_passes_other_udp(Hook::Egress, FLOW.udp4(PLAIN_PORT), TC_ACT_OK, Effect::Unchanged)]
 #[case::egress_passes_tcp_to_drop_port(
-    "egress_passes_tcp_to_drop_port",
     Hook::Egress,
     FLOW.tcp4(DROP_PORT),
     TC_ACT_OK,
     Effect::Unchanged
 )]
 #[case::egress_passes_ipv6_udp_to_drop_port(
-    "egress_passes_ipv6_udp_to_drop_port",
     Hook::Egress,
     FLOW.udp6(DROP_PORT),
     TC_ACT_OK,
     Effect::Unchanged
 )]
 #[case::egress_passes_truncated_udp(
-    "egress_passes_truncated_udp",
     Hook::Egress,
     FLOW.udp4_cut_in_udp_header(DROP_PORT),
     TC_ACT_OK,
     Effect::Unchanged
 )]
 #[case::ingress_marks_udp_to_mark_port(
-    "ingress_marks_udp_to_mark_port",
     Hook::Ingress,
     FLOW.udp4(MARK_PORT),
     TC_ACT_OK,
     Effect::Marked
 )]
 #[case::ingress_leaves_other_udp_unmarked(
-    "ingress_leaves_other_udp_unmarked",
     Hook::Ingress,
     FLOW.udp4(UNMARKED_PORT),
     TC_ACT_OK,
     Effect::Unchanged
 )]
 #[case::ingress_leaves_drop_port_alone(
-    "ingress_leaves_drop_port_alone",
     Hook::Ingress,
     FLOW.udp4(DROP_PORT),
     TC_ACT_OK,
     Effect::Unchanged
 )]
 fn test_run(
-    #[case] name: &str,
+    #[context] ctx: Context,
     #[case] hook: Hook,
     #[case] frame: Vec<u8>,
     #[case] verdict: i32,
     #[case] effect: Effect,
 ) {
-    Case::run(
-        &format!("sched_cls::test_run_{name}"),
-        ProgramType::SchedCls,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let skel = open_and_load(case, &mut object)?;
-            let prog = match hook {
-                Hook::Egress => &skel.progs.tc_egress,
-                Hook::Ingress => &skel.progs.tc_ingress,
-            };
-            let mut data_out = vec![0u8; frame.len() + 64];
-            let mut ctx_in = [0u8; SK_BUFF_SIZE];
-            let mut ctx_out = [0u8; SK_BUFF_SIZE];
-            let input = ProgramInput {
-                data_in: Some(&frame),
-                data_out: Some(&mut data_out),
-                context_in: Some(&mut ctx_in),
-                context_out: Some(&mut ctx_out),
-                ..Default::default()
-            };
-            let output = harness::test_run::run("sched_cls", prog, input)?;
-            let retval = output.return_value as i32;
-            let out = output.data.as_deref().unwrap_or_default().to_vec();
-            let mark = output
-                .context
-                .as_deref()
-                .map(|c| u32::from_ne_bytes(c[SK_BUFF_MARK..SK_BUFF_MARK + 4].try_into().unwrap()))
-                .unwrap_or_default();
-            case.detail("retval", retval);
-            case.detail("mark", mark);
-            assert_eq!(retval, verdict, "verdict of {hook:?}");
-            assert_eq!(out.len(), frame.len(), "length of the frame handed back");
-
-            let mut expected = frame.clone();
-            if let Effect::TosRewritten = effect {
-                let ip = ETH_HLEN;
-                let header_len = usize::from(frame[ip] & 0x0f) * 4;
-                expected[ip + 1] = TOS_EF;
-                expected[ip + 10..ip + 12].copy_from_slice(&[0, 0]);
-                let checksum = packet::ipv4_checksum(&expected[ip..ip + header_len]);
-                expected[ip + 10..ip + 12].copy_from_slice(&checksum.to_be_bytes());
-                assert_eq!(
-                    packet::ipv4_checksum(&out[ip..ip + header_len]),
-                    0,
-                    "the rewritten IPv4 header's checksum must verify"
-                );
-            }
-            assert_eq!(out, expected, "frame bytes after {hook:?} ({effect:?})");
-            let expected_mark = if let Effect::Marked = effect { MARK } else { 0 };
-            assert_eq!(mark, expected_mark, "skb->mark after {hook:?}");
-            Ok(())
-        },
-    );
+    let mut bytes = frame.clone();
+    if let Effect::TosRewritten = effect {
+        let ip = ETH_HLEN;
+        let header_len = usize::from(frame[ip] & 0x0f) * 4;
+        bytes[ip + 1] = TOS_EF;
+        bytes[ip + 10..ip + 12].copy_from_slice(&[0, 0]);
+        let checksum = packet::ipv4_checksum(&bytes[ip..ip + header_len]);
+        bytes[ip + 10..ip + 12].copy_from_slice(&checksum.to_be_bytes());
+    }
+    let row = Row::new(frame, verdict)
+        .bytes(bytes)
+        .context(vec![0; SK_BUFF_SIZE]);
+    row.case("sched_cls", &ctx, ProgramType::SchedCls, |case, row| {
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object)?;
+        let prog = match hook {
+            Hook::Egress => &skel.progs.tc_egress,
+            Hook::Ingress => &skel.progs.tc_ingress,
+        };
+        let ran = row.run(case, prog)?;
+        if let Effect::TosRewritten = effect {
+            let ip = ETH_HLEN;
+            let header_len = usize::from(ran.data[ip] & 0x0f) * 4;
+            assert_eq!(
+                packet::ipv4_checksum(&ran.data[ip..ip + header_len]),
+                0,
+                "the rewritten IPv4 header's checksum must verify"
+            );
+        }
+        let mark = ran
+            .context
+            .get(SK_BUFF_MARK..SK_BUFF_MARK + 4)
+            .map_or(0, |m| u32::from_ne_bytes(m.try_into().expect("4 bytes")));
+        case.detail("mark", mark);
+        let expected_mark = if let Effect::Marked = effect { MARK } else { 0 };
+        assert_eq!(mark, expected_mark, "skb->mark after {hook:?}");
+        Ok(())
+    });
 }
 
 /// `sizeof(struct __sk_buff)` in the UAPI headers the programs are built with (Linux 6.1); older

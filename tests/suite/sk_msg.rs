@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use harness::observe::volatile;
 use harness::stream::{assert_bytes_eq, read_to_sentinel, tcp_pair};
-use harness::{Case, NetNs, OrError, load::errno_name, probe, snapshot, test_run};
+use harness::{Case, NetNs, OrError, errno, probe, snapshot, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::sk_msg::types::bss as Bss;
@@ -319,7 +319,7 @@ fn drop_fails_the_send() {
 fn send_answer(result: io::Result<usize>) -> String {
     match result {
         Ok(n) => format!("sent {n}"),
-        Err(e) => e.raw_os_error().map_or_else(|| e.to_string(), errno_name),
+        Err(e) => errno::describe(&e),
     }
 }
 

@@ -27,11 +27,11 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use harness::observe::volatile;
-use harness::{Case, NetNs, OrError, load::errno_name, probe, snapshot, test_run};
+use harness::{Case, NetNs, OrError, errno, probe, snapshot, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use nix::sys::socket::{
@@ -70,25 +70,6 @@ fn reuseport_socket(kind: SockType, port: u16) -> nix::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Attaches the program to the group of `sock` (SO_ATTACH_REUSEPORT_EBPF).
-fn attach(skel: &SkReuseportSkel, sock: &impl AsRawFd) -> io::Result<()> {
-    let prog_fd = skel.progs.select_by_payload.as_fd().as_raw_fd();
-    // SAFETY: `prog_fd` is a valid int for reads of its size for the call's duration.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_REUSEPORT_EBPF,
-            (&raw const prog_fd).cast(),
-            size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Puts `sock` at `key` of the REUSEPORT_SOCKARRAY.
 fn put(skel: &SkReuseportSkel, key: u32, sock: &impl AsRawFd) -> libbpf_rs::Result<()> {
     let fd = sock.as_raw_fd() as u32;
@@ -121,7 +102,7 @@ fn udp_placement_by_payload() {
                     .or_error("binding a UDP socket to the group's port")?;
                 group.push(UdpSocket::from(fd));
             }
-            attach(&skel, &group[0])?;
+            harness::sockopt::attach_reuseport(&group[0], &skel.progs.select_by_payload)?;
             for (key, sock) in group.iter().enumerate() {
                 put(&skel, key as u32, sock)?;
             }
@@ -234,7 +215,7 @@ fn tcp_placement_by_source_port() {
                     .port();
                 listeners.push(listener);
             }
-            attach(&skel, &listeners[0])?;
+            harness::sockopt::attach_reuseport(&listeners[0], &skel.progs.select_by_payload)?;
             for (key, l) in listeners.iter().enumerate() {
                 put(&skel, key as u32, l)?;
             }
@@ -254,7 +235,7 @@ fn tcp_placement_by_source_port() {
             for &sport in &dropped_ports {
                 drop_answers.push(match connect_from(sport, port) {
                     Ok(_) => "connected".to_owned(),
-                    Err(e) => e.raw_os_error().map_or_else(|| e.to_string(), errno_name),
+                    Err(e) => errno::describe(&e),
                 });
             }
             // Last, one sentinel client per listener (low two bits = key).

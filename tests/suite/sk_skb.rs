@@ -308,12 +308,7 @@ fn behind_sentinels(t: &mut Topology, bss: &Bss) -> harness::CaseResult<(Vec<u8>
 /// acknowledgement while it processes the segment, and loopback hands it to c1 only after that
 /// processing (s1's stream parser included) is done.
 fn wait_acked(c1: &TcpStream) -> harness::CaseResult {
-    let unacked = || {
-        let mut n: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int to `n`.
-        let rc = unsafe { libc::ioctl(c1.as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
-        if rc < 0 { None } else { Some(n) }
-    };
+    let unacked = || harness::sockopt::unacked(c1).ok();
     observe::poll(TIMEOUT, || (unacked()? == 0).then_some(())).ok_or_else(|| {
         harness::CaseError::Fail(anyhow::anyhow!(
             "s1 did not acknowledge the bytes written to c1 within {TIMEOUT:?} (c1's SIOCOUTQ: \

@@ -10,7 +10,7 @@ use std::mem::MaybeUninit;
 use harness::observe::Trigger;
 use harness::{Case, OrError};
 use libbpf_rs::ProgramType;
-use libbpf_rs::skel::{Skel, SkelBuilder};
+use libbpf_rs::skel::Skel;
 use programs::skeleton::SkeletonSkelBuilder;
 
 const WRITES: u64 = 100;
@@ -32,13 +32,9 @@ fn bss_pid_selects_what_is_reported() {
             let idle_pid = idle.pids()[0] as i32;
 
             let mut object = MaybeUninit::uninit();
-            let mut open = SkeletonSkelBuilder::default().open(&mut object)?;
-            open.maps
-                .bss_data
-                .as_deref_mut()
-                .expect(".bss is mmapped")
-                .mpid = idle_pid;
-            let mut skel = case.load(open)?;
+            let mut skel = case.open_load(SkeletonSkelBuilder::default(), &mut object, |open| {
+                open.maps.bss_data.as_deref_mut().expect(".bss").mpid = idle_pid;
+            })?;
             skel.attach()?;
 
             write_to_dev_null().or_error("writing to /dev/null")?;

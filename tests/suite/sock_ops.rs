@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use harness::{Case, CaseError, Cgroup, NetNs, child, probe};
 use libbpf_rs::ProgramType;
-use libbpf_rs::skel::SkelBuilder;
 use nix::errno::Errno;
+use nix::sys::socket::{getsockopt, sockopt};
 use programs::sock_ops::SockOpsSkelBuilder;
 
 const CONNECTIONS: usize = 3;
@@ -42,8 +42,8 @@ const ARRIVAL: Duration = Duration::from_secs(5);
 /// What `getsockopt` says on one socket.
 #[derive(Clone, Copy, Debug, Default)]
 struct Options {
-    keepalive: i32,
-    keepidle: i32,
+    keepalive: bool,
+    keepidle: u32,
     rto_us: u32,
 }
 
@@ -97,31 +97,11 @@ fn connect_loopback() -> Result<Connected, Errno> {
 }
 
 fn options(s: &TcpStream) -> Result<Options, Errno> {
-    let info: libc::tcp_info = getsockopt(s, libc::IPPROTO_TCP, libc::TCP_INFO)?;
     Ok(Options {
-        keepalive: getsockopt(s, libc::SOL_SOCKET, libc::SO_KEEPALIVE)?,
-        keepidle: getsockopt(s, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE)?,
-        rto_us: info.tcpi_rto,
+        keepalive: getsockopt(s, sockopt::KeepAlive)?,
+        keepidle: getsockopt(s, sockopt::TcpKeepIdle)?,
+        rto_us: harness::sockopt::tcp_info(s)?.tcpi_rto,
     })
-}
-
-/// `getsockopt(level, name)` into a `T` (an int or a kernel struct: all-zero bytes are valid).
-fn getsockopt<T>(s: &TcpStream, level: i32, name: i32) -> Result<T, Errno> {
-    let mut value = MaybeUninit::<T>::zeroed();
-    let mut len = size_of::<T>() as libc::socklen_t;
-    // SAFETY: `value` is valid for writes of `len` bytes; the kernel writes at most that.
-    let rc = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            level,
-            name,
-            value.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    Errno::result(rc)?;
-    // SAFETY: zero-initialised, then (partly) written by the kernel; T is a plain C type.
-    Ok(unsafe { value.assume_init() })
 }
 
 #[test]
@@ -132,15 +112,11 @@ fn counts_established_and_sets_options() {
         |case| {
             probe::prog_type(ProgramType::SockOps)?;
             let mut object = MaybeUninit::uninit();
-            let mut open = SockOpsSkelBuilder::default().open(&mut object)?;
-            let rodata = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("the object has a .rodata section");
-            rodata.keepidle = KEEPIDLE_S;
-            rodata.rto_min_us = RTO_MIN_US;
-            let skel = case.load(open)?;
+            let skel = case.open_load(SockOpsSkelBuilder::default(), &mut object, |open| {
+                let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+                rodata.keepidle = KEEPIDLE_S;
+                rodata.rto_min_us = RTO_MIN_US;
+            })?;
 
             // A fresh namespace: its loopback is the case's alone (and up, which a VM's root
             // namespace's is not).
@@ -152,8 +128,8 @@ fn counts_established_and_sets_options() {
                 CaseError::Error(anyhow::anyhow!("the control child's sockets: {e}"))
             })?;
             for (name, s) in control.sockets() {
-                assert_eq!(s.keepalive, 0, "control {name}: {s:?}");
-                assert_ne!(s.keepidle, KEEPIDLE_S, "control {name}: {s:?}");
+                assert!(!s.keepalive, "control {name}: {s:?}");
+                assert_ne!(s.keepidle, KEEPIDLE_S as u32, "control {name}: {s:?}");
                 assert!(
                     s.rto_us >= KERNEL_RTO_MIN_US,
                     "control {name}: an RTO below 200 ms without the program: {s:?}"
@@ -196,8 +172,11 @@ fn counts_established_and_sets_options() {
             assert_eq!(data.rto_min_rc, 0, "bpf_setsockopt(TCP_BPF_RTO_MIN)");
 
             for (name, s) in connected.sockets() {
-                assert_eq!(s.keepalive, 1, "SO_KEEPALIVE of {name}: {s:?}");
-                assert_eq!(s.keepidle, KEEPIDLE_S, "TCP_KEEPIDLE of {name}: {s:?}");
+                assert!(s.keepalive, "SO_KEEPALIVE of {name}: {s:?}");
+                assert_eq!(
+                    s.keepidle, KEEPIDLE_S as u32,
+                    "TCP_KEEPIDLE of {name}: {s:?}"
+                );
                 assert!(
                     s.rto_us < KERNEL_RTO_MIN_US,
                     "tcpi_rto of {name} is {} us: not below the kernel's 200 ms floor after \

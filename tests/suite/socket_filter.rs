@@ -21,15 +21,17 @@
 
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use harness::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe};
-use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{ProgramInput, ProgramType};
+use harness::test_run::Row;
+use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe, sockopt};
+use libbpf_rs::ProgramType;
+use nix::errno::Errno;
+use nix::sys::socket::{MsgFlags, recv};
 use programs::socket_filter::{SocketFilterSkel, SocketFilterSkelBuilder};
-use rstest::rstest;
+use rstest::{Context, rstest};
 
 /// Payloads starting with this byte are kept whole.
 const KEEP: u8 = b'K';
@@ -48,16 +50,12 @@ fn open_and_load<'obj>(
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> CaseResult<SocketFilterSkel<'obj>> {
     probe::prog_type(ProgramType::SocketFilter)?;
-    let mut open = SocketFilterSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section");
-    rodata.keep_marker = KEEP;
-    rodata.truncate_marker = TRUNCATE;
-    rodata.truncate_to = TRUNCATE_TO as u32;
-    case.load(open)
+    case.open_load(SocketFilterSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.keep_marker = KEEP;
+        rodata.truncate_marker = TRUNCATE;
+        rodata.truncate_to = TRUNCATE_TO as u32;
+    })
 }
 
 /// A payload of `len` bytes starting with `first`.
@@ -97,7 +95,8 @@ fn keeps_and_truncates_datagrams() {
                 };
                 (bind(FILTERED_PORT)?, bind(CONTROL_PORT)?, bind(0)?)
             };
-            attach_filter(&filtered, &skel)?;
+            sockopt::attach_filter(&filtered, &skel.progs.udp_marker_filter)
+                .map_err(|e| CaseError::Fail(anyhow::anyhow!("setsockopt(SO_ATTACH_BPF): {e}")))?;
 
             let sent = vec![
                 payload(KEEP, 7),
@@ -149,51 +148,19 @@ fn keeps_and_truncates_datagrams() {
     );
 }
 
-/// `setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &prog_fd)`.
-fn attach_filter(sock: &UdpSocket, skel: &SocketFilterSkel<'_>) -> CaseResult {
-    let prog_fd: libc::c_int = skel.progs.udp_marker_filter.as_fd().as_raw_fd();
-    // SAFETY: a valid socket, and a c_int option value of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_BPF,
-            (&prog_fd as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(CaseError::Fail(anyhow::anyhow!(
-            "setsockopt(SO_ATTACH_BPF): {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
-}
-
 /// The next datagram on `sock` within `wait`, at its real length (`MSG_TRUNC` makes recv return
 /// the datagram's length even when the buffer is shorter; the buffer here never is).
 fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<Vec<u8>>> {
     sock.set_read_timeout(Some(wait))?;
     let mut buf = vec![0u8; 65536];
-    // SAFETY: a valid socket and a buffer of the length passed.
-    let n = unsafe {
-        libc::recv(
-            sock.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_TRUNC,
-        )
-    };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            return Ok(None);
+    match recv(sock.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(Some(buf))
         }
-        return Err(e.into());
+        Err(Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    buf.truncate(n as usize);
-    Ok(Some(buf))
 }
 
 /// What arrived on `sock` before the [`SENTINEL`].
@@ -273,70 +240,46 @@ enum Verdict {
 }
 
 #[rstest]
-#[case::keeps_marked_datagram("keeps_marked_datagram", ipv4_udp(&payload(KEEP, 20)), Verdict::Whole)]
-#[case::truncates_marked_datagram(
-    "truncates_marked_datagram",
-    ipv4_udp(&payload(TRUNCATE, 100)),
-    Verdict::TruncatedFrom(100)
-)]
+#[case::keeps_marked_datagram(ipv4_udp(&payload(KEEP, 20)), Verdict::Whole)]
+#[case::truncates_marked_datagram(ipv4_udp(&payload(TRUNCATE, 100)), Verdict::TruncatedFrom(100))]
 #[case::truncates_after_ip_options(
-    "truncates_after_ip_options",
     ipv4_udp_with_options(&payload(TRUNCATE, 100)),
     Verdict::TruncatedFrom(100)
 )]
-#[case::keeps_short_truncate_marked(
-    "keeps_short_truncate_marked",
-    ipv4_udp(&payload(TRUNCATE, TRUNCATE_TO)),
-    Verdict::Whole
-)]
-#[case::drops_other_marker("drops_other_marker", ipv4_udp(&payload(b'x', 20)), Verdict::Drop)]
-#[case::drops_empty_datagram("drops_empty_datagram", ipv4_udp(&[]), Verdict::Drop)]
-#[case::drops_tcp("drops_tcp", ipv4_tcp(), Verdict::Drop)]
-#[case::drops_ipv6_udp_with_keep_marker(
-    "drops_ipv6_udp_with_keep_marker",
-    ipv6_udp(&payload(KEEP, 20)),
-    Verdict::Drop
-)]
-#[case::drops_cut_udp_header("drops_cut_udp_header", ipv4_udp_cut_header(), Verdict::Drop)]
-fn test_run(#[case] name: &str, #[case] frame: Vec<u8>, #[case] verdict: Verdict) {
-    Case::run(
-        &format!("socket_filter::test_run_{name}"),
+#[case::keeps_short_truncate_marked(ipv4_udp(&payload(TRUNCATE, TRUNCATE_TO)), Verdict::Whole)]
+#[case::drops_other_marker(ipv4_udp(&payload(b'x', 20)), Verdict::Drop)]
+#[case::drops_empty_datagram(ipv4_udp(&[]), Verdict::Drop)]
+#[case::drops_tcp(ipv4_tcp(), Verdict::Drop)]
+#[case::drops_ipv6_udp_with_keep_marker(ipv6_udp(&payload(KEEP, 20)), Verdict::Drop)]
+#[case::drops_cut_udp_header(ipv4_udp_cut_header(), Verdict::Drop)]
+fn test_run(#[context] ctx: Context, #[case] frame: Vec<u8>, #[case] verdict: Verdict) {
+    let ip_len = ip_len(&frame);
+    let (retval, kept, truncated, dropped) = match verdict {
+        Verdict::Drop => (0, 0, 0, 1),
+        Verdict::Whole => (ip_len, 1, 0, 0),
+        Verdict::TruncatedFrom(n) => (ip_len - (n - TRUNCATE_TO) as u32, 0, 1, 0),
+    };
+    let row = Row::new(frame, retval as i32).counters([
+        ("kept", kept),
+        ("truncated", truncated),
+        ("dropped", dropped),
+    ]);
+    row.case(
+        "socket_filter",
+        &ctx,
         ProgramType::SocketFilter,
-        |case| {
+        |case, row| {
             let mut object = MaybeUninit::uninit();
             let skel = open_and_load(case, &mut object)?;
-            let input = ProgramInput {
-                data_in: Some(&frame),
-                ..Default::default()
-            };
-            let output =
-                harness::test_run::run("socket_filter", &skel.progs.udp_marker_filter, input)?;
-            let retval = output.return_value;
-            case.detail("retval", retval);
-            case.detail("ip_len", ip_len(&frame));
-            let want = match verdict {
-                Verdict::Drop => 0,
-                Verdict::Whole => ip_len(&frame),
-                Verdict::TruncatedFrom(n) => ip_len(&frame) - (n - TRUNCATE_TO) as u32,
-            };
-            assert_eq!(
-                retval,
-                want,
-                "verdict ({verdict:?}) for a {}-byte IP packet",
-                ip_len(&frame)
-            );
-
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let counts = (bss.kept, bss.truncated, bss.dropped);
-            let want_counts = match verdict {
-                Verdict::Whole => (1, 0, 0),
-                Verdict::TruncatedFrom(_) => (0, 1, 0),
-                Verdict::Drop => (0, 0, 1),
-            };
-            assert_eq!(
-                counts, want_counts,
-                "program counters (kept whole, truncated, dropped)"
-            );
+            case.detail("ip_len", ip_len);
+            row.run_counted(case, &skel.progs.udp_marker_filter, || {
+                let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+                Ok(vec![
+                    ("kept", bss.kept),
+                    ("truncated", bss.truncated),
+                    ("dropped", bss.dropped),
+                ])
+            })?;
             Ok(())
         },
     );

@@ -43,16 +43,16 @@
 
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::os::fd::AsFd;
 
-use harness::packet::{self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, Flow, IPPROTO_UDP};
+use harness::capture::{Capture, Frame};
+use harness::packet::{self, ETH_HLEN, ETH_P_ARP, Flow, hex};
+use harness::test_run::Row;
 use harness::veth::VethPair;
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe};
-use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType, Xdp, XdpFlags};
+use harness::{Case, CaseError, CaseResult, NetNs, OrError, ethtool, observe, probe};
+use libbpf_rs::{MapCore, MapFlags, ProgramType, Xdp, XdpFlags};
 use programs::xdp::{XdpSkel, XdpSkelBuilder};
-use rstest::rstest;
+use rstest::{Context, rstest};
 
 /// UDP to this port is dropped.
 const DROP_PORT: u16 = 7201;
@@ -79,27 +79,25 @@ const DATAGRAMS: u64 = 3;
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
+/// The counters of the `verdicts` map, by name.
+const VERDICTS: [(&str, u32); 3] = [("drop", XDP_DROP), ("pass", XDP_PASS), ("tx", XDP_TX)];
 
 fn open_and_load<'obj>(
     case: &mut Case,
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> CaseResult<XdpSkel<'obj>> {
     probe::prog_type(ProgramType::Xdp)?;
-    let mut open = XdpSkelBuilder::default().open(object)?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("the object has a .rodata section");
-    rodata.drop_port = DROP_PORT;
-    rodata.tx_port = TX_PORT;
-    case.load(open)
+    case.open_load(XdpSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.drop_port = DROP_PORT;
+        rodata.tx_port = TX_PORT;
+    })
 }
 
 /// The `verdicts` map: IPv4/UDP packets counted per verdict, `[DROP, PASS, TX]`.
 fn verdicts(skel: &XdpSkel<'_>) -> CaseResult<[u64; 3]> {
     let mut counts = [0u64; 3];
-    for (slot, verdict) in counts.iter_mut().zip([XDP_DROP, XDP_PASS, XDP_TX]) {
+    for (slot, (_, verdict)) in counts.iter_mut().zip(VERDICTS) {
         let value = skel
             .maps
             .verdicts
@@ -242,7 +240,7 @@ fn drops_passes_and_bounces(#[case] name: &str, #[case] mode: Mode) {
             let (sender, capture) = {
                 let _inside = pair.a.enter()?;
                 if let Mode::Native = mode {
-                    set_tx_checksum_offload(VethPair::A_DEV, false)?;
+                    ethtool::set_tx_checksum(VethPair::A_DEV, false)?;
                 }
                 let sender = UdpSocket::bind(SocketAddrV4::new(SENDER, SENDER_PORT))
                     .or_error("binding the sender")?;
@@ -361,44 +359,6 @@ fn drops_passes_and_bounces(#[case] name: &str, #[case] mode: Mode) {
     );
 }
 
-/// `ethtool -K <dev> tx on|off` (the legacy `ETHTOOL_STXCSUM` ioctl; no ethtool binary needed),
-/// read back with `ETHTOOL_GTXCSUM`. The calling thread must be in the device's namespace.
-fn set_tx_checksum_offload(dev: &str, on: bool) -> CaseResult {
-    const ETHTOOL_GTXCSUM: u32 = 0x16;
-    const ETHTOOL_STXCSUM: u32 = 0x17;
-    #[repr(C)]
-    struct EthtoolValue {
-        cmd: u32,
-        data: u32,
-    }
-    let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
-        .or_error("opening a socket for SIOCETHTOOL")?;
-    let ethtool = |cmd: u32, data: u32| -> CaseResult<u32> {
-        let mut value = EthtoolValue { cmd, data };
-        // SAFETY: ifreq is plain data.
-        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in ifr.ifr_name.iter_mut().zip(dev.bytes()) {
-            *dst = src as libc::c_char;
-        }
-        ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
-        // SAFETY: a valid socket; ifreq points at an ethtool_value that outlives the call.
-        let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error())
-                .or_error(&format!("SIOCETHTOOL {cmd:#x} on {dev}"));
-        }
-        Ok(value.data)
-    };
-    ethtool(ETHTOOL_STXCSUM, u32::from(on))?;
-    if ethtool(ETHTOOL_GTXCSUM, 0)? != u32::from(on) {
-        return Err(CaseError::Error(anyhow::anyhow!(
-            "tx checksum offload on {dev} did not turn {}",
-            if on { "on" } else { "off" }
-        )));
-    }
-    Ok(())
-}
-
 /// What arrived on `sock` before the datagram `sentinel`, with the (IPv4) sources.
 fn arrived(sock: &UdpSocket, sentinel: &[u8]) -> CaseResult<Vec<(Vec<u8>, SocketAddrV4)>> {
     v4_sources(observe::datagrams_before(sock, sentinel)?)
@@ -422,133 +382,6 @@ fn texts(got: &[(Vec<u8>, SocketAddrV4)]) -> Vec<String> {
         .collect()
 }
 
-/// One frame seen by the capture.
-struct Frame {
-    /// Sent by this host (`PACKET_OUTGOING`), rather than received.
-    outgoing: bool,
-    /// From the Ethernet header on.
-    bytes: Vec<u8>,
-}
-
-impl Frame {
-    fn udp_port(&self, at: usize) -> Option<u16> {
-        if self.bytes.get(12..14)? != ETH_P_IP.to_be_bytes() {
-            return None;
-        }
-        let ip = self.bytes.get(ETH_HLEN..)?;
-        if ip.len() < 20 || ip[9] != IPPROTO_UDP {
-            return None;
-        }
-        let udp = usize::from(ip[0] & 0x0f) * 4;
-        Some(u16::from_be_bytes([
-            *ip.get(udp + at)?,
-            *ip.get(udp + at + 1)?,
-        ]))
-    }
-
-    /// The UDP source port, 0 for other frames.
-    fn sport(&self) -> u16 {
-        self.udp_port(0).unwrap_or(0)
-    }
-
-    /// The UDP destination port, 0 for other frames.
-    fn dport(&self) -> u16 {
-        self.udp_port(2).unwrap_or(0)
-    }
-}
-
-/// An AF_PACKET socket taking every frame of one interface, both directions.
-struct Capture {
-    fd: OwnedFd,
-    ifindex: u32,
-}
-
-impl Capture {
-    /// Opens the capture on `ifindex`; the calling thread must be in the interface's namespace.
-    fn open(ifindex: u32) -> CaseResult<Self> {
-        // ETH_P_ALL: a socket of one protocol sees only received frames, not sent ones.
-        let protocol = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket(2); the fd is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error()).or_error("opening an AF_PACKET socket");
-        }
-        // SAFETY: `raw` is a fresh, valid fd.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_ll is plain data.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = protocol;
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: a valid socket and a sockaddr_ll of the size passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error()).or_error("binding the AF_PACKET socket");
-        }
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 50_000,
-        };
-        // SAFETY: a valid socket and a timeval of the size passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error()).or_error("setting SO_RCVTIMEO");
-        }
-        Ok(Capture { fd, ifindex })
-    }
-
-    /// The next frame captured within `wait` (`None` when none came).
-    fn next(&self, wait: Duration) -> CaseResult<Option<Frame>> {
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline {
-            let mut buf = [0u8; 2048];
-            // SAFETY: sockaddr_ll is plain data.
-            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            // SAFETY: a valid socket, a buffer and an address of the sizes passed.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&mut from as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    continue;
-                }
-                return Err(e).or_error("reading the AF_PACKET socket");
-            }
-            if from.sll_ifindex as u32 != self.ifindex {
-                continue;
-            }
-            return Ok(Some(Frame {
-                outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
-                bytes: buf[..n as usize].to_vec(),
-            }));
-        }
-        Ok(None)
-    }
-}
-
 /// `frame` (Ethernet/IPv4/UDP) with Ethernet addresses, IP addresses and UDP ports swapped:
 /// what the program's XDP_TX branch makes of it.
 fn swapped(frame: &[u8]) -> Vec<u8> {
@@ -564,10 +397,6 @@ fn swapped(frame: &[u8]) -> Vec<u8> {
     f
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// An ARP request for the receiver's address.
 fn arp() -> Vec<u8> {
     let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1]; // Ethernet, IPv4, request
@@ -579,81 +408,51 @@ fn arp() -> Vec<u8> {
 }
 
 #[rstest]
-#[case::drops_udp_to_drop_port("drops_udp_to_drop_port", FLOW.udp4(DROP_PORT), XDP_DROP, true)]
-#[case::drops_udp_after_ip_options(
-    "drops_udp_after_ip_options",
-    FLOW.udp4_with_options(DROP_PORT),
-    XDP_DROP,
-    true
-)]
-#[case::passes_udp_to_other_port("passes_udp_to_other_port", FLOW.udp4(PASS_PORT), XDP_PASS, true)]
-#[case::bounces_udp_to_tx_port("bounces_udp_to_tx_port", FLOW.udp4(TX_PORT), XDP_TX, true)]
-#[case::bounces_udp_after_ip_options(
-    "bounces_udp_after_ip_options",
-    FLOW.udp4_with_options(TX_PORT),
-    XDP_TX,
-    true
-)]
-#[case::passes_tcp_to_drop_port("passes_tcp_to_drop_port", FLOW.tcp4(DROP_PORT), XDP_PASS, false)]
-#[case::passes_ipv6_udp_to_drop_port(
-    "passes_ipv6_udp_to_drop_port",
-    FLOW.udp6(DROP_PORT),
-    XDP_PASS,
-    false
-)]
-#[case::passes_arp("passes_arp", arp(), XDP_PASS, false)]
-#[case::passes_cut_udp_header("passes_cut_udp_header", FLOW.udp4_cut_in_udp_header(DROP_PORT), XDP_PASS, false)]
+#[case::drops_udp_to_drop_port(FLOW.udp4(DROP_PORT), XDP_DROP, true)]
+#[case::drops_udp_after_ip_options(FLOW.udp4_with_options(DROP_PORT), XDP_DROP, true)]
+#[case::passes_udp_to_other_port(FLOW.udp4(PASS_PORT), XDP_PASS, true)]
+#[case::bounces_udp_to_tx_port(FLOW.udp4(TX_PORT), XDP_TX, true)]
+#[case::bounces_udp_after_ip_options(FLOW.udp4_with_options(TX_PORT), XDP_TX, true)]
+#[case::passes_tcp_to_drop_port(FLOW.tcp4(DROP_PORT), XDP_PASS, false)]
+#[case::passes_ipv6_udp_to_drop_port(FLOW.udp6(DROP_PORT), XDP_PASS, false)]
+#[case::passes_arp(arp(), XDP_PASS, false)]
+#[case::passes_cut_udp_header(FLOW.udp4_cut_in_udp_header(DROP_PORT), XDP_PASS, false)]
 fn test_run(
-    #[case] name: &str,
+    #[context] ctx: Context,
     #[case] frame: Vec<u8>,
     #[case] verdict: u32,
     #[case] counted: bool,
 ) {
-    Case::run(&format!("xdp::test_run_{name}"), ProgramType::Xdp, |case| {
+    // XDP_TX: MACs, IPs and ports swapped; else unchanged.
+    let bytes = if verdict == XDP_TX {
+        swapped(&frame)
+    } else {
+        frame.clone()
+    };
+    // IPv4/UDP packets counted per verdict: this one under its verdict, if it is IPv4/UDP.
+    let counts = VERDICTS.map(|(name, v)| (name, u64::from(counted && v == verdict)));
+    let row = Row::new(frame, verdict as i32)
+        .bytes(bytes)
+        .counters(counts);
+    row.case("xdp", &ctx, ProgramType::Xdp, |case, row| {
         let mut object = MaybeUninit::uninit();
         let skel = open_and_load(case, &mut object)?;
-        let mut data_out = vec![0u8; frame.len() + 256];
-        let input = ProgramInput {
-            data_in: Some(&frame),
-            data_out: Some(&mut data_out),
-            ..Default::default()
-        };
-        let output = harness::test_run::run("xdp", &skel.progs.xdp_udp_verdicts, input)?;
-        let retval = output.return_value;
-        let out = output.data.as_deref().unwrap_or_default().to_vec();
-        case.detail("retval", retval);
-        assert_eq!(retval, verdict, "verdict");
-
-        let expected = if verdict == XDP_TX {
-            swapped(&frame)
-        } else {
-            frame.clone()
-        };
-        assert_eq!(
-            hex(&out),
-            hex(&expected),
-            "the frame handed back (XDP_TX: MACs, IPs and ports swapped; else unchanged)"
-        );
+        let ran = row.run_counted(case, &skel.progs.xdp_udp_verdicts, || {
+            Ok(VERDICTS
+                .map(|v| v.0)
+                .into_iter()
+                .zip(verdicts(&skel)?)
+                .collect())
+        })?;
         if verdict == XDP_TX {
-            case.detail("frame_out", hex(&out));
-            let header_len = usize::from(out[ETH_HLEN] & 0x0f) * 4;
+            case.detail("frame_out", hex(&ran.data));
+            let header_len = usize::from(ran.data[ETH_HLEN] & 0x0f) * 4;
             assert_eq!(
-                packet::ipv4_checksum(&out[ETH_HLEN..ETH_HLEN + header_len]),
+                packet::ipv4_checksum(&ran.data[ETH_HLEN..ETH_HLEN + header_len]),
                 0,
                 "the IP header checksum of the bounced frame still verifies"
             );
         }
-
-        let counts = verdicts(&skel)?;
-        case.detail("verdicts_drop_pass_tx", counts);
-        let mut want = [0u64; 3];
-        if counted {
-            want[(verdict - XDP_DROP) as usize] = 1;
-        }
-        assert_eq!(
-            counts, want,
-            "IPv4/UDP packets counted per verdict [drop, pass, tx]"
-        );
         Ok(())
     });
 }

@@ -120,7 +120,8 @@ fn answer(ret: i32) -> Option<bool> {
     }
 }
 
-fn prog_type_str(ty: u32) -> Option<String> {
+/// The kernel's name of program type `ty` (`socket_filter`), as bpftool prints it.
+pub fn prog_type_str(ty: u32) -> Option<String> {
     // SAFETY: libbpf returns a static string or NULL.
     let ptr = unsafe { libbpf_sys::libbpf_bpf_prog_type_str(ty) };
     // SAFETY: non-NULL pointers are NUL-terminated static strings.

@@ -79,21 +79,29 @@ impl Record {
     }
 }
 
-/// The case id of libtest's test `test`: the test's path (`xdp::drops_one_flow`), with an
-/// rstest case's `::case_<n>_<description>` turned into `_<description>`
-/// (`xdp::test_run::case_4_drops_udp` → `xdp::test_run_drops_udp`). The runner names the cases of
-/// tests that wrote no record by it; [`Record`]s of cases that ran carry the same id.
+/// The case id of libtest's test `test`: its top module (the program type's) and the test
+/// function, nested modules left out (`verifier::regs::uninit_register_read` →
+/// `verifier::uninit_register_read`), and an rstest case's `::case_<n>_<description>` turned into
+/// `_<description>` (`xdp::test_run::case_4_drops_udp` → `xdp::test_run_drops_udp`). The runner
+/// names the cases of tests that wrote no record by it; [`Record`]s carry the same id.
 pub fn case_id(test: &str) -> String {
-    if let Some((head, last)) = test.rsplit_once("::")
-        && let Some(numbered) = last.strip_prefix("case_")
-    {
-        let description = numbered.trim_start_matches(|c: char| c.is_ascii_digit());
-        return match description.strip_prefix('_') {
-            Some(d) => format!("{head}_{d}"),
-            None => head.to_owned(),
-        };
+    let parts: Vec<&str> = test.split("::").collect();
+    let (function, case) = match parts.as_slice() {
+        [.., function, last] if last.starts_with("case_") => (*function, Some(*last)),
+        [.., last] => (*last, None),
+        [] => return String::new(),
+    };
+    let mut id = match parts.first() {
+        Some(top) if parts.len() > 1 && *top != function => format!("{top}::{function}"),
+        _ => function.to_owned(),
+    };
+    if let Some(case) = case {
+        let described = case["case_".len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+        if let Some(description) = described.strip_prefix('_') {
+            id = format!("{id}_{description}");
+        }
     }
-    test.to_owned()
+    id
 }
 
 /// Writes `record` to `<dir>/<kernel>/<case>.json` (a rerun of the case replaces it).
@@ -183,6 +191,10 @@ mod tests {
             "xdp::test_run_drops_udp"
         );
         assert_eq!(case_id("isa::mcpu::case_1_v1"), "isa::mcpu_v1");
+        assert_eq!(
+            case_id("verifier::regs::uninit_register_read"),
+            "verifier::uninit_register_read"
+        );
         assert_eq!(case_id("xdp::bounces::case_2"), "xdp::bounces");
     }
 

@@ -1,5 +1,6 @@
 //! `bpfconf`: the suite's runner and command line (most of this file is the CLI's definition) — kernels, the matrix run, reports and feature probes.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,6 +15,7 @@ mod kernels;
 mod kmsg;
 mod known_bugs;
 mod manifest;
+mod objects;
 mod matrix;
 mod report;
 mod suite;
@@ -85,6 +87,38 @@ enum Command {
         /// vmtest's arguments, e.g. `-f 6.1`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Your own BPF objects across the matrix: every program of each object loaded alone on the
+    /// host and in a VM of each kernel (verdict, errno, the verifier's key line and statistics,
+    /// JIT size; whole logs in the run directory).
+    Objects {
+        /// The objects (`*.bpf.o`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Kernel ids (default: every VM kernel of kernels.toml).
+        #[arg(long, value_delimiter = ',')]
+        kernels: Vec<String>,
+        /// Skip the host kernel.
+        #[arg(long)]
+        no_host: bool,
+        /// Exit 1 if a program is refused on a kernel at or past this release (e.g. 6.1).
+        #[arg(long)]
+        min_kernel: Option<String>,
+        /// The run directory (default: a new one under bpfconf-runs/ in cargo's target directory).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+    },
+    /// Load every program of the objects on the running kernel (what each column of `bpfconf
+    /// objects` runs).
+    ObjectsLoad {
+        /// The column's kernel id.
+        #[arg(long)]
+        kernel: String,
+        /// The results directory.
+        #[arg(long)]
+        results: PathBuf,
+        /// The objects.
+        files: Vec<PathBuf>,
     },
     /// Run one test binary with libtest's arguments inside a VM of kernel ID (what cargo's runner
     /// ci/cargo-vm-runner calls when BPFCONF_VM is set).
@@ -255,6 +289,18 @@ fn run(command: Command) -> Result<ExitCode> {
             let times = bench::boot_times(&Kernels::load()?.select(&ids)?)?;
             print!("{}", bench::markdown(&times));
         }
+        Command::Objects {
+            files,
+            kernels,
+            no_host,
+            min_kernel,
+            run_dir,
+        } => return objects_command(files, &kernels, no_host, min_kernel, run_dir),
+        Command::ObjectsLoad {
+            kernel,
+            results,
+            files,
+        } => objects::load_all(&files, &kernel, &results)?,
         Command::VmExec { id, command } => {
             let code = vm_exec::run(&id, &command[0], &command[1..])?;
             return Ok(ExitCode::from(code.clamp(0, 255) as u8));
@@ -408,6 +454,62 @@ fn read_matrix(dir: &std::path::Path) -> Result<Matrix> {
         eprintln!("bpfconf: {}: {}", bad.place, bad.error);
     }
     Ok(Matrix::from_records(&records, &unreadable))
+}
+
+fn objects_command(
+    files: Vec<PathBuf>,
+    kernels: &[String],
+    no_host: bool,
+    min_kernel: Option<String>,
+    run_dir: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let mut good = Vec::new();
+    let mut bad = 0;
+    for file in files {
+        match objects::check(&file).and_then(|_| Ok(fs::canonicalize(&file)?)) {
+            Ok(path) => good.push(path),
+            Err(e) => {
+                eprintln!("bpfconf: {e:#}");
+                bad += 1;
+            }
+        }
+    }
+    ensure!(!good.is_empty(), "no object to load");
+    let opts = objects::Options {
+        files: good,
+        kernels: Kernels::load()?.select(kernels)?,
+        host: !no_host,
+        run_dir: match run_dir {
+            Some(dir) => dir,
+            None => matrix::new_run_dir()?,
+        },
+    };
+    if !opts.kernels.is_empty() {
+        vm::check_tools()?;
+    }
+    let columns = objects::run(&opts)?;
+    let matrix = read_matrix(&opts.run_dir)?;
+    let (records, _) = record::read_dir(&opts.run_dir)?;
+    print!("{}", matrix.markdown());
+    println!(
+        "\nProcessed instructions:\n\n{}",
+        objects::stats_markdown(&records)
+    );
+    println!("| kernel | s | problem |\n|---|---|---|");
+    for (id, secs, problem) in &columns {
+        let problem = problem.as_deref().and_then(|p| p.lines().next()).unwrap_or("");
+        println!("| {id} | {secs:.1} | {problem} |");
+    }
+    println!("results: {}", opts.run_dir.display());
+    let mut ok = bad == 0 && columns.iter().all(|(_, _, p)| p.is_none());
+    if let Some(min) = min_kernel {
+        let refused = objects::refused_since(&matrix, &min);
+        for r in &refused {
+            println!("refused at or past {min}: {r}");
+        }
+        ok &= refused.is_empty();
+    }
+    Ok(exit(ok))
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {

@@ -179,7 +179,9 @@ pub fn run(opts: &Options, manifest: &Manifest) -> Result<Vec<Timing>> {
 }
 
 /// The arguments of `bpfconf suite` for column `id`; inside a VM the environment that selects
-/// the cache, the matrix file and the test-only faults goes along explicitly.
+/// the cache, the matrix file, the test-only faults and insta's switches (`INSTA_FORCE_PASS`
+/// records every snapshot difference as `.snap.new` and lets the behaviour checks decide) goes
+/// along explicitly.
 fn suite_args(id: &str, opts: &Options, vm: bool) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "--kernel".into(),
@@ -195,7 +197,13 @@ fn suite_args(id: &str, opts: &Options, vm: bool) -> Vec<String> {
     ];
     if vm {
         for (k, v) in std::env::vars() {
-            if k.starts_with("BPFCONF_FAULT_") || k == "BPFCONF_CACHE" || k == "BPFCONF_KERNELS" {
+            let forwarded = [
+                "BPFCONF_CACHE",
+                "BPFCONF_KERNELS",
+                "INSTA_FORCE_PASS",
+                "INSTA_UPDATE",
+            ];
+            if k.starts_with("BPFCONF_FAULT_") || forwarded.contains(&k.as_str()) {
                 args.extend(["--env".into(), format!("{k}={v}")]);
             }
         }
