@@ -51,7 +51,7 @@ pub fn boot_times(kernels: &[KernelSpec]) -> Result<Vec<BootTimes>> {
             "-initrd",
             &ready.initramfs,
             "-append",
-            "console=ttyS0 panic=-1"
+            format!("console=ttyS0 panic=-1 {}", vm::KERNEL_ARGS)
         )
         .stderr_to_stdout()
         .stdout_capture()
