@@ -15,8 +15,8 @@ mod kernels;
 mod kmsg;
 mod known_bugs;
 mod manifest;
-mod objects;
 mod matrix;
+mod objects;
 mod report;
 mod suite;
 mod vm;
@@ -497,7 +497,10 @@ fn objects_command(
     );
     println!("| kernel | s | problem |\n|---|---|---|");
     for (id, secs, problem) in &columns {
-        let problem = problem.as_deref().and_then(|p| p.lines().next()).unwrap_or("");
+        let problem = problem
+            .as_deref()
+            .and_then(|p| p.lines().next())
+            .unwrap_or("");
         println!("| {id} | {secs:.1} | {problem} |");
     }
     println!("results: {}", opts.run_dir.display());

@@ -92,7 +92,12 @@ pub fn run(opts: &Options) -> Result<Vec<(String, f64, Option<String>)>> {
         );
         fs::write(
             &config,
-            vm::vmtest_toml(std::slice::from_ref(k), |_| command.clone(), false, vm::cpus()),
+            vm::vmtest_toml(
+                std::slice::from_ref(k),
+                |_| command.clone(),
+                false,
+                vm::cpus(),
+            ),
         )?;
         let log = opts.run_dir.join(format!("{}.log", k.id));
         let run = column::watch(vm::command(&config, &k.id)?, timeout, &log, |_| {})?;
@@ -151,12 +156,17 @@ fn load_one(file: &Path, program: &str) -> Result<Record> {
     let mut r = Record::runner("", "", Outcome::Pass, None);
     r.prog_type = prog_type;
     if let Ok(object) = &loaded
-        && let Some(prog) = object.progs().find(|p| p.name().to_string_lossy() == program)
+        && let Some(prog) = object
+            .progs()
+            .find(|p| p.name().to_string_lossy() == program)
     {
         let info = prog_info(prog.as_fd().as_raw_fd());
-        r.details.insert("jited_bytes".into(), info.jited_prog_len.into());
-        r.details.insert("xlated_bytes".into(), info.xlated_prog_len.into());
-        r.details.insert("verified_insns".into(), info.verified_insns.into());
+        r.details
+            .insert("jited_bytes".into(), info.jited_prog_len.into());
+        r.details
+            .insert("xlated_bytes".into(), info.xlated_prog_len.into());
+        r.details
+            .insert("verified_insns".into(), info.verified_insns.into());
     }
     if !outcome.loaded {
         r.outcome = Outcome::Fail;
