@@ -51,6 +51,10 @@ enum Command {
         /// Instead of the matrix: the N slowest cases of each kernel.
         #[arg(long, value_name = "N")]
         slowest: Option<usize>,
+        /// Instead of the matrix: the verifier's view, each `verifier::` rule × kernel with the
+        /// verdict and the key line of a refusal.
+        #[arg(long)]
+        verifier: bool,
     },
     /// Regression report: every cell whose outcome changed from run OLD to run NEW; exit 1 if any
     /// case got worse.
@@ -247,12 +251,16 @@ fn run(command: Command) -> Result<ExitCode> {
             results,
             json,
             slowest,
+            verifier,
         } => {
             let dir = results.unwrap_or_else(results_dir);
-            if let Some(n) = slowest {
+            if slowest.is_some() || verifier {
                 let (records, _) = record::read_dir(&dir)
                     .with_context(|| format!("reading results in {}", dir.display()))?;
-                print!("{}", report::slowest(&records, n));
+                match slowest {
+                    Some(n) => print!("{}", report::slowest(&records, n)),
+                    None => print!("{}", report::verifier_view(&records)),
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             let matrix = read_matrix(&dir)?;

@@ -215,6 +215,48 @@ impl Matrix {
     }
 }
 
+/// The verifier's view: each `verifier::` rule × kernel, the verdict (`loads`, or the errno and the
+/// key line of the refusal; the outcome when the rule did not pass).
+pub fn verifier_view(records: &[Record]) -> String {
+    let mut kernels: Vec<&str> = records.iter().map(|r| r.kernel.as_str()).collect();
+    kernels.sort_by_key(|k| kernel_order(k));
+    kernels.dedup();
+    let mut rows: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.case.starts_with("verifier::")) {
+        let verdict = match r.loads.first() {
+            _ if r.outcome != Outcome::Pass => r.outcome.to_string(),
+            Some(l) if l.loaded => "loads".to_owned(),
+            Some(l) => format!(
+                "{}: {}",
+                l.errno.as_deref().unwrap_or("?"),
+                l.message.as_deref().unwrap_or_default()
+            ),
+            None => "-".to_owned(),
+        };
+        rows.entry(&r.case)
+            .or_default()
+            .insert(&r.kernel, verdict.replace('|', "/"));
+    }
+    let mut out = format!(
+        "| rule | {} |\n|---|{}\n",
+        kernels.join(" | "),
+        "---|".repeat(kernels.len())
+    );
+    for (case, cells) in rows {
+        let cells: Vec<&str> = kernels
+            .iter()
+            .map(|k| cells.get(k).map_or("", String::as_str))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} |",
+            &case["verifier::".len()..],
+            cells.join(" | ")
+        );
+    }
+    out
+}
+
 /// The `n` slowest cases of each kernel (by the records' `duration_ms`), as a Markdown table per
 /// kernel, slowest first.
 pub fn slowest(records: &[Record], n: usize) -> String {
