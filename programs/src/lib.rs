@@ -1,7 +1,7 @@
 //! The suite's BPF sample programs as libbpf-rs skeletons, one module per object (see `build.rs`).
 //!
 //! `programs/src/bpf/xdp.bpf.c` becomes module `xdp` with `XdpSkelBuilder`; its behaviour test is
-//! `tests/xdp.rs`.
+//! the module `xdp` of the test binary `tests/suite/`.
 
 #![allow(clippy::all, missing_docs)]
 

@@ -1,7 +1,7 @@
 //! The probe matrix: which program types, map types and helpers (per program type) the running
 //! kernel offers, probed through libbpf (`libbpf_probe_bpf_prog_type`, `…_map_type`, `…_helper`,
 //! each of which loads a minimal program or creates a minimal map). `bpfconf probe` prints it;
-//! `tests/probe.rs` compares it with `bpftool feature probe kernel`.
+//! `tests/suite/probe.rs` compares it with `bpftool feature probe kernel`.
 
 use std::collections::BTreeMap;
 use std::ffi::CStr;

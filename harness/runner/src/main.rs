@@ -42,7 +42,7 @@ struct Cli {
 enum Command {
     /// Print the compatibility matrix of a results directory; exit 1 on any fail or error.
     Report {
-        /// The directory of `<kernel-id>.jsonl` files (default: $BPFCONF_RESULTS or target/bpfconf-results).
+        /// The results directory (default: $BPFCONF_RESULTS or bpfconf-results in the target directory).
         #[arg(long)]
         results: Option<PathBuf>,
         /// Print JSON (every cell with its reason) instead of Markdown.
