@@ -15,6 +15,7 @@
 //! });
 //! ```
 
+pub mod capture;
 pub mod case;
 pub mod cgroup;
 pub mod child;
@@ -39,6 +40,7 @@ pub mod stream;
 pub mod test_run;
 pub mod trace_pipe;
 pub mod veth;
+pub mod xdp;
 
 use std::path::{Path, PathBuf};
 

@@ -36,3 +36,4 @@ mod tcx;
 mod tracepoint;
 mod verifier;
 mod xdp;
+mod xdp_features;
