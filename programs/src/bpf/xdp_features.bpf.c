@@ -128,9 +128,10 @@ static __always_inline int trim_tail(struct xdp_md *ctx, struct iphdr *iph, stru
 	__be16 new_tot = bpf_htons(tot_len - TRIM_BYTES);
 
 	/* Only a datagram that ends the frame (no link-layer padding behind it) and carries at
-	 * least TRIM_BYTES of payload. */
-	if (udp_len < sizeof(*udp) + TRIM_BYTES || (void *)iph + tot_len != data_end ||
-	    (void *)udp + udp_len != data_end)
+	 * least TRIM_BYTES of payload. Lengths compared as numbers: the 5.10 verifier does not
+	 * bound a byte-swapped value, so it refuses one added to a packet pointer. */
+	if (udp_len < sizeof(*udp) + TRIM_BYTES || data_end - (void *)iph != tot_len ||
+	    data_end - (void *)udp != udp_len)
 		return XDP_PASS;
 	iph->check = csum_replace(iph->check, iph->tot_len, new_tot);
 	iph->tot_len = new_tot;
