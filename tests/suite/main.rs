@@ -28,6 +28,7 @@ mod sk_lookup;
 mod sk_msg;
 mod sk_reuseport;
 mod sk_skb;
+mod sk_skb_verdict;
 mod skeleton;
 mod sock_ops;
 mod socket_filter;
