@@ -25,6 +25,7 @@ pub mod kernel;
 pub mod ksyscall;
 pub mod load;
 pub mod mounts;
+pub mod netkit;
 pub mod netlink;
 pub mod netns;
 pub mod observe;

@@ -98,6 +98,12 @@ impl NetNs {
         })
     }
 
+    /// The namespace's rtnetlink socket, for requests whose error the caller judges itself (a
+    /// device kind the kernel may lack).
+    pub fn rtnl(&self) -> &Rtnl {
+        &self.rtnl
+    }
+
     /// The index of interface `dev` inside the namespace.
     pub fn ifindex(&self, dev: &str) -> CaseResult<u32> {
         self.rtnl

@@ -17,6 +17,7 @@ mod license;
 mod lwt;
 mod lwt_seg6local;
 mod netfilter;
+mod netkit;
 mod perf_event;
 mod pinning;
 mod probe;

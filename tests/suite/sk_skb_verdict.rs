@@ -81,7 +81,10 @@ fn redirects_whole_skbs(#[case] name: &str, #[case] direction: Direction) {
             let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
 
             if !floors::has("attach_type.sk_skb_verdict", true) {
-                return Err(floors::missing("attach_type.sk_skb_verdict", "not attached"));
+                return Err(floors::missing(
+                    "attach_type.sk_skb_verdict",
+                    "not attached",
+                ));
             }
             let map_fd = skel.maps.sock_map.as_fd().as_raw_fd();
             match skel.progs.skb_verdict.attach_sockmap(map_fd) {
@@ -146,10 +149,7 @@ fn redirects_whole_skbs(#[case] name: &str, #[case] direction: Direction) {
                 TIMEOUT,
             )?;
             let at_s1 = read_queued(&mut s1)?;
-            let (verdicts, bytes) = (
-                volatile(&bss.verdicts),
-                volatile(&bss.redirected_bytes),
-            );
+            let (verdicts, bytes) = (volatile(&bss.verdicts), volatile(&bss.redirected_bytes));
             case.detail("write_sizes", SIZES);
             case.detail("bytes_at_s2", at_s2.len());
             case.detail("bytes_at_s1", at_s1.len());

@@ -21,6 +21,7 @@
 //!   metadata, `tc_read_meta` turns the metadata into skb->mark, and the fwmark rule makes the
 //!   service local for mark A only: the A datagrams arrive, the B ones do not, and neither do
 //!   datagrams with the A bytes to NO_META_PORT (no metadata there, so no mark).
+//!
 //! The programs' counters are exact.
 //!
 //! `redirects_through_devmap`: three namespaces, a (`10.14.0.1`) — b (`10.14.0.2`, and
