@@ -39,6 +39,9 @@
 //! while a passed flow's socket reports S. (Under a one-CPU VM, S = T: the rewrite, which only
 //! the CPUMAP entry's program does, still proves the path.)
 //!
+//! The object loads whole in every case; its CPUMAP entries carry a program (8-byte values), which
+//! kernels before 5.9 refuse at load (the matrix starts at 5.10).
+//!
 //! `test_run_*` (rstest table): BPF_PROG_TEST_RUN of `xdp_rewrite` and `xdp_redirect_dev` on
 //! crafted frames: the verdict, the frame handed back byte for byte (a trimmed frame against one
 //! built with the shorter payload: lengths and a valid IP header checksum; from 5.15 behind the
