@@ -14,6 +14,7 @@ use crate::outcome::{CaseResult, OrError};
 use crate::packet::{ETH_HLEN, ETH_P_IP, IPPROTO_UDP};
 
 /// One frame seen by the capture.
+#[derive(Clone, Debug)]
 pub struct Frame {
     /// Sent by this host (`PACKET_OUTGOING`), rather than received.
     pub outgoing: bool,
@@ -102,4 +103,23 @@ impl Capture {
         }
         Ok(None)
     }
+}
+
+/// The hardware address of interface `dev` (SIOCGIFHWADDR); the calling thread must be in its
+/// namespace.
+pub fn hwaddr(dev: &str) -> CaseResult<[u8; 6]> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").or_error("opening a socket for ioctl")?;
+    // SAFETY: ifreq is plain data.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(dev.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: a valid socket and an ifreq naming the interface.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).or_error(&format!("SIOCGIFHWADDR {dev}"));
+    }
+    // SAFETY: SIOCGIFHWADDR filled in the sockaddr member.
+    let data = unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_data };
+    Ok(std::array::from_fn(|i| data[i] as u8))
 }

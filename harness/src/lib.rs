@@ -25,6 +25,7 @@ pub mod insn;
 pub mod kernel;
 pub mod ksyscall;
 pub mod mounts;
+pub mod netkit;
 pub mod netlink;
 pub mod netns;
 pub mod observe;
@@ -41,6 +42,7 @@ pub mod stream;
 pub mod test_run;
 pub mod trace_pipe;
 pub mod veth;
+pub mod xdp;
 
 use std::path::{Path, PathBuf};
 

@@ -17,7 +17,9 @@ use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressScope};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoNetkit, InfoVeth, LinkAttribute, LinkFlags,
+};
 use netlink_packet_route::link::{LinkInfo, LinkMessage};
 use netlink_packet_route::route::{RouteAttribute, RouteProtocol, RouteScope, RouteType};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RulePortRange};
@@ -30,6 +32,13 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 pub enum Request<'a> {
     /// `ip link add <name> type veth peer name <peer> [netns <ns>]`
     Veth {
+        name: &'a str,
+        peer: &'a str,
+        peer_netns: Option<&'a str>,
+    },
+    /// `ip link add <name> type netkit peer name <peer> [netns <ns>]` (L3 mode, both policies
+    /// pass: the kernel's defaults)
+    Netkit {
         name: &'a str,
         peer: &'a str,
         peer_netns: Option<&'a str>,
@@ -84,7 +93,7 @@ impl<'a> Request<'a> {
                 "add",
                 name,
                 "type",
-                "veth",
+                kind @ ("veth" | "netkit"),
                 "peer",
                 "name",
                 peer,
@@ -95,10 +104,18 @@ impl<'a> Request<'a> {
                     ["netns", ns] => Some(*ns),
                     _ => return None,
                 };
-                Some(Request::Veth {
-                    name,
-                    peer,
-                    peer_netns,
+                Some(if *kind == "veth" {
+                    Request::Veth {
+                        name,
+                        peer,
+                        peer_netns,
+                    }
+                } else {
+                    Request::Netkit {
+                        name,
+                        peer,
+                        peer_netns,
+                    }
                 })
             }
             ["link", "set", "dev", dev, "up"] | ["link", "set", dev, "up"] => {
@@ -249,6 +266,11 @@ impl Rtnl {
                 name,
                 peer,
                 peer_netns,
+            }
+            | Request::Netkit {
+                name,
+                peer,
+                peer_netns,
             } => {
                 // Open for as long as the request refers to it.
                 let netns = peer_netns
@@ -261,13 +283,19 @@ impl Rtnl {
                         .attributes
                         .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
                 }
+                let (kind, data) = match request {
+                    Request::Veth { .. } => {
+                        (InfoKind::Veth, InfoData::Veth(InfoVeth::Peer(peer_msg)))
+                    }
+                    _ => (
+                        InfoKind::Netkit,
+                        InfoData::Netkit(vec![InfoNetkit::Peer(peer_msg)]),
+                    ),
+                };
                 let mut msg = LinkMessage::default();
                 msg.attributes = vec![
                     LinkAttribute::IfName(name.into()),
-                    LinkAttribute::LinkInfo(vec![
-                        LinkInfo::Kind(InfoKind::Veth),
-                        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
-                    ]),
+                    LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind), LinkInfo::Data(data)]),
                 ];
                 self.request(RouteNetlinkMessage::NewLink(msg), create)?;
             }
@@ -452,6 +480,14 @@ mod tests {
                 name: "ar0",
                 peer: "ra0",
                 peer_netns: Some("bpfconf-1-2")
+            })
+        );
+        assert_eq!(
+            Request::parse_ip("link add nk0 type netkit peer name nk1 netns bpfconf-1-3"),
+            Some(Request::Netkit {
+                name: "nk0",
+                peer: "nk1",
+                peer_netns: Some("bpfconf-1-3")
             })
         );
         assert_eq!(Request::parse_ip("link set lo up"), Some(Request::Up("lo")));

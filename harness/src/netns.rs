@@ -111,6 +111,12 @@ impl NetNs {
         fs::write(&file, value).or_error(&format!("writing {value} to {}", file.display()))
     }
 
+    /// The namespace's rtnetlink socket, for requests whose error the caller judges itself (a
+    /// device kind the kernel may lack).
+    pub fn rtnl(&self) -> &Rtnl {
+        &self.rtnl
+    }
+
     /// The index of interface `dev` inside the namespace.
     pub fn ifindex(&self, dev: &str) -> CaseResult<u32> {
         self.rtnl

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use libbpf_rs::ProgramType;
 use libbpf_rs::libbpf_sys::bpf_func_id;
+use libbpf_rs::{MapType, ProgramType};
 
 use crate::case::prog_type_name;
 use crate::floors;
@@ -47,6 +47,24 @@ pub fn helper(ty: ProgramType, helper: bpf_func_id, name: &str) -> CaseResult {
         )),
         Err(e) => Err(CaseError::Error(anyhow::anyhow!(
             "probing helper {name}: {e:#}"
+        ))),
+    }
+}
+
+/// The kernel can create maps of type `ty` (libbpf's probe creates a minimal one), feature `id`
+/// (`map_type.<name>`).
+pub fn map_type(ty: MapType, id: &str) -> CaseResult {
+    match ty.is_supported() {
+        Ok(supported) if floors::has(id, supported) => Ok(()),
+        Ok(_) => Err(floors::missing(
+            id,
+            format!(
+                "kernel {} does not create {ty:?} maps (libbpf_probe_bpf_map_type)",
+                Kernel::current().release
+            ),
+        )),
+        Err(e) => Err(CaseError::Error(anyhow::anyhow!(
+            "probing map type {ty:?}: {e:#}"
         ))),
     }
 }

@@ -133,6 +133,7 @@ fn newer_types_and_links_follow_their_floors_across_the_matrix() {
         ("CONFIG_NETFILTER", "y"),
         ("CONFIG_NETFILTER_BPF_LINK", "y"),
         ("CONFIG_NET_XGRESS", "y"),
+        ("CONFIG_NETKIT", "y"),
     ]);
     let kernels = [
         "5.10.0-32-amd64",
@@ -147,6 +148,9 @@ fn newer_types_and_links_follow_their_floors_across_the_matrix() {
         ("prog_type.netfilter", 2),
         ("attach_type.netfilter_link", 2),
         ("attach_type.tcx", 2),
+        ("attach_type.xdp_cpumap", 0),
+        ("attach_type.sk_skb_verdict", 1),
+        ("attach_type.netkit_primary", 2),
     ] {
         for (i, release) in kernels.iter().enumerate() {
             let (outcome, reason) = on(release, "", &cfg, id);
