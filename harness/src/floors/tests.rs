@@ -348,6 +348,8 @@ fn program_type(variant: &str) -> ProgramType {
         "CgroupSockopt" => CgroupSockopt,
         "SkLookup" => SkLookup,
         "Netfilter" => Netfilter,
+        "Tracing" => Tracing,
+        "Syscall" => Syscall,
         other => panic!("ProgramType::{other} is used: map it here and give it a floor"),
     }
 }
