@@ -19,17 +19,6 @@ const FENTRY: &str = "attach_type.fentry";
 /// Above the kernel's PID_MAX_LIMIT (4,194,304): no process has it.
 const MISSING_PID: i64 = 4_194_304 + 4242;
 
-/// getpgid(pid) as the kernel returns it (a negative errno on failure).
-fn getpgid(pid: i64) -> i64 {
-    // SAFETY: getpgid takes one integer and touches no memory of ours.
-    let ret = unsafe { libc::syscall(libc::SYS_getpgid, pid) };
-    if ret == -1 {
-        -i64::from(nix::errno::Errno::last_raw())
-    } else {
-        ret
-    }
-}
-
 #[test]
 fn getpgid_arguments_and_returns() {
     Case::run(
@@ -63,6 +52,9 @@ fn getpgid_arguments_and_returns() {
                     ),
                 )
             })?;
+            // Before attaching: the library may ask getpgid for the process group.
+            let me = i64::from(nix::unistd::getpid().as_raw());
+            let pgrp = i64::from(nix::unistd::getpgrp().as_raw());
             skel.attach().map_err(|e| {
                 ftrace::refused(
                     FENTRY,
@@ -71,10 +63,8 @@ fn getpgid_arguments_and_returns() {
                 )
             })?;
 
-            let me = i64::from(nix::unistd::getpid().as_raw());
-            let pgrp = i64::from(nix::unistd::getpgrp().as_raw());
             let args = [0, me, MISSING_PID];
-            let returns: Vec<i64> = args.iter().map(|&pid| getpgid(pid)).collect();
+            let returns: Vec<i64> = args.iter().map(|&pid| ksyscall::getpgid(pid)).collect();
             assert_eq!(
                 returns,
                 [pgrp, pgrp, -i64::from(libc::ESRCH)],

@@ -34,6 +34,7 @@ mod sock_ops;
 mod socket_filter;
 mod tail_calls;
 mod tcx;
+mod tp_btf;
 mod tracepoint;
 mod verifier;
 mod xdp;
