@@ -13,6 +13,7 @@ mod fentry;
 mod flow_dissector;
 mod hello_world;
 mod isa;
+mod iter;
 mod kprobe;
 mod license;
 mod lwt;
