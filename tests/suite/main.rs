@@ -33,6 +33,7 @@ mod sk_skb;
 mod skeleton;
 mod sock_ops;
 mod socket_filter;
+mod syscall;
 mod tail_calls;
 mod tcx;
 mod tp_btf;
