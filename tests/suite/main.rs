@@ -38,5 +38,6 @@ mod tail_calls;
 mod tcx;
 mod tp_btf;
 mod tracepoint;
+mod uprobe;
 mod verifier;
 mod xdp;
