@@ -15,6 +15,7 @@ mod hello_world;
 mod isa;
 mod iter;
 mod kprobe;
+mod kprobe_multi;
 mod license;
 mod lwt;
 mod lwt_seg6local;
