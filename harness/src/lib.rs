@@ -18,6 +18,7 @@
 pub mod case;
 pub mod cgroup;
 pub mod child;
+pub mod co_re;
 pub mod floors;
 pub mod ftrace;
 pub mod insn;

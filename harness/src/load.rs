@@ -74,9 +74,19 @@ fn from_libbpf_messages(
 ///
 /// Returns the loaded skeleton (or libbpf's error) and the outcome, which is complete either way.
 pub fn load_skel<'obj, S: OpenSkel<'obj>>(
-    mut open: S,
+    open: S,
     level: LogLevel,
 ) -> (libbpf_rs::Result<S::Output>, LoadOutcome) {
+    let (result, outcome, _) = load_skel_with_messages(open, level);
+    (result, outcome)
+}
+
+/// [`load_skel`], also returning every message libbpf printed while loading (at debug level: the
+/// CO-RE relocations it made, among others).
+pub fn load_skel_with_messages<'obj, S: OpenSkel<'obj>>(
+    mut open: S,
+    level: LogLevel,
+) -> (libbpf_rs::Result<S::Output>, LoadOutcome, String) {
     install_print_callback();
     let object = open
         .open_object()
@@ -90,7 +100,7 @@ pub fn load_skel<'obj, S: OpenSkel<'obj>>(
     let result = open.load();
     let messages = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
     let outcome = from_libbpf_messages(&object, &messages, result.as_ref().err());
-    (result, outcome)
+    (result, outcome, messages)
 }
 
 thread_local! {

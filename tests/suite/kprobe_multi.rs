@@ -13,9 +13,11 @@ use libbpf_rs::{KprobeMultiOpts, ProgramType};
 use programs::kprobe_multi::KprobeMultiSkelBuilder;
 
 const KPROBE_MULTI: &str = "attach_type.kprobe_multi";
-/// The syscalls probed, a call of each, and how often the test makes it; cookie i + 1 is
-/// `CALLS[i]`.
-const CALLS: [(&str, fn() -> i64, u64); 3] = [
+/// A probed syscall's name, a call of it, and how often the test makes that call.
+type Calls = (&'static str, fn() -> i64, u64);
+
+/// The syscalls probed; cookie i + 1 is `CALLS[i]`.
+const CALLS: [Calls; 3] = [
     ("getpgid", || ksyscall::getpgid(0), 3),
     ("getsid", || ksyscall::getsid(0), 5),
     ("getppid", || i64::from(nix::unistd::getppid().as_raw()), 2),

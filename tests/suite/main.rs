@@ -9,6 +9,7 @@ mod cgroup_sock;
 mod cgroup_sock_addr;
 mod cgroup_sockopt;
 mod cgroup_sysctl;
+mod co_re;
 mod fentry;
 mod flow_dissector;
 mod hello_world;
