@@ -9,7 +9,7 @@ use libbpf_rs::{OpenObject, ProgramType};
 use serde::Serialize;
 
 use crate::kernel::Kernel;
-use crate::load::{LoadOutcome, LogLevel, load_skel};
+use crate::load::{LoadOutcome, LogLevel, load_skel_with_messages};
 use crate::outcome::{CaseError, CaseResult, Outcome};
 use crate::record::{self, Record};
 use crate::snapshot;
@@ -144,13 +144,24 @@ impl Case {
         open: S,
         level: LogLevel,
     ) -> (libbpf_rs::Result<S::Output>, LoadOutcome) {
-        let (result, outcome) = load_skel(open, level);
+        let (result, outcome, _) = self.try_load_with_messages(open, level);
+        (result, outcome)
+    }
+
+    /// [`Case::try_load`], also returning libbpf's messages during the load (debug level: CO-RE
+    /// relocations among them).
+    pub fn try_load_with_messages<'obj, S: OpenSkel<'obj>>(
+        &mut self,
+        open: S,
+        level: LogLevel,
+    ) -> (libbpf_rs::Result<S::Output>, LoadOutcome, String) {
+        let (result, outcome, messages) = load_skel_with_messages(open, level);
         let name = self.snapshot_name(&outcome.object);
         if !snapshot::assert_load(&name, &outcome) {
             self.detail("snapshot", "baseline written for review");
         }
         self.loads.push(outcome.clone());
-        (result, outcome)
+        (result, outcome, messages)
     }
 
     /// Records a measured value under `key` in the case's result record.

@@ -54,6 +54,28 @@ fn resolve_in(kallsyms: &str, syscall: &str) -> CaseResult<SyscallFn> {
         })
 }
 
+/// getpgid(pid) straight to the kernel (no library caching or emulation): the process group, or
+/// a negative errno.
+pub fn getpgid(pid: i64) -> i64 {
+    int_syscall(libc::SYS_getpgid, pid)
+}
+
+/// getsid(pid) straight to the kernel: the session id, or a negative errno.
+pub fn getsid(pid: i64) -> i64 {
+    int_syscall(libc::SYS_getsid, pid)
+}
+
+/// Syscall `nr`, which takes one integer and no pointer, as the kernel returns it.
+fn int_syscall(nr: libc::c_long, arg: i64) -> i64 {
+    // SAFETY: the callers' syscalls take one integer and touch no memory of the caller's.
+    let ret = unsafe { libc::syscall(nr, arg) };
+    if ret == -1 {
+        -i64::from(nix::errno::Errno::last_raw())
+    } else {
+        ret
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,9 +76,19 @@ fn from_libbpf_messages(
 ///
 /// Returns the loaded skeleton (or libbpf's error) and the outcome, which is complete either way.
 pub fn load_skel<'obj, S: OpenSkel<'obj>>(
-    mut open: S,
+    open: S,
     level: LogLevel,
 ) -> (libbpf_rs::Result<S::Output>, LoadOutcome) {
+    let (result, outcome, _) = load_skel_with_messages(open, level);
+    (result, outcome)
+}
+
+/// [`load_skel`], also returning every message libbpf printed while loading (at debug level: the
+/// CO-RE relocations it made, among others).
+pub fn load_skel_with_messages<'obj, S: OpenSkel<'obj>>(
+    mut open: S,
+    level: LogLevel,
+) -> (libbpf_rs::Result<S::Output>, LoadOutcome, String) {
     let object = open
         .open_object()
         .name()
@@ -102,20 +112,21 @@ pub fn load_object(
     for mut prog in open.progs_mut() {
         prog.set_log_level(level as u32);
     }
-    captured(&object, || open.load())
+    let (result, outcome, _) = captured(&object, || open.load());
+    (result, outcome)
 }
 
-/// Runs `load` with libbpf's messages captured, and parses them into the outcome.
+/// Runs `load` with libbpf's messages captured, parsed into the outcome and returned whole.
 fn captured<T>(
     object: &str,
     load: impl FnOnce() -> libbpf_rs::Result<T>,
-) -> (libbpf_rs::Result<T>, LoadOutcome) {
+) -> (libbpf_rs::Result<T>, LoadOutcome, String) {
     install_print_callback();
     CAPTURE.with(|c| *c.borrow_mut() = Some(String::new()));
     let result = load();
     let messages = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
     let outcome = from_libbpf_messages(object, &messages, result.as_ref().err());
-    (result, outcome)
+    (result, outcome, messages)
 }
 
 thread_local! {

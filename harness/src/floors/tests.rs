@@ -164,6 +164,59 @@ fn newer_types_and_links_follow_their_floors_across_the_matrix() {
     }
 }
 
+/// The BTF-era program types, attach types and helpers on the matrix kernels (5.10, 6.1, 6.12,
+/// 7.3) with their options on: unsupported below their floor, a regression from it; and the
+/// options that Debian's 6.1 (no CONFIG_FPROBE) and the host lack.
+#[test]
+fn btf_era_features_follow_their_floors_across_the_matrix() {
+    let all = [
+        ("CONFIG_BPF_SYSCALL", "y"),
+        ("CONFIG_BPF_EVENTS", "y"),
+        ("CONFIG_BPF_JIT", "y"),
+        ("CONFIG_DEBUG_INFO_BTF", "y"),
+        ("CONFIG_FUNCTION_TRACER", "y"),
+        ("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS", "y"),
+        ("CONFIG_UPROBE_EVENTS", "y"),
+        ("CONFIG_FPROBE", "y"),
+    ];
+    let cfg = config(&all);
+    let kernels = [
+        "5.10.0-32-amd64",
+        "6.1.0-50-amd64",
+        "6.12.107+deb13-amd64",
+        "7.3.4+deb13-amd64",
+    ];
+    for (id, unsupported_on) in [
+        ("prog_type.tracing", 0),
+        ("prog_type.syscall", 1),
+        ("attach_type.fentry", 0),
+        ("attach_type.tp_btf", 0),
+        ("attach_type.iter_task", 0),
+        ("attach_type.iter_bpf_map_elem", 0),
+        ("attach_type.uprobe", 0),
+        ("attach_type.kprobe_multi", 1),
+        ("helper.bpf_get_attach_cookie", 1),
+        ("test_run.syscall", 1),
+    ] {
+        for (i, release) in kernels.iter().enumerate() {
+            let (outcome, reason) = on(release, "", &cfg, id);
+            let expected = if i < unsupported_on {
+                Outcome::Unsupported
+            } else {
+                Outcome::Fail
+            };
+            assert_eq!(outcome, expected, "{id} on {release}: {reason}");
+        }
+    }
+    let no_fprobe = config(&all[..7]);
+    let (outcome, reason) = on("6.1.0-50-amd64", "", &no_fprobe, "attach_type.kprobe_multi");
+    assert_eq!(outcome, Outcome::Unsupported, "{reason}");
+    assert!(reason.contains("CONFIG_FPROBE is not set"), "{reason}");
+    // The host's locked-down kernel: whatever its config, the machine decides.
+    let (outcome, reason) = on("6.18.44-fc-v782", "", &cfg, "platform.ftrace_denied");
+    assert_eq!(outcome, Outcome::Unsupported, "{reason}");
+}
+
 #[test]
 fn mcpu_v4_is_unsupported_below_6_6_and_a_regression_from_it() {
     let cfg = config(BPF);
@@ -352,6 +405,8 @@ fn program_type(variant: &str) -> ProgramType {
         "CgroupSockopt" => CgroupSockopt,
         "SkLookup" => SkLookup,
         "Netfilter" => Netfilter,
+        "Tracing" => Tracing,
+        "Syscall" => Syscall,
         other => panic!("ProgramType::{other} is used: map it here and give it a floor"),
     }
 }

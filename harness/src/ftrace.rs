@@ -1,0 +1,36 @@
+//! Refusals of features that hook kernel functions through ftrace (BPF trampolines: fentry,
+//! fexit): a kernel at their floor with their options on that refuses them is a regression,
+//! unless the machine's kernel denies root ftrace's function interface by policy
+//! (`platform.ftrace_denied`).
+
+use std::fmt;
+use std::fs::File;
+
+use crate::floors;
+use crate::outcome::CaseError;
+
+/// The tracefs file listing the functions ftrace can hook; root reads it on any kernel built with
+/// `CONFIG_DYNAMIC_FTRACE`.
+const FUNCTIONS: &str = "available_filter_functions";
+
+/// What the refusal `said` of feature `id` (which rides on ftrace) means. `EPERM` (`eperm`) to
+/// root from a kernel that also refuses root its tracefs function list is the machine's policy
+/// (the host's Firecracker kernel does both although its config has every option):
+/// `platform.ftrace_denied`. Anything else is judged against the floor of `id`.
+pub fn refused(id: &str, eperm: bool, said: impl fmt::Display) -> CaseError {
+    if eperm && let Some(denied) = function_list_denied() {
+        return floors::missing("platform.ftrace_denied", format!("{said}; and {denied}"));
+    }
+    floors::missing(id, said)
+}
+
+/// How the kernel refused root the tracefs function list, when it answered `EPERM`.
+fn function_list_denied() -> Option<String> {
+    let path = crate::mounts::tracefs().ok()?.join(FUNCTIONS);
+    match File::open(&path) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            Some(format!("opening {} as root: {e}", path.display()))
+        }
+        _ => None,
+    }
+}
