@@ -7,7 +7,7 @@
 //! use harness::{Case, probe};
 //! use libbpf_rs::ProgramType;
 //!
-//! Case::run("xdp::drop_udp_port", ProgramType::Xdp, |case| {
+//! Case::run(ProgramType::Xdp, |case| {
 //!     probe::prog_type(ProgramType::Xdp)?; // `unsupported` when the kernel lacks it (judged
 //!                                          // against kernels/floors.toml)
 //!     // open the skeleton, `case.load(open)?`, attach, send traffic, assert on what arrived

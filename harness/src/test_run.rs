@@ -134,24 +134,17 @@ impl Row {
         &self.frame
     }
 
-    /// Runs the row as the case `<module>::test_run_<name>` for a program of type `prog_type`,
-    /// `<name>` being the rstest case's (`#[case::<name>(…)]`). `body` loads the module's object,
-    /// runs the program with [`Row::run`] or [`Row::run_counted`] and checks what only the module
-    /// knows.
+    /// Runs the row as the calling test's case (`<module>::test_run_<name>` for the rstest case
+    /// `#[case::<name>(…)]` of a `test_run` function) for a program of type `prog_type`. `body`
+    /// loads the module's object, runs the program with [`Row::run`] or [`Row::run_counted`] and
+    /// checks what only the module knows.
     pub fn case(
         mut self,
-        module: &str,
-        ctx: &rstest::Context,
         prog_type: ProgramType,
         body: impl FnOnce(&mut Case, &Row) -> CaseResult,
     ) {
-        let name = ctx
-            .description
-            .expect("a test-run row is a #[case::<name>(…)]");
         self.ty = crate::case::prog_type_name(prog_type);
-        Case::run(&format!("{module}::test_run_{name}"), prog_type, |case| {
-            body(case, &self)
-        });
+        Case::run(prog_type, |case| body(case, &self));
     }
 
     /// Runs `prog` once on the row (through [`run`]), records the return value and checks it

@@ -43,54 +43,50 @@ fn open_devices() -> Opened {
 
 #[test]
 fn denies_one_char_device() {
-    Case::run(
-        "cgroup_device::denies_one_char_device",
-        ProgramType::CgroupDevice,
-        |case| {
-            probe::prog_type(ProgramType::CgroupDevice)?;
-            let rdev = std::fs::metadata(DENIED).or_error("stat /dev/null")?.rdev();
-            let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-            case.detail("denied_device", format!("{DENIED} {major}:{minor}"));
+    Case::run(ProgramType::CgroupDevice, |case| {
+        probe::prog_type(ProgramType::CgroupDevice)?;
+        let rdev = std::fs::metadata(DENIED).or_error("stat /dev/null")?.rdev();
+        let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+        case.detail("denied_device", format!("{DENIED} {major}:{minor}"));
 
-            let mut object = MaybeUninit::uninit();
-            let skel = case.open_load(CgroupDeviceSkelBuilder::default(), &mut object, |open| {
-                let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
-                rodata.denied_major = major;
-                rodata.denied_minor = minor;
-            })?;
+        let mut object = MaybeUninit::uninit();
+        let skel = case.open_load(CgroupDeviceSkelBuilder::default(), &mut object, |open| {
+            let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+            rodata.denied_major = major;
+            rodata.denied_minor = minor;
+        })?;
 
-            let cg = Cgroup::new()?;
-            let _link = skel
-                .progs
-                .deny_one_char_device
-                .attach_cgroup(cg.as_fd().as_raw_fd())?;
+        let cg = Cgroup::new()?;
+        let _link = skel
+            .progs
+            .deny_one_char_device
+            .attach_cgroup(cg.as_fd().as_raw_fd())?;
 
-            let opened = child::in_cgroup(&cg).run(open_devices)?;
-            case.detail("child", format!("{opened:?}"));
-            assert_eq!(
-                opened.denied,
-                Err(Errno::EPERM),
-                "opening {DENIED} inside the cgroup"
-            );
-            assert_eq!(
-                opened.allowed,
-                Ok([0; 4]),
-                "opening and reading {ALLOWED} inside the cgroup"
-            );
+        let opened = child::in_cgroup(&cg).run(open_devices)?;
+        case.detail("child", format!("{opened:?}"));
+        assert_eq!(
+            opened.denied,
+            Err(Errno::EPERM),
+            "opening {DENIED} inside the cgroup"
+        );
+        assert_eq!(
+            opened.allowed,
+            Ok([0; 4]),
+            "opening and reading {ALLOWED} inside the cgroup"
+        );
 
-            // Outside the cgroup the device still opens.
-            std::fs::File::open(DENIED).map_err(|e| {
-                CaseError::Fail(anyhow::anyhow!(
-                    "{DENIED} no longer opens outside the test cgroup: {e}"
-                ))
-            })?;
+        // Outside the cgroup the device still opens.
+        std::fs::File::open(DENIED).map_err(|e| {
+            CaseError::Fail(anyhow::anyhow!(
+                "{DENIED} no longer opens outside the test cgroup: {e}"
+            ))
+        })?;
 
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            case.detail("program_denied", bss.denied);
-            case.detail("program_allowed", bss.allowed);
-            assert_eq!(bss.denied, 1, "refusals the program counted");
-            assert_eq!(bss.allowed, 1, "allowed accesses the program counted");
-            Ok(())
-        },
-    );
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        case.detail("program_denied", bss.denied);
+        case.detail("program_allowed", bss.allowed);
+        assert_eq!(bss.denied, 1, "refusals the program counted");
+        assert_eq!(bss.allowed, 1, "allowed accesses the program counted");
+        Ok(())
+    });
 }

@@ -29,7 +29,7 @@ use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe}
 use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use programs::cgroup_skb::{CgroupSkbSkel, CgroupSkbSkelBuilder};
-use rstest::{Context, rstest};
+use rstest::rstest;
 
 /// Ports inside the case's own network namespace (nothing else binds there).
 const BLOCKED_PORT: u16 = 7001;
@@ -89,77 +89,73 @@ fn open_and_load<'obj>(
 
 #[test]
 fn blocks_egress_and_counts_ingress() {
-    Case::run(
-        "cgroup_skb::blocks_egress_and_counts_ingress",
-        ProgramType::CgroupSkb,
-        |case| {
-            probe::prog_type(ProgramType::CgroupSkb)?;
-            let mut object = MaybeUninit::uninit();
-            let skel = open_and_load(case, &mut object)?;
+    Case::run(ProgramType::CgroupSkb, |case| {
+        probe::prog_type(ProgramType::CgroupSkb)?;
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object)?;
 
-            let ns = NetNs::new()?;
-            let cg = Cgroup::new()?;
-            let _egress = skel
-                .progs
-                .egress_block_port
-                .attach_cgroup(cg.as_fd().as_raw_fd())?;
-            let _ingress = skel
-                .progs
-                .ingress_count_bytes
-                .attach_cgroup(cg.as_fd().as_raw_fd())?;
+        let ns = NetNs::new()?;
+        let cg = Cgroup::new()?;
+        let _egress = skel
+            .progs
+            .egress_block_port
+            .attach_cgroup(cg.as_fd().as_raw_fd())?;
+        let _ingress = skel
+            .progs
+            .ingress_count_bytes
+            .attach_cgroup(cg.as_fd().as_raw_fd())?;
 
-            // The blocked port's listener and the sentinel's sender: the test process's, outside
-            // the cgroup (the programs do not see them).
-            let (blocked_rx, sentinel_tx) = {
-                let _inside = ns.enter()?;
-                (
-                    UdpSocket::bind(port(BLOCKED_PORT)).or_error("binding the blocked port")?,
-                    UdpSocket::bind(port(0)).or_error("binding the sentinel's socket")?,
-                )
-            };
-            let sent = child::in_cgroup(&cg).netns(&ns).run(send_udp)?;
-            case.detail("child", format!("{sent:?}"));
-            let sent =
-                sent.map_err(|e| CaseError::Error(anyhow::anyhow!("the child's sockets: {e}")))?;
-            assert_eq!(
-                sent.blocked_send,
-                Err(Errno::EPERM),
-                "sendto the blocked port from inside the cgroup"
-            );
-            let payloads = PAYLOADS.map(|n| Ok(n as usize));
-            assert_eq!(sent.sent, payloads, "sendto the counted port");
-            assert_eq!(
-                sent.received, payloads,
-                "payload sizes received on the counted port"
-            );
-            assert_eq!(
-                first_datagram(&blocked_rx, &sentinel_tx)?,
-                "sentinel",
-                "the first datagram on the blocked port (the sentinel sent after the child's)"
-            );
+        // The blocked port's listener and the sentinel's sender: the test process's, outside
+        // the cgroup (the programs do not see them).
+        let (blocked_rx, sentinel_tx) = {
+            let _inside = ns.enter()?;
+            (
+                UdpSocket::bind(port(BLOCKED_PORT)).or_error("binding the blocked port")?,
+                UdpSocket::bind(port(0)).or_error("binding the sentinel's socket")?,
+            )
+        };
+        let sent = child::in_cgroup(&cg).netns(&ns).run(send_udp)?;
+        case.detail("child", format!("{sent:?}"));
+        let sent =
+            sent.map_err(|e| CaseError::Error(anyhow::anyhow!("the child's sockets: {e}")))?;
+        assert_eq!(
+            sent.blocked_send,
+            Err(Errno::EPERM),
+            "sendto the blocked port from inside the cgroup"
+        );
+        let payloads = PAYLOADS.map(|n| Ok(n as usize));
+        assert_eq!(sent.sent, payloads, "sendto the counted port");
+        assert_eq!(
+            sent.received, payloads,
+            "payload sizes received on the counted port"
+        );
+        assert_eq!(
+            first_datagram(&blocked_rx, &sentinel_tx)?,
+            "sentinel",
+            "the first datagram on the blocked port (the sentinel sent after the child's)"
+        );
 
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let expected_bytes: u64 = PAYLOADS.iter().map(|n| IPV4_UDP_HEADERS + n).sum();
-            case.detail("egress_dropped", bss.egress_dropped);
-            case.detail("ingress_packets", bss.ingress_packets);
-            case.detail("ingress_bytes", bss.ingress_bytes);
-            case.detail("expected_ingress_bytes", expected_bytes);
-            assert_eq!(
-                bss.egress_dropped, 1,
-                "datagrams the egress program dropped"
-            );
-            assert_eq!(
-                bss.ingress_packets,
-                PAYLOADS.len() as u64,
-                "datagrams the ingress program counted"
-            );
-            assert_eq!(
-                bss.ingress_bytes, expected_bytes,
-                "ingress bytes: payloads {PAYLOADS:?} + {IPV4_UDP_HEADERS} header bytes each"
-            );
-            Ok(())
-        },
-    );
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        let expected_bytes: u64 = PAYLOADS.iter().map(|n| IPV4_UDP_HEADERS + n).sum();
+        case.detail("egress_dropped", bss.egress_dropped);
+        case.detail("ingress_packets", bss.ingress_packets);
+        case.detail("ingress_bytes", bss.ingress_bytes);
+        case.detail("expected_ingress_bytes", expected_bytes);
+        assert_eq!(
+            bss.egress_dropped, 1,
+            "datagrams the egress program dropped"
+        );
+        assert_eq!(
+            bss.ingress_packets,
+            PAYLOADS.len() as u64,
+            "datagrams the ingress program counted"
+        );
+        assert_eq!(
+            bss.ingress_bytes, expected_bytes,
+            "ingress bytes: payloads {PAYLOADS:?} + {IPV4_UDP_HEADERS} header bytes each"
+        );
+        Ok(())
+    });
 }
 
 /// Sends a sentinel to `rx`'s port from `tx` and returns the first datagram `rx` holds.
@@ -187,12 +183,7 @@ enum Hook {
 #[case::egress_ipv6_udp_to_blocked_port_passes(Hook::Egress, frame_ipv6_udp(BLOCKED_PORT, 32), 1)]
 #[case::ingress_counts_ip_total_length(Hook::Ingress, frame_ipv4(17, COUNTED_PORT, 100), 1)]
 #[case::ingress_ignores_other_ports(Hook::Ingress, frame_ipv4(17, BLOCKED_PORT, 100), 1)]
-fn test_run(
-    #[context] ctx: Context,
-    #[case] hook: Hook,
-    #[case] frame: Vec<u8>,
-    #[case] verdict: i32,
-) {
+fn test_run(#[case] hook: Hook, #[case] frame: Vec<u8>, #[case] verdict: i32) {
     // The ingress program counts the IP packet (the frame minus its 14-byte Ethernet header) if
     // it goes to the counted port.
     let counted = frame_dest_port(&frame) == COUNTED_PORT;
@@ -204,7 +195,7 @@ fn test_run(
             ("ingress_bytes", if counted { ip_len } else { 0 }),
         ]);
     }
-    row.case("cgroup_skb", &ctx, ProgramType::CgroupSkb, |case, row| {
+    row.case(ProgramType::CgroupSkb, |case, row| {
         probe::prog_type(ProgramType::CgroupSkb)?;
         let mut object = MaybeUninit::uninit();
         let skel = open_and_load(case, &mut object)?;

@@ -46,51 +46,47 @@ fn create_sockets() -> [Result<u32, Errno>; SOCKETS.len()] {
 
 #[test]
 fn denies_raw_and_marks_others() {
-    Case::run(
-        "cgroup_sock::denies_raw_and_marks_others",
-        ProgramType::CgroupSock,
-        |case| {
-            probe::prog_type(ProgramType::CgroupSock)?;
-            let mut object = MaybeUninit::uninit();
-            let skel = case.open_load(CgroupSockSkelBuilder::default(), &mut object, |open| {
-                open.maps.rodata_data.as_deref_mut().expect(".rodata").mark = MARK;
-            })?;
+    Case::run(ProgramType::CgroupSock, |case| {
+        probe::prog_type(ProgramType::CgroupSock)?;
+        let mut object = MaybeUninit::uninit();
+        let skel = case.open_load(CgroupSockSkelBuilder::default(), &mut object, |open| {
+            open.maps.rodata_data.as_deref_mut().expect(".rodata").mark = MARK;
+        })?;
 
-            let cg = Cgroup::new()?;
-            let _link = skel
-                .progs
-                .deny_raw_mark_others
-                .attach_cgroup(cg.as_fd().as_raw_fd())?;
+        let cg = Cgroup::new()?;
+        let _link = skel
+            .progs
+            .deny_raw_mark_others
+            .attach_cgroup(cg.as_fd().as_raw_fd())?;
 
-            let created = child::in_cgroup(&cg).run(create_sockets)?;
-            case.detail("child", format!("{created:?}"));
-            for (i, ((name, ..), result)) in SOCKETS.iter().zip(created).enumerate() {
-                let expected = if i < RAW { Err(Errno::EPERM) } else { Ok(MARK) };
-                assert_eq!(
-                    result, expected,
-                    "creating {name} inside the cgroup (Ok: its SO_MARK)"
-                );
-            }
-
-            // Outside the cgroup nothing changes: raw sockets open, marks stay 0.
-            let (_, domain, kind, protocol) = SOCKETS[0];
-            let raw = socket(domain, kind, SockFlag::SOCK_CLOEXEC, protocol).map_err(|e| {
-                CaseError::Fail(anyhow::anyhow!(
-                    "a raw socket outside the test cgroup was refused: {e}"
-                ))
-            })?;
+        let created = child::in_cgroup(&cg).run(create_sockets)?;
+        case.detail("child", format!("{created:?}"));
+        for (i, ((name, ..), result)) in SOCKETS.iter().zip(created).enumerate() {
+            let expected = if i < RAW { Err(Errno::EPERM) } else { Ok(MARK) };
             assert_eq!(
-                getsockopt(&raw, sockopt::Mark)?,
-                0,
-                "SO_MARK of a socket outside the cgroup"
+                result, expected,
+                "creating {name} inside the cgroup (Ok: its SO_MARK)"
             );
+        }
 
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            case.detail("program_denied", bss.denied);
-            case.detail("program_marked", bss.marked);
-            assert_eq!(bss.denied, 2, "refusals the program counted");
-            assert_eq!(bss.marked, 3, "sockets the program marked");
-            Ok(())
-        },
-    );
+        // Outside the cgroup nothing changes: raw sockets open, marks stay 0.
+        let (_, domain, kind, protocol) = SOCKETS[0];
+        let raw = socket(domain, kind, SockFlag::SOCK_CLOEXEC, protocol).map_err(|e| {
+            CaseError::Fail(anyhow::anyhow!(
+                "a raw socket outside the test cgroup was refused: {e}"
+            ))
+        })?;
+        assert_eq!(
+            getsockopt(&raw, sockopt::Mark)?,
+            0,
+            "SO_MARK of a socket outside the cgroup"
+        );
+
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        case.detail("program_denied", bss.denied);
+        case.detail("program_marked", bss.marked);
+        assert_eq!(bss.denied, 2, "refusals the program counted");
+        assert_eq!(bss.marked, 3, "sockets the program marked");
+        Ok(())
+    });
 }

@@ -292,178 +292,166 @@ fn connect_redirects(case: &mut Case, ip: IpAddr) -> CaseResult {
 
 #[test]
 fn connect4_redirects_service() {
-    Case::run(
-        "cgroup_sock_addr::connect4_redirects_service",
-        ProgramType::CgroupSockAddr,
-        |case| connect_redirects(case, IpAddr::V4(Ipv4Addr::LOCALHOST)),
-    );
+    Case::run(ProgramType::CgroupSockAddr, |case| {
+        connect_redirects(case, IpAddr::V4(Ipv4Addr::LOCALHOST))
+    });
 }
 
 #[test]
 fn connect6_redirects_service() {
-    Case::run(
-        "cgroup_sock_addr::connect6_redirects_service",
-        ProgramType::CgroupSockAddr,
-        |case| connect_redirects(case, IpAddr::V6(Ipv6Addr::LOCALHOST)),
-    );
+    Case::run(ProgramType::CgroupSockAddr, |case| {
+        connect_redirects(case, IpAddr::V6(Ipv6Addr::LOCALHOST))
+    });
 }
 
 #[test]
 fn sendmsg4_redirects_datagram() {
-    Case::run(
-        "cgroup_sock_addr::sendmsg4_redirects_datagram",
-        ProgramType::CgroupSockAddr,
-        |case| {
-            let ns = NetNs::new()?;
-            let (service, backend) = inside(&ns, || {
-                Ok((
-                    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?,
-                    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?,
-                ))
-            })?;
-            let service_port = service.local_addr().or_error("local_addr")?.port();
-            let backend_port = backend.local_addr().or_error("local_addr")?.port();
-            case.detail("service_port", service_port);
-            case.detail("backend_port", backend_port);
+    Case::run(ProgramType::CgroupSockAddr, |case| {
+        let ns = NetNs::new()?;
+        let (service, backend) = inside(&ns, || {
+            Ok((
+                UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?,
+                UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?,
+            ))
+        })?;
+        let service_port = service.local_addr().or_error("local_addr")?.port();
+        let backend_port = backend.local_addr().or_error("local_addr")?.port();
+        case.detail("service_port", service_port);
+        case.detail("backend_port", backend_port);
 
-            let mut object = MaybeUninit::uninit();
-            let skel = load(case, &mut object, |r| {
-                r.service_port = service_port;
-                r.backend_port = backend_port;
-            })?;
-            let cg = Cgroup::new()?;
-            let _link = skel
-                .progs
-                .sendmsg4_redirect
-                .attach_cgroup(cg.as_fd().as_raw_fd())?;
+        let mut object = MaybeUninit::uninit();
+        let skel = load(case, &mut object, |r| {
+            r.service_port = service_port;
+            r.backend_port = backend_port;
+        })?;
+        let cg = Cgroup::new()?;
+        let _link = skel
+            .progs
+            .sendmsg4_redirect
+            .attach_cgroup(cg.as_fd().as_raw_fd())?;
 
-            // The backend answers whoever reaches it.
-            let server = std::thread::spawn(move || -> std::io::Result<(SocketAddr, String)> {
-                backend.set_read_timeout(Some(WAIT))?;
-                let mut buf = [0u8; 100];
-                let (n, from) = backend.recv_from(&mut buf)?;
-                backend.send_to(b"backend", from)?;
-                Ok((from, String::from_utf8_lossy(&buf[..n]).into_owned()))
-            });
-            let service_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, service_port));
-            let exchanged = child::in_cgroup(&cg)
-                .netns(&ns)
-                .run(|| udp_sendto(service_addr))?;
-            case.detail("child", format!("{exchanged:?}"));
-            let served = server
-                .join()
-                .map_err(|_| CaseError::Error(anyhow::anyhow!("the backend thread panicked")))?;
+        // The backend answers whoever reaches it.
+        let server = std::thread::spawn(move || -> std::io::Result<(SocketAddr, String)> {
+            backend.set_read_timeout(Some(WAIT))?;
+            let mut buf = [0u8; 100];
+            let (n, from) = backend.recv_from(&mut buf)?;
+            backend.send_to(b"backend", from)?;
+            Ok((from, String::from_utf8_lossy(&buf[..n]).into_owned()))
+        });
+        let service_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, service_port));
+        let exchanged = child::in_cgroup(&cg)
+            .netns(&ns)
+            .run(|| udp_sendto(service_addr))?;
+        case.detail("child", format!("{exchanged:?}"));
+        let served = server
+            .join()
+            .map_err(|_| CaseError::Error(anyhow::anyhow!("the backend thread panicked")))?;
 
-            let (from, payload) = served.map_err(|e| {
-                CaseError::Fail(anyhow::anyhow!(
-                    "the backend received no datagram within {WAIT:?}: {e}"
-                ))
-            })?;
-            assert_eq!(payload, "hello", "what the backend received");
-            let exchanged = succeeded("the UDP exchange with the service port", exchanged)?;
-            assert_eq!(
-                from.port(),
-                exchanged.local,
-                "the backend's datagram came from the child's socket"
-            );
-            assert_eq!(
-                exchanged.reply.as_str(),
-                "backend",
-                "the answer the child got"
-            );
-            assert_eq!(
-                exchanged.reply_from, backend_port,
-                "the answer came from the backend port"
-            );
-            let first = {
-                let _inside = ns.enter()?;
-                let sentinel = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-                    .or_error("binding the sentinel's socket")?;
-                sentinel
-                    .send_to(b"sentinel", service_addr)
-                    .or_error("sending the sentinel")?;
-                service
-                    .set_read_timeout(Some(WAIT))
-                    .or_error("setting a read timeout")?;
-                let mut buf = [0u8; 100];
-                let n = service.recv(&mut buf).or_error("receiving the sentinel")?;
-                String::from_utf8_lossy(&buf[..n]).into_owned()
-            };
-            assert_eq!(
-                first, "sentinel",
-                "the first datagram on the service port (the sentinel sent after the child's)"
-            );
+        let (from, payload) = served.map_err(|e| {
+            CaseError::Fail(anyhow::anyhow!(
+                "the backend received no datagram within {WAIT:?}: {e}"
+            ))
+        })?;
+        assert_eq!(payload, "hello", "what the backend received");
+        let exchanged = succeeded("the UDP exchange with the service port", exchanged)?;
+        assert_eq!(
+            from.port(),
+            exchanged.local,
+            "the backend's datagram came from the child's socket"
+        );
+        assert_eq!(
+            exchanged.reply.as_str(),
+            "backend",
+            "the answer the child got"
+        );
+        assert_eq!(
+            exchanged.reply_from, backend_port,
+            "the answer came from the backend port"
+        );
+        let first = {
+            let _inside = ns.enter()?;
+            let sentinel = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+                .or_error("binding the sentinel's socket")?;
+            sentinel
+                .send_to(b"sentinel", service_addr)
+                .or_error("sending the sentinel")?;
+            service
+                .set_read_timeout(Some(WAIT))
+                .or_error("setting a read timeout")?;
+            let mut buf = [0u8; 100];
+            let n = service.recv(&mut buf).or_error("receiving the sentinel")?;
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        assert_eq!(
+            first, "sentinel",
+            "the first datagram on the service port (the sentinel sent after the child's)"
+        );
 
-            let (connects, binds, sends) = counters(&skel);
-            case.detail("sends_redirected", sends);
-            assert_eq!(
-                (connects, binds, sends),
-                (0, 0, 1),
-                "the program's counters"
-            );
-            Ok(())
-        },
-    );
+        let (connects, binds, sends) = counters(&skel);
+        case.detail("sends_redirected", sends);
+        assert_eq!(
+            (connects, binds, sends),
+            (0, 0, 1),
+            "the program's counters"
+        );
+        Ok(())
+    });
 }
 
 #[test]
 fn bind4_rewrites_port() {
-    Case::run(
-        "cgroup_sock_addr::bind4_rewrites_port",
-        ProgramType::CgroupSockAddr,
-        |case| {
-            // The namespace is the case's own: fixed ports cannot collide.
-            const FROM: u16 = 6001;
-            const TO: u16 = 6002;
-            let ns = NetNs::new()?;
-            let mut object = MaybeUninit::uninit();
-            let skel = load(case, &mut object, |r| {
-                r.bind_from_port = FROM;
-                r.bind_to_port = TO;
-            })?;
-            let cg = Cgroup::new()?;
-            let _link = skel
-                .progs
-                .bind4_rewrite
-                .attach_cgroup(cg.as_fd().as_raw_fd())?;
+    Case::run(ProgramType::CgroupSockAddr, |case| {
+        // The namespace is the case's own: fixed ports cannot collide.
+        const FROM: u16 = 6001;
+        const TO: u16 = 6002;
+        let ns = NetNs::new()?;
+        let mut object = MaybeUninit::uninit();
+        let skel = load(case, &mut object, |r| {
+            r.bind_from_port = FROM;
+            r.bind_to_port = TO;
+        })?;
+        let cg = Cgroup::new()?;
+        let _link = skel
+            .progs
+            .bind4_rewrite
+            .attach_cgroup(cg.as_fd().as_raw_fd())?;
 
-            // From outside: wait for the listener on TO, check FROM refuses, greet it.
-            let (bound, probed) = std::thread::scope(|scope| {
-                let prober = scope.spawn(|| probe_bound(&ns, FROM, TO));
-                let bound = child::in_cgroup(&cg).netns(&ns).run(|| tcp_bind(FROM));
-                (bound, prober.join())
-            });
-            let bound = bound?;
-            case.detail("child", format!("{bound:?}"));
-            let probed = probed
-                .map_err(|_| CaseError::Error(anyhow::anyhow!("the prober thread panicked")))??;
-            case.detail(
-                "outside",
-                serde_json::json!({"from_refused": probed.0, "reply": probed.1}),
-            );
+        // From outside: wait for the listener on TO, check FROM refuses, greet it.
+        let (bound, probed) = std::thread::scope(|scope| {
+            let prober = scope.spawn(|| probe_bound(&ns, FROM, TO));
+            let bound = child::in_cgroup(&cg).netns(&ns).run(|| tcp_bind(FROM));
+            (bound, prober.join())
+        });
+        let bound = bound?;
+        case.detail("child", format!("{bound:?}"));
+        let probed = probed
+            .map_err(|_| CaseError::Error(anyhow::anyhow!("the prober thread panicked")))??;
+        case.detail(
+            "outside",
+            serde_json::json!({"from_refused": probed.0, "reply": probed.1}),
+        );
 
-            let bound = succeeded("binding a listener", bound)?;
-            assert_eq!(bound.bound, TO, "getsockname after binding port {FROM}");
-            let greeting = succeeded("accepting on the bound port", bound.greeting)?;
-            assert_eq!(
-                greeting.as_str(),
-                "hello",
-                "what the listener on port {TO} received"
-            );
-            let (from_refused, reply) = probed;
-            assert!(from_refused, "port {FROM} did not refuse a connection");
-            assert_eq!(reply, "bound", "the answer on port {TO}");
+        let bound = succeeded("binding a listener", bound)?;
+        assert_eq!(bound.bound, TO, "getsockname after binding port {FROM}");
+        let greeting = succeeded("accepting on the bound port", bound.greeting)?;
+        assert_eq!(
+            greeting.as_str(),
+            "hello",
+            "what the listener on port {TO} received"
+        );
+        let (from_refused, reply) = probed;
+        assert!(from_refused, "port {FROM} did not refuse a connection");
+        assert_eq!(reply, "bound", "the answer on port {TO}");
 
-            let (connects, binds, sends) = counters(&skel);
-            case.detail("binds_rewritten", binds);
-            assert_eq!(
-                (connects, binds, sends),
-                (0, 1, 0),
-                "the program's counters"
-            );
-            Ok(())
-        },
-    );
+        let (connects, binds, sends) = counters(&skel);
+        case.detail("binds_rewritten", binds);
+        assert_eq!(
+            (connects, binds, sends),
+            (0, 1, 0),
+            "the program's counters"
+        );
+        Ok(())
+    });
 }
 
 /// From outside the cgroup (inside the namespace): connects to port `to` until the child

@@ -146,109 +146,104 @@ fn receive(sock: &UdpSocket, wait: std::time::Duration) -> CaseResult<Option<Rec
 
 #[test]
 fn denies_ttl_and_rewrites_its_report() {
-    Case::run(
-        "cgroup_sockopt::denies_ttl_and_rewrites_its_report",
-        ProgramType::CgroupSockopt,
-        |case| {
-            probe::prog_type(ProgramType::CgroupSockopt)?;
-            let ns = NetNs::new()?;
-            let (receiver, outside) = {
-                let _inside = ns.enter()?;
-                (
-                    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).or_error("binding the receiver")?,
-                    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-                        .or_error("binding the test's socket")?,
-                )
-            };
-            setsockopt(&receiver, sockopt::Ipv4RecvTtl, &true).or_error("setting IP_RECVTTL")?;
-            setsockopt(&receiver, sockopt::IpRecvTos, &true).or_error("setting IP_RECVTOS")?;
-            let to = receiver.local_addr().or_error("local_addr")?;
-            // The kernel's own answer, from a socket outside the cgroup.
-            let default_ttl = get_int(outside.as_raw_fd(), libc::IP_TTL)?;
-            case.detail("default_ttl", default_ttl);
+    Case::run(ProgramType::CgroupSockopt, |case| {
+        probe::prog_type(ProgramType::CgroupSockopt)?;
+        let ns = NetNs::new()?;
+        let (receiver, outside) = {
+            let _inside = ns.enter()?;
+            (
+                UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).or_error("binding the receiver")?,
+                UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).or_error("binding the test's socket")?,
+            )
+        };
+        setsockopt(&receiver, sockopt::Ipv4RecvTtl, &true).or_error("setting IP_RECVTTL")?;
+        setsockopt(&receiver, sockopt::IpRecvTos, &true).or_error("setting IP_RECVTOS")?;
+        let to = receiver.local_addr().or_error("local_addr")?;
+        // The kernel's own answer, from a socket outside the cgroup.
+        let default_ttl = get_int(outside.as_raw_fd(), libc::IP_TTL)?;
+        case.detail("default_ttl", default_ttl);
 
-            let mut object = MaybeUninit::uninit();
-            let mut open = CgroupSockoptSkelBuilder::default().open(&mut object)?;
-            open.maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("the object has a .rodata section")
-                .reported_ttl = REPORTED_TTL;
-            let skel = case.load(open)?;
-            let cg = Cgroup::new()?;
-            let cg_fd = cg.as_fd().as_raw_fd();
-            let _set_link = skel.progs.deny_ttl.attach_cgroup(cg_fd)?;
-            let _get_link = skel.progs.report_ttl.attach_cgroup(cg_fd)?;
+        let mut object = MaybeUninit::uninit();
+        let mut open = CgroupSockoptSkelBuilder::default().open(&mut object)?;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("the object has a .rodata section")
+            .reported_ttl = REPORTED_TTL;
+        let skel = case.load(open)?;
+        let cg = Cgroup::new()?;
+        let cg_fd = cg.as_fd().as_raw_fd();
+        let _set_link = skel.progs.deny_ttl.attach_cgroup(cg_fd)?;
+        let _get_link = skel.progs.report_ttl.attach_cgroup(cg_fd)?;
 
-            let calls = child::in_cgroup(&cg).netns(&ns).run(|| option_calls(to))?;
-            case.detail("child", format!("{calls:?}"));
-            let calls = succeeded("opening a UDP socket", calls)?;
+        let calls = child::in_cgroup(&cg).netns(&ns).run(|| option_calls(to))?;
+        case.detail("child", format!("{calls:?}"));
+        let calls = succeeded("opening a UDP socket", calls)?;
 
-            // Outside the cgroup: IP_TTL sets and reads back, and goes on the wire.
-            set_int(outside.as_raw_fd(), libc::IP_TTL, OUTSIDE_TTL)?;
-            let outside_ttl = get_int(outside.as_raw_fd(), libc::IP_TTL)?;
-            outside.send_to(b"outside", to)?;
-            // Both datagrams must arrive; from two processes, in either order.
-            let mut got = Vec::new();
-            for _ in 0..2 {
-                got.extend(receive(&receiver, observe::MUST_ARRIVE)?);
-            }
-            got.sort_by(|a, b| a.payload.cmp(&b.payload));
-            case.detail("received", format!("{got:?}"));
+        // Outside the cgroup: IP_TTL sets and reads back, and goes on the wire.
+        set_int(outside.as_raw_fd(), libc::IP_TTL, OUTSIDE_TTL)?;
+        let outside_ttl = get_int(outside.as_raw_fd(), libc::IP_TTL)?;
+        outside.send_to(b"outside", to)?;
+        // Both datagrams must arrive; from two processes, in either order.
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.extend(receive(&receiver, observe::MUST_ARRIVE)?);
+        }
+        got.sort_by(|a, b| a.payload.cmp(&b.payload));
+        case.detail("received", format!("{got:?}"));
 
-            assert_eq!(
-                calls.set_ttl,
-                Err(Errno::EPERM),
-                "setting IP_TTL inside the cgroup"
-            );
-            succeeded("setting IP_TOS", calls.set_tos)?;
-            assert_eq!(
-                calls.get_ttl,
-                Ok(REPORTED_TTL),
-                "IP_TTL read inside the cgroup (the program's report)"
-            );
-            assert_eq!(
-                calls.get_tos,
-                Ok(TOS),
-                "IP_TOS read inside the cgroup (the kernel's own answer)"
-            );
-            succeeded("sending a datagram", calls.sent)?;
-            assert_eq!(
-                outside_ttl, OUTSIDE_TTL,
-                "IP_TTL read back outside the cgroup"
-            );
-            assert_eq!(
-                got,
-                [
-                    Received {
-                        payload: "child".into(),
-                        ttl: default_ttl,
-                        tos: TOS as u8,
-                    },
-                    Received {
-                        payload: "outside".into(),
-                        ttl: OUTSIDE_TTL,
-                        tos: 0,
-                    },
-                ],
-                "the datagrams received: the child's with the default TTL {default_ttl} (the \
+        assert_eq!(
+            calls.set_ttl,
+            Err(Errno::EPERM),
+            "setting IP_TTL inside the cgroup"
+        );
+        succeeded("setting IP_TOS", calls.set_tos)?;
+        assert_eq!(
+            calls.get_ttl,
+            Ok(REPORTED_TTL),
+            "IP_TTL read inside the cgroup (the program's report)"
+        );
+        assert_eq!(
+            calls.get_tos,
+            Ok(TOS),
+            "IP_TOS read inside the cgroup (the kernel's own answer)"
+        );
+        succeeded("sending a datagram", calls.sent)?;
+        assert_eq!(
+            outside_ttl, OUTSIDE_TTL,
+            "IP_TTL read back outside the cgroup"
+        );
+        assert_eq!(
+            got,
+            [
+                Received {
+                    payload: "child".into(),
+                    ttl: default_ttl,
+                    tos: TOS as u8,
+                },
+                Received {
+                    payload: "outside".into(),
+                    ttl: OUTSIDE_TTL,
+                    tos: 0,
+                },
+            ],
+            "the datagrams received: the child's with the default TTL {default_ttl} (the \
                  refused {ATTEMPTED_TTL} never applied) and its TOS, the test's with its TTL"
-            );
+        );
 
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let counts = (
-                volatile(&bss.sets_denied),
-                volatile(&bss.sets_passed),
-                volatile(&bss.gets_rewritten),
-                volatile(&bss.gets_passed),
-            );
-            case.detail("sets_denied_passed_gets_rewritten_passed", counts);
-            assert_eq!(
-                counts,
-                (1, 1, 1, 1),
-                "the programs' counters (sets denied, sets passed, gets rewritten, gets passed)"
-            );
-            Ok(())
-        },
-    );
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        let counts = (
+            volatile(&bss.sets_denied),
+            volatile(&bss.sets_passed),
+            volatile(&bss.gets_rewritten),
+            volatile(&bss.gets_passed),
+        );
+        case.detail("sets_denied_passed_gets_rewritten_passed", counts);
+        assert_eq!(
+            counts,
+            (1, 1, 1, 1),
+            "the programs' counters (sets denied, sets passed, gets rewritten, gets passed)"
+        );
+        Ok(())
+    });
 }

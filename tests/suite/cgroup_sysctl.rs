@@ -107,118 +107,114 @@ fn value(path: &str) -> CaseResult<String> {
 
 #[test]
 fn denies_read_and_rewrites_write() {
-    Case::run(
-        "cgroup_sysctl::denies_read_and_rewrites_write",
-        ProgramType::CgroupSysctl,
-        |case| {
-            for (helper, name) in [
-                (BPF_FUNC_sysctl_get_name, "bpf_sysctl_get_name"),
-                (BPF_FUNC_sysctl_get_new_value, "bpf_sysctl_get_new_value"),
-                (BPF_FUNC_sysctl_set_new_value, "bpf_sysctl_set_new_value"),
-            ] {
-                probe::helper(ProgramType::CgroupSysctl, helper, name)?;
-            }
-            let host_before = value(FILTERED)?;
-            let ns = NetNs::new()?;
+    Case::run(ProgramType::CgroupSysctl, |case| {
+        for (helper, name) in [
+            (BPF_FUNC_sysctl_get_name, "bpf_sysctl_get_name"),
+            (BPF_FUNC_sysctl_get_new_value, "bpf_sysctl_get_new_value"),
+            (BPF_FUNC_sysctl_set_new_value, "bpf_sysctl_set_new_value"),
+        ] {
+            probe::helper(ProgramType::CgroupSysctl, helper, name)?;
+        }
+        let host_before = value(FILTERED)?;
+        let ns = NetNs::new()?;
 
-            let mut object = MaybeUninit::uninit();
-            let mut open = CgroupSysctlSkelBuilder::default().open(&mut object)?;
-            let rodata = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("the object has a .rodata section");
-            for (slot, byte) in rodata.new_value.iter_mut().zip(NEW_VALUE.bytes()) {
-                *slot = byte as _;
-            }
-            rodata.new_value_len = NEW_VALUE.len() as u32;
-            let skel = case.load(open)?;
-            let cg = Cgroup::new()?;
-            let _link = skel
-                .progs
-                .sysctl_filter
-                .attach_cgroup(cg.as_fd().as_raw_fd())?;
+        let mut object = MaybeUninit::uninit();
+        let mut open = CgroupSysctlSkelBuilder::default().open(&mut object)?;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("the object has a .rodata section");
+        for (slot, byte) in rodata.new_value.iter_mut().zip(NEW_VALUE.bytes()) {
+            *slot = byte as _;
+        }
+        rodata.new_value_len = NEW_VALUE.len() as u32;
+        let skel = case.load(open)?;
+        let cg = Cgroup::new()?;
+        let _link = skel
+            .progs
+            .sysctl_filter
+            .attach_cgroup(cg.as_fd().as_raw_fd())?;
 
-            let (other_outside, ttl_outside) = {
-                let _inside = ns.enter()?;
-                (value(OTHER)?, value(FILTERED)?)
-            };
-            let accessed = child::in_cgroup(&cg).netns(&ns).run(access_sysctls)?;
-            case.detail("child", format!("{accessed:?}"));
-            let (ttl_after_child, ttl_after_outside_write) = {
-                let _inside = ns.enter()?;
-                let after_child = value(FILTERED)?;
-                std::fs::write(FILTERED, OUTSIDE_WRITE).map_err(|e| {
-                    CaseError::Fail(anyhow::anyhow!(
-                        "writing {FILTERED} outside the cgroup: {e}"
-                    ))
-                })?;
-                (after_child, value(FILTERED)?)
-            };
-            case.detail(
-                "outside",
-                serde_json::json!({
-                    "ip_forward": other_outside, "ttl_before": ttl_outside,
-                    "ttl_after_child_write": ttl_after_child,
-                    "ttl_after_own_write": ttl_after_outside_write,
-                }),
-            );
+        let (other_outside, ttl_outside) = {
+            let _inside = ns.enter()?;
+            (value(OTHER)?, value(FILTERED)?)
+        };
+        let accessed = child::in_cgroup(&cg).netns(&ns).run(access_sysctls)?;
+        case.detail("child", format!("{accessed:?}"));
+        let (ttl_after_child, ttl_after_outside_write) = {
+            let _inside = ns.enter()?;
+            let after_child = value(FILTERED)?;
+            std::fs::write(FILTERED, OUTSIDE_WRITE).map_err(|e| {
+                CaseError::Fail(anyhow::anyhow!(
+                    "writing {FILTERED} outside the cgroup: {e}"
+                ))
+            })?;
+            (after_child, value(FILTERED)?)
+        };
+        case.detail(
+            "outside",
+            serde_json::json!({
+                "ip_forward": other_outside, "ttl_before": ttl_outside,
+                "ttl_after_child_write": ttl_after_child,
+                "ttl_after_own_write": ttl_after_outside_write,
+            }),
+        );
 
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let counts = (
-                volatile(&bss.reads_denied),
-                volatile(&bss.writes_rewritten),
-                volatile(&bss.others_passed),
-            );
-            case.detail("denied_rewritten_passed", counts);
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        let counts = (
+            volatile(&bss.reads_denied),
+            volatile(&bss.writes_rewritten),
+            volatile(&bss.others_passed),
+        );
+        case.detail("denied_rewritten_passed", counts);
 
-            let other = succeeded(&format!("reading {OTHER}"), accessed.other_read)?;
-            assert_eq!(
-                other.as_str().trim_end(),
-                other_outside,
-                "{OTHER} read inside the cgroup (passed by the program)"
-            );
-            assert_eq!(
-                accessed.filtered_read.map(|t| t.as_str().into_owned()),
-                Err(Errno::EPERM),
-                "reading {FILTERED} inside the cgroup"
-            );
-            succeeded(&format!("writing {FILTERED}"), accessed.filtered_write)?;
-            assert_ne!(
-                ttl_outside, NEW_VALUE,
-                "the namespace's value before the child's write (premise)"
-            );
-            assert_eq!(
-                ttl_after_child, NEW_VALUE,
-                "{FILTERED} after the child wrote {WRITTEN}: the program's value"
-            );
-            assert_eq!(
-                ttl_after_outside_write, OUTSIDE_WRITE,
-                "{FILTERED} after a write from outside the cgroup"
-            );
+        let other = succeeded(&format!("reading {OTHER}"), accessed.other_read)?;
+        assert_eq!(
+            other.as_str().trim_end(),
+            other_outside,
+            "{OTHER} read inside the cgroup (passed by the program)"
+        );
+        assert_eq!(
+            accessed.filtered_read.map(|t| t.as_str().into_owned()),
+            Err(Errno::EPERM),
+            "reading {FILTERED} inside the cgroup"
+        );
+        succeeded(&format!("writing {FILTERED}"), accessed.filtered_write)?;
+        assert_ne!(
+            ttl_outside, NEW_VALUE,
+            "the namespace's value before the child's write (premise)"
+        );
+        assert_eq!(
+            ttl_after_child, NEW_VALUE,
+            "{FILTERED} after the child wrote {WRITTEN}: the program's value"
+        );
+        assert_eq!(
+            ttl_after_outside_write, OUTSIDE_WRITE,
+            "{FILTERED} after a write from outside the cgroup"
+        );
 
-            assert_eq!(
-                counts,
-                (1, 1, 1),
-                "the program's counters (denied reads, rewritten writes, other sysctls passed)"
-            );
-            let written: Vec<u8> = bss
-                .written
-                .iter()
-                .map(|&c| c as u8)
-                .take_while(|&c| c != 0)
-                .collect();
-            assert_eq!(
-                String::from_utf8_lossy(&written),
-                WRITTEN,
-                "the value the program saw the child write"
-            );
-            assert_eq!(
-                value(FILTERED)?,
-                host_before,
-                "the host's {FILTERED} after the case"
-            );
-            Ok(())
-        },
-    );
+        assert_eq!(
+            counts,
+            (1, 1, 1),
+            "the program's counters (denied reads, rewritten writes, other sysctls passed)"
+        );
+        let written: Vec<u8> = bss
+            .written
+            .iter()
+            .map(|&c| c as u8)
+            .take_while(|&c| c != 0)
+            .collect();
+        assert_eq!(
+            String::from_utf8_lossy(&written),
+            WRITTEN,
+            "the value the program saw the child write"
+        );
+        assert_eq!(
+            value(FILTERED)?,
+            host_before,
+            "the host's {FILTERED} after the case"
+        );
+        Ok(())
+    });
 }

@@ -35,7 +35,7 @@ use harness::{Case, CaseResult, OrError, floors, observe, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::flow_dissector::{FlowDissectorSkel, FlowDissectorSkelBuilder};
-use rstest::{Context, rstest};
+use rstest::rstest;
 
 /// UDP to the service address on this port is routed (by a policy rule on the port) to the
 /// table where that address is local.
@@ -299,7 +299,6 @@ fn arp() -> Vec<u8> {
 #[case::malformed_ipv6_truncated_header(truncated(udp6(ROUTED_PORT), ETH_HLEN + 30), 0, BPF_DROP, None)]
 #[case::malformed_ipv6_truncated_tcp(truncated(tcp6(22), ETH_HLEN + 40 + 10), 0, BPF_DROP, None)]
 fn test_run(
-    #[context] ctx: Context,
     #[case] frame: Vec<u8>,
     #[case] flags: u32,
     #[case] verdict: i32,
@@ -308,26 +307,21 @@ fn test_run(
     let mut context = vec![0u8; FLOW_KEYS_SIZE];
     context[FLOW_KEYS_FLAGS..FLOW_KEYS_FLAGS + 4].copy_from_slice(&flags.to_ne_bytes());
     let row = Row::new(frame, reported(verdict)).context(context);
-    row.case(
-        "flow_dissector",
-        &ctx,
-        ProgramType::FlowDissector,
-        |case, row| {
-            let mut object = MaybeUninit::uninit();
-            let skel = open_and_load(case, &mut object)?;
-            let ran = row.run(case, &skel.progs.dissect)?;
-            let got = FlowKeys::parse(if ran.data.is_empty() {
-                &[0; FLOW_KEYS_SIZE]
-            } else {
-                &ran.data
-            });
-            case.detail("flow_keys", format!("{got:?}"));
-            if let Some(expected) = keys {
-                assert_eq!(got, expected, "flow keys");
-            }
-            Ok(())
-        },
-    );
+    row.case(ProgramType::FlowDissector, |case, row| {
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object)?;
+        let ran = row.run(case, &skel.progs.dissect)?;
+        let got = FlowKeys::parse(if ran.data.is_empty() {
+            &[0; FLOW_KEYS_SIZE]
+        } else {
+            &ran.data
+        });
+        case.detail("flow_keys", format!("{got:?}"));
+        if let Some(expected) = keys {
+            assert_eq!(got, expected, "flow keys");
+        }
+        Ok(())
+    });
 }
 
 /// The return value BPF_PROG_TEST_RUN reports for a program's `verdict`. Before 6.1 the kernel
@@ -343,124 +337,118 @@ fn reported(verdict: i32) -> i32 {
 
 #[test]
 fn attached_dissector_feeds_fib_rules() {
-    Case::run(
-        "flow_dissector::attached_dissector_feeds_fib_rules",
-        ProgramType::FlowDissector,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let skel = open_and_load(case, &mut object)?;
-            // Port-matching policy rules (4.17+) need the multiple-tables option.
-            probe::config_builtin("CONFIG_IP_MULTIPLE_TABLES")?;
+    Case::run(ProgramType::FlowDissector, |case| {
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object)?;
+        // Port-matching policy rules (4.17+) need the multiple-tables option.
+        probe::config_builtin("CONFIG_IP_MULTIPLE_TABLES")?;
 
-            let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-            pair.policy_routed_service(
-                SERVICE,
-                RECEIVER,
-                &format!("ipproto udp dport {ROUTED_PORT}"),
-                PORT_TABLE,
-            )?;
-            let (rx_routed, rx_unrouted) = {
-                let _inside = pair.b.enter()?;
-                let bind = |port| {
-                    UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
-                        .or_error("binding a receiver")
-                };
-                (bind(ROUTED_PORT)?, bind(UNROUTED_PORT)?)
+        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+        pair.policy_routed_service(
+            SERVICE,
+            RECEIVER,
+            &format!("ipproto udp dport {ROUTED_PORT}"),
+            PORT_TABLE,
+        )?;
+        let (rx_routed, rx_unrouted) = {
+            let _inside = pair.b.enter()?;
+            let bind = |port| {
+                UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+                    .or_error("binding a receiver")
             };
-            let sender = {
-                let _inside = pair.a.enter()?;
-                UdpSocket::bind(SocketAddrV4::new(SENDER, 0)).or_error("binding the sender")?
-            };
-            // The sentinel, sent last to the routed port, follows the unrouted datagrams on their
-            // path (sender socket, route, veth queue, dissector): once it arrived they were routed
-            // or not, and the unrouted port's socket is read without waiting.
-            let send_all = |phase: &str| -> CaseResult<(Vec<String>, Vec<String>)> {
-                {
-                    let _one_cpu = observe::OneCpu::pin()?;
-                    for i in 0..DATAGRAMS {
-                        for port in [ROUTED_PORT, UNROUTED_PORT] {
-                            sender.send_to(
-                                format!("{phase}:{port}:{i}").as_bytes(),
-                                (SERVICE, port),
-                            )?;
-                        }
+            (bind(ROUTED_PORT)?, bind(UNROUTED_PORT)?)
+        };
+        let sender = {
+            let _inside = pair.a.enter()?;
+            UdpSocket::bind(SocketAddrV4::new(SENDER, 0)).or_error("binding the sender")?
+        };
+        // The sentinel, sent last to the routed port, follows the unrouted datagrams on their
+        // path (sender socket, route, veth queue, dissector): once it arrived they were routed
+        // or not, and the unrouted port's socket is read without waiting.
+        let send_all = |phase: &str| -> CaseResult<(Vec<String>, Vec<String>)> {
+            {
+                let _one_cpu = observe::OneCpu::pin()?;
+                for i in 0..DATAGRAMS {
+                    for port in [ROUTED_PORT, UNROUTED_PORT] {
+                        sender
+                            .send_to(format!("{phase}:{port}:{i}").as_bytes(), (SERVICE, port))?;
                     }
-                    sender.send_to(b"sentinel", (SERVICE, ROUTED_PORT))?;
                 }
-                Ok((
-                    observe::texts_before(&rx_routed, "sentinel")?,
-                    observe::texts(&observe::queued(&rx_unrouted)?),
-                ))
-            };
-            let expected = |phase: &str| -> Vec<String> {
-                (0..DATAGRAMS)
-                    .map(|i| format!("{phase}:{ROUTED_PORT}:{i}"))
-                    .collect()
-            };
-            let counts = || -> CaseResult<(u64, u64)> {
-                Ok((
-                    dport_count(&skel, ROUTED_PORT)?,
-                    dport_count(&skel, UNROUTED_PORT)?,
-                ))
-            };
+                sender.send_to(b"sentinel", (SERVICE, ROUTED_PORT))?;
+            }
+            Ok((
+                observe::texts_before(&rx_routed, "sentinel")?,
+                observe::texts(&observe::queued(&rx_unrouted)?),
+            ))
+        };
+        let expected = |phase: &str| -> Vec<String> {
+            (0..DATAGRAMS)
+                .map(|i| format!("{phase}:{ROUTED_PORT}:{i}"))
+                .collect()
+        };
+        let counts = || -> CaseResult<(u64, u64)> {
+            Ok((
+                dport_count(&skel, ROUTED_PORT)?,
+                dport_count(&skel, UNROUTED_PORT)?,
+            ))
+        };
 
-            let link = skel
-                .progs
-                .dissect
-                .attach_netns(pair.b.as_fd().as_raw_fd())?;
-            // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
-            sender.send_to(b"warm-up", (SERVICE, ROUTED_PORT))?;
-            assert_eq!(
-                observe::texts_before(&rx_routed, "warm-up")?,
-                Vec::<String>::new(),
-                "datagrams to port {ROUTED_PORT} before the warm-up"
-            );
-            let (routed, unrouted) = send_all("attached")?;
-            let attached = counts()?;
-            case.detail("attached_received", serde_json::json!([routed, unrouted]));
-            case.detail("attached_dissections_by_port", attached);
-            assert_eq!(
-                routed,
-                expected("attached"),
-                "datagrams to {SERVICE}:{ROUTED_PORT} (routed by the port rule) while attached"
-            );
-            assert_eq!(
-                unrouted,
-                Vec::<String>::new(),
-                "datagrams to {SERVICE}:{UNROUTED_PORT} (no route) while attached"
-            );
-            // At least one dissection per datagram: the route lookup's. Kernels may dissect a
-            // delivered packet again (6.18 does, in the source validation of a local route when
-            // custom rules exist), so the counts are lower bounds.
-            assert!(
-                attached.0 >= DATAGRAMS + 2 && attached.1 >= DATAGRAMS,
-                "dissections of ports ({ROUTED_PORT}, {UNROUTED_PORT}): {attached:?}, expected at \
+        let link = skel
+            .progs
+            .dissect
+            .attach_netns(pair.b.as_fd().as_raw_fd())?;
+        // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
+        sender.send_to(b"warm-up", (SERVICE, ROUTED_PORT))?;
+        assert_eq!(
+            observe::texts_before(&rx_routed, "warm-up")?,
+            Vec::<String>::new(),
+            "datagrams to port {ROUTED_PORT} before the warm-up"
+        );
+        let (routed, unrouted) = send_all("attached")?;
+        let attached = counts()?;
+        case.detail("attached_received", serde_json::json!([routed, unrouted]));
+        case.detail("attached_dissections_by_port", attached);
+        assert_eq!(
+            routed,
+            expected("attached"),
+            "datagrams to {SERVICE}:{ROUTED_PORT} (routed by the port rule) while attached"
+        );
+        assert_eq!(
+            unrouted,
+            Vec::<String>::new(),
+            "datagrams to {SERVICE}:{UNROUTED_PORT} (no route) while attached"
+        );
+        // At least one dissection per datagram: the route lookup's. Kernels may dissect a
+        // delivered packet again (6.18 does, in the source validation of a local route when
+        // custom rules exist), so the counts are lower bounds.
+        assert!(
+            attached.0 >= DATAGRAMS + 2 && attached.1 >= DATAGRAMS,
+            "dissections of ports ({ROUTED_PORT}, {UNROUTED_PORT}): {attached:?}, expected at \
                  least ({}, {DATAGRAMS}): one per datagram, the warm-up and the sentinel",
-                DATAGRAMS + 2
-            );
+            DATAGRAMS + 2
+        );
 
-            drop(link);
-            let (routed, unrouted) = send_all("detached")?;
-            let detached = counts()?;
-            case.detail("detached_received", serde_json::json!([routed, unrouted]));
-            case.detail("detached_dissections_by_port", detached);
-            assert_eq!(
-                routed,
-                expected("detached"),
-                "datagrams to {SERVICE}:{ROUTED_PORT} (routed by the port rule) after detaching"
-            );
-            assert_eq!(
-                unrouted,
-                Vec::<String>::new(),
-                "datagrams to {SERVICE}:{UNROUTED_PORT} (no route) after detaching"
-            );
-            assert_eq!(
-                detached, attached,
-                "dissections counted after the link was dropped"
-            );
-            Ok(())
-        },
-    );
+        drop(link);
+        let (routed, unrouted) = send_all("detached")?;
+        let detached = counts()?;
+        case.detail("detached_received", serde_json::json!([routed, unrouted]));
+        case.detail("detached_dissections_by_port", detached);
+        assert_eq!(
+            routed,
+            expected("detached"),
+            "datagrams to {SERVICE}:{ROUTED_PORT} (routed by the port rule) after detaching"
+        );
+        assert_eq!(
+            unrouted,
+            Vec::<String>::new(),
+            "datagrams to {SERVICE}:{UNROUTED_PORT} (no route) after detaching"
+        );
+        assert_eq!(
+            detached, attached,
+            "dissections counted after the link was dropped"
+        );
+        Ok(())
+    });
 }
 
 /// The program's count of dissected TCP/UDP packets to `port`.

@@ -18,61 +18,51 @@ const GREETING: &str = "Hello, BPF World!";
 
 #[test]
 fn prints_on_execve() {
-    Case::run(
-        "hello_world::prints_on_execve",
-        ProgramType::Tracepoint,
-        |case| {
-            probe::tracepoint("syscalls", "sys_enter_execve")?;
-            let mut object = MaybeUninit::uninit();
-            let mut skel = case.load(HelloWorldSkelBuilder::default().open(&mut object)?)?;
-            // Lock and open the pipe before the program can print, so no other reader eats our line.
-            let mut pipe = TracePipe::open()?;
-            skel.attach()?;
+    Case::run(ProgramType::Tracepoint, |case| {
+        probe::tracepoint("syscalls", "sys_enter_execve")?;
+        let mut object = MaybeUninit::uninit();
+        let mut skel = case.load(HelloWorldSkelBuilder::default().open(&mut object)?)?;
+        // Lock and open the pipe before the program can print, so no other reader eats our line.
+        let mut pipe = TracePipe::open()?;
+        skel.attach()?;
 
-            // Exec a link to /bin/true with a name of our own; the line must come from its pid.
-            let comm = format!("hello{}", std::process::id());
-            let dir = tempfile::tempdir().or_error("creating a temporary directory")?;
-            symlink("/bin/true", dir.path().join(&comm)).or_error("linking /bin/true")?;
-            let exec = duct::cmd!(dir.path().join(&comm)).start()?;
-            let pid = exec.pids()[0];
-            exec.wait()?;
+        // Exec a link to /bin/true with a name of our own; the line must come from its pid.
+        let comm = format!("hello{}", std::process::id());
+        let dir = tempfile::tempdir().or_error("creating a temporary directory")?;
+        symlink("/bin/true", dir.path().join(&comm)).or_error("linking /bin/true")?;
+        let exec = duct::cmd!(dir.path().join(&comm)).start()?;
+        let pid = exec.pids()[0];
+        exec.wait()?;
 
-            let marker = format!("-{pid} ");
-            let line = pipe.wait_for(Duration::from_secs(5), |l| {
-                l.contains(&marker) && l.contains(GREETING)
-            })?;
-            case.detail("trace_line", &line);
-            assert!(
-                line.is_some(),
-                "no '{GREETING}' from pid {pid} ({comm}) in trace_pipe within 5 s"
-            );
-            Ok(())
-        },
-    );
+        let marker = format!("-{pid} ");
+        let line = pipe.wait_for(Duration::from_secs(5), |l| {
+            l.contains(&marker) && l.contains(GREETING)
+        })?;
+        case.detail("trace_line", &line);
+        assert!(
+            line.is_some(),
+            "no '{GREETING}' from pid {pid} ({comm}) in trace_pipe within 5 s"
+        );
+        Ok(())
+    });
 }
 
 #[test]
 fn non_gpl_license_is_refused() {
-    Case::run(
-        "hello_world::non_gpl_license_is_refused",
-        ProgramType::Tracepoint,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let open = HelloWorldProprietarySkelBuilder::default().open(&mut object)?;
-            let (result, outcome) = case.try_load(open, LogLevel::Stats);
-            assert!(
-                result.is_err(),
-                "a non-GPL program calling bpf_trace_printk was loaded"
-            );
-            assert_eq!(outcome.errno.as_deref(), Some("EINVAL"));
-            let message = outcome.message.unwrap_or_default();
-            assert!(
-                message.contains(
-                    "cannot call GPL-restricted function from non-GPL compatible program"
-                ),
-                "unexpected verifier reason: {message}"
-            );
-            Ok(())
-        },
-    );
+    Case::run(ProgramType::Tracepoint, |case| {
+        let mut object = MaybeUninit::uninit();
+        let open = HelloWorldProprietarySkelBuilder::default().open(&mut object)?;
+        let (result, outcome) = case.try_load(open, LogLevel::Stats);
+        assert!(
+            result.is_err(),
+            "a non-GPL program calling bpf_trace_printk was loaded"
+        );
+        assert_eq!(outcome.errno.as_deref(), Some("EINVAL"));
+        let message = outcome.message.unwrap_or_default();
+        assert!(
+            message.contains("cannot call GPL-restricted function from non-GPL compatible program"),
+            "unexpected verifier reason: {message}"
+        );
+        Ok(())
+    });
 }

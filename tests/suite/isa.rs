@@ -229,29 +229,25 @@ fn test_run(prog: &libbpf_rs::ProgramMut<'_>) -> libbpf_rs::Result<u32> {
 #[case::v3("v3")]
 #[case::v4("v4")]
 fn mcpu(#[case] version: &str) {
-    Case::run(
-        &format!("isa::mcpu_{version}"),
-        ProgramType::SocketFilter,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            match version {
-                "v1" => {
-                    let open = programs::isa_v1::IsaV1SkelBuilder::default().open(&mut object)?;
-                    check(case, "isa.v1", open, |s| test_run(&s.progs.mix))
-                }
-                "v2" => {
-                    let open = programs::isa::IsaSkelBuilder::default().open(&mut object)?;
-                    check(case, "isa.v2", open, |s| test_run(&s.progs.mix))
-                }
-                "v3" => {
-                    let open = programs::isa_v3::IsaV3SkelBuilder::default().open(&mut object)?;
-                    check(case, "isa.v3", open, |s| test_run(&s.progs.mix))
-                }
-                _ => {
-                    let open = programs::isa_v4::IsaV4SkelBuilder::default().open(&mut object)?;
-                    check(case, "isa.v4", open, |s| test_run(&s.progs.mix))
-                }
+    Case::run(ProgramType::SocketFilter, |case| {
+        let mut object = MaybeUninit::uninit();
+        match version {
+            "v1" => {
+                let open = programs::isa_v1::IsaV1SkelBuilder::default().open(&mut object)?;
+                check(case, "isa.v1", open, |s| test_run(&s.progs.mix))
             }
-        },
-    );
+            "v2" => {
+                let open = programs::isa::IsaSkelBuilder::default().open(&mut object)?;
+                check(case, "isa.v2", open, |s| test_run(&s.progs.mix))
+            }
+            "v3" => {
+                let open = programs::isa_v3::IsaV3SkelBuilder::default().open(&mut object)?;
+                check(case, "isa.v3", open, |s| test_run(&s.progs.mix))
+            }
+            _ => {
+                let open = programs::isa_v4::IsaV4SkelBuilder::default().open(&mut object)?;
+                check(case, "isa.v4", open, |s| test_run(&s.progs.mix))
+            }
+        }
+    });
 }

@@ -128,119 +128,111 @@ fn task_dir() -> CaseResult<BTreeSet<i32>> {
 
 #[test]
 fn task_lists_named_threads() {
-    Case::run(
-        "iter::task_lists_named_threads",
-        ProgramType::Tracing,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let id = "attach_type.iter_task";
-            let skel = load(case, &mut object, "list_threads", id)?;
-            let link = skel
-                .progs
-                .list_threads
-                .attach_iter_with_opts(libbpf_rs::IterOpts::None)
-                .map_err(|e| floors::missing(id, format!("attaching a task iterator: {e:#}")))?;
+    Case::run(ProgramType::Tracing, |case| {
+        let mut object = MaybeUninit::uninit();
+        let id = "attach_type.iter_task";
+        let skel = load(case, &mut object, "list_threads", id)?;
+        let link = skel
+            .progs
+            .list_threads
+            .attach_iter_with_opts(libbpf_rs::IterOpts::None)
+            .map_err(|e| floors::missing(id, format!("attaching a task iterator: {e:#}")))?;
 
-            let named = Named::start(&NAMES)?;
-            let me = nix::unistd::gettid().as_raw();
-            let my_name = std::fs::read_to_string("/proc/thread-self/comm")
-                .or_error("reading the thread's comm")?;
-            let before = task_dir()?;
-            let text = read_all(&link)?;
-            let after = task_dir()?;
+        let named = Named::start(&NAMES)?;
+        let me = nix::unistd::gettid().as_raw();
+        let my_name = std::fs::read_to_string("/proc/thread-self/comm")
+            .or_error("reading the thread's comm")?;
+        let before = task_dir()?;
+        let text = read_all(&link)?;
+        let after = task_dir()?;
 
-            let pid = nix::unistd::getpid().as_raw();
-            let mut listed: BTreeMap<i32, String> = BTreeMap::new();
-            for line in text.lines() {
-                let mut fields = line.splitn(3, ' ');
-                let (tgid, tid, comm) = (fields.next(), fields.next(), fields.next());
-                let (Some(Ok(tgid)), Some(Ok(tid)), Some(comm)) = (
-                    tgid.map(str::parse::<i32>),
-                    tid.map(str::parse::<i32>),
-                    comm,
-                ) else {
-                    panic!("an iterator line that is not \"tgid tid comm\": {line:?}");
-                };
-                assert_eq!(tgid, pid, "the tgid of {line:?}");
-                assert!(
-                    listed.insert(tid, comm.to_owned()).is_none(),
-                    "tid {tid} listed twice"
-                );
-            }
-            case.detail("threads_listed", listed.len());
-            for (tid, name) in named
-                .tids
-                .iter()
-                .chain([(&me, &my_name.trim_end().to_owned())])
-            {
-                assert_eq!(
-                    listed.get(tid),
-                    Some(name),
-                    "the iterator's name for thread {tid}"
-                );
-            }
-            let tids: BTreeSet<i32> = listed.keys().copied().collect();
-            let stable: BTreeSet<i32> = before.intersection(&after).copied().collect();
-            let seen: BTreeSet<i32> = before.union(&after).copied().collect();
+        let pid = nix::unistd::getpid().as_raw();
+        let mut listed: BTreeMap<i32, String> = BTreeMap::new();
+        for line in text.lines() {
+            let mut fields = line.splitn(3, ' ');
+            let (tgid, tid, comm) = (fields.next(), fields.next(), fields.next());
+            let (Some(Ok(tgid)), Some(Ok(tid)), Some(comm)) = (
+                tgid.map(str::parse::<i32>),
+                tid.map(str::parse::<i32>),
+                comm,
+            ) else {
+                panic!("an iterator line that is not \"tgid tid comm\": {line:?}");
+            };
+            assert_eq!(tgid, pid, "the tgid of {line:?}");
             assert!(
-                stable.is_subset(&tids),
-                "threads alive throughout but not listed: {:?}",
-                stable.difference(&tids).collect::<Vec<_>>()
+                listed.insert(tid, comm.to_owned()).is_none(),
+                "tid {tid} listed twice"
             );
-            assert!(
-                tids.is_subset(&seen),
-                "listed threads /proc/self/task never showed: {:?}",
-                tids.difference(&seen).collect::<Vec<_>>()
+        }
+        case.detail("threads_listed", listed.len());
+        for (tid, name) in named
+            .tids
+            .iter()
+            .chain([(&me, &my_name.trim_end().to_owned())])
+        {
+            assert_eq!(
+                listed.get(tid),
+                Some(name),
+                "the iterator's name for thread {tid}"
             );
-            drop(named);
-            Ok(())
-        },
-    );
+        }
+        let tids: BTreeSet<i32> = listed.keys().copied().collect();
+        let stable: BTreeSet<i32> = before.intersection(&after).copied().collect();
+        let seen: BTreeSet<i32> = before.union(&after).copied().collect();
+        assert!(
+            stable.is_subset(&tids),
+            "threads alive throughout but not listed: {:?}",
+            stable.difference(&tids).collect::<Vec<_>>()
+        );
+        assert!(
+            tids.is_subset(&seen),
+            "listed threads /proc/self/task never showed: {:?}",
+            tids.difference(&seen).collect::<Vec<_>>()
+        );
+        drop(named);
+        Ok(())
+    });
 }
 
 #[test]
 fn map_dumps_written_entries() {
-    Case::run(
-        "iter::map_dumps_written_entries",
-        ProgramType::Tracing,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let id = "attach_type.iter_bpf_map_elem";
-            let skel = load(case, &mut object, "dump_entries", id)?;
-            let map = &skel.maps.entries;
-            let mut written = BTreeMap::new();
-            for key in 1..=KEYS {
-                let value = u64::from(key) * 1_000_003 + 7;
-                map.update(&key.to_ne_bytes(), &value.to_ne_bytes(), MapFlags::NO_EXIST)?;
-                written.insert(key, value);
-            }
-            for key in (5..=KEYS).step_by(5) {
-                map.delete(&key.to_ne_bytes())?;
-                written.remove(&key);
-            }
-            let link = skel
-                .progs
-                .dump_entries
-                .attach_iter(map.as_fd())
-                .map_err(|e| floors::missing(id, format!("attaching a map iterator: {e:#}")))?;
+    Case::run(ProgramType::Tracing, |case| {
+        let mut object = MaybeUninit::uninit();
+        let id = "attach_type.iter_bpf_map_elem";
+        let skel = load(case, &mut object, "dump_entries", id)?;
+        let map = &skel.maps.entries;
+        let mut written = BTreeMap::new();
+        for key in 1..=KEYS {
+            let value = u64::from(key) * 1_000_003 + 7;
+            map.update(&key.to_ne_bytes(), &value.to_ne_bytes(), MapFlags::NO_EXIST)?;
+            written.insert(key, value);
+        }
+        for key in (5..=KEYS).step_by(5) {
+            map.delete(&key.to_ne_bytes())?;
+            written.remove(&key);
+        }
+        let link = skel
+            .progs
+            .dump_entries
+            .attach_iter(map.as_fd())
+            .map_err(|e| floors::missing(id, format!("attaching a map iterator: {e:#}")))?;
 
-            let text = read_all(&link)?;
-            let mut dumped = BTreeMap::new();
-            for line in text.lines() {
-                let parsed = line
-                    .split_once(' ')
-                    .and_then(|(k, v)| Some((k.parse::<u32>().ok()?, v.parse::<u64>().ok()?)));
-                let Some((key, value)) = parsed else {
-                    panic!("an iterator line that is not \"key value\": {line:?}");
-                };
-                assert!(
-                    dumped.insert(key, value).is_none(),
-                    "key {key} dumped twice"
-                );
-            }
-            case.detail("entries_dumped", dumped.len());
-            assert_eq!(dumped, written, "the entries the iterator dumped");
-            Ok(())
-        },
-    );
+        let text = read_all(&link)?;
+        let mut dumped = BTreeMap::new();
+        for line in text.lines() {
+            let parsed = line
+                .split_once(' ')
+                .and_then(|(k, v)| Some((k.parse::<u32>().ok()?, v.parse::<u64>().ok()?)));
+            let Some((key, value)) = parsed else {
+                panic!("an iterator line that is not \"key value\": {line:?}");
+            };
+            assert!(
+                dumped.insert(key, value).is_none(),
+                "key {key} dumped twice"
+            );
+        }
+        case.detail("entries_dumped", dumped.len());
+        assert_eq!(dumped, written, "the entries the iterator dumped");
+        Ok(())
+    });
 }

@@ -25,74 +25,70 @@ const CALLS: [Calls; 3] = [
 
 #[test]
 fn counts_each_function_by_cookie() {
-    Case::run(
-        "kprobe_multi::counts_each_function_by_cookie",
-        ProgramType::Kprobe,
-        |case| {
-            probe::helper(
-                ProgramType::Kprobe,
-                libbpf_rs::libbpf_sys::BPF_FUNC_get_attach_cookie,
-                "bpf_get_attach_cookie",
-            )?;
-            let symbols = CALLS
-                .iter()
-                .map(|(name, _, _)| {
-                    floors::judge("ksym.syscall_entry", ksyscall::resolve(name)).map(|f| f.symbol)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            case.detail("functions", &symbols);
-            let mut object = MaybeUninit::uninit();
-            let mut open = KprobeMultiSkelBuilder::default().open(&mut object)?;
-            open.maps
-                .rodata_data
-                .as_deref_mut()
-                .expect(".rodata is mmapped before load")
-                .target_tid = nix::unistd::gettid().as_raw() as u32;
-            let skel = case.load(open)?;
-            if !floors::has(KPROBE_MULTI, true) {
-                return Err(floors::missing(KPROBE_MULTI, "not attached"));
-            }
-            let opts = KprobeMultiOpts {
-                symbols: symbols.clone(),
-                cookies: (1..=CALLS.len() as u64).collect(),
-                ..Default::default()
-            };
-            let _link = skel
-                .progs
-                .count_calls
-                .attach_kprobe_multi_with_opts(opts)
-                .map_err(|e| {
-                    floors::missing(KPROBE_MULTI, format!("one link over {symbols:?}: {e:#}"))
-                })?;
+    Case::run(ProgramType::Kprobe, |case| {
+        probe::helper(
+            ProgramType::Kprobe,
+            libbpf_rs::libbpf_sys::BPF_FUNC_get_attach_cookie,
+            "bpf_get_attach_cookie",
+        )?;
+        let symbols = CALLS
+            .iter()
+            .map(|(name, _, _)| {
+                floors::judge("ksym.syscall_entry", ksyscall::resolve(name)).map(|f| f.symbol)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        case.detail("functions", &symbols);
+        let mut object = MaybeUninit::uninit();
+        let mut open = KprobeMultiSkelBuilder::default().open(&mut object)?;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect(".rodata is mmapped before load")
+            .target_tid = nix::unistd::gettid().as_raw() as u32;
+        let skel = case.load(open)?;
+        if !floors::has(KPROBE_MULTI, true) {
+            return Err(floors::missing(KPROBE_MULTI, "not attached"));
+        }
+        let opts = KprobeMultiOpts {
+            symbols: symbols.clone(),
+            cookies: (1..=CALLS.len() as u64).collect(),
+            ..Default::default()
+        };
+        let _link = skel
+            .progs
+            .count_calls
+            .attach_kprobe_multi_with_opts(opts)
+            .map_err(|e| {
+                floors::missing(KPROBE_MULTI, format!("one link over {symbols:?}: {e:#}"))
+            })?;
 
-            for &(_, call, times) in &CALLS {
-                for _ in 0..times {
-                    call();
-                }
+        for &(_, call, times) in &CALLS {
+            for _ in 0..times {
+                call();
             }
+        }
 
-            let counted = volatile(&skel.maps.bss_data.as_deref().expect(".bss").calls);
-            let skipped = runs::misses(skel.progs.count_calls.as_fd())?;
-            case.detail("counted", counted);
-            case.detail("skipped", skipped);
-            let mut lost = 0;
-            for (i, &(name, _, made)) in CALLS.iter().enumerate() {
-                let got = counted[i + 1];
-                if got > made {
-                    return Err(CaseError::Fail(anyhow::anyhow!(
-                        "{name}: {got} calls counted under cookie {}, {made} made",
-                        i + 1
-                    )));
-                }
-                lost += made - got;
+        let counted = volatile(&skel.maps.bss_data.as_deref().expect(".bss").calls);
+        let skipped = runs::misses(skel.progs.count_calls.as_fd())?;
+        case.detail("counted", counted);
+        case.detail("skipped", skipped);
+        let mut lost = 0;
+        for (i, &(name, _, made)) in CALLS.iter().enumerate() {
+            let got = counted[i + 1];
+            if got > made {
+                return Err(CaseError::Fail(anyhow::anyhow!(
+                    "{name}: {got} calls counted under cookie {}, {made} made",
+                    i + 1
+                )));
             }
-            assert_eq!(counted[0], 0, "calls counted without a cookie");
-            assert!(
-                lost <= skipped,
-                "{lost} calls not counted ({counted:?}) but only {skipped} runs skipped by the \
+            lost += made - got;
+        }
+        assert_eq!(counted[0], 0, "calls counted without a cookie");
+        assert!(
+            lost <= skipped,
+            "{lost} calls not counted ({counted:?}) but only {skipped} runs skipped by the \
                  kernel"
-            );
-            Ok(())
-        },
-    );
+        );
+        Ok(())
+    });
 }

@@ -54,7 +54,7 @@ fn plain_helper_under_proprietary() {
 }
 
 fn by_license(name: &str, license: &str, program: fn() -> Asm, loads: bool) {
-    Case::run(&format!("license::{name}"), ProgramType::Kprobe, |case| {
+    Case::run(ProgramType::Kprobe, |case| {
         probe::prog_type(ProgramType::Kprobe)?;
         let raw = RawProgram::new(name, ProgramType::Kprobe, program().to_bpf())
             .license(license)

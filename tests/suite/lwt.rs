@@ -49,7 +49,7 @@ use harness::veth::Line;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, errno, probe};
 use libbpf_rs::{ProgramMut, ProgramType};
 use programs::lwt::{LwtSkel, LwtSkelBuilder};
-use rstest::{Context, rstest};
+use rstest::rstest;
 
 /// UDP to this port is dropped by the in and out programs.
 const DROP_PORT: u16 = 7201;
@@ -352,23 +352,17 @@ fn attach_route(
 
 #[test]
 fn in_drops_one_port() {
-    Case::run("lwt::in_drops_one_port", ProgramType::LwtIn, |case| {
-        route_case(case, Hook::In)
-    });
+    Case::run(ProgramType::LwtIn, |case| route_case(case, Hook::In));
 }
 
 #[test]
 fn out_drops_one_port() {
-    Case::run("lwt::out_drops_one_port", ProgramType::LwtOut, |case| {
-        route_case(case, Hook::Out)
-    });
+    Case::run(ProgramType::LwtOut, |case| route_case(case, Hook::Out));
 }
 
 #[test]
 fn xmit_rewrites_payload() {
-    Case::run("lwt::xmit_rewrites_payload", ProgramType::LwtXmit, |case| {
-        route_case(case, Hook::Xmit)
-    });
+    Case::run(ProgramType::LwtXmit, |case| route_case(case, Hook::Xmit));
 }
 
 /// What a test-run row expects back besides the verdict.
@@ -447,7 +441,6 @@ enum Expect {
     Expect::Unchanged
 )]
 fn test_run(
-    #[context] ctx: Context,
     #[case] hook: Hook,
     #[case] frame: Vec<u8>,
     #[case] verdict: i32,
@@ -469,7 +462,7 @@ fn test_run(
         _ => None,
     };
     let row = row.counters([("program_seen", 1)].into_iter().chain(rewritten));
-    row.case("lwt", &ctx, hook.prog_type(), |case, row| {
+    row.case(hook.prog_type(), |case, row| {
         let mut object = MaybeUninit::uninit();
         let skel = open_and_load(case, &mut object)?;
         let ran = row.run_counted(case, hook.prog(&skel), || {

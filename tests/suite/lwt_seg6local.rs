@@ -51,7 +51,7 @@ use harness::{Case, CaseError, CaseResult, OrError, probe, sockopt};
 use libbpf_rs::ProgramType;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg};
 use programs::lwt_seg6local::{LwtSeg6localSkel, LwtSeg6localSkelBuilder};
-use rstest::{Context, rstest};
+use rstest::rstest;
 
 /// The End.BPF segment identifier (on `r`).
 const SID: Ipv6Addr = Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0xe);
@@ -220,152 +220,147 @@ fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<Received>> {
 
 #[test]
 fn end_bpf_drops_and_retags() {
-    Case::run(
-        "lwt_seg6local::end_bpf_drops_and_retags",
-        ProgramType::LwtSeg6local,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let mut skel = open_and_load(case, &mut object)?;
-            probe::config_builtin("CONFIG_IPV6_SEG6_LWTUNNEL")?;
-            probe::config_builtin("CONFIG_IPV6_SEG6_BPF")?;
-            probe_iproute2_end_bpf()?;
-            let line = Line::ipv6("fc00::/16", &[FINAL_DST])?;
-            for dev in ["all", Line::B_DEV] {
-                let path = format!("net/ipv6/conf/{dev}/seg6_enabled");
-                line.b.sysctl(Some("sysctl.seg6_enabled"), &path, "1")?;
-            }
+    Case::run(ProgramType::LwtSeg6local, |case| {
+        let mut object = MaybeUninit::uninit();
+        let mut skel = open_and_load(case, &mut object)?;
+        probe::config_builtin("CONFIG_IPV6_SEG6_LWTUNNEL")?;
+        probe::config_builtin("CONFIG_IPV6_SEG6_BPF")?;
+        probe_iproute2_end_bpf()?;
+        let line = Line::ipv6("fc00::/16", &[FINAL_DST])?;
+        for dev in ["all", Line::B_DEV] {
+            let path = format!("net/ipv6/conf/{dev}/seg6_enabled");
+            line.b.sysctl(Some("sysctl.seg6_enabled"), &path, "1")?;
+        }
 
-            {
-                let _inside = line.r.enter()?;
-                let pins = PinDir::new("lwt_seg6local")?;
-                let pin = pins.join("end_bpf_retag");
-                skel.progs
-                    .end_bpf_retag
-                    .pin(&pin)
-                    .or_error("pinning end_bpf_retag")?;
-                harness::netns::attach_tool(
-                    "ip",
-                    &[
-                        "-6",
-                        "route",
-                        "add",
-                        &format!("{SID}/128"),
-                        "encap",
-                        "seg6local",
-                        "action",
-                        "End.BPF",
-                        "endpoint",
-                        "pinned",
-                        &pin.to_string_lossy(),
-                        "dev",
-                        Line::R_A_DEV,
-                    ],
-                )?;
-            }
-
-            let receiver = {
-                let _inside = line.b.enter()?;
-                let sock = UdpSocket::bind(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, PORT, 0, 0))
-                    .or_error("binding the receiver")?;
-                sockopt::ipv6_recv_rthdr(&sock).or_error("setsockopt(IPV6_RECVRTHDR)")?;
-                sock
-            };
-            let (plain_tx, srv6_tx) = {
-                let _inside = line.a.enter()?;
-                let bind = || {
-                    UdpSocket::bind(SocketAddrV6::new(S_ADDR, 0, 0, 0)).or_error("binding a sender")
-                };
-                (bind()?, bind()?)
-            };
-
-            // Warm-up without an SRH: resolves both hops' neighbours; End.BPF is not on its path.
-            plain_tx.send_to(b"warm-up", (FINAL_DST, PORT))?;
-            let warm = receive(&receiver, Duration::from_secs(5))?;
-            if warm.as_ref().map(|r| r.payload.as_str()) != Some("warm-up") {
-                return Err(CaseError::Error(anyhow::anyhow!(
-                    "the warm-up datagram to {FINAL_DST} did not arrive ({warm:?}): the topology is broken"
-                )));
-            }
-            assert_eq!(volatile(&skel.maps.bss_data.as_deref().unwrap().seen), 0);
-
-            let mut expected = Vec::new();
-            for (tag, word) in [(DROP_TAG, "drop"), (PASS_TAG, "pass")] {
-                set_srh(&srv6_tx, tag)?;
-                for i in 0..DATAGRAMS {
-                    srv6_tx.send_to(format!("{word} {i}").as_bytes(), (FINAL_DST, PORT))?;
-                }
-            }
-            for i in 0..DATAGRAMS {
-                plain_tx.send_to(format!("plain {i}").as_bytes(), (FINAL_DST, PORT))?;
-            }
-            for i in 0..DATAGRAMS {
-                expected.push(Received {
-                    payload: format!("pass {i}"),
-                    srh: Some(Srh {
-                        segments_left: 0,
-                        tag: NEW_TAG,
-                        segments: vec![FINAL_DST, SID],
-                    }),
-                });
-                expected.push(Received {
-                    payload: format!("plain {i}"),
-                    srh: None,
-                });
-            }
-            expected.sort();
-
-            let mut got = Vec::new();
-            while got.len() < expected.len() {
-                match receive(&receiver, Duration::from_secs(2))? {
-                    Some(r) => got.push(r),
-                    None => break,
-                }
-            }
-            while let Some(r) = receive(&receiver, Duration::from_millis(200))? {
-                got.push(r);
-            }
-            got.sort();
-            case.detail(
-                "received",
-                got.iter().map(Received::to_json).collect::<Vec<_>>(),
-            );
-            assert_eq!(
-                got, expected,
-                "datagrams (and their SRH) that reached {FINAL_DST}"
-            );
-
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let counters = [
-                ("seen", volatile(&bss.seen)),
-                ("dropped", volatile(&bss.dropped)),
-                ("retagged", volatile(&bss.retagged)),
-                ("not_srh", volatile(&bss.not_srh)),
-                ("store_failed", volatile(&bss.store_failed)),
-                (
-                    "last_segments_left",
-                    u64::from(volatile(&bss.last_segments_left)),
-                ),
-            ];
-            for (name, value) in counters {
-                case.detail(name, value);
-            }
-            let n = DATAGRAMS as u64;
-            assert_eq!(
-                counters,
-                [
-                    ("seen", 2 * n),
-                    ("dropped", n),
-                    ("retagged", n),
-                    ("not_srh", 0),
-                    ("store_failed", 0),
-                    // End had decremented it from 1 before the program ran.
-                    ("last_segments_left", 0),
+        {
+            let _inside = line.r.enter()?;
+            let pins = PinDir::new("lwt_seg6local")?;
+            let pin = pins.join("end_bpf_retag");
+            skel.progs
+                .end_bpf_retag
+                .pin(&pin)
+                .or_error("pinning end_bpf_retag")?;
+            harness::netns::attach_tool(
+                "ip",
+                &[
+                    "-6",
+                    "route",
+                    "add",
+                    &format!("{SID}/128"),
+                    "encap",
+                    "seg6local",
+                    "action",
+                    "End.BPF",
+                    "endpoint",
+                    "pinned",
+                    &pin.to_string_lossy(),
+                    "dev",
+                    Line::R_A_DEV,
                 ],
-                "the program's counters"
-            );
-            Ok(())
-        },
-    );
+            )?;
+        }
+
+        let receiver = {
+            let _inside = line.b.enter()?;
+            let sock = UdpSocket::bind(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, PORT, 0, 0))
+                .or_error("binding the receiver")?;
+            sockopt::ipv6_recv_rthdr(&sock).or_error("setsockopt(IPV6_RECVRTHDR)")?;
+            sock
+        };
+        let (plain_tx, srv6_tx) = {
+            let _inside = line.a.enter()?;
+            let bind =
+                || UdpSocket::bind(SocketAddrV6::new(S_ADDR, 0, 0, 0)).or_error("binding a sender");
+            (bind()?, bind()?)
+        };
+
+        // Warm-up without an SRH: resolves both hops' neighbours; End.BPF is not on its path.
+        plain_tx.send_to(b"warm-up", (FINAL_DST, PORT))?;
+        let warm = receive(&receiver, Duration::from_secs(5))?;
+        if warm.as_ref().map(|r| r.payload.as_str()) != Some("warm-up") {
+            return Err(CaseError::Error(anyhow::anyhow!(
+                "the warm-up datagram to {FINAL_DST} did not arrive ({warm:?}): the topology is broken"
+            )));
+        }
+        assert_eq!(volatile(&skel.maps.bss_data.as_deref().unwrap().seen), 0);
+
+        let mut expected = Vec::new();
+        for (tag, word) in [(DROP_TAG, "drop"), (PASS_TAG, "pass")] {
+            set_srh(&srv6_tx, tag)?;
+            for i in 0..DATAGRAMS {
+                srv6_tx.send_to(format!("{word} {i}").as_bytes(), (FINAL_DST, PORT))?;
+            }
+        }
+        for i in 0..DATAGRAMS {
+            plain_tx.send_to(format!("plain {i}").as_bytes(), (FINAL_DST, PORT))?;
+        }
+        for i in 0..DATAGRAMS {
+            expected.push(Received {
+                payload: format!("pass {i}"),
+                srh: Some(Srh {
+                    segments_left: 0,
+                    tag: NEW_TAG,
+                    segments: vec![FINAL_DST, SID],
+                }),
+            });
+            expected.push(Received {
+                payload: format!("plain {i}"),
+                srh: None,
+            });
+        }
+        expected.sort();
+
+        let mut got = Vec::new();
+        while got.len() < expected.len() {
+            match receive(&receiver, Duration::from_secs(2))? {
+                Some(r) => got.push(r),
+                None => break,
+            }
+        }
+        while let Some(r) = receive(&receiver, Duration::from_millis(200))? {
+            got.push(r);
+        }
+        got.sort();
+        case.detail(
+            "received",
+            got.iter().map(Received::to_json).collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            got, expected,
+            "datagrams (and their SRH) that reached {FINAL_DST}"
+        );
+
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        let counters = [
+            ("seen", volatile(&bss.seen)),
+            ("dropped", volatile(&bss.dropped)),
+            ("retagged", volatile(&bss.retagged)),
+            ("not_srh", volatile(&bss.not_srh)),
+            ("store_failed", volatile(&bss.store_failed)),
+            (
+                "last_segments_left",
+                u64::from(volatile(&bss.last_segments_left)),
+            ),
+        ];
+        for (name, value) in counters {
+            case.detail(name, value);
+        }
+        let n = DATAGRAMS as u64;
+        assert_eq!(
+            counters,
+            [
+                ("seen", 2 * n),
+                ("dropped", n),
+                ("retagged", n),
+                ("not_srh", 0),
+                ("store_failed", 0),
+                // End had decremented it from 1 before the program ran.
+                ("last_segments_left", 0),
+            ],
+            "the program's counters"
+        );
+        Ok(())
+    });
 }
 
 /// Which counter a test-run row expects to have moved.
@@ -382,7 +377,7 @@ enum Counted {
 #[case::drops_drop_tag_at_last_segment(srv6_frame(DROP_TAG, 0), Counted::Dropped)]
 #[case::drops_packet_without_srh(plain_frame(), Counted::NotSrh)]
 #[case::drops_truncated_srh(truncated_srv6_frame(), Counted::NotSrh)]
-fn test_run(#[context] ctx: Context, #[case] frame: Vec<u8>, #[case] counted: Counted) {
+fn test_run(#[case] frame: Vec<u8>, #[case] counted: Counted) {
     // One run, nothing retagged, and the counter of the row's kind moved.
     let mut counters = vec![("seen", 1), ("retagged", 0)];
     counters.extend(match counted {
@@ -396,30 +391,25 @@ fn test_run(#[context] ctx: Context, #[case] frame: Vec<u8>, #[case] counted: Co
         counters.push(("last_tag", u64::from(DROP_TAG)));
     }
     let row = Row::new(frame, BPF_DROP).counters(counters);
-    row.case(
-        "lwt_seg6local",
-        &ctx,
-        ProgramType::LwtSeg6local,
-        |case, row| {
-            let mut object = MaybeUninit::uninit();
-            let skel = open_and_load(case, &mut object)?;
-            row.run_counted(case, &skel.progs.end_bpf_retag, || {
-                let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-                Ok(vec![
-                    ("seen", volatile(&bss.seen)),
-                    ("retagged", volatile(&bss.retagged)),
-                    ("dropped", volatile(&bss.dropped)),
-                    ("not_srh", volatile(&bss.not_srh)),
-                    (
-                        "last_segments_left",
-                        u64::from(volatile(&bss.last_segments_left)),
-                    ),
-                    ("last_tag", u64::from(volatile(&bss.last_tag))),
-                ])
-            })
-            .map(drop)
-        },
-    );
+    row.case(ProgramType::LwtSeg6local, |case, row| {
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object)?;
+        row.run_counted(case, &skel.progs.end_bpf_retag, || {
+            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+            Ok(vec![
+                ("seen", volatile(&bss.seen)),
+                ("retagged", volatile(&bss.retagged)),
+                ("dropped", volatile(&bss.dropped)),
+                ("not_srh", volatile(&bss.not_srh)),
+                (
+                    "last_segments_left",
+                    u64::from(volatile(&bss.last_segments_left)),
+                ),
+                ("last_tag", u64::from(volatile(&bss.last_tag))),
+            ])
+        })
+        .map(drop)
+    });
 }
 
 /// An Ethernet frame: IPv6 `S_ADDR → SID` with an SRH [fc00::d, SID] (`segments_left`, `tag`)

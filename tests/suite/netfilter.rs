@@ -60,106 +60,102 @@ fn attach_local_in(prog: &libbpf_rs::Program<'_>) -> Result<Link, Errno> {
 
 #[test]
 fn drops_one_flow_until_detached() {
-    Case::run(
-        "netfilter::drops_one_flow_until_detached",
-        ProgramType::Netfilter,
-        |case| {
-            probe::prog_type(ProgramType::Netfilter)?;
-            let ns = NetNs::new()?;
-            let _inside = ns.enter()?;
-            let bind = |port: u16| UdpSocket::bind(addr(port)).or_error("binding a receiver");
-            let (dropped_rx, passed_rx) = (bind(DROP_PORT)?, bind(PASS_PORT)?);
-            let sender = bind(0)?;
+    Case::run(ProgramType::Netfilter, |case| {
+        probe::prog_type(ProgramType::Netfilter)?;
+        let ns = NetNs::new()?;
+        let _inside = ns.enter()?;
+        let bind = |port: u16| UdpSocket::bind(addr(port)).or_error("binding a receiver");
+        let (dropped_rx, passed_rx) = (bind(DROP_PORT)?, bind(PASS_PORT)?);
+        let sender = bind(0)?;
 
-            let mut object = MaybeUninit::uninit();
-            let mut open = NetfilterSkelBuilder::default().open(&mut object)?;
-            open.maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("the object has a .rodata section")
-                .drop_port = DROP_PORT;
-            let skel = case.load(open)?;
-            if !floors::has("attach_type.netfilter_link", true) {
+        let mut object = MaybeUninit::uninit();
+        let mut open = NetfilterSkelBuilder::default().open(&mut object)?;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("the object has a .rodata section")
+            .drop_port = DROP_PORT;
+        let skel = case.load(open)?;
+        if !floors::has("attach_type.netfilter_link", true) {
+            return Err(floors::missing(
+                "attach_type.netfilter_link",
+                "not attached",
+            ));
+        }
+        let link = match attach_local_in(&skel.progs.drop_one_flow) {
+            Ok(link) => link,
+            // The program type loads, but the kernel has no netfilter links.
+            Err(e @ (Errno::EOPNOTSUPP | Errno::EINVAL)) => {
                 return Err(floors::missing(
                     "attach_type.netfilter_link",
-                    "not attached",
+                    format!("attaching a netfilter link: {e}"),
                 ));
             }
-            let link = match attach_local_in(&skel.progs.drop_one_flow) {
-                Ok(link) => link,
-                // The program type loads, but the kernel has no netfilter links.
-                Err(e @ (Errno::EOPNOTSUPP | Errno::EINVAL)) => {
-                    return Err(floors::missing(
-                        "attach_type.netfilter_link",
-                        format!("attaching a netfilter link: {e}"),
-                    ));
-                }
-                Err(e) => {
-                    return Err(CaseError::Fail(anyhow::anyhow!(
-                        "attaching a netfilter link: {e}"
-                    )));
-                }
-            };
+            Err(e) => {
+                return Err(CaseError::Fail(anyhow::anyhow!(
+                    "attaching a netfilter link: {e}"
+                )));
+            }
+        };
 
-            let send_flows = |phase: &str, sentinel_to: u16| -> CaseResult {
-                let _one_cpu = observe::OneCpu::pin()?;
-                for i in 0..DATAGRAMS {
-                    for port in [DROP_PORT, PASS_PORT] {
-                        sender.send_to(format!("{phase}:{port}:{i}").as_bytes(), addr(port))?;
-                    }
+        let send_flows = |phase: &str, sentinel_to: u16| -> CaseResult {
+            let _one_cpu = observe::OneCpu::pin()?;
+            for i in 0..DATAGRAMS {
+                for port in [DROP_PORT, PASS_PORT] {
+                    sender.send_to(format!("{phase}:{port}:{i}").as_bytes(), addr(port))?;
                 }
-                sender.send_to(b"sentinel", addr(sentinel_to))?;
-                Ok(())
-            };
-            let expected = |phase: &str, port: u16| -> Vec<String> {
-                (0..DATAGRAMS)
-                    .map(|i| format!("{phase}:{port}:{i}"))
-                    .collect()
-            };
-            let counts = || {
-                let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-                (volatile(&bss.dropped), volatile(&bss.passed_udp))
-            };
-
-            send_flows("attached", PASS_PORT)?;
-            let passed = observe::texts_before(&passed_rx, "sentinel")?;
-            let dropped = observe::texts(&observe::queued(&dropped_rx)?);
-            let attached = counts();
-            case.detail("attached_received", serde_json::json!([dropped, passed]));
-            case.detail("attached_dropped_passed", attached);
-            assert_eq!(
-                passed,
-                expected("attached", PASS_PORT),
-                "datagrams to {PASS_PORT} while attached"
-            );
-            assert_eq!(
-                dropped,
-                Vec::<String>::new(),
-                "datagrams to {DROP_PORT} while attached"
-            );
-            assert_eq!(
-                attached,
-                (DATAGRAMS, DATAGRAMS + 1),
-                "the program's counters (dropped; passed, with the sentinel)"
-            );
-
-            drop(link);
-            send_flows("detached", DROP_PORT)?;
-            let dropped = observe::texts_before(&dropped_rx, "sentinel")?;
-            let passed = observe::texts(&observe::queued(&passed_rx)?);
-            case.detail("detached_received", serde_json::json!([dropped, passed]));
-            assert_eq!(
-                dropped,
-                expected("detached", DROP_PORT),
-                "datagrams to {DROP_PORT} after detaching"
-            );
-            assert_eq!(
-                passed,
-                expected("detached", PASS_PORT),
-                "datagrams to {PASS_PORT} after detaching"
-            );
-            assert_eq!(counts(), attached, "the program's counters after detaching");
+            }
+            sender.send_to(b"sentinel", addr(sentinel_to))?;
             Ok(())
-        },
-    );
+        };
+        let expected = |phase: &str, port: u16| -> Vec<String> {
+            (0..DATAGRAMS)
+                .map(|i| format!("{phase}:{port}:{i}"))
+                .collect()
+        };
+        let counts = || {
+            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+            (volatile(&bss.dropped), volatile(&bss.passed_udp))
+        };
+
+        send_flows("attached", PASS_PORT)?;
+        let passed = observe::texts_before(&passed_rx, "sentinel")?;
+        let dropped = observe::texts(&observe::queued(&dropped_rx)?);
+        let attached = counts();
+        case.detail("attached_received", serde_json::json!([dropped, passed]));
+        case.detail("attached_dropped_passed", attached);
+        assert_eq!(
+            passed,
+            expected("attached", PASS_PORT),
+            "datagrams to {PASS_PORT} while attached"
+        );
+        assert_eq!(
+            dropped,
+            Vec::<String>::new(),
+            "datagrams to {DROP_PORT} while attached"
+        );
+        assert_eq!(
+            attached,
+            (DATAGRAMS, DATAGRAMS + 1),
+            "the program's counters (dropped; passed, with the sentinel)"
+        );
+
+        drop(link);
+        send_flows("detached", DROP_PORT)?;
+        let dropped = observe::texts_before(&dropped_rx, "sentinel")?;
+        let passed = observe::texts(&observe::queued(&passed_rx)?);
+        case.detail("detached_received", serde_json::json!([dropped, passed]));
+        assert_eq!(
+            dropped,
+            expected("detached", DROP_PORT),
+            "datagrams to {DROP_PORT} after detaching"
+        );
+        assert_eq!(
+            passed,
+            expected("detached", PASS_PORT),
+            "datagrams to {PASS_PORT} after detaching"
+        );
+        assert_eq!(counts(), attached, "the program's counters after detaching");
+        Ok(())
+    });
 }

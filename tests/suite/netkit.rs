@@ -123,105 +123,101 @@ fn counts(skel: &NetkitSkel<'_>) -> (u64, u64) {
 
 #[test]
 fn primary_drops_one_flow_until_detached() {
-    Case::run(
-        "netkit::primary_drops_one_flow_until_detached",
-        ProgramType::SchedCls,
-        |case| {
-            probe::prog_type(ProgramType::SchedCls)?;
-            let mut object = MaybeUninit::uninit();
-            let mut open = NetkitSkelBuilder::default().open(&mut object)?;
-            open.maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("the object has a .rodata section")
-                .drop_port = DROP_PORT;
-            let skel = case.load(open)?;
+    Case::run(ProgramType::SchedCls, |case| {
+        probe::prog_type(ProgramType::SchedCls)?;
+        let mut object = MaybeUninit::uninit();
+        let mut open = NetkitSkelBuilder::default().open(&mut object)?;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("the object has a .rodata section")
+            .drop_port = DROP_PORT;
+        let skel = case.load(open)?;
 
-            let pair = NetkitPair::new(&format!("{PRIMARY_ADDR}/24"), &format!("{PEER_ADDR}/24"))?;
-            let link = attach_primary(&skel.progs.primary_verdict, &pair.a, NetkitPair::PRIMARY)?;
-            let (at_a, at_b) = (Receivers::bind(&pair.a)?, Receivers::bind(&pair.b)?);
-            let send = |ns: &NetNs, from: Ipv4Addr| -> CaseResult<UdpSocket> {
-                let _inside = ns.enter()?;
-                UdpSocket::bind(SocketAddrV4::new(from, 0)).or_error("binding a sender")
-            };
-            let (from_a, from_b) = (send(&pair.a, PRIMARY_ADDR)?, send(&pair.b, PEER_ADDR)?);
+        let pair = NetkitPair::new(&format!("{PRIMARY_ADDR}/24"), &format!("{PEER_ADDR}/24"))?;
+        let link = attach_primary(&skel.progs.primary_verdict, &pair.a, NetkitPair::PRIMARY)?;
+        let (at_a, at_b) = (Receivers::bind(&pair.a)?, Receivers::bind(&pair.b)?);
+        let send = |ns: &NetNs, from: Ipv4Addr| -> CaseResult<UdpSocket> {
+            let _inside = ns.enter()?;
+            UdpSocket::bind(SocketAddrV4::new(from, 0)).or_error("binding a sender")
+        };
+        let (from_a, from_b) = (send(&pair.a, PRIMARY_ADDR)?, send(&pair.b, PEER_ADDR)?);
 
-            // a → b: the primary transmits, its program drops one flow.
-            send_phase(&from_a, "primary", PEER_ADDR, &[PASS_PORT])?;
-            let passed = observe::texts_before(&at_b.pass, "sentinel")?;
-            let dropped = observe::texts(&observe::queued(&at_b.drop)?);
-            let after_primary = counts(&skel);
-            case.detail(
-                "primary_to_peer",
-                serde_json::json!({
-                    "drop_port": dropped, "pass_port": passed, "counters": after_primary,
-                }),
-            );
-            assert_eq!(
-                dropped,
-                Vec::<String>::new(),
-                "datagrams the primary sent to {DROP_PORT}"
-            );
-            assert_eq!(
-                passed,
-                payloads("primary", PASS_PORT),
-                "datagrams the primary sent to {PASS_PORT}"
-            );
-            assert_eq!(
-                after_primary,
-                (DATAGRAMS, DATAGRAMS + 1),
-                "program counters (dropped; passed with the sentinel)"
-            );
+        // a → b: the primary transmits, its program drops one flow.
+        send_phase(&from_a, "primary", PEER_ADDR, &[PASS_PORT])?;
+        let passed = observe::texts_before(&at_b.pass, "sentinel")?;
+        let dropped = observe::texts(&observe::queued(&at_b.drop)?);
+        let after_primary = counts(&skel);
+        case.detail(
+            "primary_to_peer",
+            serde_json::json!({
+                "drop_port": dropped, "pass_port": passed, "counters": after_primary,
+            }),
+        );
+        assert_eq!(
+            dropped,
+            Vec::<String>::new(),
+            "datagrams the primary sent to {DROP_PORT}"
+        );
+        assert_eq!(
+            passed,
+            payloads("primary", PASS_PORT),
+            "datagrams the primary sent to {PASS_PORT}"
+        );
+        assert_eq!(
+            after_primary,
+            (DATAGRAMS, DATAGRAMS + 1),
+            "program counters (dropped; passed with the sentinel)"
+        );
 
-            // b → a: the peer transmits; the primary's program does not run.
-            send_phase(&from_b, "peer", PRIMARY_ADDR, &[DROP_PORT, PASS_PORT])?;
-            let to_drop = observe::texts_before(&at_a.drop, "sentinel")?;
-            let to_pass = observe::texts_before(&at_a.pass, "sentinel")?;
-            case.detail(
-                "peer_to_primary",
-                serde_json::json!({"drop_port": to_drop, "pass_port": to_pass}),
-            );
-            assert_eq!(
-                to_drop,
-                payloads("peer", DROP_PORT),
-                "datagrams the peer sent to {DROP_PORT}"
-            );
-            assert_eq!(
-                to_pass,
-                payloads("peer", PASS_PORT),
-                "datagrams the peer sent to {PASS_PORT}"
-            );
-            assert_eq!(
-                counts(&skel),
-                after_primary,
-                "program counters after the peer's datagrams"
-            );
+        // b → a: the peer transmits; the primary's program does not run.
+        send_phase(&from_b, "peer", PRIMARY_ADDR, &[DROP_PORT, PASS_PORT])?;
+        let to_drop = observe::texts_before(&at_a.drop, "sentinel")?;
+        let to_pass = observe::texts_before(&at_a.pass, "sentinel")?;
+        case.detail(
+            "peer_to_primary",
+            serde_json::json!({"drop_port": to_drop, "pass_port": to_pass}),
+        );
+        assert_eq!(
+            to_drop,
+            payloads("peer", DROP_PORT),
+            "datagrams the peer sent to {DROP_PORT}"
+        );
+        assert_eq!(
+            to_pass,
+            payloads("peer", PASS_PORT),
+            "datagrams the peer sent to {PASS_PORT}"
+        );
+        assert_eq!(
+            counts(&skel),
+            after_primary,
+            "program counters after the peer's datagrams"
+        );
 
-            // a → b without the link: nothing is dropped.
-            drop(link);
-            send_phase(&from_a, "detached", PEER_ADDR, &[DROP_PORT, PASS_PORT])?;
-            let to_drop = observe::texts_before(&at_b.drop, "sentinel")?;
-            let to_pass = observe::texts_before(&at_b.pass, "sentinel")?;
-            case.detail(
-                "detached",
-                serde_json::json!({"drop_port": to_drop, "pass_port": to_pass}),
-            );
-            assert_eq!(
-                to_drop,
-                payloads("detached", DROP_PORT),
-                "datagrams to {DROP_PORT} once the link is gone"
-            );
-            assert_eq!(
-                to_pass,
-                payloads("detached", PASS_PORT),
-                "datagrams to {PASS_PORT} once the link is gone"
-            );
-            assert_eq!(
-                counts(&skel),
-                after_primary,
-                "program counters once the link is gone"
-            );
-            Ok(())
-        },
-    );
+        // a → b without the link: nothing is dropped.
+        drop(link);
+        send_phase(&from_a, "detached", PEER_ADDR, &[DROP_PORT, PASS_PORT])?;
+        let to_drop = observe::texts_before(&at_b.drop, "sentinel")?;
+        let to_pass = observe::texts_before(&at_b.pass, "sentinel")?;
+        case.detail(
+            "detached",
+            serde_json::json!({"drop_port": to_drop, "pass_port": to_pass}),
+        );
+        assert_eq!(
+            to_drop,
+            payloads("detached", DROP_PORT),
+            "datagrams to {DROP_PORT} once the link is gone"
+        );
+        assert_eq!(
+            to_pass,
+            payloads("detached", PASS_PORT),
+            "datagrams to {PASS_PORT} once the link is gone"
+        );
+        assert_eq!(
+            counts(&skel),
+            after_primary,
+            "program counters once the link is gone"
+        );
+        Ok(())
+    });
 }

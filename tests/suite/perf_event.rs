@@ -21,36 +21,28 @@ use programs::perf_event::PerfEventSkelBuilder;
 
 #[test]
 fn software_cpu_clock() {
-    Case::run(
-        "perf_event::software_cpu_clock",
-        ProgramType::PerfEvent,
-        |case| {
-            sample_burning_thread(
-                case,
-                PERF_TYPE_SOFTWARE,
-                PERF_COUNT_SW_CPU_CLOCK.into(),
-                1_000_000,
-                "perf.sw_cpu_clock",
-            )
-        },
-    );
+    Case::run(ProgramType::PerfEvent, |case| {
+        sample_burning_thread(
+            case,
+            PERF_TYPE_SOFTWARE,
+            PERF_COUNT_SW_CPU_CLOCK.into(),
+            1_000_000,
+            "perf.sw_cpu_clock",
+        )
+    });
 }
 
 #[test]
 fn hardware_cpu_cycles() {
-    Case::run(
-        "perf_event::hardware_cpu_cycles",
-        ProgramType::PerfEvent,
-        |case| {
-            sample_burning_thread(
-                case,
-                PERF_TYPE_HARDWARE,
-                PERF_COUNT_HW_CPU_CYCLES.into(),
-                1_000_000,
-                "platform.hardware_pmu",
-            )
-        },
-    );
+    Case::run(ProgramType::PerfEvent, |case| {
+        sample_burning_thread(
+            case,
+            PERF_TYPE_HARDWARE,
+            PERF_COUNT_HW_CPU_CYCLES.into(),
+            1_000_000,
+            "platform.hardware_pmu",
+        )
+    });
 }
 
 /// Burns CPU on a thread for 300 ms while a perf event of `type_`/`config` samples it every

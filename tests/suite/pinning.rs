@@ -96,84 +96,76 @@ fn wait_until_gone(map: &dyn MapCore, id: u32) -> libbpf_rs::Result<(bool, u64)>
 
 #[test]
 fn unpinned_program_goes_with_its_loader() {
-    Case::run(
-        "pinning::unpinned_program_goes_with_its_loader",
-        ProgramType::RawTracepoint,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let skel = load(case, &mut object)?;
-            let link = skel.progs.count_syscalls.attach()?;
-            let id = Program::id_from_fd(skel.progs.count_syscalls.as_fd())?;
-            // A map fd of our own, to watch the count once the loader is gone.
-            let watch = MapHandle::try_from(&skel.maps.syscalls)?;
-            let while_loaded =
-                assert_counts_each(&watch, skel.progs.count_syscalls.as_fd(), "while loaded")?;
-            case.detail("counted_while_loaded", while_loaded);
-            drop(link);
-            drop(skel);
+    Case::run(ProgramType::RawTracepoint, |case| {
+        let mut object = MaybeUninit::uninit();
+        let skel = load(case, &mut object)?;
+        let link = skel.progs.count_syscalls.attach()?;
+        let id = Program::id_from_fd(skel.progs.count_syscalls.as_fd())?;
+        // A map fd of our own, to watch the count once the loader is gone.
+        let watch = MapHandle::try_from(&skel.maps.syscalls)?;
+        let while_loaded =
+            assert_counts_each(&watch, skel.progs.count_syscalls.as_fd(), "while loaded")?;
+        case.detail("counted_while_loaded", while_loaded);
+        drop(link);
+        drop(skel);
 
-            let (gone, counted_after) = wait_until_gone(&watch, id)?;
-            case.detail("gone_after_drop", gone);
-            case.detail("counted_after_gone", counted_after);
-            assert!(
-                gone,
-                "program {id} still exists after its loader dropped every handle"
-            );
-            assert_eq!(
-                counted_after, 0,
-                "getppid() calls counted once the program was gone"
-            );
-            Ok(())
-        },
-    );
+        let (gone, counted_after) = wait_until_gone(&watch, id)?;
+        case.detail("gone_after_drop", gone);
+        case.detail("counted_after_gone", counted_after);
+        assert!(
+            gone,
+            "program {id} still exists after its loader dropped every handle"
+        );
+        assert_eq!(
+            counted_after, 0,
+            "getppid() calls counted once the program was gone"
+        );
+        Ok(())
+    });
 }
 
 #[test]
 fn pinned_program_outlives_its_loader() {
-    Case::run(
-        "pinning::pinned_program_outlives_its_loader",
-        ProgramType::RawTracepoint,
-        |case| {
-            let dir = PinDir::new("outlives")?;
-            let id = {
-                let mut object = MaybeUninit::uninit();
-                let mut skel = load(case, &mut object)?;
-                let mut link = skel.progs.count_syscalls.attach()?;
-                link.pin(dir.join("link"))?;
-                skel.progs.count_syscalls.pin(dir.join("prog"))?;
-                skel.maps.syscalls.pin(dir.join("syscalls"))?;
-                Program::id_from_fd(skel.progs.count_syscalls.as_fd())?
-                // The link, the skeleton and its object are dropped here.
-            };
+    Case::run(ProgramType::RawTracepoint, |case| {
+        let dir = PinDir::new("outlives")?;
+        let id = {
+            let mut object = MaybeUninit::uninit();
+            let mut skel = load(case, &mut object)?;
+            let mut link = skel.progs.count_syscalls.attach()?;
+            link.pin(dir.join("link"))?;
+            skel.progs.count_syscalls.pin(dir.join("prog"))?;
+            skel.maps.syscalls.pin(dir.join("syscalls"))?;
+            Program::id_from_fd(skel.progs.count_syscalls.as_fd())?
+            // The link, the skeleton and its object are dropped here.
+        };
 
-            // Only the pins are left: the program must still exist and count.
-            let counts = MapHandle::from_pinned_path(dir.join("syscalls"))?;
-            let after_drop = {
-                // Only for its info; closed before the pins are removed.
-                let prog = Program::fd_from_id(id).map_err(|e| {
-                    harness::CaseError::Fail(anyhow::anyhow!(
-                        "program {id} vanished although pinned: {e}"
-                    ))
-                })?;
-                assert_counts_each(
-                    &counts,
-                    prog.as_fd(),
-                    "after the loader dropped its handles",
-                )?
-            };
-            case.detail("counted_after_loader_dropped", after_drop);
+        // Only the pins are left: the program must still exist and count.
+        let counts = MapHandle::from_pinned_path(dir.join("syscalls"))?;
+        let after_drop = {
+            // Only for its info; closed before the pins are removed.
+            let prog = Program::fd_from_id(id).map_err(|e| {
+                harness::CaseError::Fail(anyhow::anyhow!(
+                    "program {id} vanished although pinned: {e}"
+                ))
+            })?;
+            assert_counts_each(
+                &counts,
+                prog.as_fd(),
+                "after the loader dropped its handles",
+            )?
+        };
+        case.detail("counted_after_loader_dropped", after_drop);
 
-            fs::remove_file(dir.join("link")).or_error("unpinning the link")?;
-            fs::remove_file(dir.join("prog")).or_error("unpinning the program")?;
-            let (gone, counted_after) = wait_until_gone(&counts, id)?;
-            case.detail("gone_after_unpin", gone);
-            case.detail("counted_after_gone", counted_after);
-            assert!(gone, "program {id} still exists after it was unpinned");
-            assert_eq!(
-                counted_after, 0,
-                "getppid() calls counted once the program was gone"
-            );
-            Ok(())
-        },
-    );
+        fs::remove_file(dir.join("link")).or_error("unpinning the link")?;
+        fs::remove_file(dir.join("prog")).or_error("unpinning the program")?;
+        let (gone, counted_after) = wait_until_gone(&counts, id)?;
+        case.detail("gone_after_unpin", gone);
+        case.detail("counted_after_gone", counted_after);
+        assert!(gone, "program {id} still exists after it was unpinned");
+        assert_eq!(
+            counted_after, 0,
+            "getppid() calls counted once the program was gone"
+        );
+        Ok(())
+    });
 }

@@ -59,7 +59,7 @@ fn disagreements(
 
 #[test]
 fn program_types_agree_with_bpftool() {
-    Case::run_named("probe::program_types_agree_with_bpftool", "all", |case| {
+    Case::run_named("all", |case| {
         let bpftool = bpftool()?;
         let output = duct::cmd!(&bpftool, "feature", "probe", "kernel", "-j")
             .stdout_capture()

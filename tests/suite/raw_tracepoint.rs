@@ -64,87 +64,79 @@ fn count(skel: &RawTracepointSkel<'_>, id: i64) -> libbpf_rs::Result<u64> {
 
 #[test]
 fn counts_syscalls_by_id() {
-    Case::run(
-        "raw_tracepoint::counts_syscalls_by_id",
-        ProgramType::RawTracepoint,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let tid = nix::unistd::gettid().as_raw() as u32;
-            let mut skel = load(case, &mut object, tid)?;
-            skel.attach()?;
+    Case::run(ProgramType::RawTracepoint, |case| {
+        let mut object = MaybeUninit::uninit();
+        let tid = nix::unistd::gettid().as_raw() as u32;
+        let mut skel = load(case, &mut object, tid)?;
+        skel.attach()?;
 
-            for _ in 0..GETPIDS {
-                // SAFETY: getpid takes no arguments and cannot fail.
-                unsafe { libc::syscall(libc::SYS_getpid) };
-            }
-            for _ in 0..GETPPIDS {
-                // SAFETY: as above.
-                unsafe { libc::syscall(libc::SYS_getppid) };
-            }
+        for _ in 0..GETPIDS {
+            // SAFETY: getpid takes no arguments and cannot fail.
+            unsafe { libc::syscall(libc::SYS_getpid) };
+        }
+        for _ in 0..GETPPIDS {
+            // SAFETY: as above.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+        }
 
-            let getpids = count(&skel, libc::SYS_getpid)?;
-            let getppids = count(&skel, libc::SYS_getppid)?;
-            let misses = recursion_misses(&skel)?;
-            case.detail("getpid", getpids);
-            case.detail("getppid", getppids);
-            case.detail("recursion_misses", misses);
-            // Exact, unless the kernel says it skipped runs: a kernel that runs syscall tracepoints
-            // preemptibly (7.x) skips the program for a task while another task it preempted is
-            // inside it on the same CPU, and counts that in recursion_misses.
-            assert!(
-                getpids <= GETPIDS && getppids <= GETPPIDS,
-                "more calls counted than made: getpid {getpids}/{GETPIDS}, getppid {getppids}/{GETPPIDS}"
-            );
-            let missing = (GETPIDS - getpids) + (GETPPIDS - getppids);
-            assert!(
-                missing <= misses,
-                "{missing} calls not counted (getpid {getpids}/{GETPIDS}, getppid \
+        let getpids = count(&skel, libc::SYS_getpid)?;
+        let getppids = count(&skel, libc::SYS_getppid)?;
+        let misses = recursion_misses(&skel)?;
+        case.detail("getpid", getpids);
+        case.detail("getppid", getppids);
+        case.detail("recursion_misses", misses);
+        // Exact, unless the kernel says it skipped runs: a kernel that runs syscall tracepoints
+        // preemptibly (7.x) skips the program for a task while another task it preempted is
+        // inside it on the same CPU, and counts that in recursion_misses.
+        assert!(
+            getpids <= GETPIDS && getppids <= GETPPIDS,
+            "more calls counted than made: getpid {getpids}/{GETPIDS}, getppid {getppids}/{GETPPIDS}"
+        );
+        let missing = (GETPIDS - getpids) + (GETPPIDS - getppids);
+        assert!(
+            missing <= misses,
+            "{missing} calls not counted (getpid {getpids}/{GETPIDS}, getppid \
                  {getppids}/{GETPPIDS}) but only {misses} runs skipped as recursion"
-            );
-            Ok(())
-        },
-    );
+        );
+        Ok(())
+    });
 }
 
 #[test]
 fn attach_detach_while_syscalls_run() {
-    Case::run(
-        "raw_tracepoint::attach_detach_while_syscalls_run",
-        ProgramType::RawTracepoint,
-        |case| {
-            probe::cpu_not_emulated()?;
-            let spinner = Spinner::start()?;
-            let mut object = MaybeUninit::uninit();
-            let skel = load(case, &mut object, spinner.tid)?;
-            let mut seen = 0;
-            for cycle in 0..CYCLES {
-                let link = skel.progs.count_syscalls.attach()?;
-                let grew = poll(Duration::from_secs(5), || {
-                    let now = count(&skel, libc::SYS_getpid).ok()?;
-                    (now > seen).then_some(now)
-                });
-                drop(link);
-                seen = grew.ok_or_else(|| {
-                    CaseError::Fail(anyhow::anyhow!(
-                        "attach {cycle}: no syscall of the thread counted within 5 s"
-                    ))
-                })?;
-            }
-            // Detached. Once the thread acknowledged, its runs of the program have all finished.
-            spinner.acknowledge()?;
-            let detached = (count(&skel, libc::SYS_getpid)?, recursion_misses(&skel)?);
-            // A getpid() the program would count (or the kernel report skipped) if still attached.
-            spinner.acknowledge()?;
-            let later = (count(&skel, libc::SYS_getpid)?, recursion_misses(&skel)?);
-            case.detail("cycles", CYCLES);
-            case.detail("getpid_counted", later.0);
-            assert_eq!(
-                later, detached,
-                "(getpid calls counted, runs skipped as recursion) after the last detach"
-            );
-            Ok(())
-        },
-    );
+    Case::run(ProgramType::RawTracepoint, |case| {
+        probe::cpu_not_emulated()?;
+        let spinner = Spinner::start()?;
+        let mut object = MaybeUninit::uninit();
+        let skel = load(case, &mut object, spinner.tid)?;
+        let mut seen = 0;
+        for cycle in 0..CYCLES {
+            let link = skel.progs.count_syscalls.attach()?;
+            let grew = poll(Duration::from_secs(5), || {
+                let now = count(&skel, libc::SYS_getpid).ok()?;
+                (now > seen).then_some(now)
+            });
+            drop(link);
+            seen = grew.ok_or_else(|| {
+                CaseError::Fail(anyhow::anyhow!(
+                    "attach {cycle}: no syscall of the thread counted within 5 s"
+                ))
+            })?;
+        }
+        // Detached. Once the thread acknowledged, its runs of the program have all finished.
+        spinner.acknowledge()?;
+        let detached = (count(&skel, libc::SYS_getpid)?, recursion_misses(&skel)?);
+        // A getpid() the program would count (or the kernel report skipped) if still attached.
+        spinner.acknowledge()?;
+        let later = (count(&skel, libc::SYS_getpid)?, recursion_misses(&skel)?);
+        case.detail("cycles", CYCLES);
+        case.detail("getpid_counted", later.0);
+        assert_eq!(
+            later, detached,
+            "(getpid calls counted, runs skipped as recursion) after the last detach"
+        );
+        Ok(())
+    });
 }
 
 /// A thread making getpid() calls without pause until dropped (also when the case panics).

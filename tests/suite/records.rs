@@ -13,38 +13,34 @@ const PER_THREAD: usize = 25;
 
 #[test]
 fn concurrent_writers_lose_and_tear_nothing() {
-    Case::run_named(
-        "records::concurrent_writers_lose_and_tear_nothing",
-        "-",
-        |case| {
-            // Beside the real results, on the same filesystem.
-            let parent = record::results_dir();
-            std::fs::create_dir_all(&parent).or_error("creating the results directory")?;
-            let dir = tempfile::tempdir_in(&parent).or_error("creating a scratch directory")?;
-            let mut children = Vec::new();
-            for p in 0..PROCESSES {
-                // SAFETY: the child only spawns threads that write files, then leaves with _exit.
-                match unsafe { fork() }.or_error("fork")? {
-                    ForkResult::Child => {
-                        let ok = write_records(dir.path(), p);
-                        // SAFETY: ends the child without running the parent's exit handlers.
-                        unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-                    }
-                    ForkResult::Parent { child } => children.push(child),
+    Case::run_named("-", |case| {
+        // Beside the real results, on the same filesystem.
+        let parent = record::results_dir();
+        std::fs::create_dir_all(&parent).or_error("creating the results directory")?;
+        let dir = tempfile::tempdir_in(&parent).or_error("creating a scratch directory")?;
+        let mut children = Vec::new();
+        for p in 0..PROCESSES {
+            // SAFETY: the child only spawns threads that write files, then leaves with _exit.
+            match unsafe { fork() }.or_error("fork")? {
+                ForkResult::Child => {
+                    let ok = write_records(dir.path(), p);
+                    // SAFETY: ends the child without running the parent's exit handlers.
+                    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
                 }
+                ForkResult::Parent { child } => children.push(child),
             }
-            for child in children {
-                let status = waitpid(child, None).or_error("waiting for a writer")?;
-                assert_eq!(status, WaitStatus::Exited(child, 0), "writer process");
-            }
-            let (records, unreadable) = record::read_dir(dir.path()).or_error("reading back")?;
-            let count = PROCESSES * THREADS * PER_THREAD;
-            case.detail("records", count);
-            assert!(unreadable.is_empty(), "torn records: {unreadable:?}");
-            assert_eq!(records.len(), count, "records read back");
-            Ok(())
-        },
-    );
+        }
+        for child in children {
+            let status = waitpid(child, None).or_error("waiting for a writer")?;
+            assert_eq!(status, WaitStatus::Exited(child, 0), "writer process");
+        }
+        let (records, unreadable) = record::read_dir(dir.path()).or_error("reading back")?;
+        let count = PROCESSES * THREADS * PER_THREAD;
+        case.detail("records", count);
+        assert!(unreadable.is_empty(), "torn records: {unreadable:?}");
+        assert_eq!(records.len(), count, "records read back");
+        Ok(())
+    });
 }
 
 /// `THREADS` threads of process `p`, each writing `PER_THREAD` records with distinct case ids and a

@@ -33,7 +33,7 @@ use harness::veth::VethPair;
 use harness::{Case, CaseResult, OrError, probe};
 use libbpf_rs::ProgramType;
 use programs::sched_act::{SchedActSkel, SchedActSkelBuilder};
-use rstest::{Context, rstest};
+use rstest::rstest;
 
 /// UDP to this port is dropped by the action.
 const DROP_PORT: u16 = 7101;
@@ -70,7 +70,7 @@ fn open_and_load<'obj>(
 
 #[test]
 fn drops_one_flow() {
-    Case::run("sched_act::drops_one_flow", ProgramType::SchedAct, |case| {
+    Case::run(ProgramType::SchedAct, |case| {
         let mut object = MaybeUninit::uninit();
         let mut skel = open_and_load(case, &mut object)?;
         // The attach points are optional kernel parts (built in, or modules the VM guests load).
@@ -202,18 +202,13 @@ enum Prog {
     TC_ACT_OK
 )]
 #[case::classifier_matches_everything(Prog::Classifier, FLOW.udp4(DROP_PORT), -1)]
-fn test_run(
-    #[context] ctx: Context,
-    #[case] which: Prog,
-    #[case] frame: Vec<u8>,
-    #[case] verdict: i32,
-) {
+fn test_run(#[case] which: Prog, #[case] frame: Vec<u8>, #[case] verdict: i32) {
     let prog_type = match which {
         Prog::Action => ProgramType::SchedAct,
         Prog::Classifier => ProgramType::SchedCls,
     };
     let row = Row::new(frame, verdict).unchanged();
-    row.case("sched_act", &ctx, prog_type, |case, row| {
+    row.case(prog_type, |case, row| {
         let mut object = MaybeUninit::uninit();
         let skel = open_and_load(case, &mut object)?;
         let prog = match which {

@@ -39,7 +39,7 @@ use harness::{Case, CaseError, CaseResult, OrError, probe};
 use libbpf_rs::{ProgramType, TC_EGRESS, TC_INGRESS, TcHookBuilder};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
 use programs::sched_cls::{SchedClsSkel, SchedClsSkelBuilder};
-use rstest::{Context, rstest};
+use rstest::rstest;
 
 /// UDP to this port is dropped on the sender's egress.
 const DROP_PORT: u16 = 7001;
@@ -92,153 +92,143 @@ fn open_and_load<'obj>(
 
 #[test]
 fn drops_and_marks_flows() {
-    Case::run(
-        "sched_cls::drops_and_marks_flows",
-        ProgramType::SchedCls,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let skel = open_and_load(case, &mut object)?;
-            // The attach points are optional kernel parts (built in, or modules the VM guests load).
-            probe::config_enabled("CONFIG_NET_SCH_INGRESS")?;
-            probe::config_enabled("CONFIG_NET_CLS_BPF")?;
+    Case::run(ProgramType::SchedCls, |case| {
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object)?;
+        // The attach points are optional kernel parts (built in, or modules the VM guests load).
+        probe::config_enabled("CONFIG_NET_SCH_INGRESS")?;
+        probe::config_enabled("CONFIG_NET_CLS_BPF")?;
 
-            let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-            pair.policy_routed_service(
-                SERVICE,
-                RECEIVER,
-                &format!("fwmark {MARK:#x}"),
-                MARK_TABLE,
-            )?;
+        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+        pair.policy_routed_service(SERVICE, RECEIVER, &format!("fwmark {MARK:#x}"), MARK_TABLE)?;
 
-            // libbpf's TC hook talks netlink in the calling thread's namespace.
-            {
-                let _inside = pair.a.enter()?;
-                let ifindex = pair.a.ifindex(VethPair::A_DEV)?;
-                let mut hook = TcHookBuilder::new(skel.progs.tc_egress.as_fd())
-                    .ifindex(ifindex as i32)
-                    .handle(1)
-                    .priority(1)
-                    .hook(TC_EGRESS);
-                hook.create()
-                    .or_error("creating the clsact qdisc on the sender's veth")?;
-                hook.attach()?;
-            }
-            let receivers = {
-                let _inside = pair.b.enter()?;
-                let ifindex = pair.b.ifindex(VethPair::B_DEV)?;
-                let mut hook = TcHookBuilder::new(skel.progs.tc_ingress.as_fd())
-                    .ifindex(ifindex as i32)
-                    .handle(1)
-                    .priority(1)
-                    .hook(TC_INGRESS);
-                hook.create()
-                    .or_error("creating the clsact qdisc on the receiver's veth")?;
-                hook.attach()?;
-                Receivers::bind()?
-            };
-            let sender = {
-                let _inside = pair.a.enter()?;
-                UdpSocket::bind(SocketAddrV4::new(SENDER, 0)).or_error("binding the sender")?
-            };
+        // libbpf's TC hook talks netlink in the calling thread's namespace.
+        {
+            let _inside = pair.a.enter()?;
+            let ifindex = pair.a.ifindex(VethPair::A_DEV)?;
+            let mut hook = TcHookBuilder::new(skel.progs.tc_egress.as_fd())
+                .ifindex(ifindex as i32)
+                .handle(1)
+                .priority(1)
+                .hook(TC_EGRESS);
+            hook.create()
+                .or_error("creating the clsact qdisc on the sender's veth")?;
+            hook.attach()?;
+        }
+        let receivers = {
+            let _inside = pair.b.enter()?;
+            let ifindex = pair.b.ifindex(VethPair::B_DEV)?;
+            let mut hook = TcHookBuilder::new(skel.progs.tc_ingress.as_fd())
+                .ifindex(ifindex as i32)
+                .handle(1)
+                .priority(1)
+                .hook(TC_INGRESS);
+            hook.create()
+                .or_error("creating the clsact qdisc on the receiver's veth")?;
+            hook.attach()?;
+            Receivers::bind()?
+        };
+        let sender = {
+            let _inside = pair.a.enter()?;
+            UdpSocket::bind(SocketAddrV4::new(SENDER, 0)).or_error("binding the sender")?
+        };
 
-            // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
-            sender.send_to(b"warm-up", (RECEIVER, PLAIN_PORT))?;
-            assert_eq!(
-                arrived(&receivers.plain, "warm-up")?,
-                [],
-                "datagrams on port {PLAIN_PORT} before the warm-up"
-            );
+        // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
+        sender.send_to(b"warm-up", (RECEIVER, PLAIN_PORT))?;
+        assert_eq!(
+            arrived(&receivers.plain, "warm-up")?,
+            [],
+            "datagrams on port {PLAIN_PORT} before the warm-up"
+        );
 
-            let flows = [
-                (RECEIVER, DROP_PORT),
-                (RECEIVER, DSCP_PORT),
-                (RECEIVER, PLAIN_PORT),
-                (SERVICE, MARK_PORT),
-                (SERVICE, UNMARKED_PORT),
-            ];
-            let sentinels = [
-                (RECEIVER, DSCP_PORT),
-                (RECEIVER, PLAIN_PORT),
-                (SERVICE, MARK_PORT),
-            ];
-            {
-                let _one_cpu = observe::OneCpu::pin()?;
-                for i in 0..DATAGRAMS {
-                    for (addr, port) in flows {
-                        sender.send_to(format!("{port}:{i}").as_bytes(), (addr, port))?;
-                    }
-                }
-                for to in sentinels {
-                    sender.send_to(SENTINEL.as_bytes(), to)?;
+        let flows = [
+            (RECEIVER, DROP_PORT),
+            (RECEIVER, DSCP_PORT),
+            (RECEIVER, PLAIN_PORT),
+            (SERVICE, MARK_PORT),
+            (SERVICE, UNMARKED_PORT),
+        ];
+        let sentinels = [
+            (RECEIVER, DSCP_PORT),
+            (RECEIVER, PLAIN_PORT),
+            (SERVICE, MARK_PORT),
+        ];
+        {
+            let _one_cpu = observe::OneCpu::pin()?;
+            for i in 0..DATAGRAMS {
+                for (addr, port) in flows {
+                    sender.send_to(format!("{port}:{i}").as_bytes(), (addr, port))?;
                 }
             }
+            for to in sentinels {
+                sender.send_to(SENTINEL.as_bytes(), to)?;
+            }
+        }
 
-            let dscp = arrived(&receivers.dscp, SENTINEL)?;
-            let plain = arrived(&receivers.plain, SENTINEL)?;
-            let marked = arrived(&receivers.marked, SENTINEL)?;
-            let dropped = observe::texts(&observe::queued(&receivers.dropped)?);
-            let unmarked = observe::texts(&observe::queued(&receivers.unmarked)?);
-            case.detail(
-                "received",
-                serde_json::json!({
-                    "drop_port": dropped, "dscp_port": dscp, "plain_port": plain,
-                    "mark_port": marked, "unmarked_port": unmarked,
-                }),
-            );
+        let dscp = arrived(&receivers.dscp, SENTINEL)?;
+        let plain = arrived(&receivers.plain, SENTINEL)?;
+        let marked = arrived(&receivers.marked, SENTINEL)?;
+        let dropped = observe::texts(&observe::queued(&receivers.dropped)?);
+        let unmarked = observe::texts(&observe::queued(&receivers.unmarked)?);
+        case.detail(
+            "received",
+            serde_json::json!({
+                "drop_port": dropped, "dscp_port": dscp, "plain_port": plain,
+                "mark_port": marked, "unmarked_port": unmarked,
+            }),
+        );
 
-            let payloads = |port: u16| -> Vec<String> {
-                (0..DATAGRAMS).map(|i| format!("{port}:{i}")).collect()
-            };
-            let texts = |got: &[(String, u8)]| got.iter().map(|d| d.0.clone()).collect::<Vec<_>>();
-            assert_eq!(
-                dropped,
-                Vec::<String>::new(),
-                "datagrams to the dropped port {DROP_PORT}"
-            );
-            assert_eq!(
-                texts(&dscp),
-                payloads(DSCP_PORT),
-                "datagrams to the DSCP-marked port"
-            );
-            assert_eq!(
-                texts(&plain),
-                payloads(PLAIN_PORT),
-                "datagrams to the untouched port"
-            );
-            assert!(
-                dscp.iter().all(|d| d.1 == TOS_EF),
-                "TOS received on port {DSCP_PORT}: {dscp:?}, expected {TOS_EF:#x}"
-            );
-            assert!(
-                plain.iter().all(|d| d.1 == 0),
-                "TOS received on port {PLAIN_PORT}: {plain:?}, expected 0"
-            );
-            assert_eq!(
-                texts(&marked),
-                payloads(MARK_PORT),
-                "datagrams to {SERVICE}:{MARK_PORT}, local only through the fwmark {MARK:#x} table"
-            );
-            assert_eq!(
-                unmarked,
-                Vec::<String>::new(),
-                "unmarked datagrams to {SERVICE}:{UNMARKED_PORT} (no route without the mark)"
-            );
+        let payloads =
+            |port: u16| -> Vec<String> { (0..DATAGRAMS).map(|i| format!("{port}:{i}")).collect() };
+        let texts = |got: &[(String, u8)]| got.iter().map(|d| d.0.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            dropped,
+            Vec::<String>::new(),
+            "datagrams to the dropped port {DROP_PORT}"
+        );
+        assert_eq!(
+            texts(&dscp),
+            payloads(DSCP_PORT),
+            "datagrams to the DSCP-marked port"
+        );
+        assert_eq!(
+            texts(&plain),
+            payloads(PLAIN_PORT),
+            "datagrams to the untouched port"
+        );
+        assert!(
+            dscp.iter().all(|d| d.1 == TOS_EF),
+            "TOS received on port {DSCP_PORT}: {dscp:?}, expected {TOS_EF:#x}"
+        );
+        assert!(
+            plain.iter().all(|d| d.1 == 0),
+            "TOS received on port {PLAIN_PORT}: {plain:?}, expected 0"
+        );
+        assert_eq!(
+            texts(&marked),
+            payloads(MARK_PORT),
+            "datagrams to {SERVICE}:{MARK_PORT}, local only through the fwmark {MARK:#x} table"
+        );
+        assert_eq!(
+            unmarked,
+            Vec::<String>::new(),
+            "unmarked datagrams to {SERVICE}:{UNMARKED_PORT} (no route without the mark)"
+        );
 
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let counts = (
-                volatile(&bss.dropped),
-                volatile(&bss.tos_rewritten),
-                volatile(&bss.marked),
-            );
-            case.detail("dropped_tos_rewritten_marked", counts);
-            assert_eq!(
-                counts,
-                (DATAGRAMS, DATAGRAMS + 1, DATAGRAMS + 1),
-                "program counters (dropped; tos_rewritten and marked, each with a sentinel)"
-            );
-            Ok(())
-        },
-    );
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        let counts = (
+            volatile(&bss.dropped),
+            volatile(&bss.tos_rewritten),
+            volatile(&bss.marked),
+        );
+        case.detail("dropped_tos_rewritten_marked", counts);
+        assert_eq!(
+            counts,
+            (DATAGRAMS, DATAGRAMS + 1, DATAGRAMS + 1),
+            "program counters (dropped; tos_rewritten and marked, each with a sentinel)"
+        );
+        Ok(())
+    });
 }
 
 /// The receiver's sockets, one per flow, bound to 0.0.0.0 in namespace b (the caller is in it).
@@ -392,7 +382,6 @@ enum Effect {
     Effect::Unchanged
 )]
 fn test_run(
-    #[context] ctx: Context,
     #[case] hook: Hook,
     #[case] frame: Vec<u8>,
     #[case] verdict: i32,
@@ -410,7 +399,7 @@ fn test_run(
     let row = Row::new(frame, verdict)
         .bytes(bytes)
         .context(vec![0; SK_BUFF_SIZE]);
-    row.case("sched_cls", &ctx, ProgramType::SchedCls, |case, row| {
+    row.case(ProgramType::SchedCls, |case, row| {
         let mut object = MaybeUninit::uninit();
         let skel = open_and_load(case, &mut object)?;
         let prog = match hook {

@@ -133,154 +133,150 @@ fn put_socket(map: &dyn MapCore, key: u32, sock: BorrowedFd<'_>) -> Result<(), E
 
 #[test]
 fn steers_port_range_to_one_socket() {
-    Case::run(
-        "sk_lookup::steers_port_range_to_one_socket",
-        ProgramType::SkLookup,
-        |case| {
-            probe::helper(
-                ProgramType::SkLookup,
-                libbpf_rs::libbpf_sys::BPF_FUNC_sk_assign,
-                "bpf_sk_assign",
-            )?;
-            let ns = NetNs::new()?;
-            let _inside = ns.enter()?;
-            let (target_tcp, target_udp) = (listen(TARGET)?, udp(TARGET)?);
-            let (decoy_tcp, decoy_udp) = (listen(DECOY)?, udp(DECOY)?);
-            let (outside_tcp, outside_udp) = (listen(OUTSIDE)?, udp(OUTSIDE)?);
+    Case::run(ProgramType::SkLookup, |case| {
+        probe::helper(
+            ProgramType::SkLookup,
+            libbpf_rs::libbpf_sys::BPF_FUNC_sk_assign,
+            "bpf_sk_assign",
+        )?;
+        let ns = NetNs::new()?;
+        let _inside = ns.enter()?;
+        let (target_tcp, target_udp) = (listen(TARGET)?, udp(TARGET)?);
+        let (decoy_tcp, decoy_udp) = (listen(DECOY)?, udp(DECOY)?);
+        let (outside_tcp, outside_udp) = (listen(OUTSIDE)?, udp(OUTSIDE)?);
 
-            let mut object = MaybeUninit::uninit();
-            let mut open = SkLookupSkelBuilder::default().open(&mut object)?;
-            let rodata = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("the object has a .rodata section");
-            rodata.port_lo = RANGE_LO.into();
-            rodata.port_hi = RANGE_HI.into();
-            let skel = case.load(open)?;
-            for (key, sock, id) in [
-                (0u32, target_tcp.as_fd(), "map_type.sockmap_tcp_listener"),
-                (1u32, target_udp.as_fd(), "map_type.sockmap_udp"),
-            ] {
-                match put_socket(&skel.maps.targets, key, sock) {
-                    Ok(()) => {}
-                    // A sockmap that does not take this kind of socket says EOPNOTSUPP.
-                    Err(Errno::EOPNOTSUPP) => {
-                        return Err(floors::missing(
-                            id,
-                            "putting the socket in a sockmap: EOPNOTSUPP",
-                        ));
-                    }
-                    Err(e) => {
-                        return Err(CaseError::Fail(anyhow::anyhow!(
-                            "putting socket {key} in the sockmap: {e}"
-                        )));
-                    }
+        let mut object = MaybeUninit::uninit();
+        let mut open = SkLookupSkelBuilder::default().open(&mut object)?;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("the object has a .rodata section");
+        rodata.port_lo = RANGE_LO.into();
+        rodata.port_hi = RANGE_HI.into();
+        let skel = case.load(open)?;
+        for (key, sock, id) in [
+            (0u32, target_tcp.as_fd(), "map_type.sockmap_tcp_listener"),
+            (1u32, target_udp.as_fd(), "map_type.sockmap_udp"),
+        ] {
+            match put_socket(&skel.maps.targets, key, sock) {
+                Ok(()) => {}
+                // A sockmap that does not take this kind of socket says EOPNOTSUPP.
+                Err(Errno::EOPNOTSUPP) => {
+                    return Err(floors::missing(
+                        id,
+                        "putting the socket in a sockmap: EOPNOTSUPP",
+                    ));
+                }
+                Err(e) => {
+                    return Err(CaseError::Fail(anyhow::anyhow!(
+                        "putting socket {key} in the sockmap: {e}"
+                    )));
                 }
             }
-            let link = skel
-                .progs
-                .steer_range
-                .attach_netns(ns.as_fd().as_raw_fd())?;
+        }
+        let link = skel
+            .progs
+            .steer_range
+            .attach_netns(ns.as_fd().as_raw_fd())?;
 
-            // TCP: the range lands on the target listener, the rest on its own.
-            let to_decoy = dial(DECOY)?;
-            let to_unbound = dial(UNBOUND)?;
-            let to_outside = dial(OUTSIDE)?;
-            let mut at_target = vec![accept(&target_tcp)?, accept(&target_tcp)?];
-            at_target.sort_by_key(|a| a.local.port());
-            let at_outside = accept(&outside_tcp)?;
-            case.detail(
-                "tcp_accepted",
-                format!("target: {at_target:?}, outside: {at_outside:?}"),
-            );
-            assert_eq!(
-                at_target,
-                [expected(&to_decoy, DECOY)?, expected(&to_unbound, UNBOUND)?],
-                "connections the target listener on {TARGET} accepted"
-            );
-            assert_eq!(
-                at_outside,
-                expected(&to_outside, OUTSIDE)?,
-                "the connection the listener on {OUTSIDE} accepted"
-            );
+        // TCP: the range lands on the target listener, the rest on its own.
+        let to_decoy = dial(DECOY)?;
+        let to_unbound = dial(UNBOUND)?;
+        let to_outside = dial(OUTSIDE)?;
+        let mut at_target = vec![accept(&target_tcp)?, accept(&target_tcp)?];
+        at_target.sort_by_key(|a| a.local.port());
+        let at_outside = accept(&outside_tcp)?;
+        case.detail(
+            "tcp_accepted",
+            format!("target: {at_target:?}, outside: {at_outside:?}"),
+        );
+        assert_eq!(
+            at_target,
+            [expected(&to_decoy, DECOY)?, expected(&to_unbound, UNBOUND)?],
+            "connections the target listener on {TARGET} accepted"
+        );
+        assert_eq!(
+            at_outside,
+            expected(&to_outside, OUTSIDE)?,
+            "the connection the listener on {OUTSIDE} accepted"
+        );
 
-            // UDP: the same.
-            let sender = UdpSocket::bind(addr(0)).or_error("binding the sender")?;
-            for port in [DECOY, UNBOUND, OUTSIDE] {
-                sender.send_to(format!("to:{port}").as_bytes(), addr(port))?;
-            }
-            let mut steered = Vec::new();
-            for _ in 0..2 {
-                let mut buf = [0u8; 64];
-                let (n, _) = target_udp.recv_from(&mut buf).map_err(|e| {
-                    CaseError::Fail(anyhow::anyhow!(
-                        "the target UDP socket received {steered:?}, then nothing: {e}"
-                    ))
-                })?;
-                steered.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-            steered.sort();
+        // UDP: the same.
+        let sender = UdpSocket::bind(addr(0)).or_error("binding the sender")?;
+        for port in [DECOY, UNBOUND, OUTSIDE] {
+            sender.send_to(format!("to:{port}").as_bytes(), addr(port))?;
+        }
+        let mut steered = Vec::new();
+        for _ in 0..2 {
             let mut buf = [0u8; 64];
-            let n = outside_udp.recv(&mut buf).map_err(|e| {
-                CaseError::Fail(anyhow::anyhow!("no datagram on port {OUTSIDE}: {e}"))
+            let (n, _) = target_udp.recv_from(&mut buf).map_err(|e| {
+                CaseError::Fail(anyhow::anyhow!(
+                    "the target UDP socket received {steered:?}, then nothing: {e}"
+                ))
             })?;
-            let at_outside_udp = String::from_utf8_lossy(&buf[..n]).into_owned();
-            case.detail(
-                "udp_received",
-                serde_json::json!({"target": steered, "outside": at_outside_udp}),
-            );
-            assert_eq!(
-                steered,
-                [format!("to:{DECOY}"), format!("to:{UNBOUND}")],
-                "datagrams the target UDP socket on {TARGET} received"
-            );
-            assert_eq!(
-                at_outside_udp,
-                format!("to:{OUTSIDE}"),
-                "the datagram on port {OUTSIDE}"
-            );
+            steered.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        steered.sort();
+        let mut buf = [0u8; 64];
+        let n = outside_udp
+            .recv(&mut buf)
+            .map_err(|e| CaseError::Fail(anyhow::anyhow!("no datagram on port {OUTSIDE}: {e}")))?;
+        let at_outside_udp = String::from_utf8_lossy(&buf[..n]).into_owned();
+        case.detail(
+            "udp_received",
+            serde_json::json!({"target": steered, "outside": at_outside_udp}),
+        );
+        assert_eq!(
+            steered,
+            [format!("to:{DECOY}"), format!("to:{UNBOUND}")],
+            "datagrams the target UDP socket on {TARGET} received"
+        );
+        assert_eq!(
+            at_outside_udp,
+            format!("to:{OUTSIDE}"),
+            "the datagram on port {OUTSIDE}"
+        );
 
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let counts = (
-                volatile(&bss.steered_tcp),
-                volatile(&bss.steered_udp),
-                volatile(&bss.passed),
-            );
-            case.detail("steered_tcp_udp_passed", counts);
-            assert_eq!(
-                counts,
-                (2, 2, 2),
-                "the program's counters (steered connections, steered datagrams, lookups passed)"
-            );
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        let counts = (
+            volatile(&bss.steered_tcp),
+            volatile(&bss.steered_udp),
+            volatile(&bss.passed),
+        );
+        case.detail("steered_tcp_udp_passed", counts);
+        assert_eq!(
+            counts,
+            (2, 2, 2),
+            "the program's counters (steered connections, steered datagrams, lookups passed)"
+        );
 
-            // Detached: the decoys get their own traffic, and got none before.
-            drop(link);
-            let after = dial(DECOY)?;
-            assert_eq!(
-                accept(&decoy_tcp)?,
-                expected(&after, DECOY)?,
-                "the first connection the decoy listener on {DECOY} accepted (after detaching)"
-            );
-            sender.send_to(b"sentinel", addr(DECOY))?;
-            assert_eq!(
-                observe::texts_before(&decoy_udp, "sentinel")?,
-                Vec::<String>::new(),
-                "datagrams the decoy UDP socket on {DECOY} received before the sentinel sent \
+        // Detached: the decoys get their own traffic, and got none before.
+        drop(link);
+        let after = dial(DECOY)?;
+        assert_eq!(
+            accept(&decoy_tcp)?,
+            expected(&after, DECOY)?,
+            "the first connection the decoy listener on {DECOY} accepted (after detaching)"
+        );
+        sender.send_to(b"sentinel", addr(DECOY))?;
+        assert_eq!(
+            observe::texts_before(&decoy_udp, "sentinel")?,
+            Vec::<String>::new(),
+            "datagrams the decoy UDP socket on {DECOY} received before the sentinel sent \
                  after detaching"
-            );
-            let refused = TcpStream::connect(addr(UNBOUND)).err().map(|e| e.kind());
-            assert_eq!(
-                refused,
-                Some(std::io::ErrorKind::ConnectionRefused),
-                "connecting to the unbound port {UNBOUND} after detaching"
-            );
-            assert_eq!(
-                (volatile(&bss.steered_tcp), volatile(&bss.steered_udp)),
-                (2, 2),
-                "steering counted after the link was dropped"
-            );
-            Ok(())
-        },
-    );
+        );
+        let refused = TcpStream::connect(addr(UNBOUND)).err().map(|e| e.kind());
+        assert_eq!(
+            refused,
+            Some(std::io::ErrorKind::ConnectionRefused),
+            "connecting to the unbound port {UNBOUND} after detaching"
+        );
+        assert_eq!(
+            (volatile(&bss.steered_tcp), volatile(&bss.steered_udp)),
+            (2, 2),
+            "steering counted after the link was dropped"
+        );
+        Ok(())
+    });
 }

@@ -123,93 +123,88 @@ fn add_to_hash(skel: &SkMsgSkel, key: u32, sock: &TcpStream) -> harness::CaseRes
 /// Passes and redirects (egress and ingress), decided per send() by the first byte.
 #[test]
 fn passes_and_redirects_by_first_byte() {
-    Case::run(
-        "sk_msg::passes_and_redirects_by_first_byte",
-        ProgramType::SkMsg,
-        |case| {
-            let ns = NetNs::new()?;
-            let _inside = ns.enter()?;
-            let mut object = MaybeUninit::uninit();
-            let (skel, mut t) = set_up(case, &mut object)?;
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+    Case::run(ProgramType::SkMsg, |case| {
+        let ns = NetNs::new()?;
+        let _inside = ns.enter()?;
+        let mut object = MaybeUninit::uninit();
+        let (skel, mut t) = set_up(case, &mut object)?;
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
 
-            let messages: &[(u8, usize)] = &[
-                (b'P', 1),
-                (b'E', 1),
-                (b'I', 1),
-                (b'P', 100),
-                (b'E', 1000),
-                (b'I', 1000),
-                (b'E', 7),
-                (b'P', 4096),
-                (b'E', 4096),
-                (b'I', 4096),
-                (b'I', 13),
-                (b'P', 17),
-            ];
-            let (mut to_s1, mut to_s2, mut to_c2) = (Vec::new(), Vec::new(), Vec::new());
-            for (seed, &(kind, len)) in messages.iter().enumerate() {
-                let m = message(kind, len, seed);
-                send_whole(&mut t.c1, &m, &format!("a {} message", kind as char))?;
-                match kind {
-                    b'P' => to_s1.extend_from_slice(&m),
-                    b'E' => to_s2.extend_from_slice(&m),
-                    _ => to_c2.extend_from_slice(&m),
-                }
+        let messages: &[(u8, usize)] = &[
+            (b'P', 1),
+            (b'E', 1),
+            (b'I', 1),
+            (b'P', 100),
+            (b'E', 1000),
+            (b'I', 1000),
+            (b'E', 7),
+            (b'P', 4096),
+            (b'E', 4096),
+            (b'I', 4096),
+            (b'I', 13),
+            (b'P', 17),
+        ];
+        let (mut to_s1, mut to_s2, mut to_c2) = (Vec::new(), Vec::new(), Vec::new());
+        for (seed, &(kind, len)) in messages.iter().enumerate() {
+            let m = message(kind, len, seed);
+            send_whole(&mut t.c1, &m, &format!("a {} message", kind as char))?;
+            match kind {
+                b'P' => to_s1.extend_from_slice(&m),
+                b'E' => to_s2.extend_from_slice(&m),
+                _ => to_c2.extend_from_slice(&m),
             }
+        }
 
-            for kind in [b'P', b'E', b'I'] {
-                let what = format!("the {} sentinel", kind as char);
-                send_whole(&mut t.c1, &sentinel(kind), &what)?;
-            }
-            let at_s1 =
-                read_to_sentinel(&mut t.s1, &sentinel(b'P'), "the P sentinel at s1", TIMEOUT)?;
-            let at_s2 = read_to_sentinel(
-                &mut t.s2,
-                &sentinel(b'E'),
-                "the E sentinel at s2 (redirected out through c2)",
-                TIMEOUT,
-            )?;
-            let at_c2 = read_to_sentinel(
-                &mut t.c2,
-                &sentinel(b'I'),
-                "the I sentinel at c2 (redirected to its ingress)",
-                TIMEOUT,
-            )?;
-            case.detail(
-                "bytes_received",
-                serde_json::json!({ "s1": at_s1.len(), "s2": at_s2.len(), "c2": at_c2.len() }),
-            );
-            assert_bytes_eq(&at_s1, &to_s1, "bytes s1 received (passed P messages)");
-            assert_bytes_eq(
-                &at_s2,
-                &to_s2,
-                "bytes s2 received (E, redirected out through c2)",
-            );
-            assert_bytes_eq(
-                &at_c2,
-                &to_c2,
-                "bytes c2 read (I, redirected to its ingress)",
-            );
+        for kind in [b'P', b'E', b'I'] {
+            let what = format!("the {} sentinel", kind as char);
+            send_whole(&mut t.c1, &sentinel(kind), &what)?;
+        }
+        let at_s1 = read_to_sentinel(&mut t.s1, &sentinel(b'P'), "the P sentinel at s1", TIMEOUT)?;
+        let at_s2 = read_to_sentinel(
+            &mut t.s2,
+            &sentinel(b'E'),
+            "the E sentinel at s2 (redirected out through c2)",
+            TIMEOUT,
+        )?;
+        let at_c2 = read_to_sentinel(
+            &mut t.c2,
+            &sentinel(b'I'),
+            "the I sentinel at c2 (redirected to its ingress)",
+            TIMEOUT,
+        )?;
+        case.detail(
+            "bytes_received",
+            serde_json::json!({ "s1": at_s1.len(), "s2": at_s2.len(), "c2": at_c2.len() }),
+        );
+        assert_bytes_eq(&at_s1, &to_s1, "bytes s1 received (passed P messages)");
+        assert_bytes_eq(
+            &at_s2,
+            &to_s2,
+            "bytes s2 received (E, redirected out through c2)",
+        );
+        assert_bytes_eq(
+            &at_c2,
+            &to_c2,
+            "bytes c2 read (I, redirected to its ingress)",
+        );
 
-            let count = |kind: u8| messages.iter().filter(|m| m.0 == kind).count() as u64;
-            let counts = verdicts(bss);
-            case.detail("verdicts_pass_egress_ingress_drop", counts);
-            assert_eq!(
-                counts,
-                [count(b'P') + 1, count(b'E') + 1, count(b'I') + 1, 0],
-                "verdicts (pass, egress, ingress, drop), one per send() (the sentinels included)"
-            );
-            Ok(())
-        },
-    );
+        let count = |kind: u8| messages.iter().filter(|m| m.0 == kind).count() as u64;
+        let counts = verdicts(bss);
+        case.detail("verdicts_pass_egress_ingress_drop", counts);
+        assert_eq!(
+            counts,
+            [count(b'P') + 1, count(b'E') + 1, count(b'I') + 1, 0],
+            "verdicts (pass, egress, ingress, drop), one per send() (the sentinels included)"
+        );
+        Ok(())
+    });
 }
 
 /// A dropped message fails its send() with EACCES and arrives nowhere; what the kernel does with
 /// the same socket's next send(), and with another socket's, is snapshotted.
 #[test]
 fn drop_fails_the_send() {
-    Case::run("sk_msg::drop_fails_the_send", ProgramType::SkMsg, |case| {
+    Case::run(ProgramType::SkMsg, |case| {
         let ns = NetNs::new()?;
         let _inside = ns.enter()?;
         let mut object = MaybeUninit::uninit();
@@ -359,14 +354,10 @@ fn verdicts(bss: &Bss) -> [u64; 4] {
 /// records its answer and fails if that ever changes (then add test-run cases).
 #[test]
 fn test_run_is_not_implemented() {
-    Case::run(
-        "sk_msg::test_run_is_not_implemented",
-        ProgramType::SkMsg,
-        |case| {
-            probe::prog_type(ProgramType::SkMsg)?;
-            let mut object = MaybeUninit::uninit();
-            let skel = case.load(SkMsgSkelBuilder::default().open(&mut object)?)?;
-            test_run::assert_not_implemented(case, &skel.progs.msg_verdict, &message(b'P', 16, 0))
-        },
-    );
+    Case::run(ProgramType::SkMsg, |case| {
+        probe::prog_type(ProgramType::SkMsg)?;
+        let mut object = MaybeUninit::uninit();
+        let skel = case.load(SkMsgSkelBuilder::default().open(&mut object)?)?;
+        test_run::assert_not_implemented(case, &skel.progs.msg_verdict, &message(b'P', 16, 0))
+    });
 }

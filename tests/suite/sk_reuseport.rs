@@ -81,223 +81,208 @@ fn put(skel: &SkReuseportSkel, key: u32, sock: &impl AsRawFd) -> libbpf_rs::Resu
 /// Datagrams placed by their first byte; dropped ones arrive nowhere.
 #[test]
 fn udp_placement_by_payload() {
-    Case::run(
-        "sk_reuseport::udp_placement_by_payload",
-        ProgramType::SkReuseport,
-        |case| {
-            let ns = NetNs::new()?;
-            let _inside = ns.enter()?;
-            let mut object = MaybeUninit::uninit();
-            let skel = load(case, &mut object)?;
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+    Case::run(ProgramType::SkReuseport, |case| {
+        let ns = NetNs::new()?;
+        let _inside = ns.enter()?;
+        let mut object = MaybeUninit::uninit();
+        let skel = load(case, &mut object)?;
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
 
-            let first = reuseport_socket(SockType::Datagram, 0).or_error("binding a UDP socket")?;
-            let port = UdpSocket::from(first.try_clone().or_error("dup")?)
-                .local_addr()
-                .or_error("reading the bound port")?
-                .port();
-            let mut group = vec![UdpSocket::from(first)];
-            for _ in 1..3 {
-                let fd = reuseport_socket(SockType::Datagram, port)
-                    .or_error("binding a UDP socket to the group's port")?;
-                group.push(UdpSocket::from(fd));
-            }
-            harness::sockopt::attach_reuseport(&group[0], &skel.progs.select_by_payload)?;
-            for (key, sock) in group.iter().enumerate() {
-                put(&skel, key as u32, sock)?;
-            }
+        let first = reuseport_socket(SockType::Datagram, 0).or_error("binding a UDP socket")?;
+        let port = UdpSocket::from(first.try_clone().or_error("dup")?)
+            .local_addr()
+            .or_error("reading the bound port")?
+            .port();
+        let mut group = vec![UdpSocket::from(first)];
+        for _ in 1..3 {
+            let fd = reuseport_socket(SockType::Datagram, port)
+                .or_error("binding a UDP socket to the group's port")?;
+            group.push(UdpSocket::from(fd));
+        }
+        harness::sockopt::attach_reuseport(&group[0], &skel.progs.select_by_payload)?;
+        for (key, sock) in group.iter().enumerate() {
+            put(&skel, key as u32, sock)?;
+        }
 
-            let sender = UdpSocket::bind("127.0.0.1:0").or_error("binding the sender")?;
-            let kinds = ['0', '1', '2', 'x', '3', 'h'];
-            let payloads: Vec<String> = (0..42)
-                .map(|seq| format!("{}-{seq}", kinds[(seq * 5 + seq / 6) % kinds.len()]))
-                .collect();
-            // Last, one sentinel per socket, placed by its first byte like the others.
-            let sentinels: Vec<String> =
-                (0..group.len()).map(|k| format!("{k}-sentinel")).collect();
-            for p in payloads.iter().chain(&sentinels) {
-                sender.send_to(p.as_bytes(), ("127.0.0.1", port))?;
-            }
-            let kind_count = |k: char| payloads.iter().filter(|p| p.starts_with(k)).count();
-            let delivered_expected = payloads.len() - kind_count('x') - kind_count('3');
+        let sender = UdpSocket::bind("127.0.0.1:0").or_error("binding the sender")?;
+        let kinds = ['0', '1', '2', 'x', '3', 'h'];
+        let payloads: Vec<String> = (0..42)
+            .map(|seq| format!("{}-{seq}", kinds[(seq * 5 + seq / 6) % kinds.len()]))
+            .collect();
+        // Last, one sentinel per socket, placed by its first byte like the others.
+        let sentinels: Vec<String> = (0..group.len()).map(|k| format!("{k}-sentinel")).collect();
+        for p in payloads.iter().chain(&sentinels) {
+            sender.send_to(p.as_bytes(), ("127.0.0.1", port))?;
+        }
+        let kind_count = |k: char| payloads.iter().filter(|p| p.starts_with(k)).count();
+        let delivered_expected = payloads.len() - kind_count('x') - kind_count('3');
 
-            let received = receive_to_sentinels(&group, &sentinels)?;
-            case.detail("received", &received);
-            case.detail(
-                "program",
-                serde_json::json!({
-                    "selected": volatile(&bss.selected),
-                    "dropped": volatile(&bss.dropped),
-                    "unchosen": volatile(&bss.unchosen),
-                    "select_errors": volatile(&bss.select_errors),
-                    "last_error": volatile(&bss.last_error),
-                }),
-            );
-            for (i, got) in received.iter().enumerate() {
-                let mine: Vec<&String> = got.iter().filter(|p| !p.starts_with('h')).collect();
-                let expected: Vec<&String> = payloads
-                    .iter()
-                    .filter(|p| p.starts_with(char::from(b'0' + i as u8)))
-                    .collect();
-                assert_eq!(
-                    mine, expected,
-                    "datagrams socket {i} received (besides hashed `h`)"
-                );
-            }
-            let mut hashed: Vec<&String> = received
+        let received = receive_to_sentinels(&group, &sentinels)?;
+        case.detail("received", &received);
+        case.detail(
+            "program",
+            serde_json::json!({
+                "selected": volatile(&bss.selected),
+                "dropped": volatile(&bss.dropped),
+                "unchosen": volatile(&bss.unchosen),
+                "select_errors": volatile(&bss.select_errors),
+                "last_error": volatile(&bss.last_error),
+            }),
+        );
+        for (i, got) in received.iter().enumerate() {
+            let mine: Vec<&String> = got.iter().filter(|p| !p.starts_with('h')).collect();
+            let expected: Vec<&String> = payloads
                 .iter()
-                .flatten()
-                .filter(|p| p.starts_with('h'))
+                .filter(|p| p.starts_with(char::from(b'0' + i as u8)))
                 .collect();
-            hashed.sort();
-            let mut h_sent: Vec<&String> = payloads.iter().filter(|p| p.starts_with('h')).collect();
-            h_sent.sort();
-            assert_eq!(hashed, h_sent, "`h` datagrams, each on exactly one socket");
-            let total: usize = received.iter().map(Vec::len).sum();
             assert_eq!(
-                total, delivered_expected,
-                "datagrams delivered in all (x and 3 dropped)"
+                mine, expected,
+                "datagrams socket {i} received (besides hashed `h`)"
             );
+        }
+        let mut hashed: Vec<&String> = received
+            .iter()
+            .flatten()
+            .filter(|p| p.starts_with('h'))
+            .collect();
+        hashed.sort();
+        let mut h_sent: Vec<&String> = payloads.iter().filter(|p| p.starts_with('h')).collect();
+        h_sent.sort();
+        assert_eq!(hashed, h_sent, "`h` datagrams, each on exactly one socket");
+        let total: usize = received.iter().map(Vec::len).sum();
+        assert_eq!(
+            total, delivered_expected,
+            "datagrams delivered in all (x and 3 dropped)"
+        );
 
-            // The program ran once per datagram (the sentinels are selections).
-            assert_eq!(
-                volatile(&bss.selected),
-                (kind_count('0') + kind_count('1') + kind_count('2') + sentinels.len()) as u64,
-                "selections (the sentinels included)"
-            );
-            assert_eq!(
-                volatile(&bss.dropped),
-                kind_count('x') as u64,
-                "SK_DROP for `x`"
-            );
-            assert_eq!(
-                volatile(&bss.select_errors),
-                kind_count('3') as u64,
-                "failed selections of the empty key 3"
-            );
-            assert_eq!(
-                volatile(&bss.last_error),
-                -ENOENT,
-                "bpf_sk_select_reuseport's error for an empty key"
-            );
-            assert_eq!(
-                volatile(&bss.unchosen),
-                kind_count('h') as u64,
-                "SK_PASS without a choice"
-            );
-            Ok(())
-        },
-    );
+        // The program ran once per datagram (the sentinels are selections).
+        assert_eq!(
+            volatile(&bss.selected),
+            (kind_count('0') + kind_count('1') + kind_count('2') + sentinels.len()) as u64,
+            "selections (the sentinels included)"
+        );
+        assert_eq!(
+            volatile(&bss.dropped),
+            kind_count('x') as u64,
+            "SK_DROP for `x`"
+        );
+        assert_eq!(
+            volatile(&bss.select_errors),
+            kind_count('3') as u64,
+            "failed selections of the empty key 3"
+        );
+        assert_eq!(
+            volatile(&bss.last_error),
+            -ENOENT,
+            "bpf_sk_select_reuseport's error for an empty key"
+        );
+        assert_eq!(
+            volatile(&bss.unchosen),
+            kind_count('h') as u64,
+            "SK_PASS without a choice"
+        );
+        Ok(())
+    });
 }
 
 /// Connections placed by the client's source port; a dropped SYN fails the connect().
 #[test]
 fn tcp_placement_by_source_port() {
-    Case::run(
-        "sk_reuseport::tcp_placement_by_source_port",
-        ProgramType::SkReuseport,
-        |case| {
-            let ns = NetNs::new()?;
-            let _inside = ns.enter()?;
-            let mut object = MaybeUninit::uninit();
-            let skel = load(case, &mut object)?;
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+    Case::run(ProgramType::SkReuseport, |case| {
+        let ns = NetNs::new()?;
+        let _inside = ns.enter()?;
+        let mut object = MaybeUninit::uninit();
+        let skel = load(case, &mut object)?;
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
 
-            let mut listeners = Vec::new();
-            let mut port = 0;
-            for _ in 0..4 {
-                let fd = reuseport_socket(SockType::Stream, port).or_error("binding a listener")?;
-                listen(&fd, Backlog::new(16).or_error("backlog")?).or_error("listen")?;
-                let listener = TcpListener::from(fd);
-                port = listener
-                    .local_addr()
-                    .or_error("reading the bound port")?
-                    .port();
-                listeners.push(listener);
-            }
-            harness::sockopt::attach_reuseport(&listeners[0], &skel.progs.select_by_payload)?;
-            for (key, l) in listeners.iter().enumerate() {
-                put(&skel, key as u32, l)?;
-            }
+        let mut listeners = Vec::new();
+        let mut port = 0;
+        for _ in 0..4 {
+            let fd = reuseport_socket(SockType::Stream, port).or_error("binding a listener")?;
+            listen(&fd, Backlog::new(16).or_error("backlog")?).or_error("listen")?;
+            let listener = TcpListener::from(fd);
+            port = listener
+                .local_addr()
+                .or_error("reading the bound port")?
+                .port();
+            listeners.push(listener);
+        }
+        harness::sockopt::attach_reuseport(&listeners[0], &skel.progs.select_by_payload)?;
+        for (key, l) in listeners.iter().enumerate() {
+            put(&skel, key as u32, l)?;
+        }
 
-            // Source ports: two per listener (low two bits = key), and two the program drops.
-            let accepted_ports: Vec<u16> = (0..8).map(|i| 40000 + i).collect();
-            let dropped_ports = [40191u16, 40447]; // 0x9cff, 0x9dff
-            let mut clients = Vec::new();
-            for &sport in &accepted_ports {
-                clients.push(connect_from(sport, port).map_err(|e| {
-                    harness::CaseError::Fail(anyhow::anyhow!(
-                        "connect() from source port {sport}: {e}"
-                    ))
-                })?);
-            }
-            let mut drop_answers = Vec::new();
-            for &sport in &dropped_ports {
-                drop_answers.push(match connect_from(sport, port) {
-                    Ok(_) => "connected".to_owned(),
-                    Err(e) => errno::describe(&e),
-                });
-            }
-            // Last, one sentinel client per listener (low two bits = key).
-            let sentinel_ports: Vec<u16> = (0..listeners.len() as u16).map(|k| 40100 + k).collect();
-            for &sport in &sentinel_ports {
-                clients.push(connect_from(sport, port).map_err(|e| {
-                    harness::CaseError::Fail(anyhow::anyhow!(
-                        "connect() of the sentinel client from source port {sport}: {e}"
-                    ))
-                })?);
-            }
+        // Source ports: two per listener (low two bits = key), and two the program drops.
+        let accepted_ports: Vec<u16> = (0..8).map(|i| 40000 + i).collect();
+        let dropped_ports = [40191u16, 40447]; // 0x9cff, 0x9dff
+        let mut clients = Vec::new();
+        for &sport in &accepted_ports {
+            clients.push(connect_from(sport, port).map_err(|e| {
+                harness::CaseError::Fail(anyhow::anyhow!("connect() from source port {sport}: {e}"))
+            })?);
+        }
+        let mut drop_answers = Vec::new();
+        for &sport in &dropped_ports {
+            drop_answers.push(match connect_from(sport, port) {
+                Ok(_) => "connected".to_owned(),
+                Err(e) => errno::describe(&e),
+            });
+        }
+        // Last, one sentinel client per listener (low two bits = key).
+        let sentinel_ports: Vec<u16> = (0..listeners.len() as u16).map(|k| 40100 + k).collect();
+        for &sport in &sentinel_ports {
+            clients.push(connect_from(sport, port).map_err(|e| {
+                harness::CaseError::Fail(anyhow::anyhow!(
+                    "connect() of the sentinel client from source port {sport}: {e}"
+                ))
+            })?);
+        }
 
-            let placed = accept_to_sentinels(&listeners, &sentinel_ports)?;
-            case.detail("accepted_source_ports", &placed);
-            case.detail("dropped_connect", &drop_answers);
-            for (key, got) in placed.iter().enumerate() {
-                let expected: Vec<u16> = accepted_ports
-                    .iter()
-                    .copied()
-                    .filter(|p| usize::from(p & 3) == key)
-                    .collect();
-                assert_eq!(got, &expected, "source ports listener {key} accepted");
-            }
-            let observed = serde_json::json!({ "connect_with_dropped_syn": drop_answers });
-            if !snapshot::assert_yaml(&case.snapshot_name("dropped_syn"), &observed) {
-                case.detail("snapshot", "baseline written for review");
-            }
-            assert!(
-                drop_answers.iter().all(|a| a != "connected"),
-                "a connect() whose SYN the program dropped succeeded: {drop_answers:?}"
-            );
-            // One run per SYN: a dropped SYN is answered by a reset, not sent again.
-            assert_eq!(
-                volatile(&bss.dropped),
-                dropped_ports.len() as u64,
-                "SYNs the program dropped"
-            );
-            assert_eq!(
-                volatile(&bss.selected),
-                (accepted_ports.len() + sentinel_ports.len()) as u64,
-                "listener selections, one per accepted connection (the sentinels included)"
-            );
-            drop(clients);
-            Ok(())
-        },
-    );
+        let placed = accept_to_sentinels(&listeners, &sentinel_ports)?;
+        case.detail("accepted_source_ports", &placed);
+        case.detail("dropped_connect", &drop_answers);
+        for (key, got) in placed.iter().enumerate() {
+            let expected: Vec<u16> = accepted_ports
+                .iter()
+                .copied()
+                .filter(|p| usize::from(p & 3) == key)
+                .collect();
+            assert_eq!(got, &expected, "source ports listener {key} accepted");
+        }
+        let observed = serde_json::json!({ "connect_with_dropped_syn": drop_answers });
+        if !snapshot::assert_yaml(&case.snapshot_name("dropped_syn"), &observed) {
+            case.detail("snapshot", "baseline written for review");
+        }
+        assert!(
+            drop_answers.iter().all(|a| a != "connected"),
+            "a connect() whose SYN the program dropped succeeded: {drop_answers:?}"
+        );
+        // One run per SYN: a dropped SYN is answered by a reset, not sent again.
+        assert_eq!(
+            volatile(&bss.dropped),
+            dropped_ports.len() as u64,
+            "SYNs the program dropped"
+        );
+        assert_eq!(
+            volatile(&bss.selected),
+            (accepted_ports.len() + sentinel_ports.len()) as u64,
+            "listener selections, one per accepted connection (the sentinels included)"
+        );
+        drop(clients);
+        Ok(())
+    });
 }
 
 /// BPF_PROG_TEST_RUN on sk_reuseport programs: the kernel does not implement it for this type;
 /// the case records its answer and fails if that ever changes (then add test-run cases).
 #[test]
 fn test_run_is_not_implemented() {
-    Case::run(
-        "sk_reuseport::test_run_is_not_implemented",
-        ProgramType::SkReuseport,
-        |case| {
-            probe::prog_type(ProgramType::SkReuseport)?;
-            let mut object = MaybeUninit::uninit();
-            let skel = case.load(SkReuseportSkelBuilder::default().open(&mut object)?)?;
-            test_run::assert_not_implemented(case, &skel.progs.select_by_payload, &[0; 64])
-        },
-    );
+    Case::run(ProgramType::SkReuseport, |case| {
+        probe::prog_type(ProgramType::SkReuseport)?;
+        let mut object = MaybeUninit::uninit();
+        let skel = case.load(SkReuseportSkelBuilder::default().open(&mut object)?)?;
+        test_run::assert_not_implemented(case, &skel.progs.select_by_payload, &[0; 64])
+    });
 }
 
 /// Reads socket `k` of the group until `sentinels[k]` arrived; per socket, the payloads it

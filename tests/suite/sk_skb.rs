@@ -114,161 +114,149 @@ fn set_up<'obj>(
 /// at `s2` unchanged and nothing reaches `s1`.
 #[test]
 fn redirects_frames_unchanged() {
-    Case::run(
-        "sk_skb::redirects_frames_unchanged",
-        ProgramType::SkSkb,
-        |case| {
-            let ns = NetNs::new()?;
-            let _inside = ns.enter()?;
-            let mut object = MaybeUninit::uninit();
-            let (skel, mut t) = set_up(case, &mut object)?;
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+    Case::run(ProgramType::SkSkb, |case| {
+        let ns = NetNs::new()?;
+        let _inside = ns.enter()?;
+        let mut object = MaybeUninit::uninit();
+        let (skel, mut t) = set_up(case, &mut object)?;
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
 
-            let sizes = [0usize, 1, 2, 100, 1448, 4096, 16384, 65535];
-            let mut expected = Vec::new();
-            for (seed, &size) in sizes.iter().enumerate() {
-                let f = frame(b'R', size, seed);
-                send_frame(&mut t.c1, bss, &f)?;
-                expected.extend_from_slice(&f);
-            }
+        let sizes = [0usize, 1, 2, 100, 1448, 4096, 16384, 65535];
+        let mut expected = Vec::new();
+        for (seed, &size) in sizes.iter().enumerate() {
+            let f = frame(b'R', size, seed);
+            send_frame(&mut t.c1, bss, &f)?;
+            expected.extend_from_slice(&f);
+        }
 
-            // Only an R sentinel here: a P frame (SK_PASS) is what stalls 5.10 (its known bug,
-            // kernels.toml). s1 gets bytes only through an SK_PASS verdict, which the program's
-            // counts rule out exactly; what s1 holds once the R sentinel came through s1's
-            // parser and verdict is read without waiting.
-            send_frame(&mut t.c1, bss, &sentinel(b'R'))?;
-            let at_s2 = read_to_sentinel(
-                &mut t.s2,
-                &sentinel(b'R'),
-                "the R sentinel frame at s2 (redirected through c2)",
-                TIMEOUT,
-            )?;
-            let at_s1 = read_queued(&mut t.s1)?;
-            case.detail("frame_sizes", sizes);
-            case.detail("redirected_bytes_received", at_s2.len());
-            assert_bytes_eq(&at_s2, &expected, "bytes s2 received (redirected R frames)");
-            assert!(
-                at_s1.is_empty(),
-                "s1 received {} bytes of redirected frames",
-                at_s1.len()
-            );
+        // Only an R sentinel here: a P frame (SK_PASS) is what stalls 5.10 (its known bug,
+        // kernels.toml). s1 gets bytes only through an SK_PASS verdict, which the program's
+        // counts rule out exactly; what s1 holds once the R sentinel came through s1's
+        // parser and verdict is read without waiting.
+        send_frame(&mut t.c1, bss, &sentinel(b'R'))?;
+        let at_s2 = read_to_sentinel(
+            &mut t.s2,
+            &sentinel(b'R'),
+            "the R sentinel frame at s2 (redirected through c2)",
+            TIMEOUT,
+        )?;
+        let at_s1 = read_queued(&mut t.s1)?;
+        case.detail("frame_sizes", sizes);
+        case.detail("redirected_bytes_received", at_s2.len());
+        assert_bytes_eq(&at_s2, &expected, "bytes s2 received (redirected R frames)");
+        assert!(
+            at_s1.is_empty(),
+            "s1 received {} bytes of redirected frames",
+            at_s1.len()
+        );
 
-            let counts = Counts::read(bss);
-            case.detail("program", counts.json());
-            assert_eq!(
-                counts,
-                Counts::with_sentinels(
-                    b"R",
-                    sizes.len(),
-                    (0, 0),
-                    (sizes.len(), expected.len()),
-                    (0, 0)
-                ),
-                "the program's counts of frames parsed and (frames, bytes) passed, redirected, \
+        let counts = Counts::read(bss);
+        case.detail("program", counts.json());
+        assert_eq!(
+            counts,
+            Counts::with_sentinels(
+                b"R",
+                sizes.len(),
+                (0, 0),
+                (sizes.len(), expected.len()),
+                (0, 0)
+            ),
+            "the program's counts of frames parsed and (frames, bytes) passed, redirected, \
                  dropped (the R sentinel included)"
-            );
-            Ok(())
-        },
-    );
+        );
+        Ok(())
+    });
 }
 
 /// A stream mixing P, R and dropped (D, X) frames, one of them split over two writes, is sorted
 /// by kind: P frames at s1, R frames at s2, the dropped ones nowhere.
 #[test]
 fn passes_redirects_and_drops_by_kind() {
-    Case::run(
-        "sk_skb::passes_redirects_and_drops_by_kind",
-        ProgramType::SkSkb,
-        |case| {
-            let ns = NetNs::new()?;
-            let _inside = ns.enter()?;
-            let mut object = MaybeUninit::uninit();
-            let (skel, mut t) = set_up(case, &mut object)?;
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+    Case::run(ProgramType::SkSkb, |case| {
+        let ns = NetNs::new()?;
+        let _inside = ns.enter()?;
+        let mut object = MaybeUninit::uninit();
+        let (skel, mut t) = set_up(case, &mut object)?;
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
 
-            let frames: &[(u8, usize)] = &[
-                (b'P', 10),
-                (b'D', 20),
-                (b'R', 30),
-                (b'P', 1),
-                (b'D', 2),
-                (b'R', 3),
-                (b'X', 7),
-                (b'D', 0),
-                (b'R', 0),
-                (b'P', 3000),
-                (b'D', 3000),
-                (b'R', 3000),
-                (b'P', 9000),
-            ];
-            let (mut to_s1, mut to_s2) = (Vec::new(), Vec::new());
-            let mut dropped = (0, 0);
-            for (seed, &(kind, size)) in frames.iter().enumerate() {
-                let f = frame(kind, size, seed);
-                send_frame(&mut t.c1, bss, &f)?;
-                match kind {
-                    b'P' => to_s1.extend_from_slice(&f),
-                    b'R' => to_s2.extend_from_slice(&f),
-                    _ => dropped = (dropped.0 + 1, dropped.1 + f.len()),
-                }
+        let frames: &[(u8, usize)] = &[
+            (b'P', 10),
+            (b'D', 20),
+            (b'R', 30),
+            (b'P', 1),
+            (b'D', 2),
+            (b'R', 3),
+            (b'X', 7),
+            (b'D', 0),
+            (b'R', 0),
+            (b'P', 3000),
+            (b'D', 3000),
+            (b'R', 3000),
+            (b'P', 9000),
+        ];
+        let (mut to_s1, mut to_s2) = (Vec::new(), Vec::new());
+        let mut dropped = (0, 0);
+        for (seed, &(kind, size)) in frames.iter().enumerate() {
+            let f = frame(kind, size, seed);
+            send_frame(&mut t.c1, bss, &f)?;
+            match kind {
+                b'P' => to_s1.extend_from_slice(&f),
+                b'R' => to_s2.extend_from_slice(&f),
+                _ => dropped = (dropped.0 + 1, dropped.1 + f.len()),
             }
-            // A frame whose header comes in two writes: the parser must wait for the rest. s1's
-            // acknowledgement of the first 2 bytes comes after its parser ran on them (see
-            // `wait_acked`); a verdict on them would also show in the final counts.
-            let split = frame(b'R', 500, 99);
-            let before = verdicts(bss);
-            t.c1.write_all(&split[..2])?;
-            wait_acked(&t.c1)?;
-            assert_eq!(
-                verdicts(bss),
-                before,
-                "a verdict on the 2 bytes of a frame's header s1 acknowledged"
-            );
-            send_frame(&mut t.c1, bss, &split[2..])?;
-            to_s2.extend_from_slice(&split);
+        }
+        // A frame whose header comes in two writes: the parser must wait for the rest. s1's
+        // acknowledgement of the first 2 bytes comes after its parser ran on them (see
+        // `wait_acked`); a verdict on them would also show in the final counts.
+        let split = frame(b'R', 500, 99);
+        let before = verdicts(bss);
+        t.c1.write_all(&split[..2])?;
+        wait_acked(&t.c1)?;
+        assert_eq!(
+            verdicts(bss),
+            before,
+            "a verdict on the 2 bytes of a frame's header s1 acknowledged"
+        );
+        send_frame(&mut t.c1, bss, &split[2..])?;
+        to_s2.extend_from_slice(&split);
 
-            let (at_s1, at_s2) = behind_sentinels(&mut t, bss)?;
-            case.detail("frames_written", frames.len() + 1);
-            case.detail("bytes_at_s1", at_s1.len());
-            case.detail("bytes_at_s2", at_s2.len());
-            // The dropped frames turn up nowhere: neither before the P sentinel nor the R one.
-            assert_bytes_eq(&at_s1, &to_s1, "bytes s1 received (passed P frames)");
-            assert_bytes_eq(&at_s2, &to_s2, "bytes s2 received (redirected R frames)");
+        let (at_s1, at_s2) = behind_sentinels(&mut t, bss)?;
+        case.detail("frames_written", frames.len() + 1);
+        case.detail("bytes_at_s1", at_s1.len());
+        case.detail("bytes_at_s2", at_s2.len());
+        // The dropped frames turn up nowhere: neither before the P sentinel nor the R one.
+        assert_bytes_eq(&at_s1, &to_s1, "bytes s1 received (passed P frames)");
+        assert_bytes_eq(&at_s2, &to_s2, "bytes s2 received (redirected R frames)");
 
-            let counts = Counts::read(bss);
-            case.detail("program", counts.json());
-            let of_kind = |k: u8| frames.iter().filter(|f| f.0 == k).count();
-            assert_eq!(
-                counts,
-                Counts::with_sentinels(
-                    b"PR",
-                    frames.len() + 1,
-                    (of_kind(b'P'), to_s1.len()),
-                    (of_kind(b'R') + 1, to_s2.len()),
-                    dropped,
-                ),
-                "the program's counts of frames parsed and (frames, bytes) passed, redirected, \
+        let counts = Counts::read(bss);
+        case.detail("program", counts.json());
+        let of_kind = |k: u8| frames.iter().filter(|f| f.0 == k).count();
+        assert_eq!(
+            counts,
+            Counts::with_sentinels(
+                b"PR",
+                frames.len() + 1,
+                (of_kind(b'P'), to_s1.len()),
+                (of_kind(b'R') + 1, to_s2.len()),
+                dropped,
+            ),
+            "the program's counts of frames parsed and (frames, bytes) passed, redirected, \
                  dropped (the two sentinels included)"
-            );
-            Ok(())
-        },
-    );
+        );
+        Ok(())
+    });
 }
 
 /// BPF_PROG_TEST_RUN on sk_skb programs: the kernel does not implement it for this type; the
 /// case records the errno it answers and fails if that ever changes (then add test-run cases).
 #[test]
 fn test_run_is_not_implemented() {
-    Case::run(
-        "sk_skb::test_run_is_not_implemented",
-        ProgramType::SkSkb,
-        |case| {
-            probe::prog_type(ProgramType::SkSkb)?;
-            let mut object = MaybeUninit::uninit();
-            let skel = case.load(SkSkbSkelBuilder::default().open(&mut object)?)?;
-            test_run::assert_not_implemented(case, &skel.progs.frame_verdict, &frame(b'P', 10, 0))
-        },
-    );
+    Case::run(ProgramType::SkSkb, |case| {
+        probe::prog_type(ProgramType::SkSkb)?;
+        let mut object = MaybeUninit::uninit();
+        let skel = case.load(SkSkbSkelBuilder::default().open(&mut object)?)?;
+        test_run::assert_not_implemented(case, &skel.progs.frame_verdict, &frame(b'P', 10, 0))
+    });
 }
 
 /// Writes one frame and waits for its verdict, so the next frame starts a new skb (see the module

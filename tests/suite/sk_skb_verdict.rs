@@ -53,124 +53,119 @@ fn chunk(size: usize, seed: usize) -> Vec<u8> {
 }
 
 #[rstest]
-#[case::egress("egress", Direction::Egress)]
-#[case::ingress("ingress", Direction::Ingress)]
-fn redirects_whole_skbs(#[case] name: &str, #[case] direction: Direction) {
-    Case::run(
-        &format!("sk_skb_verdict::redirects_whole_skbs_{name}"),
-        ProgramType::SkSkb,
-        |case| {
-            probe::helper(
-                ProgramType::SkSkb,
-                libbpf_sys::BPF_FUNC_sk_redirect_map,
-                "bpf_sk_redirect_map",
-            )?;
-            let ns = NetNs::new()?;
-            let _inside = ns.enter()?;
-            let mut object = MaybeUninit::uninit();
-            let mut open = SkSkbVerdictSkelBuilder::default().open(&mut object)?;
-            open.maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("the object has a .rodata section")
-                .redirect_flags = match direction {
-                Direction::Egress => 0,
-                Direction::Ingress => u64::from(libbpf_sys::BPF_F_INGRESS),
-            };
-            let skel = case.load(open)?;
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+#[case::egress(Direction::Egress)]
+#[case::ingress(Direction::Ingress)]
+fn redirects_whole_skbs(#[case] direction: Direction) {
+    Case::run(ProgramType::SkSkb, |case| {
+        probe::helper(
+            ProgramType::SkSkb,
+            libbpf_sys::BPF_FUNC_sk_redirect_map,
+            "bpf_sk_redirect_map",
+        )?;
+        let ns = NetNs::new()?;
+        let _inside = ns.enter()?;
+        let mut object = MaybeUninit::uninit();
+        let mut open = SkSkbVerdictSkelBuilder::default().open(&mut object)?;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("the object has a .rodata section")
+            .redirect_flags = match direction {
+            Direction::Egress => 0,
+            Direction::Ingress => u64::from(libbpf_sys::BPF_F_INGRESS),
+        };
+        let skel = case.load(open)?;
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
 
-            if !floors::has("attach_type.sk_skb_verdict", true) {
+        if !floors::has("attach_type.sk_skb_verdict", true) {
+            return Err(floors::missing(
+                "attach_type.sk_skb_verdict",
+                "not attached",
+            ));
+        }
+        let map_fd = skel.maps.sock_map.as_fd().as_raw_fd();
+        match skel.progs.skb_verdict.attach_sockmap(map_fd) {
+            Ok(()) => {}
+            // Kernels before 5.13 know no BPF_SK_SKB_VERDICT.
+            Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::InvalidInput) => {
                 return Err(floors::missing(
                     "attach_type.sk_skb_verdict",
-                    "not attached",
+                    format!("attaching an skb verdict to a sockmap: {e:#}"),
                 ));
             }
-            let map_fd = skel.maps.sock_map.as_fd().as_raw_fd();
-            match skel.progs.skb_verdict.attach_sockmap(map_fd) {
-                Ok(()) => {}
-                // Kernels before 5.13 know no BPF_SK_SKB_VERDICT.
-                Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::InvalidInput) => {
-                    return Err(floors::missing(
-                        "attach_type.sk_skb_verdict",
-                        format!("attaching an skb verdict to a sockmap: {e:#}"),
-                    ));
-                }
-                Err(e) => {
-                    return Err(CaseError::Fail(anyhow::anyhow!(
-                        "attaching an skb verdict to a sockmap: {e:#}"
-                    )));
-                }
+            Err(e) => {
+                return Err(CaseError::Fail(anyhow::anyhow!(
+                    "attaching an skb verdict to a sockmap: {e:#}"
+                )));
             }
+        }
 
-            let listener =
-                TcpListener::bind("127.0.0.1:0").or_error("binding a loopback listener")?;
-            let (mut c1, mut s1) = tcp_pair(&listener).or_error("connecting c1")?;
-            c1.set_nodelay(true).or_error("setting TCP_NODELAY")?;
-            // Bytes the kernel never consumes fail the write instead of hanging the test.
-            c1.set_write_timeout(Some(TIMEOUT))
-                .or_error("setting a write timeout")?;
-            let (c2, mut s2) = tcp_pair(&listener).or_error("connecting c2")?;
-            let target = match direction {
-                Direction::Egress => &c2,
-                Direction::Ingress => &s2,
-            };
-            for (key, sock) in [(0u32, s1.as_raw_fd()), (1u32, target.as_raw_fd())] {
-                skel.maps.sock_map.update(
-                    &key.to_ne_bytes(),
-                    &(sock as u32).to_ne_bytes(),
-                    MapFlags::ANY,
-                )?;
-            }
-
-            let mut expected = Vec::new();
-            for (seed, &size) in SIZES.iter().enumerate() {
-                let bytes = chunk(size, seed);
-                c1.write_all(&bytes)?;
-                expected.extend_from_slice(&bytes);
-                // The verdicts on this write before the next one is written.
-                let total = expected.len() as u64;
-                observe::poll(TIMEOUT, || {
-                    (volatile(&bss.redirected_bytes) >= total).then_some(())
-                })
-                .ok_or_else(|| {
-                    CaseError::Fail(anyhow::anyhow!(
-                        "the verdicts counted {} of the {total} bytes written within {TIMEOUT:?}",
-                        volatile(&bss.redirected_bytes)
-                    ))
-                })?;
-            }
-            c1.write_all(SENTINEL)?;
-
-            let at_s2 = read_to_sentinel(
-                &mut s2,
-                SENTINEL,
-                &format!("the sentinel at s2 (redirected, {direction:?})"),
-                TIMEOUT,
+        let listener = TcpListener::bind("127.0.0.1:0").or_error("binding a loopback listener")?;
+        let (mut c1, mut s1) = tcp_pair(&listener).or_error("connecting c1")?;
+        c1.set_nodelay(true).or_error("setting TCP_NODELAY")?;
+        // Bytes the kernel never consumes fail the write instead of hanging the test.
+        c1.set_write_timeout(Some(TIMEOUT))
+            .or_error("setting a write timeout")?;
+        let (c2, mut s2) = tcp_pair(&listener).or_error("connecting c2")?;
+        let target = match direction {
+            Direction::Egress => &c2,
+            Direction::Ingress => &s2,
+        };
+        for (key, sock) in [(0u32, s1.as_raw_fd()), (1u32, target.as_raw_fd())] {
+            skel.maps.sock_map.update(
+                &key.to_ne_bytes(),
+                &(sock as u32).to_ne_bytes(),
+                MapFlags::ANY,
             )?;
-            let at_s1 = read_queued(&mut s1)?;
-            let (verdicts, bytes) = (volatile(&bss.verdicts), volatile(&bss.redirected_bytes));
-            case.detail("write_sizes", SIZES);
-            case.detail("bytes_at_s2", at_s2.len());
-            case.detail("bytes_at_s1", at_s1.len());
-            case.detail("verdicts", verdicts);
-            case.detail("redirected_bytes", bytes);
-            assert!(
-                at_s1.is_empty(),
-                "s1 received {} bytes (every skb was to be redirected)",
-                at_s1.len()
-            );
-            assert_bytes_eq(&at_s2, &expected, "bytes s2 received before the sentinel");
-            assert_eq!(
-                bytes,
-                (expected.len() + SENTINEL.len()) as u64,
-                "bytes the verdicts saw (every write and the sentinel, each once)"
-            );
-            assert!(
-                verdicts > SIZES.len() as u64,
-                "verdicts: {verdicts}, at least one per write and one for the sentinel"
-            );
-            Ok(())
-        },
-    );
+        }
+
+        let mut expected = Vec::new();
+        for (seed, &size) in SIZES.iter().enumerate() {
+            let bytes = chunk(size, seed);
+            c1.write_all(&bytes)?;
+            expected.extend_from_slice(&bytes);
+            // The verdicts on this write before the next one is written.
+            let total = expected.len() as u64;
+            observe::poll(TIMEOUT, || {
+                (volatile(&bss.redirected_bytes) >= total).then_some(())
+            })
+            .ok_or_else(|| {
+                CaseError::Fail(anyhow::anyhow!(
+                    "the verdicts counted {} of the {total} bytes written within {TIMEOUT:?}",
+                    volatile(&bss.redirected_bytes)
+                ))
+            })?;
+        }
+        c1.write_all(SENTINEL)?;
+
+        let at_s2 = read_to_sentinel(
+            &mut s2,
+            SENTINEL,
+            &format!("the sentinel at s2 (redirected, {direction:?})"),
+            TIMEOUT,
+        )?;
+        let at_s1 = read_queued(&mut s1)?;
+        let (verdicts, bytes) = (volatile(&bss.verdicts), volatile(&bss.redirected_bytes));
+        case.detail("write_sizes", SIZES);
+        case.detail("bytes_at_s2", at_s2.len());
+        case.detail("bytes_at_s1", at_s1.len());
+        case.detail("verdicts", verdicts);
+        case.detail("redirected_bytes", bytes);
+        assert!(
+            at_s1.is_empty(),
+            "s1 received {} bytes (every skb was to be redirected)",
+            at_s1.len()
+        );
+        assert_bytes_eq(&at_s2, &expected, "bytes s2 received before the sentinel");
+        assert_eq!(
+            bytes,
+            (expected.len() + SENTINEL.len()) as u64,
+            "bytes the verdicts saw (every write and the sentinel, each once)"
+        );
+        assert!(
+            verdicts > SIZES.len() as u64,
+            "verdicts: {verdicts}, at least one per write and one for the sentinel"
+        );
+        Ok(())
+    });
 }

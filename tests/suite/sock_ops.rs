@@ -106,85 +106,80 @@ fn options(s: &TcpStream) -> Result<Options, Errno> {
 
 #[test]
 fn counts_established_and_sets_options() {
-    Case::run(
-        "sock_ops::counts_established_and_sets_options",
-        ProgramType::SockOps,
-        |case| {
-            probe::prog_type(ProgramType::SockOps)?;
-            let mut object = MaybeUninit::uninit();
-            let skel = case.open_load(SockOpsSkelBuilder::default(), &mut object, |open| {
-                let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
-                rodata.keepidle = KEEPIDLE_S;
-                rodata.rto_min_us = RTO_MIN_US;
-            })?;
+    Case::run(ProgramType::SockOps, |case| {
+        probe::prog_type(ProgramType::SockOps)?;
+        let mut object = MaybeUninit::uninit();
+        let skel = case.open_load(SockOpsSkelBuilder::default(), &mut object, |open| {
+            let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+            rodata.keepidle = KEEPIDLE_S;
+            rodata.rto_min_us = RTO_MIN_US;
+        })?;
 
-            // A fresh namespace: its loopback is the case's alone (and up, which a VM's root
-            // namespace's is not).
-            let ns = NetNs::new()?;
-            // The control: the same child outside the cgroup, before anything is attached.
-            let control = child::in_netns(&ns).run(connect_loopback)?;
-            case.detail("control", format!("{control:?}"));
-            let control = control.map_err(|e| {
-                CaseError::Error(anyhow::anyhow!("the control child's sockets: {e}"))
-            })?;
-            for (name, s) in control.sockets() {
-                assert!(!s.keepalive, "control {name}: {s:?}");
-                assert_ne!(s.keepidle, KEEPIDLE_S as u32, "control {name}: {s:?}");
-                assert!(
-                    s.rto_us >= KERNEL_RTO_MIN_US,
-                    "control {name}: an RTO below 200 ms without the program: {s:?}"
-                );
-            }
-
-            let cg = Cgroup::new()?;
-            let _link = skel
-                .progs
-                .count_established
-                .attach_cgroup(cg.as_fd().as_raw_fd())?;
-            let connected = child::in_cgroup(&cg).netns(&ns).run(connect_loopback)?;
-            case.detail("child", format!("{connected:?}"));
-            // Inside the cgroup a failed socket call is the program's failure.
-            let connected = connected
-                .map_err(|e| CaseError::Fail(anyhow::anyhow!("the child's connections: {e}")))?;
-
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let data = skel
-                .maps
-                .data_data
-                .as_deref()
-                .expect("the object has .data");
-            case.detail("active_established", bss.active_established);
-            case.detail("passive_established", bss.passive_established);
-            case.detail(
-                "setsockopt_rc",
-                [data.keepalive_rc, data.keepidle_rc, data.rto_min_rc],
+        // A fresh namespace: its loopback is the case's alone (and up, which a VM's root
+        // namespace's is not).
+        let ns = NetNs::new()?;
+        // The control: the same child outside the cgroup, before anything is attached.
+        let control = child::in_netns(&ns).run(connect_loopback)?;
+        case.detail("control", format!("{control:?}"));
+        let control = control
+            .map_err(|e| CaseError::Error(anyhow::anyhow!("the control child's sockets: {e}")))?;
+        for (name, s) in control.sockets() {
+            assert!(!s.keepalive, "control {name}: {s:?}");
+            assert_ne!(s.keepidle, KEEPIDLE_S as u32, "control {name}: {s:?}");
+            assert!(
+                s.rto_us >= KERNEL_RTO_MIN_US,
+                "control {name}: an RTO below 200 ms without the program: {s:?}"
             );
+        }
+
+        let cg = Cgroup::new()?;
+        let _link = skel
+            .progs
+            .count_established
+            .attach_cgroup(cg.as_fd().as_raw_fd())?;
+        let connected = child::in_cgroup(&cg).netns(&ns).run(connect_loopback)?;
+        case.detail("child", format!("{connected:?}"));
+        // Inside the cgroup a failed socket call is the program's failure.
+        let connected = connected
+            .map_err(|e| CaseError::Fail(anyhow::anyhow!("the child's connections: {e}")))?;
+
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        let data = skel
+            .maps
+            .data_data
+            .as_deref()
+            .expect("the object has .data");
+        case.detail("active_established", bss.active_established);
+        case.detail("passive_established", bss.passive_established);
+        case.detail(
+            "setsockopt_rc",
+            [data.keepalive_rc, data.keepidle_rc, data.rto_min_rc],
+        );
+        assert_eq!(
+            bss.active_established, CONNECTIONS as u64,
+            "active established callbacks"
+        );
+        assert_eq!(
+            bss.passive_established, CONNECTIONS as u64,
+            "passive established callbacks"
+        );
+        assert_eq!(data.keepalive_rc, 0, "bpf_setsockopt(SO_KEEPALIVE)");
+        assert_eq!(data.keepidle_rc, 0, "bpf_setsockopt(TCP_KEEPIDLE)");
+        assert_eq!(data.rto_min_rc, 0, "bpf_setsockopt(TCP_BPF_RTO_MIN)");
+
+        for (name, s) in connected.sockets() {
+            assert!(s.keepalive, "SO_KEEPALIVE of {name}: {s:?}");
             assert_eq!(
-                bss.active_established, CONNECTIONS as u64,
-                "active established callbacks"
+                s.keepidle, KEEPIDLE_S as u32,
+                "TCP_KEEPIDLE of {name}: {s:?}"
             );
-            assert_eq!(
-                bss.passive_established, CONNECTIONS as u64,
-                "passive established callbacks"
-            );
-            assert_eq!(data.keepalive_rc, 0, "bpf_setsockopt(SO_KEEPALIVE)");
-            assert_eq!(data.keepidle_rc, 0, "bpf_setsockopt(TCP_KEEPIDLE)");
-            assert_eq!(data.rto_min_rc, 0, "bpf_setsockopt(TCP_BPF_RTO_MIN)");
-
-            for (name, s) in connected.sockets() {
-                assert!(s.keepalive, "SO_KEEPALIVE of {name}: {s:?}");
-                assert_eq!(
-                    s.keepidle, KEEPIDLE_S as u32,
-                    "TCP_KEEPIDLE of {name}: {s:?}"
-                );
-                assert!(
-                    s.rto_us < KERNEL_RTO_MIN_US,
-                    "tcpi_rto of {name} is {} us: not below the kernel's 200 ms floor after \
+            assert!(
+                s.rto_us < KERNEL_RTO_MIN_US,
+                "tcpi_rto of {name} is {} us: not below the kernel's 200 ms floor after \
                      {ROUND_TRIPS} round trips with TCP_BPF_RTO_MIN = {RTO_MIN_US} us",
-                    s.rto_us
-                );
-            }
-            Ok(())
-        },
-    );
+                s.rto_us
+            );
+        }
+        Ok(())
+    });
 }

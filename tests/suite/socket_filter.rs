@@ -31,7 +31,7 @@ use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, recv};
 use programs::socket_filter::{SocketFilterSkel, SocketFilterSkelBuilder};
-use rstest::{Context, rstest};
+use rstest::rstest;
 
 /// Payloads starting with this byte are kept whole.
 const KEEP: u8 = b'K';
@@ -79,73 +79,69 @@ fn expected(sent: &[Vec<u8>]) -> Vec<Vec<u8>> {
 
 #[test]
 fn keeps_and_truncates_datagrams() {
-    Case::run(
-        "socket_filter::keeps_and_truncates_datagrams",
-        ProgramType::SocketFilter,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let skel = open_and_load(case, &mut object)?;
+    Case::run(ProgramType::SocketFilter, |case| {
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object)?;
 
-            let ns = NetNs::new()?;
-            let (filtered, control, sender) = {
-                let _inside = ns.enter()?;
-                let bind = |port| {
-                    UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
-                        .or_error("binding a UDP socket in the test netns")
-                };
-                (bind(FILTERED_PORT)?, bind(CONTROL_PORT)?, bind(0)?)
+        let ns = NetNs::new()?;
+        let (filtered, control, sender) = {
+            let _inside = ns.enter()?;
+            let bind = |port| {
+                UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+                    .or_error("binding a UDP socket in the test netns")
             };
-            sockopt::attach_filter(&filtered, &skel.progs.udp_marker_filter)
-                .map_err(|e| CaseError::Fail(anyhow::anyhow!("setsockopt(SO_ATTACH_BPF): {e}")))?;
+            (bind(FILTERED_PORT)?, bind(CONTROL_PORT)?, bind(0)?)
+        };
+        sockopt::attach_filter(&filtered, &skel.progs.udp_marker_filter)
+            .map_err(|e| CaseError::Fail(anyhow::anyhow!("setsockopt(SO_ATTACH_BPF): {e}")))?;
 
-            let sent = vec![
-                payload(KEEP, 7),
-                payload(TRUNCATE, 100),
-                payload(b'x', 6),
-                Vec::new(),
-                payload(TRUNCATE, 3),
-                payload(KEEP, 1400),
-                payload(b'k', 11),
-                payload(TRUNCATE, TRUNCATE_TO),
-                payload(TRUNCATE, TRUNCATE_TO + 1),
-                payload(KEEP, 1),
-            ];
-            {
-                let _one_cpu = observe::OneCpu::pin()?;
-                for p in sent.iter().map(Vec::as_slice).chain([SENTINEL]) {
-                    sender.send_to(p, (Ipv4Addr::LOCALHOST, FILTERED_PORT))?;
-                    sender.send_to(p, (Ipv4Addr::LOCALHOST, CONTROL_PORT))?;
-                }
+        let sent = vec![
+            payload(KEEP, 7),
+            payload(TRUNCATE, 100),
+            payload(b'x', 6),
+            Vec::new(),
+            payload(TRUNCATE, 3),
+            payload(KEEP, 1400),
+            payload(b'k', 11),
+            payload(TRUNCATE, TRUNCATE_TO),
+            payload(TRUNCATE, TRUNCATE_TO + 1),
+            payload(KEEP, 1),
+        ];
+        {
+            let _one_cpu = observe::OneCpu::pin()?;
+            for p in sent.iter().map(Vec::as_slice).chain([SENTINEL]) {
+                sender.send_to(p, (Ipv4Addr::LOCALHOST, FILTERED_PORT))?;
+                sender.send_to(p, (Ipv4Addr::LOCALHOST, CONTROL_PORT))?;
             }
+        }
 
-            let control_got = arrived(&control)?;
-            assert_eq!(
-                control_got, sent,
-                "the unfiltered control socket must receive every datagram whole"
-            );
-            let want = expected(&sent);
-            let got = arrived(&filtered)?;
-            let lengths = |d: &[Vec<u8>]| d.iter().map(Vec::len).collect::<Vec<_>>();
-            case.detail("sent_lengths", lengths(&sent));
-            case.detail("received_lengths", lengths(&got));
-            assert_eq!(
-                lengths(&got),
-                lengths(&want),
-                "datagram lengths (MSG_TRUNC) on the filtered socket"
-            );
-            assert_eq!(got, want, "datagrams received on the filtered socket");
+        let control_got = arrived(&control)?;
+        assert_eq!(
+            control_got, sent,
+            "the unfiltered control socket must receive every datagram whole"
+        );
+        let want = expected(&sent);
+        let got = arrived(&filtered)?;
+        let lengths = |d: &[Vec<u8>]| d.iter().map(Vec::len).collect::<Vec<_>>();
+        case.detail("sent_lengths", lengths(&sent));
+        case.detail("received_lengths", lengths(&got));
+        assert_eq!(
+            lengths(&got),
+            lengths(&want),
+            "datagram lengths (MSG_TRUNC) on the filtered socket"
+        );
+        assert_eq!(got, want, "datagrams received on the filtered socket");
 
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let counts = (bss.kept, bss.truncated, bss.dropped);
-            case.detail("kept_truncated_dropped", counts);
-            assert_eq!(
-                counts,
-                (5 + 1, 2, 3),
-                "program counters (kept whole, with the sentinel; truncated; dropped)"
-            );
-            Ok(())
-        },
-    );
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        let counts = (bss.kept, bss.truncated, bss.dropped);
+        case.detail("kept_truncated_dropped", counts);
+        assert_eq!(
+            counts,
+            (5 + 1, 2, 3),
+            "program counters (kept whole, with the sentinel; truncated; dropped)"
+        );
+        Ok(())
+    });
 }
 
 /// The next datagram on `sock` within `wait`, at its real length (`MSG_TRUNC` makes recv return
@@ -252,7 +248,7 @@ enum Verdict {
 #[case::drops_tcp(ipv4_tcp(), Verdict::Drop)]
 #[case::drops_ipv6_udp_with_keep_marker(ipv6_udp(&payload(KEEP, 20)), Verdict::Drop)]
 #[case::drops_cut_udp_header(ipv4_udp_cut_header(), Verdict::Drop)]
-fn test_run(#[context] ctx: Context, #[case] frame: Vec<u8>, #[case] verdict: Verdict) {
+fn test_run(#[case] frame: Vec<u8>, #[case] verdict: Verdict) {
     let ip_len = ip_len(&frame);
     let (retval, kept, truncated, dropped) = match verdict {
         Verdict::Drop => (0, 0, 0, 1),
@@ -264,23 +260,18 @@ fn test_run(#[context] ctx: Context, #[case] frame: Vec<u8>, #[case] verdict: Ve
         ("truncated", truncated),
         ("dropped", dropped),
     ]);
-    row.case(
-        "socket_filter",
-        &ctx,
-        ProgramType::SocketFilter,
-        |case, row| {
-            let mut object = MaybeUninit::uninit();
-            let skel = open_and_load(case, &mut object)?;
-            case.detail("ip_len", ip_len);
-            row.run_counted(case, &skel.progs.udp_marker_filter, || {
-                let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-                Ok(vec![
-                    ("kept", bss.kept),
-                    ("truncated", bss.truncated),
-                    ("dropped", bss.dropped),
-                ])
-            })?;
-            Ok(())
-        },
-    );
+    row.case(ProgramType::SocketFilter, |case, row| {
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object)?;
+        case.detail("ip_len", ip_len);
+        row.run_counted(case, &skel.progs.udp_marker_filter, || {
+            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+            Ok(vec![
+                ("kept", bss.kept),
+                ("truncated", bss.truncated),
+                ("dropped", bss.dropped),
+            ])
+        })?;
+        Ok(())
+    });
 }

@@ -56,87 +56,75 @@ fn run_once(prog: &libbpf_rs::ProgramMut<'_>) -> CaseResult<u32> {
 
 #[test]
 fn jump_to_present_slot_runs_callee() {
-    Case::run(
-        "tail_calls::jump_to_present_slot_runs_callee",
-        ProgramType::SocketFilter,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let skel = case.load(TailCallsSkelBuilder::default().open(&mut object)?)?;
-            fill_slot(&skel, SLOT_CALLEE, &skel.progs.callee)?;
-            let returned = run_once(&skel.progs.entry)?;
-            let (entry, fell, callee) = (
-                counter(&skel, ENTRY_RAN)?,
-                counter(&skel, ENTRY_FELL_THROUGH)?,
-                counter(&skel, CALLEE_RAN)?,
-            );
-            case.detail("returned", returned);
-            case.detail(
-                "runs",
-                json!({"entry": entry, "entry_after_jump": fell, "callee": callee}),
-            );
-            assert_eq!((entry, callee), (1, 1), "entry and callee each run once");
-            assert_eq!(fell, 0, "entry went on after a jump to a filled slot");
-            assert_eq!(returned, 2, "the run's result is not the callee's");
-            Ok(())
-        },
-    );
+    Case::run(ProgramType::SocketFilter, |case| {
+        let mut object = MaybeUninit::uninit();
+        let skel = case.load(TailCallsSkelBuilder::default().open(&mut object)?)?;
+        fill_slot(&skel, SLOT_CALLEE, &skel.progs.callee)?;
+        let returned = run_once(&skel.progs.entry)?;
+        let (entry, fell, callee) = (
+            counter(&skel, ENTRY_RAN)?,
+            counter(&skel, ENTRY_FELL_THROUGH)?,
+            counter(&skel, CALLEE_RAN)?,
+        );
+        case.detail("returned", returned);
+        case.detail(
+            "runs",
+            json!({"entry": entry, "entry_after_jump": fell, "callee": callee}),
+        );
+        assert_eq!((entry, callee), (1, 1), "entry and callee each run once");
+        assert_eq!(fell, 0, "entry went on after a jump to a filled slot");
+        assert_eq!(returned, 2, "the run's result is not the callee's");
+        Ok(())
+    });
 }
 
 #[test]
 fn jump_to_empty_slot_falls_through() {
-    Case::run(
-        "tail_calls::jump_to_empty_slot_falls_through",
-        ProgramType::SocketFilter,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let skel = case.load(TailCallsSkelBuilder::default().open(&mut object)?)?;
-            let returned = run_once(&skel.progs.to_empty)?;
-            let fell = counter(&skel, EMPTY_FELL_THROUGH)?;
-            case.detail("returned", returned);
-            case.detail("fell_through", fell);
-            assert_eq!(fell, 1, "the code after the failed jump did not run");
-            assert_eq!(returned, 3);
-            Ok(())
-        },
-    );
+    Case::run(ProgramType::SocketFilter, |case| {
+        let mut object = MaybeUninit::uninit();
+        let skel = case.load(TailCallsSkelBuilder::default().open(&mut object)?)?;
+        let returned = run_once(&skel.progs.to_empty)?;
+        let fell = counter(&skel, EMPTY_FELL_THROUGH)?;
+        case.detail("returned", returned);
+        case.detail("fell_through", fell);
+        assert_eq!(fell, 1, "the code after the failed jump did not run");
+        assert_eq!(returned, 3);
+        Ok(())
+    });
 }
 
 #[test]
 fn self_recursion_stops_at_limit() {
-    Case::run(
-        "tail_calls::self_recursion_stops_at_limit",
-        ProgramType::SocketFilter,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let skel = case.load(TailCallsSkelBuilder::default().open(&mut object)?)?;
-            fill_slot(&skel, SLOT_RECURSE, &skel.progs.recurse)?;
-            let returned = run_once(&skel.progs.recurse)?;
-            let runs = counter(&skel, RECURSE_RAN)?;
-            let fell = counter(&skel, RECURSE_FELL_THROUGH)?;
-            // The first run is the test run itself; every further run is one tail call.
-            let tail_calls = runs.saturating_sub(1);
-            case.detail("runs", runs);
-            case.detail("tail_call_limit", tail_calls);
-            let measured = json!({
-                "runs": runs,
-                "tail_calls": tail_calls,
-                "fell_through_at_limit": fell,
-                "returned": returned,
-            });
-            let name = case.snapshot_name("limit");
-            if !snapshot::assert_yaml(&name, &measured) {
-                case.detail("snapshot", "baseline written for review");
-            }
-            assert_eq!(
-                fell, 1,
-                "only the last run falls through, once the limit refuses"
-            );
-            assert_eq!(returned, 4);
-            assert!(
-                (32..=33).contains(&tail_calls),
-                "{tail_calls} tail calls before the kernel refused (documented: 32, or 33)"
-            );
-            Ok(())
-        },
-    );
+    Case::run(ProgramType::SocketFilter, |case| {
+        let mut object = MaybeUninit::uninit();
+        let skel = case.load(TailCallsSkelBuilder::default().open(&mut object)?)?;
+        fill_slot(&skel, SLOT_RECURSE, &skel.progs.recurse)?;
+        let returned = run_once(&skel.progs.recurse)?;
+        let runs = counter(&skel, RECURSE_RAN)?;
+        let fell = counter(&skel, RECURSE_FELL_THROUGH)?;
+        // The first run is the test run itself; every further run is one tail call.
+        let tail_calls = runs.saturating_sub(1);
+        case.detail("runs", runs);
+        case.detail("tail_call_limit", tail_calls);
+        let measured = json!({
+            "runs": runs,
+            "tail_calls": tail_calls,
+            "fell_through_at_limit": fell,
+            "returned": returned,
+        });
+        let name = case.snapshot_name("limit");
+        if !snapshot::assert_yaml(&name, &measured) {
+            case.detail("snapshot", "baseline written for review");
+        }
+        assert_eq!(
+            fell, 1,
+            "only the last run falls through, once the limit refuses"
+        );
+        assert_eq!(returned, 4);
+        assert!(
+            (32..=33).contains(&tail_calls),
+            "{tail_calls} tail calls before the kernel refused (documented: 32, or 33)"
+        );
+        Ok(())
+    });
 }

@@ -168,169 +168,165 @@ fn counts(skel: &TcxSkel<'_>) -> (u64, u64, u64) {
 
 #[test]
 fn drops_marks_and_orders_flows() {
-    Case::run(
-        "tcx::drops_marks_and_orders_flows",
-        ProgramType::SchedCls,
-        |case| {
-            probe::prog_type(ProgramType::SchedCls)?;
-            let mut object = MaybeUninit::uninit();
-            let mut open = TcxSkelBuilder::default().open(&mut object)?;
-            let rodata = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("the object has a .rodata section");
-            rodata.drop_port = DROP_PORT;
-            rodata.mark_port = MARK_PORT;
-            rodata.order_port = ORDER_PORT;
-            rodata.mark_a_value = MARK_A;
-            rodata.mark_b_value = MARK_B;
-            let skel = case.load(open)?;
+    Case::run(ProgramType::SchedCls, |case| {
+        probe::prog_type(ProgramType::SchedCls)?;
+        let mut object = MaybeUninit::uninit();
+        let mut open = TcxSkelBuilder::default().open(&mut object)?;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("the object has a .rodata section");
+        rodata.drop_port = DROP_PORT;
+        rodata.mark_port = MARK_PORT;
+        rodata.order_port = ORDER_PORT;
+        rodata.mark_a_value = MARK_A;
+        rodata.mark_b_value = MARK_B;
+        let skel = case.load(open)?;
 
-            let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-            pair.policy_routed_service(
-                SERVICE,
-                RECEIVER,
-                &format!("fwmark {MARK_A:#x}"),
-                MARK_TABLE,
-            )?;
-            let (a, b) = (&pair.a, &pair.b);
-            let _drop = attach(&skel.progs.tcx_drop, a, VethPair::A_DEV, Place::Append)?;
-            let link_a = attach(&skel.progs.mark_a, b, VethPair::B_DEV, Place::Append)?;
-            let link_b = attach(
-                &skel.progs.mark_b,
-                b,
-                VethPair::B_DEV,
-                Place::Before(&link_a),
-            )?;
+        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+        pair.policy_routed_service(
+            SERVICE,
+            RECEIVER,
+            &format!("fwmark {MARK_A:#x}"),
+            MARK_TABLE,
+        )?;
+        let (a, b) = (&pair.a, &pair.b);
+        let _drop = attach(&skel.progs.tcx_drop, a, VethPair::A_DEV, Place::Append)?;
+        let link_a = attach(&skel.progs.mark_a, b, VethPair::B_DEV, Place::Append)?;
+        let link_b = attach(
+            &skel.progs.mark_b,
+            b,
+            VethPair::B_DEV,
+            Place::Before(&link_a),
+        )?;
 
-            let rx = {
-                let _inside = b.enter()?;
-                Receivers::bind()?
-            };
-            let sender = {
-                let _inside = a.enter()?;
-                UdpSocket::bind(SocketAddrV4::new(SENDER, 0)).or_error("binding the sender")?
-            };
-            // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
-            sender.send_to(b"warm-up", (RECEIVER, PLAIN_PORT))?;
-            assert_eq!(
-                observe::texts_before(&rx.plain, "warm-up")?,
-                Vec::<String>::new(),
-                "datagrams on port {PLAIN_PORT} before the warm-up"
-            );
+        let rx = {
+            let _inside = b.enter()?;
+            Receivers::bind()?
+        };
+        let sender = {
+            let _inside = a.enter()?;
+            UdpSocket::bind(SocketAddrV4::new(SENDER, 0)).or_error("binding the sender")?
+        };
+        // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
+        sender.send_to(b"warm-up", (RECEIVER, PLAIN_PORT))?;
+        assert_eq!(
+            observe::texts_before(&rx.plain, "warm-up")?,
+            Vec::<String>::new(),
+            "datagrams on port {PLAIN_PORT} before the warm-up"
+        );
 
-            // mark_b before mark_a: mark_a runs last, ORDER_PORT carries mark A and arrives.
-            send_phase(
-                &sender,
-                "before",
-                &[
-                    (RECEIVER, PLAIN_PORT),
-                    (SERVICE, MARK_PORT),
-                    (SERVICE, ORDER_PORT),
-                ],
-            )?;
-            let plain = observe::texts_before(&rx.plain, "sentinel")?;
-            let marked = observe::texts_before(&rx.marked, "sentinel")?;
-            let ordered = observe::texts_before(&rx.ordered, "sentinel")?;
-            let dropped = observe::texts(&observe::queued(&rx.dropped)?);
-            let unmarked = observe::texts(&observe::queued(&rx.unmarked)?);
-            let before = counts(&skel);
-            case.detail(
-                "before",
-                serde_json::json!({
-                    "drop_port": dropped, "plain_port": plain, "mark_port": marked,
-                    "order_port": ordered, "unmarked_port": unmarked, "counters": before,
-                }),
-            );
-            assert_eq!(
-                dropped,
-                Vec::<String>::new(),
-                "datagrams to the dropped port {DROP_PORT}"
-            );
-            assert_eq!(
-                plain,
-                payloads("before", PLAIN_PORT),
-                "datagrams to {PLAIN_PORT}"
-            );
-            assert_eq!(
-                marked,
-                payloads("before", MARK_PORT),
-                "datagrams to {SERVICE}:{MARK_PORT}, local only through the fwmark {MARK_A:#x} table"
-            );
-            assert_eq!(
-                ordered,
-                payloads("before", ORDER_PORT),
-                "datagrams to {SERVICE}:{ORDER_PORT} with mark_b placed before mark_a"
-            );
-            assert_eq!(
-                unmarked,
-                Vec::<String>::new(),
-                "unmarked datagrams to {SERVICE}:{UNMARKED_PORT} (no route without the mark)"
-            );
-            assert_eq!(
-                before,
-                (DATAGRAMS, 2 * (DATAGRAMS + 1), DATAGRAMS + 1),
-                "program counters (dropped; marked A: two flows and their sentinels; marked B: one)"
-            );
+        // mark_b before mark_a: mark_a runs last, ORDER_PORT carries mark A and arrives.
+        send_phase(
+            &sender,
+            "before",
+            &[
+                (RECEIVER, PLAIN_PORT),
+                (SERVICE, MARK_PORT),
+                (SERVICE, ORDER_PORT),
+            ],
+        )?;
+        let plain = observe::texts_before(&rx.plain, "sentinel")?;
+        let marked = observe::texts_before(&rx.marked, "sentinel")?;
+        let ordered = observe::texts_before(&rx.ordered, "sentinel")?;
+        let dropped = observe::texts(&observe::queued(&rx.dropped)?);
+        let unmarked = observe::texts(&observe::queued(&rx.unmarked)?);
+        let before = counts(&skel);
+        case.detail(
+            "before",
+            serde_json::json!({
+                "drop_port": dropped, "plain_port": plain, "mark_port": marked,
+                "order_port": ordered, "unmarked_port": unmarked, "counters": before,
+            }),
+        );
+        assert_eq!(
+            dropped,
+            Vec::<String>::new(),
+            "datagrams to the dropped port {DROP_PORT}"
+        );
+        assert_eq!(
+            plain,
+            payloads("before", PLAIN_PORT),
+            "datagrams to {PLAIN_PORT}"
+        );
+        assert_eq!(
+            marked,
+            payloads("before", MARK_PORT),
+            "datagrams to {SERVICE}:{MARK_PORT}, local only through the fwmark {MARK_A:#x} table"
+        );
+        assert_eq!(
+            ordered,
+            payloads("before", ORDER_PORT),
+            "datagrams to {SERVICE}:{ORDER_PORT} with mark_b placed before mark_a"
+        );
+        assert_eq!(
+            unmarked,
+            Vec::<String>::new(),
+            "unmarked datagrams to {SERVICE}:{UNMARKED_PORT} (no route without the mark)"
+        );
+        assert_eq!(
+            before,
+            (DATAGRAMS, 2 * (DATAGRAMS + 1), DATAGRAMS + 1),
+            "program counters (dropped; marked A: two flows and their sentinels; marked B: one)"
+        );
 
-            // mark_b after mark_a: mark_b runs last, ORDER_PORT carries mark B and has no route.
-            drop(link_b);
-            let _link_b = attach(
-                &skel.progs.mark_b,
-                b,
-                VethPair::B_DEV,
-                Place::After(&link_a),
-            )?;
-            send_phase(
-                &sender,
-                "after",
-                &[(RECEIVER, PLAIN_PORT), (SERVICE, MARK_PORT)],
-            )?;
-            let plain = observe::texts_before(&rx.plain, "sentinel")?;
-            let marked = observe::texts_before(&rx.marked, "sentinel")?;
-            let ordered = observe::texts(&observe::queued(&rx.ordered)?);
-            let dropped = observe::texts(&observe::queued(&rx.dropped)?);
-            let unmarked = observe::texts(&observe::queued(&rx.unmarked)?);
-            let after = counts(&skel);
-            case.detail(
-                "after",
-                serde_json::json!({
-                    "drop_port": dropped, "plain_port": plain, "mark_port": marked,
-                    "order_port": ordered, "unmarked_port": unmarked, "counters": after,
-                }),
-            );
-            assert_eq!(
-                plain,
-                payloads("after", PLAIN_PORT),
-                "datagrams to {PLAIN_PORT}"
-            );
-            assert_eq!(
-                marked,
-                payloads("after", MARK_PORT),
-                "datagrams to {SERVICE}:{MARK_PORT} with mark_b placed after mark_a"
-            );
-            assert_eq!(
-                ordered,
-                Vec::<String>::new(),
-                "datagrams to {SERVICE}:{ORDER_PORT} with mark_b placed after mark_a (mark B: no route)"
-            );
-            assert_eq!(
-                dropped,
-                Vec::<String>::new(),
-                "datagrams to the dropped port {DROP_PORT}"
-            );
-            assert_eq!(
-                unmarked,
-                Vec::<String>::new(),
-                "unmarked datagrams to {SERVICE}:{UNMARKED_PORT}"
-            );
-            assert_eq!(
-                (after.0 - before.0, after.1 - before.1, after.2 - before.2),
-                (DATAGRAMS, 2 * DATAGRAMS + 1, DATAGRAMS),
-                "program counters in the second phase (its one marked sentinel went to {MARK_PORT})"
-            );
-            Ok(())
-        },
-    );
+        // mark_b after mark_a: mark_b runs last, ORDER_PORT carries mark B and has no route.
+        drop(link_b);
+        let _link_b = attach(
+            &skel.progs.mark_b,
+            b,
+            VethPair::B_DEV,
+            Place::After(&link_a),
+        )?;
+        send_phase(
+            &sender,
+            "after",
+            &[(RECEIVER, PLAIN_PORT), (SERVICE, MARK_PORT)],
+        )?;
+        let plain = observe::texts_before(&rx.plain, "sentinel")?;
+        let marked = observe::texts_before(&rx.marked, "sentinel")?;
+        let ordered = observe::texts(&observe::queued(&rx.ordered)?);
+        let dropped = observe::texts(&observe::queued(&rx.dropped)?);
+        let unmarked = observe::texts(&observe::queued(&rx.unmarked)?);
+        let after = counts(&skel);
+        case.detail(
+            "after",
+            serde_json::json!({
+                "drop_port": dropped, "plain_port": plain, "mark_port": marked,
+                "order_port": ordered, "unmarked_port": unmarked, "counters": after,
+            }),
+        );
+        assert_eq!(
+            plain,
+            payloads("after", PLAIN_PORT),
+            "datagrams to {PLAIN_PORT}"
+        );
+        assert_eq!(
+            marked,
+            payloads("after", MARK_PORT),
+            "datagrams to {SERVICE}:{MARK_PORT} with mark_b placed after mark_a"
+        );
+        assert_eq!(
+            ordered,
+            Vec::<String>::new(),
+            "datagrams to {SERVICE}:{ORDER_PORT} with mark_b placed after mark_a (mark B: no route)"
+        );
+        assert_eq!(
+            dropped,
+            Vec::<String>::new(),
+            "datagrams to the dropped port {DROP_PORT}"
+        );
+        assert_eq!(
+            unmarked,
+            Vec::<String>::new(),
+            "unmarked datagrams to {SERVICE}:{UNMARKED_PORT}"
+        );
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1, after.2 - before.2),
+            (DATAGRAMS, 2 * DATAGRAMS + 1, DATAGRAMS),
+            "program counters in the second phase (its one marked sentinel went to {MARK_PORT})"
+        );
+        Ok(())
+    });
 }

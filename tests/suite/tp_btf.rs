@@ -32,74 +32,70 @@ fn ours(log: &[call], count: u32) -> Vec<(i64, i64)> {
 
 #[test]
 fn syscall_ids_arguments_and_returns() {
-    Case::run(
-        "tp_btf::syscall_ids_arguments_and_returns",
-        ProgramType::Tracing,
-        |case| {
-            if !floors::has(TP_BTF, true) {
-                return Err(floors::missing(TP_BTF, "not loaded"));
-            }
-            let mut object = MaybeUninit::uninit();
-            let mut open = TpBtfSkelBuilder::default().open(&mut object)?;
-            open.maps
-                .rodata_data
-                .as_deref_mut()
-                .expect(".rodata is mmapped before load")
-                .target_tid = nix::unistd::gettid().as_raw() as u32;
-            let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
-            let mut skel = loaded.map_err(|e| {
-                floors::missing(
-                    TP_BTF,
-                    format!(
-                        "loading tp_btf programs on sys_enter/sys_exit: {} ({e:#})",
-                        outcome.message.clone().unwrap_or_default()
-                    ),
-                )
-            })?;
-            // Before attaching: the library may ask getpgid for the process group.
-            let pgrp = i64::from(nix::unistd::getpgrp().as_raw());
-            let sid = i64::from(nix::unistd::getsid(None)?.as_raw());
-            skel.attach()
-                .map_err(|e| floors::missing(TP_BTF, format!("attaching: {e:#}")))?;
+    Case::run(ProgramType::Tracing, |case| {
+        if !floors::has(TP_BTF, true) {
+            return Err(floors::missing(TP_BTF, "not loaded"));
+        }
+        let mut object = MaybeUninit::uninit();
+        let mut open = TpBtfSkelBuilder::default().open(&mut object)?;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect(".rodata is mmapped before load")
+            .target_tid = nix::unistd::gettid().as_raw() as u32;
+        let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
+        let mut skel = loaded.map_err(|e| {
+            floors::missing(
+                TP_BTF,
+                format!(
+                    "loading tp_btf programs on sys_enter/sys_exit: {} ({e:#})",
+                    outcome.message.clone().unwrap_or_default()
+                ),
+            )
+        })?;
+        // Before attaching: the library may ask getpgid for the process group.
+        let pgrp = i64::from(nix::unistd::getpgrp().as_raw());
+        let sid = i64::from(nix::unistd::getsid(None)?.as_raw());
+        skel.attach()
+            .map_err(|e| floors::missing(TP_BTF, format!("attaching: {e:#}")))?;
 
-            let returns = [
-                ksyscall::getpgid(0),
-                ksyscall::getpgid(MISSING_PID),
-                ksyscall::getsid(0),
-            ];
-            // Copied before anything else runs on this thread (an allocation may make syscalls).
-            let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-            let (entered, entries) = (volatile(&bss.entered), volatile(&bss.entries));
-            let (exited, exits) = (volatile(&bss.exited), volatile(&bss.exits));
-            assert_eq!(
-                returns,
-                [pgrp, -i64::from(libc::ESRCH), sid],
-                "the syscalls' own answers"
-            );
-            let (seen, returned) = (ours(&entries, entered), ours(&exits, exited));
-            case.detail("entries", &seen);
-            case.detail("exits", &returned);
-            case.detail("logged", (entered, exited));
-            let skipped = runs::misses(skel.progs.sys_enter.as_fd())?
-                + runs::misses(skel.progs.sys_exit.as_fd())?;
-            let (getpgid, getsid) = (libc::SYS_getpgid, libc::SYS_getsid);
-            runs::all_recorded(
-                "sys_enter (id, first argument)",
-                &[(getpgid, 0), (getpgid, MISSING_PID), (getsid, 0)],
-                &seen,
-                skipped,
-            )?;
-            runs::all_recorded(
-                "sys_exit (id, return value)",
-                &[
-                    (getpgid, pgrp),
-                    (getpgid, -i64::from(libc::ESRCH)),
-                    (getsid, sid),
-                ],
-                &returned,
-                skipped,
-            )?;
-            Ok(())
-        },
-    );
+        let returns = [
+            ksyscall::getpgid(0),
+            ksyscall::getpgid(MISSING_PID),
+            ksyscall::getsid(0),
+        ];
+        // Copied before anything else runs on this thread (an allocation may make syscalls).
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        let (entered, entries) = (volatile(&bss.entered), volatile(&bss.entries));
+        let (exited, exits) = (volatile(&bss.exited), volatile(&bss.exits));
+        assert_eq!(
+            returns,
+            [pgrp, -i64::from(libc::ESRCH), sid],
+            "the syscalls' own answers"
+        );
+        let (seen, returned) = (ours(&entries, entered), ours(&exits, exited));
+        case.detail("entries", &seen);
+        case.detail("exits", &returned);
+        case.detail("logged", (entered, exited));
+        let skipped = runs::misses(skel.progs.sys_enter.as_fd())?
+            + runs::misses(skel.progs.sys_exit.as_fd())?;
+        let (getpgid, getsid) = (libc::SYS_getpgid, libc::SYS_getsid);
+        runs::all_recorded(
+            "sys_enter (id, first argument)",
+            &[(getpgid, 0), (getpgid, MISSING_PID), (getsid, 0)],
+            &seen,
+            skipped,
+        )?;
+        runs::all_recorded(
+            "sys_exit (id, return value)",
+            &[
+                (getpgid, pgrp),
+                (getpgid, -i64::from(libc::ESRCH)),
+                (getsid, sid),
+            ],
+            &returned,
+            skipped,
+        )?;
+        Ok(())
+    });
 }

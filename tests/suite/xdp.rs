@@ -52,7 +52,7 @@ use harness::veth::VethPair;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, ethtool, observe, probe};
 use libbpf_rs::{MapCore, MapFlags, ProgramType, Xdp, XdpFlags};
 use programs::xdp::{XdpSkel, XdpSkelBuilder};
-use rstest::{Context, rstest};
+use rstest::rstest;
 
 /// UDP to this port is dropped.
 const DROP_PORT: u16 = 7201;
@@ -195,168 +195,163 @@ impl Drop for Attached<'_> {
 #[case::native("native", Mode::Native)]
 #[case::generic("generic", Mode::Generic)]
 fn drops_passes_and_bounces(#[case] name: &str, #[case] mode: Mode) {
-    Case::run(
-        &format!("xdp::drops_passes_and_bounces_{name}"),
-        ProgramType::Xdp,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let skel = open_and_load(case, &mut object)?;
-            case.detail("attach_mode", name);
+    Case::run(ProgramType::Xdp, |case| {
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object)?;
+        case.detail("attach_mode", name);
 
-            let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-            let program = Attached::new(
-                &pair.b,
-                VethPair::B_DEV,
-                &skel.progs.xdp_udp_verdicts,
-                mode.flags(),
-            )?;
-            let _peer = match mode {
-                Mode::Native => Some(Attached::new(
-                    &pair.a,
-                    VethPair::A_DEV,
-                    &skel.progs.xdp_pass,
-                    XdpFlags::DRV_MODE,
-                )?),
-                Mode::Generic => None,
-            };
-            let reported = program.reported_mode()?;
-            case.detail("reported_attach_mode", reported);
-            assert_eq!(
-                reported,
-                mode.reported(),
-                "XDP attach mode the kernel reports for {} (1 driver, 2 generic)",
-                VethPair::B_DEV
-            );
+        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+        let program = Attached::new(
+            &pair.b,
+            VethPair::B_DEV,
+            &skel.progs.xdp_udp_verdicts,
+            mode.flags(),
+        )?;
+        let _peer = match mode {
+            Mode::Native => Some(Attached::new(
+                &pair.a,
+                VethPair::A_DEV,
+                &skel.progs.xdp_pass,
+                XdpFlags::DRV_MODE,
+            )?),
+            Mode::Generic => None,
+        };
+        let reported = program.reported_mode()?;
+        case.detail("reported_attach_mode", reported);
+        assert_eq!(
+            reported,
+            mode.reported(),
+            "XDP attach mode the kernel reports for {} (1 driver, 2 generic)",
+            VethPair::B_DEV
+        );
 
-            let (dropped_rx, passed_rx, bounced_rx) = {
-                let _inside = pair.b.enter()?;
-                let bind = |port| {
-                    UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
-                        .or_error("binding a receiver")
-                };
-                (bind(DROP_PORT)?, bind(PASS_PORT)?, bind(TX_PORT)?)
+        let (dropped_rx, passed_rx, bounced_rx) = {
+            let _inside = pair.b.enter()?;
+            let bind = |port| {
+                UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+                    .or_error("binding a receiver")
             };
-            let veth0 = pair.a.ifindex(VethPair::A_DEV)?;
-            let (sender, capture) = {
-                let _inside = pair.a.enter()?;
-                if let Mode::Native = mode {
-                    ethtool::set_tx_checksum(VethPair::A_DEV, false)?;
+            (bind(DROP_PORT)?, bind(PASS_PORT)?, bind(TX_PORT)?)
+        };
+        let veth0 = pair.a.ifindex(VethPair::A_DEV)?;
+        let (sender, capture) = {
+            let _inside = pair.a.enter()?;
+            if let Mode::Native = mode {
+                ethtool::set_tx_checksum(VethPair::A_DEV, false)?;
+            }
+            let sender = UdpSocket::bind(SocketAddrV4::new(SENDER, SENDER_PORT))
+                .or_error("binding the sender")?;
+            (sender, Capture::open(veth0)?)
+        };
+
+        // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
+        sender.send_to(b"warm-up", (RECEIVER, PASS_PORT))?;
+        assert_eq!(
+            texts(&arrived(&passed_rx, b"warm-up")?),
+            Vec::<String>::new(),
+            "datagrams to port {PASS_PORT} before the warm-up"
+        );
+
+        {
+            let _one_cpu = observe::OneCpu::pin()?;
+            for i in 0..DATAGRAMS {
+                for port in [DROP_PORT, PASS_PORT, TX_PORT] {
+                    sender.send_to(format!("{port}:{i}").as_bytes(), (RECEIVER, port))?;
                 }
-                let sender = UdpSocket::bind(SocketAddrV4::new(SENDER, SENDER_PORT))
-                    .or_error("binding the sender")?;
-                (sender, Capture::open(veth0)?)
-            };
-
-            // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
-            sender.send_to(b"warm-up", (RECEIVER, PASS_PORT))?;
-            assert_eq!(
-                texts(&arrived(&passed_rx, b"warm-up")?),
-                Vec::<String>::new(),
-                "datagrams to port {PASS_PORT} before the warm-up"
-            );
-
-            {
-                let _one_cpu = observe::OneCpu::pin()?;
-                for i in 0..DATAGRAMS {
-                    for port in [DROP_PORT, PASS_PORT, TX_PORT] {
-                        sender.send_to(format!("{port}:{i}").as_bytes(), (RECEIVER, port))?;
-                    }
-                }
-                sender.send_to(SENTINEL, (RECEIVER, TX_PORT))?;
-                sender.send_to(SENTINEL, (RECEIVER, PASS_PORT))?;
             }
+            sender.send_to(SENTINEL, (RECEIVER, TX_PORT))?;
+            sender.send_to(SENTINEL, (RECEIVER, PASS_PORT))?;
+        }
 
-            // The receiver's side first: there the passed sentinel settles all three ports.
-            let passed = arrived(&passed_rx, SENTINEL)?;
-            let dropped = v4_sources(observe::queued(&dropped_rx)?)?;
-            let bounced_arrived = v4_sources(observe::queued(&bounced_rx)?)?;
-            case.detail(
-                "received",
-                serde_json::json!({
-                    "drop_port": texts(&dropped), "pass_port": texts(&passed),
-                    "tx_port": texts(&bounced_arrived),
-                }),
-            );
-            let payloads = |port: u16| -> Vec<String> {
-                (0..DATAGRAMS).map(|i| format!("{port}:{i}")).collect()
-            };
-            assert_eq!(
-                texts(&dropped),
-                Vec::<String>::new(),
-                "datagrams to the dropped port {DROP_PORT}"
-            );
-            assert_eq!(
-                texts(&passed),
-                payloads(PASS_PORT),
-                "datagrams to the passed port {PASS_PORT}"
-            );
-            assert_eq!(
-                texts(&bounced_arrived),
-                Vec::<String>::new(),
-                "datagrams reaching the receiver's socket of the bounced port {TX_PORT}"
-            );
+        // The receiver's side first: there the passed sentinel settles all three ports.
+        let passed = arrived(&passed_rx, SENTINEL)?;
+        let dropped = v4_sources(observe::queued(&dropped_rx)?)?;
+        let bounced_arrived = v4_sources(observe::queued(&bounced_rx)?)?;
+        case.detail(
+            "received",
+            serde_json::json!({
+                "drop_port": texts(&dropped), "pass_port": texts(&passed),
+                "tx_port": texts(&bounced_arrived),
+            }),
+        );
+        let payloads =
+            |port: u16| -> Vec<String> { (0..DATAGRAMS).map(|i| format!("{port}:{i}")).collect() };
+        assert_eq!(
+            texts(&dropped),
+            Vec::<String>::new(),
+            "datagrams to the dropped port {DROP_PORT}"
+        );
+        assert_eq!(
+            texts(&passed),
+            payloads(PASS_PORT),
+            "datagrams to the passed port {PASS_PORT}"
+        );
+        assert_eq!(
+            texts(&bounced_arrived),
+            Vec::<String>::new(),
+            "datagrams reaching the receiver's socket of the bounced port {TX_PORT}"
+        );
 
-            let bounced = arrived(&sender, SENTINEL)?;
-            case.detail("received_by_sender", texts(&bounced));
+        let bounced = arrived(&sender, SENTINEL)?;
+        case.detail("received_by_sender", texts(&bounced));
+        assert_eq!(
+            texts(&bounced),
+            payloads(TX_PORT),
+            "bounced datagrams back on the sender's socket"
+        );
+        for (_, from) in &bounced {
             assert_eq!(
-                texts(&bounced),
-                payloads(TX_PORT),
-                "bounced datagrams back on the sender's socket"
+                *from,
+                SocketAddrV4::new(RECEIVER, TX_PORT),
+                "source of a bounced datagram"
             );
-            for (_, from) in &bounced {
-                assert_eq!(
-                    *from,
-                    SocketAddrV4::new(RECEIVER, TX_PORT),
-                    "source of a bounced datagram"
-                );
-            }
+        }
 
-            // Byte for byte: each bounced frame is a sent frame with MACs, IPs and ports swapped.
-            let frames = observe::until_sentinel(
-                "the bounced sentinel's frame on the sender's veth",
-                |wait| capture.next(wait),
-                |f| !f.outgoing && f.sport() == TX_PORT && f.bytes.ends_with(SENTINEL),
-            )?;
-            let expected = DATAGRAMS as usize;
-            let sent: Vec<&Frame> = frames
-                .iter()
-                .filter(|f| f.outgoing && f.dport() == TX_PORT && !f.bytes.ends_with(SENTINEL))
-                .collect();
-            let back: Vec<&Frame> = frames
-                .iter()
-                .filter(|f| !f.outgoing && f.sport() == TX_PORT)
-                .collect();
-            case.detail("captured_sent_to_tx_port", sent.len());
-            case.detail("captured_bounced", back.len());
+        // Byte for byte: each bounced frame is a sent frame with MACs, IPs and ports swapped.
+        let frames = observe::until_sentinel(
+            "the bounced sentinel's frame on the sender's veth",
+            |wait| capture.next(wait),
+            |f| !f.outgoing && f.sport() == TX_PORT && f.bytes.ends_with(SENTINEL),
+        )?;
+        let expected = DATAGRAMS as usize;
+        let sent: Vec<&Frame> = frames
+            .iter()
+            .filter(|f| f.outgoing && f.dport() == TX_PORT && !f.bytes.ends_with(SENTINEL))
+            .collect();
+        let back: Vec<&Frame> = frames
+            .iter()
+            .filter(|f| !f.outgoing && f.sport() == TX_PORT)
+            .collect();
+        case.detail("captured_sent_to_tx_port", sent.len());
+        case.detail("captured_bounced", back.len());
+        assert_eq!(
+            sent.len(),
+            expected,
+            "frames captured leaving for {TX_PORT}"
+        );
+        assert_eq!(back.len(), expected, "bounced frames captured coming back");
+        if let (Some(out), Some(bounce)) = (sent.first(), back.first()) {
+            case.detail("first_sent_frame", hex(&out.bytes));
+            case.detail("first_bounced_frame", hex(&bounce.bytes));
+        }
+        for (out, bounce) in sent.iter().zip(&back) {
             assert_eq!(
-                sent.len(),
-                expected,
-                "frames captured leaving for {TX_PORT}"
+                hex(&bounce.bytes),
+                hex(&swapped(&out.bytes)),
+                "a bounced frame against the sent frame with MACs, IPs and ports swapped"
             );
-            assert_eq!(back.len(), expected, "bounced frames captured coming back");
-            if let (Some(out), Some(bounce)) = (sent.first(), back.first()) {
-                case.detail("first_sent_frame", hex(&out.bytes));
-                case.detail("first_bounced_frame", hex(&bounce.bytes));
-            }
-            for (out, bounce) in sent.iter().zip(&back) {
-                assert_eq!(
-                    hex(&bounce.bytes),
-                    hex(&swapped(&out.bytes)),
-                    "a bounced frame against the sent frame with MACs, IPs and ports swapped"
-                );
-            }
+        }
 
-            let counts = verdicts(&skel)?;
-            case.detail("verdicts_drop_pass_tx", counts);
-            assert_eq!(
-                counts,
-                [DATAGRAMS, DATAGRAMS + 2, DATAGRAMS + 1],
-                "IPv4/UDP packets counted per verdict [drop, pass (with the warm-up and a \
+        let counts = verdicts(&skel)?;
+        case.detail("verdicts_drop_pass_tx", counts);
+        assert_eq!(
+            counts,
+            [DATAGRAMS, DATAGRAMS + 2, DATAGRAMS + 1],
+            "IPv4/UDP packets counted per verdict [drop, pass (with the warm-up and a \
                  sentinel), tx (with a sentinel)]"
-            );
-            Ok(())
-        },
-    );
+        );
+        Ok(())
+    });
 }
 
 /// What arrived on `sock` before the datagram `sentinel`, with the (IPv4) sources.
@@ -417,12 +412,7 @@ fn arp() -> Vec<u8> {
 #[case::passes_ipv6_udp_to_drop_port(FLOW.udp6(DROP_PORT), XDP_PASS, false)]
 #[case::passes_arp(arp(), XDP_PASS, false)]
 #[case::passes_cut_udp_header(FLOW.udp4_cut_in_udp_header(DROP_PORT), XDP_PASS, false)]
-fn test_run(
-    #[context] ctx: Context,
-    #[case] frame: Vec<u8>,
-    #[case] verdict: u32,
-    #[case] counted: bool,
-) {
+fn test_run(#[case] frame: Vec<u8>, #[case] verdict: u32, #[case] counted: bool) {
     // XDP_TX: MACs, IPs and ports swapped; else unchanged.
     let bytes = if verdict == XDP_TX {
         swapped(&frame)
@@ -434,7 +424,7 @@ fn test_run(
     let row = Row::new(frame, verdict as i32)
         .bytes(bytes)
         .counters(counts);
-    row.case("xdp", &ctx, ProgramType::Xdp, |case, row| {
+    row.case(ProgramType::Xdp, |case, row| {
         let mut object = MaybeUninit::uninit();
         let skel = open_and_load(case, &mut object)?;
         let ran = row.run_counted(case, &skel.progs.xdp_udp_verdicts, || {

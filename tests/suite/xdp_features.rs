@@ -358,175 +358,171 @@ fn texts(datagrams: &[Vec<u8>]) -> Vec<String> {
 }
 
 #[rstest]
-#[case::native("native", Mode::Native)]
-#[case::generic("generic", Mode::Generic)]
-fn rewrites_frames(#[case] name: &str, #[case] mode: Mode) {
-    Case::run(
-        &format!("xdp_features::rewrites_frames_{name}"),
-        ProgramType::Xdp,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let skel = open_and_load(case, &mut object, Setup::default())?;
-            probe::config_enabled("CONFIG_NET_SCH_INGRESS")?;
-            probe::config_enabled("CONFIG_NET_CLS_BPF")?;
+#[case::native(Mode::Native)]
+#[case::generic(Mode::Generic)]
+fn rewrites_frames(#[case] mode: Mode) {
+    Case::run(ProgramType::Xdp, |case| {
+        let mut object = MaybeUninit::uninit();
+        let skel = open_and_load(case, &mut object, Setup::default())?;
+        probe::config_enabled("CONFIG_NET_SCH_INGRESS")?;
+        probe::config_enabled("CONFIG_NET_CLS_BPF")?;
 
-            let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-            pair.policy_routed_service(
-                SERVICE,
-                RECEIVER,
-                &format!("fwmark {MARK_A:#x}"),
-                MARK_TABLE,
-            )?;
-            let (a, b) = (&pair.a, &pair.b);
-            let xdp = XdpAttachment::new(
-                b,
-                VethPair::B_DEV,
-                &skel.progs.xdp_rewrite,
-                mode.flags(),
-                mode.floor(),
-            )?;
-            let reported = xdp.reported_mode()?;
-            case.detail("reported_attach_mode", reported);
-            assert_eq!(
-                reported,
-                mode.reported(),
-                "XDP attach mode the kernel reports (1 driver, 2 generic)"
-            );
+        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+        pair.policy_routed_service(
+            SERVICE,
+            RECEIVER,
+            &format!("fwmark {MARK_A:#x}"),
+            MARK_TABLE,
+        )?;
+        let (a, b) = (&pair.a, &pair.b);
+        let xdp = XdpAttachment::new(
+            b,
+            VethPair::B_DEV,
+            &skel.progs.xdp_rewrite,
+            mode.flags(),
+            mode.floor(),
+        )?;
+        let reported = xdp.reported_mode()?;
+        case.detail("reported_attach_mode", reported);
+        assert_eq!(
+            reported,
+            mode.reported(),
+            "XDP attach mode the kernel reports (1 driver, 2 generic)"
+        );
 
-            let (strip_rx, trim_rx, meta_rx, no_meta_rx, plain_rx, ipip_rx) = {
-                let _inside = b.enter()?;
-                let mut hook = TcHookBuilder::new(skel.progs.tc_read_meta.as_fd())
-                    .ifindex(b.ifindex(VethPair::B_DEV)? as i32)
-                    .handle(1)
-                    .priority(1)
-                    .hook(TC_INGRESS);
-                hook.create()
-                    .or_error("creating the clsact qdisc on the receiver's veth")?;
-                hook.attach()?;
-                let bind = |port: u16| {
-                    UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
-                        .or_error("binding a receiver")
-                };
-                (
-                    bind(STRIP_PORT)?,
-                    bind(TRIM_PORT)?,
-                    bind(META_PORT)?,
-                    bind(NO_META_PORT)?,
-                    bind(PLAIN_PORT)?,
-                    raw_socket(libc::IPPROTO_IPIP)?,
-                )
+        let (strip_rx, trim_rx, meta_rx, no_meta_rx, plain_rx, ipip_rx) = {
+            let _inside = b.enter()?;
+            let mut hook = TcHookBuilder::new(skel.progs.tc_read_meta.as_fd())
+                .ifindex(b.ifindex(VethPair::B_DEV)? as i32)
+                .handle(1)
+                .priority(1)
+                .hook(TC_INGRESS);
+            hook.create()
+                .or_error("creating the clsact qdisc on the receiver's veth")?;
+            hook.attach()?;
+            let bind = |port: u16| {
+                UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+                    .or_error("binding a receiver")
             };
-            let (udp, ipip) = {
-                let _inside = a.enter()?;
-                (
-                    sender(SocketAddrV4::new(SENDER, SENDER_PORT))?,
-                    raw_socket(libc::IPPROTO_IPIP)?,
-                )
-            };
+            (
+                bind(STRIP_PORT)?,
+                bind(TRIM_PORT)?,
+                bind(META_PORT)?,
+                bind(NO_META_PORT)?,
+                bind(PLAIN_PORT)?,
+                raw_socket(libc::IPPROTO_IPIP)?,
+            )
+        };
+        let (udp, ipip) = {
+            let _inside = a.enter()?;
+            (
+                sender(SocketAddrV4::new(SENDER, SENDER_PORT))?,
+                raw_socket(libc::IPPROTO_IPIP)?,
+            )
+        };
 
-            // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
-            udp.send_to(b"warm-up", (RECEIVER, PLAIN_PORT))?;
-            assert_eq!(
-                before(&plain_rx, b"warm-up")?.0.len(),
-                0,
-                "datagrams on port {PLAIN_PORT} before the warm-up"
-            );
+        // Resolve the neighbour first, so no datagram waits in (or falls out of) ARP's queue.
+        udp.send_to(b"warm-up", (RECEIVER, PLAIN_PORT))?;
+        assert_eq!(
+            before(&plain_rx, b"warm-up")?.0.len(),
+            0,
+            "datagrams on port {PLAIN_PORT} before the warm-up"
+        );
 
-            {
-                let _one_cpu = observe::OneCpu::pin()?;
-                for i in 0..DATAGRAMS {
-                    send_raw(
-                        &ipip,
-                        &inner_packet(format!("strip:{i}").as_bytes()),
-                        RECEIVER,
-                    )?;
-                    let mut trim = format!("trim:{i}").into_bytes();
-                    trim.extend_from_slice(CUT);
-                    udp.send_to(&trim, (RECEIVER, TRIM_PORT))?;
-                    udp.send_to(&marked(MARK_A, &format!("meta:{i}")), (SERVICE, META_PORT))?;
-                    udp.send_to(
-                        &marked(MARK_B, &format!("meta-b:{i}")),
-                        (SERVICE, META_PORT),
-                    )?;
-                    udp.send_to(
-                        &marked(MARK_A, &format!("no-meta:{i}")),
-                        (SERVICE, NO_META_PORT),
-                    )?;
-                }
-                send_raw(&ipip, &inner_packet(SENTINEL), RECEIVER)?;
-                udp.send_to(&[SENTINEL, CUT].concat(), (RECEIVER, TRIM_PORT))?;
-                udp.send_to(&marked(MARK_A, "sentinel"), (SERVICE, META_PORT))?;
+        {
+            let _one_cpu = observe::OneCpu::pin()?;
+            for i in 0..DATAGRAMS {
+                send_raw(
+                    &ipip,
+                    &inner_packet(format!("strip:{i}").as_bytes()),
+                    RECEIVER,
+                )?;
+                let mut trim = format!("trim:{i}").into_bytes();
+                trim.extend_from_slice(CUT);
+                udp.send_to(&trim, (RECEIVER, TRIM_PORT))?;
+                udp.send_to(&marked(MARK_A, &format!("meta:{i}")), (SERVICE, META_PORT))?;
+                udp.send_to(
+                    &marked(MARK_B, &format!("meta-b:{i}")),
+                    (SERVICE, META_PORT),
+                )?;
+                udp.send_to(
+                    &marked(MARK_A, &format!("no-meta:{i}")),
+                    (SERVICE, NO_META_PORT),
+                )?;
             }
+            send_raw(&ipip, &inner_packet(SENTINEL), RECEIVER)?;
+            udp.send_to(&[SENTINEL, CUT].concat(), (RECEIVER, TRIM_PORT))?;
+            udp.send_to(&marked(MARK_A, "sentinel"), (SERVICE, META_PORT))?;
+        }
 
-            let (stripped, sources) = before(&strip_rx, SENTINEL)?;
-            let unstripped = raw_queued(&ipip_rx)?;
-            let (trimmed, _) = before(&trim_rx, SENTINEL)?;
-            let (meta, _) = before(&meta_rx, &marked(MARK_A, "sentinel"))?;
-            let no_meta = observe::queued(&no_meta_rx)?;
-            let meta_texts: Vec<String> = meta
-                .iter()
-                .map(|d| format!("{:#x}/{}", d[0], String::from_utf8_lossy(&d[4..])))
-                .collect();
-            case.detail(
-                "received",
-                serde_json::json!({
-                    "strip_port": texts(&stripped), "ipip_packets_in_b": unstripped,
-                    "trim_port": texts(&trimmed), "meta_port": meta_texts,
-                    "no_meta_port": observe::texts(&no_meta),
-                }),
-            );
+        let (stripped, sources) = before(&strip_rx, SENTINEL)?;
+        let unstripped = raw_queued(&ipip_rx)?;
+        let (trimmed, _) = before(&trim_rx, SENTINEL)?;
+        let (meta, _) = before(&meta_rx, &marked(MARK_A, "sentinel"))?;
+        let no_meta = observe::queued(&no_meta_rx)?;
+        let meta_texts: Vec<String> = meta
+            .iter()
+            .map(|d| format!("{:#x}/{}", d[0], String::from_utf8_lossy(&d[4..])))
+            .collect();
+        case.detail(
+            "received",
+            serde_json::json!({
+                "strip_port": texts(&stripped), "ipip_packets_in_b": unstripped,
+                "trim_port": texts(&trimmed), "meta_port": meta_texts,
+                "no_meta_port": observe::texts(&no_meta),
+            }),
+        );
+        assert_eq!(
+            texts(&stripped),
+            payloads("strip"),
+            "inner datagrams at {STRIP_PORT}"
+        );
+        for from in &sources {
             assert_eq!(
-                texts(&stripped),
-                payloads("strip"),
-                "inner datagrams at {STRIP_PORT}"
+                *from,
+                SocketAddr::from((SENDER, INNER_SPORT)),
+                "source of an inner datagram (its port is only in the inner header)"
             );
-            for from in &sources {
-                assert_eq!(
-                    *from,
-                    SocketAddr::from((SENDER, INNER_SPORT)),
-                    "source of an inner datagram (its port is only in the inner header)"
-                );
-            }
-            assert_eq!(
-                unstripped, 0,
-                "IPIP packets reaching b's stack (a raw IPPROTO_IPIP socket sees each)"
-            );
-            assert_eq!(
-                texts(&trimmed),
-                payloads("trim"),
-                "datagrams at {TRIM_PORT}, each without its last {} bytes",
-                CUT.len()
-            );
-            let expected_meta: Vec<String> = (0..DATAGRAMS)
-                .map(|i| format!("{MARK_A:#x}/meta:{i}"))
-                .collect();
-            assert_eq!(
-                meta_texts, expected_meta,
-                "datagrams at {SERVICE}:{META_PORT}: only those whose metadata became mark \
+        }
+        assert_eq!(
+            unstripped, 0,
+            "IPIP packets reaching b's stack (a raw IPPROTO_IPIP socket sees each)"
+        );
+        assert_eq!(
+            texts(&trimmed),
+            payloads("trim"),
+            "datagrams at {TRIM_PORT}, each without its last {} bytes",
+            CUT.len()
+        );
+        let expected_meta: Vec<String> = (0..DATAGRAMS)
+            .map(|i| format!("{MARK_A:#x}/meta:{i}"))
+            .collect();
+        assert_eq!(
+            meta_texts, expected_meta,
+            "datagrams at {SERVICE}:{META_PORT}: only those whose metadata became mark \
                  {MARK_A:#x}"
-            );
-            assert_eq!(
-                observe::texts(&no_meta),
-                Vec::<String>::new(),
-                "datagrams at {SERVICE}:{NO_META_PORT} (no metadata, no mark, no route)"
-            );
+        );
+        assert_eq!(
+            observe::texts(&no_meta),
+            Vec::<String>::new(),
+            "datagrams at {SERVICE}:{NO_META_PORT} (no metadata, no mark, no route)"
+        );
 
-            let counters = Counters::read(&skel);
-            case.detail("counters", counters.json());
-            assert_eq!(
-                counters,
-                Counters {
-                    stripped: DATAGRAMS + 1,
-                    trimmed: DATAGRAMS + 1,
-                    meta_set: 2 * DATAGRAMS + 1,
-                    meta_read: 2 * DATAGRAMS + 1,
-                    ..Counters::default()
-                },
-                "program counters (each flow with its sentinel; metadata on the A and B flows)"
-            );
-            Ok(())
-        },
-    );
+        let counters = Counters::read(&skel);
+        case.detail("counters", counters.json());
+        assert_eq!(
+            counters,
+            Counters {
+                stripped: DATAGRAMS + 1,
+                trimmed: DATAGRAMS + 1,
+                meta_set: 2 * DATAGRAMS + 1,
+                meta_read: 2 * DATAGRAMS + 1,
+                ..Counters::default()
+            },
+            "program counters (each flow with its sentinel; metadata on the A and B flows)"
+        );
+        Ok(())
+    });
 }
 
 /// Namespace c of the DEVMAP case, behind b on a second veth pair.
@@ -537,181 +533,175 @@ const B_DEVMAP: Ipv4Addr = Ipv4Addr::new(10, 14, 0, 2);
 
 #[test]
 fn redirects_through_devmap() {
-    Case::run(
-        "xdp_features::redirects_through_devmap",
-        ProgramType::Xdp,
-        |case| {
-            let pair = VethPair::new(&format!("{A_DEVMAP}/24"), &format!("{B_DEVMAP}/24"))?;
-            let c = NetNs::new()?;
-            let (a, b) = (&pair.a, &pair.b);
-            b.ip(&format!(
-                "link add veth2 type veth peer name veth3 netns {}",
-                c.name()
-            ))?;
-            b.ip(&format!("addr add {B2}/24 dev veth2"))?;
-            c.ip(&format!("addr add {C}/24 dev veth3"))?;
-            b.ip("link set veth2 up")?;
-            c.ip("link set veth3 up")?;
-            a.ip(&format!("route add 10.15.0.0/24 via {B_DEVMAP}"))?;
-            c.ip(&format!("route add 10.14.0.0/24 via {B2}"))?;
-            let veth2_mac = {
-                let _inside = b.enter()?;
-                hwaddr("veth2")?
-            };
-            let veth3_mac = {
-                let _inside = c.enter()?;
-                hwaddr("veth3")?
-            };
+    Case::run(ProgramType::Xdp, |case| {
+        let pair = VethPair::new(&format!("{A_DEVMAP}/24"), &format!("{B_DEVMAP}/24"))?;
+        let c = NetNs::new()?;
+        let (a, b) = (&pair.a, &pair.b);
+        b.ip(&format!(
+            "link add veth2 type veth peer name veth3 netns {}",
+            c.name()
+        ))?;
+        b.ip(&format!("addr add {B2}/24 dev veth2"))?;
+        c.ip(&format!("addr add {C}/24 dev veth3"))?;
+        b.ip("link set veth2 up")?;
+        c.ip("link set veth3 up")?;
+        a.ip(&format!("route add 10.15.0.0/24 via {B_DEVMAP}"))?;
+        c.ip(&format!("route add 10.14.0.0/24 via {B2}"))?;
+        let veth2_mac = {
+            let _inside = b.enter()?;
+            hwaddr("veth2")?
+        };
+        let veth3_mac = {
+            let _inside = c.enter()?;
+            hwaddr("veth3")?
+        };
 
-            let mut object = MaybeUninit::uninit();
-            let setup = Setup {
-                macs: (veth2_mac, veth3_mac),
-                ..Setup::default()
-            };
-            let skel = open_and_load(case, &mut object, setup)?;
-            let veth2 = b.ifindex("veth2")?;
-            {
-                // A DEVMAP resolves the ifindex in the updating task's namespace.
-                let _inside = b.enter()?;
-                skel.maps.tx_port.update(
-                    &0u32.to_ne_bytes(),
-                    &veth2.to_ne_bytes(),
-                    MapFlags::ANY,
-                )?;
+        let mut object = MaybeUninit::uninit();
+        let setup = Setup {
+            macs: (veth2_mac, veth3_mac),
+            ..Setup::default()
+        };
+        let skel = open_and_load(case, &mut object, setup)?;
+        let veth2 = b.ifindex("veth2")?;
+        {
+            // A DEVMAP resolves the ifindex in the updating task's namespace.
+            let _inside = b.enter()?;
+            skel.maps
+                .tx_port
+                .update(&0u32.to_ne_bytes(), &veth2.to_ne_bytes(), MapFlags::ANY)?;
+        }
+        let native = Mode::Native;
+        let _redirect = XdpAttachment::new(
+            b,
+            VethPair::B_DEV,
+            &skel.progs.xdp_redirect_dev,
+            native.flags(),
+            native.floor(),
+        )?;
+        let _target_peer = XdpAttachment::new(
+            &c,
+            "veth3",
+            &skel.progs.xdp_pass,
+            native.flags(),
+            native.floor(),
+        )?;
+
+        let (c_rx, c_capture) = {
+            let _inside = c.enter()?;
+            (
+                UdpSocket::bind(SocketAddrV4::new(C, REDIRECT_PORT))
+                    .or_error("binding c's receiver")?,
+                Capture::open(c.ifindex("veth3")?)?,
+            )
+        };
+        let (b_rx, b_capture) = {
+            let _inside = b.enter()?;
+            (
+                UdpSocket::bind(SocketAddrV4::new(B_DEVMAP, PLAIN_PORT))
+                    .or_error("binding b's receiver")?,
+                Capture::open(b.ifindex(VethPair::B_DEV)?)?,
+            )
+        };
+        let (udp, a_capture) = {
+            let _inside = a.enter()?;
+            (
+                sender(SocketAddrV4::new(A_DEVMAP, SENDER_PORT))?,
+                Capture::open(a.ifindex(VethPair::A_DEV)?)?,
+            )
+        };
+
+        // b's address resolves the gateway; the program passes it (and ARP).
+        udp.send_to(b"warm-up", (B_DEVMAP, PLAIN_PORT))?;
+        assert_eq!(
+            before(&b_rx, b"warm-up")?.0.len(),
+            0,
+            "datagrams at b before the warm-up"
+        );
+        {
+            let _one_cpu = observe::OneCpu::pin()?;
+            for i in 0..DATAGRAMS {
+                udp.send_to(format!("redirect:{i}").as_bytes(), (C, REDIRECT_PORT))?;
             }
-            let native = Mode::Native;
-            let _redirect = XdpAttachment::new(
-                b,
-                VethPair::B_DEV,
-                &skel.progs.xdp_redirect_dev,
-                native.flags(),
-                native.floor(),
-            )?;
-            let _target_peer = XdpAttachment::new(
-                &c,
-                "veth3",
-                &skel.progs.xdp_pass,
-                native.flags(),
-                native.floor(),
-            )?;
+            udp.send_to(SENTINEL, (C, REDIRECT_PORT))?;
+            udp.send_to(SENTINEL, (B_DEVMAP, PLAIN_PORT))?;
+        }
 
-            let (c_rx, c_capture) = {
-                let _inside = c.enter()?;
-                (
-                    UdpSocket::bind(SocketAddrV4::new(C, REDIRECT_PORT))
-                        .or_error("binding c's receiver")?,
-                    Capture::open(c.ifindex("veth3")?)?,
-                )
-            };
-            let (b_rx, b_capture) = {
-                let _inside = b.enter()?;
-                (
-                    UdpSocket::bind(SocketAddrV4::new(B_DEVMAP, PLAIN_PORT))
-                        .or_error("binding b's receiver")?,
-                    Capture::open(b.ifindex(VethPair::B_DEV)?)?,
-                )
-            };
-            let (udp, a_capture) = {
-                let _inside = a.enter()?;
-                (
-                    sender(SocketAddrV4::new(A_DEVMAP, SENDER_PORT))?,
-                    Capture::open(a.ifindex(VethPair::A_DEV)?)?,
-                )
-            };
+        let (at_c, sources) = before(&c_rx, SENTINEL)?;
+        let (at_b, _) = before(&b_rx, SENTINEL)?;
+        case.detail("received_in_c", texts(&at_c));
+        assert_eq!(
+            texts(&at_c),
+            payloads("redirect"),
+            "datagrams at {C}:{REDIRECT_PORT}"
+        );
+        for from in &sources {
+            assert_eq!(*from, SocketAddr::from((A_DEVMAP, SENDER_PORT)), "source");
+        }
+        assert_eq!(texts(&at_b), Vec::<String>::new(), "datagrams at b");
 
-            // b's address resolves the gateway; the program passes it (and ARP).
-            udp.send_to(b"warm-up", (B_DEVMAP, PLAIN_PORT))?;
+        let is_redirect_sentinel =
+            |f: &Frame| f.dport() == REDIRECT_PORT && f.bytes.ends_with(SENTINEL);
+        let sent: Vec<Frame> = observe::until_sentinel(
+            "the sentinel's frame leaving a",
+            |wait| a_capture.next(wait),
+            |f| f.outgoing && is_redirect_sentinel(f),
+        )?
+        .into_iter()
+        .filter(|f| f.outgoing && f.dport() == REDIRECT_PORT)
+        .collect();
+        let arrived: Vec<Frame> = observe::until_sentinel(
+            "the sentinel's frame arriving in c",
+            |wait| c_capture.next(wait),
+            |f| !f.outgoing && is_redirect_sentinel(f),
+        )?
+        .into_iter()
+        .filter(|f| !f.outgoing && f.dport() == REDIRECT_PORT)
+        .collect();
+        let at_veth1: Vec<Frame> = observe::until_sentinel(
+            "b's sentinel frame on veth1",
+            |wait| b_capture.next(wait),
+            |f| !f.outgoing && f.dport() == PLAIN_PORT && f.bytes.ends_with(SENTINEL),
+        )?
+        .into_iter()
+        .filter(|f| f.dport() == REDIRECT_PORT)
+        .collect();
+        case.detail("captured_leaving_a", sent.len());
+        case.detail("captured_arriving_in_c", arrived.len());
+        case.detail("captured_on_b_veth1", at_veth1.len());
+        if let (Some(out), Some(came)) = (sent.first(), arrived.first()) {
+            case.detail("first_frame_leaving_a", hex(&out.bytes));
+            case.detail("first_frame_arriving_in_c", hex(&came.bytes));
+        }
+        assert_eq!(sent.len(), DATAGRAMS as usize, "frames leaving a");
+        assert_eq!(arrived.len(), DATAGRAMS as usize, "frames arriving in c");
+        for (out, came) in sent.iter().zip(&arrived) {
+            let mut expected = out.bytes.clone();
+            expected[..6].copy_from_slice(&veth3_mac);
+            expected[6..12].copy_from_slice(&veth2_mac);
             assert_eq!(
-                before(&b_rx, b"warm-up")?.0.len(),
-                0,
-                "datagrams at b before the warm-up"
+                hex(&came.bytes),
+                hex(&expected),
+                "a frame in c against the frame a sent, with veth2 → veth3 MACs"
             );
-            {
-                let _one_cpu = observe::OneCpu::pin()?;
-                for i in 0..DATAGRAMS {
-                    udp.send_to(format!("redirect:{i}").as_bytes(), (C, REDIRECT_PORT))?;
-                }
-                udp.send_to(SENTINEL, (C, REDIRECT_PORT))?;
-                udp.send_to(SENTINEL, (B_DEVMAP, PLAIN_PORT))?;
-            }
+        }
+        assert_eq!(
+            at_veth1.len(),
+            0,
+            "frames to {REDIRECT_PORT} that b's stack saw on veth1"
+        );
 
-            let (at_c, sources) = before(&c_rx, SENTINEL)?;
-            let (at_b, _) = before(&b_rx, SENTINEL)?;
-            case.detail("received_in_c", texts(&at_c));
-            assert_eq!(
-                texts(&at_c),
-                payloads("redirect"),
-                "datagrams at {C}:{REDIRECT_PORT}"
-            );
-            for from in &sources {
-                assert_eq!(*from, SocketAddr::from((A_DEVMAP, SENDER_PORT)), "source");
-            }
-            assert_eq!(texts(&at_b), Vec::<String>::new(), "datagrams at b");
-
-            let is_redirect_sentinel =
-                |f: &Frame| f.dport() == REDIRECT_PORT && f.bytes.ends_with(SENTINEL);
-            let sent: Vec<Frame> = observe::until_sentinel(
-                "the sentinel's frame leaving a",
-                |wait| a_capture.next(wait),
-                |f| f.outgoing && is_redirect_sentinel(f),
-            )?
-            .into_iter()
-            .filter(|f| f.outgoing && f.dport() == REDIRECT_PORT)
-            .collect();
-            let arrived: Vec<Frame> = observe::until_sentinel(
-                "the sentinel's frame arriving in c",
-                |wait| c_capture.next(wait),
-                |f| !f.outgoing && is_redirect_sentinel(f),
-            )?
-            .into_iter()
-            .filter(|f| !f.outgoing && f.dport() == REDIRECT_PORT)
-            .collect();
-            let at_veth1: Vec<Frame> = observe::until_sentinel(
-                "b's sentinel frame on veth1",
-                |wait| b_capture.next(wait),
-                |f| !f.outgoing && f.dport() == PLAIN_PORT && f.bytes.ends_with(SENTINEL),
-            )?
-            .into_iter()
-            .filter(|f| f.dport() == REDIRECT_PORT)
-            .collect();
-            case.detail("captured_leaving_a", sent.len());
-            case.detail("captured_arriving_in_c", arrived.len());
-            case.detail("captured_on_b_veth1", at_veth1.len());
-            if let (Some(out), Some(came)) = (sent.first(), arrived.first()) {
-                case.detail("first_frame_leaving_a", hex(&out.bytes));
-                case.detail("first_frame_arriving_in_c", hex(&came.bytes));
-            }
-            assert_eq!(sent.len(), DATAGRAMS as usize, "frames leaving a");
-            assert_eq!(arrived.len(), DATAGRAMS as usize, "frames arriving in c");
-            for (out, came) in sent.iter().zip(&arrived) {
-                let mut expected = out.bytes.clone();
-                expected[..6].copy_from_slice(&veth3_mac);
-                expected[6..12].copy_from_slice(&veth2_mac);
-                assert_eq!(
-                    hex(&came.bytes),
-                    hex(&expected),
-                    "a frame in c against the frame a sent, with veth2 → veth3 MACs"
-                );
-            }
-            assert_eq!(
-                at_veth1.len(),
-                0,
-                "frames to {REDIRECT_PORT} that b's stack saw on veth1"
-            );
-
-            let counters = Counters::read(&skel);
-            case.detail("counters", counters.json());
-            assert_eq!(
-                counters,
-                Counters {
-                    redirected_dev: DATAGRAMS + 1,
-                    ..Counters::default()
-                },
-                "program counters (the flow and its sentinel redirected)"
-            );
-            Ok(())
-        },
-    );
+        let counters = Counters::read(&skel);
+        case.detail("counters", counters.json());
+        assert_eq!(
+            counters,
+            Counters {
+                redirected_dev: DATAGRAMS + 1,
+                ..Counters::default()
+            },
+            "program counters (the flow and its sentinel redirected)"
+        );
+        Ok(())
+    });
 }
 
 /// Pins the calling thread to `cpu` until dropped, then restores its affinity.
@@ -736,153 +726,149 @@ impl Drop for PinnedTo {
 
 #[test]
 fn redirects_through_cpumap() {
-    Case::run(
-        "xdp_features::redirects_through_cpumap",
-        ProgramType::Xdp,
-        |case| {
-            let allowed = sched_getaffinity(Pid::from_raw(0)).or_error("reading CPU affinity")?;
-            let cpus: Vec<usize> = (0..CpuSet::count())
-                .filter(|&c| allowed.is_set(c).unwrap_or(false))
-                .take(2)
-                .collect();
-            let sender_cpu = cpus[0];
-            let target_cpu = *cpus.last().expect("a thread runs on some CPU");
-            case.detail("sender_cpu", sender_cpu);
-            case.detail("target_cpu", target_cpu);
+    Case::run(ProgramType::Xdp, |case| {
+        let allowed = sched_getaffinity(Pid::from_raw(0)).or_error("reading CPU affinity")?;
+        let cpus: Vec<usize> = (0..CpuSet::count())
+            .filter(|&c| allowed.is_set(c).unwrap_or(false))
+            .take(2)
+            .collect();
+        let sender_cpu = cpus[0];
+        let target_cpu = *cpus.last().expect("a thread runs on some CPU");
+        case.detail("sender_cpu", sender_cpu);
+        case.detail("target_cpu", target_cpu);
 
-            let mut object = MaybeUninit::uninit();
-            let setup = Setup {
-                cpu_target: target_cpu as u32,
-                ..Setup::default()
-            };
-            let skel = open_and_load(case, &mut object, setup)?;
-            if !floors::has("attach_type.xdp_cpumap", true) {
-                return Err(floors::missing("attach_type.xdp_cpumap", "not attached"));
+        let mut object = MaybeUninit::uninit();
+        let setup = Setup {
+            cpu_target: target_cpu as u32,
+            ..Setup::default()
+        };
+        let skel = open_and_load(case, &mut object, setup)?;
+        if !floors::has("attach_type.xdp_cpumap", true) {
+            return Err(floors::missing("attach_type.xdp_cpumap", "not attached"));
+        }
+        let entry = bpf_cpumap_val {
+            qsize: 256,
+            bpf_prog: libbpf_sys::bpf_cpumap_val__bindgen_ty_1 {
+                fd: skel.progs.cpumap_rewrite.as_fd().as_raw_fd(),
+            },
+        };
+        // SAFETY: bpf_cpumap_val is plain data of that size.
+        let value = unsafe {
+            std::slice::from_raw_parts(
+                (&entry as *const bpf_cpumap_val).cast::<u8>(),
+                size_of::<bpf_cpumap_val>(),
+            )
+        };
+        let key = (target_cpu as u32).to_ne_bytes();
+        match skel.maps.cpus.update(&key, value, MapFlags::ANY) {
+            Ok(()) => {}
+            // Kernels before CPUMAP programs take no program fd in the entry.
+            Err(e) if matches!(e.kind(), libbpf_rs::ErrorKind::InvalidInput) => {
+                return Err(floors::missing(
+                    "attach_type.xdp_cpumap",
+                    format!("a CPUMAP entry with a program: {e:#}"),
+                ));
             }
-            let entry = bpf_cpumap_val {
-                qsize: 256,
-                bpf_prog: libbpf_sys::bpf_cpumap_val__bindgen_ty_1 {
-                    fd: skel.progs.cpumap_rewrite.as_fd().as_raw_fd(),
-                },
-            };
-            // SAFETY: bpf_cpumap_val is plain data of that size.
-            let value = unsafe {
-                std::slice::from_raw_parts(
-                    (&entry as *const bpf_cpumap_val).cast::<u8>(),
-                    size_of::<bpf_cpumap_val>(),
-                )
-            };
-            let key = (target_cpu as u32).to_ne_bytes();
-            match skel.maps.cpus.update(&key, value, MapFlags::ANY) {
-                Ok(()) => {}
-                // Kernels before CPUMAP programs take no program fd in the entry.
-                Err(e) if matches!(e.kind(), libbpf_rs::ErrorKind::InvalidInput) => {
-                    return Err(floors::missing(
-                        "attach_type.xdp_cpumap",
-                        format!("a CPUMAP entry with a program: {e:#}"),
-                    ));
-                }
-                Err(e) => {
-                    return Err(CaseError::Fail(anyhow::anyhow!(
-                        "filling the CPUMAP entry of CPU {target_cpu}: {e:#}"
-                    )));
-                }
+            Err(e) => {
+                return Err(CaseError::Fail(anyhow::anyhow!(
+                    "filling the CPUMAP entry of CPU {target_cpu}: {e:#}"
+                )));
             }
+        }
 
-            let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-            let native = Mode::Native;
-            let _xdp = XdpAttachment::new(
-                &pair.b,
-                VethPair::B_DEV,
-                &skel.progs.xdp_redirect_cpu,
-                native.flags(),
-                native.floor(),
-            )?;
-            let sender_addr = SocketAddrV4::new(SENDER, SENDER_PORT);
-            let (cpu_rx, rewritten_rx, plain_rx) = {
-                let _inside = pair.b.enter()?;
-                // Connected: UDP notes the incoming CPU of connected sockets only.
-                let connected = |port: u16| -> CaseResult<UdpSocket> {
-                    let s = UdpSocket::bind(SocketAddrV4::new(RECEIVER, port))
-                        .or_error("binding a receiver")?;
-                    s.connect(sender_addr).or_error("connecting a receiver")?;
-                    Ok(s)
-                };
-                (
-                    UdpSocket::bind(SocketAddrV4::new(RECEIVER, CPU_PORT))
-                        .or_error("binding a receiver")?,
-                    connected(REWRITTEN_PORT)?,
-                    connected(PLAIN_PORT)?,
-                )
+        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+        let native = Mode::Native;
+        let _xdp = XdpAttachment::new(
+            &pair.b,
+            VethPair::B_DEV,
+            &skel.progs.xdp_redirect_cpu,
+            native.flags(),
+            native.floor(),
+        )?;
+        let sender_addr = SocketAddrV4::new(SENDER, SENDER_PORT);
+        let (cpu_rx, rewritten_rx, plain_rx) = {
+            let _inside = pair.b.enter()?;
+            // Connected: UDP notes the incoming CPU of connected sockets only.
+            let connected = |port: u16| -> CaseResult<UdpSocket> {
+                let s = UdpSocket::bind(SocketAddrV4::new(RECEIVER, port))
+                    .or_error("binding a receiver")?;
+                s.connect(sender_addr).or_error("connecting a receiver")?;
+                Ok(s)
             };
-            let udp = {
-                let _inside = pair.a.enter()?;
-                sender(sender_addr)?
-            };
+            (
+                UdpSocket::bind(SocketAddrV4::new(RECEIVER, CPU_PORT))
+                    .or_error("binding a receiver")?,
+                connected(REWRITTEN_PORT)?,
+                connected(PLAIN_PORT)?,
+            )
+        };
+        let udp = {
+            let _inside = pair.a.enter()?;
+            sender(sender_addr)?
+        };
 
-            {
-                let _pinned = PinnedTo::cpu(sender_cpu)?;
-                udp.send_to(b"warm-up", (RECEIVER, PLAIN_PORT))?;
-                assert_eq!(
-                    before(&plain_rx, b"warm-up")?.0.len(),
-                    0,
-                    "datagrams at {PLAIN_PORT} before the warm-up"
-                );
-                for i in 0..DATAGRAMS {
-                    udp.send_to(format!("cpu:{i}").as_bytes(), (RECEIVER, CPU_PORT))?;
-                    udp.send_to(format!("plain:{i}").as_bytes(), (RECEIVER, PLAIN_PORT))?;
-                }
-                udp.send_to(SENTINEL, (RECEIVER, CPU_PORT))?;
-                udp.send_to(SENTINEL, (RECEIVER, PLAIN_PORT))?;
+        {
+            let _pinned = PinnedTo::cpu(sender_cpu)?;
+            udp.send_to(b"warm-up", (RECEIVER, PLAIN_PORT))?;
+            assert_eq!(
+                before(&plain_rx, b"warm-up")?.0.len(),
+                0,
+                "datagrams at {PLAIN_PORT} before the warm-up"
+            );
+            for i in 0..DATAGRAMS {
+                udp.send_to(format!("cpu:{i}").as_bytes(), (RECEIVER, CPU_PORT))?;
+                udp.send_to(format!("plain:{i}").as_bytes(), (RECEIVER, PLAIN_PORT))?;
             }
+            udp.send_to(SENTINEL, (RECEIVER, CPU_PORT))?;
+            udp.send_to(SENTINEL, (RECEIVER, PLAIN_PORT))?;
+        }
 
-            let (rewritten, _) = before(&rewritten_rx, SENTINEL)?;
-            let (plain, _) = before(&plain_rx, SENTINEL)?;
-            let unrewritten = observe::queued(&cpu_rx)?;
-            let cpus_seen = (incoming_cpu(&rewritten_rx)?, incoming_cpu(&plain_rx)?);
-            case.detail(
-                "received",
-                serde_json::json!({
-                    "rewritten_port": texts(&rewritten), "cpu_port": observe::texts(&unrewritten),
-                    "plain_port": texts(&plain),
-                    "incoming_cpu_rewritten_plain": cpus_seen,
-                }),
-            );
-            assert_eq!(
-                texts(&rewritten),
-                payloads("cpu"),
-                "datagrams readdressed to {REWRITTEN_PORT} by the CPUMAP entry's program"
-            );
-            assert_eq!(
-                observe::texts(&unrewritten),
-                Vec::<String>::new(),
-                "datagrams at {CPU_PORT} (all went through the CPUMAP entry)"
-            );
-            assert_eq!(
-                texts(&plain),
-                payloads("plain"),
-                "datagrams at {PLAIN_PORT}"
-            );
-            assert_eq!(
-                cpus_seen,
-                (target_cpu as i32, sender_cpu as i32),
-                "the CPUs that delivered the redirected and the passed flow (SO_INCOMING_CPU)"
-            );
+        let (rewritten, _) = before(&rewritten_rx, SENTINEL)?;
+        let (plain, _) = before(&plain_rx, SENTINEL)?;
+        let unrewritten = observe::queued(&cpu_rx)?;
+        let cpus_seen = (incoming_cpu(&rewritten_rx)?, incoming_cpu(&plain_rx)?);
+        case.detail(
+            "received",
+            serde_json::json!({
+                "rewritten_port": texts(&rewritten), "cpu_port": observe::texts(&unrewritten),
+                "plain_port": texts(&plain),
+                "incoming_cpu_rewritten_plain": cpus_seen,
+            }),
+        );
+        assert_eq!(
+            texts(&rewritten),
+            payloads("cpu"),
+            "datagrams readdressed to {REWRITTEN_PORT} by the CPUMAP entry's program"
+        );
+        assert_eq!(
+            observe::texts(&unrewritten),
+            Vec::<String>::new(),
+            "datagrams at {CPU_PORT} (all went through the CPUMAP entry)"
+        );
+        assert_eq!(
+            texts(&plain),
+            payloads("plain"),
+            "datagrams at {PLAIN_PORT}"
+        );
+        assert_eq!(
+            cpus_seen,
+            (target_cpu as i32, sender_cpu as i32),
+            "the CPUs that delivered the redirected and the passed flow (SO_INCOMING_CPU)"
+        );
 
-            let counters = Counters::read(&skel);
-            case.detail("counters", counters.json());
-            assert_eq!(
-                counters,
-                Counters {
-                    redirected_cpu: DATAGRAMS + 1,
-                    cpumap_rewritten: DATAGRAMS + 1,
-                    ..Counters::default()
-                },
-                "program counters (the flow and its sentinel)"
-            );
-            Ok(())
-        },
-    );
+        let counters = Counters::read(&skel);
+        case.detail("counters", counters.json());
+        assert_eq!(
+            counters,
+            Counters {
+                redirected_cpu: DATAGRAMS + 1,
+                cpumap_rewritten: DATAGRAMS + 1,
+                ..Counters::default()
+            },
+            "program counters (the flow and its sentinel)"
+        );
+        Ok(())
+    });
 }
 
 /// A UDP frame `SENDER:SENDER_PORT → RECEIVER:dport` (UDP checksum 0) with `payload`.
@@ -996,87 +982,70 @@ const TEST_RUN_SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x01];
 const TEST_RUN_DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x02];
 
 #[rstest]
-#[case::strips_ipip("strips_ipip", strips(&[]))]
-#[case::strips_ipip_after_outer_options("strips_ipip_after_outer_options", strips(&[1, 1, 1, 0]))]
-#[case::passes_ipip_cut_in_inner_header(
-    "passes_ipip_cut_in_inner_header",
-    unchanged(cut(ipip_frame(&[], &inner_packet(b"payload")), ETH_HLEN + 20 + 10))
+#[case::strips_ipip(strips(&[]))]
+#[case::strips_ipip_after_outer_options(strips(&[1, 1, 1, 0]))]
+#[case::passes_ipip_cut_in_inner_header(unchanged(cut(ipip_frame(&[], &inner_packet(b"payload")), ETH_HLEN + 20 + 10))
 )]
-#[case::trims_udp_payload("trims_udp_payload", trims())]
-#[case::passes_short_udp_to_trim_port(
-    "passes_short_udp_to_trim_port",
-    unchanged(udp_frame(TRIM_PORT, b"cut"))
-)]
-#[case::passes_padded_udp_to_trim_port(
-    "passes_padded_udp_to_trim_port",
-    unchanged(padded(udp_frame(TRIM_PORT, b"payload~cut")))
-)]
-#[case::passes_other_udp("passes_other_udp", unchanged(udp_frame(PLAIN_PORT, b"payload~cut")))]
-#[case::sets_meta("sets_meta", sets_meta())]
-#[case::passes_short_udp_to_meta_port(
-    "passes_short_udp_to_meta_port",
-    unchanged(udp_frame(META_PORT, b"abc"))
-)]
-#[case::redirect_rewrites_macs("redirect_rewrites_macs", redirects())]
-fn test_run(#[case] name: &str, #[case] row: Row) {
-    Case::run(
-        &format!("xdp_features::test_run_{name}"),
-        ProgramType::Xdp,
-        |case| {
-            let mut object = MaybeUninit::uninit();
-            let setup = Setup {
-                macs: (TEST_RUN_SRC_MAC, TEST_RUN_DST_MAC),
-                ..Setup::default()
-            };
-            let skel = open_and_load(case, &mut object, setup)?;
-            let prog = if row.redirect {
-                // A filled slot (loopback is in every namespace): the helper then answers
-                // XDP_REDIRECT; a test run does not transmit.
-                skel.maps.tx_port.update(
-                    &0u32.to_ne_bytes(),
-                    &1u32.to_ne_bytes(),
-                    MapFlags::ANY,
-                )?;
-                &skel.progs.xdp_redirect_dev
+#[case::trims_udp_payload(trims())]
+#[case::passes_short_udp_to_trim_port(unchanged(udp_frame(TRIM_PORT, b"cut")))]
+#[case::passes_padded_udp_to_trim_port(unchanged(padded(udp_frame(TRIM_PORT, b"payload~cut"))))]
+#[case::passes_other_udp(unchanged(udp_frame(PLAIN_PORT, b"payload~cut")))]
+#[case::sets_meta(sets_meta())]
+#[case::passes_short_udp_to_meta_port(unchanged(udp_frame(META_PORT, b"abc")))]
+#[case::redirect_rewrites_macs(redirects())]
+fn test_run(#[case] row: Row) {
+    Case::run(ProgramType::Xdp, |case| {
+        let mut object = MaybeUninit::uninit();
+        let setup = Setup {
+            macs: (TEST_RUN_SRC_MAC, TEST_RUN_DST_MAC),
+            ..Setup::default()
+        };
+        let skel = open_and_load(case, &mut object, setup)?;
+        let prog = if row.redirect {
+            // A filled slot (loopback is in every namespace): the helper then answers
+            // XDP_REDIRECT; a test run does not transmit.
+            skel.maps
+                .tx_port
+                .update(&0u32.to_ne_bytes(), &1u32.to_ne_bytes(), MapFlags::ANY)?;
+            &skel.progs.xdp_redirect_dev
+        } else {
+            &skel.progs.xdp_rewrite
+        };
+        let mut data_out = vec![0u8; row.frame.len() + 256];
+        let input = ProgramInput {
+            data_in: Some(&row.frame),
+            data_out: Some(&mut data_out),
+            ..Default::default()
+        };
+        let output = harness::test_run::run("xdp", prog, input)?;
+        let retval = output.return_value;
+        let out = output.data.as_deref().unwrap_or_default().to_vec();
+        case.detail("retval", retval);
+        case.detail("frame_out", hex(&out));
+        assert_eq!(retval, row.verdict, "verdict");
+        let meta_out = floors::reached("test_run.xdp_data_meta_out");
+        let expected = if meta_out {
+            [row.meta.as_slice(), &row.out].concat()
+        } else {
+            row.out.clone()
+        };
+        assert_eq!(
+            hex(&out),
+            hex(&expected),
+            "the frame handed back ({})",
+            if meta_out {
+                "behind any metadata the program added"
             } else {
-                &skel.progs.xdp_rewrite
-            };
-            let mut data_out = vec![0u8; row.frame.len() + 256];
-            let input = ProgramInput {
-                data_in: Some(&row.frame),
-                data_out: Some(&mut data_out),
-                ..Default::default()
-            };
-            let output = harness::test_run::run("xdp", prog, input)?;
-            let retval = output.return_value;
-            let out = output.data.as_deref().unwrap_or_default().to_vec();
-            case.detail("retval", retval);
-            case.detail("frame_out", hex(&out));
-            assert_eq!(retval, row.verdict, "verdict");
-            let meta_out = floors::reached("test_run.xdp_data_meta_out");
-            let expected = if meta_out {
-                [row.meta.as_slice(), &row.out].concat()
-            } else {
-                row.out.clone()
-            };
-            assert_eq!(
-                hex(&out),
-                hex(&expected),
-                "the frame handed back ({})",
-                if meta_out {
-                    "behind any metadata the program added"
-                } else {
-                    "the packet only"
-                }
-            );
-            let c = Counters::read(&skel);
-            case.detail("counters", c.json());
-            assert_eq!(
-                (c.stripped, c.trimmed, c.meta_set, c.redirected_dev),
-                row.counts,
-                "counters (stripped, trimmed, meta_set, redirected_dev)"
-            );
-            Ok(())
-        },
-    );
+                "the packet only"
+            }
+        );
+        let c = Counters::read(&skel);
+        case.detail("counters", c.json());
+        assert_eq!(
+            (c.stripped, c.trimmed, c.meta_set, c.redirected_dev),
+            row.counts,
+            "counters (stripped, trimmed, meta_set, redirected_dev)"
+        );
+        Ok(())
+    });
 }

@@ -14,7 +14,7 @@ const UNPRIVILEGED_SYSCTL: &str = "/proc/sys/kernel/unprivileged_bpf_disabled";
 
 /// Runs rule `name` as case `verifier::<name>`.
 pub fn run(name: &str, rule: &Rule) {
-    Case::run(&format!("verifier::{name}"), rule.prog, |case| {
+    Case::run(rule.prog, |case| {
         probe::prog_type(rule.prog)?;
         let expect = expectation(rule)?;
         if rule.unprivileged {
