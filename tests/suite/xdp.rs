@@ -50,6 +50,7 @@ use harness::packet::{self, ETH_HLEN, ETH_P_ARP, Flow, hex};
 use harness::test_run::Row;
 use harness::veth::VethPair;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, ethtool, observe, probe};
+use libbpf_rs::libbpf_sys::{XDP_DROP, XDP_PASS, XDP_TX};
 use libbpf_rs::{MapCore, MapFlags, ProgramType, Xdp, XdpFlags};
 use programs::xdp::{XdpSkel, XdpSkelBuilder};
 use rstest::rstest;
@@ -75,10 +76,6 @@ const FLOW: Flow = Flow {
 const SENTINEL: &[u8] = b"sentinel";
 /// Datagrams sent per flow.
 const DATAGRAMS: u64 = 3;
-/// XDP verdicts (`enum xdp_action`), the indexes of the `verdicts` map.
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
 /// The counters of the `verdicts` map, by name.
 const VERDICTS: [(&str, u32); 3] = [("drop", XDP_DROP), ("pass", XDP_PASS), ("tx", XDP_TX)];
 

@@ -59,6 +59,7 @@ use harness::veth::VethPair;
 use harness::xdp::XdpAttachment;
 use harness::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 use libbpf_rs::libbpf_sys;
+use libbpf_rs::libbpf_sys::{XDP_PASS, XDP_REDIRECT};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramInput, ProgramType, TC_INGRESS, TcHookBuilder};
 use libbpf_rs::{XdpFlags, libbpf_sys::bpf_cpumap_val};
@@ -98,9 +99,6 @@ const SERVICE: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 1);
 /// Datagrams per flow.
 const DATAGRAMS: u64 = 3;
 const SENTINEL: &[u8] = b"sentinel";
-/// XDP verdicts.
-const XDP_PASS: u32 = 2;
-const XDP_REDIRECT: u32 = 4;
 /// Sender and receiver of the one-pair cases and the test-run frames.
 const SENDER: Ipv4Addr = Ipv4Addr::new(10, 13, 0, 1);
 const RECEIVER: Ipv4Addr = Ipv4Addr::new(10, 13, 0, 2);
