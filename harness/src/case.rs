@@ -75,6 +75,7 @@ impl Case {
             duration_ms: started.elapsed().as_millis() as u64,
             clang: programs::CLANG_VERSION.to_owned(),
             mcpu: case.mcpu,
+            suite: record::suite().to_owned(),
         };
         let dir = record::results_dir();
         if let Err(e) = record::write(&dir, &record) {

@@ -19,8 +19,9 @@ pub use kernel_id::{derive_id, kernel_id, kernel_release};
 pub use load::{LoadOutcome, ProgramLog, VerifierStats};
 pub use outcome::Outcome;
 
-/// The record format's version; bump it when a field changes meaning.
-pub const SCHEMA: u32 = 2;
+/// The record format's version; bump it when a field changes meaning. A reader refuses records of
+/// another version rather than guess what their fields mean.
+pub const SCHEMA: u32 = 3;
 
 /// What one case produced on one kernel.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -55,6 +56,9 @@ pub struct Record {
     pub clang: String,
     /// The `-mcpu` the samples were built for.
     pub mcpu: String,
+    /// The suite's version that ran the case (`git:<commit>` of the checkout it was built from), so
+    /// a report can refuse a directory that mixes two versions; empty in the runner's own records.
+    pub suite: String,
 }
 
 impl Record {
@@ -75,6 +79,7 @@ impl Record {
             duration_ms: 0,
             clang: String::new(),
             mcpu: String::new(),
+            suite: String::new(),
         }
     }
 }
@@ -129,23 +134,41 @@ pub struct Unreadable {
     pub place: String,
     /// What is wrong with it.
     pub error: String,
+    /// The record's schema when it is a whole record of another version than [`SCHEMA`].
+    pub schema: Option<u32>,
+}
+
+/// A record and where it was read: `<file>` or `<file>:<line>`.
+#[derive(Clone, Debug)]
+pub struct Placed {
+    /// `<file>` or `<file>:<line>`.
+    pub place: String,
+    /// The record.
+    pub record: Record,
 }
 
 /// Every record of a run directory: `<kernel>/*.json` files (what cases write) and `<kernel>.jsonl`
 /// files (one record a line: older runs, shards), with the places that could not be read.
 pub fn read_dir(dir: &Path) -> io::Result<(Vec<Record>, Vec<Unreadable>)> {
+    let (placed, bad) = read_placed(dir)?;
+    Ok((placed.into_iter().map(|p| p.record).collect(), bad))
+}
+
+/// [`read_dir`], each record with its place.
+pub fn read_placed(dir: &Path) -> io::Result<(Vec<Placed>, Vec<Unreadable>)> {
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
     let mut records = Vec::new();
     let mut bad = Vec::new();
-    let mut parse = |kernel: &str, place: String, text: &str| match serde_json::from_str(text) {
-        Ok(r) => records.push(r),
-        Err(e) => bad.push(Unreadable {
+    let mut parse = |kernel: &str, place: String, text: &str| match parse(text) {
+        Ok(record) => records.push(Placed { place, record }),
+        Err((error, schema)) => bad.push(Unreadable {
             kernel: kernel.to_owned(),
             place,
-            error: format!("not a result record: {e}"),
+            error,
+            schema,
         }),
     };
     for path in entries {
@@ -177,6 +200,21 @@ pub fn read_dir(dir: &Path) -> io::Result<(Vec<Record>, Vec<Unreadable>)> {
         }
     }
     Ok((records, bad))
+}
+
+/// One record, or what is wrong with it (and its schema when it is whole but of another version:
+/// its fields cannot be read as this version's).
+fn parse(text: &str) -> Result<Record, (String, Option<u32>)> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| (format!("not a result record: {e}"), None))?;
+    match value.get("schema").and_then(|s| s.as_u64()) {
+        Some(v) if v != u64::from(SCHEMA) => {
+            let v = u32::try_from(v).unwrap_or(u32::MAX);
+            let error = format!("a record of schema {v}, this bpfconf reads schema {SCHEMA}");
+            Err((error, Some(v)))
+        }
+        _ => serde_json::from_value(value).map_err(|e| (format!("not a result record: {e}"), None)),
+    }
 }
 
 #[cfg(test)]
@@ -216,5 +254,20 @@ mod tests {
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].kernel, "5.10");
         assert!(bad[0].place.ends_with("5.10.jsonl:2"), "{}", bad[0].place);
+        assert_eq!(bad[0].schema, None);
+    }
+
+    #[test]
+    fn another_schema_is_named_not_misread() {
+        let r = Record::runner("6.1", "xdp::drops", Outcome::Pass, None);
+        let mut old = serde_json::to_value(&r).unwrap();
+        old["schema"] = 2.into();
+        old.as_object_mut().unwrap().remove("suite");
+        let Err((error, schema)) = parse(&old.to_string()) else {
+            panic!("a schema 2 record was read as this version's")
+        };
+        assert_eq!(schema, Some(2));
+        assert_eq!(error, "a record of schema 2, this bpfconf reads schema 3");
+        assert!(parse(&serde_json::to_string(&r).unwrap()).is_ok());
     }
 }

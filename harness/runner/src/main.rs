@@ -18,6 +18,7 @@ mod manifest;
 mod matrix;
 mod objects;
 mod report;
+mod run_dirs;
 mod suite;
 mod vm;
 mod vm_exec;
@@ -25,7 +26,7 @@ mod watched;
 
 use bpfconf_record as record;
 use kernels::{Matrix as Kernels, apt::Apt, fetch::fetch};
-use report::Matrix;
+use report::{Matrix, Report};
 use suite::Manifest;
 
 #[derive(Parser)]
@@ -40,14 +41,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the compatibility matrix of a results directory; exit 1 on any fail or error.
+    /// The report of a run: Markdown (per-kernel totals, the rows not all `pass` with reasons, the
+    /// full table folded), one self-contained HTML page, JSON, JUnit XML. Several RUNs are shards
+    /// of one run (e.g. one per kernel) and are merged. Exit 1 on any fail or error (a record that
+    /// cannot be read is one, and the report says it is incomplete), 2 when the run cannot be
+    /// loaded.
     Report {
+        /// Run or results directories (default: --results).
+        runs: Vec<PathBuf>,
         /// The results directory (default: $BPFCONF_RESULTS or bpfconf-results in the target directory).
         #[arg(long)]
         results: Option<PathBuf>,
-        /// Print JSON (every cell with its reason) instead of Markdown.
-        #[arg(long)]
-        json: bool,
+        /// Write the Markdown here (`-`: stdout; the default when no other output is asked for).
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+        /// Write the HTML page here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Write the JSON report here (every cell with its loads, logs and measurements).
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write JUnit XML here (one testsuite per kernel).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
         /// Instead of the matrix: the N slowest cases of each kernel.
         #[arg(long, value_name = "N")]
         slowest: Option<usize>,
@@ -248,28 +264,55 @@ fn run(command: Command) -> Result<ExitCode> {
             }
         }
         Command::Report {
+            mut runs,
             results,
+            markdown,
+            html,
             json,
+            junit,
             slowest,
             verifier,
         } => {
-            let dir = results.unwrap_or_else(results_dir);
+            if runs.is_empty() || results.is_some() {
+                runs.push(results.unwrap_or_else(results_dir));
+            }
+            let run = run_dirs::load(&runs)?;
             if slowest.is_some() || verifier {
-                let (records, _) = record::read_dir(&dir)
-                    .with_context(|| format!("reading results in {}", dir.display()))?;
+                let records: Vec<record::Record> =
+                    run.records.into_iter().map(|p| p.record).collect();
                 match slowest {
                     Some(n) => print!("{}", report::slowest(&records, n)),
                     None => print!("{}", report::verifier_view(&records)),
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let matrix = read_matrix(&dir)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&matrix)?);
-            } else {
-                print!("{}", matrix.markdown());
+            for bad in &run.unreadable {
+                eprintln!("bpfconf: {}: {}", bad.place, bad.error);
             }
-            return Ok(exit(!matrix.has_failures()));
+            let report = Report::new(&run);
+            let none = [&markdown, &html, &json, &junit].iter().all(|o| o.is_none());
+            let stdout = PathBuf::from("-");
+            if let Some(to) = markdown.as_ref().or(none.then_some(&stdout)) {
+                output(to, &report.markdown())?;
+            }
+            if let Some(to) = &html {
+                output(to, &report.html())?;
+            }
+            if let Some(to) = &json {
+                output(to, &(serde_json::to_string_pretty(&report.json())? + "\n"))?;
+            }
+            if let Some(to) = &junit {
+                output(to, &report.junit()?)?;
+            }
+            let problems = report.problems();
+            if !problems.is_empty() {
+                eprintln!(
+                    "bpfconf: incomplete report: {} record(s) could not be read",
+                    problems.len()
+                );
+            }
+            eprintln!("{}", report.matrix.closing_line());
+            return Ok(exit(!report.matrix.has_failures()));
         }
         Command::Compare { old, new } => {
             let changes = compare::compare(&read_matrix(&old)?, &read_matrix(&new)?);
@@ -285,9 +328,14 @@ fn run(command: Command) -> Result<ExitCode> {
                     baseline::Baseline::path().display()
                 );
             }
-            BaselineCommand::Check { run } => {
-                let run = baseline::with_host_column(read_matrix(&run)?);
-                let changes = compare::compare(&baseline::Baseline::load()?.matrix(), &run);
+            BaselineCommand::Check { run: dir } => {
+                let run = baseline::with_host_column(read_matrix(&dir)?);
+                let accepted = baseline::Baseline::load()?.matrix();
+                for lost in run_dirs::lost_columns(&accepted, &run, &baseline::Baseline::path())
+                {
+                    println!("{lost}, which run {} lacks", dir.display());
+                }
+                let changes = compare::compare(&accepted, &run);
                 println!("Against tests/baseline.json:");
                 print!("{}", compare::changes_markdown(&changes));
                 return Ok(exit(!changes.iter().any(|c| c.is_regression())));
@@ -449,19 +497,25 @@ fn sync() -> Result<()> {
     Ok(())
 }
 
-/// The matrix of a run directory; records that cannot be read are `error` cells, not dropped.
-fn read_matrix(dir: &std::path::Path) -> Result<Matrix> {
-    let (records, unreadable) =
-        record::read_dir(dir).with_context(|| format!("reading results in {}", dir.display()))?;
-    ensure!(
-        !records.is_empty() || !unreadable.is_empty(),
-        "no result records in {}: run the suite first",
-        dir.display()
-    );
-    for bad in &unreadable {
+/// The matrix of a run directory ([`run_dirs::load`]); records that cannot be read are `error`
+/// cells, not dropped.
+fn read_matrix(dir: &Path) -> Result<Matrix> {
+    let run = run_dirs::load(&[dir.to_owned()])?;
+    for bad in &run.unreadable {
         eprintln!("bpfconf: {}: {}", bad.place, bad.error);
     }
-    Ok(Matrix::from_records(&records, &unreadable))
+    Ok(run.matrix())
+}
+
+/// Writes a report to `to` (`-`: stdout), saying where and how big on stderr.
+fn output(to: &Path, text: &str) -> Result<()> {
+    if to == Path::new("-") {
+        print!("{text}");
+        return Ok(());
+    }
+    fs::write(to, text).with_context(|| format!("writing {}", to.display()))?;
+    eprintln!("bpfconf: wrote {} ({} bytes)", to.display(), text.len());
+    Ok(())
 }
 
 fn objects_command(

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::column::{self, ColumnRun};
 use crate::kernels::{KernelSpec, fetch::fetch};
@@ -75,8 +75,8 @@ pub struct Options {
     pub run_dir: PathBuf,
 }
 
-/// Timing of one kernel's column.
-#[derive(Debug, Serialize)]
+/// Timing of one kernel's column (`timings.json` of a run directory holds them all).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
     /// Kernel id.
     pub kernel: String,

@@ -1,5 +1,10 @@
-//! The compatibility matrix (cases × kernels) from the records of a run directory, and the
-//! regression report between two runs.
+//! The compatibility matrix (cases × kernels) from the records of a run, and the report made of
+//! it: Markdown (a CI job summary), one self-contained HTML page, JSON and JUnit XML.
+
+mod html;
+mod json;
+mod junit;
+mod markdown;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -8,6 +13,129 @@ use serde::Serialize;
 
 use bpfconf_record::Outcome;
 use bpfconf_record::{Record, Unreadable};
+
+use crate::matrix::Timing;
+use crate::run_dirs::LoadedRun;
+
+pub use json::JsonReport;
+
+/// The row of the records that could not be read.
+const UNREADABLE: &str = "runner::unreadable_record";
+
+/// A run's report: its matrix, the record behind each cell, the columns' releases and timings.
+pub struct Report {
+    /// The matrix.
+    pub matrix: Matrix,
+    /// The suite's version of the records.
+    pub suite: Option<String>,
+    /// The columns' timings, in column order.
+    pub timings: Vec<Timing>,
+    /// The record behind each cell, by case and kernel.
+    pub records: BTreeMap<(String, String), Record>,
+}
+
+impl Report {
+    /// The report of a loaded run.
+    pub fn new(run: &LoadedRun) -> Self {
+        let matrix = run.matrix();
+        let all: Vec<&Record> = run.records.iter().map(|p| &p.record).collect();
+        let mut records: BTreeMap<(String, String), Record> = BTreeMap::new();
+        for (r, (case, _)) in all.iter().zip(row_ids(&all)) {
+            let outcome = matrix.cases[case].cells[&r.kernel].outcome;
+            let key = (case.to_owned(), r.kernel.clone());
+            if r.outcome == outcome && !records.contains_key(&key) {
+                records.insert(key, (*r).clone());
+            }
+        }
+        Report {
+            matrix,
+            suite: run.suite.clone(),
+            timings: run.timings.clone(),
+            records,
+        }
+    }
+
+    /// The report of a matrix alone (no records, no timings).
+    pub fn of_matrix(matrix: Matrix) -> Self {
+        Report {
+            matrix,
+            suite: None,
+            timings: Vec::new(),
+            records: BTreeMap::new(),
+        }
+    }
+
+    /// Why this report is not the whole run: each record that could not be read (`<place>:
+    /// <error>`). Empty when it is complete.
+    pub fn problems(&self) -> Vec<String> {
+        let Some(row) = self.matrix.cases.get(UNREADABLE) else {
+            return Vec::new();
+        };
+        row.cells
+            .values()
+            .flat_map(|c| c.reason.as_deref().unwrap_or_default().lines())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `uname -r` of column `kernel`, from its records.
+    pub fn release(&self, kernel: &str) -> Option<&str> {
+        self.records
+            .iter()
+            .filter(|((_, k), r)| k == kernel && !r.kernel_release.is_empty())
+            .map(|(_, r)| r.kernel_release.as_str())
+            .next()
+    }
+
+    /// The timing of column `kernel`.
+    pub fn timing(&self, kernel: &str) -> Option<&Timing> {
+        self.timings.iter().find(|t| t.kernel == kernel)
+    }
+
+    /// Count of each outcome in column `kernel`.
+    pub fn column_totals(&self, kernel: &str) -> BTreeMap<Outcome, usize> {
+        let mut totals = BTreeMap::new();
+        for row in self.matrix.cases.values() {
+            if let Some(cell) = row.cells.get(kernel) {
+                *totals.entry(cell.outcome).or_default() += 1;
+            }
+        }
+        totals
+    }
+
+    /// The rows grouped by program type (types in name order, the runner's own rows last).
+    pub fn by_type(&self) -> Vec<(&str, Vec<(&str, &Row)>)> {
+        let mut groups: BTreeMap<(bool, &str), Vec<(&str, &Row)>> = BTreeMap::new();
+        for (case, row) in &self.matrix.cases {
+            let ty = row.prog_type.as_str();
+            groups
+                .entry((ty == "-", ty))
+                .or_default()
+                .push((case.as_str(), row));
+        }
+        groups.into_iter().map(|((_, ty), rows)| (ty, rows)).collect()
+    }
+
+    /// Markdown for a CI job summary.
+    pub fn markdown(&self) -> String {
+        markdown::render(self)
+    }
+
+    /// One self-contained HTML page.
+    pub fn html(&self) -> String {
+        html::render(self)
+    }
+
+    /// The JSON report ([`JsonReport`]).
+    pub fn json(&self) -> JsonReport {
+        json::of(self)
+    }
+
+    /// JUnit XML, one testsuite per kernel.
+    pub fn junit(&self) -> anyhow::Result<String> {
+        junit::render(self)
+    }
+}
 
 /// One matrix cell: the outcome and its reason.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -29,7 +157,7 @@ pub struct Row {
 }
 
 /// Outcomes by case and kernel.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Matrix {
     /// Kernel ids, in column order.
     pub kernels: Vec<String>,
@@ -42,23 +170,15 @@ impl Matrix {
     /// record of a test that wrote none joins the row of the case that test runs elsewhere; a test
     /// case missing from a column is an `error` cell there, and so is a record that cannot be read.
     pub fn from_records(records: &[Record], unreadable: &[Unreadable]) -> Self {
-        // (binary, test) → (case id, program type), from the records the cases wrote themselves.
-        let names: HashMap<(&str, &str), (&str, &str)> = records
-            .iter()
-            .filter(|r| !r.test.is_empty() && r.prog_type != "-")
-            .map(|r| ((&*r.binary, &*r.test), (&*r.case, &*r.prog_type)))
-            .collect();
+        let all: Vec<&Record> = records.iter().collect();
+        let ids = row_ids(&all);
         let mut kernels: BTreeSet<String> = records.iter().map(|r| r.kernel.clone()).collect();
         let mut m = Matrix {
             kernels: Vec::new(),
             cases: BTreeMap::new(),
         };
         let mut expected = BTreeSet::new();
-        for r in records {
-            let (case, prog_type) = names
-                .get(&(&*r.binary, &*r.test))
-                .copied()
-                .unwrap_or((&r.case, &r.prog_type));
+        for (r, (case, prog_type)) in records.iter().zip(ids) {
             if !r.test.is_empty() {
                 expected.insert(case.to_owned());
             }
@@ -68,7 +188,7 @@ impl Matrix {
             kernels.insert(bad.kernel.clone());
             let reason = format!("{}: {}", bad.place, bad.error);
             m.put(
-                "runner::unreadable_record",
+                UNREADABLE,
                 "-",
                 &bad.kernel,
                 Outcome::Error,
@@ -108,7 +228,7 @@ impl Matrix {
             None => {
                 row.cells.insert(kernel.to_owned(), new);
             }
-            Some(cell) if case == "runner::unreadable_record" => {
+            Some(cell) if case == UNREADABLE => {
                 let more = new.reason.unwrap_or_default();
                 let joined = format!("{}\n{more}", cell.reason.take().unwrap_or_default());
                 cell.reason = Some(joined);
@@ -149,70 +269,30 @@ impl Matrix {
             .any(|o| matches!(o, Outcome::Fail | Outcome::Error))
     }
 
-    /// A Markdown table, the totals, the cases whose outcome differs across kernels, then the
-    /// reasons of every cell that is not `pass`.
+    /// The Markdown report of this matrix alone (what `matrix` and `objects` print).
     pub fn markdown(&self) -> String {
-        let mut out = format!(
-            "| case | type | {} |\n|---|---|{}\n",
-            self.kernels.join(" | "),
-            "---|".repeat(self.kernels.len())
-        );
-        let mut notes = String::new();
-        let mut differ = String::new();
-        for (case, row) in &self.cases {
-            let cells: Vec<String> = self
-                .kernels
-                .iter()
-                .map(|k| match row.cells.get(k) {
-                    Some(cell) => {
-                        if let (Outcome::Fail | Outcome::Error | Outcome::Unsupported, Some(r)) =
-                            (cell.outcome, &cell.reason)
-                        {
-                            let _ = writeln!(
-                                notes,
-                                "- {case} on {k}: {}: {}",
-                                cell.outcome,
-                                first_line(r)
-                            );
-                        }
-                        cell.outcome.to_string()
-                    }
-                    None => "—".into(),
-                })
-                .collect();
-            let _ = writeln!(
-                out,
-                "| {case} | {} | {} |",
-                row.prog_type,
-                cells.join(" | ")
-            );
-            if cells.iter().collect::<BTreeSet<_>>().len() > 1 {
-                let _ = writeln!(
-                    differ,
-                    "- {case}: {}",
-                    self.kernels
-                        .iter()
-                        .zip(&cells)
-                        .map(|(k, c)| format!("{k} {c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-        }
-        let totals: Vec<String> = self
-            .totals()
-            .iter()
-            .map(|(o, n)| format!("{n} {o}"))
-            .collect();
-        let _ = writeln!(out, "\nTotal: {}", totals.join(", "));
-        if !differ.is_empty() {
-            let _ = write!(out, "\nDiffers across kernels:\n{differ}");
-        }
-        if !notes.is_empty() {
-            let _ = write!(out, "\nReasons:\n{notes}");
-        }
-        out
+        Report::of_matrix(self.clone()).markdown()
     }
+}
+
+/// Each record's row: the case id and program type. The runner's record of a test that wrote none
+/// joins the row of the case that test runs elsewhere.
+fn row_ids<'a>(records: &[&'a Record]) -> Vec<(&'a str, &'a str)> {
+    // (binary, test) → (case id, program type), from the records the cases wrote themselves.
+    let names: HashMap<(&str, &str), (&str, &str)> = records
+        .iter()
+        .filter(|r| !r.test.is_empty() && r.prog_type != "-")
+        .map(|r| ((&*r.binary, &*r.test), (&*r.case, &*r.prog_type)))
+        .collect();
+    records
+        .iter()
+        .map(|r| {
+            names
+                .get(&(&*r.binary, &*r.test))
+                .copied()
+                .unwrap_or((&r.case, &r.prog_type))
+        })
+        .collect()
 }
 
 /// The verifier's view: each `verifier::` rule × kernel, the verdict (`loads`, or the errno and the

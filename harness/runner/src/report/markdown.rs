@@ -1,0 +1,170 @@
+//! The Markdown report, shaped for a GitHub job summary (at most 1 MiB): per-kernel totals, the
+//! rows that are not all `pass` with their reasons, then the full table folded in `<details>`.
+
+use std::fmt::Write as _;
+
+use bpfconf_record::Outcome;
+
+use super::{Report, Row, first_line};
+
+/// GitHub's limit on one step's job summary.
+pub const SUMMARY_LIMIT: usize = 1024 * 1024;
+
+/// A reason's line is cut after this many characters.
+const REASON_CHARS: usize = 300;
+
+const OUTCOMES: [Outcome; 4] = [
+    Outcome::Pass,
+    Outcome::Fail,
+    Outcome::Unsupported,
+    Outcome::Error,
+];
+
+/// The report; the full table is left out (and said so) when it would pass [`SUMMARY_LIMIT`], then
+/// the reasons past what fits.
+pub fn render(report: &Report) -> String {
+    let m = &report.matrix;
+    let mut head = format!(
+        "## BPF conformance: {} cases × {} kernels\n\n",
+        m.cases.len(),
+        m.kernels.len()
+    );
+    let problems = report.problems();
+    if !problems.is_empty() {
+        let _ = writeln!(
+            head,
+            "> [!CAUTION]\n> **Incomplete report**: {} record(s) could not be read; their cases \
+             are `error` cells in `runner::unreadable_record`, and other cells of those columns \
+             may be missing.\n>",
+            problems.len()
+        );
+        for p in problems.iter().take(20) {
+            let _ = writeln!(head, "> - {}", text(p));
+        }
+        head.push('\n');
+    }
+    head.push_str(&totals(report));
+
+    let not_pass: Vec<(&String, &Row)> = m
+        .cases
+        .iter()
+        .filter(|(_, row)| row.cells.values().any(|c| c.outcome != Outcome::Pass))
+        .collect();
+    let mut reasons = String::new();
+    let mut rows = table_head(report);
+    for (case, row) in &not_pass {
+        rows.push_str(&table_row(report, case, row));
+        for k in &m.kernels {
+            if let Some(cell) = row.cells.get(k).filter(|c| c.outcome != Outcome::Pass) {
+                let why = cell.reason.as_deref().map(first_line).unwrap_or_default();
+                let _ = writeln!(
+                    reasons,
+                    "- `{case}` on {k}: {}: {}",
+                    cell.outcome,
+                    text(cut(why))
+                );
+            }
+        }
+    }
+    let mut out = head;
+    if not_pass.is_empty() {
+        out.push_str("\nEvery case passed on every kernel.\n");
+    } else {
+        let _ = write!(
+            out,
+            "\n### Not passing everywhere: {} of {} cases\n\n{rows}\n",
+            not_pass.len(),
+            m.cases.len()
+        );
+    }
+    let full: String = std::iter::once(table_head(report))
+        .chain(m.cases.iter().map(|(c, r)| table_row(report, c, r)))
+        .collect();
+    let folded = format!(
+        "\n<details><summary>All {} cases</summary>\n\n{full}\n</details>\n",
+        m.cases.len()
+    );
+    let reasons = if reasons.is_empty() {
+        String::new()
+    } else {
+        format!("\nReasons:\n\n{reasons}")
+    };
+    let body = out + &reasons;
+    if body.len() + folded.len() <= SUMMARY_LIMIT {
+        return body + &folded;
+    }
+    let note = "\n_The full table and whatever follows this line are left out: the summary would \
+                pass GitHub's 1 MiB limit. The HTML and JSON reports hold everything._\n";
+    let room = SUMMARY_LIMIT - note.len();
+    let mut kept = 0;
+    for line in body.split_inclusive('\n') {
+        if kept + line.len() > room {
+            break;
+        }
+        kept += line.len();
+    }
+    body[..kept].to_owned() + note
+}
+
+/// Per-kernel totals and the run's.
+fn totals(report: &Report) -> String {
+    let mut out = String::from("| kernel | release | pass | fail | unsupported | error | s |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|\n");
+    for k in &report.matrix.kernels {
+        let t = report.column_totals(k);
+        let n = |o| t.get(&o).copied().unwrap_or(0);
+        let secs = report
+            .timing(k)
+            .map_or(String::new(), |t| format!("{:.0}", t.total_s));
+        let _ = writeln!(
+            out,
+            "| {k} | {} | {} | {} | {} | {} | {secs} |",
+            report.release(k).unwrap_or(""),
+            n(Outcome::Pass),
+            n(Outcome::Fail),
+            n(Outcome::Unsupported),
+            n(Outcome::Error)
+        );
+    }
+    let t = report.matrix.totals();
+    let all: Vec<String> = OUTCOMES
+        .iter()
+        .map(|o| format!("**{}**", t.get(o).copied().unwrap_or(0)))
+        .collect();
+    let _ = writeln!(out, "| all | | {} | |", all.join(" | "));
+    out
+}
+
+fn table_head(report: &Report) -> String {
+    let kernels = &report.matrix.kernels;
+    format!(
+        "| case | type | {} |\n|---|---|{}\n",
+        kernels.join(" | "),
+        "---|".repeat(kernels.len())
+    )
+}
+
+fn table_row(report: &Report, case: &str, row: &Row) -> String {
+    let cells: Vec<String> = report
+        .matrix
+        .kernels
+        .iter()
+        .map(|k| row.cells.get(k).map_or("—".into(), |c| c.outcome.to_string()))
+        .collect();
+    format!("| `{case}` | {} | {} |\n", row.prog_type, cells.join(" | "))
+}
+
+/// `s` as Markdown text: no HTML (a summary renders it), no table breaks.
+fn text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+}
+
+fn cut(s: &str) -> &str {
+    match s.char_indices().nth(REASON_CHARS) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

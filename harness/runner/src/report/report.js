@@ -1,0 +1,85 @@
+"use strict";
+const cells = JSON.parse(document.getElementById("cells").textContent);
+const $ = (id) => document.getElementById(id);
+const rows = document.querySelectorAll("#matrix tr.case");
+
+function filter() {
+  const type = $("f-type").value;
+  const outcome = $("f-outcome").value;
+  const text = $("f-text").value.toLowerCase();
+  let shown = 0;
+  for (const body of document.querySelectorAll("#matrix tbody")) {
+    let any = false;
+    for (const tr of body.querySelectorAll("tr.case")) {
+      const os = tr.dataset.o.split(" ");
+      const ok = (!type || body.dataset.type === type)
+        && (!outcome || (outcome === "notpass" ? os.some((o) => o !== "pass") : os.includes(outcome)))
+        && (!text || tr.dataset.text.includes(text));
+      tr.hidden = !ok;
+      any ||= ok;
+      shown += ok;
+    }
+    body.hidden = !any;
+  }
+  $("shown").textContent = `${shown} of ${rows.length} cases shown`;
+}
+
+function el(tag, text, parent) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (parent) parent.append(e);
+  return e;
+}
+
+function list(parent, pairs) {
+  const dl = el("dl", null, parent);
+  for (const [k, v] of pairs) {
+    if (v === undefined || v === null || v === "") continue;
+    el("dt", k, dl);
+    el("dd", v, dl);
+  }
+}
+
+function show(i) {
+  const c = cells[i];
+  const body = $("d-body");
+  body.replaceChildren();
+  $("d-title").textContent = `${c.case} on ${c.kernel}: ${c.outcome}`;
+  list(body, [["kernel release", c.release], ["duration", c.duration_ms == null ? null : `${c.duration_ms} ms`]]);
+  if (c.reason) {
+    el("h3", "Reason", body);
+    el("pre", c.reason, body);
+  }
+  const measured = Object.entries(c.details || {});
+  if (measured.length) {
+    el("h3", "Measured", body);
+    list(body, measured.map(([k, v]) => [k, JSON.stringify(v)]));
+  }
+  for (const l of c.loads) {
+    el("h3", `Object ${l.object}: ${l.loaded ? "loaded" : "refused"}`, body);
+    list(body, [["errno", l.errno], ["refused program", l.failed_program], ["verifier key line", l.message]]);
+    for (const [name, p] of Object.entries(l.programs)) {
+      el("h4", `Program ${name}`, body);
+      if (p.stats) {
+        list(body, Object.entries(p.stats).map(([k, v]) => [k.replaceAll("_", " "), v]));
+      }
+      const log = el("details", null, body);
+      const lines = p.log ? p.log.split("\n").length : 0;
+      el("summary", `verifier log (${lines} lines)`, log);
+      el("pre", p.log || "(empty)", log);
+    }
+  }
+  $("detail").showModal();
+}
+
+const matrix = $("matrix");
+matrix.addEventListener("click", (e) => {
+  const td = e.target.closest("td.cell[data-i]");
+  if (td) show(Number(td.dataset.i));
+});
+matrix.addEventListener("keydown", (e) => {
+  const td = e.target.closest("td.cell[data-i]");
+  if (td && e.key === "Enter") show(Number(td.dataset.i));
+});
+for (const id of ["f-type", "f-outcome", "f-text"]) $(id).addEventListener("input", filter);
+filter();
