@@ -71,7 +71,7 @@ pub(super) fn render(report: &Report) -> String {
             @for (ty, rows) in &groups {
                 tbody data-type=(ty) {
                     tr.group { th colspan=(m.kernels.len() + 1) {
-                        (ty) " " span.n { "(" (rows.len()) " cases)" }
+                        (ty) " " span.n { (count(rows.len(), "case")) }
                     } }
                     @for (case, row) in rows {
                         @let outcomes = row_outcomes(row);
@@ -191,4 +191,9 @@ fn search_text(report: &Report, case: &str, row: &super::Row) -> String {
         }
     }
     text.to_lowercase()
+}
+
+/// `(1 case)`, `(2 cases)`.
+fn count(n: usize, what: &str) -> String {
+    format!("({n} {what}{})", if n == 1 { "" } else { "s" })
 }

@@ -61,7 +61,7 @@ pub fn render(report: &Report) -> String {
                     reasons,
                     "- `{case}` on {k}: {}: {}",
                     cell.outcome,
-                    text(cut(why))
+                    text(&cut(why))
                 );
             }
         }
@@ -162,9 +162,9 @@ fn text(s: &str) -> String {
         .replace('|', "\\|")
 }
 
-fn cut(s: &str) -> &str {
+fn cut(s: &str) -> String {
     match s.char_indices().nth(REASON_CHARS) {
-        Some((i, _)) => &s[..i],
-        None => s,
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
     }
 }

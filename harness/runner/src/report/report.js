@@ -64,12 +64,21 @@ function show(i) {
         list(body, Object.entries(p.stats).map(([k, v]) => [k.replaceAll("_", " "), v]));
       }
       const log = el("details", null, body);
+      log.open = !l.loaded && l.failed_program === name;
       const lines = p.log ? p.log.split("\n").length : 0;
       el("summary", `verifier log (${lines} lines)`, log);
       el("pre", p.log || "(empty)", log);
     }
   }
-  $("detail").showModal();
+  history.replaceState(null, "", `#${encodeURIComponent(`${c.case}@${c.kernel}`)}`);
+  if (!$("detail").open) $("detail").showModal();
+}
+
+// `#<case>@<kernel>` opens that cell: a cell's details can be linked to.
+function fromHash() {
+  const at = decodeURIComponent(location.hash.slice(1));
+  const i = cells.findIndex((c) => `${c.case}@${c.kernel}` === at);
+  if (i >= 0) show(i);
 }
 
 const matrix = $("matrix");
@@ -81,5 +90,8 @@ matrix.addEventListener("keydown", (e) => {
   const td = e.target.closest("td.cell[data-i]");
   if (td && e.key === "Enter") show(Number(td.dataset.i));
 });
+$("detail").addEventListener("close", () => history.replaceState(null, "", location.pathname));
 for (const id of ["f-type", "f-outcome", "f-text"]) $(id).addEventListener("input", filter);
+window.addEventListener("hashchange", fromHash);
 filter();
+fromHash();
