@@ -172,11 +172,13 @@ pub fn read_placed(dir: &Path) -> io::Result<(Vec<Placed>, Vec<Unreadable>)> {
         }),
     };
     for path in entries {
-        let stem = path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        // A column's directory is its kernel id (`6.1`), a `.jsonl` file the id and the extension.
+        let name = if path.is_dir() {
+            path.file_name()
+        } else {
+            path.file_stem()
+        };
+        let stem = name.unwrap_or_default().to_string_lossy().into_owned();
         if path.is_dir() {
             let mut files: Vec<PathBuf> = fs::read_dir(&path)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -255,6 +257,9 @@ mod tests {
         assert_eq!(bad[0].kernel, "5.10");
         assert!(bad[0].place.ends_with("5.10.jsonl:2"), "{}", bad[0].place);
         assert_eq!(bad[0].schema, None);
+        fs::write(dir.path().join("6.1/torn.json"), "{").unwrap();
+        let (_, bad) = read_dir(dir.path()).unwrap();
+        assert_eq!(bad[1].kernel, "6.1", "the column of {}", bad[1].place);
     }
 
     #[test]

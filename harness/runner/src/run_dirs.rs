@@ -193,3 +193,244 @@ pub fn lost_columns(accepted: &Matrix, run: &Matrix, file: &Path) -> Vec<String>
         })
         .collect()
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+
+    use bpfconf_record::{LoadOutcome, Outcome, ProgramLog, VerifierStats, write};
+
+    use super::*;
+    use crate::report::Report;
+
+    /// A record as a case writes it: a load with statistics and a log, measurements, a reason.
+    pub(crate) fn record(kernel: &str, case: &str, outcome: Outcome) -> Record {
+        let reason = (outcome != Outcome::Pass).then(|| format!("{case} is {outcome} on {kernel}"));
+        let mut r = Record::runner(kernel, case, outcome, reason);
+        let ty = case.split("::").next().unwrap_or_default();
+        (r.binary, r.test, r.prog_type) = ("suite".into(), case.into(), ty.into());
+        r.kernel_release = format!("{kernel}.0-amd64");
+        r.suite = "git:0123abcd".into();
+        r.duration_ms = 40 + case.len() as u64;
+        r.details.insert("retval".into(), 2.into());
+        let loaded = outcome == Outcome::Pass;
+        let log = "0: (b7) r0 = 2\n1: (95) exit\nprocessed 2 insns <&> (limit 1000000)".into();
+        let stats = VerifierStats {
+            processed_insns: 2,
+            stack_depth: Some("0".into()),
+            ..Default::default()
+        };
+        let programs = BTreeMap::from([(
+            "prog".to_owned(),
+            ProgramLog {
+                stats: Some(stats),
+                log,
+            },
+        )]);
+        r.loads.push(LoadOutcome {
+            object: format!("{ty}_bpf"),
+            loaded,
+            errno: (!loaded).then(|| "EINVAL".into()),
+            failed_program: (!loaded).then(|| "prog".into()),
+            message: (!loaded).then(|| "R1 invalid mem access 'scalar'".into()),
+            programs,
+        });
+        r
+    }
+
+    /// A run as `bpfconf matrix --run-dir` leaves it: three columns, a case that differs across
+    /// them, a test that wrote no record on one kernel (the runner's record names it), the
+    /// columns' records, timings and logs.
+    pub(crate) fn whole_run(dir: &Path) {
+        use Outcome::*;
+        for (k, lwt) in [("5.10", Pass), ("6.1", Unsupported), ("host-6.18", Fail)] {
+            for (case, outcome) in [("xdp::drops", Pass), ("xdp::passes", Pass), ("lwt::seg6", lwt)]
+            {
+                write(dir, &record(k, case, outcome)).unwrap();
+            }
+            write(dir, &Record::runner(k, "runner::column", Pass, None)).unwrap();
+            fs::write(dir.join(format!("{k}.log")), "booted\n").unwrap();
+        }
+        write(dir, &record("5.10", "xdp::bounces", Pass)).unwrap();
+        let mut missing = Record::runner("6.1", "xdp::bounces", Error, Some("no record".into()));
+        (missing.binary, missing.test) = ("suite".into(), "xdp::bounces".into());
+        write(dir, &missing).unwrap();
+        let timings: Vec<Timing> = ["5.10", "6.1", "host-6.18"]
+            .iter()
+            .map(|k| Timing {
+                kernel: (*k).into(),
+                boot_s: Some(5.5),
+                total_s: 80.0,
+                end: "ok".into(),
+            })
+            .collect();
+        fs::write(
+            dir.join("timings.json"),
+            serde_json::to_string_pretty(&timings).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Every format of the report of `paths`.
+    fn rendered(paths: &[PathBuf]) -> [String; 4] {
+        let report = Report::new(&load(paths).unwrap());
+        [
+            report.markdown(),
+            report.html(),
+            serde_json::to_string_pretty(&report.json()).unwrap(),
+            report.junit().unwrap(),
+        ]
+    }
+
+    /// `dir` split into one shard per kernel (its records, log and timing), as separate machines
+    /// would make them.
+    fn shards(dir: &Path, into: &Path) -> Vec<PathBuf> {
+        let timings: Vec<Timing> =
+            serde_json::from_str(&fs::read_to_string(dir.join("timings.json")).unwrap()).unwrap();
+        let mut paths = Vec::new();
+        for t in &timings {
+            let shard = into.join(format!("shard-{}", t.kernel));
+            fs::create_dir_all(shard.join(&t.kernel)).unwrap();
+            for f in fs::read_dir(dir.join(&t.kernel)).unwrap() {
+                let f = f.unwrap().path();
+                fs::copy(&f, shard.join(&t.kernel).join(f.file_name().unwrap())).unwrap();
+            }
+            let one = serde_json::to_string(&[t]).unwrap();
+            fs::write(shard.join("timings.json"), one).unwrap();
+            paths.push(shard);
+        }
+        paths
+    }
+
+    #[test]
+    fn shards_merge_into_exactly_the_whole_runs_report() {
+        let tmp = tempfile::tempdir().unwrap();
+        let whole = tmp.path().join("whole");
+        whole_run(&whole);
+        let mut parts = shards(&whole, tmp.path());
+        let expected = rendered(&[whole]);
+        assert_eq!(rendered(&parts), expected);
+        parts.reverse();
+        assert_eq!(rendered(&parts), expected, "in another order");
+        // The same shard twice holds the same records: kept once.
+        parts.push(parts[0].clone());
+        assert_eq!(rendered(&parts), expected, "a shard given twice");
+        let run = load(&parts).unwrap();
+        assert_eq!(run.timings.len(), 3);
+        assert_eq!(run.suite.as_deref(), Some("git:0123abcd"));
+        let m = run.matrix();
+        assert_eq!(m.kernels, ["5.10", "6.1", "host-6.18"]);
+        assert_eq!(m.cases["xdp::bounces"].cells["6.1"].outcome, Outcome::Error);
+    }
+
+    fn error(paths: &[PathBuf]) -> String {
+        format!("{:#}", load(paths).unwrap_err())
+    }
+
+    #[test]
+    fn overlapping_shards_that_differ_are_refused_naming_both_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        write(&a, &record("6.1", "xdp::drops", Outcome::Pass)).unwrap();
+        write(&b, &record("6.1", "xdp::drops", Outcome::Fail)).unwrap();
+        let e = error(&[a.clone(), b.clone()]);
+        let file = |d: &Path| d.join("6.1/xdp__drops.json").display().to_string();
+        assert!(e.starts_with("xdp::drops on 6.1: in "), "{e}");
+        assert!(e.contains(&file(&a)) && e.contains(&file(&b)), "{e}");
+    }
+
+    #[test]
+    fn another_schema_is_refused_naming_the_file_and_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), &record("6.1", "xdp::drops", Outcome::Pass)).unwrap();
+        let mut old = serde_json::to_value(record("5.10", "xdp::drops", Outcome::Pass)).unwrap();
+        old["schema"] = 2.into();
+        let good = serde_json::to_string(&record("5.10", "xdp::passes", Outcome::Pass)).unwrap();
+        fs::write(tmp.path().join("5.10.jsonl"), format!("{good}\n{old}\n")).unwrap();
+        let e = error(&[tmp.path().to_owned()]);
+        let place = tmp.path().join("5.10.jsonl:2").display().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{place}: a record of schema 2, this bpfconf reads schema 3"
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn two_suite_versions_are_refused_naming_a_file_of_each() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), &record("6.1", "xdp::drops", Outcome::Pass)).unwrap();
+        let mut newer = record("6.1", "xdp::passes", Outcome::Pass);
+        newer.suite = "git:4567cdef".into();
+        write(tmp.path(), &newer).unwrap();
+        // The runner's own records carry no version and mix with either.
+        write(tmp.path(), &Record::runner("6.1", "runner::column", Outcome::Pass, None)).unwrap();
+        let e = error(&[tmp.path().to_owned()]);
+        let file = |c: &str| tmp.path().join(format!("6.1/{c}.json")).display().to_string();
+        assert!(e.starts_with("two suite versions in one run: git:0123abcd (1 records, e.g. "));
+        assert!(e.contains(&file("xdp__drops")), "{e}");
+        assert!(e.contains(&format!("git:4567cdef (1 records, e.g. {})", file("xdp__passes"))));
+    }
+
+    #[test]
+    fn a_truncated_record_is_an_error_cell_and_every_format_says_incomplete() {
+        let tmp = tempfile::tempdir().unwrap();
+        whole_run(tmp.path());
+        let file = tmp.path().join("6.1/xdp__passes.json");
+        let text = fs::read_to_string(&file).unwrap();
+        fs::write(&file, &text[..text.len() / 2]).unwrap();
+        let run = load(&[tmp.path().to_owned()]).unwrap();
+        let report = Report::new(&run);
+        assert!(report.matrix.has_failures(), "exit status 1");
+        let problems = report.problems();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with(&format!("{}: not a result record", file.display())));
+        let unreadable = &report.matrix.cases["runner::unreadable_record"].cells["6.1"];
+        assert_eq!(unreadable.outcome, Outcome::Error);
+        assert!(report.markdown().contains("**Incomplete report**: 1 record(s)"));
+        assert!(report.html().contains("<strong>Incomplete report: </strong>"));
+        let json = report.json();
+        assert!(!json.complete);
+        assert_eq!(json.problems, problems);
+        assert!(report.junit().unwrap().contains(r#"<testcase name="runner::unreadable_record""#));
+    }
+
+    #[test]
+    fn unloadable_runs_are_errors_naming_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let empty = tmp.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        assert!(error(&[empty.clone()]).starts_with(&format!(
+            "no result records in {}",
+            empty.display()
+        )));
+        let gone = tmp.path().join("gone");
+        assert!(error(&[gone.clone()]).starts_with(&format!("{}: not a run", gone.display())));
+        let run = tmp.path().join("run");
+        whole_run(&run);
+        fs::write(run.join("timings.json"), "[{\"kernel\": \"6.1\",").unwrap();
+        let e = error(&[run.clone()]);
+        let timings = run.join("timings.json").display().to_string();
+        assert!(e.starts_with(&format!("{timings}: not the timings of a run: ")), "{e}");
+    }
+
+    #[test]
+    fn a_baseline_column_the_run_lacks_is_named_with_its_file_and_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        whole_run(tmp.path());
+        let accepted = load(&[tmp.path().to_owned()]).unwrap().matrix();
+        let file = tmp.path().join("baseline.json");
+        fs::write(&file, "{\n  \"kernels\": {\n    \"5.10\": {\n").unwrap();
+        let mut run = accepted.clone();
+        run.kernels.retain(|k| k != "5.10");
+        assert_eq!(
+            lost_columns(&accepted, &run, &file),
+            [format!(
+                "{}:3: names kernel 5.10 (5 accepted cells, each a regression now)",
+                file.display()
+            )]
+        );
+        assert!(lost_columns(&accepted, &accepted, &file).is_empty());
+    }
+}

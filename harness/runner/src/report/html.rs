@@ -197,3 +197,37 @@ fn search_text(report: &Report, case: &str, row: &super::Row) -> String {
 fn count(n: usize, what: &str) -> String {
     format!("({n} {what}{})", if n == 1 { "" } else { "s" })
 }
+
+#[cfg(test)]
+mod tests {
+    use bpfconf_record::Outcome;
+
+    use super::*;
+    use crate::run_dirs::{load, tests::record};
+
+    #[test]
+    fn one_page_every_cell_and_nothing_unescaped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut hostile = record("6.1", "xdp::drops", Outcome::Fail);
+        let attack = "</script><script>alert(1)</script><img src=x onerror=alert(2)>";
+        hostile.reason = Some(attack.into());
+        hostile.loads[0].programs.get_mut("prog").unwrap().log = attack.into();
+        bpfconf_record::write(tmp.path(), &hostile).unwrap();
+        bpfconf_record::write(tmp.path(), &record("5.10", "xdp::drops", Outcome::Pass)).unwrap();
+        bpfconf_record::write(tmp.path(), &record("5.10", "lwt::seg6", Outcome::Pass)).unwrap();
+        let page = Report::new(&load(&[tmp.path().to_owned()]).unwrap()).html();
+        assert!(!page.contains("<script>alert") && !page.contains("<img"), "{page}");
+        assert_eq!(page.matches("<script").count(), 2, "the data and the code");
+        assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
+        // lwt::seg6 has no 6.1 record: an empty cell, still a cell.
+        assert_eq!(page.matches(r#"<td class="cell"#).count(), 4);
+        assert!(page.contains(r#"<tbody data-type="lwt">"#));
+        assert!(page.contains(r#"<td class="cell o-fail" data-i="#));
+        let data = page.split(r#"type="application/json">"#).nth(1).unwrap();
+        let data = data.split("</script>").next().unwrap();
+        let cells: serde_json::Value = serde_json::from_str(data).unwrap();
+        let fail = &cells.as_array().unwrap().iter().find(|c| c["outcome"] == "fail").unwrap();
+        assert_eq!(fail["reason"], attack, "the details hold the text as it was");
+        assert_eq!(fail["loads"][0]["message"], "R1 invalid mem access 'scalar'");
+    }
+}

@@ -48,3 +48,39 @@ pub(super) fn render(report: &Report) -> Result<String> {
     }
     Ok(junit.to_string()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use bpfconf_record::Outcome;
+
+    use super::*;
+    use crate::report::Matrix;
+    use crate::run_dirs::tests::record;
+
+    #[test]
+    fn one_suite_per_kernel_and_outcomes_as_junit_knows_them() {
+        let records = [
+            record("6.1", "xdp::drops", Outcome::Pass),
+            record("6.1", "lwt::seg6", Outcome::Unsupported),
+            record("5.10", "xdp::drops", Outcome::Fail),
+            record("5.10", "lwt::seg6", Outcome::Error),
+        ];
+        let mut report = Report::of_matrix(Matrix::from_records(&records, &[]));
+        for r in &records {
+            report
+                .records
+                .insert((r.case.clone(), r.kernel.clone()), r.clone());
+        }
+        let xml = report.junit().unwrap();
+        let suites: Vec<&str> = xml.split("<testsuite ").skip(1).collect();
+        assert_eq!(suites.len(), 2);
+        assert!(suites[0].starts_with(r#"name="5.10" tests="2" skipped="0" errors="1" failures="1""#));
+        assert!(suites[1].starts_with(r#"name="6.1" tests="2" skipped="1" errors="0" failures="0""#));
+        assert!(xml.contains(
+            r#"<skipped message="lwt::seg6 is unsupported on 6.1" type="unsupported">"#
+        ));
+        assert!(xml.contains(r#"<failure message="xdp::drops is fail on 5.10" type="fail">"#));
+        assert!(xml.contains(r#"<error message="lwt::seg6 is error on 5.10" type="error">"#));
+        assert!(xml.contains(r#"<testcase name="xdp::drops" classname="xdp" time="0.050""#));
+    }
+}

@@ -168,3 +168,50 @@ fn cut(s: &str) -> String {
         None => s.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bpfconf_record::{Outcome, Record};
+
+    use super::*;
+    use crate::report::Matrix;
+    use crate::run_dirs::tests::record;
+
+    #[test]
+    fn totals_first_then_what_did_not_pass_then_the_folded_table() {
+        let records = [
+            record("6.1", "xdp::drops", Outcome::Pass),
+            record("6.1", "lwt::seg6", Outcome::Unsupported),
+            record("5.10", "xdp::drops", Outcome::Pass),
+            record("5.10", "lwt::seg6", Outcome::Fail),
+        ];
+        let mut reasoned = records[3].clone();
+        reasoned.reason = Some("got <b>7</b> | wanted 8\nsecond line".into());
+        let records = [&records[..3], &[reasoned]].concat();
+        let md = Report::of_matrix(Matrix::from_records(&records, &[])).markdown();
+        let at = |s: &str| md.find(s).unwrap_or_else(|| panic!("no {s:?} in\n{md}"));
+        assert!(at("| 5.10 |  | 1 | 1 | 0 | 0 |  |") < at("### Not passing everywhere: 1 of 2"));
+        assert!(at("| `lwt::seg6` | lwt | fail | unsupported |") < at("<details>"));
+        assert!(md.contains("- `lwt::seg6` on 5.10: fail: got &lt;b&gt;7&lt;/b&gt; \\| wanted 8\n"));
+        assert!(at("<details>") < at("| `xdp::drops` | xdp | pass | pass |"));
+        assert!(!md.contains("Incomplete"));
+    }
+
+    #[test]
+    fn a_huge_run_still_fits_a_job_summary() {
+        let records: Vec<Record> = (0..6000)
+            .flat_map(|i| {
+                ["5.10", "6.1", "6.12"].map(|k| {
+                    let mut r = record(k, &format!("xdp::case_{i}"), Outcome::Fail);
+                    r.reason = Some("x".repeat(1000));
+                    r
+                })
+            })
+            .collect();
+        let md = Report::of_matrix(Matrix::from_records(&records, &[])).markdown();
+        assert!(md.len() <= SUMMARY_LIMIT, "{} bytes", md.len());
+        assert!(md.starts_with("## BPF conformance: 6000 cases × 3 kernels"));
+        assert!(md.ends_with("The HTML and JSON reports hold everything._\n"));
+        assert!(!md.contains("<details>"));
+    }
+}

@@ -412,6 +412,7 @@ mod tests {
             kernel: "7.3".into(),
             place: "7.3.jsonl:3".into(),
             error: "not a result record".into(),
+            schema: None,
         }];
         let m = Matrix::from_records(&records, &bad);
         let cell = |case: &str, k: &str| m.cases[case].cells.get(k).map(|c| c.outcome);
