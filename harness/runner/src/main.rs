@@ -290,7 +290,9 @@ fn run(command: Command) -> Result<ExitCode> {
                 eprintln!("bpfconf: {}: {}", bad.place, bad.error);
             }
             let report = Report::new(&run);
-            let none = [&markdown, &html, &json, &junit].iter().all(|o| o.is_none());
+            let none = [&markdown, &html, &json, &junit]
+                .iter()
+                .all(|o| o.is_none());
             let stdout = PathBuf::from("-");
             if let Some(to) = markdown.as_ref().or(none.then_some(&stdout)) {
                 output(to, &report.markdown())?;
@@ -331,8 +333,7 @@ fn run(command: Command) -> Result<ExitCode> {
             BaselineCommand::Check { run: dir } => {
                 let run = baseline::with_host_column(read_matrix(&dir)?);
                 let accepted = baseline::Baseline::load()?.matrix();
-                for lost in run_dirs::lost_columns(&accepted, &run, &baseline::Baseline::path())
-                {
+                for lost in run_dirs::lost_columns(&accepted, &run, &baseline::Baseline::path()) {
                     println!("{lost}, which run {} lacks", dir.display());
                 }
                 let changes = compare::compare(&accepted, &run);

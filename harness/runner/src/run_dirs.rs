@@ -55,8 +55,8 @@ pub fn load(paths: &[PathBuf]) -> Result<LoadedRun> {
             "{}: not a run or results directory",
             path.display()
         );
-        let (placed, bad) = read_placed(path)
-            .with_context(|| format!("reading results in {}", path.display()))?;
+        let (placed, bad) =
+            read_placed(path).with_context(|| format!("reading results in {}", path.display()))?;
         ensure!(
             !placed.is_empty() || !bad.is_empty(),
             "no result records in {}: run the suite first (a run directory holds <kernel>/*.json)",
@@ -124,7 +124,9 @@ pub fn load(paths: &[PathBuf]) -> Result<LoadedRun> {
         };
         key(a).cmp(&key(b))
     });
-    unreadable.sort_by(|a, b| (kernel_order(&a.kernel), &a.place).cmp(&(kernel_order(&b.kernel), &b.place)));
+    unreadable.sort_by(|a, b| {
+        (kernel_order(&a.kernel), &a.place).cmp(&(kernel_order(&b.kernel), &b.place))
+    });
     let mut timings: Vec<Timing> = timings.into_values().map(|(t, _)| t).collect();
     timings.sort_by_key(|t| kernel_order(&t.kernel));
     Ok(LoadedRun {
@@ -244,8 +246,11 @@ pub(crate) mod tests {
     pub(crate) fn whole_run(dir: &Path) {
         use Outcome::*;
         for (k, lwt) in [("5.10", Pass), ("6.1", Unsupported), ("host-6.18", Fail)] {
-            for (case, outcome) in [("xdp::drops", Pass), ("xdp::passes", Pass), ("lwt::seg6", lwt)]
-            {
+            for (case, outcome) in [
+                ("xdp::drops", Pass),
+                ("xdp::passes", Pass),
+                ("lwt::seg6", lwt),
+            ] {
                 write(dir, &record(k, case, outcome)).unwrap();
             }
             write(dir, &Record::runner(k, "runner::column", Pass, None)).unwrap();
@@ -365,12 +370,24 @@ pub(crate) mod tests {
         newer.suite = "git:4567cdef".into();
         write(tmp.path(), &newer).unwrap();
         // The runner's own records carry no version and mix with either.
-        write(tmp.path(), &Record::runner("6.1", "runner::column", Outcome::Pass, None)).unwrap();
+        write(
+            tmp.path(),
+            &Record::runner("6.1", "runner::column", Outcome::Pass, None),
+        )
+        .unwrap();
         let e = error(&[tmp.path().to_owned()]);
-        let file = |c: &str| tmp.path().join(format!("6.1/{c}.json")).display().to_string();
+        let file = |c: &str| {
+            tmp.path()
+                .join(format!("6.1/{c}.json"))
+                .display()
+                .to_string()
+        };
         assert!(e.starts_with("two suite versions in one run: git:0123abcd (1 records, e.g. "));
         assert!(e.contains(&file("xdp__drops")), "{e}");
-        assert!(e.contains(&format!("git:4567cdef (1 records, e.g. {})", file("xdp__passes"))));
+        assert!(e.contains(&format!(
+            "git:4567cdef (1 records, e.g. {})",
+            file("xdp__passes")
+        )));
     }
 
     #[test]
@@ -388,12 +405,25 @@ pub(crate) mod tests {
         assert!(problems[0].starts_with(&format!("{}: not a result record", file.display())));
         let unreadable = &report.matrix.cases["runner::unreadable_record"].cells["6.1"];
         assert_eq!(unreadable.outcome, Outcome::Error);
-        assert!(report.markdown().contains("**Incomplete report**: 1 record(s)"));
-        assert!(report.html().contains("<strong>Incomplete report: </strong>"));
+        assert!(
+            report
+                .markdown()
+                .contains("**Incomplete report**: 1 record(s)")
+        );
+        assert!(
+            report
+                .html()
+                .contains("<strong>Incomplete report: </strong>")
+        );
         let json = report.json();
         assert!(!json.complete);
         assert_eq!(json.problems, problems);
-        assert!(report.junit().unwrap().contains(r#"<testcase name="runner::unreadable_record""#));
+        assert!(
+            report
+                .junit()
+                .unwrap()
+                .contains(r#"<testcase name="runner::unreadable_record""#)
+        );
     }
 
     #[test]
@@ -401,10 +431,10 @@ pub(crate) mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let empty = tmp.path().join("empty");
         fs::create_dir(&empty).unwrap();
-        assert!(error(&[empty.clone()]).starts_with(&format!(
-            "no result records in {}",
-            empty.display()
-        )));
+        assert!(
+            error(&[empty.clone()])
+                .starts_with(&format!("no result records in {}", empty.display()))
+        );
         let gone = tmp.path().join("gone");
         assert!(error(&[gone.clone()]).starts_with(&format!("{}: not a run", gone.display())));
         let run = tmp.path().join("run");
@@ -412,7 +442,10 @@ pub(crate) mod tests {
         fs::write(run.join("timings.json"), "[{\"kernel\": \"6.1\",").unwrap();
         let e = error(&[run.clone()]);
         let timings = run.join("timings.json").display().to_string();
-        assert!(e.starts_with(&format!("{timings}: not the timings of a run: ")), "{e}");
+        assert!(
+            e.starts_with(&format!("{timings}: not the timings of a run: ")),
+            "{e}"
+        );
     }
 
     #[test]

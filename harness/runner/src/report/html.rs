@@ -216,7 +216,10 @@ mod tests {
         bpfconf_record::write(tmp.path(), &record("5.10", "xdp::drops", Outcome::Pass)).unwrap();
         bpfconf_record::write(tmp.path(), &record("5.10", "lwt::seg6", Outcome::Pass)).unwrap();
         let page = Report::new(&load(&[tmp.path().to_owned()]).unwrap()).html();
-        assert!(!page.contains("<script>alert") && !page.contains("<img"), "{page}");
+        assert!(
+            !page.contains("<script>alert") && !page.contains("<img"),
+            "{page}"
+        );
         assert_eq!(page.matches("<script").count(), 2, "the data and the code");
         assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
         // lwt::seg6 has no 6.1 record: an empty cell, still a cell.
@@ -226,8 +229,19 @@ mod tests {
         let data = page.split(r#"type="application/json">"#).nth(1).unwrap();
         let data = data.split("</script>").next().unwrap();
         let cells: serde_json::Value = serde_json::from_str(data).unwrap();
-        let fail = &cells.as_array().unwrap().iter().find(|c| c["outcome"] == "fail").unwrap();
-        assert_eq!(fail["reason"], attack, "the details hold the text as it was");
-        assert_eq!(fail["loads"][0]["message"], "R1 invalid mem access 'scalar'");
+        let fail = &cells
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["outcome"] == "fail")
+            .unwrap();
+        assert_eq!(
+            fail["reason"], attack,
+            "the details hold the text as it was"
+        );
+        assert_eq!(
+            fail["loads"][0]["message"],
+            "R1 invalid mem access 'scalar'"
+        );
     }
 }

@@ -74,11 +74,17 @@ mod tests {
         let xml = report.junit().unwrap();
         let suites: Vec<&str> = xml.split("<testsuite ").skip(1).collect();
         assert_eq!(suites.len(), 2);
-        assert!(suites[0].starts_with(r#"name="5.10" tests="2" skipped="0" errors="1" failures="1""#));
-        assert!(suites[1].starts_with(r#"name="6.1" tests="2" skipped="1" errors="0" failures="0""#));
-        assert!(xml.contains(
-            r#"<skipped message="lwt::seg6 is unsupported on 6.1" type="unsupported">"#
-        ));
+        assert!(
+            suites[0].starts_with(r#"name="5.10" tests="2" skipped="0" errors="1" failures="1""#)
+        );
+        assert!(
+            suites[1].starts_with(r#"name="6.1" tests="2" skipped="1" errors="0" failures="0""#)
+        );
+        assert!(
+            xml.contains(
+                r#"<skipped message="lwt::seg6 is unsupported on 6.1" type="unsupported">"#
+            )
+        );
         assert!(xml.contains(r#"<failure message="xdp::drops is fail on 5.10" type="fail">"#));
         assert!(xml.contains(r#"<error message="lwt::seg6 is error on 5.10" type="error">"#));
         assert!(xml.contains(r#"<testcase name="xdp::drops" classname="xdp" time="0.050""#));

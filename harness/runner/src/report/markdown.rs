@@ -149,7 +149,11 @@ fn table_row(report: &Report, case: &str, row: &Row) -> String {
         .matrix
         .kernels
         .iter()
-        .map(|k| row.cells.get(k).map_or("—".into(), |c| c.outcome.to_string()))
+        .map(|k| {
+            row.cells
+                .get(k)
+                .map_or("—".into(), |c| c.outcome.to_string())
+        })
         .collect();
     format!("| `{case}` | {} | {} |\n", row.prog_type, cells.join(" | "))
 }
@@ -192,7 +196,9 @@ mod tests {
         let at = |s: &str| md.find(s).unwrap_or_else(|| panic!("no {s:?} in\n{md}"));
         assert!(at("| 5.10 |  | 1 | 1 | 0 | 0 |  |") < at("### Not passing everywhere: 1 of 2"));
         assert!(at("| `lwt::seg6` | lwt | fail | unsupported |") < at("<details>"));
-        assert!(md.contains("- `lwt::seg6` on 5.10: fail: got &lt;b&gt;7&lt;/b&gt; \\| wanted 8\n"));
+        assert!(
+            md.contains("- `lwt::seg6` on 5.10: fail: got &lt;b&gt;7&lt;/b&gt; \\| wanted 8\n")
+        );
         assert!(at("<details>") < at("| `xdp::drops` | xdp | pass | pass |"));
         assert!(!md.contains("Incomplete"));
     }

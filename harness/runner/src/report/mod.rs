@@ -113,7 +113,10 @@ impl Report {
                 .or_default()
                 .push((case.as_str(), row));
         }
-        groups.into_iter().map(|((_, ty), rows)| (ty, rows)).collect()
+        groups
+            .into_iter()
+            .map(|((_, ty), rows)| (ty, rows))
+            .collect()
     }
 
     /// Markdown for a CI job summary.
@@ -187,13 +190,7 @@ impl Matrix {
         for bad in unreadable {
             kernels.insert(bad.kernel.clone());
             let reason = format!("{}: {}", bad.place, bad.error);
-            m.put(
-                UNREADABLE,
-                "-",
-                &bad.kernel,
-                Outcome::Error,
-                Some(reason),
-            );
+            m.put(UNREADABLE, "-", &bad.kernel, Outcome::Error, Some(reason));
         }
         for case in &expected {
             for k in &kernels {
