@@ -10,7 +10,7 @@ use serde::Serialize;
 use bpfconf_record::Outcome;
 
 use super::json::{JsonCell, cell};
-use super::{Report, first_line};
+use super::{Report, first_line, plural};
 
 const CSS: &str = include_str!("report.css");
 const JS: &str = include_str!("report.js");
@@ -29,11 +29,7 @@ pub(super) fn render(report: &Report) -> String {
     let m = &report.matrix;
     let problems = report.problems();
     let mut details = Vec::new();
-    let title = format!(
-        "BPF conformance: {} cases × {} kernels",
-        m.cases.len(),
-        m.kernels.len()
-    );
+    let title = report.title();
     let groups = report.by_type();
     let body = html! {
         h1 { (title) }
@@ -71,7 +67,7 @@ pub(super) fn render(report: &Report) -> String {
             @for (ty, rows) in &groups {
                 tbody data-type=(ty) {
                     tr.group { th colspan=(m.kernels.len() + 1) {
-                        (ty) " " span.n { (count(rows.len(), "case")) }
+                        (ty) " " span.n { "(" (plural(rows.len(), "case")) ")" }
                     } }
                     @for (case, row) in rows {
                         @let outcomes = row_outcomes(row);
@@ -191,11 +187,6 @@ fn search_text(report: &Report, case: &str, row: &super::Row) -> String {
         }
     }
     text.to_lowercase()
-}
-
-/// `(1 case)`, `(2 cases)`.
-fn count(n: usize, what: &str) -> String {
-    format!("({n} {what}{})", if n == 1 { "" } else { "s" })
 }
 
 #[cfg(test)]

@@ -24,11 +24,7 @@ const OUTCOMES: [Outcome; 4] = [
 /// the reasons past what fits.
 pub fn render(report: &Report) -> String {
     let m = &report.matrix;
-    let mut head = format!(
-        "## BPF conformance: {} cases × {} kernels\n\n",
-        m.cases.len(),
-        m.kernels.len()
-    );
+    let mut head = format!("## {}\n\n", report.title());
     let problems = report.problems();
     if !problems.is_empty() {
         let _ = writeln!(

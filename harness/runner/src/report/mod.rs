@@ -119,6 +119,15 @@ impl Report {
             .collect()
     }
 
+    /// `BPF conformance: N cases × M kernels`.
+    pub fn title(&self) -> String {
+        format!(
+            "BPF conformance: {} × {}",
+            plural(self.matrix.cases.len(), "case"),
+            plural(self.matrix.kernels.len(), "kernel")
+        )
+    }
+
     /// Markdown for a CI job summary.
     pub fn markdown(&self) -> String {
         markdown::render(self)
@@ -358,6 +367,11 @@ pub fn slowest(records: &[Record], n: usize) -> String {
         }
     }
     out
+}
+
+/// `1 case`, `2 cases`.
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 pub(crate) fn first_line(s: &str) -> &str {
