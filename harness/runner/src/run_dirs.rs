@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail, ensure};
 use bpfconf_record::{Placed, Record, Unreadable, read_placed};
 
 use crate::matrix::Timing;
-use crate::report::{Matrix, kernel_order};
+use crate::report::{Matrix, kernel_order, plural};
 
 /// The records of a run, merged from its shards.
 #[derive(Debug)]
@@ -148,9 +148,10 @@ fn one_suite(records: &[Placed]) -> Result<Option<String>> {
         (None, _) => Ok(None),
         (Some((v, _)), None) => Ok(Some((*v).to_owned())),
         (Some((a, (na, pa))), Some((b, (nb, pb)))) => bail!(
-            "two suite versions in one run: {a} ({na} records, e.g. {pa}) and {b} ({nb} records, \
-             e.g. {pb}){}; a report of both would describe neither: run the suite again into an \
-             empty directory",
+            "two suite versions in one run: {a} ({}, e.g. {pa}) and {b} ({}, e.g. {pb}){}; a \
+             report of both would describe neither: run the suite again into an empty directory",
+            plural(*na, "record"),
+            plural(*nb, "record"),
             more(versions.len() - 1)
         ),
     }
@@ -382,10 +383,10 @@ pub(crate) mod tests {
                 .display()
                 .to_string()
         };
-        assert!(e.starts_with("two suite versions in one run: git:0123abcd (1 records, e.g. "));
+        assert!(e.starts_with("two suite versions in one run: git:0123abcd (1 record, e.g. "));
         assert!(e.contains(&file("xdp__drops")), "{e}");
         assert!(e.contains(&format!(
-            "git:4567cdef (1 records, e.g. {})",
+            "git:4567cdef (1 record, e.g. {})",
             file("xdp__passes")
         )));
     }
@@ -432,15 +433,18 @@ pub(crate) mod tests {
         let empty = tmp.path().join("empty");
         fs::create_dir(&empty).unwrap();
         assert!(
-            error(&[empty.clone()])
+            error(std::slice::from_ref(&empty))
                 .starts_with(&format!("no result records in {}", empty.display()))
         );
         let gone = tmp.path().join("gone");
-        assert!(error(&[gone.clone()]).starts_with(&format!("{}: not a run", gone.display())));
+        assert!(
+            error(std::slice::from_ref(&gone))
+                .starts_with(&format!("{}: not a run", gone.display()))
+        );
         let run = tmp.path().join("run");
         whole_run(&run);
         fs::write(run.join("timings.json"), "[{\"kernel\": \"6.1\",").unwrap();
-        let e = error(&[run.clone()]);
+        let e = error(std::slice::from_ref(&run));
         let timings = run.join("timings.json").display().to_string();
         assert!(
             e.starts_with(&format!("{timings}: not the timings of a run: ")),

@@ -370,7 +370,7 @@ pub fn slowest(records: &[Record], n: usize) -> String {
 }
 
 /// `1 case`, `2 cases`.
-fn plural(n: usize, what: &str) -> String {
+pub(crate) fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
