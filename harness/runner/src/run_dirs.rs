@@ -66,7 +66,7 @@ pub fn load(paths: &[PathBuf]) -> Result<LoadedRun> {
         if let Some(first) = other.first() {
             bail!(
                 "{}: {}; report that run with the bpfconf it was made with, or run the suite \
-                 again{}",
+                 again into an empty directory{}",
                 first.place,
                 first.error,
                 more(other.len())
