@@ -425,6 +425,18 @@ pub(crate) mod tests {
                 .unwrap()
                 .contains(r#"<testcase name="runner::unreadable_record""#)
         );
+        // A shard of one record a line, cut short by an upload: its last line is named.
+        let shard = tmp.path().join("shard");
+        fs::create_dir(&shard).unwrap();
+        let lines: Vec<String> = ["xdp::drops", "xdp::passes"]
+            .map(|c| serde_json::to_string(&record("7.3", c, Outcome::Pass)).unwrap())
+            .into();
+        let cut = format!("{}\n{}", lines[0], &lines[1][..40]);
+        fs::write(shard.join("7.3.jsonl"), cut).unwrap();
+        let report = Report::new(&load(&[shard.clone()]).unwrap());
+        let place = shard.join("7.3.jsonl:2").display().to_string();
+        assert!(report.problems()[0].starts_with(&format!("{place}: not a result record")));
+        assert!(report.matrix.has_failures());
     }
 
     #[test]
