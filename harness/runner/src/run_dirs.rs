@@ -433,7 +433,7 @@ pub(crate) mod tests {
             .into();
         let cut = format!("{}\n{}", lines[0], &lines[1][..40]);
         fs::write(shard.join("7.3.jsonl"), cut).unwrap();
-        let report = Report::new(&load(&[shard.clone()]).unwrap());
+        let report = Report::new(&load(std::slice::from_ref(&shard)).unwrap());
         let place = shard.join("7.3.jsonl:2").display().to_string();
         assert!(report.problems()[0].starts_with(&format!("{place}: not a result record")));
         assert!(report.matrix.has_failures());
