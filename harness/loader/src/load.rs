@@ -143,7 +143,11 @@ pub fn prog_size(fd: BorrowedFd<'_>) -> Option<ProgSize> {
     // SAFETY: `info` is a bpf_prog_info of `len` bytes with every pointer field zero (no arrays
     // asked for), which BPF_OBJ_GET_INFO_BY_FD fills in.
     let ret = unsafe {
-        libbpf_rs::libbpf_sys::bpf_obj_get_info_by_fd(fd.as_raw_fd(), (&raw mut info).cast(), &mut len)
+        libbpf_rs::libbpf_sys::bpf_obj_get_info_by_fd(
+            fd.as_raw_fd(),
+            (&raw mut info).cast(),
+            &mut len,
+        )
     };
     (ret == 0).then(|| ProgSize {
         xlated_bytes: info.xlated_prog_len,
