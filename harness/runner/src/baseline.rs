@@ -89,11 +89,6 @@ impl Baseline {
         }
     }
 
-    /// Reads [`Baseline::path`].
-    pub fn load() -> Result<Self> {
-        Self::read(&Self::path())
-    }
-
     /// Reads the baseline at `path` (schema 1 or 2).
     pub fn read(path: &Path) -> Result<Self> {
         let text = fs::read_to_string(path).with_context(|| {
@@ -118,10 +113,9 @@ impl Baseline {
         Ok(baseline)
     }
 
-    /// Writes [`Baseline::path`].
-    pub fn save(&self) -> Result<()> {
-        let path = Self::path();
-        fs::write(&path, self.to_json()?).with_context(|| format!("writing {}", path.display()))
+    /// Writes the baseline to `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        fs::write(path, self.to_json()?).with_context(|| format!("writing {}", path.display()))
     }
 
     /// The file's text: one cell a line, so that a diff shows one line per changed cell.
@@ -140,10 +134,11 @@ impl Baseline {
         Ok(out + "\n  }\n}\n")
     }
 
-    /// As a run to compare with: outcomes, and the statistics schema 2 holds.
-    pub fn run(&self) -> Run {
+    /// As a run to compare with, named by its file `path`: outcomes, and the statistics schema 2
+    /// holds.
+    pub fn run(&self, path: &Path) -> Run {
         let mut r = Run {
-            label: "tests/baseline.json".into(),
+            label: path.display().to_string(),
             kernels: self.kernels.keys().cloned().collect(),
             cells: BTreeMap::new(),
         };
@@ -261,7 +256,7 @@ mod tests {
             ("b", "host-6.19", Pass, 200),
             ("c", "6.1", Pass, 1),
         ]));
-        let c = compare(&accepted.run(), &new, &Options::default());
+        let c = compare(&accepted.run(&path), &new, &Options::default());
         let found: Vec<(&str, &str, Kind)> = c
             .outcomes
             .iter()
@@ -291,7 +286,7 @@ mod tests {
             r#"{"schema": 1, "kernels": {"6.1": {"xdp::a": "pass", "xdp::b": "unsupported"}}}"#,
         )
         .unwrap();
-        let run = Baseline::read(&path).unwrap().run();
+        let run = Baseline::read(&path).unwrap().run(&path);
         assert_eq!(run.kernels, ["6.1"]);
         assert_eq!(
             run.cell("xdp::b", "6.1").unwrap().outcome,

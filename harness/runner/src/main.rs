@@ -208,11 +208,19 @@ enum Command {
 #[derive(Subcommand)]
 enum BaselineCommand {
     /// Rewrite tests/baseline.json with the outcomes and verifier statistics of run directory RUN.
-    Accept { run: PathBuf },
+    Accept {
+        run: PathBuf,
+        /// The baseline file (default: tests/baseline.json).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Compare run directory RUN with tests/baseline.json (as `compare` does); exit 1 on a
     /// regression (a cell that got worse, a case or a column that disappeared).
     Check {
         run: PathBuf,
+        /// The baseline file (default: tests/baseline.json).
+        #[arg(long)]
+        file: Option<PathBuf>,
         #[command(flatten)]
         output: CompareOutput,
     },
@@ -315,16 +323,15 @@ fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Kernels { command } => kernels_command(command)?,
         Command::Baseline { command } => match command {
-            BaselineCommand::Accept { run } => {
-                baseline::Baseline::of(&compare::Run::read(&run)?).save()?;
-                println!(
-                    "{} rewritten: commit it",
-                    baseline::Baseline::path().display()
-                );
+            BaselineCommand::Accept { run, file } => {
+                let file = file.unwrap_or_else(baseline::Baseline::path);
+                baseline::Baseline::of(&compare::Run::read(&run)?).save(&file)?;
+                println!("{} rewritten: commit it", file.display());
             }
-            BaselineCommand::Check { run, output } => {
+            BaselineCommand::Check { run, file, output } => {
+                let file = file.unwrap_or_else(baseline::Baseline::path);
                 let run = baseline::as_baseline_run(compare::Run::read(&run)?);
-                return output.emit(&baseline::Baseline::load()?.run(), &run);
+                return output.emit(&baseline::Baseline::read(&file)?.run(&file), &run);
             }
         },
         Command::BenchBoot { ids } => {
