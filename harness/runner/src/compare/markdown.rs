@@ -99,7 +99,7 @@ fn stats_table(out: &mut String, c: &Comparison) {
         c.options.threshold_pct
     );
     let mut rows: Vec<_> = c.stats.iter().collect();
-    rows.sort_by(|x, y| y.flagged.cmp(&x.flagged));
+    rows.sort_by_key(|s| !s.flagged);
     for s in rows {
         let _ = writeln!(
             out,
