@@ -81,9 +81,26 @@ pub fn measure(
         max: ns[ROUNDS - 1],
         rounds: ROUNDS as u32,
         repeat,
+        emulated: emulated(),
     };
     case.run_cost(&prog.name().to_string_lossy(), cost.clone());
     Ok(cost)
+}
+
+/// Whether this runs on an emulated CPU: QEMU's TCG names itself in the hypervisor CPUID leaf.
+fn emulated() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // A CPU without the leaf returns other data.
+        let leaf = std::arch::x86_64::__cpuid(0x4000_0000);
+        let signature: Vec<u8> = [leaf.ebx, leaf.ecx, leaf.edx]
+            .iter()
+            .flat_map(|r| r.to_le_bytes())
+            .collect();
+        signature == b"TCGTCGTCGTCG"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Runs `prog` once on `data` for a type the kernel has no test run for: records the kernel's

@@ -58,6 +58,10 @@ pub struct RunCost {
     pub rounds: u32,
     /// Runs per round (the kernel's `repeat`).
     pub repeat: u32,
+    /// Measured under emulation (QEMU TCG): the guest's clock follows a loaded host, so the
+    /// figure is an order of magnitude, not comparable run to run.
+    #[serde(default)]
+    pub emulated: bool,
 }
 
 /// The result of loading one object (all its auto-loaded programs).

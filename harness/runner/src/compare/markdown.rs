@@ -19,7 +19,8 @@ pub fn render(c: &Comparison) -> String {
         out,
         "**{} regressions**{} · {} fixes · {} new cells · {} removed cells · {} removed columns · \
          {} added columns · {} statistics changed ({} beyond ±{}%) over {} programs · {} verifier \
-         verdicts or key lines changed · {} of {} run costs beyond the noise band\n",
+         verdicts or key lines changed · {} of {} run costs beyond the noise band ({} measured \
+         under emulation, not compared)\n",
         c.regressions,
         if c.regressions > 0 { " (exit 1)" } else { "" },
         count(Kind::Fix),
@@ -34,11 +35,13 @@ pub fn render(c: &Comparison) -> String {
         c.log_diffs.len(),
         c.run_cost.len(),
         c.costs_compared,
+        c.costs_emulated,
     );
     for k in &c.removed_columns {
         let _ = writeln!(
             out,
-            "- column **{k}** removed: A has it, B has no record of it (regression)"
+            "- column **{k}** removed: `{}` has it, `{}` has no record of it (regression)",
+            c.old, c.new
         );
     }
     for k in &c.added_columns {

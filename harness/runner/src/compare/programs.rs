@@ -88,6 +88,7 @@ pub struct Diffs {
     pub costs: Vec<CostChange>,
     pub compared: usize,
     pub costs_compared: usize,
+    pub costs_emulated: usize,
 }
 
 impl Diffs {
@@ -138,6 +139,10 @@ impl Diffs {
                 });
             }
             if let (Some(ca), Some(cb)) = (&pa.run_cost, &pb.run_cost) {
+                if ca.emulated || cb.emulated {
+                    self.costs_emulated += 1;
+                    continue;
+                }
                 self.costs_compared += 1;
                 let (old, new) = (ca.ns_per_run_median, cb.ns_per_run_median);
                 let pct = if old > 0.0 {
