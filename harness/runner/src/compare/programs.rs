@@ -98,8 +98,7 @@ impl Diffs {
             let Some(pb) = b.programs.get(name) else {
                 continue;
             };
-            let at = |program: &str| (case.to_owned(), kernel.to_owned(), program.to_owned());
-            let (case_, kernel_, program) = at(name);
+            let (case_, kernel_, program) = (case.to_owned(), kernel.to_owned(), name.clone());
             if !pa.metrics.is_empty() && !pb.metrics.is_empty() {
                 self.compared += 1;
             }
