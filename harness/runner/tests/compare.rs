@@ -216,6 +216,15 @@ fn changes_that_are_not_regressions_are_reported_and_pass() {
         )],
         "{md}"
     );
+    // A wider threshold leaves the 13 % change unflagged.
+    let (_, wide_md, wide) = bpfconf(&[
+        "compare",
+        old.path().to_str().unwrap(),
+        new.path().to_str().unwrap(),
+        "--threshold",
+        "20",
+    ]);
+    assert_eq!(wide["stats"][0]["flagged"], false, "{wide_md}");
     let diff = report["log_diffs"][0]["diff"].as_str().unwrap();
     assert!(
         diff.contains("-R1 pointer arithmetic with *= operator prohibited")
