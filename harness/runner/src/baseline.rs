@@ -22,6 +22,9 @@ const SCHEMA: u32 = 2;
 pub struct Baseline {
     schema: u32,
     kernels: BTreeMap<String, BTreeMap<String, Cell>>,
+    /// The line of the file that opens each kernel's cells.
+    #[serde(skip)]
+    lines: BTreeMap<String, usize>,
 }
 
 /// One accepted cell: schema 2 writes the object, schema 1 had the bare outcome.
@@ -86,6 +89,7 @@ impl Baseline {
         Baseline {
             schema: SCHEMA,
             kernels,
+            lines: BTreeMap::new(),
         }
     }
 
@@ -97,7 +101,7 @@ impl Baseline {
                 path.display()
             )
         })?;
-        let baseline: Baseline = serde_json::from_str(&text).with_context(|| {
+        let mut baseline: Baseline = serde_json::from_str(&text).with_context(|| {
             format!(
                 "parsing {} (rewrite it: bpfconf baseline accept RUN)",
                 path.display()
@@ -110,6 +114,15 @@ impl Baseline {
             path.display(),
             baseline.schema
         );
+        for kernel in baseline.kernels.keys() {
+            let opens = format!("{}: {{", serde_json::to_string(kernel)?);
+            if let Some(n) = text
+                .lines()
+                .position(|l| l.trim_start().starts_with(&opens))
+            {
+                baseline.lines.insert(kernel.clone(), n + 1);
+            }
+        }
         Ok(baseline)
     }
 
@@ -140,6 +153,9 @@ impl Baseline {
         let mut r = Run {
             label: path.display().to_string(),
             kernels: self.kernels.keys().cloned().collect(),
+            places: (self.lines.iter())
+                .map(|(k, n)| (k.clone(), format!("{}:{n}", path.display())))
+                .collect(),
             cells: BTreeMap::new(),
         };
         r.kernels.sort_by_key(|k| crate::report::kernel_order(k));
@@ -267,6 +283,9 @@ mod tests {
             [("a", "6.1", Kind::Regression), ("c", "6.1", Kind::Added)]
         );
         assert_eq!(c.removed_columns, ["5.10"]);
+        // The file's fourth line opens the first kernel's cells (after `{`, schema, `kernels`).
+        let place = format!("{}:4", path.display());
+        assert_eq!(c.removed_column_places["5.10"], place);
         assert_eq!(c.regressions, 2);
         let stats: Vec<(&str, u64, u64, bool)> = c
             .stats

@@ -38,10 +38,11 @@ pub fn render(c: &Comparison) -> String {
         c.costs_emulated,
     );
     for k in &c.removed_columns {
+        let place = c.removed_column_places.get(k).unwrap_or(&c.old);
         let _ = writeln!(
             out,
-            "- column **{k}** removed: `{}` has it, `{}` has no record of it (regression)",
-            c.old, c.new
+            "- column **{k}** removed: `{place}` has it, `{}` has no record of it (regression)",
+            c.new
         );
     }
     for k in &c.added_columns {

@@ -7,7 +7,7 @@ mod markdown;
 mod programs;
 pub mod run;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bpfconf_record::Outcome;
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,8 @@ pub struct Comparison {
     pub regressions: usize,
     /// Kernels only run A has: every cell of theirs is gone (a regression each column).
     pub removed_columns: Vec<String>,
+    /// Where run A writes down each removed column (`file:line`), where it knows.
+    pub removed_column_places: BTreeMap<String, String>,
     /// Kernels only run B has.
     pub added_columns: Vec<String>,
     /// Every cell whose outcome changed, over the kernels both runs have.
@@ -180,6 +182,12 @@ pub fn compare(old: &Run, new: &Run, options: &Options) -> Comparison {
         new: new.label.clone(),
         options: options.clone(),
         regressions,
+        removed_column_places: old
+            .places
+            .iter()
+            .filter(|(k, _)| removed_columns.contains(k))
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect(),
         removed_columns,
         added_columns,
         outcomes,

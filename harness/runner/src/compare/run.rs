@@ -17,6 +17,8 @@ pub struct Run {
     pub label: String,
     /// Kernel ids, in column order.
     pub kernels: Vec<String>,
+    /// Where a column is written down (`file:line`), where the side knows.
+    pub places: BTreeMap<String, String>,
     /// Cells by case id, then kernel id.
     pub cells: BTreeMap<String, BTreeMap<String, Cell>>,
 }
@@ -179,6 +181,7 @@ impl Run {
         Run {
             label: label.to_owned(),
             kernels: matrix.kernels.clone(),
+            places: BTreeMap::new(),
             cells,
         }
     }
