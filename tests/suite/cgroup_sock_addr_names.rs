@@ -400,12 +400,17 @@ fn recvmsg_shows_virtual(case: &mut Case, f: Family) -> CaseResult {
         ))
     })?;
     case.detail("child", format!("{seen:?}"));
-    let join = |h: std::thread::JoinHandle<std::io::Result<(SocketAddr, String)>>| {
+    let join = |h: std::thread::JoinHandle<std::io::Result<(SocketAddr, String)>>, what: &str| {
         h.join()
-            .map_err(|_| CaseError::Error(anyhow::anyhow!("a server thread panicked")))?
-            .map_err(|e| CaseError::Fail(anyhow::anyhow!("no datagram within {WAIT:?}: {e}")))
+            .map_err(|_| CaseError::Error(anyhow::anyhow!("the thread of {what} panicked")))?
+            .map_err(|e| {
+                CaseError::Fail(anyhow::anyhow!(
+                    "{what} received no datagram within {WAIT:?}: {e}"
+                ))
+            })
     };
-    let (served, served_other) = (join(served)?, join(served_other)?);
+    let served = join(served, "the service socket")?;
+    let served_other = join(served_other, "the other socket")?;
 
     let (local, answered, control) = succeeded("binding a UDP socket", seen)?;
     let answered = succeeded("the exchange with the virtual address", answered)?;

@@ -198,11 +198,12 @@ fn serve_once(
     })
 }
 
-fn joined<T>(handle: JoinHandle<std::io::Result<T>>) -> CaseResult<T> {
+/// What the server thread of `what` got; nothing within [`WAIT`] is the case's failure.
+fn joined<T>(handle: JoinHandle<std::io::Result<T>>, what: &str) -> CaseResult<T> {
     handle
         .join()
-        .map_err(|_| CaseError::Error(anyhow::anyhow!("a server thread panicked")))?
-        .map_err(|e| CaseError::Fail(anyhow::anyhow!("serving a socket: {e}")))
+        .map_err(|_| CaseError::Error(anyhow::anyhow!("the thread of {what} panicked")))?
+        .map_err(|e| CaseError::Fail(anyhow::anyhow!("{what} within {WAIT:?}: {e}")))
 }
 
 #[test]
@@ -234,7 +235,8 @@ fn connect_unix_reaches_service() {
             .netns(&ns)
             .run(|| (stream_from(LOCAL, VIRTUAL), stream_from(OTHER_LOCAL, OTHER)))?;
         case.detail("child", format!("{seen:?}"));
-        let (served, served_other) = (joined(served)?, joined(served_other)?);
+        let served = joined(served, "the service listener")?;
+        let served_other = joined(served_other, "the other listener")?;
 
         let connected = succeeded("connecting to the virtual name", seen.0)?;
         assert!(
@@ -356,7 +358,8 @@ fn sendmsg_unix_and_recvmsg_unix_use_virtual_name() {
             Ok::<_, Errno>((exchange(&s, &virtual_addr), exchange(&s, &other_addr)))
         })?;
         case.detail("child", format!("{seen:?}"));
-        let (served, served_other) = (joined(served)?, joined(served_other)?);
+        let served = joined(served, "a datagram at the service socket")?;
+        let served_other = joined(served_other, "a datagram at the other socket")?;
 
         let (answered, control) = succeeded("binding a datagram socket", seen)?;
         let answered = succeeded("the exchange with the virtual name", answered)?;
