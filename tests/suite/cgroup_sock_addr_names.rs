@@ -102,46 +102,29 @@ fn load<'obj>(
     f: Family,
     service_port: u16,
 ) -> CaseResult<CgroupSockAddrNamesSkel<'obj>> {
+    use ProgramAttachType::*;
     for (id, attach) in [
-        (
-            "attach_type.cgroup_inet_connect",
-            ProgramAttachType::CgroupInet4Connect,
-        ),
-        (
-            "attach_type.cgroup_inet_connect",
-            ProgramAttachType::CgroupInet6Connect,
-        ),
-        (
-            "attach_type.cgroup_udp4_sendmsg",
-            ProgramAttachType::CgroupUdp4Sendmsg,
-        ),
-        (
-            "attach_type.cgroup_udp6_sendmsg",
-            ProgramAttachType::CgroupUdp6Sendmsg,
-        ),
-        (
-            "attach_type.cgroup_udp4_recvmsg",
-            ProgramAttachType::CgroupUdp4Recvmsg,
-        ),
-        (
-            "attach_type.cgroup_udp6_recvmsg",
-            ProgramAttachType::CgroupUdp6Recvmsg,
-        ),
+        ("attach_type.cgroup_inet_connect", CgroupInet4Connect),
+        ("attach_type.cgroup_inet_connect", CgroupInet6Connect),
+        ("attach_type.cgroup_udp4_sendmsg", CgroupUdp4Sendmsg),
+        ("attach_type.cgroup_udp6_sendmsg", CgroupUdp6Sendmsg),
+        ("attach_type.cgroup_udp4_recvmsg", CgroupUdp4Recvmsg),
+        ("attach_type.cgroup_udp6_recvmsg", CgroupUdp6Recvmsg),
         (
             "attach_type.cgroup_inet4_getpeername",
-            ProgramAttachType::CgroupInet4Getpeername,
+            CgroupInet4Getpeername,
         ),
         (
             "attach_type.cgroup_inet6_getpeername",
-            ProgramAttachType::CgroupInet6Getpeername,
+            CgroupInet6Getpeername,
         ),
         (
             "attach_type.cgroup_inet4_getsockname",
-            ProgramAttachType::CgroupInet4Getsockname,
+            CgroupInet4Getsockname,
         ),
         (
             "attach_type.cgroup_inet6_getsockname",
-            ProgramAttachType::CgroupInet6Getsockname,
+            CgroupInet6Getsockname,
         ),
     ] {
         probe_attach_type(id, attach)?;

@@ -93,27 +93,13 @@ fn load<'obj>(
     case: &mut Case,
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> CaseResult<CgroupSockAddrUnixSkel<'obj>> {
+    use ProgramAttachType::*;
     for (id, attach) in [
-        (
-            "attach_type.cgroup_unix_connect",
-            ProgramAttachType::CgroupUnixConnect,
-        ),
-        (
-            "attach_type.cgroup_unix_sendmsg",
-            ProgramAttachType::CgroupUnixSendmsg,
-        ),
-        (
-            "attach_type.cgroup_unix_recvmsg",
-            ProgramAttachType::CgroupUnixRecvmsg,
-        ),
-        (
-            "attach_type.cgroup_unix_getpeername",
-            ProgramAttachType::CgroupUnixGetpeername,
-        ),
-        (
-            "attach_type.cgroup_unix_getsockname",
-            ProgramAttachType::CgroupUnixGetsockname,
-        ),
+        ("attach_type.cgroup_unix_connect", CgroupUnixConnect),
+        ("attach_type.cgroup_unix_sendmsg", CgroupUnixSendmsg),
+        ("attach_type.cgroup_unix_recvmsg", CgroupUnixRecvmsg),
+        ("attach_type.cgroup_unix_getpeername", CgroupUnixGetpeername),
+        ("attach_type.cgroup_unix_getsockname", CgroupUnixGetsockname),
     ] {
         probe_attach_type(id, attach)?;
     }
