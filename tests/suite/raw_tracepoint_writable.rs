@@ -19,7 +19,7 @@ use std::ffi::CString;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use harness::insn::{Asm, Reg::*, Size};
+use harness::insn::{Asm, Jmp, Reg::*, Size};
 use harness::raw_load::RawProgram;
 use harness::{Case, CaseError, CaseResult, probe};
 use libbpf_rs::{ProgramType, libbpf_sys};
@@ -148,10 +148,14 @@ fn tracepoint_buffer_bounds_checked() {
             "read_inside",
             Asm::new().ldx(Size::W, R0, R6, 0),
         ));
-        // Past it: a 4-byte write at 4.
+        // Past it: a 4-byte write at 4, behind a test no run passes (the result is never
+        // i32::MAX), so that a kernel which wrongly attached it would not write there.
         let past = case.load_raw(&buffer_program(
             "write_past",
-            Asm::new().st_imm(Size::W, R6, 4, 0),
+            Asm::new()
+                .ldx(Size::W, R0, R6, 0)
+                .jmp_imm(Jmp::Jne, R0, i32::MAX, 1)
+                .st_imm(Size::W, R6, 4, 0),
         ));
         // Before it: a 4-byte write at -4.
         let before = case.load_raw(&buffer_program(
