@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use event::Event;
 pub use kernel_id::{derive_id, kernel_id, kernel_release};
-pub use load::{LoadOutcome, ProgramLog, VerifierStats};
+pub use load::{LoadOutcome, ProgSize, ProgramLog, RunCost, VerifierStats};
 pub use outcome::Outcome;
 
 /// The record format's version; bump it when a field changes meaning. A reader refuses records of
@@ -56,7 +56,10 @@ pub struct Record {
     pub clang: String,
     /// The `-mcpu` the samples were built for.
     pub mcpu: String,
-    /// The suite's version that ran the case (`git:<commit>` of the checkout it was built from), so
+    /// What one `BPF_PROG_TEST_RUN` of each program the case test-ran costs, by program name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub run_cost: std::collections::BTreeMap<String, RunCost>,
+    /// The suite's version that ran the case (`git:<commit>` of the checkout it ran from), so
     /// a report can refuse a directory that mixes two versions; empty in the runner's own records.
     pub suite: String,
 }
@@ -79,6 +82,7 @@ impl Record {
             duration_ms: 0,
             clang: String::new(),
             mcpu: String::new(),
+            run_cost: Default::default(),
             suite: String::new(),
         }
     }

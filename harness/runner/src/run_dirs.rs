@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
 use bpfconf_record::{Placed, Record, Unreadable, read_placed};
@@ -170,38 +170,14 @@ fn more(n: usize) -> String {
     }
 }
 
-/// The columns the accepted matrix (read from `file`) has and `run` lacks, each as `<file>:<line>:
-/// names kernel <id> (<n> accepted cells, each a regression now)`: a column that disappeared.
-pub fn lost_columns(accepted: &Matrix, run: &Matrix, file: &Path) -> Vec<String> {
-    let text = fs::read_to_string(file).unwrap_or_default();
-    accepted
-        .kernels
-        .iter()
-        .filter(|k| !run.kernels.contains(k))
-        .map(|k| {
-            let needle = format!("\"{k}\": {{");
-            let line = text
-                .lines()
-                .position(|l| l.trim_start().starts_with(&needle))
-                .map_or(String::new(), |n| format!(":{}", n + 1));
-            let cells = accepted
-                .cases
-                .values()
-                .filter(|r| r.cells.contains_key(k))
-                .count();
-            format!(
-                "{}{line}: names kernel {k} ({cells} accepted cells, each a regression now)",
-                file.display()
-            )
-        })
-        .collect()
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeMap;
+    use std::path::Path;
 
-    use bpfconf_record::{LoadOutcome, Outcome, ProgramLog, VerifierStats, write};
+    use bpfconf_record::{
+        LoadOutcome, Outcome, ProgSize, ProgramLog, RunCost, VerifierStats, write,
+    };
 
     use super::*;
     use crate::report::Report;
@@ -228,8 +204,24 @@ pub(crate) mod tests {
             ProgramLog {
                 stats: Some(stats),
                 log,
+                size: loaded.then(|| ProgSize {
+                    xlated_bytes: 16,
+                    jited_bytes: 23,
+                    verified_insns: Some(2),
+                }),
             },
         )]);
+        if loaded {
+            let cost = RunCost {
+                ns_per_run_median: 10.0,
+                min: 9.0,
+                max: 12.0,
+                rounds: 5,
+                repeat: 1000,
+                emulated: false,
+            };
+            r.run_cost.insert("prog".into(), cost);
+        }
         r.loads.push(LoadOutcome {
             object: format!("{ty}_bpf"),
             loaded,
@@ -462,24 +454,5 @@ pub(crate) mod tests {
             e.starts_with(&format!("{timings}: not the timings of a run: ")),
             "{e}"
         );
-    }
-
-    #[test]
-    fn a_baseline_column_the_run_lacks_is_named_with_its_file_and_line() {
-        let tmp = tempfile::tempdir().unwrap();
-        whole_run(tmp.path());
-        let accepted = load(&[tmp.path().to_owned()]).unwrap().matrix();
-        let file = tmp.path().join("baseline.json");
-        fs::write(&file, "{\n  \"kernels\": {\n    \"5.10\": {\n").unwrap();
-        let mut run = accepted.clone();
-        run.kernels.retain(|k| k != "5.10");
-        assert_eq!(
-            lost_columns(&accepted, &run, &file),
-            [format!(
-                "{}:3: names kernel 5.10 (5 accepted cells, each a regression now)",
-                file.display()
-            )]
-        );
-        assert!(lost_columns(&accepted, &accepted, &file).is_empty());
     }
 }

@@ -407,6 +407,7 @@ fn program_type(variant: &str) -> ProgramType {
         "Netfilter" => Netfilter,
         "Tracing" => Tracing,
         "Syscall" => Syscall,
+        "RawTracepointWritable" => RawTracepointWritable,
         other => panic!("ProgramType::{other} is used: map it here and give it a floor"),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use bpfconf_record::{LoadOutcome, Outcome};
+use bpfconf_record::{LoadOutcome, Outcome, RunCost};
 use serde::{Deserialize, Serialize};
 
 use super::Report;
@@ -68,6 +68,8 @@ pub struct JsonCell {
     pub loads: Vec<LoadOutcome>,
     /// What the case measured, by name.
     pub details: serde_json::Map<String, serde_json::Value>,
+    /// What one `BPF_PROG_TEST_RUN` of each program the case test-ran costs, by program name.
+    pub run_cost: BTreeMap<String, RunCost>,
 }
 
 pub(super) fn of(report: &Report) -> JsonReport {
@@ -119,5 +121,6 @@ pub(super) fn cell(report: &Report, case: &str, kernel: &str) -> JsonCell {
         duration_ms: record.map(|r| r.duration_ms),
         loads: record.map(|r| r.loads.clone()).unwrap_or_default(),
         details: record.map(|r| r.details.clone()).unwrap_or_default(),
+        run_cost: record.map(|r| r.run_cost.clone()).unwrap_or_default(),
     }
 }
