@@ -204,7 +204,7 @@ pub(crate) mod tests {
             ProgramLog {
                 stats: Some(stats),
                 log,
-                size: loaded.then(|| ProgSize {
+                size: loaded.then_some(ProgSize {
                     xlated_bytes: 16,
                     jited_bytes: 23,
                     verified_insns: Some(2),
