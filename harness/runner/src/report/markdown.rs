@@ -1,11 +1,12 @@
 //! The Markdown report, shaped for a GitHub job summary (at most 1 MiB): per-kernel totals, the
 //! rows that are not all `pass` with their reasons, then the full table folded in `<details>`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use bpfconf_record::Outcome;
+use bpfconf_record::{Outcome, RunCost};
 
-use super::{Report, Row, first_line};
+use super::{Report, Row, first_line, plural};
 
 /// GitHub's limit on one step's job summary.
 pub const SUMMARY_LIMIT: usize = 1024 * 1024;
@@ -85,6 +86,7 @@ pub fn render(report: &Report) -> String {
     } else {
         format!("\nReasons:\n\n{reasons}")
     };
+    let folded = folded + &run_costs(report);
     let body = out + &reasons;
     if body.len() + folded.len() <= SUMMARY_LIMIT {
         return body + &folded;
@@ -129,6 +131,43 @@ fn totals(report: &Report) -> String {
         .collect();
     let _ = writeln!(out, "| all | | {} | |", all.join(" | "));
     out
+}
+
+/// What one `BPF_PROG_TEST_RUN` of each test-ran program costs on each kernel, folded; empty when
+/// nothing was measured.
+fn run_costs(report: &Report) -> String {
+    let mut rows: BTreeMap<(&str, &str), BTreeMap<&str, &RunCost>> = BTreeMap::new();
+    for ((case, kernel), r) in &report.records {
+        for (program, cost) in &r.run_cost {
+            rows.entry((case, program))
+                .or_default()
+                .insert(kernel, cost);
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let kernels = &report.matrix.kernels;
+    let mut out = format!(
+        "\n<details><summary>Run cost of {}: ns per run, the median of the rounds (~: under \
+         emulation, an order of magnitude)</summary>\n\n| case | program | {} |\n|---|---|{}\n",
+        plural(rows.len(), "program"),
+        kernels.join(" | "),
+        "---:|".repeat(kernels.len())
+    );
+    for ((case, program), costs) in &rows {
+        let cells: Vec<String> = kernels
+            .iter()
+            .map(|k| {
+                costs.get(k.as_str()).map_or(String::new(), |c| {
+                    let approx = if c.emulated { "~" } else { "" };
+                    format!("{approx}{:.0}", c.ns_per_run_median)
+                })
+            })
+            .collect();
+        let _ = writeln!(out, "| `{case}` | {program} | {} |", cells.join(" | "));
+    }
+    out + "\n</details>\n"
 }
 
 fn table_head(report: &Report) -> String {
@@ -197,6 +236,24 @@ mod tests {
         );
         assert!(at("<details>") < at("| `xdp::drops` | xdp | pass | pass |"));
         assert!(!md.contains("Incomplete"));
+        assert!(!md.contains("Run cost"), "nothing measured: no table");
+    }
+
+    #[test]
+    fn run_costs_fold_after_the_table() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut emulated = record("6.1", "xdp::drops", Outcome::Pass);
+        emulated.run_cost.get_mut("prog").unwrap().emulated = true;
+        bpfconf_record::write(tmp.path(), &emulated).unwrap();
+        bpfconf_record::write(tmp.path(), &record("5.10", "xdp::drops", Outcome::Pass)).unwrap();
+        let run = crate::run_dirs::load(&[tmp.path().to_owned()]).unwrap();
+        let md = Report::new(&run).markdown();
+        let table = md.split("<summary>Run cost of 1 program: ").nth(1).unwrap();
+        assert!(table.contains("| case | program | 5.10 | 6.1 |\n|---|---|---:|---:|\n"));
+        assert!(
+            table.contains("| `xdp::drops` | prog | 10 | ~10 |\n"),
+            "{table}"
+        );
     }
 
     #[test]
