@@ -149,9 +149,10 @@ fn run_costs(report: &Report) -> String {
     }
     let kernels = &report.matrix.kernels;
     let mut out = format!(
-        "\n<details><summary>Run cost of {}: ns per run, the median of the rounds (~: under \
-         emulation, an order of magnitude)</summary>\n\n| case | program | {} |\n|---|---|{}\n",
-        plural(rows.len(), "program"),
+        "\n<details><summary>Run cost of each test-ran program ({}): ns per run, the median of \
+         the rounds (~: under emulation, an order of magnitude)</summary>\n\n| case | program | \
+         {} |\n|---|---|{}\n",
+        plural(rows.len(), "row"),
         kernels.join(" | "),
         "---:|".repeat(kernels.len())
     );
@@ -248,7 +249,10 @@ mod tests {
         bpfconf_record::write(tmp.path(), &record("5.10", "xdp::drops", Outcome::Pass)).unwrap();
         let run = crate::run_dirs::load(&[tmp.path().to_owned()]).unwrap();
         let md = Report::new(&run).markdown();
-        let table = md.split("<summary>Run cost of 1 program: ").nth(1).unwrap();
+        let table = md
+            .split("<summary>Run cost of each test-ran program (1 row): ")
+            .nth(1)
+            .unwrap();
         assert!(table.contains("| case | program | 5.10 | 6.1 |\n|---|---|---:|---:|\n"));
         assert!(
             table.contains("| `xdp::drops` | prog | 10 | ~10 |\n"),
