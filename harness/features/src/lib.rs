@@ -1,7 +1,10 @@
 //! The probe matrix: which program types, map types and helpers (per program type) the running
 //! kernel offers, probed through libbpf (`libbpf_probe_bpf_prog_type`, `…_map_type`, `…_helper`,
-//! each of which loads a minimal program or creates a minimal map). `bpfconf probe` prints it;
-//! `tests/suite/probe.rs` compares it with `bpftool feature probe kernel`.
+//! each of which loads a minimal program or creates a minimal map), and which kfuncs ([`kfunc`]).
+//! `bpfconf probe` prints it; `tests/suite/probe.rs` compares it with `bpftool feature probe
+//! kernel`, `tests/suite/helper_matrix.rs` with the floors.
+
+pub mod kfunc;
 
 use std::collections::BTreeMap;
 use std::ffi::CStr;
@@ -24,6 +27,9 @@ pub struct Features {
     /// Program type → the helpers its programs may call (probed for available types only; types
     /// whose helpers libbpf cannot probe — tracing, ext, lsm, struct_ops — are absent).
     pub helpers: BTreeMap<String, Vec<String>>,
+    /// Kfuncs: the BTF's own list where it has one, and the floors' kfuncs probed per program type
+    /// (the same types as `helpers`).
+    pub kfuncs: kfunc::Kfuncs,
 }
 
 impl Features {
@@ -32,6 +38,7 @@ impl Features {
     pub fn probe() -> Self {
         let mut program_types = BTreeMap::new();
         let mut helpers = BTreeMap::new();
+        let mut probed_types = Vec::new();
         for ty in 1..libbpf_sys::__MAX_BPF_PROG_TYPE {
             let Some(name) = prog_type_str(ty) else {
                 continue;
@@ -55,6 +62,7 @@ impl Features {
                     .collect();
                 if let Some(callable) = callable {
                     helpers.insert(name.clone(), callable);
+                    probed_types.push((ty, name.clone()));
                 }
             }
             program_types.insert(name, available);
@@ -74,10 +82,16 @@ impl Features {
             program_types,
             map_types,
             helpers,
+            kfuncs: kfunc::probe(&kfunc::floor_rows(), &probed_types),
         }
     }
 
-    /// A plain-text table: program types with their helper counts, then map types.
+    /// Whether any program type may call helper `name` (`bpf_loop`): the kernel has it.
+    pub fn has_helper(&self, name: &str) -> bool {
+        self.helpers.values().any(|h| h.iter().any(|n| n == name))
+    }
+
+    /// A plain-text table: program types with their helper counts, map types, then kfuncs.
     pub fn table(&self) -> String {
         let mut out = format!("kernel {} ({})\n\n", self.kernel, self.release);
         let width = self
@@ -98,6 +112,17 @@ impl Features {
         let _ = writeln!(out, "\n{:width$}  available", "map type");
         for (name, available) in &self.map_types {
             let _ = writeln!(out, "{name:width$}  {}", yes_no(*available));
+        }
+        let _ = writeln!(
+            out,
+            "\nkfuncs tagged in BTF: {}",
+            self.kfuncs
+                .tagged
+                .as_ref()
+                .map_or_else(|| "none (no list)".to_owned(), |t| t.len().to_string())
+        );
+        for (name, types) in &self.kfuncs.probed {
+            let _ = writeln!(out, "{name}: {}", types.join(" "));
         }
         out
     }
