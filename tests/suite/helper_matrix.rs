@@ -54,9 +54,18 @@ fn helpers_and_kfuncs_match_their_floors() {
                     .collect();
                 (!callers.is_empty(), callers, "libbpf_probe_bpf_helper")
             } else if let Some(name) = id.strip_prefix("kfunc.") {
-                let callers: Vec<&String> =
-                    features.kfuncs.probed.get(name).into_iter().flatten().collect();
-                (!callers.is_empty(), callers, "a kfunc call probe-loaded per program type")
+                let callers: Vec<&String> = features
+                    .kfuncs
+                    .probed
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                (
+                    !callers.is_empty(),
+                    callers,
+                    "a kfunc call probe-loaded per program type",
+                )
             } else {
                 continue;
             };
