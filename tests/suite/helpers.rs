@@ -312,13 +312,13 @@ fn find_vma_finds_the_test_binarys_mapping() {
     Case::run(ProgramType::RawTracepoint, |case| {
         probe::helper(
             ProgramType::RawTracepoint,
-            libbpf_sys::BPF_FUNC_get_current_task_btf,
-            "bpf_get_current_task_btf",
+            libbpf_sys::BPF_FUNC_find_vma,
+            "bpf_find_vma",
         )?;
         probe::helper(
             ProgramType::RawTracepoint,
-            libbpf_sys::BPF_FUNC_find_vma,
-            "bpf_find_vma",
+            libbpf_sys::BPF_FUNC_get_current_task_btf,
+            "bpf_get_current_task_btf",
         )?;
         let address = find_vma_target as *const () as usize as u64;
         assert_eq!(find_vma_target(), 7);
