@@ -3,8 +3,9 @@
 //! kernel has it — a helper when any probeable program type may call it (libbpf's helper probe), a
 //! kfunc when any may call it (the probe loads of `bpf_features::kfunc`). A feature present below
 //! its floor is a `fail`, and so is one missing at or past it with its options on
-//! (`floors::missing`'s judgement); missing below it is fine. The per-row table goes to the
-//! record's details (`matrix`), for the report.
+//! (`floors::missing`'s judgement); missing below it is fine. Where the kernel's BTF tags its
+//! kfuncs (6.11+), the probe loads must agree with the tags. The per-row table goes to the
+//! record's details (`matrix`), for `bpfconf report --helpers`.
 
 use std::collections::BTreeMap;
 
@@ -69,6 +70,16 @@ fn helpers_and_kfuncs_match_their_floors() {
             } else {
                 continue;
             };
+            // Where the BTF lists its kfuncs, the probe loads must agree with the list.
+            if let (Some(name), Some(tagged)) = (id.strip_prefix("kfunc."), &features.kfuncs.tagged)
+                && tagged.iter().any(|t| t == name) != present
+            {
+                fails.push(format!(
+                    "{id}: the probe loads say {}, the BTF's bpf_kfunc tags say {}",
+                    if present { "callable" } else { "not callable" },
+                    if present { "not a kfunc" } else { "a kfunc" },
+                ));
+            }
             let verdict = judge(id, present, how);
             let (outcome, reason) = match &verdict {
                 Verdict::Present => ("present", None),
