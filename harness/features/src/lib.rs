@@ -36,6 +36,12 @@ impl Features {
     /// Probes the running kernel (needs CAP_BPF/CAP_SYS_ADMIN; a few thousand tiny loads, well
     /// under a second or two).
     pub fn probe() -> Self {
+        Self::probe_helpers(&(1..libbpf_sys::__BPF_FUNC_MAX_ID).collect::<Vec<_>>())
+    }
+
+    /// [`Features::probe`] with only the helpers of ids `helper_ids` probed: a fraction of the
+    /// loads, for emulated CPUs.
+    pub fn probe_helpers(helper_ids: &[u32]) -> Self {
         let mut program_types = BTreeMap::new();
         let mut helpers = BTreeMap::new();
         let mut probed_types = Vec::new();
@@ -47,8 +53,9 @@ impl Features {
             let available =
                 answer(unsafe { libbpf_sys::libbpf_probe_bpf_prog_type(ty, std::ptr::null()) });
             if available == Some(true) {
-                let callable: Option<Vec<String>> = (1..libbpf_sys::__BPF_FUNC_MAX_ID)
-                    .filter_map(|id| {
+                let callable: Option<Vec<String>> = helper_ids
+                    .iter()
+                    .filter_map(|&id| {
                         // SAFETY: NULL opts are allowed.
                         let ret = unsafe {
                             libbpf_sys::libbpf_probe_bpf_helper(ty, id, std::ptr::null())
@@ -174,6 +181,12 @@ pub fn helper_name(id: u32) -> String {
         Some(name) => format!("bpf_{name}"),
         None => format!("helper#{id}"),
     }
+}
+
+/// The id of helper `name` (`bpf_loop` → `BPF_FUNC_loop`), if the UAPI header names it.
+pub fn helper_id(name: &str) -> Option<u32> {
+    let name = name.strip_prefix("bpf_")?;
+    HELPERS.iter().position(|h| *h == name).map(|id| id as u32)
 }
 
 /// Helper names by id, from `___BPF_FUNC_MAPPER` of the UAPI header libbpf-sys ships.
@@ -404,6 +417,8 @@ mod tests {
             "bpf_map_lookup_elem"
         );
         assert_eq!(helper_name(libbpf_sys::BPF_FUNC_tail_call), "bpf_tail_call");
+        assert_eq!(helper_id("bpf_loop"), Some(libbpf_sys::BPF_FUNC_loop));
+        assert_eq!(helper_id("bpf_no_such_helper"), None);
         assert_eq!(
             helper_name(libbpf_sys::BPF_FUNC_cgrp_storage_delete),
             "bpf_cgrp_storage_delete"
