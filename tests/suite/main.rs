@@ -15,6 +15,8 @@ mod co_re;
 mod fentry;
 mod flow_dissector;
 mod hello_world;
+mod helper_matrix;
+mod helpers;
 mod isa;
 mod iter;
 mod kprobe;

@@ -11,6 +11,7 @@ mod baseline;
 mod bench;
 mod column;
 mod compare;
+mod helper_matrix;
 mod kernels;
 mod kmsg;
 mod known_bugs;
@@ -55,6 +56,10 @@ enum Command {
         /// verdict and the key line of a refusal.
         #[arg(long)]
         verifier: bool,
+        /// Instead of the matrix: the helper/kfunc matrix (each floor row × kernel, from the
+        /// `helper_matrix::` case).
+        #[arg(long)]
+        helpers: bool,
     },
     /// What changed from run OLD (A) to run NEW (B): outcomes, columns, each program's verifier
     /// statistics and sizes (A, B, DIFF), verifier log diffs where a verdict or key line changed,
@@ -73,7 +78,8 @@ enum Command {
         #[command(subcommand)]
         command: BaselineCommand,
     },
-    /// Probe the running kernel: program types, map types and helpers per program type (needs root).
+    /// Probe the running kernel: program types, map types, helpers per program type and kfuncs
+    /// (needs root).
     Probe {
         /// Print JSON (with every helper's name) instead of the table.
         #[arg(long)]
@@ -299,13 +305,15 @@ fn run(command: Command) -> Result<ExitCode> {
             json,
             slowest,
             verifier,
+            helpers,
         } => {
             let dir = results.unwrap_or_else(results_dir);
-            if slowest.is_some() || verifier {
+            if slowest.is_some() || verifier || helpers {
                 let (records, _) = record::read_dir(&dir)
                     .with_context(|| format!("reading results in {}", dir.display()))?;
                 match slowest {
                     Some(n) => print!("{}", report::slowest(&records, n)),
+                    None if helpers => print!("{}", helper_matrix::markdown(&records)),
                     None => print!("{}", report::verifier_view(&records)),
                 }
                 return Ok(ExitCode::SUCCESS);
