@@ -12,6 +12,7 @@ mod cgroup_sysctl;
 mod co_re;
 mod fentry;
 mod flow_dissector;
+mod freplace;
 mod hello_world;
 mod isa;
 mod iter;
