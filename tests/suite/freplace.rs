@@ -13,7 +13,7 @@ use std::ptr::NonNull;
 
 use harness::{Case, CaseResult, LogLevel, floors, ftrace, packet, probe, test_run};
 use libbpf_rs::libbpf_sys::{self, XDP_DROP, XDP_PASS};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, ProgramInput, ProgramMut, ProgramType};
 use programs::freplace::FreplaceSkelBuilder;
 use programs::freplace_ext::FreplaceExtSkelBuilder;

@@ -38,6 +38,7 @@ mod sk_skb_verdict;
 mod skeleton;
 mod sock_ops;
 mod socket_filter;
+mod struct_ops;
 mod syscall;
 mod tail_calls;
 mod tcx;
