@@ -6,6 +6,9 @@
 //! the tcp_slow_start and tcp_cong_avoid_ai kfuncs, 5.13+, or by writing snd_cwnd itself, 5.6+); a
 //! control connection on the default algorithm is never seen by the program. Once unregistered,
 //! selecting the name fails with `ENOENT` and a new connection reads back the namespace's default.
+//! cwnd_event, ssthresh and undo_cwnd calls are recorded, not required: a lossless loopback never
+//! calls the latter two, and the first sees only CA_EVENT_TX_START there, which newer kernels (the
+//! 7.3 of the matrix) deliver through a callback of its own (`cwnd_event_tx_start`).
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -168,7 +171,6 @@ fn selected_on_loopback(
     ports.sort_unstable();
     assert_eq!(init_ports, ports, "the local ports of the sockets init saw");
     assert!(seen.cong_avoids > 0, "cong_avoid never ran");
-    assert!(seen.cwnd_events > 0, "cwnd_event never ran");
     for cwnd in &cwnds {
         assert!(
             *cwnd > INIT_CWND,
