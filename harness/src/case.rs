@@ -21,6 +21,7 @@ pub struct Case {
     loads: Vec<LoadOutcome>,
     details: serde_json::Map<String, serde_json::Value>,
     mcpu: String,
+    run_cost: std::collections::BTreeMap<String, bpfconf_record::RunCost>,
 }
 
 impl Case {
@@ -43,6 +44,7 @@ impl Case {
             loads: Vec::new(),
             details: Default::default(),
             mcpu: programs::MCPU.to_owned(),
+            run_cost: Default::default(),
         };
         let started = Instant::now();
         Event::CaseStarted { test: test.clone() }.emit();
@@ -75,6 +77,7 @@ impl Case {
             duration_ms: started.elapsed().as_millis() as u64,
             clang: programs::CLANG_VERSION.to_owned(),
             mcpu: case.mcpu,
+            run_cost: case.run_cost,
         };
         let dir = record::results_dir();
         if let Err(e) = record::write(&dir, &record) {
@@ -166,6 +169,11 @@ impl Case {
     pub fn detail(&mut self, key: &str, value: impl Serialize) {
         let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
         self.details.insert(key.to_owned(), value);
+    }
+
+    /// Records what one test run of `program` costs ([`crate::test_run::measure`]).
+    pub fn run_cost(&mut self, program: &str, cost: bpfconf_record::RunCost) {
+        self.run_cost.insert(program.to_owned(), cost);
     }
 
     /// Records that the case's object was built for `mcpu` (a variant), not the suite's default.

@@ -360,6 +360,9 @@ impl RawProgram {
                 ProgramLog {
                     stats: parse_stats(&log),
                     log,
+                    size: fd
+                        .as_ref()
+                        .and_then(|fd| crate::load::prog_size(fd.as_fd())),
                 },
             )]),
         };

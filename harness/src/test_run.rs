@@ -1,7 +1,8 @@
 //! `BPF_PROG_TEST_RUN`: the runner of the modules' test-run tables ([`Row`]), which errors mean the
-//! kernel has no test run for a type (judged against its floor, `test_run.<type>`), and the check
-//! that a traffic-only type still has none.
+//! kernel has no test run for a type (judged against its floor, `test_run.<type>`), what one run
+//! costs ([`measure`]), and the check that a traffic-only type still has none.
 
+use bpfconf_record::RunCost;
 use libbpf_rs::{ProgramInput, ProgramMut, ProgramOutput, ProgramType};
 
 use crate::errno::{self, ENOTSUPP};
@@ -34,6 +35,72 @@ pub fn run<'dat>(
         return Err(floors::missing(&id, "not run"));
     }
     prog.test_run(input).map_err(|e| error(ty, e))
+}
+
+/// Rounds of a run-cost measurement; the cost is their median.
+const ROUNDS: usize = 5;
+/// What one round aims to last, in ns: long against the clock's and the syscall's cost, short
+/// under emulation (a row's measurement costs about `ROUNDS` times this).
+const ROUND_NS: u64 = 2_000_000;
+/// Runs of the calibration round.
+const CALIBRATION: u32 = 64;
+
+/// Measures what one test run of `prog` on `data` (and `context`) costs and records it on the
+/// case under the program's name: a calibration round of [`CALIBRATION`] runs sizes the kernel's
+/// `repeat` so that a round lasts about [`ROUND_NS`], then [`ROUNDS`] rounds give the kernel's
+/// average ns per run each. Nothing is copied out; state the program keeps (counters, the packet
+/// it rewrites) goes on changing with every run, so measure after the case has read it.
+pub fn measure(
+    case: &mut Case,
+    prog: &ProgramMut<'_>,
+    data: &[u8],
+    context: Option<&[u8]>,
+) -> CaseResult<RunCost> {
+    let round = |repeat: u32| -> CaseResult<f64> {
+        let mut context = context.map(<[u8]>::to_vec);
+        let input = ProgramInput {
+            data_in: Some(data),
+            context_in: context.as_deref_mut(),
+            repeat,
+            ..Default::default()
+        };
+        let output = prog
+            .test_run(input)
+            .map_err(|e| CaseError::Fail(anyhow::anyhow!("measuring the run cost: {e:#}")))?;
+        Ok(output.duration.as_nanos() as f64)
+    };
+    let first = round(CALIBRATION)?;
+    let repeat = (ROUND_NS as f64 / first.max(1.0)).clamp(f64::from(CALIBRATION), 1e6) as u32;
+    let mut ns = (0..ROUNDS)
+        .map(|_| round(repeat))
+        .collect::<CaseResult<Vec<f64>>>()?;
+    ns.sort_by(f64::total_cmp);
+    let cost = RunCost {
+        ns_per_run_median: ns[ROUNDS / 2],
+        min: ns[0],
+        max: ns[ROUNDS - 1],
+        rounds: ROUNDS as u32,
+        repeat,
+        emulated: emulated(),
+    };
+    case.run_cost(&prog.name().to_string_lossy(), cost.clone());
+    Ok(cost)
+}
+
+/// Whether this runs on an emulated CPU: QEMU's TCG names itself in the hypervisor CPUID leaf.
+fn emulated() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // A CPU without the leaf returns other data.
+        let leaf = std::arch::x86_64::__cpuid(0x4000_0000);
+        let signature: Vec<u8> = [leaf.ebx, leaf.ecx, leaf.edx]
+            .iter()
+            .flat_map(|r| r.to_le_bytes())
+            .collect();
+        signature == b"TCGTCGTCGTCG"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Runs `prog` once on `data` for a type the kernel has no test run for: records the kernel's
@@ -148,7 +215,9 @@ impl Row {
     }
 
     /// Runs `prog` once on the row (through [`run`]), records the return value and checks it
-    /// and the bytes handed back. A row that expects counters takes [`Row::run_counted`].
+    /// and the bytes handed back, then measures the run's cost ([`measure`]). A row that expects
+    /// counters takes [`Row::run_counted`]. What the body checks after it, it checks on [`Ran`]:
+    /// the program's own state has seen the measurement's runs.
     pub fn run(&self, case: &mut Case, prog: &ProgramMut<'_>) -> CaseResult<Ran> {
         if !self.counters.is_empty() {
             return Err(CaseError::Error(anyhow::anyhow!(
@@ -156,11 +225,13 @@ impl Row {
                 self.counters
             )));
         }
-        self.run_once(case, prog)
+        let ran = self.run_once(case, prog)?;
+        self.measure(case, prog)?;
+        Ok(ran)
     }
 
-    /// [`Row::run`], then `counters` reads the program's counters: each is recorded, and those
-    /// the row names must hold the values it gives.
+    /// [`Row::run`], with `counters` reading the program's counters between the run and the
+    /// measurement: each is recorded, and those the row names must hold the values it gives.
     pub fn run_counted(
         &self,
         case: &mut Case,
@@ -180,7 +251,12 @@ impl Row {
             checked, self.counters,
             "the program's counters after the run"
         );
+        self.measure(case, prog)?;
         Ok(ran)
+    }
+
+    fn measure(&self, case: &mut Case, prog: &ProgramMut<'_>) -> CaseResult {
+        measure(case, prog, &self.frame, self.context.as_deref()).map(drop)
     }
 
     fn run_once(&self, case: &mut Case, prog: &ProgramMut<'_>) -> CaseResult<Ran> {

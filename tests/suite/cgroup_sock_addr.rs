@@ -23,6 +23,9 @@
 //!
 //! No test-run cases: the kernel does not implement BPF_PROG_TEST_RUN for this program type
 //! (ENOTSUPP, checked on 6.18).
+//!
+//! The other hooks are in `cgroup_sock_addr_names` (getpeername, getsockname, recvmsg) and
+//! `cgroup_sock_addr_unix` (AF_UNIX), which probe their attach types with [`probe_attach_type`].
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -31,33 +34,38 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, U
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
-use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
-use libbpf_rs::ProgramType;
+use harness::raw_load::RawProgram;
+use harness::{
+    Case, CaseError, CaseResult, Cgroup, LogLevel, NetNs, OrError, child, floors, probe,
+};
+use libbpf_rs::{ProgramAttachType, ProgramType};
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 use programs::cgroup_sock_addr::{CgroupSockAddrSkel, CgroupSockAddrSkelBuilder, types};
 
 /// How long the test's side of a connection waits for the child: as long as the child may run.
-const WAIT: Duration = child::TIMEOUT;
+pub(crate) const WAIT: Duration = child::TIMEOUT;
 /// How long the child waits for an answer that was sent.
-const ARRIVAL: Duration = Duration::from_secs(5);
+pub(crate) const ARRIVAL: Duration = Duration::from_secs(5);
 
 /// The first bytes (at most 32) one read got: what the child received, as plain data.
 #[derive(Clone, Copy)]
-struct Text {
+pub(crate) struct Text {
     len: usize,
     bytes: [u8; 32],
 }
 
 impl Text {
-    fn read(read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>) -> Result<Self, Errno> {
+    pub(crate) fn read(
+        read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+    ) -> Result<Self, Errno> {
         let mut bytes = [0; 32];
         let len = child::errno(read(&mut bytes))?;
         Ok(Text { len, bytes })
     }
 
-    fn as_str(&self) -> std::borrow::Cow<'_, str> {
+    pub(crate) fn as_str(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(&self.bytes[..self.len])
     }
 }
@@ -144,8 +152,33 @@ fn tcp_bind(port: u16) -> Result<Bound, Errno> {
 }
 
 /// The child's result: a failed socket call inside the cgroup is the program's failure (`fail`).
-fn succeeded<T>(what: &str, result: Result<T, Errno>) -> CaseResult<T> {
+pub(crate) fn succeeded<T>(what: &str, result: Result<T, Errno>) -> CaseResult<T> {
     result.map_err(|e| CaseError::Fail(anyhow::anyhow!("{what} inside the cgroup: {e}")))
+}
+
+/// The kernel loads cgroup_sock_addr programs for `attach` (a minimal one: `r0 = 1; exit`), feature
+/// `id`: a kernel that does not know the attach type refuses it with EINVAL, judged by the floor.
+pub(crate) fn probe_attach_type(id: &str, attach: ProgramAttachType) -> CaseResult {
+    let insns = harness::insn::Asm::new()
+        .mov64_imm(harness::insn::Reg::R0, 1)
+        .exit()
+        .to_bpf();
+    probe::prog_type(ProgramType::CgroupSockAddr)?;
+    let load = RawProgram::new("probe", ProgramType::CgroupSockAddr, insns)
+        .expected_attach_type(attach.clone())
+        .log_level(LogLevel::Stats)
+        .load();
+    match load.outcome.errno.as_deref() {
+        None if floors::has(id, true) => Ok(()),
+        None => Err(floors::missing(id, "loaded")),
+        Some("EINVAL") => Err(floors::missing(
+            id,
+            format!("loading a program for {attach:?}: EINVAL"),
+        )),
+        Some(errno) => Err(CaseError::Error(anyhow::anyhow!(
+            "probing {id}: loading `r0 = 1; exit` failed with {errno}"
+        ))),
+    }
 }
 
 /// Opens the object, lets `configure` set its .rodata, loads it (recorded and snapshotted).
@@ -171,14 +204,14 @@ fn counters(skel: &CgroupSockAddrSkel<'_>) -> (u64, u64, u64) {
 }
 
 /// Runs `f` with the calling thread inside `ns`.
-fn inside<T>(ns: &NetNs, f: impl FnOnce() -> std::io::Result<T>) -> CaseResult<T> {
+pub(crate) fn inside<T>(ns: &NetNs, f: impl FnOnce() -> std::io::Result<T>) -> CaseResult<T> {
     let _inside = ns.enter()?;
     f().or_error("creating a socket in the test netns")
 }
 
 /// Accepts one connection on `listener` within [`WAIT`], reads the child's greeting and answers
 /// `reply`; its address and greeting, or `None` when nobody connected.
-fn serve_once(
+pub(crate) fn serve_once(
     listener: TcpListener,
     reply: String,
 ) -> std::thread::JoinHandle<std::io::Result<Option<(SocketAddr, String)>>> {

@@ -1044,6 +1044,6 @@ fn test_run(#[case] row: Row) {
             row.counts,
             "counters (stripped, trimmed, meta_set, redirected_dev)"
         );
-        Ok(())
+        harness::test_run::measure(case, prog, &row.frame, None).map(drop)
     });
 }

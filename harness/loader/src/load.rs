@@ -6,15 +6,16 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::{LazyLock, Once};
 
-use libbpf_rs::skel::OpenSkel;
-use libbpf_rs::{PrintLevel, set_print};
+use libbpf_rs::skel::{OpenSkel, Skel};
+use libbpf_rs::{Object, PrintLevel, set_print};
 use regex::Regex;
 
 use crate::errno;
 
-pub use bpfconf_record::{LoadOutcome, ProgramLog, VerifierStats};
+pub use bpfconf_record::{LoadOutcome, ProgSize, ProgramLog, VerifierStats};
 
 /// The verifier log level a load asks for (the kernel's `log_level` bits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +50,7 @@ fn from_libbpf_messages(
                 ProgramLog {
                     stats: parse_stats(&log),
                     log,
+                    size: None,
                 },
             )
         })
@@ -97,7 +99,11 @@ pub fn load_skel_with_messages<'obj, S: OpenSkel<'obj>>(
     for mut prog in open.open_object_mut().progs_mut() {
         prog.set_log_level(level as u32);
     }
-    captured(&object, || open.load())
+    let (result, mut outcome, messages) = captured(&object, || open.load());
+    if let Ok(skel) = &result {
+        add_sizes(&mut outcome, skel.object());
+    }
+    (result, outcome, messages)
 }
 
 /// [`load_skel`] for an object opened from a file (`bpfconf objects`).
@@ -112,8 +118,43 @@ pub fn load_object(
     for mut prog in open.progs_mut() {
         prog.set_log_level(level as u32);
     }
-    let (result, outcome, _) = captured(&object, || open.load());
+    let (result, mut outcome, _) = captured(&object, || open.load());
+    if let Ok(loaded) = &result {
+        add_sizes(&mut outcome, loaded);
+    }
     (result, outcome)
+}
+
+/// Fills in the sizes of every program of `object` that the outcome lists.
+fn add_sizes(outcome: &mut LoadOutcome, object: &Object) {
+    for prog in object.progs() {
+        let name = prog.name().to_string_lossy();
+        if let Some(log) = outcome.programs.get_mut(&*name) {
+            log.size = prog_size(prog.as_fd());
+        }
+    }
+}
+
+/// The kernel's sizes of the loaded program `fd` (`bpf_prog_info`); `None` when the kernel does
+/// not answer.
+pub fn prog_size(fd: BorrowedFd<'_>) -> Option<ProgSize> {
+    let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+    let mut len = size_of_val(&info) as u32;
+    // SAFETY: `info` is a bpf_prog_info of `len` bytes with every pointer field zero (no arrays
+    // asked for), which BPF_OBJ_GET_INFO_BY_FD fills in.
+    let ret = unsafe {
+        libbpf_rs::libbpf_sys::bpf_obj_get_info_by_fd(
+            fd.as_raw_fd(),
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    (ret == 0).then(|| ProgSize {
+        xlated_bytes: info.xlated_prog_len,
+        jited_bytes: info.jited_prog_len,
+        // The kernel zeroes what it does not know: 0 verified instructions means before 5.16.
+        verified_insns: (info.verified_insns > 0).then_some(info.verified_insns),
+    })
 }
 
 /// Runs `load` with libbpf's messages captured, parsed into the outcome and returned whole.

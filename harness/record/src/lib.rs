@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use event::Event;
 pub use kernel_id::{derive_id, kernel_id, kernel_release};
-pub use load::{LoadOutcome, ProgramLog, VerifierStats};
+pub use load::{LoadOutcome, ProgSize, ProgramLog, RunCost, VerifierStats};
 pub use outcome::Outcome;
 
 /// The record format's version; bump it when a field changes meaning.
@@ -55,6 +55,9 @@ pub struct Record {
     pub clang: String,
     /// The `-mcpu` the samples were built for.
     pub mcpu: String,
+    /// What one `BPF_PROG_TEST_RUN` of each program the case test-ran costs, by program name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub run_cost: std::collections::BTreeMap<String, RunCost>,
 }
 
 impl Record {
@@ -75,6 +78,7 @@ impl Record {
             duration_ms: 0,
             clang: String::new(),
             mcpu: String::new(),
+            run_cost: Default::default(),
         }
     }
 }

@@ -21,6 +21,17 @@ pub struct VerifierStats {
     pub verification_time_us: Option<u64>,
 }
 
+/// The kernel's sizes of a loaded program (`bpf_prog_info`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgSize {
+    /// `xlated_prog_len`: bytes of the program after the verifier's rewrites (8 per instruction).
+    pub xlated_bytes: u32,
+    /// `jited_prog_len`: bytes of machine code (0 without a JIT).
+    pub jited_bytes: u32,
+    /// `verified_insns` (5.16+; `None` before).
+    pub verified_insns: Option<u32>,
+}
+
 /// One program's verifier log and statistics.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgramLog {
@@ -28,6 +39,29 @@ pub struct ProgramLog {
     pub stats: Option<VerifierStats>,
     /// The whole log as the kernel wrote it.
     pub log: String,
+    /// The loaded program's sizes; `None` when it did not load (or the record predates them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<ProgSize>,
+}
+
+/// What one `BPF_PROG_TEST_RUN` of a program costs: the kernel's average over `repeat` runs
+/// (`duration`), measured in `rounds` rounds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunCost {
+    /// The median of the rounds' ns per run: what `compare` compares.
+    pub ns_per_run_median: f64,
+    /// The fastest round's ns per run.
+    pub min: f64,
+    /// The slowest round's ns per run.
+    pub max: f64,
+    /// Rounds measured.
+    pub rounds: u32,
+    /// Runs per round (the kernel's `repeat`).
+    pub repeat: u32,
+    /// Measured under emulation (QEMU TCG): the guest's clock follows a loaded host, so the
+    /// figure is an order of magnitude, not comparable run to run.
+    #[serde(default)]
+    pub emulated: bool,
 }
 
 /// The result of loading one object (all its auto-loaded programs).

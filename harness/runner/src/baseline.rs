@@ -1,25 +1,53 @@
-//! The accepted matrix (`tests/baseline.json`: kernel → case → outcome). CI checks every run
-//! against it and fails on a regression: a cell that got worse, a case or a column that
-//! disappeared. `bpfconf baseline accept RUN` rewrites it, so a pull request's diff of the file
-//! shows every outcome change a human accepted. The host's column is `host` whatever its release.
+//! The accepted matrix (`tests/baseline.json`: kernel → case → outcome and, per program, the
+//! verifier's statistics). CI checks every run against it and fails on a regression: a cell that
+//! got worse, a case or a column that disappeared; statistics beyond the threshold are reported,
+//! never fatal. `bpfconf baseline accept RUN` rewrites it, one cell a line, so a pull request's
+//! diff of the file shows every change a human accepted. The host's column is `host` whatever its
+//! release. Schema 1 (outcomes only) still reads.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use bpfconf_record::Outcome;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Cell, Matrix, Row};
+use crate::compare::run::{self, Run};
 
-const SCHEMA: u32 = 1;
+const SCHEMA: u32 = 2;
 
-/// The accepted outcome of every cell.
+/// The accepted outcome and statistics of every cell.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
     schema: u32,
-    kernels: BTreeMap<String, BTreeMap<String, Outcome>>,
+    kernels: BTreeMap<String, BTreeMap<String, Cell>>,
+    /// The line of the file that opens each kernel's cells.
+    #[serde(skip)]
+    lines: BTreeMap<String, usize>,
+}
+
+/// One accepted cell: schema 2 writes the object, schema 1 had the bare outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Cell {
+    Full {
+        outcome: Outcome,
+        /// `<object>/<program>` → the verifier's statistics.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        programs: BTreeMap<String, Stats>,
+    },
+    Bare(Outcome),
+}
+
+/// A program's accepted verifier statistics ([`run::METRICS`] names).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Stats {
+    insns: u64,
+    states: u64,
+    peak_states: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stack_depth: Option<u64>,
 }
 
 impl Baseline {
@@ -28,85 +56,162 @@ impl Baseline {
         crate::workspace_root().join("tests/baseline.json")
     }
 
-    /// The cells of `matrix`.
-    pub fn of(matrix: &Matrix) -> Self {
-        let mut kernels: BTreeMap<String, BTreeMap<String, Outcome>> = BTreeMap::new();
-        for (case, row) in &matrix.cases {
-            for (kernel, cell) in &row.cells {
+    /// The cells of `run`, its host column as `host`.
+    pub fn of(run: &Run) -> Self {
+        let mut kernels: BTreeMap<String, BTreeMap<String, Cell>> = BTreeMap::new();
+        for (case, cells) in &run.cells {
+            for (kernel, cell) in cells {
+                let Some(outcome) = cell.outcome else {
+                    continue;
+                };
+                let programs = cell
+                    .programs
+                    .iter()
+                    .filter_map(|(name, p)| {
+                        let m = |k| p.metrics.get(k).copied();
+                        Some((
+                            name.clone(),
+                            Stats {
+                                insns: m("insns")?,
+                                states: m("states")?,
+                                peak_states: m("peak_states")?,
+                                stack_depth: m("stack_depth"),
+                            },
+                        ))
+                    })
+                    .collect();
                 kernels
                     .entry(column(kernel))
                     .or_default()
-                    .insert(case.clone(), cell.outcome);
+                    .insert(case.clone(), Cell::Full { outcome, programs });
             }
         }
         Baseline {
             schema: SCHEMA,
             kernels,
+            lines: BTreeMap::new(),
         }
     }
 
-    /// Reads [`Baseline::path`].
-    pub fn load() -> Result<Self> {
-        let path = Self::path();
-        let text = fs::read_to_string(&path).with_context(|| {
+    /// Reads the baseline at `path` (schema 1 or 2).
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = fs::read_to_string(path).with_context(|| {
             format!(
                 "reading {}: accept a run first (bpfconf baseline accept RUN)",
                 path.display()
             )
         })?;
-        let baseline: Baseline =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let mut baseline: Baseline = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "parsing {} (rewrite it: bpfconf baseline accept RUN)",
+                path.display()
+            )
+        })?;
         ensure!(
-            baseline.schema == SCHEMA,
-            "{}: schema {} (this bpfconf reads {SCHEMA})",
+            baseline.schema == 1 || baseline.schema == SCHEMA,
+            "{}: schema {} (this bpfconf reads 1 and {SCHEMA}); rewrite it: bpfconf baseline \
+             accept RUN",
             path.display(),
             baseline.schema
         );
+        for kernel in baseline.kernels.keys() {
+            let opens = format!("{}: {{", serde_json::to_string(kernel)?);
+            if let Some(n) = text
+                .lines()
+                .position(|l| l.trim_start().starts_with(&opens))
+            {
+                baseline.lines.insert(kernel.clone(), n + 1);
+            }
+        }
         Ok(baseline)
     }
 
-    /// Writes [`Baseline::path`].
-    pub fn save(&self) -> Result<()> {
-        let path = Self::path();
-        fs::write(&path, serde_json::to_string_pretty(self)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))
+    /// Writes the baseline to `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        fs::write(path, self.to_json()?).with_context(|| format!("writing {}", path.display()))
     }
 
-    /// As a matrix, to compare a run with.
-    pub fn matrix(&self) -> Matrix {
-        let mut cases: BTreeMap<String, Row> = BTreeMap::new();
+    /// The file's text: one cell a line, so that a diff shows one line per changed cell.
+    fn to_json(&self) -> Result<String> {
+        let mut out = format!("{{\n  \"schema\": {},\n  \"kernels\": {{", self.schema);
+        for (i, (kernel, cells)) in self.kernels.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            out += &format!("{sep}\n    {}: {{", serde_json::to_string(kernel)?);
+            for (j, (case, cell)) in cells.iter().enumerate() {
+                let sep = if j == 0 { "" } else { "," };
+                let (case, cell) = (serde_json::to_string(case)?, serde_json::to_string(cell)?);
+                out += &format!("{sep}\n      {case}: {cell}");
+            }
+            out += "\n    }";
+        }
+        Ok(out + "\n  }\n}\n")
+    }
+
+    /// As a run to compare with, named by its file `path`: outcomes, and the statistics schema 2
+    /// holds.
+    pub fn run(&self, path: &Path) -> Run {
+        let mut r = Run {
+            label: path.display().to_string(),
+            kernels: self.kernels.keys().cloned().collect(),
+            places: (self.lines.iter())
+                .map(|(k, n)| (k.clone(), format!("{}:{n}", path.display())))
+                .collect(),
+            cells: BTreeMap::new(),
+        };
+        r.kernels.sort_by_key(|k| crate::report::kernel_order(k));
         for (kernel, cells) in &self.kernels {
-            for (case, outcome) in cells {
-                let row = cases.entry(case.clone()).or_insert_with(|| Row {
-                    prog_type: String::new(),
-                    cells: BTreeMap::new(),
-                });
-                let cell = Cell {
-                    outcome: *outcome,
-                    reason: None,
+            for (case, cell) in cells {
+                let (outcome, programs) = match cell {
+                    Cell::Full { outcome, programs } => (*outcome, programs.clone()),
+                    Cell::Bare(outcome) => (*outcome, BTreeMap::new()),
                 };
-                row.cells.insert(kernel.clone(), cell);
+                let programs = programs
+                    .into_iter()
+                    .map(|(name, s)| {
+                        let mut metrics = BTreeMap::from([
+                            ("insns", s.insns),
+                            ("states", s.states),
+                            ("peak_states", s.peak_states),
+                        ]);
+                        if let Some(depth) = s.stack_depth {
+                            metrics.insert("stack_depth", depth);
+                        }
+                        let program = run::Program {
+                            metrics,
+                            ..Default::default()
+                        };
+                        (name, program)
+                    })
+                    .collect();
+                let cell = run::Cell {
+                    outcome: Some(outcome),
+                    reason: None,
+                    programs,
+                };
+                r.cells
+                    .entry(case.clone())
+                    .or_default()
+                    .insert(kernel.clone(), cell);
             }
         }
-        Matrix {
-            kernels: self.kernels.keys().cloned().collect(),
-            cases,
-        }
+        r
     }
 }
 
-/// `matrix` with its host column named `host`, as the baseline names it.
-pub fn with_host_column(mut matrix: Matrix) -> Matrix {
-    for k in &mut matrix.kernels {
-        *k = column(k);
+/// `run` as the baseline names its columns: its host column `host`, and only the statistics
+/// the baseline keeps (sizes and run costs vary with the compiler and the machine).
+pub fn as_baseline_run(mut run: Run) -> Run {
+    run.rename_kernels(column);
+    for cells in run.cells.values_mut() {
+        for cell in cells.values_mut() {
+            for p in cell.programs.values_mut() {
+                p.metrics
+                    .retain(|k, _| !matches!(*k, "prog_size" | "jit_size"));
+                p.run_cost = None;
+            }
+        }
     }
-    for row in matrix.cases.values_mut() {
-        row.cells = std::mem::take(&mut row.cells)
-            .into_iter()
-            .map(|(k, c)| (column(&k), c))
-            .collect();
-    }
-    matrix
+    run
 }
 
 fn column(kernel: &str) -> String {
@@ -120,40 +225,98 @@ fn column(kernel: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::compare;
+    use crate::compare::{Kind, Options, compare};
 
-    fn matrix(cells: &[(&str, &str, Outcome)]) -> Matrix {
-        let mut m = Baseline {
-            schema: SCHEMA,
-            kernels: BTreeMap::new(),
-        };
-        for (case, kernel, outcome) in cells {
-            m.kernels
-                .entry(kernel.to_string())
+    fn run(cells: &[(&str, &str, Outcome, u64)]) -> Run {
+        let mut r = Run::default();
+        for (case, kernel, outcome, insns) in cells {
+            if !r.kernels.contains(&kernel.to_string()) {
+                r.kernels.push(kernel.to_string());
+            }
+            let program = run::Program {
+                metrics: BTreeMap::from([("insns", *insns), ("states", 1), ("peak_states", 1)]),
+                ..Default::default()
+            };
+            let cell = run::Cell {
+                outcome: Some(*outcome),
+                reason: None,
+                programs: BTreeMap::from([("o/p".to_owned(), program)]),
+            };
+            r.cells
+                .entry(case.to_string())
                 .or_default()
-                .insert(case.to_string(), *outcome);
+                .insert(kernel.to_string(), cell);
         }
-        m.matrix()
+        r
     }
 
     #[test]
-    fn a_lost_column_and_a_worse_cell_are_regressions() {
+    fn a_lost_column_and_a_worse_cell_are_regressions_stats_only_inform() {
         use Outcome::*;
-        let accepted = matrix(&[("a", "6.1", Pass), ("a", "5.10", Pass), ("b", "host", Pass)]);
-        let run = with_host_column(matrix(&[
-            ("a", "6.1", Unsupported),
-            ("b", "host-6.19", Pass),
-            ("c", "6.1", Pass),
+        let accepted = Baseline::of(&run(&[
+            ("a", "6.1", Pass, 10),
+            ("a", "5.10", Pass, 10),
+            ("b", "host-6.18", Pass, 100),
         ]));
-        let changes = compare(&accepted, &run);
-        let found: Vec<(&str, &str, bool)> = changes
+        let text = accepted.to_json().unwrap();
+        assert!(
+            text.contains("\n      \"b\": {\"outcome\":\"pass\",\"programs\":"),
+            "{text}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baseline.json");
+        fs::write(&path, &text).unwrap();
+        let accepted = Baseline::read(&path).unwrap();
+        let new = as_baseline_run(run(&[
+            ("a", "6.1", Unsupported, 10),
+            ("b", "host-6.19", Pass, 200),
+            ("c", "6.1", Pass, 1),
+        ]));
+        let c = compare(&accepted.run(&path), &new, &Options::default());
+        let found: Vec<(&str, &str, Kind)> = c
+            .outcomes
             .iter()
-            .map(|c| (c.case.as_str(), c.kernel.as_str(), c.is_regression()))
+            .map(|c| (&*c.case, &*c.kernel, c.kind))
             .collect();
         assert_eq!(
             found,
-            [("a", "5.10", true), ("a", "6.1", true), ("c", "6.1", false)]
+            [("a", "6.1", Kind::Regression), ("c", "6.1", Kind::Added)]
         );
-        assert_eq!(Baseline::of(&accepted).matrix().kernels, accepted.kernels);
+        assert_eq!(c.removed_columns, ["5.10"]);
+        // The file's fourth line opens the first kernel's cells (after `{`, schema, `kernels`).
+        let place = format!("{}:4", path.display());
+        assert_eq!(c.removed_column_places["5.10"], place);
+        assert_eq!(c.regressions, 2);
+        let stats: Vec<(&str, u64, u64, bool)> = c
+            .stats
+            .iter()
+            .map(|s| (&*s.case, s.old, s.new, s.flagged))
+            .collect();
+        assert_eq!(stats, [("b", 100, 200, true)]);
+    }
+
+    /// The committed file of schema 1 (outcomes only) still reads, without statistics.
+    #[test]
+    fn schema_1_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baseline.json");
+        fs::write(
+            &path,
+            r#"{"schema": 1, "kernels": {"6.1": {"xdp::a": "pass", "xdp::b": "unsupported"}}}"#,
+        )
+        .unwrap();
+        let run = Baseline::read(&path).unwrap().run(&path);
+        assert_eq!(run.kernels, ["6.1"]);
+        assert_eq!(
+            run.cell("xdp::b", "6.1").unwrap().outcome,
+            Some(Outcome::Unsupported)
+        );
+        assert!(run.cell("xdp::a", "6.1").unwrap().programs.is_empty());
+        fs::write(&path, r#"{"schema": 3, "kernels": {}}"#).unwrap();
+        let e = format!("{:#}", Baseline::read(&path).unwrap_err());
+        assert!(
+            e.contains("schema 3") && e.contains("baseline accept"),
+            "{e}"
+        );
     }
 }

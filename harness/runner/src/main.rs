@@ -56,13 +56,17 @@ enum Command {
         #[arg(long)]
         verifier: bool,
     },
-    /// Regression report: every cell whose outcome changed from run OLD to run NEW; exit 1 if any
-    /// case got worse.
+    /// What changed from run OLD (A) to run NEW (B): outcomes, columns, each program's verifier
+    /// statistics and sizes (A, B, DIFF), verifier log diffs where a verdict or key line changed,
+    /// run costs beyond the noise band. Markdown on stdout; exit 1 on a regression only (a cell
+    /// that got worse, a case or a column that disappeared).
     Compare {
         /// The earlier run directory.
         old: PathBuf,
         /// The later run directory.
         new: PathBuf,
+        #[command(flatten)]
+        output: CompareOutput,
     },
     /// The accepted matrix, tests/baseline.json: accept a run, or check a run against it.
     Baseline {
@@ -203,11 +207,54 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BaselineCommand {
-    /// Rewrite tests/baseline.json with the outcomes of run directory RUN.
-    Accept { run: PathBuf },
-    /// Compare run directory RUN with tests/baseline.json; exit 1 on a regression (a cell that got
-    /// worse, a case or a column that disappeared).
-    Check { run: PathBuf },
+    /// Rewrite tests/baseline.json with the outcomes and verifier statistics of run directory RUN.
+    Accept {
+        run: PathBuf,
+        /// The baseline file (default: tests/baseline.json).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Compare run directory RUN with tests/baseline.json (as `compare` does); exit 1 on a
+    /// regression (a cell that got worse, a case or a column that disappeared).
+    Check {
+        run: PathBuf,
+        /// The baseline file (default: tests/baseline.json).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        output: CompareOutput,
+    },
+}
+
+/// What `compare` and `baseline check` print and write.
+#[derive(clap::Args)]
+struct CompareOutput {
+    /// Flag a statistic whose relative change exceeds this many percent.
+    #[arg(long, default_value_t = compare::THRESHOLD_PCT)]
+    threshold: f64,
+    /// Also write the comparison as JSON (schema-versioned) to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+impl CompareOutput {
+    /// Compares, prints the Markdown, writes the JSON; success unless something regressed.
+    fn emit(&self, old: &compare::Run, new: &compare::Run) -> Result<ExitCode> {
+        let options = compare::Options {
+            threshold_pct: self.threshold,
+            ..Default::default()
+        };
+        let comparison = compare::compare(old, new, &options);
+        print!(
+            "{}",
+            compare::render(&comparison, compare::Format::Markdown)
+        );
+        if let Some(path) = &self.json {
+            fs::write(path, compare::render(&comparison, compare::Format::Json))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(exit(comparison.regressions == 0))
+    }
 }
 
 #[derive(Subcommand)]
@@ -271,26 +318,20 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             return Ok(exit(!matrix.has_failures()));
         }
-        Command::Compare { old, new } => {
-            let changes = compare::compare(&read_matrix(&old)?, &read_matrix(&new)?);
-            print!("{}", compare::changes_markdown(&changes));
-            return Ok(exit(!changes.iter().any(|c| c.is_regression())));
+        Command::Compare { old, new, output } => {
+            return output.emit(&compare::Run::read(&old)?, &compare::Run::read(&new)?);
         }
         Command::Kernels { command } => kernels_command(command)?,
         Command::Baseline { command } => match command {
-            BaselineCommand::Accept { run } => {
-                baseline::Baseline::of(&read_matrix(&run)?).save()?;
-                println!(
-                    "{} rewritten: commit it",
-                    baseline::Baseline::path().display()
-                );
+            BaselineCommand::Accept { run, file } => {
+                let file = file.unwrap_or_else(baseline::Baseline::path);
+                baseline::Baseline::of(&compare::Run::read(&run)?).save(&file)?;
+                println!("{} rewritten: commit it", file.display());
             }
-            BaselineCommand::Check { run } => {
-                let run = baseline::with_host_column(read_matrix(&run)?);
-                let changes = compare::compare(&baseline::Baseline::load()?.matrix(), &run);
-                println!("Against tests/baseline.json:");
-                print!("{}", compare::changes_markdown(&changes));
-                return Ok(exit(!changes.iter().any(|c| c.is_regression())));
+            BaselineCommand::Check { run, file, output } => {
+                let file = file.unwrap_or_else(baseline::Baseline::path);
+                let run = baseline::as_baseline_run(compare::Run::read(&run)?);
+                return output.emit(&baseline::Baseline::read(&file)?.run(&file), &run);
             }
         },
         Command::BenchBoot { ids } => {

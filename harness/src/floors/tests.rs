@@ -410,6 +410,7 @@ fn program_type(variant: &str) -> ProgramType {
         "StructOps" => StructOps,
         "Ext" => Ext,
         "Lsm" => Lsm,
+        "RawTracepointWritable" => RawTracepointWritable,
         other => panic!("ProgramType::{other} is used: map it here and give it a floor"),
     }
 }

@@ -1,0 +1,206 @@
+//! One side of a comparison: the cells of a run directory (or of the baseline), each with what
+//! its programs' loads gave.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
+use bpfconf_record::{LoadOutcome, Outcome, ProgramLog, Record, RunCost, Unreadable};
+use serde::{Deserialize, Serialize};
+
+use crate::report::Matrix;
+
+/// The cells of one run, by (case, kernel).
+#[derive(Debug, Default)]
+pub struct Run {
+    /// What the run is (its directory, `tests/baseline.json`).
+    pub label: String,
+    /// Kernel ids, in column order.
+    pub kernels: Vec<String>,
+    /// Where a column is written down (`file:line`), where the side knows.
+    pub places: BTreeMap<String, String>,
+    /// Cells by case id, then kernel id.
+    pub cells: BTreeMap<String, BTreeMap<String, Cell>>,
+}
+
+/// One case on one kernel.
+#[derive(Debug, Default)]
+pub struct Cell {
+    /// How the case ended.
+    pub outcome: Option<Outcome>,
+    /// Why, for anything but `pass`.
+    pub reason: Option<String>,
+    /// Its programs, by `<object>/<program>`.
+    pub programs: BTreeMap<String, Program>,
+}
+
+/// Whether a program was loaded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The kernel took it.
+    Loaded,
+    /// The kernel refused it (with the errno).
+    Refused(Option<String>),
+    /// Not loaded: another program of its object was refused, or libbpf stopped first.
+    NotLoaded,
+}
+
+/// What one program's load gave.
+#[derive(Debug, Default)]
+pub struct Program {
+    /// Loaded or refused (`None` when the side does not know: the baseline).
+    pub verdict: Option<Verdict>,
+    /// The verifier's key line of a refusal.
+    pub key_line: Option<String>,
+    /// The numbers compared, by [`METRICS`] name.
+    pub metrics: BTreeMap<&'static str, u64>,
+    /// The verifier log (`None` when the side does not keep logs: the baseline).
+    pub log: Option<String>,
+    /// What one test run costs.
+    pub run_cost: Option<RunCost>,
+}
+
+/// The statistics compared per program, veristat's names: processed instructions, total and
+/// peak states, stack depth (summed over subprograms), program size (xlated instructions) and
+/// JIT size (bytes).
+pub const METRICS: [&str; 6] = [
+    "insns",
+    "states",
+    "peak_states",
+    "stack_depth",
+    "prog_size",
+    "jit_size",
+];
+
+impl Program {
+    /// The program `name` of `load`, as loaded.
+    pub fn of(load: &LoadOutcome, name: &str, log: &ProgramLog) -> Self {
+        let refused = load.failed_program.as_deref() == Some(name);
+        let verdict = if refused {
+            Verdict::Refused(load.errno.clone())
+        } else if load.loaded {
+            Verdict::Loaded
+        } else {
+            Verdict::NotLoaded
+        };
+        let mut metrics = BTreeMap::new();
+        if let Some(s) = &log.stats {
+            metrics.insert("insns", s.processed_insns);
+            metrics.insert("states", s.total_states);
+            metrics.insert("peak_states", s.peak_states);
+            if let Some(depth) = &s.stack_depth {
+                let sum = depth.split('+').filter_map(|d| d.parse::<u64>().ok()).sum();
+                metrics.insert("stack_depth", sum);
+            }
+        }
+        if let Some(size) = &log.size {
+            metrics.insert("prog_size", u64::from(size.xlated_bytes) / 8);
+            metrics.insert("jit_size", u64::from(size.jited_bytes));
+        }
+        Program {
+            verdict: Some(verdict),
+            key_line: refused.then(|| load.message.clone()).flatten(),
+            metrics,
+            log: Some(log.log.clone()),
+            run_cost: None,
+        }
+    }
+}
+
+impl Run {
+    /// The run in directory `dir`: outcomes as the matrix has them (a record that cannot be read
+    /// is an `error` cell, named on stderr), programs from the records.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let (records, unreadable) = bpfconf_record::read_dir(dir)
+            .with_context(|| format!("reading results in {}", dir.display()))?;
+        ensure!(
+            !records.is_empty() || !unreadable.is_empty(),
+            "no result records in {}: run the suite first",
+            dir.display()
+        );
+        for bad in &unreadable {
+            eprintln!("bpfconf: {}: {}", bad.place, bad.error);
+        }
+        Ok(Self::of_records(
+            &dir.display().to_string(),
+            &records,
+            &unreadable,
+        ))
+    }
+
+    /// The run of `records`.
+    pub fn of_records(label: &str, records: &[Record], unreadable: &[Unreadable]) -> Self {
+        let matrix = Matrix::from_records(records, unreadable);
+        let mut run = Run::of_matrix(label, &matrix);
+        for r in records {
+            let Some(cell) = run
+                .cells
+                .get_mut(&r.case)
+                .and_then(|c| c.get_mut(&r.kernel))
+            else {
+                continue;
+            };
+            for load in &r.loads {
+                for (name, log) in &load.programs {
+                    let program = Program::of(load, name, log);
+                    cell.programs
+                        .insert(format!("{}/{name}", load.object), program);
+                }
+            }
+            for (name, cost) in &r.run_cost {
+                // The program test-ran is one the case loaded: find it by its name.
+                let key = cell
+                    .programs
+                    .keys()
+                    .find(|k| k.rsplit('/').next() == Some(name))
+                    .cloned()
+                    .unwrap_or_else(|| format!("?/{name}"));
+                cell.programs.entry(key).or_default().run_cost = Some(cost.clone());
+            }
+        }
+        run
+    }
+
+    /// The outcomes of `matrix`, without programs.
+    pub fn of_matrix(label: &str, matrix: &Matrix) -> Self {
+        let mut cells: BTreeMap<String, BTreeMap<String, Cell>> = BTreeMap::new();
+        for (case, row) in &matrix.cases {
+            for (kernel, c) in &row.cells {
+                let cell = Cell {
+                    outcome: Some(c.outcome),
+                    reason: c.reason.clone(),
+                    programs: BTreeMap::new(),
+                };
+                cells
+                    .entry(case.clone())
+                    .or_default()
+                    .insert(kernel.clone(), cell);
+            }
+        }
+        Run {
+            label: label.to_owned(),
+            kernels: matrix.kernels.clone(),
+            places: BTreeMap::new(),
+            cells,
+        }
+    }
+
+    /// The cell of `case` on `kernel`.
+    pub fn cell(&self, case: &str, kernel: &str) -> Option<&Cell> {
+        self.cells.get(case).and_then(|c| c.get(kernel))
+    }
+
+    /// Renames the kernels (columns) with `rename`, e.g. the host's to `host`.
+    pub fn rename_kernels(&mut self, rename: impl Fn(&str) -> String) {
+        for k in &mut self.kernels {
+            *k = rename(k);
+        }
+        for cells in self.cells.values_mut() {
+            *cells = std::mem::take(cells)
+                .into_iter()
+                .map(|(k, c)| (rename(&k), c))
+                .collect();
+        }
+    }
+}
