@@ -2,7 +2,8 @@
 //! thread's `socket(AF_INET, SOCK_DGRAM)` with `EACCES`. While attached: that call fails with
 //! exactly `EACCES`, while a stream socket on the same thread and the same datagram socket on
 //! another thread are created; the program saw this thread's two calls and refused one. Once
-//! detached the datagram socket is created again.
+//! detached the datagram socket is created again. The calls are fmod_ret's (`crate::fmod_ret`),
+//! which refuses the same one through security_socket_create's return.
 //!
 //! The hooks call BPF programs only where `bpf` is among the active LSMs, which securityfs lists
 //! (`lsm`); where it is not mounted (the host, the VMs), it is mounted in a private mount
