@@ -407,6 +407,9 @@ fn program_type(variant: &str) -> ProgramType {
         "Netfilter" => Netfilter,
         "Tracing" => Tracing,
         "Syscall" => Syscall,
+        "StructOps" => StructOps,
+        "Ext" => Ext,
+        "Lsm" => Lsm,
         "RawTracepointWritable" => RawTracepointWritable,
         other => panic!("ProgramType::{other} is used: map it here and give it a floor"),
     }
