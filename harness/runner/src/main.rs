@@ -172,7 +172,8 @@ enum Command {
     },
     /// Run the suite on the host and on every matrix kernel under vmtest, then print the matrix.
     Matrix {
-        /// Kernel ids (default: every VM kernel of kernels.toml).
+        /// Kernel ids (default: every VM kernel of kernels.toml); `host` alone: the host's column
+        /// only (CI runs each column in a job of its own).
         #[arg(long, value_delimiter = ',')]
         kernels: Vec<String>,
         /// VMs at once (default: one per core).
@@ -206,14 +207,23 @@ enum BaselineCommand {
     /// Rewrite tests/baseline.json with the outcomes of run directory RUN.
     Accept { run: PathBuf },
     /// Compare run directory RUN with tests/baseline.json; exit 1 on a regression (a cell that got
-    /// worse, a case or a column that disappeared).
-    Check { run: PathBuf },
+    /// worse, a case or a column that disappeared). Several RUNs (shards of one run, e.g. one
+    /// per CI job) are read as one.
+    Check {
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
 enum KernelsCommand {
     /// Show each kernel: what is pinned and whether it is cached.
-    List,
+    List {
+        /// Print the kernels as a CI job matrix instead: `{"include":[{"kernel":"6.1","kind":
+        /// "debian","vm":true,"cache_key":"…"},…]}` (GitHub Actions' `fromJSON`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Download, verify and prepare kernels (all VM kernels when no id is given).
     Fetch { ids: Vec<String> },
     /// Move every pin to the newest package the mirror serves, then sync vmtest.toml.
@@ -285,8 +295,8 @@ fn run(command: Command) -> Result<ExitCode> {
                     baseline::Baseline::path().display()
                 );
             }
-            BaselineCommand::Check { run } => {
-                let run = baseline::with_host_column(read_matrix(&run)?);
+            BaselineCommand::Check { runs } => {
+                let run = baseline::with_host_column(read_shards(&runs)?);
                 let changes = compare::compare(&baseline::Baseline::load()?.matrix(), &run);
                 println!("Against tests/baseline.json:");
                 print!("{}", compare::changes_markdown(&changes));
@@ -365,7 +375,11 @@ fn run(command: Command) -> Result<ExitCode> {
             run_dir,
             known_bugs,
         } => {
-            let selected = Kernels::load()?.select(&kernels)?;
+            let selected = if kernels == ["host"] {
+                Vec::new()
+            } else {
+                Kernels::load()?.select(&kernels)?
+            };
             if known_bugs {
                 vm::check_tools()?;
                 matrix::build_tests()?;
@@ -413,7 +427,8 @@ fn run(command: Command) -> Result<ExitCode> {
 fn kernels_command(command: KernelsCommand) -> Result<()> {
     let mut matrix = Kernels::load()?;
     match command {
-        KernelsCommand::List => print!("{}", kernels::list(&matrix)),
+        KernelsCommand::List { json: false } => print!("{}", kernels::list(&matrix)),
+        KernelsCommand::List { json: true } => println!("{}", kernels::ci_matrix(&matrix)),
         KernelsCommand::Fetch { ids } => {
             for k in matrix.select(&ids)? {
                 let ready = fetch(&k, &|step| eprintln!("{}: {step}", k.id))?;
@@ -451,13 +466,23 @@ fn sync() -> Result<()> {
 
 /// The matrix of a run directory; records that cannot be read are `error` cells, not dropped.
 fn read_matrix(dir: &std::path::Path) -> Result<Matrix> {
-    let (records, unreadable) =
-        record::read_dir(dir).with_context(|| format!("reading results in {}", dir.display()))?;
-    ensure!(
-        !records.is_empty() || !unreadable.is_empty(),
-        "no result records in {}: run the suite first",
-        dir.display()
-    );
+    read_shards(std::slice::from_ref(&dir.to_owned()))
+}
+
+/// The matrix of the records of every directory in `dirs` (shards of one run) together.
+fn read_shards(dirs: &[PathBuf]) -> Result<Matrix> {
+    let (mut records, mut unreadable) = (Vec::new(), Vec::new());
+    for dir in dirs {
+        let (r, u) = record::read_dir(dir)
+            .with_context(|| format!("reading results in {}", dir.display()))?;
+        ensure!(
+            !r.is_empty() || !u.is_empty(),
+            "no result records in {}: run the suite first",
+            dir.display()
+        );
+        records.extend(r);
+        unreadable.extend(u);
+    }
     for bad in &unreadable {
         eprintln!("bpfconf: {}: {}", bad.place, bad.error);
     }
