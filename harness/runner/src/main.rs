@@ -182,7 +182,8 @@ enum Command {
     },
     /// Run the suite on the host and on every matrix kernel under vmtest, then print the matrix.
     Matrix {
-        /// Kernel ids (default: every VM kernel of kernels.toml).
+        /// Kernel ids (default: every VM kernel of kernels.toml); `host` alone: the host's column
+        /// only (CI runs each column in a job of its own).
         #[arg(long, value_delimiter = ',')]
         kernels: Vec<String>,
         /// VMs at once (default: one per core).
@@ -223,7 +224,9 @@ enum BaselineCommand {
     /// Compare run directory RUN with tests/baseline.json (as `compare` does); exit 1 on a
     /// regression (a cell that got worse, a case or a column that disappeared).
     Check {
-        run: PathBuf,
+        /// The run directory, or the shards of one run (e.g. one per CI job), read as one.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
         /// The baseline file (default: tests/baseline.json).
         #[arg(long)]
         file: Option<PathBuf>,
@@ -266,7 +269,12 @@ impl CompareOutput {
 #[derive(Subcommand)]
 enum KernelsCommand {
     /// Show each kernel: what is pinned and whether it is cached.
-    List,
+    List {
+        /// Print the kernels as a CI job matrix instead: `{"include":[{"kernel":"6.1","kind":
+        /// "debian","vm":true,"cache_key":"…"},…]}` (GitHub Actions' `fromJSON`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Download, verify and prepare kernels (all VM kernels when no id is given).
     Fetch { ids: Vec<String> },
     /// Move every pin to the newest package the mirror serves, then sync vmtest.toml.
@@ -327,18 +335,18 @@ fn run(command: Command) -> Result<ExitCode> {
             return Ok(exit(!matrix.has_failures()));
         }
         Command::Compare { old, new, output } => {
-            return output.emit(&compare::Run::read(&old)?, &compare::Run::read(&new)?);
+            return output.emit(&compare::Run::read(&[old])?, &compare::Run::read(&[new])?);
         }
         Command::Kernels { command } => kernels_command(command)?,
         Command::Baseline { command } => match command {
             BaselineCommand::Accept { run, file } => {
                 let file = file.unwrap_or_else(baseline::Baseline::path);
-                baseline::Baseline::of(&compare::Run::read(&run)?).save(&file)?;
+                baseline::Baseline::of(&compare::Run::read(&[run])?).save(&file)?;
                 println!("{} rewritten: commit it", file.display());
             }
-            BaselineCommand::Check { run, file, output } => {
+            BaselineCommand::Check { runs, file, output } => {
                 let file = file.unwrap_or_else(baseline::Baseline::path);
-                let run = baseline::as_baseline_run(compare::Run::read(&run)?);
+                let run = baseline::as_baseline_run(compare::Run::read(&runs)?);
                 return output.emit(&baseline::Baseline::read(&file)?.run(&file), &run);
             }
         },
@@ -414,7 +422,11 @@ fn run(command: Command) -> Result<ExitCode> {
             run_dir,
             known_bugs,
         } => {
-            let selected = Kernels::load()?.select(&kernels)?;
+            let selected = if kernels == ["host"] {
+                Vec::new()
+            } else {
+                Kernels::load()?.select(&kernels)?
+            };
             if known_bugs {
                 vm::check_tools()?;
                 matrix::build_tests()?;
@@ -462,7 +474,8 @@ fn run(command: Command) -> Result<ExitCode> {
 fn kernels_command(command: KernelsCommand) -> Result<()> {
     let mut matrix = Kernels::load()?;
     match command {
-        KernelsCommand::List => print!("{}", kernels::list(&matrix)),
+        KernelsCommand::List { json: false } => print!("{}", kernels::list(&matrix)),
+        KernelsCommand::List { json: true } => println!("{}", kernels::ci_matrix(&matrix)),
         KernelsCommand::Fetch { ids } => {
             for k in matrix.select(&ids)? {
                 let ready = fetch(&k, &|step| eprintln!("{}: {step}", k.id))?;
@@ -500,13 +513,23 @@ fn sync() -> Result<()> {
 
 /// The matrix of a run directory; records that cannot be read are `error` cells, not dropped.
 fn read_matrix(dir: &std::path::Path) -> Result<Matrix> {
-    let (records, unreadable) =
-        record::read_dir(dir).with_context(|| format!("reading results in {}", dir.display()))?;
-    ensure!(
-        !records.is_empty() || !unreadable.is_empty(),
-        "no result records in {}: run the suite first",
-        dir.display()
-    );
+    read_shards(std::slice::from_ref(&dir.to_owned()))
+}
+
+/// The matrix of the records of every directory in `dirs` (shards of one run) together.
+fn read_shards(dirs: &[PathBuf]) -> Result<Matrix> {
+    let (mut records, mut unreadable) = (Vec::new(), Vec::new());
+    for dir in dirs {
+        let (r, u) = record::read_dir(dir)
+            .with_context(|| format!("reading results in {}", dir.display()))?;
+        ensure!(
+            !r.is_empty() || !u.is_empty(),
+            "no result records in {}: run the suite first",
+            dir.display()
+        );
+        records.extend(r);
+        unreadable.extend(u);
+    }
     for bad in &unreadable {
         eprintln!("bpfconf: {}: {}", bad.place, bad.error);
     }
