@@ -288,6 +288,7 @@ fn describe(id: &str) -> String {
         "prog_type" => format!("program type {key}"),
         "attach_type" => format!("attach type {key}"),
         "helper" => format!("helper {key}"),
+        "kfunc" => format!("kfunc {key}"),
         "map_type" => format!("map type {key}"),
         "test_run" => format!("BPF_PROG_TEST_RUN of {key}"),
         "isa" => format!("instruction set {key} (-mcpu={key})"),

@@ -1,7 +1,10 @@
 //! The probe matrix: which program types, map types and helpers (per program type) the running
 //! kernel offers, probed through libbpf (`libbpf_probe_bpf_prog_type`, `…_map_type`, `…_helper`,
-//! each of which loads a minimal program or creates a minimal map). `bpfconf probe` prints it;
-//! `tests/suite/probe.rs` compares it with `bpftool feature probe kernel`.
+//! each of which loads a minimal program or creates a minimal map), and which kfuncs ([`kfunc`]).
+//! `bpfconf probe` prints it; `tests/suite/probe.rs` compares it with `bpftool feature probe
+//! kernel`, `tests/suite/helper_matrix.rs` with the floors.
+
+pub mod kfunc;
 
 use std::collections::BTreeMap;
 use std::ffi::CStr;
@@ -24,14 +27,24 @@ pub struct Features {
     /// Program type → the helpers its programs may call (probed for available types only; types
     /// whose helpers libbpf cannot probe — tracing, ext, lsm, struct_ops — are absent).
     pub helpers: BTreeMap<String, Vec<String>>,
+    /// Kfuncs: the BTF's own list where it has one, and the floors' kfuncs probed per program type
+    /// (the same types as `helpers`).
+    pub kfuncs: kfunc::Kfuncs,
 }
 
 impl Features {
     /// Probes the running kernel (needs CAP_BPF/CAP_SYS_ADMIN; a few thousand tiny loads, well
     /// under a second or two).
     pub fn probe() -> Self {
+        Self::probe_helpers(&(1..libbpf_sys::__BPF_FUNC_MAX_ID).collect::<Vec<_>>())
+    }
+
+    /// [`Features::probe`] with only the helpers of ids `helper_ids` probed: a fraction of the
+    /// loads, for emulated CPUs.
+    pub fn probe_helpers(helper_ids: &[u32]) -> Self {
         let mut program_types = BTreeMap::new();
         let mut helpers = BTreeMap::new();
+        let mut probed_types = Vec::new();
         for ty in 1..libbpf_sys::__MAX_BPF_PROG_TYPE {
             let Some(name) = prog_type_str(ty) else {
                 continue;
@@ -40,8 +53,9 @@ impl Features {
             let available =
                 answer(unsafe { libbpf_sys::libbpf_probe_bpf_prog_type(ty, std::ptr::null()) });
             if available == Some(true) {
-                let callable: Option<Vec<String>> = (1..libbpf_sys::__BPF_FUNC_MAX_ID)
-                    .filter_map(|id| {
+                let callable: Option<Vec<String>> = helper_ids
+                    .iter()
+                    .filter_map(|&id| {
                         // SAFETY: NULL opts are allowed.
                         let ret = unsafe {
                             libbpf_sys::libbpf_probe_bpf_helper(ty, id, std::ptr::null())
@@ -55,6 +69,7 @@ impl Features {
                     .collect();
                 if let Some(callable) = callable {
                     helpers.insert(name.clone(), callable);
+                    probed_types.push((ty, name.clone()));
                 }
             }
             program_types.insert(name, available);
@@ -74,10 +89,16 @@ impl Features {
             program_types,
             map_types,
             helpers,
+            kfuncs: kfunc::probe(&kfunc::floor_rows(), &probed_types),
         }
     }
 
-    /// A plain-text table: program types with their helper counts, then map types.
+    /// Whether any program type may call helper `name` (`bpf_loop`): the kernel has it.
+    pub fn has_helper(&self, name: &str) -> bool {
+        self.helpers.values().any(|h| h.iter().any(|n| n == name))
+    }
+
+    /// A plain-text table: program types with their helper counts, map types, then kfuncs.
     pub fn table(&self) -> String {
         let mut out = format!("kernel {} ({})\n\n", self.kernel, self.release);
         let width = self
@@ -98,6 +119,17 @@ impl Features {
         let _ = writeln!(out, "\n{:width$}  available", "map type");
         for (name, available) in &self.map_types {
             let _ = writeln!(out, "{name:width$}  {}", yes_no(*available));
+        }
+        let _ = writeln!(
+            out,
+            "\nkfuncs tagged in BTF: {}",
+            self.kfuncs
+                .tagged
+                .as_ref()
+                .map_or_else(|| "none (no list)".to_owned(), |t| t.len().to_string())
+        );
+        for (name, types) in &self.kfuncs.probed {
+            let _ = writeln!(out, "{name}: {}", types.join(" "));
         }
         out
     }
@@ -149,6 +181,12 @@ pub fn helper_name(id: u32) -> String {
         Some(name) => format!("bpf_{name}"),
         None => format!("helper#{id}"),
     }
+}
+
+/// The id of helper `name` (`bpf_loop` → `BPF_FUNC_loop`), if the UAPI header names it.
+pub fn helper_id(name: &str) -> Option<u32> {
+    let name = name.strip_prefix("bpf_")?;
+    HELPERS.iter().position(|h| *h == name).map(|id| id as u32)
 }
 
 /// Helper names by id, from `___BPF_FUNC_MAPPER` of the UAPI header libbpf-sys ships.
@@ -379,6 +417,8 @@ mod tests {
             "bpf_map_lookup_elem"
         );
         assert_eq!(helper_name(libbpf_sys::BPF_FUNC_tail_call), "bpf_tail_call");
+        assert_eq!(helper_id("bpf_loop"), Some(libbpf_sys::BPF_FUNC_loop));
+        assert_eq!(helper_id("bpf_no_such_helper"), None);
         assert_eq!(
             helper_name(libbpf_sys::BPF_FUNC_cgrp_storage_delete),
             "bpf_cgrp_storage_delete"

@@ -11,6 +11,7 @@ mod baseline;
 mod bench;
 mod column;
 mod compare;
+mod helper_matrix;
 mod kernels;
 mod kmsg;
 mod known_bugs;
@@ -71,6 +72,10 @@ enum Command {
         /// verdict and the key line of a refusal.
         #[arg(long)]
         verifier: bool,
+        /// Instead of the matrix: the helper/kfunc matrix (each floor row × kernel, from the
+        /// `helper_matrix::` case).
+        #[arg(long)]
+        helpers: bool,
     },
     /// What changed from run OLD (A) to run NEW (B): outcomes, columns, each program's verifier
     /// statistics and sizes (A, B, DIFF), verifier log diffs where a verdict or key line changed,
@@ -89,7 +94,8 @@ enum Command {
         #[command(subcommand)]
         command: BaselineCommand,
     },
-    /// Probe the running kernel: program types, map types and helpers per program type (needs root).
+    /// Probe the running kernel: program types, map types, helpers per program type and kfuncs
+    /// (needs root).
     Probe {
         /// Print JSON (with every helper's name) instead of the table.
         #[arg(long)]
@@ -192,7 +198,8 @@ enum Command {
     },
     /// Run the suite on the host and on every matrix kernel under vmtest, then print the matrix.
     Matrix {
-        /// Kernel ids (default: every VM kernel of kernels.toml).
+        /// Kernel ids (default: every VM kernel of kernels.toml); `host` alone: the host's column
+        /// only (CI runs each column in a job of its own).
         #[arg(long, value_delimiter = ',')]
         kernels: Vec<String>,
         /// VMs at once (default: one per core).
@@ -233,7 +240,9 @@ enum BaselineCommand {
     /// Compare run directory RUN with tests/baseline.json (as `compare` does); exit 1 on a
     /// regression (a cell that got worse, a case or a column that disappeared).
     Check {
-        run: PathBuf,
+        /// The run directory, or the shards of one run (e.g. one per CI job), read as one.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
         /// The baseline file (default: tests/baseline.json).
         #[arg(long)]
         file: Option<PathBuf>,
@@ -276,7 +285,12 @@ impl CompareOutput {
 #[derive(Subcommand)]
 enum KernelsCommand {
     /// Show each kernel: what is pinned and whether it is cached.
-    List,
+    List {
+        /// Print the kernels as a CI job matrix instead: `{"include":[{"kernel":"6.1","kind":
+        /// "debian","vm":true,"cache_key":"…"},…]}` (GitHub Actions' `fromJSON`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Download, verify and prepare kernels (all VM kernels when no id is given).
     Fetch { ids: Vec<String> },
     /// Move every pin to the newest package the mirror serves, then sync vmtest.toml.
@@ -319,16 +333,18 @@ fn run(command: Command) -> Result<ExitCode> {
             junit,
             slowest,
             verifier,
+            helpers,
         } => {
             if runs.is_empty() || results.is_some() {
                 runs.push(results.unwrap_or_else(results_dir));
             }
             let run = run_dirs::load(&runs)?;
-            if slowest.is_some() || verifier {
+            if slowest.is_some() || verifier || helpers {
                 let records: Vec<record::Record> =
                     run.records.into_iter().map(|p| p.record).collect();
                 match slowest {
                     Some(n) => print!("{}", report::slowest(&records, n)),
+                    None if helpers => print!("{}", helper_matrix::markdown(&records)),
                     None => print!("{}", report::verifier_view(&records)),
                 }
                 return Ok(ExitCode::SUCCESS);
@@ -364,18 +380,18 @@ fn run(command: Command) -> Result<ExitCode> {
             return Ok(exit(!report.matrix.has_failures()));
         }
         Command::Compare { old, new, output } => {
-            return output.emit(&compare::Run::read(&old)?, &compare::Run::read(&new)?);
+            return output.emit(&compare::Run::read(&[old])?, &compare::Run::read(&[new])?);
         }
         Command::Kernels { command } => kernels_command(command)?,
         Command::Baseline { command } => match command {
             BaselineCommand::Accept { run, file } => {
                 let file = file.unwrap_or_else(baseline::Baseline::path);
-                baseline::Baseline::of(&compare::Run::read(&run)?).save(&file)?;
+                baseline::Baseline::of(&compare::Run::read(&[run])?).save(&file)?;
                 println!("{} rewritten: commit it", file.display());
             }
-            BaselineCommand::Check { run, file, output } => {
+            BaselineCommand::Check { runs, file, output } => {
                 let file = file.unwrap_or_else(baseline::Baseline::path);
-                let run = baseline::as_baseline_run(compare::Run::read(&run)?);
+                let run = baseline::as_baseline_run(compare::Run::read(&runs)?);
                 return output.emit(&baseline::Baseline::read(&file)?.run(&file), &run);
             }
         },
@@ -451,7 +467,11 @@ fn run(command: Command) -> Result<ExitCode> {
             run_dir,
             known_bugs,
         } => {
-            let selected = Kernels::load()?.select(&kernels)?;
+            let selected = if kernels == ["host"] {
+                Vec::new()
+            } else {
+                Kernels::load()?.select(&kernels)?
+            };
             if known_bugs {
                 vm::check_tools()?;
                 matrix::build_tests()?;
@@ -499,7 +519,8 @@ fn run(command: Command) -> Result<ExitCode> {
 fn kernels_command(command: KernelsCommand) -> Result<()> {
     let mut matrix = Kernels::load()?;
     match command {
-        KernelsCommand::List => print!("{}", kernels::list(&matrix)),
+        KernelsCommand::List { json: false } => print!("{}", kernels::list(&matrix)),
+        KernelsCommand::List { json: true } => println!("{}", kernels::ci_matrix(&matrix)),
         KernelsCommand::Fetch { ids } => {
             for k in matrix.select(&ids)? {
                 let ready = fetch(&k, &|step| eprintln!("{}: {step}", k.id))?;

@@ -407,6 +407,9 @@ fn program_type(variant: &str) -> ProgramType {
         "Netfilter" => Netfilter,
         "Tracing" => Tracing,
         "Syscall" => Syscall,
+        "StructOps" => StructOps,
+        "Ext" => Ext,
+        "Lsm" => Lsm,
         "RawTracepointWritable" => RawTracepointWritable,
         other => panic!("ProgramType::{other} is used: map it here and give it a floor"),
     }
@@ -420,7 +423,7 @@ fn ids_in(text: &str) -> BTreeSet<String> {
         (r#"floors::\w+\(\s*"([^"]+)""#, |c| c[1].to_owned()),
         // Ids handed around before they reach the floors (`"isa.v4"`).
         (
-            r#""((?:prog_type|attach_type|helper|map_type|test_run|isa|verifier|object|tracepoint|pmu|ksym|perf|fs|sysctl|kconfig|platform)\.[\w/]+)""#,
+            r#""((?:prog_type|attach_type|helper|kfunc|struct_ops|map_type|test_run|isa|verifier|object|tracepoint|pmu|ksym|perf|fs|sysctl|kconfig|platform)\.[\w/]+)""#,
             |c| c[1].to_owned(),
         ),
         (r#"test_run::(?:error|run)\(\s*"([^"]+)""#, |c| {

@@ -2,7 +2,7 @@
 //! its programs' loads gave.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
 use bpfconf_record::{LoadOutcome, Outcome, ProgramLog, Record, RunCost, Unreadable};
@@ -109,24 +109,26 @@ impl Program {
 }
 
 impl Run {
-    /// The run in directory `dir`: outcomes as the matrix has them (a record that cannot be read
-    /// is an `error` cell, named on stderr), programs from the records.
-    pub fn read(dir: &Path) -> Result<Self> {
-        let (records, unreadable) = bpfconf_record::read_dir(dir)
-            .with_context(|| format!("reading results in {}", dir.display()))?;
-        ensure!(
-            !records.is_empty() || !unreadable.is_empty(),
-            "no result records in {}: run the suite first",
-            dir.display()
-        );
+    /// The run in directories `dirs` (one run, or its shards): outcomes as the matrix has them (a
+    /// record that cannot be read is an `error` cell, named on stderr), programs from the records.
+    pub fn read(dirs: &[PathBuf]) -> Result<Self> {
+        let (mut records, mut unreadable) = (Vec::new(), Vec::new());
+        for dir in dirs {
+            let (r, u) = bpfconf_record::read_dir(dir)
+                .with_context(|| format!("reading results in {}", dir.display()))?;
+            ensure!(
+                !r.is_empty() || !u.is_empty(),
+                "no result records in {}: run the suite first",
+                dir.display()
+            );
+            records.extend(r);
+            unreadable.extend(u);
+        }
         for bad in &unreadable {
             eprintln!("bpfconf: {}: {}", bad.place, bad.error);
         }
-        Ok(Self::of_records(
-            &dir.display().to_string(),
-            &records,
-            &unreadable,
-        ))
+        let label: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        Ok(Self::of_records(&label.join(" "), &records, &unreadable))
     }
 
     /// The run of `records`.

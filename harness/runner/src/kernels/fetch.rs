@@ -38,7 +38,7 @@ pub fn fetch(spec: &KernelSpec, say: &dyn Fn(&str)) -> Result<Prepared> {
 }
 
 /// What the cached artefacts were made from; a change invalidates them.
-fn pins(spec: &KernelSpec) -> String {
+pub fn pins(spec: &KernelSpec) -> String {
     let mut s: String = spec
         .packages
         .iter()

@@ -296,3 +296,137 @@ pub fn list(matrix: &Matrix) -> String {
     }
     out
 }
+
+/// One CI job of the matrix (`bpfconf kernels list --json`).
+#[derive(Debug, PartialEq, Serialize)]
+pub struct CiColumn {
+    /// Column id (`host`, `6.1`).
+    pub kernel: String,
+    /// How it is obtained.
+    pub kind: Kind,
+    /// Whether the column runs in a VM (every kind but the host).
+    pub vm: bool,
+    /// A hash of what the kernel's cached artefacts are made from ([`fetch::pins`]): a CI cache
+    /// keyed by it is reused exactly as long as `kernels fetch` would reuse the local cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
+}
+
+/// Every kernel of the matrix as a GitHub Actions `strategy.matrix` (`fromJSON` of
+/// `{"include":[{"kernel":"6.1",…},…]}`), in file order.
+pub fn ci_matrix(matrix: &Matrix) -> serde_json::Value {
+    use sha2::{Digest, Sha256};
+    let include: Vec<CiColumn> = matrix
+        .kernel
+        .iter()
+        .map(|k| {
+            let vm = k.kind != Kind::Host;
+            CiColumn {
+                kernel: k.id.clone(),
+                kind: k.kind,
+                vm,
+                cache_key: vm
+                    .then(|| format!("{:x}", Sha256::digest(fetch::pins(k)))[..16].to_owned()),
+            }
+        })
+        .collect();
+    serde_json::json!({ "include": include })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MATRIX: &str = r#"
+[[kernel]]
+id = "host"
+kind = "host"
+
+[[kernel]]
+id = "6.1"
+kind = "debian"
+suite = "bookworm"
+
+[[kernel.package]]
+name = "linux-image-6.1.0-50-amd64"
+version = "6.1.176-1"
+sha256 = "7b5597492a0a65aee61985a492e6bcc3f2cde830072a0e3b3d8c7e1b90279bd3"
+
+[[kernel]]
+id = "mine"
+kind = "local"
+vmlinuz = "/boot/bzImage"
+"#;
+
+    fn parse(text: &str) -> Matrix {
+        toml::from_str(text).unwrap()
+    }
+
+    fn key(m: &serde_json::Value, i: usize) -> &str {
+        m["include"][i]["cache_key"].as_str().unwrap()
+    }
+
+    #[test]
+    fn ci_matrix_has_one_job_per_kernel_in_file_order() {
+        let m = ci_matrix(&parse(MATRIX));
+        let key_61 = key(&m, 1).to_owned();
+        let key_mine = key(&m, 2).to_owned();
+        assert_eq!(
+            m,
+            serde_json::json!({"include": [
+                {"kernel": "host", "kind": "host", "vm": false},
+                {"kernel": "6.1", "kind": "debian", "vm": true, "cache_key": key_61},
+                {"kernel": "mine", "kind": "local", "vm": true, "cache_key": key_mine},
+            ]})
+        );
+        for k in [&key_61, &key_mine] {
+            assert_eq!(k.len(), 16);
+            assert!(k.chars().all(|c| c.is_ascii_hexdigit()), "{k}");
+        }
+        assert_ne!(key_61, key_mine);
+    }
+
+    #[test]
+    fn cache_key_changes_with_the_pins_only() {
+        let base = key(&ci_matrix(&parse(MATRIX)), 1).to_owned();
+        let repinned = MATRIX.replace("7b5597492a0a", "0000000000aa");
+        assert_ne!(key(&ci_matrix(&parse(&repinned)), 1), base);
+        let bumped = MATRIX.replace("6.1.176-1", "6.1.177-1");
+        assert_ne!(key(&ci_matrix(&parse(&bumped)), 1), base);
+        // A known bug changes what runs, not what is cached.
+        let with_bug = MATRIX.replace(
+            "[[kernel]]\nid = \"mine\"",
+            "[[kernel.known_bug]]\ncase = \"a::b\"\nrelease = '.'\nreason = \"r\"\n\n[[kernel]]\nid = \"mine\"",
+        );
+        assert_eq!(parse(&with_bug).kernel[1].known_bugs.len(), 1);
+        assert_eq!(key(&ci_matrix(&parse(&with_bug)), 1), base);
+    }
+
+    #[test]
+    fn checked_in_kernel_ids_can_name_ci_jobs_and_artifacts() {
+        // The workflow uploads each column as artifact `run-<id>` and keys its cache by the id.
+        let matrix =
+            Matrix::load_from(&crate::workspace_root().join("kernels/kernels.toml")).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for k in &matrix.kernel {
+            assert!(seen.insert(k.id.as_str()), "kernel id {} twice", k.id);
+            assert!(
+                !k.id.is_empty()
+                    && k.id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+                "kernel id `{}`: use letters, digits, `.`, `_` and `-` only",
+                k.id
+            );
+        }
+        let hosts = matrix
+            .kernel
+            .iter()
+            .filter(|k| k.kind == Kind::Host)
+            .count();
+        assert!(
+            hosts <= 1,
+            "{hosts} host columns: the running kernel is one column"
+        );
+    }
+}

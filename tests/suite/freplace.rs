@@ -1,0 +1,111 @@
+//! Extension programs (`programs/src/bpf/freplace.bpf.c`, `freplace_ext.bpf.c`): an XDP program
+//! returns what its global function `verdict` returns (`XDP_PASS`). An ext program loaded
+//! against that function and attached through a link replaces it: a test run of the unchanged
+//! XDP program then answers `XDP_DROP`, and the extension counts exactly that run. Dropping the
+//! link restores `XDP_PASS`, and the extension no longer runs. Loading an extension sets up a BPF
+//! trampoline for the target function, which a kernel that refuses trampolines by policy answers
+//! with `EPERM` (`harness::ftrace::refused`).
+
+use std::ffi::CString;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd};
+use std::ptr::NonNull;
+
+use harness::{Case, CaseResult, LogLevel, floors, ftrace, packet, probe, test_run};
+use libbpf_rs::libbpf_sys::{self, XDP_DROP, XDP_PASS};
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::{AsRawLibbpf, Link, ProgramInput, ProgramMut, ProgramType};
+use programs::freplace::FreplaceSkelBuilder;
+use programs::freplace_ext::FreplaceExtSkelBuilder;
+
+/// The global function the extension replaces.
+const TARGET_FN: &str = "verdict";
+/// Links of ext programs to a target program and function.
+const FREPLACE: &str = "attach_type.freplace";
+
+#[test]
+fn replaces_the_verdict_function() {
+    Case::run(ProgramType::Ext, |case| {
+        probe::prog_type(ProgramType::Xdp)?;
+        let mut target_object = MaybeUninit::uninit();
+        let target = case.load(FreplaceSkelBuilder::default().open(&mut target_object)?)?;
+        let xdp = &target.progs.xdp_verdict;
+        let frame = packet::ethernet(0x88b5, &[0u8; 50]);
+        assert_eq!(
+            run(xdp, &frame)?,
+            XDP_PASS,
+            "the verdict before any extension"
+        );
+
+        let mut ext_object = MaybeUninit::uninit();
+        let mut open = FreplaceExtSkelBuilder::default().open(&mut ext_object)?;
+        open.progs
+            .drop_verdict
+            .set_attach_target(xdp.as_fd().as_raw_fd(), Some(TARGET_FN.to_owned()))?;
+        let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
+        let ext = loaded.map_err(|e| {
+            ftrace::refused(
+                "prog_type.ext",
+                outcome.errno.as_deref() == Some("EPERM"),
+                format!(
+                    "loading an ext program for {TARGET_FN}: {} ({e:#})",
+                    outcome.message.clone().unwrap_or_default()
+                ),
+            )
+        })?;
+        let link = attach(&ext.progs.drop_verdict, xdp)?;
+        let bss = ext.maps.bss_data.as_deref().expect("the object has .bss");
+        let replaced = || harness::observe::volatile(&bss.replaced);
+        case.detail("link_id", link.info()?.id);
+        assert_eq!(run(xdp, &frame)?, XDP_DROP, "the verdict while extended");
+        assert_eq!(replaced(), 1, "runs of the extension");
+
+        drop(link);
+        assert_eq!(
+            run(xdp, &frame)?,
+            XDP_PASS,
+            "the verdict after the link is gone"
+        );
+        assert_eq!(
+            replaced(),
+            1,
+            "runs of the extension after the link is gone"
+        );
+        Ok(())
+    });
+}
+
+/// The verdict of one test run of `prog` on `frame`.
+fn run(prog: &ProgramMut<'_>, frame: &[u8]) -> CaseResult<u32> {
+    let input = ProgramInput {
+        data_in: Some(frame),
+        ..Default::default()
+    };
+    Ok(test_run::run("xdp", prog, input)?.return_value)
+}
+
+/// Attaches `ext` in place of [`TARGET_FN`] of `target` (libbpf's bpf_program__attach_freplace:
+/// a BPF_LINK_CREATE naming the target program and the function's BTF id).
+fn attach(ext: &ProgramMut<'_>, target: &ProgramMut<'_>) -> CaseResult<Link> {
+    let name = CString::new(TARGET_FN).expect("no NUL");
+    // SAFETY: a loaded program of a live object, a valid target fd and a NUL-terminated name.
+    let ptr = unsafe {
+        libbpf_sys::bpf_program__attach_freplace(
+            ext.as_libbpf_object().as_ptr(),
+            target.as_fd().as_raw_fd(),
+            name.as_ptr(),
+        )
+    };
+    // libbpf 1.x returns NULL and sets errno on failure.
+    match NonNull::new(ptr) {
+        // SAFETY: a link libbpf just created; the Link owns it from here.
+        Some(link) => Ok(unsafe { Link::from_ptr(link) }),
+        None => {
+            let e = std::io::Error::last_os_error();
+            Err(floors::missing(
+                FREPLACE,
+                format!("attaching the extension to {TARGET_FN}: {e}"),
+            ))
+        }
+    }
+}
