@@ -7,7 +7,8 @@
 //! A second case attaches and detaches the same program [`CYCLES`] times while another thread
 //! makes syscalls without pause: each attach must see that thread's syscalls and each detach stop
 //! them. That the last detach stopped them is shown by order, not by waiting: the thread
-//! acknowledges a request made after the detach once a getpid() it began after the request has
+//! acknowledges a request made after the detach (once the kernel freed the link: a child another
+//! case forked meanwhile may hold a copy of its fd for a while) once a getpid() it began after the request has
 //! returned (so every earlier run of the program for it has finished), twice; between the two
 //! acknowledgements the count and the runs the kernel skipped must stand still. Every attach and detach rewrites the tracepoint's call site in the kernel text on one CPU
 //! while another CPU runs through it. Under QEMU's TCG emulation that crashes the guest (an int3
@@ -15,7 +16,7 @@
 //! `unsupported`: it needs KVM or real hardware.
 
 use std::mem::MaybeUninit;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
@@ -24,7 +25,7 @@ use std::time::Duration;
 use harness::observe::poll;
 use harness::{Case, CaseError, CaseResult, OrError, probe, raw_load};
 use libbpf_rs::skel::Skel;
-use libbpf_rs::{MapCore, MapFlags, ProgramType};
+use libbpf_rs::{Link, MapCore, MapFlags, ProgramType, libbpf_sys};
 use programs::raw_tracepoint::{RawTracepointSkel, RawTracepointSkelBuilder};
 
 const GETPIDS: u64 = 1000;
@@ -116,7 +117,7 @@ fn attach_detach_while_syscalls_run() {
                 let now = count(&skel, libc::SYS_getpid).ok()?;
                 (now > seen).then_some(now)
             });
-            drop(link);
+            destroy(link)?;
             seen = grew.ok_or_else(|| {
                 CaseError::Fail(anyhow::anyhow!(
                     "attach {cycle}: no syscall of the thread counted within 5 s"
@@ -137,6 +138,42 @@ fn attach_detach_while_syscalls_run() {
         );
         Ok(())
     });
+}
+
+/// Drops `link` and returns once the kernel freed it. A process another case forks while the link
+/// exists holds a copy of its fd, which keeps the program attached until the child closes it or
+/// execs; the link is freed when its id no longer resolves.
+fn destroy(link: Link) -> CaseResult {
+    // SAFETY: bpf_link_info is plain data; the kernel fills `len` bytes of it.
+    let mut info: libbpf_sys::bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: a valid link fd and a buffer of `len` bytes.
+    let r = unsafe {
+        libbpf_sys::bpf_link_get_info_by_fd(link.as_fd().as_raw_fd(), &mut info, &mut len)
+    };
+    if r != 0 {
+        return Err(CaseError::Error(anyhow::anyhow!(
+            "the link's id: {}",
+            std::io::Error::from_raw_os_error(-r)
+        )));
+    }
+    drop(link);
+    poll(Duration::from_secs(5), || {
+        // SAFETY: takes an id, returns an fd we own or a negative errno.
+        let fd = unsafe { libbpf_sys::bpf_link_get_fd_by_id(info.id) };
+        if fd < 0 {
+            return Some(());
+        }
+        // SAFETY: `fd` was just returned to us and is closed once.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        None
+    })
+    .ok_or_else(|| {
+        CaseError::Fail(anyhow::anyhow!(
+            "link {} still exists 5 s after its last fd here was closed",
+            info.id
+        ))
+    })
 }
 
 /// A thread making getpid() calls without pause until dropped (also when the case panics).

@@ -43,7 +43,8 @@ fn reno_from_kfuncs() {
         let mut open = StructOpsSkelBuilder::default().open(&mut object)?;
         set_name(&mut open.struct_ops.bpfconf_reno_mut().name, &name);
         let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
-        let mut skel = loaded.map_err(|e| refused("kfunc.tcp_congestion_ops", &outcome, &e))?;
+        let mut skel =
+            loaded.map_err(|e| refused("struct_ops.tcp_congestion_ops_kfuncs", &outcome, &e))?;
         let link = register(&mut skel.maps.bpfconf_reno, &name)?;
         let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
         selected_on_loopback(case, &name, link, || Counters {

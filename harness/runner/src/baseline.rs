@@ -2,8 +2,10 @@
 //! verifier's statistics). CI checks every run against it and fails on a regression: a cell that
 //! got worse, a case or a column that disappeared; statistics beyond the threshold are reported,
 //! never fatal. `bpfconf baseline accept RUN` rewrites it, one cell a line, so a pull request's
-//! diff of the file shows every change a human accepted. The host's column is `host` whatever its
-//! release. Schema 1 (outcomes only) still reads.
+//! diff of the file shows every change a human accepted. The host's column keeps its release
+//! (`host-6.18`): a run on another host kernel (another machine, a GitHub runner) has a column
+//! of its own, and the accepted host column is then not compared. Schema 1 (outcomes only) still
+//! reads.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -56,7 +58,7 @@ impl Baseline {
         crate::workspace_root().join("tests/baseline.json")
     }
 
-    /// The cells of `run`, its host column as `host`.
+    /// The cells of `run`.
     pub fn of(run: &Run) -> Self {
         let mut kernels: BTreeMap<String, BTreeMap<String, Cell>> = BTreeMap::new();
         for (case, cells) in &run.cells {
@@ -81,7 +83,7 @@ impl Baseline {
                     })
                     .collect();
                 kernels
-                    .entry(column(kernel))
+                    .entry(kernel.clone())
                     .or_default()
                     .insert(case.clone(), Cell::Full { outcome, programs });
             }
@@ -198,10 +200,9 @@ impl Baseline {
     }
 }
 
-/// `run` as the baseline names its columns: its host column `host`, and only the statistics
-/// the baseline keeps (sizes and run costs vary with the compiler and the machine).
+/// `run` with only the statistics the baseline keeps (sizes and run costs vary with the compiler
+/// and the machine).
 pub fn as_baseline_run(mut run: Run) -> Run {
-    run.rename_kernels(column);
     for cells in run.cells.values_mut() {
         for cell in cells.values_mut() {
             for p in cell.programs.values_mut() {
@@ -214,12 +215,19 @@ pub fn as_baseline_run(mut run: Run) -> Run {
     run
 }
 
-fn column(kernel: &str) -> String {
-    if kernel.starts_with("host") {
-        "host".into()
-    } else {
-        kernel.to_owned()
+/// When `run` was made on another host kernel than the accepted one, removes the accepted host
+/// column (another kernel's outcomes are no regression of it) and says so. A run without a host
+/// column keeps it: that column disappeared.
+pub fn skip_other_host(accepted: &mut Run, run: &Run) -> Option<String> {
+    let host = |r: &Run| r.kernels.iter().find(|k| k.starts_with("host")).cloned();
+    let (old, new) = (host(accepted)?, host(run)?);
+    if old == new {
+        return None;
     }
+    accepted.remove_kernel(&old);
+    Some(format!(
+        "The host column {new} is not compared: the baseline's host column is {old}."
+    ))
 }
 
 #[cfg(test)]
@@ -269,7 +277,7 @@ mod tests {
         let accepted = Baseline::read(&path).unwrap();
         let new = as_baseline_run(run(&[
             ("a", "6.1", Unsupported, 10),
-            ("b", "host-6.19", Pass, 200),
+            ("b", "host-6.18", Pass, 200),
             ("c", "6.1", Pass, 1),
         ]));
         let c = compare(&accepted.run(&path), &new, &Options::default());
@@ -293,6 +301,30 @@ mod tests {
             .map(|s| (&*s.case, s.old, s.new, s.flagged))
             .collect();
         assert_eq!(stats, [("b", 100, 200, true)]);
+    }
+
+    /// Another host kernel's column is not compared with the accepted host's; no host column
+    /// at all is a lost column.
+    #[test]
+    fn another_host_is_not_compared_a_missing_host_is_lost() {
+        use Outcome::*;
+        let accepted = || run(&[("a", "6.1", Pass, 1), ("a", "host-6.18", Pass, 1)]);
+        let other = run(&[("a", "6.1", Pass, 1), ("a", "host-6.8", Unsupported, 1)]);
+        let mut old = accepted();
+        let note = skip_other_host(&mut old, &other).unwrap();
+        assert!(
+            note.contains("host-6.8") && note.contains("host-6.18"),
+            "{note}"
+        );
+        let c = compare(&old, &other, &Options::default());
+        assert_eq!((c.regressions, c.removed_columns.len()), (0, 0));
+
+        let no_host = run(&[("a", "6.1", Pass, 1)]);
+        let mut old = accepted();
+        assert_eq!(skip_other_host(&mut old, &no_host), None);
+        let c = compare(&old, &no_host, &Options::default());
+        assert_eq!(c.removed_columns, ["host-6.18"]);
+        assert_eq!(c.regressions, 1);
     }
 
     /// The committed file of schema 1 (outcomes only) still reads, without statistics.

@@ -392,7 +392,11 @@ fn run(command: Command) -> Result<ExitCode> {
             BaselineCommand::Check { runs, file, output } => {
                 let file = file.unwrap_or_else(baseline::Baseline::path);
                 let run = baseline::as_baseline_run(compare::Run::read(&runs)?);
-                return output.emit(&baseline::Baseline::read(&file)?.run(&file), &run);
+                let mut accepted = baseline::Baseline::read(&file)?.run(&file);
+                if let Some(note) = baseline::skip_other_host(&mut accepted, &run) {
+                    println!("{note}");
+                }
+                return output.emit(&accepted, &run);
             }
         },
         Command::BenchBoot { ids } => {

@@ -338,12 +338,7 @@ fn baseline_check_fails_on_regressions_only() {
     assert_eq!(code, 0, "{md}");
     assert_eq!(
         entries(&report, "stats", "metric"),
-        // The baseline names the host's column `host`.
-        [triple(
-            "socket_filter::test_run_drops_tcp",
-            "host",
-            "states"
-        )],
+        [triple("socket_filter::test_run_drops_tcp", HOST, "states")],
         "{md}"
     );
 

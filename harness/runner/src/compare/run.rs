@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::Result;
 use bpfconf_record::{LoadOutcome, Outcome, ProgramLog, Record, RunCost, Unreadable};
 use serde::{Deserialize, Serialize};
 
@@ -112,23 +112,17 @@ impl Run {
     /// The run in directories `dirs` (one run, or its shards): outcomes as the matrix has them (a
     /// record that cannot be read is an `error` cell, named on stderr), programs from the records.
     pub fn read(dirs: &[PathBuf]) -> Result<Self> {
-        let (mut records, mut unreadable) = (Vec::new(), Vec::new());
-        for dir in dirs {
-            let (r, u) = bpfconf_record::read_dir(dir)
-                .with_context(|| format!("reading results in {}", dir.display()))?;
-            ensure!(
-                !r.is_empty() || !u.is_empty(),
-                "no result records in {}: run the suite first",
-                dir.display()
-            );
-            records.extend(r);
-            unreadable.extend(u);
-        }
-        for bad in &unreadable {
+        let run = crate::run_dirs::load(dirs)?;
+        for bad in &run.unreadable {
             eprintln!("bpfconf: {}: {}", bad.place, bad.error);
         }
+        let records: Vec<Record> = run.records.into_iter().map(|p| p.record).collect();
         let label: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-        Ok(Self::of_records(&label.join(" "), &records, &unreadable))
+        Ok(Self::of_records(
+            &label.join(" "),
+            &records,
+            &run.unreadable,
+        ))
     }
 
     /// The run of `records`.
@@ -193,16 +187,13 @@ impl Run {
         self.cells.get(case).and_then(|c| c.get(kernel))
     }
 
-    /// Renames the kernels (columns) with `rename`, e.g. the host's to `host`.
-    pub fn rename_kernels(&mut self, rename: impl Fn(&str) -> String) {
-        for k in &mut self.kernels {
-            *k = rename(k);
-        }
+    /// Drops the column of kernel `kernel`.
+    pub fn remove_kernel(&mut self, kernel: &str) {
+        self.kernels.retain(|k| k != kernel);
+        self.places.remove(kernel);
         for cells in self.cells.values_mut() {
-            *cells = std::mem::take(cells)
-                .into_iter()
-                .map(|(k, c)| (rename(&k), c))
-                .collect();
+            cells.remove(kernel);
         }
+        self.cells.retain(|_, cells| !cells.is_empty());
     }
 }
