@@ -15,7 +15,7 @@
 use std::mem::MaybeUninit;
 
 use harness::load::{LogLevel, load_skel};
-use harness::{Case, CaseError, floors, snapshot};
+use harness::{Case, CaseError, CaseResult, floors, snapshot};
 use libbpf_rs::libbpf_sys::bpf_insn;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ProgramInput, ProgramType};
@@ -126,7 +126,7 @@ fn check<'obj, S: OpenSkel<'obj>>(
     case: &mut Case,
     isa: &str,
     open: S,
-    run: impl FnOnce(&S::Output) -> libbpf_rs::Result<u32>,
+    run: impl FnOnce(&mut Case, &S::Output) -> CaseResult<u32>,
 ) -> Result<(), CaseError>
 where
     S::Output: 'obj,
@@ -161,7 +161,7 @@ where
     };
     case.detail("verifier_log_empty", empty_log);
     let returned = match &result {
-        Ok(skel) => Some(run(skel).map_err(|e| harness::test_run::error("socket_filter", e))?),
+        Ok(skel) => Some(run(case, skel)?),
         Err(_) => None,
     };
     let needs_kernel = floors::since(isa).unwrap_or("?");
@@ -214,13 +214,16 @@ where
     }
 }
 
-fn test_run(prog: &libbpf_rs::ProgramMut<'_>) -> libbpf_rs::Result<u32> {
+/// What `prog` returns for [`packet`], and (recorded on the case) what a run of it costs.
+fn test_run(case: &mut Case, prog: &libbpf_rs::ProgramMut<'_>) -> CaseResult<u32> {
     let packet = packet();
-    let output = prog.test_run(ProgramInput {
+    let input = ProgramInput {
         data_in: Some(&packet),
         ..Default::default()
-    })?;
-    Ok(output.return_value)
+    };
+    let returned = harness::test_run::run("socket_filter", prog, input)?.return_value;
+    harness::test_run::measure(case, prog, &packet, None)?;
+    Ok(returned)
 }
 
 #[rstest]
@@ -234,19 +237,19 @@ fn mcpu(#[case] version: &str) {
         match version {
             "v1" => {
                 let open = programs::isa_v1::IsaV1SkelBuilder::default().open(&mut object)?;
-                check(case, "isa.v1", open, |s| test_run(&s.progs.mix))
+                check(case, "isa.v1", open, |case, s| test_run(case, &s.progs.mix))
             }
             "v2" => {
                 let open = programs::isa::IsaSkelBuilder::default().open(&mut object)?;
-                check(case, "isa.v2", open, |s| test_run(&s.progs.mix))
+                check(case, "isa.v2", open, |case, s| test_run(case, &s.progs.mix))
             }
             "v3" => {
                 let open = programs::isa_v3::IsaV3SkelBuilder::default().open(&mut object)?;
-                check(case, "isa.v3", open, |s| test_run(&s.progs.mix))
+                check(case, "isa.v3", open, |case, s| test_run(case, &s.progs.mix))
             }
             _ => {
                 let open = programs::isa_v4::IsaV4SkelBuilder::default().open(&mut object)?;
-                check(case, "isa.v4", open, |s| test_run(&s.progs.mix))
+                check(case, "isa.v4", open, |case, s| test_run(case, &s.progs.mix))
             }
         }
     });

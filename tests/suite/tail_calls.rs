@@ -74,6 +74,7 @@ fn jump_to_present_slot_runs_callee() {
         assert_eq!((entry, callee), (1, 1), "entry and callee each run once");
         assert_eq!(fell, 0, "entry went on after a jump to a filled slot");
         assert_eq!(returned, 2, "the run's result is not the callee's");
+        harness::test_run::measure(case, &skel.progs.entry, &PACKET, None)?;
         Ok(())
     });
 }
@@ -125,6 +126,7 @@ fn self_recursion_stops_at_limit() {
             (32..=33).contains(&tail_calls),
             "{tail_calls} tail calls before the kernel refused (documented: 32, or 33)"
         );
+        harness::test_run::measure(case, &skel.progs.recurse, &PACKET, None)?;
         Ok(())
     });
 }
