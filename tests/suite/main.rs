@@ -52,6 +52,7 @@ mod tcx;
 mod tp_btf;
 mod tracepoint;
 mod uprobe;
+mod uprobe_multi;
 mod verifier;
 mod xdp;
 mod xdp_features;
