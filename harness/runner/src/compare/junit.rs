@@ -5,7 +5,8 @@
 //! `outcome` is run B's, and its system-out says what changed (fix, new case, statistics, verdict
 //! or key line, run cost). A case gone from a column is a failing testcase there (type
 //! `removed`), and a column gone is a testsuite of its own with one failing testcase `column`
-//! (classname `runner`, type `removed_column`): the failures are exactly the comparison's regressions.
+//! (classname `runner`, type `removed_column`): the failures are exactly the comparison's
+//! regressions.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -83,15 +84,13 @@ fn failure(o: &Change) -> TestCaseStatus {
     let mut message = format!("{} on {}: {}", kind(o.kind), o.kernel, outcomes(o));
     if !reason.is_empty() {
         message = format!("{message}: {}", first_line(reason));
+        status.set_description(reason);
     }
-    status
-        .set_type(if o.kind == Kind::Removed {
-            "removed"
-        } else {
-            "regression"
-        })
-        .set_message(message)
-        .set_description(reason);
+    let ty = match o.kind {
+        Kind::Removed => "removed",
+        _ => "regression",
+    };
+    status.set_type(ty).set_message(message);
     status
 }
 
@@ -175,8 +174,9 @@ mod tests {
             "{xml}"
         );
         assert!(
-            xml.contains(r#"<failure message="case removed on 6.1: pass → —" type="removed">"#)
+            xml.contains(r#"<failure message="case removed on 6.1: pass → —" type="removed"/>"#)
         );
+        assert!(xml.contains(r#"<testcase name="column" classname="runner">"#));
         assert!(xml.contains(
             r#"<failure message="column 5.10 removed: A has it, B has no record of it" type="removed_column"/>"#
         ), "{xml}");
