@@ -177,7 +177,7 @@ fn log_diffs(c: &Comparison) -> Markup {
         @if !c.log_diffs.is_empty() {
             h2 #logs { "Verifier logs that changed verdict or key line" }
             @for d in &c.log_diffs {
-                details {
+                details open {
                     summary {
                         code { (d.case) } " · " code { (d.program) } " · " (d.kernel) ": "
                         (d.old_verdict) " → " (d.new_verdict) ", "
