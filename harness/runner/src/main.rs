@@ -79,8 +79,8 @@ enum Command {
     },
     /// What changed from run OLD (A) to run NEW (B): outcomes, columns, each program's verifier
     /// statistics and sizes (A, B, DIFF), verifier log diffs where a verdict or key line changed,
-    /// run costs beyond the noise band. Markdown on stdout; exit 1 on a regression only (a cell
-    /// that got worse, a case or a column that disappeared).
+    /// run costs beyond the noise band. Markdown on stdout, and HTML, JSON, JUnit XML as asked;
+    /// exit 1 on a regression only (a cell that got worse, a case or a column that disappeared).
     Compare {
         /// The earlier run directory.
         old: PathBuf,
@@ -251,32 +251,47 @@ enum BaselineCommand {
     },
 }
 
-/// What `compare` and `baseline check` print and write.
+/// What `compare` and `baseline check` print and write: the formats of `report`.
 #[derive(clap::Args)]
 struct CompareOutput {
     /// Flag a statistic whose relative change exceeds this many percent.
     #[arg(long, default_value_t = compare::THRESHOLD_PCT)]
     threshold: f64,
-    /// Also write the comparison as JSON (schema-versioned) to this file.
+    /// Write the Markdown here instead of stdout (`-`: stdout, the default).
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// Write the comparison as one self-contained HTML page here.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Write the comparison as JSON (schema-versioned) here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write JUnit XML here (a testsuite per kernel, a testcase per case of the newer run, a
+    /// failure per regression).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
 }
 
 impl CompareOutput {
-    /// Compares, prints the Markdown, writes the JSON; success unless something regressed.
+    /// Compares, prints or writes the Markdown, writes the other formats asked for; success
+    /// unless something regressed.
     fn emit(&self, old: &compare::Run, new: &compare::Run) -> Result<ExitCode> {
         let options = compare::Options {
             threshold_pct: self.threshold,
             ..Default::default()
         };
         let comparison = compare::compare(old, new, &options);
-        print!(
-            "{}",
-            compare::render(&comparison, compare::Format::Markdown)
-        );
-        if let Some(path) = &self.json {
-            fs::write(path, compare::render(&comparison, compare::Format::Json))
-                .with_context(|| format!("writing {}", path.display()))?;
+        let stdout = PathBuf::from("-");
+        let markdown = (self.markdown.as_ref()).unwrap_or(&stdout);
+        for (to, format) in [
+            (Some(markdown), compare::Format::Markdown),
+            (self.html.as_ref(), compare::Format::Html),
+            (self.json.as_ref(), compare::Format::Json),
+            (self.junit.as_ref(), compare::Format::Junit),
+        ] {
+            if let Some(to) = to {
+                output(to, &compare::render(&comparison, format)?)?;
+            }
         }
         Ok(exit(comparison.regressions == 0))
     }

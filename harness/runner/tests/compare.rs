@@ -63,26 +63,74 @@ impl Copy {
     }
 }
 
-/// `bpfconf ARGS…`: its exit code, stdout, and the JSON it wrote.
-fn bpfconf(args: &[&str]) -> (i32, String, Value) {
-    let json = tempfile::NamedTempFile::new().unwrap();
+/// What `bpfconf compare` or `baseline check` gave: its exit code, the Markdown (stdout), and
+/// the JSON, HTML and JUnit XML it wrote.
+struct Out {
+    code: i32,
+    md: String,
+    report: Value,
+    html: String,
+    junit: String,
+}
+
+/// `bpfconf ARGS…` writing every format: Markdown on stdout, the others to files. Checks what
+/// holds for every comparison: the page is one self-contained document in the report's look
+/// that counts the regressions, and the JUnit failures are exactly the regressions.
+fn bpfconf(args: &[&str]) -> Out {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name);
     let out = Command::new(env!("CARGO_BIN_EXE_bpfconf"))
         .args(args)
         .arg("--json")
-        .arg(json.path())
+        .arg(file("compare.json"))
+        .arg("--html")
+        .arg(file("compare.html"))
+        .arg("--junit")
+        .arg(file("junit.xml"))
         .output()
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    // Only the files written: no record went unread.
+    let others: Vec<&str> = (stderr.lines())
+        .filter(|l| !l.starts_with("bpfconf: wrote "))
+        .collect();
+    assert!(others.is_empty(), "{stderr}");
+    let read = |name: &str| fs::read_to_string(file(name)).unwrap();
+    let (html, junit) = (read("compare.html"), read("junit.xml"));
+    let report: Value = serde_json::from_str(&read("compare.json")).unwrap();
+    let regressions = report["regressions"].as_u64().unwrap() as usize;
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.contains(include_str!("../src/report/report.css")));
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    let s = if regressions == 1 { "" } else { "s" };
     assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        html.contains(&format!(
+            "<title>BPF conformance compare: {regressions} regression{s}</title>"
+        )),
+        "{html}"
     );
-    let report = serde_json::from_str(&fs::read_to_string(json.path()).unwrap()).unwrap();
-    (out.status.code().unwrap(), stdout, report)
+    assert!(junit.starts_with("<?xml"), "{junit}");
+    assert_eq!(junit.matches("<failure ").count(), regressions, "{junit}");
+    Out {
+        code: out.status.code().unwrap(),
+        md: stdout,
+        report,
+        html,
+        junit,
+    }
 }
 
-fn compare(old: &Copy, new: &Copy) -> (i32, String, Value) {
+/// The JUnit testsuite of `kernel` (its opening tag to its end).
+fn suite<'a>(junit: &'a str, kernel: &str) -> &'a str {
+    let start = junit
+        .find(&format!("<testsuite name=\"{kernel}\""))
+        .unwrap_or_else(|| panic!("no testsuite {kernel}: {junit}"));
+    let rest = &junit[start..];
+    &rest[..rest.find("</testsuite>").unwrap()]
+}
+
+fn compare(old: &Copy, new: &Copy) -> Out {
     bpfconf(&[
         "compare",
         old.path().to_str().unwrap(),
@@ -110,8 +158,30 @@ fn triple(case: &str, kernel: &str, x: &str) -> (String, String, String) {
 #[test]
 fn an_unchanged_run_has_nothing_to_report() {
     let run = Copy::new();
-    let (code, md, report) = compare(&run, &run);
+    let Out {
+        code,
+        md,
+        report,
+        html,
+        junit,
+    } = compare(&run, &run);
     assert_eq!(code, 0, "{md}");
+    assert!(
+        html.contains("<h2 id=\"regressions\">Regressions</h2><p>None.</p>"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("role=\"alert\"") && !html.contains("id=\"stats\""),
+        "{html}"
+    );
+    // Every case of each column a passing testcase.
+    for kernel in [HOST, "6.1"] {
+        let cases = fs::read_dir(run.path().join(kernel)).unwrap().count();
+        let tag = format!(
+            r#"<testsuite name="{kernel}" tests="{cases}" skipped="0" errors="0" failures="0">"#
+        );
+        assert!(junit.contains(&tag), "{tag}: {junit}");
+    }
     assert_eq!(report["schema"], 1);
     assert_eq!(report["regressions"], 0);
     for key in [
@@ -178,7 +248,13 @@ fn changes_that_are_not_regressions_are_reported_and_pass() {
         load["programs"]["pointer_multiply"]["log"] = log.into();
     });
 
-    let (code, md, report) = compare(&old, &new);
+    let Out {
+        code,
+        md,
+        report,
+        html,
+        junit,
+    } = compare(&old, &new);
     assert_eq!(code, 0, "{md}");
     assert_eq!(report["regressions"], 0, "{md}");
     assert_eq!(
@@ -217,7 +293,11 @@ fn changes_that_are_not_regressions_are_reported_and_pass() {
         "{md}"
     );
     // A wider threshold leaves the 13 % change unflagged.
-    let (_, wide_md, wide) = bpfconf(&[
+    let Out {
+        md: wide_md,
+        report: wide,
+        ..
+    } = bpfconf(&[
         "compare",
         old.path().to_str().unwrap(),
         new.path().to_str().unwrap(),
@@ -244,6 +324,56 @@ fn changes_that_are_not_regressions_are_reported_and_pass() {
     ] {
         assert!(md.contains(shown), "missing {shown:?} in:\n{md}");
     }
+    // The page: the same changes, the flagged row highlighted, the log diff's lines coloured.
+    for shown in [
+        r#"<h2 id="regressions">Regressions</h2><p>None.</p>"#,
+        r#"<th scope="row"><code>verifier::subprog_call_unpriv</code></th><td>host-6.18</td><td>better</td><td class="cell o-unsupported">unsupported</td><td class="cell o-pass">pass</td>"#,
+        r#"<th scope="row"><code>xdp::test_run_new_row</code></th><td>6.1</td><td>new case</td><td class="cell o-none">—</td><td class="cell o-pass">pass</td>"#,
+        r#"<tr class="flagged"><th scope="row"><code>socket_filter::test_run_drops_tcp</code></th><td><code>socket_filter_b/udp_marker_filter</code></td><td>host-6.18</td><td>insns</td><td class="num">115</td><td class="num">130</td><td class="num">+15 (+13.04%)</td><td class="flag">⚠</td></tr>"#,
+        r#"<tr><th scope="row"><code>xdp::test_run_drops_udp_to_drop_port</code></th><td><code>xdp_bpf/xdp_udp_verdicts</code></td><td>host-6.18</td><td>insns</td><td class="num">131</td><td class="num">133</td><td class="num">+2 (+1.53%)</td><td class="flag"></td></tr>"#,
+        r#"<span class="del">-R1 pointer arithmetic with *= operator prohibited"#,
+        r#"<span class="add">+R1 pointer arithmetic prohibited"#,
+        r#"<h2 id="costs">Run cost beyond the noise band</h2>"#,
+        r#"<td><code>socket_filter_b/udp_marker_filter</code></td><td>host-6.18</td><td class="num">"#,
+    ] {
+        assert!(html.contains(shown), "missing {shown:?} in:\n{html}");
+    }
+    // JUnit: every case of B passes (nothing regressed); the changes ride along.
+    let host = suite(&junit, HOST);
+    let cases = fs::read_dir(new.path().join(HOST)).unwrap().count();
+    assert!(
+        host.starts_with(&format!(
+            r#"<testsuite name="{HOST}" tests="{cases}" skipped="0" errors="0" failures="0">"#
+        )),
+        "{host}"
+    );
+    for shown in [
+        "<system-out>fix: unsupported → pass\n",
+        "<system-out>new case: — → pass\n",
+        "socket_filter_b/udp_marker_filter insns: 115 → 130 +15 (+13.04%) ⚠\n",
+        "socket_filter_b/udp_marker_filter run cost: ",
+    ] {
+        assert!(host.contains(shown), "missing {shown:?} in:\n{host}");
+    }
+    assert!(
+        suite(&junit, "6.1")
+            .contains("pointer_multiply: refused (EACCES) → refused (EACCES), key line"),
+        "{junit}"
+    );
+    // `--markdown FILE`: the Markdown there instead of stdout.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("compare.md");
+    let Out { md: stdout, .. } = bpfconf(&[
+        "compare",
+        old.path().to_str().unwrap(),
+        new.path().to_str().unwrap(),
+        "--markdown",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (stdout.as_str(), fs::read_to_string(&file).unwrap()),
+        ("", md)
+    );
 }
 
 /// Each regression alone exits 1, and is reported as what it is.
@@ -262,8 +392,25 @@ fn each_regression_fails_the_comparison() {
     let removed_column = Copy::new();
     fs::remove_dir_all(removed_column.path().join("6.1")).unwrap();
 
-    let (code, md, report) = compare(&old, &worse);
+    let Out {
+        code,
+        md,
+        report,
+        html,
+        junit,
+    } = compare(&old, &worse);
     assert_eq!((code, report["regressions"].as_u64()), (1, Some(1)), "{md}");
+    assert!(
+        html.contains(r#"<td>worse</td><td class="cell o-pass">pass</td><td class="cell o-fail">fail</td><td><pre>return value of xdp_udp_verdicts</pre></td>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"<div class="banner" role="alert"><strong>1 regression</strong>"#));
+    assert!(
+        suite(&junit, HOST).contains(
+            r#"<failure message="regression on host-6.18: pass → fail: return value of xdp_udp_verdicts" type="regression">"#
+        ),
+        "{junit}"
+    );
     assert_eq!(
         entries(&report, "outcomes", "kind"),
         [triple(
@@ -274,8 +421,21 @@ fn each_regression_fails_the_comparison() {
     );
     assert!(md.contains("### Regressions\n"), "{md}");
 
-    let (code, md, report) = compare(&old, &removed_case);
+    let Out {
+        code,
+        md,
+        report,
+        junit,
+        ..
+    } = compare(&old, &removed_case);
     assert_eq!((code, report["regressions"].as_u64()), (1, Some(2)), "{md}");
+    for kernel in [HOST, "6.1"] {
+        let removed = format!(
+            r#"<testcase name="btf::loads_without_btf" classname="btf">
+            <failure message="case removed on {kernel}: pass → —" type="removed"/>"#
+        );
+        assert!(suite(&junit, kernel).contains(&removed), "{junit}");
+    }
     assert_eq!(
         entries(&report, "outcomes", "kind"),
         [
@@ -284,8 +444,22 @@ fn each_regression_fails_the_comparison() {
         ]
     );
 
-    let (code, md, report) = compare(&old, &removed_column);
+    let Out {
+        code,
+        md,
+        report,
+        html,
+        junit,
+    } = compare(&old, &removed_column);
     assert_eq!((code, report["regressions"].as_u64()), (1, Some(1)), "{md}");
+    assert!(
+        html.contains("column <strong>6.1</strong> removed: "),
+        "{html}"
+    );
+    assert!(
+        suite(&junit, "6.1").contains(r#"<testcase name="column" classname="runner">"#),
+        "{junit}"
+    );
     assert_eq!(report["removed_columns"], serde_json::json!(["6.1"]));
     assert!(md.contains("column **6.1** removed"), "{md}");
 }
@@ -323,7 +497,9 @@ fn baseline_check_fails_on_regressions_only() {
             file,
         ])
     };
-    let (code, md, report) = check(&run);
+    let Out {
+        code, md, report, ..
+    } = check(&run);
     assert_eq!(
         (code, &report["stats"]),
         (0, &Value::Array(Vec::new())),
@@ -334,7 +510,9 @@ fn baseline_check_fails_on_regressions_only() {
     grown.edit(HOST, "socket_filter::test_run_drops_tcp", |r| {
         r["loads"][0]["programs"]["udp_marker_filter"]["stats"]["total_states"] = 100.into();
     });
-    let (code, md, report) = check(&grown);
+    let Out {
+        code, md, report, ..
+    } = check(&grown);
     assert_eq!(code, 0, "{md}");
     assert_eq!(
         entries(&report, "stats", "metric"),
@@ -345,6 +523,17 @@ fn baseline_check_fails_on_regressions_only() {
     grown.edit("6.1", "verifier::subprog_call", |r| {
         r["outcome"] = "error".into()
     });
-    let (code, md, report) = check(&grown);
+    let Out {
+        code,
+        md,
+        report,
+        junit,
+        ..
+    } = check(&grown);
     assert_eq!((code, report["regressions"].as_u64()), (1, Some(1)), "{md}");
+    assert!(
+        suite(&junit, "6.1")
+            .contains(r#"<failure message="regression on 6.1: pass → error" type="regression"/>"#),
+        "{junit}"
+    );
 }

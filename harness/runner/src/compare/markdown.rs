@@ -4,7 +4,6 @@ use std::fmt::Write as _;
 
 use bpfconf_record::Outcome;
 
-use super::run::Verdict;
 use super::{Change, Comparison, Kind};
 
 /// Lines of one log diff shown; the JSON report has it whole.
@@ -13,7 +12,6 @@ const DIFF_LINES: usize = 80;
 /// The comparison as Markdown.
 pub fn render(c: &Comparison) -> String {
     let mut out = format!("## Compare: A = `{}`, B = `{}`\n\n", c.old, c.new);
-    let count = |kind| c.outcomes.iter().filter(|o| o.kind == kind).count();
     let flagged = c.stats.iter().filter(|s| s.flagged).count();
     let _ = writeln!(
         out,
@@ -23,9 +21,9 @@ pub fn render(c: &Comparison) -> String {
          under emulation, not compared)\n",
         c.regressions,
         if c.regressions > 0 { " (exit 1)" } else { "" },
-        count(Kind::Fix),
-        count(Kind::Added),
-        count(Kind::Removed),
+        c.count(Kind::Fix),
+        c.count(Kind::Added),
+        c.count(Kind::Removed),
         c.removed_columns.len(),
         c.added_columns.len(),
         c.stats.len(),
@@ -134,8 +132,8 @@ fn log_diffs(out: &mut String, c: &Comparison) {
             d.case,
             d.program,
             d.kernel,
-            verdict(&d.old_verdict),
-            verdict(&d.new_verdict),
+            d.old_verdict,
+            d.new_verdict,
             key(&d.old_key_line),
             key(&d.new_key_line)
         );
@@ -180,14 +178,6 @@ fn costs(out: &mut String, c: &Comparison) {
         );
     }
     out.push('\n');
-}
-
-fn verdict(v: &Verdict) -> String {
-    match v {
-        Verdict::Loaded => "loaded".into(),
-        Verdict::Refused(errno) => format!("refused ({})", errno.as_deref().unwrap_or("?")),
-        Verdict::NotLoaded => "not loaded".into(),
-    }
 }
 
 /// `text` fit for a table cell.

@@ -3,6 +3,8 @@
 //! (verifier statistics, sizes), the verifier log where a verdict or key line changed, and run
 //! costs beyond the noise band. Only regressions make it fail.
 
+mod html;
+mod junit;
 mod markdown;
 mod programs;
 pub mod run;
@@ -87,6 +89,10 @@ pub struct Comparison {
     /// Run costs not compared: measured under emulation on either side (QEMU TCG: two runs of
     /// the same rows on 6.1 differed by p50 12 %, p95 270 %).
     pub costs_emulated: usize,
+    /// Run B's cells, column by column (kernel, then case → outcome): the JUnit view has a
+    /// testcase for each. Not in the JSON, which holds what changed.
+    #[serde(skip)]
+    pub tested: Vec<(String, BTreeMap<String, Outcome>)>,
 }
 
 /// What kind of outcome change.
@@ -197,32 +203,113 @@ pub fn compare(old: &Run, new: &Run, options: &Options) -> Comparison {
         programs_compared: programs.compared,
         costs_compared: programs.costs_compared,
         costs_emulated: programs.costs_emulated,
+        tested: new
+            .kernels
+            .iter()
+            .map(|k| {
+                let cases = (new.cells.iter())
+                    .filter_map(|(case, cells)| Some((case.clone(), cells.get(k)?.outcome?)))
+                    .collect();
+                (k.clone(), cases)
+            })
+            .collect(),
     }
 }
 
-/// How to render a comparison.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+impl Comparison {
+    /// The count of changed cells of kind `kind`.
+    pub fn count(&self, kind: Kind) -> usize {
+        self.outcomes.iter().filter(|o| o.kind == kind).count()
+    }
+}
+
+/// How to render a comparison: the formats of `bpfconf report`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// For people and a CI job summary.
     Markdown,
+    /// One self-contained page in the report's look.
+    Html,
     /// [`Comparison`], pretty-printed.
     Json,
+    /// For CI test views: each case of run B a testcase, each regression a failure.
+    Junit,
 }
 
-/// Renders `comparison` in `format` (the report code adds its own formats on [`Comparison`]).
-pub fn render(comparison: &Comparison, format: Format) -> String {
-    match format {
+/// Renders `comparison` in `format`.
+pub fn render(comparison: &Comparison, format: Format) -> anyhow::Result<String> {
+    Ok(match format {
         Format::Markdown => markdown::render(comparison),
-        Format::Json => {
-            serde_json::to_string_pretty(comparison).expect("a comparison serialises") + "\n"
-        }
-    }
+        Format::Html => html::render(comparison),
+        Format::Json => serde_json::to_string_pretty(comparison)? + "\n",
+        Format::Junit => junit::render(comparison)?,
+    })
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use run::Cell;
+    use bpfconf_record::RunCost;
+    use run::{Cell, Program, Verdict};
+
+    /// A comparison with every kind of change, `text` as the regression's reason: on 6.1, `a`
+    /// pass → fail (refused now, insns +15 %, run cost doubled), `b` a fix, `c` insns +1 %, `d`
+    /// removed, `e` new; column 5.10 removed, 7.3 added. Labels `A` and `B`.
+    pub(crate) fn comparison(text: &str) -> Comparison {
+        use Outcome::*;
+        let program = |insns, refused: bool, ns| Program {
+            verdict: Some(if refused {
+                Verdict::Refused(Some("EACCES".into()))
+            } else {
+                Verdict::Loaded
+            }),
+            key_line: refused.then(|| "R0 !read_ok <b>".into()),
+            metrics: BTreeMap::from([("insns", insns)]),
+            log: Some(if refused {
+                "0: r0 = 0\nR0 !read_ok <b>\nprocessed 3 insns\n".into()
+            } else {
+                "0: r0 = 0\nprocessed 2 insns\n".into()
+            }),
+            run_cost: Some(RunCost {
+                ns_per_run_median: ns,
+                min: ns,
+                max: ns,
+                rounds: 5,
+                repeat: 1000,
+                emulated: false,
+            }),
+        };
+        let mut old = run(&[
+            ("a", "6.1", Pass),
+            ("b", "6.1", Fail),
+            ("c", "6.1", Pass),
+            ("d", "6.1", Pass),
+            ("a", "5.10", Pass),
+        ]);
+        let mut new = run(&[
+            ("a", "6.1", Fail),
+            ("b", "6.1", Pass),
+            ("c", "6.1", Pass),
+            ("e", "6.1", Pass),
+            ("a", "7.3", Pass),
+        ]);
+        let put = |r: &mut Run, case: &str, p: Program| {
+            let cell = r.cells.get_mut(case).unwrap().get_mut("6.1").unwrap();
+            cell.programs.insert("o/p".into(), p);
+        };
+        put(&mut old, "a", program(200, false, 100.0));
+        put(&mut new, "a", program(230, true, 200.0));
+        put(&mut old, "c", program(100, false, 50.0));
+        put(&mut new, "c", program(101, false, 51.0));
+        new.cells
+            .get_mut("a")
+            .unwrap()
+            .get_mut("6.1")
+            .unwrap()
+            .reason = Some(text.into());
+        (old.label, new.label) = ("A".into(), "B".into());
+        compare(&old, &new, &Options::default())
+    }
 
     fn run(cells: &[(&str, &str, Outcome)]) -> Run {
         let mut r = Run::default();

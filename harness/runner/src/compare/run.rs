@@ -2,6 +2,7 @@
 //! its programs' loads gave.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -44,6 +45,16 @@ pub enum Verdict {
     Refused(Option<String>),
     /// Not loaded: another program of its object was refused, or libbpf stopped first.
     NotLoaded,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Loaded => f.write_str("loaded"),
+            Verdict::Refused(errno) => write!(f, "refused ({})", errno.as_deref().unwrap_or("?")),
+            Verdict::NotLoaded => f.write_str("not loaded"),
+        }
+    }
 }
 
 /// What one program's load gave.

@@ -4,15 +4,15 @@
 //! small script shows them when the cell is clicked, and filters rows by type, outcome and text.
 //! maud escapes every interpolated string; the JSON escapes `<`, so no text ends the script.
 
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{Markup, PreEscaped, html};
 use serde::Serialize;
 
 use bpfconf_record::Outcome;
 
 use super::json::{JsonCell, cell};
+use super::page::page;
 use super::{Report, first_line, plural};
 
-const CSS: &str = include_str!("report.css");
 const JS: &str = include_str!("report.js");
 
 /// What the page's script shows for one cell.
@@ -103,23 +103,12 @@ pub(super) fn render(report: &Report) -> String {
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026");
-    let page = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) }
-                style { (PreEscaped(CSS)) }
-            }
-            body {
-                (body)
-                script #cells type="application/json" { (PreEscaped(data)) }
-                script { (PreEscaped(JS)) }
-            }
-        }
+    let body = html! {
+        (body)
+        script #cells type="application/json" { (PreEscaped(data)) }
+        script { (PreEscaped(JS)) }
     };
-    page.into_string()
+    page(&title, "", body)
 }
 
 /// Per-kernel totals and the run's.

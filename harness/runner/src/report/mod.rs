@@ -5,6 +5,7 @@ mod html;
 mod json;
 mod junit;
 mod markdown;
+pub(crate) mod page;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
