@@ -18,6 +18,7 @@ mod iter;
 mod kprobe;
 mod kprobe_multi;
 mod license;
+mod lirc_mode2;
 mod lwt;
 mod lwt_seg6local;
 mod netfilter;

@@ -4,6 +4,7 @@
 pub mod apt;
 pub mod fetch;
 pub mod initramfs;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -29,6 +30,8 @@ pub enum Kind {
     Debian,
     /// A user's own vmlinuz (+ modules directory).
     Local,
+    /// Built from a pinned Debian `linux-source-*` package and a config fragment.
+    Source,
 }
 
 /// One kernel of the matrix.
@@ -50,6 +53,16 @@ pub struct KernelSpec {
     /// kind = local: its `lib/modules/<release>` directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modules: Option<PathBuf>,
+    /// kind = source: the config fragment, relative to `kernels/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
+    /// kind = source: the make target of the base config (`tinyconfig` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// `false`: the column runs with the JIT off (`net.core.bpf_jit_enable=0` on the kernel
+    /// command line), the interpreter twin of a column with the same kernel.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub jit: bool,
     /// Cases this kernel cannot run because they hang or crash it: recorded `unsupported` with
     /// the reason, never run (`bpfconf matrix --known-bugs` runs just these).
     #[serde(default, rename = "known_bug", skip_serializing_if = "Vec::is_empty")]
@@ -61,6 +74,14 @@ pub struct KernelSpec {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub allowed_splats: Vec<AllowedSplat>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(v: &bool) -> bool {
+    *v
 }
 
 /// A case that a kernel's own bug keeps from running.
