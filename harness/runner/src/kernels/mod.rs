@@ -290,6 +290,7 @@ impl Matrix {
 /// `bpfconf kernels list`: one line per kernel with its pins and cache state.
 pub fn list(matrix: &Matrix) -> String {
     let mut out = String::new();
+    let width = matrix.kernel.iter().map(|k| k.id.len()).max().unwrap_or(0);
     for k in &matrix.kernel {
         let state = match k.kind {
             Kind::Host => format!("the running kernel ({})", bpfconf_record::kernel_release()),
@@ -299,7 +300,7 @@ pub fn list(matrix: &Matrix) -> String {
             },
         };
         out.push_str(&format!(
-            "{:<6} {:<7} {state}\n",
+            "{:<width$} {:<7} {state}\n",
             k.id,
             format!("{:?}", k.kind).to_lowercase()
         ));

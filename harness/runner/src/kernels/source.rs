@@ -237,7 +237,7 @@ fn run_make(
     while let Some(line) = lines.next().transpose()? {
         writeln!(log, "{line}")?;
         n += 1;
-        if n % 100 == 0 {
+        if n.is_multiple_of(100) {
             say(&format!(
                 "make {}: {n} lines, {}",
                 args.join(" "),
