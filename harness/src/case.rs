@@ -114,15 +114,18 @@ impl Case {
     }
 
     /// Loads a skeleton (verifier statistics captured), records and snapshots the outcome, and
-    /// fails the case when the kernel refuses it.
+    /// fails the case when the kernel refuses it (`unsupported` when only because the JIT is off:
+    /// [`crate::jit::refused`]).
     pub fn load<'obj, S: OpenSkel<'obj>>(&mut self, open: S) -> CaseResult<S::Output> {
         let (result, outcome) = self.try_load(open, LogLevel::Stats);
         result.map_err(|e| {
-            CaseError::Fail(anyhow::anyhow!(
-                "the kernel refused {}: {} ({e:#})",
-                outcome.object,
-                outcome.message.clone().unwrap_or_default()
-            ))
+            let message = outcome.message.clone().unwrap_or_default();
+            crate::jit::refused(&message).unwrap_or_else(|| {
+                CaseError::Fail(anyhow::anyhow!(
+                    "the kernel refused {}: {message} ({e:#})",
+                    outcome.object,
+                ))
+            })
         })
     }
 

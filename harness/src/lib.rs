@@ -24,6 +24,7 @@ pub mod ethtool;
 pub mod floors;
 pub mod ftrace;
 pub mod insn;
+pub mod jit;
 pub mod kernel;
 pub mod ksyscall;
 pub mod mounts;

@@ -688,6 +688,8 @@ impl Case {
     }
 
     fn record_raw(&mut self, load: RawLoad) -> RawLoad {
+        // Some messages lack their newline, so the log's timing line is glued to them.
+        let message = load.outcome.message.as_deref().map(redact_log);
         let view = RawSnapshot {
             program: &load.outcome.object,
             prog_type: &load.prog_type,
@@ -697,7 +699,7 @@ impl Case {
             log_level: level_name(load.log_level),
             loaded: load.outcome.loaded,
             errno: load.outcome.errno.as_deref(),
-            message: load.outcome.message.as_deref(),
+            message: message.as_deref(),
             attempts: load.attempts.iter().map(|a| a.errno.as_deref()).collect(),
             stats: (!load.log_in_snapshot)
                 .then(|| load.outcome.programs.values().next())

@@ -24,6 +24,7 @@ mod iter;
 mod kprobe;
 mod kprobe_multi;
 mod license;
+mod lirc_mode2;
 mod lsm;
 mod lwt;
 mod lwt_seg6local;

@@ -306,8 +306,12 @@ enum KernelsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Download, verify and prepare kernels (all VM kernels when no id is given).
+    /// Download, verify and prepare kernels (all VM kernels when no id is given); builds the
+    /// kind = "source" ones.
     Fetch { ids: Vec<String> },
+    /// Build kind = "source" kernels (all of them when no id is given) into the build cache
+    /// (/var/cache/bpfconf/source when writable); an unchanged kernel is not rebuilt.
+    Build { ids: Vec<String> },
     /// Move every pin to the newest package the mirror serves, then sync vmtest.toml.
     Update,
     /// Regenerate vmtest.toml from kernels.toml.
@@ -539,7 +543,7 @@ fn kernels_command(command: KernelsCommand) -> Result<()> {
     let mut matrix = Kernels::load()?;
     match command {
         KernelsCommand::List { json: false } => print!("{}", kernels::list(&matrix)),
-        KernelsCommand::List { json: true } => println!("{}", kernels::ci_matrix(&matrix)),
+        KernelsCommand::List { json: true } => println!("{}", kernels::ci_matrix(&matrix)?),
         KernelsCommand::Fetch { ids } => {
             for k in matrix.select(&ids)? {
                 let ready = fetch(&k, &|step| eprintln!("{}: {step}", k.id))?;
@@ -548,6 +552,34 @@ fn kernels_command(command: KernelsCommand) -> Result<()> {
                     k.id,
                     ready.release,
                     ready.vmlinuz.display()
+                );
+            }
+        }
+        KernelsCommand::Build { ids } => {
+            let selected: Vec<_> = if ids.is_empty() {
+                matrix
+                    .vm_kernels()
+                    .filter(|k| k.kind == kernels::Kind::Source)
+                    .cloned()
+                    .collect()
+            } else {
+                matrix.select(&ids)?
+            };
+            for k in selected {
+                if k.kind != kernels::Kind::Source {
+                    anyhow::bail!(
+                        "kernel {} is not kind = \"source\": use `kernels fetch`",
+                        k.id
+                    );
+                }
+                let start = std::time::Instant::now();
+                let built = kernels::source::build(&k, &|step| eprintln!("{}: {step}", k.id))?;
+                println!(
+                    "{}: built {} ({}, {:.0} s)",
+                    k.id,
+                    built.release,
+                    built.bzimage.display(),
+                    start.elapsed().as_secs_f64()
                 );
             }
         }

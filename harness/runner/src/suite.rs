@@ -55,6 +55,9 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
         release: release.clone(),
     }
     .emit();
+    if let Some(spec) = opts.spec.as_ref().filter(|s| !s.jit) {
+        check_jit_off(&spec.id)?;
+    }
     let env = environment(opts, &release)?;
     let allowed = allowed_splats(opts.spec.as_ref())?;
     let mut clean = true;
@@ -123,6 +126,20 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
     nix::unistd::sync();
     Event::Finished { exit }.emit();
     Ok(exit)
+}
+
+/// A `jit = false` column (kernels.toml) must run with the JIT off: its kernel command line sets
+/// `net.core.bpf_jit_enable=0`; anything else would make it a copy of its JIT twin.
+fn check_jit_off(id: &str) -> Result<()> {
+    let path = "/proc/sys/net/core/bpf_jit_enable";
+    let value = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    if value.trim() != "0" {
+        anyhow::bail!(
+            "kernel {id} is the interpreter column (jit = false) but {path} is {}",
+            value.trim()
+        );
+    }
+    Ok(())
 }
 
 /// How a binary's tests went over its runs.

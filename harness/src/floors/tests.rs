@@ -407,6 +407,7 @@ fn program_type(variant: &str) -> ProgramType {
         "Netfilter" => Netfilter,
         "Tracing" => Tracing,
         "Syscall" => Syscall,
+        "LircMode2" => LircMode2,
         "StructOps" => StructOps,
         "Ext" => Ext,
         "Lsm" => Lsm,

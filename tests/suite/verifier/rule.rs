@@ -100,6 +100,8 @@ pub struct Expect {
     pub from: Option<&'static str>,
     /// First release past the range (`None`: to this day).
     pub before: Option<&'static str>,
+    /// Only where the JIT is on (`true`) or off (`false`); `None`: either.
+    pub jit: Option<bool>,
     pub verdict: Verdict,
     /// The key line (the verifier's last complaint) contains this.
     pub key: Option<Pat>,
@@ -118,6 +120,7 @@ pub const fn loads() -> Expect {
     Expect {
         from: None,
         before: None,
+        jit: None,
         verdict: Verdict::Loads,
         key: None,
         log: &[],
@@ -146,6 +149,13 @@ impl Expect {
     pub const fn before(self, release: &'static str) -> Self {
         Expect {
             before: Some(release),
+            ..self
+        }
+    }
+
+    pub const fn jit(self, on: bool) -> Self {
+        Expect {
+            jit: Some(on),
             ..self
         }
     }
@@ -179,10 +189,11 @@ impl Expect {
         }
     }
 
-    /// Whether the range holds kernel `version`.
-    pub fn holds(&self, version: Version) -> bool {
+    /// Whether the range holds kernel `version`, running programs JITed or not (`jit`).
+    pub fn holds(&self, version: Version, jit: bool) -> bool {
         let parse = |v: &str| Version::parse(v).unwrap_or_else(|| panic!("release {v:?}"));
-        self.from.is_none_or(|from| version.at_least(parse(from)))
+        self.jit.is_none_or(|on| on == jit)
+            && self.from.is_none_or(|from| version.at_least(parse(from)))
             && self
                 .before
                 .is_none_or(|before| !version.at_least(parse(before)))

@@ -44,6 +44,12 @@ pub fn run(name: &str, rule: &Rule) {
         case.detail("attempts", &load.attempts);
         needs(rule, &load)?;
         let wrong = mismatches(expect, &load);
+        if !wrong.is_empty()
+            && let Some(interpreter) =
+                harness::jit::refused(load.outcome.message.as_deref().unwrap_or_default())
+        {
+            return Err(interpreter);
+        }
         if !wrong.is_empty() {
             return Err(CaseError::Fail(anyhow::anyhow!(
                 "{}\nthe log:\n{}",
@@ -78,7 +84,7 @@ fn expectation(rule: &Rule) -> CaseResult<&Expect> {
     })?;
     rule.expect
         .iter()
-        .find(|e| e.holds(version))
+        .find(|e| e.holds(version, harness::jit::enabled()))
         .ok_or_else(|| {
             CaseError::Error(anyhow::anyhow!(
                 "the rule has no expectation for kernel {version}: add one"

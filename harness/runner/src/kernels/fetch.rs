@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::apt::Apt;
-use super::{KernelSpec, Kind, Package, Prepared, cache_dir, initramfs, kernel_dir};
+use super::{KernelSpec, Kind, Package, Prepared, cache_dir, initramfs, kernel_dir, source};
 
 /// Makes `spec` ready to boot, doing only what the cache lacks; `say` reports each step.
 pub fn fetch(spec: &KernelSpec, say: &dyn Fn(&str)) -> Result<Prepared> {
@@ -20,7 +20,7 @@ pub fn fetch(spec: &KernelSpec, say: &dyn Fn(&str)) -> Result<Prepared> {
     let lock = File::create(cache_dir().join(format!("{}.lock", spec.id)))?;
     lock.lock().context("locking the kernel cache")?;
 
-    let pins = pins(spec);
+    let pins = pins(spec)?;
     if fs::read_to_string(dir.join("pins")).ok().as_deref() == Some(pins.as_str())
         && let Some(ready) = Prepared::cached(&spec.id)
     {
@@ -30,6 +30,7 @@ pub fn fetch(spec: &KernelSpec, say: &dyn Fn(&str)) -> Result<Prepared> {
     match spec.kind {
         Kind::Debian => fetch_debian(spec, &dir, say)?,
         Kind::Local => prepare_local(spec, &dir, say)?,
+        Kind::Source => prepare_source(spec, &dir, say)?,
         Kind::Host => bail!("kernel `host` is the running kernel: nothing to fetch"),
     }
     fs::write(dir.join("pins"), pins)?;
@@ -38,7 +39,7 @@ pub fn fetch(spec: &KernelSpec, say: &dyn Fn(&str)) -> Result<Prepared> {
 }
 
 /// What the cached artefacts were made from; a change invalidates them.
-pub fn pins(spec: &KernelSpec) -> String {
+pub fn pins(spec: &KernelSpec) -> Result<String> {
     let mut s: String = spec
         .packages
         .iter()
@@ -51,7 +52,10 @@ pub fn pins(spec: &KernelSpec) -> String {
     s.push_str(&format!("init {:x}\n", Sha256::digest(initramfs::INIT)));
     s.push_str("config kept\n");
     s.push_str("vmlinuz uncompressed pvh\n");
-    s
+    if spec.kind == Kind::Source {
+        s.push_str(&format!("source build {}\n", source::key(spec)?));
+    }
+    Ok(s)
 }
 
 fn fetch_debian(spec: &KernelSpec, dir: &Path, say: &dyn Fn(&str)) -> Result<()> {
@@ -92,6 +96,17 @@ fn fetch_debian(spec: &KernelSpec, dir: &Path, say: &dyn Fn(&str)) -> Result<()>
     finish(dir, &vmlinuz, Some((&modules_root, &release)), &release)?;
     fs::remove_dir_all(&root)?;
     Ok(())
+}
+
+/// A kernel built from source ([`source::build`]): everything built in, so its initramfs loads
+/// no modules (it only mounts the 9p root as the Debian kernels' does).
+fn prepare_source(spec: &KernelSpec, dir: &Path, say: &dyn Fn(&str)) -> Result<()> {
+    let built = source::build(spec, say)?;
+    say("initramfs");
+    let tmp = dir.join("config.tmp");
+    fs::copy(&built.config, &tmp)?;
+    fs::rename(&tmp, dir.join("config"))?;
+    finish(dir, &built.bzimage, None, &built.release)
 }
 
 fn prepare_local(spec: &KernelSpec, dir: &Path, say: &dyn Fn(&str)) -> Result<()> {
@@ -196,7 +211,7 @@ fn keep_config(root: &Path, release: &str, dir: &Path) -> Result<()> {
 }
 
 /// Downloads one package into `debs/<name>.deb` unless a file with the pinned hash is there.
-fn download(
+pub(super) fn download(
     spec: &KernelSpec,
     package: &Package,
     apt: &Apt,

@@ -4,6 +4,7 @@
 pub mod apt;
 pub mod fetch;
 pub mod initramfs;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -29,6 +30,8 @@ pub enum Kind {
     Debian,
     /// A user's own vmlinuz (+ modules directory).
     Local,
+    /// Built from a pinned Debian `linux-source-*` package and a config fragment.
+    Source,
 }
 
 /// One kernel of the matrix.
@@ -50,6 +53,16 @@ pub struct KernelSpec {
     /// kind = local: its `lib/modules/<release>` directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modules: Option<PathBuf>,
+    /// kind = source: the config fragment, relative to `kernels/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
+    /// kind = source: the make target of the base config (`tinyconfig` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// `false`: the column runs with the JIT off (`net.core.bpf_jit_enable=0` on the kernel
+    /// command line), the interpreter twin of a column with the same kernel.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub jit: bool,
     /// Cases this kernel cannot run because they hang or crash it: recorded `unsupported` with
     /// the reason, never run (`bpfconf matrix --known-bugs` runs just these).
     #[serde(default, rename = "known_bug", skip_serializing_if = "Vec::is_empty")]
@@ -61,6 +74,14 @@ pub struct KernelSpec {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub allowed_splats: Vec<AllowedSplat>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(v: &bool) -> bool {
+    *v
 }
 
 /// A case that a kernel's own bug keeps from running.
@@ -269,6 +290,7 @@ impl Matrix {
 /// `bpfconf kernels list`: one line per kernel with its pins and cache state.
 pub fn list(matrix: &Matrix) -> String {
     let mut out = String::new();
+    let width = matrix.kernel.iter().map(|k| k.id.len()).max().unwrap_or(0);
     for k in &matrix.kernel {
         let state = match k.kind {
             Kind::Host => format!("the running kernel ({})", bpfconf_record::kernel_release()),
@@ -278,7 +300,7 @@ pub fn list(matrix: &Matrix) -> String {
             },
         };
         out.push_str(&format!(
-            "{:<6} {:<7} {state}\n",
+            "{:<width$} {:<7} {state}\n",
             k.id,
             format!("{:?}", k.kind).to_lowercase()
         ));
@@ -314,23 +336,27 @@ pub struct CiColumn {
 
 /// Every kernel of the matrix as a GitHub Actions `strategy.matrix` (`fromJSON` of
 /// `{"include":[{"kernel":"6.1",…},…]}`), in file order.
-pub fn ci_matrix(matrix: &Matrix) -> serde_json::Value {
+pub fn ci_matrix(matrix: &Matrix) -> Result<serde_json::Value> {
     use sha2::{Digest, Sha256};
-    let include: Vec<CiColumn> = matrix
+    let include = matrix
         .kernel
         .iter()
         .map(|k| {
             let vm = k.kind != Kind::Host;
-            CiColumn {
+            let cache_key = if vm {
+                Some(format!("{:x}", Sha256::digest(fetch::pins(k)?))[..16].to_owned())
+            } else {
+                None
+            };
+            Ok(CiColumn {
                 kernel: k.id.clone(),
                 kind: k.kind,
                 vm,
-                cache_key: vm
-                    .then(|| format!("{:x}", Sha256::digest(fetch::pins(k)))[..16].to_owned()),
-            }
+                cache_key,
+            })
         })
-        .collect();
-    serde_json::json!({ "include": include })
+        .collect::<Result<Vec<CiColumn>>>()?;
+    Ok(serde_json::json!({ "include": include }))
 }
 
 #[cfg(test)]
@@ -368,7 +394,7 @@ vmlinuz = "/boot/bzImage"
 
     #[test]
     fn ci_matrix_has_one_job_per_kernel_in_file_order() {
-        let m = ci_matrix(&parse(MATRIX));
+        let m = ci_matrix(&parse(MATRIX)).unwrap();
         let key_61 = key(&m, 1).to_owned();
         let key_mine = key(&m, 2).to_owned();
         assert_eq!(
@@ -388,18 +414,18 @@ vmlinuz = "/boot/bzImage"
 
     #[test]
     fn cache_key_changes_with_the_pins_only() {
-        let base = key(&ci_matrix(&parse(MATRIX)), 1).to_owned();
+        let base = key(&ci_matrix(&parse(MATRIX)).unwrap(), 1).to_owned();
         let repinned = MATRIX.replace("7b5597492a0a", "0000000000aa");
-        assert_ne!(key(&ci_matrix(&parse(&repinned)), 1), base);
+        assert_ne!(key(&ci_matrix(&parse(&repinned)).unwrap(), 1), base);
         let bumped = MATRIX.replace("6.1.176-1", "6.1.177-1");
-        assert_ne!(key(&ci_matrix(&parse(&bumped)), 1), base);
+        assert_ne!(key(&ci_matrix(&parse(&bumped)).unwrap(), 1), base);
         // A known bug changes what runs, not what is cached.
         let with_bug = MATRIX.replace(
             "[[kernel]]\nid = \"mine\"",
             "[[kernel.known_bug]]\ncase = \"a::b\"\nrelease = '.'\nreason = \"r\"\n\n[[kernel]]\nid = \"mine\"",
         );
         assert_eq!(parse(&with_bug).kernel[1].known_bugs.len(), 1);
-        assert_eq!(key(&ci_matrix(&parse(&with_bug)), 1), base);
+        assert_eq!(key(&ci_matrix(&parse(&with_bug)).unwrap(), 1), base);
     }
 
     #[test]
