@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let root = Path::new(&manifest).parent().expect("harness/ has a parent");
+    let root = Path::new(&manifest)
+        .parent()
+        .expect("harness/ has a parent");
     let suite = head_commit(root).map_or_else(|| "unknown".to_owned(), |c| format!("git:{c}"));
     println!("cargo:rustc-env=BPFCONF_SUITE={suite}");
 }

@@ -18,6 +18,9 @@ const FUNCTIONS: &str = "available_filter_functions";
 /// (the host's Firecracker kernel does both although its config has every option):
 /// `platform.ftrace_denied`. Anything else is judged against the floor of `id`.
 pub fn refused(id: &str, eperm: bool, said: impl fmt::Display) -> CaseError {
+    if let Some(interpreter) = crate::jit::refused(&said.to_string()) {
+        return interpreter;
+    }
     if eperm && let Some(denied) = function_list_denied() {
         return floors::missing("platform.ftrace_denied", format!("{said}; and {denied}"));
     }

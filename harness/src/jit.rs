@@ -1,6 +1,6 @@
 //! Whether the kernel JIT-compiles programs (`net.core.bpf_jit_enable`), and the refusals only the
 //! interpreter makes: with the JIT off (the interpreter column of a source-built kernel), the
-//! verifier refuses kfunc calls and callbacks, a limit of the execution engine the machine was
+//! verifier refuses kfunc calls, callbacks and extension programs, a limit of the execution engine the machine was
 //! set to, judged through `platform.bpf_jit_disabled`.
 
 use crate::floors;
@@ -12,6 +12,7 @@ const SYSCTL: &str = "/proc/sys/net/core/bpf_jit_enable";
 const JIT_ONLY: &[&str] = &[
     "JIT is required for calling kernel function",
     "callbacks are not allowed in non-JITed programs",
+    "Extension programs should be JITed",
 ];
 
 /// Whether programs are JIT-compiled (a kernel without `CONFIG_BPF_JIT` has no sysctl: no).

@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 
 use harness::observe::volatile;
-use harness::{Case, CaseResult, LogLevel, ftrace};
+use harness::{Case, CaseResult, LogLevel, ftrace, probe};
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use libbpf_rs::{ErrorKind, ProgramType};
 use nix::errno::Errno;
@@ -21,6 +21,8 @@ const FMOD_RET: &str = "attach_type.fmod_ret";
 #[test]
 fn refuses_one_socket_call() {
     Case::run(ProgramType::Tracing, |case| {
+        // security_socket_create is an inline stub without the socket hooks.
+        probe::config_builtin("CONFIG_SECURITY_NETWORK")?;
         let mut object = MaybeUninit::uninit();
         let mut open = FmodRetSkelBuilder::default().open(&mut object)?;
         let rodata = open

@@ -14,7 +14,7 @@ use std::mem::MaybeUninit;
 use std::path::Path;
 
 use harness::observe::volatile;
-use harness::{Case, CaseResult, LogLevel, OrError, floors, ftrace};
+use harness::{Case, CaseResult, LogLevel, OrError, floors, ftrace, probe};
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use libbpf_rs::{ErrorKind, ProgramType};
 use nix::errno::Errno;
@@ -30,6 +30,8 @@ const SECURITYFS: &str = "/sys/kernel/security";
 #[test]
 fn refuses_one_socket_call() {
     Case::run(ProgramType::Lsm, |case| {
+        // security_socket_create is an inline stub without the socket hooks.
+        probe::config_builtin("CONFIG_SECURITY_NETWORK")?;
         let active = active_lsms()?;
         case.detail("active_lsms", &active);
         if !floors::has(

@@ -66,7 +66,8 @@ fn reno_writing_tcp_sock() {
         let mut open = StructOpsPlainSkelBuilder::default().open(&mut object)?;
         set_name(&mut open.struct_ops.plain_reno_mut().name, &name);
         let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
-        let mut skel = loaded.map_err(|e| refused("prog_type.struct_ops", &outcome, &e))?;
+        let mut skel =
+            loaded.map_err(|e| refused("struct_ops.tcp_congestion_ops", &outcome, &e))?;
         let link = register(&mut skel.maps.plain_reno, &name)?;
         let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
         selected_on_loopback(case, &name, link, || Counters {
