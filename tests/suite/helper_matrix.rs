@@ -70,7 +70,11 @@ fn helpers_and_kfuncs_match_their_floors() {
                 if !harness::jit::enabled() {
                     matrix.insert(
                         id.clone(),
-                        json!({"since": floor.since, "outcome": "not probed: the JIT is off"}),
+                        json!({
+                            "since": floor.since,
+                            "verdict": "not probed",
+                            "reason": "the JIT is off: the interpreter calls no kfunc",
+                        }),
                     );
                     continue;
                 }

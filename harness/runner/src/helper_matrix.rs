@@ -15,7 +15,7 @@ pub fn markdown(records: &[Record]) -> String {
         .iter()
         .filter(|r| r.case.starts_with("helper_matrix::"))
         .collect();
-    columns.sort_by_key(|r| version_key(&r.kernel));
+    columns.sort_by_key(|r| crate::report::kernel_order(&r.kernel));
     if columns.is_empty() {
         return "No helper_matrix:: records in this run.\n".to_owned();
     }
@@ -66,18 +66,8 @@ fn render(row: &Value) -> String {
     match row["verdict"].as_str() {
         Some("present") => format!("yes ({})", row["program_types"]),
         Some("missing") => "no".to_owned(),
+        Some("not probed") => "not probed (no JIT)".to_owned(),
         Some(other) => format!("**{other}**"),
         None => "?".to_owned(),
     }
-}
-
-/// Sorts kernel ids by their release (`5.10` before `6.1` before `host-6.18`).
-fn version_key(kernel: &str) -> (bool, Vec<u32>) {
-    let host = kernel.starts_with("host-");
-    let numbers = kernel
-        .trim_start_matches("host-")
-        .split('.')
-        .map_while(|p| p.parse().ok())
-        .collect();
-    (host, numbers)
 }
