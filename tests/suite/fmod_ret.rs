@@ -52,45 +52,61 @@ fn refuses_one_socket_call() {
             )
         })?;
 
-        let calls = target_and_controls()?;
-        case.detail("calls", format!("{calls:?}"));
         let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-        let (seen, denied) = (volatile(&bss.seen), volatile(&bss.denied));
-        case.detail("seen", seen);
-        case.detail("denied", denied);
-        assert_eq!(
-            calls,
-            Calls {
-                target: Err(Errno::EPERM),
-                other_type: Ok(()),
-                other_thread: Ok(()),
-            },
-            "socket(2) answers while attached"
-        );
-        assert_eq!(
-            (seen, denied),
-            (2, 1),
-            "this thread's calls seen and refused"
-        );
-
-        skel.links.deny_socket = None;
-        assert_eq!(dgram().map(drop), Ok(()), "the target call once detached");
-        assert_eq!(volatile(&bss.denied), 1, "refusals once detached");
-        Ok(())
+        refuses_the_target_only(
+            case,
+            Errno::EPERM,
+            || (volatile(&bss.seen), volatile(&bss.denied)),
+            || skel.links.deny_socket = None,
+        )
     });
+}
+
+/// The answers of [`target_and_controls`] while attached (the target refused with `errno`, the
+/// controls created), the program's `counters` (this thread's calls seen, refused), and once
+/// `detach` ran, the target call created with no further refusal.
+pub fn refuses_the_target_only(
+    case: &mut Case,
+    errno: Errno,
+    counters: impl Fn() -> (u32, u32),
+    detach: impl FnOnce(),
+) -> CaseResult {
+    let calls = target_and_controls()?;
+    case.detail("calls", format!("{calls:?}"));
+    let (seen, denied) = counters();
+    case.detail("seen", seen);
+    case.detail("denied", denied);
+    assert_eq!(
+        calls,
+        Calls {
+            target: Err(errno),
+            other_type: Ok(()),
+            other_thread: Ok(()),
+        },
+        "socket(2) answers while attached"
+    );
+    assert_eq!(
+        (seen, denied),
+        (2, 1),
+        "this thread's calls seen and refused"
+    );
+    detach();
+    assert_eq!(dgram().map(drop), Ok(()), "the target call once detached");
+    assert_eq!(counters().1, 1, "refusals once detached");
+    Ok(())
 }
 
 /// socket(2)'s answers: the target call, a stream socket on the same thread, the target call on
 /// another thread.
 #[derive(Debug, PartialEq)]
-pub struct Calls {
-    pub target: nix::Result<()>,
-    pub other_type: nix::Result<()>,
-    pub other_thread: nix::Result<()>,
+struct Calls {
+    target: nix::Result<()>,
+    other_type: nix::Result<()>,
+    other_thread: nix::Result<()>,
 }
 
 /// Makes the three calls of [`Calls`] (this thread makes exactly two).
-pub fn target_and_controls() -> CaseResult<Calls> {
+fn target_and_controls() -> CaseResult<Calls> {
     let target = dgram().map(drop);
     let other_type = socket(
         AddressFamily::Inet,
@@ -110,7 +126,7 @@ pub fn target_and_controls() -> CaseResult<Calls> {
 }
 
 /// `socket(AF_INET, SOCK_DGRAM, 0)`: the refused call.
-pub fn dgram() -> nix::Result<OwnedFd> {
+fn dgram() -> nix::Result<OwnedFd> {
     socket(
         AddressFamily::Inet,
         SockType::Datagram,

@@ -22,7 +22,7 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use programs::lsm::LsmSkelBuilder;
 
-use crate::fmod_ret::{Calls, dgram, target_and_controls};
+use crate::fmod_ret::refuses_the_target_only;
 
 /// Where securityfs is mounted by convention.
 const SECURITYFS: &str = "/sys/kernel/security";
@@ -75,31 +75,13 @@ fn refuses_one_socket_call() {
             )
         })?;
 
-        let calls = target_and_controls()?;
-        case.detail("calls", format!("{calls:?}"));
         let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-        let (seen, denied) = (volatile(&bss.seen), volatile(&bss.denied));
-        case.detail("seen", seen);
-        case.detail("denied", denied);
-        assert_eq!(
-            calls,
-            Calls {
-                target: Err(Errno::EACCES),
-                other_type: Ok(()),
-                other_thread: Ok(()),
-            },
-            "socket(2) answers while attached"
-        );
-        assert_eq!(
-            (seen, denied),
-            (2, 1),
-            "this thread's calls seen and refused"
-        );
-
-        skel.links.deny_socket = None;
-        assert_eq!(dgram().map(drop), Ok(()), "the target call once detached");
-        assert_eq!(volatile(&bss.denied), 1, "refusals once detached");
-        Ok(())
+        refuses_the_target_only(
+            case,
+            Errno::EACCES,
+            || (volatile(&bss.seen), volatile(&bss.denied)),
+            || skel.links.deny_socket = None,
+        )
     });
 }
 
