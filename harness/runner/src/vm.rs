@@ -11,6 +11,9 @@ use serde::Serialize;
 
 use crate::kernels::{KernelSpec, Matrix, kernel_dir, relative_to_root};
 
+/// Where `plain` writes vmtest.toml with one vCPU per target for emulation (git-ignored).
+const EMULATED_TOML: &str = ".vmtest-emulated.toml";
+
 /// The checked-in vmtest.toml.
 pub fn vmtest_toml_path() -> PathBuf {
     crate::workspace_root().join("vmtest.toml")
@@ -202,9 +205,20 @@ pub fn plain(args: &[String]) -> Result<std::process::ExitStatus> {
     let mut cmd = if kvm_usable() {
         Command::new("vmtest")
     } else {
+        // vmtest.toml's targets with one vCPU each, as the matrix boots them under emulation
+        // ([`cpus`]): TCG makes live kernel-text patching unsafe across vCPUs (a trampoline
+        // attached while the other vCPU runs through it locked both up). Written beside
+        // vmtest.toml: vmtest mounts the config's directory at /mnt/vmtest.
+        let matrix = Matrix::load()?;
+        let kernels: Vec<KernelSpec> = matrix.vm_kernels().cloned().collect();
+        let config = crate::workspace_root().join(EMULATED_TOML);
+        let text = vmtest_toml(&kernels, |id| suite_command(id, None), true, cpus());
+        fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
         let mut c = Command::new("unshare");
         c.args(["-m", "--propagation", "private", "sh", "-c", HIDE_KVM, "sh"])
-            .arg("vmtest");
+            .arg("vmtest")
+            .arg("-c")
+            .arg(config);
         c
     };
     cmd.args(args).current_dir(crate::workspace_root());
