@@ -17,7 +17,8 @@
 //! The program drops datagrams whose SRH tag is [`DROP_TAG`] and rewrites the tag of all others to
 //! [`NEW_TAG`] with `bpf_lwt_seg6_store_bytes`, then lets the kernel route them on. The receiver
 //! in `b` asks for the routing header of each datagram (`IPV6_RECVRTHDR`) and proves:
-//! - datagrams tagged `DROP_TAG` never arrive;
+//! - datagrams tagged `DROP_TAG` never arrive (a PASS_TAG sentinel sent behind them on their socket,
+//!   from one CPU, arrived);
 //! - datagrams tagged [`PASS_TAG`] all arrive, their SRH now tagged `NEW_TAG`, segments_left 0;
 //! - datagrams sent straight to fc00::d without an SRH arrive, with no routing header, and the
 //!   program never ran for them;
@@ -42,7 +43,7 @@ use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use harness::observe::volatile;
+use harness::observe::{self, volatile};
 use harness::packet::{self, ETH_P_IPV6, IPPROTO_UDP};
 use harness::pins::PinDir;
 use harness::test_run::Row;
@@ -67,6 +68,8 @@ const PASS_TAG: u16 = 0x0101;
 const NEW_TAG: u16 = 0xbeef;
 /// Datagrams sent per flow.
 const DATAGRAMS: usize = 3;
+/// The payload sent behind the tagged datagrams ([`observe::until_sentinel`]).
+const SENTINEL: &str = "sentinel";
 /// `enum bpf_ret_code` (linux/bpf.h).
 const BPF_DROP: i32 = 2;
 /// IPv6 next header of a routing header, and the SRH's routing type.
@@ -285,6 +288,8 @@ fn end_bpf_drops_and_retags() {
         assert_eq!(volatile(&skel.maps.bss_data.as_deref().unwrap().seen), 0);
 
         let mut expected = Vec::new();
+        // One CPU: the datagrams of one socket stay in order up to End.BPF.
+        let one_cpu = observe::OneCpu::pin()?;
         for (tag, word) in [(DROP_TAG, "drop"), (PASS_TAG, "pass")] {
             set_srh(&srv6_tx, tag)?;
             for i in 0..DATAGRAMS {
@@ -294,6 +299,10 @@ fn end_bpf_drops_and_retags() {
         for i in 0..DATAGRAMS {
             plain_tx.send_to(format!("plain {i}").as_bytes(), (FINAL_DST, PORT))?;
         }
+        // Behind the DROP_TAG datagrams, on their socket and through End.BPF (PASS_TAG, as the
+        // socket's SRH now says): once it arrived, a dropped datagram can no longer come.
+        srv6_tx.send_to(SENTINEL.as_bytes(), (FINAL_DST, PORT))?;
+        drop(one_cpu);
         for i in 0..DATAGRAMS {
             expected.push(Received {
                 payload: format!("pass {i}"),
@@ -310,15 +319,17 @@ fn end_bpf_drops_and_retags() {
         }
         expected.sort();
 
-        let mut got = Vec::new();
+        let mut got = observe::until_sentinel(
+            "the sentinel behind the tagged datagrams",
+            |wait| receive(&receiver, wait),
+            |r| r.payload == SENTINEL,
+        )?;
+        // The datagrams without an SRH take another path and may still be on it: they must come.
         while got.len() < expected.len() {
             match receive(&receiver, Duration::from_secs(2))? {
                 Some(r) => got.push(r),
                 None => break,
             }
-        }
-        while let Some(r) = receive(&receiver, Duration::from_millis(200))? {
-            got.push(r);
         }
         got.sort();
         case.detail(
@@ -345,13 +356,14 @@ fn end_bpf_drops_and_retags() {
         for (name, value) in counters {
             case.detail(name, value);
         }
+        // The sentinel is one more SRv6 datagram, retagged.
         let n = DATAGRAMS as u64;
         assert_eq!(
             counters,
             [
-                ("seen", 2 * n),
+                ("seen", 2 * n + 1),
                 ("dropped", n),
-                ("retagged", n),
+                ("retagged", n + 1),
                 ("not_srh", 0),
                 ("store_failed", 0),
                 // End had decremented it from 1 before the program ran.
