@@ -9,15 +9,17 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
 
-use harness::{Case, CaseError, CaseResult, floors};
+use harness::{Case, CaseError, CaseResult, floors, observe};
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use perf_event_open_sys::bindings::{
     PERF_COUNT_HW_CPU_CYCLES, PERF_COUNT_SW_CPU_CLOCK, PERF_FLAG_FD_CLOEXEC, PERF_TYPE_HARDWARE,
     PERF_TYPE_SOFTWARE, perf_event_attr,
 };
 use programs::perf_event::PerfEventSkelBuilder;
+
+/// Samples of the burning thread the case waits for.
+const SAMPLES: u64 = 20;
 
 #[test]
 fn software_cpu_clock() {
@@ -45,7 +47,7 @@ fn hardware_cpu_cycles() {
     });
 }
 
-/// Burns CPU on a thread for 300 ms while a perf event of `type_`/`config` samples it every
+/// Burns CPU on a thread until [`SAMPLES`] samples came while a perf event of `type_`/`config` samples it every
 /// `period` units, with the program attached; its map must count samples for that thread only.
 /// `feature` is the floor id the event's absence is judged by.
 fn sample_burning_thread(
@@ -69,7 +71,7 @@ fn sample_burning_thread(
             }
         })
     };
-    let _stop_burner = StopOnDrop(stop, Some(burner));
+    let stop_burner = StopOnDrop(stop, Some(burner));
     let tid = tid_rx.recv().expect("burner thread starts");
 
     let event = open_sampling_event(type_, config, period, tid, feature)?;
@@ -81,7 +83,6 @@ fn sample_burning_thread(
     let _link = skel.progs.on_sample.attach_perf_event(event.as_raw_fd())?;
     // The link owns the perf event now: libbpf closes its fd on detach.
     let _ = event.into_raw_fd();
-    std::thread::sleep(Duration::from_millis(300));
 
     let slot = |i: u32| -> libbpf_rs::Result<u64> {
         let v = skel
@@ -91,12 +92,19 @@ fn sample_burning_thread(
             .expect("array slot exists");
         Ok(u64::from_ne_bytes(v[..8].try_into().expect("8 bytes")))
     };
+    // Every 1 ms of the thread's CPU time is a sample; under emulation and beside other cases the
+    // thread may get little CPU, so wait for the samples rather than for a fixed time.
+    let sampled = observe::poll(observe::MUST_ARRIVE, || {
+        slot(0).map(|n| n >= SAMPLES).unwrap_or(true).then_some(())
+    });
+    drop(stop_burner);
     let (ours, others) = (slot(0)?, slot(1)?);
     case.detail("samples_of_thread", ours);
     case.detail("samples_of_other_threads", others);
     assert!(
-        ours > 0,
-        "no samples of the burning thread reached the program in 300 ms"
+        sampled.is_some() && ours >= SAMPLES,
+        "{ours} samples of the burning thread reached the program in {:?}, want {SAMPLES}",
+        observe::MUST_ARRIVE
     );
     // The event is the thread's own: it only counts, and so only fires, while that thread runs.
     assert_eq!(others, 0, "samples the program saw in other threads");
