@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use harness::raw_load::RawProgram;
 use harness::{
-    Case, CaseError, CaseResult, Cgroup, LogLevel, NetNs, OrError, child, floors, probe,
+    Case, CaseError, CaseResult, Cgroup, LogLevel, NetNs, OrError, child, floors, observe, probe,
 };
 use libbpf_rs::{ProgramAttachType, ProgramType};
 use nix::errno::Errno;
@@ -216,21 +216,10 @@ pub(crate) fn serve_once(
     reply: String,
 ) -> std::thread::JoinHandle<std::io::Result<Option<(SocketAddr, String)>>> {
     std::thread::spawn(move || {
-        listener.set_nonblocking(true)?;
-        let deadline = Instant::now() + WAIT;
-        let (mut stream, peer) = loop {
-            match listener.accept() {
-                Ok(conn) => break conn,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        stream.set_nonblocking(false)?;
+        if !observe::readable(&listener, WAIT)? {
+            return Ok(None);
+        }
+        let (mut stream, peer) = listener.accept()?;
         stream.set_read_timeout(Some(WAIT))?;
         let mut buf = [0u8; 100];
         let n = stream.read(&mut buf)?;

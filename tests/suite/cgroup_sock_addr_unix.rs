@@ -27,9 +27,8 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
+use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, observe, probe};
 use libbpf_rs::{Link, ProgramAttachType, ProgramMut, ProgramType};
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, connect, socket};
@@ -158,21 +157,10 @@ fn serve_once(
     reply: &'static str,
 ) -> JoinHandle<std::io::Result<Option<(Name, String)>>> {
     std::thread::spawn(move || {
-        listener.set_nonblocking(true)?;
-        let deadline = Instant::now() + WAIT;
-        let (mut stream, peer) = loop {
-            match listener.accept() {
-                Ok(conn) => break conn,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        stream.set_nonblocking(false)?;
+        if !observe::readable(&listener, WAIT)? {
+            return Ok(None);
+        }
+        let (mut stream, peer) = listener.accept()?;
         stream.set_read_timeout(Some(WAIT))?;
         let mut buf = [0u8; 100];
         let n = stream.read(&mut buf)?;
