@@ -275,12 +275,15 @@ struct CompareOutput {
 impl CompareOutput {
     /// Compares, prints or writes the Markdown, writes the other formats asked for; success
     /// unless something regressed.
-    fn emit(&self, old: &compare::Run, new: &compare::Run) -> Result<ExitCode> {
+    /// Compares `old` with `new` and writes every format asked for; `notes` (what the caller
+    /// left out) go first among the comparison's own.
+    fn emit(&self, old: &compare::Run, new: &compare::Run, notes: Vec<String>) -> Result<ExitCode> {
         let options = compare::Options {
             threshold_pct: self.threshold,
             ..Default::default()
         };
-        let comparison = compare::compare(old, new, &options);
+        let mut comparison = compare::compare(old, new, &options);
+        comparison.notes.splice(0..0, notes);
         let stdout = PathBuf::from("-");
         let markdown = (self.markdown.as_ref()).unwrap_or(&stdout);
         for (to, format) in [
@@ -399,23 +402,33 @@ fn run(command: Command) -> Result<ExitCode> {
             return Ok(exit(!report.matrix.has_failures()));
         }
         Command::Compare { old, new, output } => {
-            return output.emit(&compare::Run::read(&[old])?, &compare::Run::read(&[new])?);
+            return output.emit(
+                &compare::Run::read(&[old])?,
+                &compare::Run::read(&[new])?,
+                Vec::new(),
+            );
         }
         Command::Kernels { command } => kernels_command(command)?,
         Command::Baseline { command } => match command {
             BaselineCommand::Accept { run, file } => {
                 let file = file.unwrap_or_else(baseline::Baseline::path);
-                baseline::Baseline::of(&compare::Run::read(&[run])?).save(&file)?;
-                println!("{} rewritten: commit it", file.display());
+                let accepted = baseline::Baseline::of(&compare::Run::read(&[run])?);
+                accepted.save(&file)?;
+                let snapshots = workspace_root().join("tests/snapshots");
+                accepted.bind_snapshots(&snapshots)?;
+                println!(
+                    "{} rewritten, and each column's build written to {}/<kernel>/build.json: \
+                     commit them (with the snapshots accepted by `cargo insta accept`)",
+                    file.display(),
+                    snapshots.display()
+                );
             }
             BaselineCommand::Check { runs, file, output } => {
                 let file = file.unwrap_or_else(baseline::Baseline::path);
                 let run = baseline::as_baseline_run(compare::Run::read(&runs)?);
                 let mut accepted = baseline::Baseline::read(&file)?.run(&file);
-                if let Some(note) = baseline::skip_other_host(&mut accepted, &run) {
-                    println!("{note}");
-                }
-                return output.emit(&accepted, &run);
+                let note = baseline::skip_other_host(&mut accepted, &run);
+                return output.emit(&accepted, &run, note.into_iter().collect());
             }
         },
         Command::BenchBoot { ids } => {
@@ -528,12 +541,16 @@ fn run(command: Command) -> Result<ExitCode> {
                 run_dir,
             };
             let timings = matrix::run(&opts, &manifest)?;
-            let matrix = read_matrix(&opts.run_dir)?;
-            print!("{}", matrix.markdown());
+            let run = run_dirs::load(std::slice::from_ref(&opts.run_dir))?;
+            for bad in &run.unreadable {
+                eprintln!("bpfconf: {}: {}", bad.place, bad.error);
+            }
+            let report = Report::new(&run);
+            print!("{}", report.markdown());
             println!("\n{}", matrix::timings_markdown(&timings));
             println!("results: {}", opts.run_dir.display());
-            println!("{}", matrix.closing_line());
-            return Ok(exit(!matrix.has_failures()));
+            println!("{}", report.matrix.closing_line());
+            return Ok(exit(!report.matrix.has_failures()));
         }
     }
     Ok(ExitCode::SUCCESS)
