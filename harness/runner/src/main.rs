@@ -18,6 +18,7 @@ mod known_bugs;
 mod manifest;
 mod matrix;
 mod objects;
+mod repeat;
 mod report;
 mod run_dirs;
 mod suite;
@@ -225,6 +226,10 @@ enum Command {
         /// own and say whether it still reproduces.
         #[arg(long)]
         known_bugs: bool,
+        /// Run the columns N times into the run directory (`run-1/` … `run-N/`) and list every
+        /// cell whose outcome differed between runs (exit 1 if one did).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        repeat: usize,
     },
 }
 
@@ -502,6 +507,7 @@ fn run(command: Command) -> Result<ExitCode> {
             no_host,
             run_dir,
             known_bugs,
+            repeat,
         } => {
             let selected = if kernels == ["host"] {
                 Vec::new()
@@ -531,7 +537,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 Some(dir) => dir,
                 None => matrix::new_run_dir()?,
             };
-            let opts = matrix::Options {
+            let mut opts = matrix::Options {
                 kernels: selected,
                 host: !no_host,
                 jobs,
@@ -540,6 +546,28 @@ fn run(command: Command) -> Result<ExitCode> {
                 case_timeout: Duration::from_secs(case_timeout),
                 run_dir,
             };
+            if repeat > 1 {
+                let base = opts.run_dir.clone();
+                let mut runs = Vec::new();
+                let mut failures = false;
+                for i in 1..=repeat {
+                    opts.run_dir = base.join(repeat::run_dir(i));
+                    eprintln!("run {i} of {repeat}: {}", opts.run_dir.display());
+                    matrix::run(&opts, &manifest)?;
+                    let run = compare::Run::read(std::slice::from_ref(&opts.run_dir))?;
+                    failures |= run.cells.values().flat_map(|c| c.values()).any(|c| {
+                        matches!(
+                            c.outcome,
+                            Some(record::Outcome::Fail | record::Outcome::Error)
+                        )
+                    });
+                    runs.push(run);
+                }
+                let varied = repeat::varied(&runs);
+                print!("{}", repeat::markdown(&runs, &varied));
+                println!("results: {}", base.display());
+                return Ok(exit(varied.is_empty() && !failures));
+            }
             let timings = matrix::run(&opts, &manifest)?;
             let run = run_dirs::load(std::slice::from_ref(&opts.run_dir))?;
             for bad in &run.unreadable {

@@ -230,3 +230,41 @@ impl Run {
         self.cells.retain(|_, cells| !cells.is_empty());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message without its newline gets the verifier's timing glued on: two runs of one
+    /// commit differ there only, and their key lines must not.
+    #[test]
+    fn key_lines_are_read_without_timings() {
+        let load = |usec: u32| {
+            let message = format!("ptr off: -16verification time {usec} usec");
+            let log = format!(
+                "5: (7b) *(u64 *)(r2 +0) = r1\n{message}\nstack depth 16\nprocessed 6 insns \
+                 (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n"
+            );
+            let program = ProgramLog {
+                stats: None,
+                log,
+                size: None,
+            };
+            LoadOutcome {
+                object: "o".into(),
+                loaded: false,
+                errno: Some("EACCES".into()),
+                failed_program: Some("p".into()),
+                message: Some(message),
+                programs: BTreeMap::from([("p".to_owned(), program)]),
+            }
+        };
+        let (a, b) = (load(1287), load(581));
+        let (pa, pb) = (
+            Program::of(&a, "p", &a.programs["p"]),
+            Program::of(&b, "p", &b.programs["p"]),
+        );
+        assert_eq!(pa.key_line.as_deref(), Some("ptr off: -16"));
+        assert_eq!(pa.key_line, pb.key_line);
+    }
+}
