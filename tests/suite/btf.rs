@@ -14,8 +14,8 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
-use harness::raw_load::{self, RawProgram};
-use harness::{Case, CaseError, LogLevel};
+use testkit::raw_load::{self, RawProgram};
+use testkit::{Case, CaseError, LogLevel};
 use libbpf_rs::btf::Btf;
 use libbpf_rs::btf::types::Struct;
 use libbpf_rs::query::{ProgInfoIter, ProgInfoQueryOptions};
@@ -168,7 +168,7 @@ fn map_value_round_trips() {
         };
         map.update(&0u32.to_ne_bytes(), &stats_bytes(&written), MapFlags::ANY)?;
         for _ in 0..2 {
-            let output = harness::test_run::run(
+            let output = testkit::test_run::run(
                 "socket_filter",
                 prog,
                 ProgramInput {

@@ -16,7 +16,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 
-use harness::{Case, CaseError, Cgroup, OrError, child, probe};
+use testkit::{Case, CaseError, Cgroup, OrError, child, probe};
 use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use programs::cgroup_device::CgroupDeviceSkelBuilder;

@@ -24,8 +24,8 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use harness::test_run::Row;
-use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
+use testkit::test_run::Row;
+use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use programs::cgroup_skb::{CgroupSkbSkel, CgroupSkbSkelBuilder};
@@ -79,7 +79,7 @@ fn send_udp() -> Result<Sent, Errno> {
 fn open_and_load<'obj>(
     case: &mut Case,
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
-) -> harness::CaseResult<CgroupSkbSkel<'obj>> {
+) -> testkit::CaseResult<CgroupSkbSkel<'obj>> {
     case.open_load(CgroupSkbSkelBuilder::default(), object, |open| {
         let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
         rodata.blocked_port = BLOCKED_PORT;

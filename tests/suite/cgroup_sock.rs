@@ -14,7 +14,7 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 
-use harness::{Case, CaseError, Cgroup, child, probe};
+use testkit::{Case, CaseError, Cgroup, child, probe};
 use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use nix::sys::socket::AddressFamily::{self, Inet, Inet6};

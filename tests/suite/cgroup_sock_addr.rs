@@ -34,8 +34,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, U
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
-use harness::raw_load::RawProgram;
-use harness::{
+use testkit::raw_load::RawProgram;
+use testkit::{
     Case, CaseError, CaseResult, Cgroup, LogLevel, NetNs, OrError, child, floors, observe, probe,
 };
 use libbpf_rs::{ProgramAttachType, ProgramType};
@@ -159,8 +159,8 @@ pub(crate) fn succeeded<T>(what: &str, result: Result<T, Errno>) -> CaseResult<T
 /// The kernel loads cgroup_sock_addr programs for `attach` (a minimal one: `r0 = 1; exit`), feature
 /// `id`: a kernel that does not know the attach type refuses it with EINVAL, judged by the floor.
 pub(crate) fn probe_attach_type(id: &str, attach: ProgramAttachType) -> CaseResult {
-    let insns = harness::insn::Asm::new()
-        .mov64_imm(harness::insn::Reg::R0, 1)
+    let insns = testkit::insn::Asm::new()
+        .mov64_imm(testkit::insn::Reg::R0, 1)
         .exit()
         .to_bpf();
     probe::prog_type(ProgramType::CgroupSockAddr)?;

@@ -25,7 +25,7 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 
-use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child};
+use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child};
 use libbpf_rs::{Link, ProgramAttachType, ProgramMut, ProgramType};
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, socket};

@@ -28,7 +28,7 @@ use std::os::unix::net::{SocketAddr, UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
 use std::thread::JoinHandle;
 
-use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, observe, probe};
+use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, observe, probe};
 use libbpf_rs::{Link, ProgramAttachType, ProgramMut, ProgramType};
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, connect, socket};

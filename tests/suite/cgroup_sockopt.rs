@@ -22,8 +22,8 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
-use harness::observe::{self, volatile};
-use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
+use testkit::observe::{self, volatile};
+use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::SkelBuilder;
 use nix::errno::Errno;

@@ -24,8 +24,8 @@ use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 
-use harness::observe::volatile;
-use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
+use testkit::observe::volatile;
+use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::libbpf_sys::{
     BPF_FUNC_sysctl_get_name, BPF_FUNC_sysctl_get_new_value, BPF_FUNC_sysctl_set_new_value,

@@ -11,8 +11,8 @@ use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use harness::observe::volatile;
-use harness::{Case, CaseError, LogLevel, OrError, co_re, ksyscall, probe, runs};
+use testkit::observe::volatile;
+use testkit::{Case, CaseError, LogLevel, OrError, co_re, ksyscall, probe, runs};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use programs::co_re::CoReSkelBuilder;

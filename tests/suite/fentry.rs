@@ -8,8 +8,8 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
-use harness::observe::volatile;
-use harness::{Case, LogLevel, floors, ftrace, ksyscall, runs};
+use testkit::observe::volatile;
+use testkit::{Case, LogLevel, floors, ftrace, ksyscall, runs};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{ErrorKind, ProgramType};
 use programs::fentry::FentrySkelBuilder;

@@ -26,12 +26,12 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 
-use harness::packet::{
+use testkit::packet::{
     self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4,
 };
-use harness::test_run::Row;
-use harness::veth::VethPair;
-use harness::{Case, CaseResult, OrError, floors, observe, probe};
+use testkit::test_run::Row;
+use testkit::veth::VethPair;
+use testkit::{Case, CaseResult, OrError, floors, observe, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::flow_dissector::{FlowDissectorSkel, FlowDissectorSkelBuilder};

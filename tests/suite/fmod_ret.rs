@@ -7,8 +7,8 @@
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 
-use harness::observe::volatile;
-use harness::{Case, CaseResult, LogLevel, ftrace, probe};
+use testkit::observe::volatile;
+use testkit::{Case, CaseResult, LogLevel, ftrace, probe};
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use libbpf_rs::{ErrorKind, ProgramType};
 use nix::errno::Errno;
@@ -117,7 +117,7 @@ fn target_and_controls() -> CaseResult<Calls> {
     .map(drop);
     let other_thread = std::thread::spawn(|| dgram().map(drop))
         .join()
-        .map_err(|_| harness::CaseError::Error(anyhow::anyhow!("the other thread panicked")))?;
+        .map_err(|_| testkit::CaseError::Error(anyhow::anyhow!("the other thread panicked")))?;
     Ok(Calls {
         target,
         other_type,

@@ -4,14 +4,14 @@
 //! XDP program then answers `XDP_DROP`, and the extension counts exactly that run. Dropping the
 //! link restores `XDP_PASS`, and the extension no longer runs. Loading an extension sets up a BPF
 //! trampoline for the target function, which a kernel that refuses trampolines by policy answers
-//! with `EPERM` (`harness::ftrace::refused`).
+//! with `EPERM` (`testkit::ftrace::refused`).
 
 use std::ffi::CString;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
 
-use harness::{Case, CaseResult, LogLevel, floors, ftrace, packet, probe, test_run};
+use testkit::{Case, CaseResult, LogLevel, floors, ftrace, packet, probe, test_run};
 use libbpf_rs::libbpf_sys::{self, XDP_DROP, XDP_PASS};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, ProgramInput, ProgramMut, ProgramType};
@@ -55,7 +55,7 @@ fn replaces_the_verdict_function() {
         })?;
         let link = attach(&ext.progs.drop_verdict, xdp)?;
         let bss = ext.maps.bss_data.as_deref().expect("the object has .bss");
-        let replaced = || harness::observe::volatile(&bss.replaced);
+        let replaced = || testkit::observe::volatile(&bss.replaced);
         case.detail("link_id", link.info()?.id);
         assert_eq!(run(xdp, &frame)?, XDP_DROP, "the verdict while extended");
         assert_eq!(replaced(), 1, "runs of the extension");

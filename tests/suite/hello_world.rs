@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 use std::os::unix::fs::symlink;
 use std::time::Duration;
 
-use harness::{Case, LogLevel, OrError, TracePipe, probe};
+use testkit::{Case, LogLevel, OrError, TracePipe, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use programs::hello_world::HelloWorldSkelBuilder;

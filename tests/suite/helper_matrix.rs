@@ -1,7 +1,7 @@
-//! The helper/kfunc matrix (`harness::features`, printed by `bpfconf probe --json`) against the
+//! The helper/kfunc matrix (`testkit::features`, printed by `bpfconf probe --json`) against the
 //! floors: for every `helper.*` and `kfunc.*` row of `kernels/floors.toml`, whether the running
 //! kernel has it — a helper when any probeable program type may call it (libbpf's helper probe), a
-//! kfunc when any may call it (the probe loads of `bpf_features::kfunc`). A feature present below
+//! kfunc when any may call it (the probe loads of `features::kfunc`). A feature present below
 //! its floor is a `fail`, and so is one missing at or past it with its options on
 //! (`floors::missing`'s judgement); missing below it is fine. Where the kernel's BTF tags its
 //! kfuncs (6.11+), the probe loads must agree with the tags. The per-row table goes to the
@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use harness::features::{self, Features};
-use harness::{Case, CaseError, floors};
+use testkit::features::{self, Features};
+use testkit::{Case, CaseError, floors};
 use serde_json::json;
 
 /// One row's verdict on this kernel.
@@ -67,7 +67,7 @@ fn helpers_and_kfuncs_match_their_floors() {
                 (!callers.is_empty(), callers, "libbpf_probe_bpf_helper")
             } else if let Some(name) = id.strip_prefix("kfunc.") {
                 // The interpreter cannot call kfuncs: no probe load can show one.
-                if !harness::jit::enabled() {
+                if !testkit::jit::enabled() {
                     matrix.insert(
                         id.clone(),
                         json!({

@@ -1,14 +1,14 @@
 //! Helpers that arrive inside the kernel matrix (5.10 … 7.3), one case and one object
 //! (`programs/src/bpf/helper_<name>.bpf.c`) each, so a kernel without one helper still loads the
 //! others. Each case probes its helpers first (`unsupported` below their floors, judged by
-//! harness::floors) and then checks what the helper did from outside: values in `.bss` or a map
+//! testkit::floors) and then checks what the helper did from outside: values in `.bss` or a map
 //! after a BPF_PROG_TEST_RUN (no attach), records in a ring buffer, or what a kprobe saw of a
 //! syscall the test made.
 
 use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
-use harness::{Case, CaseResult, OrError, floors, ksyscall, observe, probe, test_run};
+use testkit::{Case, CaseResult, OrError, floors, ksyscall, observe, probe, test_run};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramInput, ProgramMut, ProgramType};
@@ -189,7 +189,7 @@ fn timer_fires_its_callback() {
                 .timers
                 .lookup(&key, MapFlags::ANY)?
                 .ok_or_else(|| {
-                    harness::CaseError::Fail(anyhow::anyhow!("the timer map has no entry 0"))
+                    testkit::CaseError::Fail(anyhow::anyhow!("the timer map has no entry 0"))
                 })?;
             let word = |i: usize| u64::from_ne_bytes(value[i..i + 8].try_into().expect("8 bytes"));
             // struct elem: bpf_timer (16 bytes), cookie, armed_ns, fired_ns.
@@ -283,7 +283,7 @@ fn get_func_ip_is_the_kallsyms_address() {
             .filter_map(|line| u64::from_str_radix(line.split_once(' ')?.0, 16).ok())
             .collect();
         let [address] = addresses[..] else {
-            return Err(harness::CaseError::Error(anyhow::anyhow!(
+            return Err(testkit::CaseError::Error(anyhow::anyhow!(
                 "{} appears {} times in /proc/kallsyms",
                 function.symbol,
                 addresses.len()

@@ -14,8 +14,8 @@
 
 use std::mem::MaybeUninit;
 
-use harness::load::{LogLevel, load_skel};
-use harness::{Case, CaseError, CaseResult, floors};
+use testkit::load::{LogLevel, load_skel};
+use testkit::{Case, CaseError, CaseResult, floors};
 use libbpf_rs::libbpf_sys::bpf_insn;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ProgramInput, ProgramType};
@@ -219,8 +219,8 @@ fn test_run(case: &mut Case, prog: &libbpf_rs::ProgramMut<'_>) -> CaseResult<u32
         data_in: Some(&packet),
         ..Default::default()
     };
-    let returned = harness::test_run::run("socket_filter", prog, input)?.return_value;
-    harness::test_run::measure(case, prog, &packet, None)?;
+    let returned = testkit::test_run::run("socket_filter", prog, input)?.return_value;
+    testkit::test_run::measure(case, prog, &packet, None)?;
     Ok(returned)
 }
 

@@ -17,7 +17,7 @@ use std::os::fd::AsFd;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use harness::{Case, CaseResult, LogLevel, OrError, floors};
+use testkit::{Case, CaseResult, LogLevel, OrError, floors};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{Iter, Link, MapCore, MapFlags, ProgramType};
 use programs::iter::{IterSkel, IterSkelBuilder};

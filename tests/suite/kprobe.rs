@@ -11,7 +11,7 @@ use std::os::unix::fs::symlink;
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{Case, OrError, floors, ksyscall, observe, probe};
+use testkit::{Case, OrError, floors, ksyscall, observe, probe};
 use libbpf_rs::ProgramType;
 use programs::kprobe::KprobeSkelBuilder;
 

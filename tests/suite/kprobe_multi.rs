@@ -6,8 +6,8 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
-use harness::observe::volatile;
-use harness::{Case, CaseError, floors, ksyscall, probe, runs};
+use testkit::observe::volatile;
+use testkit::{Case, CaseError, floors, ksyscall, probe, runs};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{KprobeMultiOpts, ProgramType};
 use programs::kprobe_multi::KprobeMultiSkelBuilder;

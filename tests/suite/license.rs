@@ -1,14 +1,14 @@
 //! Licenses: the kernel lets only GPL-compatible programs call GPL-only helpers.
 //!
-//! One kprobe program, written as instructions (`harness::insn`), calls `bpf_probe_read_kernel`
+//! One kprobe program, written as instructions (`testkit::insn`), calls `bpf_probe_read_kernel`
 //! (GPL-only) and is loaded under several license strings: "GPL" and "Dual BSD/GPL" load, and the
 //! kernel marks them GPL-compatible (`bpf_prog_info.gpl_compatible`); "Proprietary" is refused with
 //! the kernel's reason. A program that calls no GPL-only helper loads under "Proprietary" too, and
 //! is marked not GPL-compatible. Each load's whole verifier log is snapshotted per kernel.
 
-use harness::insn::{Asm, Reg::*};
-use harness::raw_load::{self, RawProgram};
-use harness::{Case, LogLevel, probe};
+use testkit::insn::{Asm, Reg::*};
+use testkit::raw_load::{self, RawProgram};
+use testkit::{Case, LogLevel, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::libbpf_sys::{BPF_FUNC_ktime_get_ns, BPF_FUNC_probe_read_kernel};
 use rstest::rstest;

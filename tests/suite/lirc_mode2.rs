@@ -16,8 +16,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use harness::observe::volatile;
-use harness::{Case, CaseError, CaseResult, OrError, floors, probe};
+use testkit::observe::volatile;
+use testkit::{Case, CaseError, CaseResult, OrError, floors, probe};
 use libbpf_rs::libbpf_sys::{self, BPF_FUNC_rc_keydown, BPF_FUNC_rc_pointer_rel, BPF_LIRC_MODE2};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{Program, ProgramType};

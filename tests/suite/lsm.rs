@@ -13,8 +13,8 @@ use std::fs;
 use std::mem::MaybeUninit;
 use std::path::Path;
 
-use harness::observe::volatile;
-use harness::{Case, CaseResult, LogLevel, OrError, floors, ftrace, probe};
+use testkit::observe::volatile;
+use testkit::{Case, CaseResult, LogLevel, OrError, floors, ftrace, probe};
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use libbpf_rs::{ErrorKind, ProgramType};
 use nix::errno::Errno;
@@ -38,7 +38,7 @@ fn refuses_one_socket_call() {
             "platform.bpf_lsm_inactive",
             active.split(',').any(|lsm| lsm == "bpf"),
         ) {
-            let lsm = harness::Kernel::current()
+            let lsm = testkit::Kernel::current()
                 .config("CONFIG_LSM")
                 .unwrap_or("unknown");
             return Err(floors::missing(
@@ -116,7 +116,7 @@ fn active_lsms() -> CaseResult<String> {
         })
         .join()
         .unwrap_or_else(|_| {
-            Err(harness::CaseError::Error(anyhow::anyhow!(
+            Err(testkit::CaseError::Error(anyhow::anyhow!(
                 "reading the active LSMs panicked"
             )))
         })

@@ -41,12 +41,12 @@
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
-use harness::observe::{self, volatile};
-use harness::packet::{self, ETH_HLEN};
-use harness::pins::PinDir;
-use harness::test_run::Row;
-use harness::veth::Line;
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, errno, probe};
+use testkit::observe::{self, volatile};
+use testkit::packet::{self, ETH_HLEN};
+use testkit::pins::PinDir;
+use testkit::test_run::Row;
+use testkit::veth::Line;
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, errno, probe};
 use libbpf_rs::{ProgramMut, ProgramType};
 use programs::lwt::{LwtSkel, LwtSkelBuilder};
 use rstest::rstest;
@@ -331,7 +331,7 @@ fn attach_route(
     prog.pin(&pin).or_error("pinning the program")?;
     let pin = pin.to_string_lossy();
     let via = via.to_string();
-    harness::netns::attach_tool(
+    testkit::netns::attach_tool(
         "ip",
         &[
             "route",

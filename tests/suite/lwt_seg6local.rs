@@ -43,12 +43,12 @@ use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use harness::observe::{self, volatile};
-use harness::packet::{self, ETH_P_IPV6, IPPROTO_UDP};
-use harness::pins::PinDir;
-use harness::test_run::Row;
-use harness::veth::Line;
-use harness::{Case, CaseError, CaseResult, OrError, probe, sockopt};
+use testkit::observe::{self, volatile};
+use testkit::packet::{self, ETH_P_IPV6, IPPROTO_UDP};
+use testkit::pins::PinDir;
+use testkit::test_run::Row;
+use testkit::veth::Line;
+use testkit::{Case, CaseError, CaseResult, OrError, probe, sockopt};
 use libbpf_rs::ProgramType;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg};
 use programs::lwt_seg6local::{LwtSeg6localSkel, LwtSeg6localSkelBuilder};
@@ -243,7 +243,7 @@ fn end_bpf_drops_and_retags() {
                 .end_bpf_retag
                 .pin(&pin)
                 .or_error("pinning end_bpf_retag")?;
-            harness::netns::attach_tool(
+            testkit::netns::attach_tool(
                 "ip",
                 &[
                     "-6",

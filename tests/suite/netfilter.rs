@@ -16,8 +16,8 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::ptr::NonNull;
 
-use harness::observe::{self, volatile};
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
+use testkit::observe::{self, volatile};
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, ProgramType};

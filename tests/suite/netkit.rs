@@ -21,9 +21,9 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::ptr::NonNull;
 
-use harness::netkit::{FLOOR, NetkitPair};
-use harness::observe::{self, volatile};
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
+use testkit::netkit::{FLOOR, NetkitPair};
+use testkit::observe::{self, volatile};
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, Program, ProgramType, libbpf_sys};
 use nix::errno::Errno;

@@ -17,9 +17,9 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
-use harness::observe::poll;
-use harness::pins::PinDir;
-use harness::{Case, CaseResult, OrError, probe, raw_load};
+use testkit::observe::poll;
+use testkit::pins::PinDir;
+use testkit::{Case, CaseResult, OrError, probe, raw_load};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Program, ProgramType};
 use programs::pinning::{PinningSkel, PinningSkelBuilder};
@@ -144,7 +144,7 @@ fn pinned_program_outlives_its_loader() {
         let after_drop = {
             // Only for its info; closed before the pins are removed.
             let prog = Program::fd_from_id(id).map_err(|e| {
-                harness::CaseError::Fail(anyhow::anyhow!(
+                testkit::CaseError::Fail(anyhow::anyhow!(
                     "program {id} vanished although pinned: {e}"
                 ))
             })?;

@@ -1,4 +1,4 @@
-//! The probe matrix (`harness::features`, printed by `bpfconf probe`): which program types, map
+//! The probe matrix (`testkit::features`, printed by `bpfconf probe`): which program types, map
 //! types and helpers per program type the running kernel offers, probed through libbpf.
 //!
 //! The case compares it with `bpftool feature probe kernel -j` on the same kernel and fails on any
@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use harness::features::Features;
-use harness::{Case, CaseError, OrError};
+use testkit::features::Features;
+use testkit::{Case, CaseError, OrError};
 use serde_json::{Value, json};
 
 /// bpftool, on PATH or where Debian installs it.

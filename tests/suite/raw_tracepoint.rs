@@ -22,8 +22,8 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use harness::observe::poll;
-use harness::{Case, CaseError, CaseResult, OrError, probe, raw_load};
+use testkit::observe::poll;
+use testkit::{Case, CaseError, CaseResult, OrError, probe, raw_load};
 use libbpf_rs::skel::Skel;
 use libbpf_rs::{Link, MapCore, MapFlags, ProgramType, libbpf_sys};
 use programs::raw_tracepoint::{RawTracepointSkel, RawTracepointSkelBuilder};

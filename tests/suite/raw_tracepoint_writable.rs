@@ -19,9 +19,9 @@ use std::ffi::CString;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use harness::insn::{Asm, Jmp, Reg::*, Size};
-use harness::raw_load::RawProgram;
-use harness::{Case, CaseError, CaseResult, probe};
+use testkit::insn::{Asm, Jmp, Reg::*, Size};
+use testkit::raw_load::RawProgram;
+use testkit::{Case, CaseError, CaseResult, probe};
 use libbpf_rs::{ProgramType, libbpf_sys};
 use nix::errno::Errno;
 use programs::raw_tracepoint_writable::RawTracepointWritableSkelBuilder;

@@ -1,9 +1,9 @@
 //! The result records themselves: many processes and threads writing at once into one results
 //! directory (9p inside the VMs, where file locks do not work) lose and tear nothing.
 
-use harness::Case;
-use harness::outcome::{OrError, Outcome};
-use harness::record::{self, Record};
+use testkit::Case;
+use testkit::outcome::{OrError, Outcome};
+use testkit::results::{self, Record};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork};
 
@@ -15,7 +15,7 @@ const PER_THREAD: usize = 25;
 fn concurrent_writers_lose_and_tear_nothing() {
     Case::run_named("-", |case| {
         // Beside the real results, on the same filesystem.
-        let parent = record::results_dir();
+        let parent = results::results_dir();
         std::fs::create_dir_all(&parent).or_error("creating the results directory")?;
         let dir = tempfile::tempdir_in(&parent).or_error("creating a scratch directory")?;
         let mut children = Vec::new();
@@ -34,7 +34,7 @@ fn concurrent_writers_lose_and_tear_nothing() {
             let status = waitpid(child, None).or_error("waiting for a writer")?;
             assert_eq!(status, WaitStatus::Exited(child, 0), "writer process");
         }
-        let (records, unreadable) = record::read_dir(dir.path()).or_error("reading back")?;
+        let (records, unreadable) = results::read_dir(dir.path()).or_error("reading back")?;
         let count = PROCESSES * THREADS * PER_THREAD;
         case.detail("records", count);
         assert!(unreadable.is_empty(), "torn records: {unreadable:?}");
@@ -58,7 +58,7 @@ fn write_records(dir: &std::path::Path, p: usize) -> bool {
                             Outcome::Pass,
                             Some(reason),
                         );
-                        record::write(dir, &r).is_ok()
+                        results::write(dir, &r).is_ok()
                     })
                 })
             })

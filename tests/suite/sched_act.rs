@@ -25,12 +25,12 @@
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
-use harness::observe::{self, volatile};
-use harness::packet::Flow;
-use harness::pins::PinDir;
-use harness::test_run::Row;
-use harness::veth::VethPair;
-use harness::{Case, CaseResult, OrError, probe};
+use testkit::observe::{self, volatile};
+use testkit::packet::Flow;
+use testkit::pins::PinDir;
+use testkit::test_run::Row;
+use testkit::veth::VethPair;
+use testkit::{Case, CaseResult, OrError, probe};
 use libbpf_rs::ProgramType;
 use programs::sched_act::{SchedActSkel, SchedActSkelBuilder};
 use rstest::rstest;
@@ -96,7 +96,7 @@ fn drops_one_flow() {
                 .act_drop_port
                 .pin(&action)
                 .or_error("pinning act_drop_port")?;
-            harness::netns::attach_tool(
+            testkit::netns::attach_tool(
                 "tc",
                 &[
                     "filter",

@@ -31,11 +31,11 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use harness::observe::{self, volatile};
-use harness::packet::{self, ETH_HLEN, Flow};
-use harness::test_run::Row;
-use harness::veth::VethPair;
-use harness::{Case, CaseError, CaseResult, OrError, probe};
+use testkit::observe::{self, volatile};
+use testkit::packet::{self, ETH_HLEN, Flow};
+use testkit::test_run::Row;
+use testkit::veth::VethPair;
+use testkit::{Case, CaseError, CaseResult, OrError, probe};
 use libbpf_rs::{ProgramType, TC_EGRESS, TC_INGRESS, TcHookBuilder};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
 use programs::sched_cls::{SchedClsSkel, SchedClsSkelBuilder};

@@ -25,8 +25,8 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use harness::observe::{self, volatile};
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
+use testkit::observe::{self, volatile};
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, ProgramType};
 use nix::errno::Errno;

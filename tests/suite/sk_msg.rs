@@ -29,9 +29,9 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use harness::observe::volatile;
-use harness::stream::{assert_bytes_eq, read_to_sentinel, tcp_pair};
-use harness::{Case, NetNs, OrError, errno, probe, test_run};
+use testkit::observe::volatile;
+use testkit::stream::{assert_bytes_eq, read_to_sentinel, tcp_pair};
+use testkit::{Case, NetNs, OrError, errno, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::sk_msg::types::bss as Bss;
@@ -58,12 +58,12 @@ fn sentinel(kind: u8) -> Vec<u8> {
 }
 
 /// Sends `m` in one send() that must take all of it; `what` names the message in the error.
-fn send_whole(sock: &mut TcpStream, m: &[u8], what: &str) -> harness::CaseResult {
+fn send_whole(sock: &mut TcpStream, m: &[u8], what: &str) -> testkit::CaseResult {
     let n = sock.write(m).map_err(|e| {
-        harness::CaseError::Fail(anyhow::anyhow!("send() of {what} ({} bytes): {e}", m.len()))
+        testkit::CaseError::Fail(anyhow::anyhow!("send() of {what} ({} bytes): {e}", m.len()))
     })?;
     if n != m.len() {
-        return Err(harness::CaseError::Fail(anyhow::anyhow!(
+        return Err(testkit::CaseError::Fail(anyhow::anyhow!(
             "send() of {what} took {n} of its {} bytes",
             m.len()
         )));
@@ -85,7 +85,7 @@ struct Topology {
 fn set_up<'obj>(
     case: &mut Case,
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
-) -> harness::CaseResult<(SkMsgSkel<'obj>, Topology)> {
+) -> testkit::CaseResult<(SkMsgSkel<'obj>, Topology)> {
     probe::helper(
         ProgramType::SkMsg,
         libbpf_rs::libbpf_sys::BPF_FUNC_msg_redirect_hash,
@@ -112,7 +112,7 @@ fn set_up<'obj>(
     ))
 }
 
-fn add_to_hash(skel: &SkMsgSkel, key: u32, sock: &TcpStream) -> harness::CaseResult {
+fn add_to_hash(skel: &SkMsgSkel, key: u32, sock: &TcpStream) -> testkit::CaseResult {
     let fd = sock.as_raw_fd() as u32;
     skel.maps
         .sock_hash

@@ -30,8 +30,8 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use harness::observe::volatile;
-use harness::{Case, NetNs, OrError, errno, probe, test_run};
+use testkit::observe::volatile;
+use testkit::{Case, NetNs, OrError, errno, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use nix::sys::socket::{
@@ -50,7 +50,7 @@ const ENOENT: i64 = 2;
 fn load<'obj>(
     case: &mut Case,
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
-) -> harness::CaseResult<SkReuseportSkel<'obj>> {
+) -> testkit::CaseResult<SkReuseportSkel<'obj>> {
     probe::helper(
         ProgramType::SkReuseport,
         libbpf_rs::libbpf_sys::BPF_FUNC_sk_select_reuseport,
@@ -99,7 +99,7 @@ fn udp_placement_by_payload() {
                 .or_error("binding a UDP socket to the group's port")?;
             group.push(UdpSocket::from(fd));
         }
-        harness::sockopt::attach_reuseport(&group[0], &skel.progs.select_by_payload)?;
+        testkit::sockopt::attach_reuseport(&group[0], &skel.progs.select_by_payload)?;
         for (key, sock) in group.iter().enumerate() {
             put(&skel, key as u32, sock)?;
         }
@@ -207,7 +207,7 @@ fn tcp_placement_by_source_port() {
                 .port();
             listeners.push(listener);
         }
-        harness::sockopt::attach_reuseport(&listeners[0], &skel.progs.select_by_payload)?;
+        testkit::sockopt::attach_reuseport(&listeners[0], &skel.progs.select_by_payload)?;
         for (key, l) in listeners.iter().enumerate() {
             put(&skel, key as u32, l)?;
         }
@@ -218,7 +218,7 @@ fn tcp_placement_by_source_port() {
         let mut clients = Vec::new();
         for &sport in &accepted_ports {
             clients.push(connect_from(sport, port).map_err(|e| {
-                harness::CaseError::Fail(anyhow::anyhow!("connect() from source port {sport}: {e}"))
+                testkit::CaseError::Fail(anyhow::anyhow!("connect() from source port {sport}: {e}"))
             })?);
         }
         let mut drop_answers = Vec::new();
@@ -232,7 +232,7 @@ fn tcp_placement_by_source_port() {
         let sentinel_ports: Vec<u16> = (0..listeners.len() as u16).map(|k| 40100 + k).collect();
         for &sport in &sentinel_ports {
             clients.push(connect_from(sport, port).map_err(|e| {
-                harness::CaseError::Fail(anyhow::anyhow!(
+                testkit::CaseError::Fail(anyhow::anyhow!(
                     "connect() of the sentinel client from source port {sport}: {e}"
                 ))
             })?);

@@ -29,9 +29,9 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use harness::observe::volatile;
-use harness::stream::{assert_bytes_eq, read_queued, read_to_sentinel, tcp_pair};
-use harness::{Case, NetNs, OrError, observe, probe, test_run};
+use testkit::observe::volatile;
+use testkit::stream::{assert_bytes_eq, read_queued, read_to_sentinel, tcp_pair};
+use testkit::{Case, NetNs, OrError, observe, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::sk_skb::types::bss as Bss;
@@ -74,7 +74,7 @@ struct Topology {
 fn set_up<'obj>(
     case: &mut Case,
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
-) -> harness::CaseResult<(SkSkbSkel<'obj>, Topology)> {
+) -> testkit::CaseResult<(SkSkbSkel<'obj>, Topology)> {
     probe::helper(
         ProgramType::SkSkb,
         libbpf_rs::libbpf_sys::BPF_FUNC_sk_redirect_map,
@@ -261,11 +261,11 @@ fn test_run_is_not_implemented() {
 
 /// Writes one frame and waits for its verdict, so the next frame starts a new skb (see the module
 /// documentation: a BPF parser reads a message from the start of its skb).
-fn send_frame(c1: &mut TcpStream, bss: &Bss, bytes: &[u8]) -> harness::CaseResult {
+fn send_frame(c1: &mut TcpStream, bss: &Bss, bytes: &[u8]) -> testkit::CaseResult {
     let before = verdicts(bss);
     c1.write_all(bytes)?;
     observe::poll(TIMEOUT, || (verdicts(bss) > before).then_some(())).ok_or_else(|| {
-        harness::CaseError::Fail(anyhow::anyhow!(
+        testkit::CaseError::Fail(anyhow::anyhow!(
             "no verdict within {TIMEOUT:?} on a frame just written"
         ))
     })?;
@@ -274,7 +274,7 @@ fn send_frame(c1: &mut TcpStream, bss: &Bss, bytes: &[u8]) -> harness::CaseResul
 
 /// Writes the P and R sentinel frames behind every frame so far and returns what s1 and s2
 /// received before them.
-fn behind_sentinels(t: &mut Topology, bss: &Bss) -> harness::CaseResult<(Vec<u8>, Vec<u8>)> {
+fn behind_sentinels(t: &mut Topology, bss: &Bss) -> testkit::CaseResult<(Vec<u8>, Vec<u8>)> {
     send_frame(&mut t.c1, bss, &sentinel(b'P'))?;
     send_frame(&mut t.c1, bss, &sentinel(b'R'))?;
     let at_s1 = read_to_sentinel(
@@ -295,10 +295,10 @@ fn behind_sentinels(t: &mut Topology, bss: &Bss) -> harness::CaseResult<(Vec<u8>
 /// Waits until s1 acknowledged every byte written to `c1` (SIOCOUTQ is 0). s1 sends the
 /// acknowledgement while it processes the segment, and loopback hands it to c1 only after that
 /// processing (s1's stream parser included) is done.
-fn wait_acked(c1: &TcpStream) -> harness::CaseResult {
-    let unacked = || harness::sockopt::unacked(c1).ok();
+fn wait_acked(c1: &TcpStream) -> testkit::CaseResult {
+    let unacked = || testkit::sockopt::unacked(c1).ok();
     observe::poll(TIMEOUT, || (unacked()? == 0).then_some(())).ok_or_else(|| {
-        harness::CaseError::Fail(anyhow::anyhow!(
+        testkit::CaseError::Fail(anyhow::anyhow!(
             "s1 did not acknowledge the bytes written to c1 within {TIMEOUT:?} (c1's SIOCOUTQ: \
              {:?})",
             unacked()

@@ -21,9 +21,9 @@ use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use harness::observe::{self, volatile};
-use harness::stream::{assert_bytes_eq, read_queued, read_to_sentinel, tcp_pair};
-use harness::{Case, CaseError, NetNs, OrError, floors, probe};
+use testkit::observe::{self, volatile};
+use testkit::stream::{assert_bytes_eq, read_queued, read_to_sentinel, tcp_pair};
+use testkit::{Case, CaseError, NetNs, OrError, floors, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ErrorKind, MapCore, MapFlags, ProgramType, libbpf_sys};
 use programs::sk_skb_verdict::SkSkbVerdictSkelBuilder;

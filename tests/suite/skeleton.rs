@@ -9,8 +9,8 @@ use std::mem::MaybeUninit;
 
 use std::os::fd::AsFd;
 
-use harness::observe::Trigger;
-use harness::{Case, OrError, runs};
+use testkit::observe::Trigger;
+use testkit::{Case, OrError, runs};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::Skel;
 use programs::skeleton::SkeletonSkelBuilder;

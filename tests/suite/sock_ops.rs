@@ -24,7 +24,7 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use harness::{Case, CaseError, Cgroup, NetNs, child, probe};
+use testkit::{Case, CaseError, Cgroup, NetNs, child, probe};
 use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use nix::sys::socket::{getsockopt, sockopt};
@@ -100,7 +100,7 @@ fn options(s: &TcpStream) -> Result<Options, Errno> {
     Ok(Options {
         keepalive: getsockopt(s, sockopt::KeepAlive)?,
         keepidle: getsockopt(s, sockopt::TcpKeepIdle)?,
-        rto_us: harness::sockopt::tcp_info(s)?.tcpi_rto,
+        rto_us: testkit::sockopt::tcp_info(s)?.tcpi_rto,
     })
 }
 

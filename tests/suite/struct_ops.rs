@@ -16,8 +16,8 @@ use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 
-use harness::observe::volatile;
-use harness::{Case, CaseError, CaseResult, LoadOutcome, LogLevel, NetNs, OrError, ftrace};
+use testkit::observe::volatile;
+use testkit::{Case, CaseError, CaseResult, LoadOutcome, LogLevel, NetNs, OrError, ftrace};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ErrorKind, Link, MapMut, ProgramType};
 use nix::errno::Errno;
@@ -243,7 +243,7 @@ fn transfer(sock: OwnedFd, listener: &TcpListener) -> CaseResult<(TcpStream, u32
     assert_eq!(received, BYTES, "bytes the peer received");
     let mut rest = Vec::new();
     client.read_to_end(&mut rest)?;
-    let cwnd = harness::sockopt::tcp_info(&client)?.tcpi_snd_cwnd;
+    let cwnd = testkit::sockopt::tcp_info(&client)?.tcpi_snd_cwnd;
     Ok((client, cwnd))
 }
 

@@ -7,7 +7,7 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
-use harness::{Case, floors, probe, test_run};
+use testkit::{Case, floors, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapInfo, MapType, ProgramType, libbpf_sys};
 use programs::syscall::SyscallSkelBuilder;

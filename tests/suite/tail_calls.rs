@@ -12,7 +12,7 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 
-use harness::{Case, CaseResult};
+use testkit::{Case, CaseResult};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
 use programs::tail_calls::{TailCallsSkel, TailCallsSkelBuilder};
@@ -51,7 +51,7 @@ fn run_once(prog: &libbpf_rs::ProgramMut<'_>) -> CaseResult<u32> {
         data_in: Some(&PACKET),
         ..Default::default()
     };
-    Ok(harness::test_run::run("socket_filter", prog, input)?.return_value)
+    Ok(testkit::test_run::run("socket_filter", prog, input)?.return_value)
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn jump_to_present_slot_runs_callee() {
         assert_eq!((entry, callee), (1, 1), "entry and callee each run once");
         assert_eq!(fell, 0, "entry went on after a jump to a filled slot");
         assert_eq!(returned, 2, "the run's result is not the callee's");
-        harness::test_run::measure(case, &skel.progs.entry, &PACKET, None)?;
+        testkit::test_run::measure(case, &skel.progs.entry, &PACKET, None)?;
         Ok(())
     });
 }
@@ -124,7 +124,7 @@ fn self_recursion_stops_at_limit() {
             (32..=33).contains(&tail_calls),
             "{tail_calls} tail calls before the kernel refused (documented: 32, or 33)"
         );
-        harness::test_run::measure(case, &skel.progs.recurse, &PACKET, None)?;
+        testkit::test_run::measure(case, &skel.progs.recurse, &PACKET, None)?;
         Ok(())
     });
 }

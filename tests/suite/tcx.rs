@@ -25,9 +25,9 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
 
-use harness::observe::{self, volatile};
-use harness::veth::VethPair;
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
+use testkit::observe::{self, volatile};
+use testkit::veth::VethPair;
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, Program, ProgramType};

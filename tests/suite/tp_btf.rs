@@ -9,8 +9,8 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
-use harness::observe::volatile;
-use harness::{Case, LogLevel, floors, ksyscall, runs};
+use testkit::observe::volatile;
+use testkit::{Case, LogLevel, floors, ksyscall, runs};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use programs::tp_btf::TpBtfSkelBuilder;

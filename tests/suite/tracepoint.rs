@@ -8,7 +8,7 @@ use std::os::unix::fs::symlink;
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{Case, OrError, observe, probe};
+use testkit::{Case, OrError, observe, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use programs::tracepoint::TracepointSkelBuilder;

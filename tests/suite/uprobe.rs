@@ -7,8 +7,8 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
-use harness::observe::volatile;
-use harness::{Case, OrError, floors, runs};
+use testkit::observe::volatile;
+use testkit::{Case, OrError, floors, runs};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramType, UprobeOpts};
 use programs::uprobe::UprobeSkelBuilder;

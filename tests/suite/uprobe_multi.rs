@@ -9,9 +9,9 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
-use harness::child::Child;
-use harness::observe::volatile;
-use harness::{Case, OrError, floors, probe, runs};
+use testkit::child::Child;
+use testkit::observe::volatile;
+use testkit::{Case, OrError, floors, probe, runs};
 use libbpf_rs::libbpf_sys::{BPF_FUNC_get_attach_cookie, BPF_FUNC_get_func_ip};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramType, UprobeMultiOpts};

@@ -51,13 +51,13 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use harness::capture::{Capture, Frame, hwaddr};
-use harness::observe::{self, volatile};
-use harness::packet::hex;
-use harness::packet::{self, ETH_HLEN, ETH_P_IP, IPPROTO_UDP, Ipv4};
-use harness::veth::VethPair;
-use harness::xdp::XdpAttachment;
-use harness::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
+use testkit::capture::{Capture, Frame, hwaddr};
+use testkit::observe::{self, volatile};
+use testkit::packet::hex;
+use testkit::packet::{self, ETH_HLEN, ETH_P_IP, IPPROTO_UDP, Ipv4};
+use testkit::veth::VethPair;
+use testkit::xdp::XdpAttachment;
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::libbpf_sys::{XDP_PASS, XDP_REDIRECT};
 use libbpf_rs::skel::SkelBuilder;
@@ -1015,7 +1015,7 @@ fn test_run(#[case] row: Row) {
             data_out: Some(&mut data_out),
             ..Default::default()
         };
-        let output = harness::test_run::run("xdp", prog, input)?;
+        let output = testkit::test_run::run("xdp", prog, input)?;
         let retval = output.return_value;
         let out = output.data.as_deref().unwrap_or_default().to_vec();
         case.detail("retval", retval);
@@ -1044,6 +1044,6 @@ fn test_run(#[case] row: Row) {
             row.counts,
             "counters (stripped, trimmed, meta_set, redirected_dev)"
         );
-        harness::test_run::measure(case, prog, &row.frame, None).map(drop)
+        testkit::test_run::measure(case, prog, &row.frame, None).map(drop)
     });
 }

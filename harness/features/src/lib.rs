@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// `bpf_map_lookup_elem`). `None` where libbpf cannot probe (it answered an error).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Features {
-    /// The kernel id (`bpfconf_record::kernel_id`).
+    /// The kernel id (`record::kernel_id`).
     pub kernel: String,
     /// `uname -r`.
     pub release: String,
@@ -82,9 +82,9 @@ impl Features {
                 Some((name, answer(ret)))
             })
             .collect();
-        let release = bpfconf_record::kernel_release();
+        let release = record::kernel_release();
         Features {
-            kernel: bpfconf_record::kernel_id(&release),
+            kernel: record::kernel_id(&release),
             release,
             program_types,
             map_types,

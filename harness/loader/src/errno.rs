@@ -19,7 +19,7 @@ pub fn of_libbpf(error: &libbpf_rs::Error) -> Option<i32> {
 }
 
 /// The errno of a failed call as plain data (`EIO` for an error that carries none): what a forked
-/// child hands back (`harness::child`).
+/// child hands back (`testkit::child`).
 pub fn io<T>(result: io::Result<T>) -> Result<T, Errno> {
     result.map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }

@@ -15,7 +15,7 @@ use regex::Regex;
 
 use crate::errno;
 
-pub use bpfconf_record::{LoadOutcome, ProgSize, ProgramLog, VerifierStats};
+pub use record::{LoadOutcome, ProgSize, ProgramLog, VerifierStats};
 
 /// The verifier log level a load asks for (the kernel's `log_level` bits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use std::os::fd::AsFd;
 
-use harness::insn::{Alu, Asm, Jmp, Reg::*, Size};
+use testkit::insn::{Alu, Asm, Jmp, Reg::*, Size};
 
 use super::rule::{Pat::*, RULE, Rule, loads, lookup, refused};
 

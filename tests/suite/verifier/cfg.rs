@@ -1,8 +1,8 @@
 //! Control flow and encoding: what `check_cfg` and the instruction decoder refuse before the
 //! verifier walks a path, and the log buffer's growth.
 
-use harness::LogLevel;
-use harness::insn::{Asm, Insn, Reg::*};
+use testkit::LogLevel;
+use testkit::insn::{Asm, Insn, Reg::*};
 
 use super::rule::{Pat::*, RULE, Rule, loads, refused};
 
@@ -57,7 +57,7 @@ rules! {
     log_buffer_too_small: Rule {
         insns: |_| Asm::new().mov64_imm(R0, 3).exit(),
         level: LogLevel::Full,
-        log_size: harness::raw_load::MIN_LOG_SIZE,
+        log_size: testkit::raw_load::MIN_LOG_SIZE,
         expect: &[loads()
             .log(&[S("(b7) r0 = 3"), S("processed 2 insns")])
             .first_attempt("ENOSPC")

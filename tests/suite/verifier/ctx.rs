@@ -1,7 +1,7 @@
 //! The context, per program type: which fields a program may read or write, at which sizes, and
 //! what it may return (some types check both against the attach type).
 
-use harness::insn::{Asm, Reg::*, Size};
+use testkit::insn::{Asm, Reg::*, Size};
 use libbpf_rs::{ProgramAttachType, ProgramType};
 
 use super::rule::{Pat::*, RULE, Rule, loads, refused};

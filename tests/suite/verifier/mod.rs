@@ -1,5 +1,5 @@
 //! The verifier catalogue: one rule per thing the verifier enforces, written as data
-//! ([`rule::Rule`]): program type and attach type, instructions (`harness::insn`, so the log does
+//! ([`rule::Rule`]): program type and attach type, instructions (`testkit::insn`, so the log does
 //! not depend on a compiler), privileged or not, log level, and per kernel range the verdict, the
 //! errno, the key line, phrases the log must show in order (and must not show), and the test run's
 //! return value. One runner ([`run::run`]) executes every rule as its own test, case id

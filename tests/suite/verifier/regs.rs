@@ -1,7 +1,7 @@
 //! Register state: what may be read, what a call clobbers, and pointers that must not leave the
 //! program (unprivileged).
 
-use harness::insn::{Alu, Asm, Jmp, Reg::*, Size};
+use testkit::insn::{Alu, Asm, Jmp, Reg::*, Size};
 use libbpf_rs::libbpf_sys::BPF_FUNC_get_prandom_u32;
 
 use std::os::fd::AsFd;

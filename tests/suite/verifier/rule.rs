@@ -1,13 +1,13 @@
-//! What a rule is: data. The program (instructions from `harness::insn`, so the log does not
+//! What a rule is: data. The program (instructions from `testkit::insn`, so the log does not
 //! depend on a compiler), how it is loaded, and what the kernel does with it per kernel range.
 
 use std::cell::OnceCell;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use harness::floors::Version;
-use harness::insn::{Asm, Reg::*, Size};
-use harness::raw_load;
-use harness::{CaseError, LogLevel, OrError};
+use testkit::floors::Version;
+use testkit::insn::{Asm, Reg::*, Size};
+use testkit::raw_load;
+use testkit::{CaseError, LogLevel, OrError};
 use libbpf_rs::libbpf_sys::{self, BPF_FUNC_map_lookup_elem};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType, ProgramAttachType, ProgramType};
 

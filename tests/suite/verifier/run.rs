@@ -2,9 +2,9 @@
 //! running kernel's range, snapshot the whole log (and, for accepted rules, the translated
 //! instructions), test-run accepted rules that expect a return value.
 
-use harness::floors::{self, Version};
-use harness::raw_load::{RawLoad, RawProgram};
-use harness::{Case, CaseError, CaseResult, Kernel, probe};
+use testkit::floors::{self, Version};
+use testkit::raw_load::{RawLoad, RawProgram};
+use testkit::{Case, CaseError, CaseResult, Kernel, probe};
 
 use super::rule::{Expect, Fixture, Rule, Verdict};
 
@@ -46,7 +46,7 @@ pub fn run(name: &str, rule: &Rule) {
         let wrong = mismatches(expect, &load);
         if !wrong.is_empty()
             && let Some(interpreter) =
-                harness::jit::refused(load.outcome.message.as_deref().unwrap_or_default())
+                testkit::jit::refused(load.outcome.message.as_deref().unwrap_or_default())
         {
             return Err(interpreter);
         }
@@ -84,7 +84,7 @@ fn expectation(rule: &Rule) -> CaseResult<&Expect> {
     })?;
     rule.expect
         .iter()
-        .find(|e| e.holds(version, harness::jit::enabled()))
+        .find(|e| e.holds(version, testkit::jit::enabled()))
         .ok_or_else(|| {
             CaseError::Error(anyhow::anyhow!(
                 "the rule has no expectation for kernel {version}: add one"

@@ -1,7 +1,7 @@
 //! The stack: 512 bytes below R10, aligned accesses, initialised before read, pointers spilled
 //! and filled whole, variable offsets (root only).
 
-use harness::insn::{Alu, Asm, Reg::*, Size};
+use testkit::insn::{Alu, Asm, Reg::*, Size};
 use libbpf_rs::libbpf_sys::BPF_FUNC_get_prandom_u32;
 
 use super::rule::{Pat::*, RULE, Rule, loads, refused};

@@ -1,0 +1,250 @@
+//! `bpfconf objects FILE.bpf.o…`: your own BPF objects across the matrix. Each kernel (the host
+//! and one VM per matrix kernel) opens every object with libbpf and loads each program alone:
+//! per program and kernel the verdict, errno, the verifier's key line and statistics, the JIT's
+//! size, the whole log in the run directory. The same report as the suite's matrix, with
+//! programs as rows.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use loader::load::{LogLevel, load_object};
+use record::{self as record, Outcome, Record};
+use libbpf_rs::ObjectBuilder;
+use std::os::fd::{AsFd, AsRawFd};
+
+use crate::column;
+use crate::kernels::{KernelSpec, fetch::fetch};
+use crate::report::Matrix;
+use crate::vm;
+
+/// ELF's `e_machine` for BPF.
+const EM_BPF: u16 = 247;
+
+/// Checks that `path` is a BPF ELF object libbpf can open; returns its program names.
+pub fn check(path: &Path) -> Result<Vec<String>> {
+    let bytes = fs::read(path).with_context(|| format!("{}: cannot read it", path.display()))?;
+    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+        bail!("{}: not an ELF file", path.display());
+    }
+    let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
+    if machine != EM_BPF {
+        bail!(
+            "{}: an ELF object for machine {machine}, not BPF ({EM_BPF})",
+            path.display()
+        );
+    }
+    let open = ObjectBuilder::default()
+        .open_file(path)
+        .with_context(|| format!("{}: libbpf cannot open it (truncated?)", path.display()))?;
+    Ok(open
+        .progs()
+        .map(|p| p.name().to_string_lossy().into_owned())
+        .collect())
+}
+
+/// What `bpfconf objects` runs.
+pub struct Options {
+    /// The objects (checked, absolute paths).
+    pub files: Vec<PathBuf>,
+    /// VM kernels.
+    pub kernels: Vec<KernelSpec>,
+    /// Also the host's kernel.
+    pub host: bool,
+    /// The run directory.
+    pub run_dir: PathBuf,
+}
+
+/// Loads the objects on the host and in a VM of each kernel, one column after the other; returns
+/// each column's id, seconds and problem (the column's records are in the run directory).
+pub fn run(opts: &Options) -> Result<Vec<(String, f64, Option<String>)>> {
+    fs::create_dir_all(&opts.run_dir)?;
+    let args = |id: &str| -> Vec<String> {
+        let mut a = vec![
+            "--kernel".to_owned(),
+            id.to_owned(),
+            "--results".to_owned(),
+            opts.run_dir.display().to_string(),
+        ];
+        a.extend(opts.files.iter().map(|f| f.display().to_string()));
+        a
+    };
+    let timeout = std::time::Duration::from_secs(600);
+    let mut columns = Vec::new();
+    if opts.host {
+        let id = record::kernel_id(&record::kernel_release());
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.arg("objects-load").args(args(&id));
+        let log = opts.run_dir.join(format!("{id}.log"));
+        let run = column::watch(cmd, timeout, &log, |_| {})?;
+        columns.push((id, run.total.as_secs_f64(), run.problem(timeout)));
+    }
+    for k in &opts.kernels {
+        eprintln!("{}: loading the objects", k.id);
+        fetch(k, &|_| {})?;
+        let config = opts.run_dir.join(format!("{}.toml", k.id));
+        let command = format!(
+            "{} objects-load {}",
+            std::env::current_exe()?.display(),
+            args(&k.id).join(" ")
+        );
+        fs::write(
+            &config,
+            vm::vmtest_toml(
+                std::slice::from_ref(k),
+                |_| command.clone(),
+                false,
+                vm::cpus(),
+            ),
+        )?;
+        let log = opts.run_dir.join(format!("{}.log", k.id));
+        let run = column::watch(vm::command(&config, &k.id)?, timeout, &log, |_| {})?;
+        columns.push((k.id.clone(), run.total.as_secs_f64(), run.problem(timeout)));
+    }
+    Ok(columns)
+}
+
+/// Loads every program of each object alone, on the running kernel, writing one record per
+/// program (`<object>::<program>`) into `results` for column `kernel`.
+pub fn load_all(files: &[PathBuf], kernel: &str, results: &Path) -> Result<()> {
+    let release = record::kernel_release();
+    record::Event::Started {
+        kernel: kernel.to_owned(),
+        release: release.clone(),
+    }
+    .emit();
+    for file in files {
+        let object = stem(file);
+        let programs = match check(file) {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = Some(format!("{e:#}"));
+                let r = Record::runner(kernel, &format!("{object}::open"), Outcome::Error, reason);
+                record::write(results, &r)?;
+                continue;
+            }
+        };
+        for program in programs {
+            let started = std::time::Instant::now();
+            let mut r = load_one(file, &program)?;
+            r.case = format!("{object}::{program}");
+            r.kernel = kernel.to_owned();
+            r.kernel_release = release.clone();
+            r.duration_ms = started.elapsed().as_millis() as u64;
+            record::write(results, &r)?;
+        }
+    }
+    nix::unistd::sync();
+    record::Event::Finished { exit: 0 }.emit();
+    Ok(())
+}
+
+/// Opens `file` and loads `program` alone (the others' autoload off), at the statistics log level.
+fn load_one(file: &Path, program: &str) -> Result<Record> {
+    let mut open = ObjectBuilder::default().open_file(file)?;
+    let mut prog_type = String::new();
+    for mut p in open.progs_mut() {
+        let this = p.name().to_string_lossy() == program;
+        p.set_autoload(this);
+        if this {
+            prog_type = features::prog_type_str(p.prog_type() as u32).unwrap_or_default();
+        }
+    }
+    let (loaded, outcome) = load_object(open, LogLevel::Stats);
+    let mut r = Record::runner("", "", Outcome::Pass, None);
+    r.prog_type = prog_type;
+    if let Ok(object) = &loaded
+        && let Some(prog) = object
+            .progs()
+            .find(|p| p.name().to_string_lossy() == program)
+    {
+        let info = prog_info(prog.as_fd().as_raw_fd());
+        r.details
+            .insert("jited_bytes".into(), info.jited_prog_len.into());
+        r.details
+            .insert("xlated_bytes".into(), info.xlated_prog_len.into());
+        r.details
+            .insert("verified_insns".into(), info.verified_insns.into());
+    }
+    if !outcome.loaded {
+        r.outcome = Outcome::Fail;
+        r.reason = Some(format!(
+            "refused ({}): {}",
+            outcome.errno.as_deref().unwrap_or("?"),
+            outcome.message.as_deref().unwrap_or_default()
+        ));
+    }
+    r.loads.push(outcome);
+    Ok(r)
+}
+
+/// The kernel's sizes of a loaded program (bpf_prog_info; zeros where the call fails).
+fn prog_info(fd: i32) -> libbpf_rs::libbpf_sys::bpf_prog_info {
+    let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+    let mut len = size_of_val(&info) as u32;
+    // SAFETY: `info` is a bpf_prog_info of `len` bytes with every pointer field zero (no arrays
+    // asked for), which BPF_OBJ_GET_INFO_BY_FD fills in.
+    unsafe {
+        libbpf_rs::libbpf_sys::bpf_obj_get_info_by_fd(fd, (&raw mut info).cast(), &mut len);
+    }
+    info
+}
+
+fn stem(file: &Path) -> String {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    name.strip_suffix(".bpf.o")
+        .or_else(|| name.strip_suffix(".o"))
+        .unwrap_or(&name)
+        .to_owned()
+}
+
+/// Per program, the verifier's processed instructions on each kernel (a load that failed: `—`).
+pub fn stats_markdown(records: &[Record]) -> String {
+    let mut rows: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
+    let mut kernels: Vec<&str> = records.iter().map(|r| r.kernel.as_str()).collect();
+    kernels.sort_by_key(|k| crate::report::kernel_order(k));
+    kernels.dedup();
+    for r in records {
+        let insns = r
+            .loads
+            .iter()
+            .flat_map(|l| l.programs.values())
+            .filter_map(|p| p.stats.as_ref())
+            .map(|s| s.processed_insns.to_string())
+            .next()
+            .unwrap_or_else(|| "—".into());
+        rows.entry(&r.case).or_default().insert(&r.kernel, insns);
+    }
+    let mut out = format!(
+        "| program | {} |\n|---|{}\n",
+        kernels.join(" | "),
+        "---|".repeat(kernels.len())
+    );
+    for (case, cells) in rows {
+        let cells: Vec<&str> = kernels
+            .iter()
+            .map(|k| cells.get(k).map_or("", String::as_str))
+            .collect();
+        let _ = writeln!(out, "| {case} | {} |", cells.join(" | "));
+    }
+    out
+}
+
+/// The programs refused on a kernel at or past `min` (`6.1`; the host's column by its release).
+pub fn refused_since(matrix: &Matrix, min: &str) -> Vec<String> {
+    let at_least = |kernel: &str| {
+        let version = kernel.strip_prefix("host-").unwrap_or(kernel);
+        crate::report::kernel_order(version) >= crate::report::kernel_order(min)
+    };
+    let mut refused = Vec::new();
+    for (case, row) in &matrix.cases {
+        for (kernel, cell) in &row.cells {
+            if cell.outcome != Outcome::Pass && at_least(kernel) {
+                refused.push(format!("{case} on {kernel}"));
+            }
+        }
+    }
+    refused
+}

@@ -1,0 +1,211 @@
+//! Socket work that must happen in another process (inside the test's cgroup, which the test
+//! process never joins because other tests share it, or in a network namespace for the whole
+//! process): a forked child of the test process, which joins the cgroup and the namespace, runs a
+//! closure and hands its typed result back over a pipe. No interpreter and no exec: under
+//! emulation every process start costs seconds.
+//!
+//! ```no_run
+//! # use testkit::{Cgroup, NetNs, child};
+//! # fn f(cg: &Cgroup, ns: &NetNs) -> testkit::CaseResult {
+//! let bound = child::in_cgroup(cg).netns(ns).run(|| {
+//!     child::errno(std::net::UdpSocket::bind("127.0.0.1:7000").map(|_| ()))
+//! })?;
+//! assert_eq!(bound, Ok(()));
+//! # Ok(()) }
+//! ```
+//!
+//! The test process has other threads (libtest runs cases on threads), so the child is a copy of
+//! one thread in a process whose locks other threads may have held at the fork: the closure makes
+//! plain syscalls (std::net, std::fs, libc) on values built before the fork, and neither prints
+//! nor takes locks. The child keeps only stdio and the result pipe open: it opens what it uses.
+//! Its result is plain data (`Copy`, no pointers into the child's memory): numbers, errnos,
+//! fixed arrays.
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, pipe2};
+
+use crate::cgroup::Cgroup;
+use crate::netns::NetNs;
+use crate::outcome::{CaseError, CaseResult, OrError};
+
+/// How long a child may run before the case is an `error` (it is killed).
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a child runs: inside a cgroup, a network namespace, or both.
+#[derive(Clone, Copy, Default)]
+pub struct Child<'a> {
+    cgroup: Option<&'a Cgroup>,
+    netns: Option<&'a NetNs>,
+}
+
+/// A child inside `cgroup`.
+pub fn in_cgroup(cgroup: &Cgroup) -> Child<'_> {
+    Child {
+        cgroup: Some(cgroup),
+        netns: None,
+    }
+}
+
+/// A child inside `netns`.
+pub fn in_netns(netns: &NetNs) -> Child<'_> {
+    Child {
+        cgroup: None,
+        netns: Some(netns),
+    }
+}
+
+/// The errno of a failed call (`EIO` for an error that carries none), as plain data.
+pub use crate::errno::io as errno;
+
+/// A step of joining the cgroup or namespace that failed in the child.
+#[derive(Clone, Copy)]
+struct SetupError {
+    step: &'static str,
+    errno: Errno,
+}
+
+impl<'a> Child<'a> {
+    /// Also inside `netns`.
+    pub fn netns(self, netns: &'a NetNs) -> Self {
+        Child {
+            netns: Some(netns),
+            ..self
+        }
+    }
+
+    /// Forks, runs `work` in the child (see the module doc for what it may do) and returns its
+    /// result. A child that cannot join its cgroup or namespace, dies or outlives [`TIMEOUT`] is
+    /// the harness's failure (`error`).
+    pub fn run<T: Copy>(self, work: impl FnOnce() -> T) -> CaseResult<T> {
+        let procs = self.cgroup.map(|cg| cg.procs().as_raw_fd());
+        let netns = self.netns.map(|ns| ns.as_fd().as_raw_fd());
+        let (read, write) = pipe2(OFlag::O_CLOEXEC).or_error("creating a result pipe")?;
+        // SAFETY: the child only makes syscalls (see the module doc) and leaves with _exit.
+        match unsafe { fork() }.or_error("forking a child")? {
+            ForkResult::Child => child_main(procs, netns, write.as_raw_fd(), work),
+            ForkResult::Parent { child } => {
+                drop(write);
+                collect(child, read.as_fd())
+            }
+        }
+    }
+}
+
+fn child_main<T: Copy>(
+    procs: Option<RawFd>,
+    netns: Option<RawFd>,
+    out: RawFd,
+    work: impl FnOnce() -> T,
+) -> ! {
+    let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        join(procs, netns, out).map(|()| work())
+    }));
+    // SAFETY: `report` is a live value of the size written; _exit skips the parent's atexit work.
+    unsafe {
+        if let Ok(report) = &report {
+            libc::write(
+                out,
+                (report as *const Result<T, SetupError>).cast(),
+                size_of::<Result<T, SetupError>>(),
+            );
+        }
+        libc::_exit(if report.is_ok() { 0 } else { 101 })
+    }
+}
+
+/// Joins the cgroup (a write of "0" to its `cgroup.procs` moves the writer) and the namespace,
+/// then closes every inherited descriptor but stdio and `out`.
+fn join(procs: Option<RawFd>, netns: Option<RawFd>, out: RawFd) -> Result<(), SetupError> {
+    if let Some(procs) = procs {
+        // SAFETY: a one-byte write from a static buffer.
+        if unsafe { libc::write(procs, b"0".as_ptr().cast(), 1) } != 1 {
+            return Err(SetupError {
+                step: "joining the test cgroup",
+                errno: Errno::last(),
+            });
+        }
+    }
+    if let Some(netns) = netns {
+        // SAFETY: the namespace's fd stays open in the child until the close_range below.
+        setns(
+            unsafe { BorrowedFd::borrow_raw(netns) },
+            CloneFlags::CLONE_NEWNET,
+        )
+        .map_err(|errno| SetupError {
+            step: "entering the test netns",
+            errno,
+        })?;
+    }
+    // SAFETY: nothing in the child uses the descriptors it inherited besides stdio and `out`.
+    unsafe {
+        if out > 3 {
+            libc::close_range(3, out as u32 - 1, 0);
+        }
+        libc::close_range(out as u32 + 1, u32::MAX, 0);
+    }
+    Ok(())
+}
+
+/// Reads the child's report within [`TIMEOUT`] (killing it past that) and reaps it.
+fn collect<T: Copy>(child: Pid, read: BorrowedFd) -> CaseResult<T> {
+    let mut report = MaybeUninit::<Result<T, SetupError>>::uninit();
+    let size = size_of::<Result<T, SetupError>>();
+    let deadline = Instant::now() + TIMEOUT;
+    let mut got = 0;
+    let read_all = loop {
+        if got == size {
+            break Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        match poll(&mut [PollFd::new(read, PollFlags::POLLIN)], timeout) {
+            Ok(0) => break Err(format!("did not finish within {} s", TIMEOUT.as_secs())),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => break Err(format!("poll on its result pipe: {e}")),
+        }
+        // SAFETY: reads into the uninitialised tail of `report`, within its size.
+        let n = unsafe {
+            libc::read(
+                read.as_raw_fd(),
+                report.as_mut_ptr().cast::<u8>().add(got).cast(),
+                size - got,
+            )
+        };
+        match n {
+            0 => break Err("exited without a result".to_owned()),
+            n if n > 0 => got += n as usize,
+            _ if Errno::last() == Errno::EINTR => {}
+            _ => break Err(format!("reading its result: {}", Errno::last())),
+        }
+    };
+    if read_all.is_err() {
+        let _ = kill(child, Signal::SIGKILL);
+    }
+    let status = waitpid(child, None).or_error("reaping a child")?;
+    if let Err(problem) = read_all {
+        return Err(CaseError::Error(anyhow::anyhow!(
+            "a forked child {problem} ({status:?})"
+        )));
+    }
+    if !matches!(status, WaitStatus::Exited(_, 0)) {
+        return Err(CaseError::Error(anyhow::anyhow!(
+            "a forked child failed after its result ({status:?})"
+        )));
+    }
+    // SAFETY: the child wrote a whole `Result<T, SetupError>` of this same binary.
+    match unsafe { report.assume_init() } {
+        Ok(value) => Ok(value),
+        Err(SetupError { step, errno }) => Err(CaseError::Error(anyhow::anyhow!(
+            "a forked child failed {step}: {errno}"
+        ))),
+    }
+}

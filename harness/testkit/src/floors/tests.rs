@@ -1,0 +1,671 @@
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use libbpf_rs::ProgramType;
+use regex::Regex;
+
+use super::*;
+use crate::case::prog_type_name;
+
+fn config(options: &[(&str, &str)]) -> kernel::Config {
+    kernel::Config {
+        options: Some(
+            options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        source: Some("/proc/config.gz".into()),
+        searched: vec!["/proc/config.gz".into()],
+    }
+}
+
+fn unreadable() -> kernel::Config {
+    kernel::Config {
+        options: None,
+        source: None,
+        searched: vec![
+            "/proc/config.gz (No such file or directory (os error 2))".into(),
+            "/boot/config-x (No such file or directory (os error 2))".into(),
+            "$BPFCONF_KCONFIG (not set)".into(),
+        ],
+    }
+}
+
+/// The outcome and reason of `id` missing on a kernel `release` (`uname -v` `build`).
+fn on(release: &str, build: &str, config: &kernel::Config, id: &str) -> (Outcome, String) {
+    let e = decide(
+        id,
+        "the kernel said no",
+        &Running {
+            release,
+            build,
+            build_id: None,
+            config,
+        },
+    );
+    (e.outcome(), e.reason())
+}
+
+#[test]
+fn judged_outcomes_carry_their_cause() {
+    let kernel = |build_id| Running {
+        release: "6.18.44-fc-v1300",
+        build: "#1 SMP",
+        build_id,
+        config: Box::leak(Box::new(config(BPF))),
+    };
+    let said = "program of this type cannot use helper bpf_xdp_adjust_meta#54";
+    let fail = decide("helper.bpf_xdp_adjust_meta", said, &kernel(Some("fa36")));
+    assert_eq!(fail.outcome(), Outcome::Fail, "{}", fail.reason());
+    let cause = fail.cause().expect("a regression names its feature");
+    assert_eq!(
+        (cause.feature.as_str(), cause.said.as_str()),
+        ("helper.bpf_xdp_adjust_meta", said)
+    );
+    let old = Running {
+        release: "4.9.0",
+        ..kernel(None)
+    };
+    let unsupported = decide("helper.bpf_xdp_adjust_meta", said, &old);
+    assert_eq!(unsupported.outcome(), Outcome::Unsupported);
+    assert_eq!(
+        unsupported.cause().map(|c| c.feature),
+        Some("helper.bpf_xdp_adjust_meta".to_owned())
+    );
+    assert_eq!(CaseError::Fail(anyhow::anyhow!("plain")).cause(), None);
+}
+
+/// A deviation names one build: that build's missing feature is `unsupported` with the declared
+/// reason; any other build past the floor still fails.
+#[test]
+fn a_declared_deviation_binds_to_its_build_only() {
+    let deviations = [Deviation {
+        build_id: "fa36776b59bf96ad".into(),
+        feature: "helper.bpf_xdp_adjust_meta".into(),
+        reason: "a vendor patch".into(),
+    }];
+    let config = config(BPF);
+    let running = |build_id| Running {
+        release: "6.18.44-fc-v1300",
+        build: "#1 SMP",
+        build_id,
+        config: &config,
+    };
+    let id = "helper.bpf_xdp_adjust_meta";
+    let declared = decide_outcome(id, "said", &running(Some("fa36776b59bf96ad")), &deviations);
+    assert_eq!(declared.outcome(), Outcome::Unsupported);
+    assert!(
+        declared.reason().contains(
+            "this build (6.18.44-fc-v1300, build id fa36776b59bf) lacks it: a vendor patch"
+        ),
+        "{}",
+        declared.reason()
+    );
+    for other in [Some("1a2b3c"), None] {
+        let e = decide_outcome(id, "said", &running(other), &deviations);
+        assert_eq!(e.outcome(), Outcome::Fail, "{other:?}: {}", e.reason());
+    }
+    let e = decide_outcome(
+        "helper.bpf_xdp_adjust_head",
+        "said",
+        &running(Some("fa36776b59bf96ad")),
+        &deviations,
+    );
+    assert_eq!(e.outcome(), Outcome::Fail, "{}", e.reason());
+}
+
+/// Every deviation names a feature with a floor and a whole build id.
+#[test]
+fn deviations_name_floored_features() {
+    for d in deviations() {
+        assert!(floor(&d.feature).is_some(), "{}: no floor row", d.feature);
+        assert!(
+            d.build_id.len() >= 32 && d.build_id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{}: build id {:?}",
+            d.feature,
+            d.build_id
+        );
+        assert!(!d.reason.is_empty(), "{}", d.feature);
+    }
+}
+
+use crate::outcome::Outcome;
+
+const BPF: &[(&str, &str)] = &[("CONFIG_BPF_SYSCALL", "y"), ("CONFIG_NET", "y")];
+
+#[test]
+fn the_table_parses_and_every_row_is_complete() {
+    let option = Regex::new(r"^CONFIG_[A-Z0-9_]+(=y)?$").unwrap();
+    assert!(table().len() > 100, "{} rows", table().len());
+    for (id, floor) in table() {
+        if floor.is_platform() {
+            assert!(
+                id.starts_with("platform."),
+                "{id}: a reason makes a platform row"
+            );
+            assert!(floor.since.is_none() && floor.config.is_empty(), "{id}");
+            continue;
+        }
+        let since = floor.since.as_deref().unwrap_or_default();
+        assert!(Version::parse(since).is_some(), "{id}: since {since:?}");
+        assert!(!floor.source.is_empty(), "{id}: no source");
+        assert!(!floor.config.is_empty(), "{id}: no config option");
+        for need in &floor.config {
+            assert!(option.is_match(need), "{id}: config {need:?}");
+        }
+        if let Some(removed) = &floor.removed {
+            let removed = Version::parse(removed).expect("removed parses");
+            assert!(removed.at_least(Version::parse(since).unwrap()), "{id}");
+        }
+        for stable in &floor.removed_stable {
+            let v = Version::parse(stable).expect("removed_stable parses");
+            assert!(v.patch.is_some(), "{id}: {stable} names no patch level");
+        }
+    }
+}
+
+#[test]
+fn kernel_versions_come_from_release_and_debian_build() {
+    let v = |r, b| Version::of_kernel(r, b).map(|v| v.to_string());
+    let debian_6_1 = "#1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2025-11-02)";
+    assert_eq!(v("6.1.0-50-amd64", debian_6_1).as_deref(), Some("6.1.176"));
+    assert_eq!(v("6.1.0-50-amd64", "#1 SMP").as_deref(), Some("6.1"));
+    assert_eq!(
+        v("5.10.0-32-amd64", "#1 SMP Debian 5.10.223-1 (2024-08-10)").as_deref(),
+        Some("5.10.223")
+    );
+    // A Debian version of another series is not this kernel's.
+    assert_eq!(
+        v("6.1.0-50-amd64", "Debian 6.12.1-1").as_deref(),
+        Some("6.1")
+    );
+    assert_eq!(v("6.12.107+deb13-amd64", "").as_deref(), Some("6.12.107"));
+    assert_eq!(v("7.3.4+deb13-amd64", "").as_deref(), Some("7.3.4"));
+    assert_eq!(
+        v("6.18.44-fc-v782", "#1 SMP PREEMPT_DYNAMIC @0").as_deref(),
+        Some("6.18.44")
+    );
+    assert_eq!(v("6.6", "").as_deref(), Some("6.6"));
+    assert_eq!(v("unknown", ""), None);
+    assert_eq!(
+        Version::parse("2.6.12").map(|v| v.to_string()).as_deref(),
+        Some("2.6.12")
+    );
+    assert_eq!(Version::parse("6.x"), None);
+    assert!(
+        Version::parse("6.1.187")
+            .unwrap()
+            .at_least(Version::parse("6.1").unwrap())
+    );
+    assert!(
+        !Version::parse("6.1")
+            .unwrap()
+            .at_least(Version::parse("6.1.187").unwrap())
+    );
+}
+
+/// The matrix kernels (5.10, 6.1, 6.12, 7.3) against the floors of the newer program types and
+/// links: what each must report when the kernel says no.
+#[test]
+fn newer_types_and_links_follow_their_floors_across_the_matrix() {
+    let cfg = config(&[
+        ("CONFIG_BPF_SYSCALL", "y"),
+        ("CONFIG_NET", "y"),
+        ("CONFIG_INET", "y"),
+        ("CONFIG_CGROUP_BPF", "y"),
+        ("CONFIG_NETFILTER", "y"),
+        ("CONFIG_NETFILTER_BPF_LINK", "y"),
+        ("CONFIG_NET_XGRESS", "y"),
+        ("CONFIG_NETKIT", "y"),
+    ]);
+    let kernels = [
+        "5.10.0-32-amd64",
+        "6.1.0-50-amd64",
+        "6.12.107+deb13-amd64",
+        "7.3.4+deb13-amd64",
+    ];
+    for (id, unsupported_on) in [
+        ("prog_type.cgroup_sysctl", 0),
+        ("prog_type.cgroup_sockopt", 0),
+        ("prog_type.sk_lookup", 0),
+        ("prog_type.netfilter", 2),
+        ("attach_type.netfilter_link", 2),
+        ("attach_type.tcx", 2),
+        ("attach_type.xdp_cpumap", 0),
+        ("attach_type.sk_skb_verdict", 1),
+        ("attach_type.netkit_primary", 2),
+    ] {
+        for (i, release) in kernels.iter().enumerate() {
+            let (outcome, reason) = on(release, "", &cfg, id);
+            let expected = if i < unsupported_on {
+                Outcome::Unsupported
+            } else {
+                Outcome::Fail
+            };
+            assert_eq!(outcome, expected, "{id} on {release}: {reason}");
+        }
+    }
+}
+
+/// The BTF-era program types, attach types and helpers on the matrix kernels (5.10, 6.1, 6.12,
+/// 7.3) with their options on: unsupported below their floor, a regression from it; and the
+/// options that Debian's 6.1 (no CONFIG_FPROBE) and the host lack.
+#[test]
+fn btf_era_features_follow_their_floors_across_the_matrix() {
+    let all = [
+        ("CONFIG_BPF_SYSCALL", "y"),
+        ("CONFIG_BPF_EVENTS", "y"),
+        ("CONFIG_BPF_JIT", "y"),
+        ("CONFIG_DEBUG_INFO_BTF", "y"),
+        ("CONFIG_FUNCTION_TRACER", "y"),
+        ("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS", "y"),
+        ("CONFIG_UPROBE_EVENTS", "y"),
+        ("CONFIG_FPROBE", "y"),
+    ];
+    let cfg = config(&all);
+    let kernels = [
+        "5.10.0-32-amd64",
+        "6.1.0-50-amd64",
+        "6.12.107+deb13-amd64",
+        "7.3.4+deb13-amd64",
+    ];
+    for (id, unsupported_on) in [
+        ("prog_type.tracing", 0),
+        ("prog_type.syscall", 1),
+        ("attach_type.fentry", 0),
+        ("attach_type.tp_btf", 0),
+        ("attach_type.iter_task", 0),
+        ("attach_type.iter_bpf_map_elem", 0),
+        ("attach_type.uprobe", 0),
+        ("attach_type.kprobe_multi", 1),
+        ("helper.bpf_get_attach_cookie", 1),
+        ("test_run.syscall", 1),
+    ] {
+        for (i, release) in kernels.iter().enumerate() {
+            let (outcome, reason) = on(release, "", &cfg, id);
+            let expected = if i < unsupported_on {
+                Outcome::Unsupported
+            } else {
+                Outcome::Fail
+            };
+            assert_eq!(outcome, expected, "{id} on {release}: {reason}");
+        }
+    }
+    let no_fprobe = config(&all[..7]);
+    let (outcome, reason) = on("6.1.0-50-amd64", "", &no_fprobe, "attach_type.kprobe_multi");
+    assert_eq!(outcome, Outcome::Unsupported, "{reason}");
+    assert!(reason.contains("CONFIG_FPROBE is not set"), "{reason}");
+    // The host's locked-down kernel: whatever its config, the machine decides.
+    let (outcome, reason) = on("6.18.44-fc-v782", "", &cfg, "platform.ftrace_denied");
+    assert_eq!(outcome, Outcome::Unsupported, "{reason}");
+}
+
+#[test]
+fn mcpu_v4_is_unsupported_below_6_6_and_a_regression_from_it() {
+    let cfg = config(BPF);
+    let (outcome, reason) = on("5.10.0-32-amd64", "", &cfg, "isa.v4");
+    assert_eq!(outcome, Outcome::Unsupported, "{reason}");
+    assert!(reason.contains("needs Linux 6.6+"), "{reason}");
+    assert_eq!(
+        on("6.1.0-50-amd64", "", &cfg, "isa.v4").0,
+        Outcome::Unsupported
+    );
+
+    let (outcome, reason) = on("6.12.107+deb13-amd64", "", &cfg, "isa.v4");
+    assert_eq!(outcome, Outcome::Fail, "{reason}");
+    assert!(
+        reason.starts_with("regression: instruction set v4"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("CONFIG_BPF_SYSCALL set (/proc/config.gz)"),
+        "{reason}"
+    );
+    assert!(reason.contains("but the kernel said no"), "{reason}");
+    assert_eq!(on("6.6.0", "", &cfg, "isa.v4").0, Outcome::Fail);
+    assert_eq!(on("7.3.4+deb13-amd64", "", &cfg, "isa.v4").0, Outcome::Fail);
+}
+
+#[test]
+fn an_unreadable_config_past_the_floor_is_an_error_naming_where_it_looked() {
+    let (outcome, reason) = on("6.12.107+deb13-amd64", "", &unreadable(), "prog_type.xdp");
+    assert_eq!(outcome, Outcome::Error, "{reason}");
+    for place in [
+        "/proc/config.gz",
+        "/boot/config-x",
+        "$BPFCONF_KCONFIG (not set)",
+    ] {
+        assert!(reason.contains(place), "{reason}");
+    }
+    // Below the floor the release alone decides.
+    assert_eq!(
+        on("4.4.0-1-amd64", "", &unreadable(), "prog_type.xdp").0,
+        Outcome::Unsupported
+    );
+}
+
+#[test]
+fn options_off_are_unsupported_and_modules_count_unless_built_in_is_needed() {
+    let (outcome, reason) = on(
+        "6.18.44-fc-v782",
+        "",
+        &config(&[("CONFIG_NET_CLS_BPF", "y")]),
+        "attach_type.sched_act_act_bpf",
+    );
+    assert_eq!(outcome, Outcome::Unsupported, "{reason}");
+    assert!(reason.contains("CONFIG_NET_ACT_BPF is not set"), "{reason}");
+    assert!(reason.contains("config from /proc/config.gz"), "{reason}");
+    // y or m: a module counts.
+    let module = config(&[("CONFIG_NET_ACT_BPF", "m")]);
+    assert_eq!(
+        on(
+            "6.1.0-50-amd64",
+            "",
+            &module,
+            "attach_type.sched_act_act_bpf"
+        )
+        .0,
+        Outcome::Fail
+    );
+    assert_eq!(
+        on("6.1.0-50-amd64", "", &module, "kconfig.CONFIG_NET_ACT_BPF").0,
+        Outcome::Fail
+    );
+    // =y: a module does not.
+    let kprobes_m = config(&[("CONFIG_KPROBES", "m"), ("CONFIG_KPROBE_EVENTS", "y")]);
+    let (outcome, reason) = on("6.1.0-50-amd64", "", &kprobes_m, "attach_type.kprobe");
+    assert_eq!(outcome, Outcome::Unsupported, "{reason}");
+    assert!(reason.contains("CONFIG_KPROBES=m"), "{reason}");
+    // An option probed by name: the probe's words are the reason.
+    let (outcome, reason) = on("6.1.0-50-amd64", "", &kprobes_m, "kconfig.CONFIG_KPROBES");
+    assert_eq!(
+        (outcome, reason.as_str()),
+        (Outcome::Unsupported, "the kernel said no")
+    );
+}
+
+#[test]
+fn lwt_seg6local_test_run_follows_its_removal_and_backports() {
+    let cfg = config(BPF);
+    let id = "test_run.lwt_seg6local";
+    let debian = |v: &str| format!("#1 SMP PREEMPT_DYNAMIC Debian {v}-1 (2025-01-01)");
+    // Debian 5.10 and 6.1 predate the stable backports: they must run it.
+    for (release, upstream) in [
+        ("5.10.0-32-amd64", "5.10.223"),
+        ("6.1.0-50-amd64", "6.1.176"),
+    ] {
+        let (outcome, reason) = on(release, &debian(upstream), &cfg, id);
+        assert_eq!(outcome, Outcome::Fail, "{release}: {reason}");
+    }
+    // A 6.1 build past the backport, and one whose patch level is unknown.
+    let (outcome, reason) = on("6.1.0-60-amd64", &debian("6.1.190"), &cfg, id);
+    assert_eq!(outcome, Outcome::Unsupported, "{reason}");
+    assert!(reason.contains("removed in stable 6.1.187"), "{reason}");
+    let (outcome, reason) = on("6.1.0-60-amd64", "#1 SMP", &cfg, id);
+    assert_eq!(outcome, Outcome::Unsupported, "{reason}");
+    assert!(reason.contains("patch level is unknown"), "{reason}");
+    // Mainline removed it in 6.11.
+    for release in [
+        "6.12.107+deb13-amd64",
+        "7.3.4+deb13-amd64",
+        "6.18.44-fc-v782",
+    ] {
+        let (outcome, reason) = on(release, "", &cfg, id);
+        assert_eq!(outcome, Outcome::Unsupported, "{release}: {reason}");
+        assert!(reason.contains("removed in Linux 6.11"), "{reason}");
+    }
+    assert_eq!(on("4.17.0-1-amd64", "", &cfg, id).0, Outcome::Unsupported);
+}
+
+#[test]
+fn platform_rows_stay_unsupported_and_unknown_ids_are_errors() {
+    for release in ["6.18.44-fc-v782", "5.10.0-32-amd64"] {
+        let (outcome, reason) = on(release, "", &unreadable(), "platform.hardware_pmu");
+        assert_eq!(outcome, Outcome::Unsupported, "{reason}");
+        assert!(reason.contains("the machine, not the kernel"), "{reason}");
+    }
+    let (outcome, reason) = on("6.18.44-fc-v782", "", &config(BPF), "prog_type.nosuch");
+    assert_eq!(outcome, Outcome::Error, "{reason}");
+    assert!(reason.contains("no row for prog_type.nosuch"), "{reason}");
+}
+
+#[test]
+fn the_fault_list_is_comma_separated() {
+    assert_eq!(
+        fault_list(" prog_type.xdp, test_run.socket_filter ,,"),
+        ["prog_type.xdp", "test_run.socket_filter"]
+    );
+    assert!(fault_list("").is_empty());
+}
+
+// ---- every unsupported path has a row ----
+
+fn sources() -> Vec<(PathBuf, String)> {
+    let root = crate::workspace_root();
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("tests"), root.join("harness/testkit/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("source directory") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("source file");
+                files.push((path, text));
+            }
+        }
+    }
+    assert!(files.len() > 40, "found only {} source files", files.len());
+    files
+}
+
+/// The `ProgramType` variants the suite names (all of them must be mapped here).
+fn program_type(variant: &str) -> ProgramType {
+    use ProgramType::*;
+    match variant {
+        "SocketFilter" => SocketFilter,
+        "Kprobe" => Kprobe,
+        "SchedCls" => SchedCls,
+        "SchedAct" => SchedAct,
+        "Tracepoint" => Tracepoint,
+        "Xdp" => Xdp,
+        "PerfEvent" => PerfEvent,
+        "CgroupSkb" => CgroupSkb,
+        "CgroupSock" => CgroupSock,
+        "LwtIn" => LwtIn,
+        "LwtOut" => LwtOut,
+        "LwtXmit" => LwtXmit,
+        "SockOps" => SockOps,
+        "SkSkb" => SkSkb,
+        "CgroupDevice" => CgroupDevice,
+        "SkMsg" => SkMsg,
+        "RawTracepoint" => RawTracepoint,
+        "CgroupSockAddr" => CgroupSockAddr,
+        "LwtSeg6local" => LwtSeg6local,
+        "SkReuseport" => SkReuseport,
+        "FlowDissector" => FlowDissector,
+        "CgroupSysctl" => CgroupSysctl,
+        "CgroupSockopt" => CgroupSockopt,
+        "SkLookup" => SkLookup,
+        "Netfilter" => Netfilter,
+        "Tracing" => Tracing,
+        "Syscall" => Syscall,
+        "LircMode2" => LircMode2,
+        "StructOps" => StructOps,
+        "Ext" => Ext,
+        "Lsm" => Lsm,
+        "RawTracepointWritable" => RawTracepointWritable,
+        other => panic!("ProgramType::{other} is used: map it here and give it a floor"),
+    }
+}
+
+/// Feature ids named in the sources: literal ids given to the floors, and those the probes and
+/// the test-run mapping derive from their arguments.
+fn ids_in(text: &str) -> BTreeSet<String> {
+    type IdOf = fn(&regex::Captures) -> String;
+    let patterns: &[(&str, IdOf)] = &[
+        (r#"floors::\w+\(\s*"([^"]+)""#, |c| c[1].to_owned()),
+        // Ids handed around before they reach the floors (`"isa.v4"`).
+        (
+            r#""((?:prog_type|attach_type|helper|kfunc|struct_ops|map_type|test_run|isa|verifier|object|tracepoint|pmu|ksym|perf|fs|sysctl|kconfig|platform)\.[\w/]+)""#,
+            |c| c[1].to_owned(),
+        ),
+        (r#"test_run::(?:error|run)\(\s*"([^"]+)""#, |c| {
+            format!("test_run.{}", &c[1])
+        }),
+        (r#"probe::tracepoint\(\s*"([^"]+)",\s*"([^"]+)""#, |c| {
+            format!("tracepoint.{}/{}", &c[1], &c[2])
+        }),
+        (r#"probe::helper\([^;]*?"(bpf_\w+)""#, |c| {
+            format!("helper.{}", &c[1])
+        }),
+        (
+            r#"probe::config_(?:builtin|enabled)\(\s*"(CONFIG_\w+)""#,
+            |c| format!("kconfig.{}", &c[1]),
+        ),
+        (r"ProgramType::(\w+)", |c| {
+            format!("prog_type.{}", prog_type_name(program_type(&c[1])))
+        }),
+    ];
+    let mut ids = BTreeSet::new();
+    for (pattern, id) in patterns {
+        let re = Regex::new(pattern).unwrap();
+        ids.extend(re.captures_iter(text).map(|c| id(&c)));
+    }
+    // A file that test-runs by a type it computes (or through test_run::Row, by the type of the
+    // row's case) needs test-run rows for every type it names.
+    if Regex::new(r#"test_run::(?:error|run)\(\s*[^"\s]|test_run::Row"#)
+        .unwrap()
+        .is_match(text)
+    {
+        let types: Vec<String> = ids
+            .iter()
+            .filter_map(|id| id.strip_prefix("prog_type."))
+            .map(|ty| format!("test_run.{ty}"))
+            .collect();
+        ids.extend(types);
+    }
+    ids
+}
+
+#[test]
+fn every_feature_the_sources_name_has_a_floor() {
+    let mut named = BTreeSet::new();
+    for (path, text) in sources() {
+        // This module's own tests name made-up ids.
+        if path.ends_with("floors/tests.rs") {
+            continue;
+        }
+        for id in ids_in(&text) {
+            named.insert(id.clone());
+            assert!(
+                table().contains_key(&id),
+                "{}: {id} has no row in kernels/floors.toml",
+                path.display()
+            );
+        }
+    }
+    // The scan really sees the probes and the test-run rows.
+    for id in [
+        "prog_type.xdp",
+        "prog_type.lwt_seg6local",
+        "test_run.socket_filter",
+        "test_run.lwt_xmit",
+        "helper.bpf_msg_redirect_hash",
+        "tracepoint.syscalls/sys_enter_execve",
+        "kconfig.CONFIG_NET_ACT_BPF",
+        "isa.v4",
+        "verifier.bounded_loops",
+        "platform.tcg_text_patching",
+        "platform.hardware_pmu",
+    ] {
+        assert!(named.contains(id), "the scan found no use of {id}");
+    }
+}
+
+#[test]
+fn config_probes_and_their_rows_agree_on_built_in() {
+    let re = Regex::new(r#"probe::config_(builtin|enabled)\(\s*"(CONFIG_\w+)""#).unwrap();
+    for (path, text) in sources() {
+        for c in re.captures_iter(&text) {
+            let (kind, option) = (&c[1], &c[2]);
+            let row = &table()[&format!("kconfig.{option}")];
+            let want = if kind == "builtin" {
+                format!("{option}=y")
+            } else {
+                option.to_owned()
+            };
+            assert_eq!(
+                row.config,
+                [want],
+                "{}: config_{kind}({option})",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Files that may still build `unsupported` themselves, and why.
+const OWN_UNSUPPORTED: &[(&str, &str)] = &[
+    ("harness/testkit/src/floors.rs", "the one place that decides"),
+    ("harness/testkit/src/outcome.rs", "defines CaseError::Unsupported"),
+    (
+        "harness/testkit/src/case.rs",
+        "known kernel bugs (kernels.toml), the lead's: not run, recorded unsupported",
+    ),
+    (
+        "harness/testkit/src/ksyscall.rs",
+        "its one caller, tests/suite/kprobe.rs, hands its answer to floors::judge",
+    ),
+];
+
+#[test]
+fn nothing_else_builds_unsupported() {
+    let re = Regex::new(r"CaseError::(?:unsupported|Unsupported)\(").unwrap();
+    let root = crate::workspace_root();
+    for (path, text) in sources() {
+        let rel = path.strip_prefix(&root).unwrap_or(&path).to_string_lossy();
+        if rel.starts_with("harness/testkit/src/floors/")
+            || OWN_UNSUPPORTED.iter().any(|(file, _)| rel == *file)
+        {
+            continue;
+        }
+        // Matching on the variant (`CaseError::Unsupported(_) =>`) is fine; building one is not.
+        for line in text.lines().filter(|l| re.is_match(l)) {
+            assert!(
+                line.contains("=>") || line.contains("matches!"),
+                "{rel} builds an unsupported outcome outside floors::missing: {}",
+                line.trim()
+            );
+        }
+    }
+    let kprobe = std::fs::read_to_string(root.join("tests/suite/kprobe.rs")).unwrap();
+    assert!(
+        Regex::new(r#"floors::judge\(\s*"ksym\.syscall_entry""#)
+            .unwrap()
+            .is_match(&kprobe),
+        "tests/suite/kprobe.rs must hand ksyscall::resolve's answer to floors::judge"
+    );
+    assert!(Path::new(&root.join("kernels/floors.toml")).is_file());
+}
+
+/// `config_since`: tcp_congestion_ops needs CONFIG_MODULES only from 6.9 on.
+#[test]
+fn options_needed_from_a_later_release() {
+    let floor = floor("struct_ops.tcp_congestion_ops").unwrap();
+    let at = |v: &str| floor.config_at(Version::parse(v).unwrap());
+    assert!(!at("6.8").contains(&"CONFIG_MODULES=y".to_owned()));
+    assert!(at("6.9").contains(&"CONFIG_MODULES=y".to_owned()));
+    let options = [
+        ("CONFIG_BPF_JIT", "y"),
+        ("CONFIG_INET", "y"),
+        ("CONFIG_DEBUG_INFO_BTF", "y"),
+    ];
+    let c = config(&options);
+    let (outcome, reason) = on("6.8.0", "", &c, "struct_ops.tcp_congestion_ops");
+    assert_eq!(outcome, Outcome::Fail, "{reason}");
+    let (outcome, reason) = on("6.12.117", "", &c, "struct_ops.tcp_congestion_ops");
+    assert_eq!(outcome, Outcome::Unsupported, "{reason}");
+    assert!(reason.contains("CONFIG_MODULES is not set"), "{reason}");
+}

@@ -1,0 +1,70 @@
+//! The harness of the BPF conformance suite: loads and attaches the sample programs, observes
+//! their behaviour from outside, probes kernel features, and records one result per case.
+//!
+//! A behaviour test is a [`Case`]:
+//!
+//! ```no_run
+//! use testkit::{Case, probe};
+//! use libbpf_rs::ProgramType;
+//!
+//! Case::run(ProgramType::Xdp, |case| {
+//!     probe::prog_type(ProgramType::Xdp)?; // `unsupported` when the kernel lacks it (judged
+//!                                          // against kernels/floors.toml)
+//!     // open the skeleton, `case.load(open)?`, attach, send traffic, assert on what arrived
+//!     Ok(())
+//! });
+//! ```
+
+pub mod capture;
+pub mod case;
+pub mod cgroup;
+pub mod child;
+pub mod co_re;
+pub mod ethtool;
+pub mod floors;
+pub mod ftrace;
+pub mod insn;
+pub mod jit;
+pub mod kernel;
+pub mod ksyscall;
+pub mod mounts;
+pub mod netkit;
+pub mod netlink;
+pub mod netns;
+pub mod observe;
+pub mod outcome;
+pub mod packet;
+pub mod pins;
+pub mod privilege;
+pub mod probe;
+pub mod raw_load;
+pub mod results;
+pub mod runs;
+pub mod snapshot;
+pub mod sockopt;
+pub mod stream;
+pub mod test_run;
+pub mod trace_pipe;
+pub mod veth;
+pub mod xdp;
+
+use std::path::{Path, PathBuf};
+
+pub use features as features;
+pub use loader::{errno, load};
+pub use case::Case;
+pub use cgroup::Cgroup;
+pub use kernel::Kernel;
+pub use load::{LoadOutcome, LogLevel};
+pub use netns::NetNs;
+pub use outcome::{CaseError, CaseResult, OrError, Outcome};
+pub use trace_pipe::TracePipe;
+
+/// The workspace root (tests/, kernels/, target/ hang off it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("harness/testkit/ is two levels down")
+        .to_owned()
+}
