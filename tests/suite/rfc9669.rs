@@ -2,9 +2,9 @@
 //! on the running kernel and execution engine: the JIT, or the interpreter where
 //! `net.core.bpf_jit_enable` is 0 (the `src-6.12-interp` column).
 //!
-//! Each case — one test, one matrix row — is one instruction in one class (`ADD` in `ALU64`,
-//! `SDIV` in `ALU`, `JSLT` in `JMP32`, 32-bit `CMPXCHG`, …) with its sub-cases: each encoding
-//! (immediate and register source, each size, offset and width) with edge operands. All sub-cases
+//! Each case — one test, one matrix row — is one instruction (`ADD`, `SDIV`, `JSLT`, `CMPXCHG`,
+//! …) with its sub-cases: each encoding (32- and 64-bit class, immediate and register source, each
+//! size and offset) with edge operands; each sub-case names its conformance group. All sub-cases
 //! of a case run in one socket filter built with `harness::insn` and loaded raw: each loads its
 //! operands from an array map's value (user space wrote them, so the verifier cannot fold them),
 //! runs the instruction under test, and stores every register and memory word the instruction may

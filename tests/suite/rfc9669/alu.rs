@@ -564,127 +564,109 @@ fn end(kind: End) -> Family {
     family
 }
 
-#[test]
-fn alu64_add() {
-    run::run(plain(Alu::Add, W64));
+/// `ADD (ALU, ALU64)`.
+fn widths(op: &str) -> String {
+    format!("{op} (ALU, ALU64)")
 }
 
 #[test]
-fn alu32_add() {
-    run::run(plain(Alu::Add, W32));
+fn alu_add() {
+    run::run(run::both(
+        &widths("ADD"),
+        plain(Alu::Add, W32),
+        plain(Alu::Add, W64),
+    ));
 }
 
 #[test]
-fn alu64_sub() {
-    run::run(plain(Alu::Sub, W64));
+fn alu_sub() {
+    run::run(run::both(
+        &widths("SUB"),
+        plain(Alu::Sub, W32),
+        plain(Alu::Sub, W64),
+    ));
 }
 
 #[test]
-fn alu32_sub() {
-    run::run(plain(Alu::Sub, W32));
+fn alu_or() {
+    run::run(run::both(
+        &widths("OR"),
+        plain(Alu::Or, W32),
+        plain(Alu::Or, W64),
+    ));
 }
 
 #[test]
-fn alu64_or() {
-    run::run(plain(Alu::Or, W64));
+fn alu_and() {
+    run::run(run::both(
+        &widths("AND"),
+        plain(Alu::And, W32),
+        plain(Alu::And, W64),
+    ));
 }
 
 #[test]
-fn alu32_or() {
-    run::run(plain(Alu::Or, W32));
+fn alu_xor() {
+    run::run(run::both(
+        &widths("XOR"),
+        plain(Alu::Xor, W32),
+        plain(Alu::Xor, W64),
+    ));
 }
 
 #[test]
-fn alu64_and() {
-    run::run(plain(Alu::And, W64));
+fn alu_lsh() {
+    run::run(run::both(
+        &widths("LSH"),
+        shift(Alu::Lsh, W32),
+        shift(Alu::Lsh, W64),
+    ));
 }
 
 #[test]
-fn alu32_and() {
-    run::run(plain(Alu::And, W32));
+fn alu_rsh() {
+    run::run(run::both(
+        &widths("RSH"),
+        shift(Alu::Rsh, W32),
+        shift(Alu::Rsh, W64),
+    ));
 }
 
 #[test]
-fn alu64_xor() {
-    run::run(plain(Alu::Xor, W64));
+fn alu_arsh() {
+    run::run(run::both(
+        &widths("ARSH"),
+        shift(Alu::Arsh, W32),
+        shift(Alu::Arsh, W64),
+    ));
 }
 
 #[test]
-fn alu32_xor() {
-    run::run(plain(Alu::Xor, W32));
+fn alu_neg() {
+    run::run(run::both(&widths("NEG"), neg(W32), neg(W64)));
 }
 
 #[test]
-fn alu64_lsh() {
-    run::run(shift(Alu::Lsh, W64));
+fn alu_mov() {
+    run::run(run::both(&widths("MOV"), mov(W32), mov(W64)));
 }
 
 #[test]
-fn alu32_lsh() {
-    run::run(shift(Alu::Lsh, W32));
+fn alu_movsx() {
+    run::run(run::both(&widths("MOVSX"), movsx(W32), movsx(W64)));
 }
 
 #[test]
-fn alu64_rsh() {
-    run::run(shift(Alu::Rsh, W64));
-}
-
-#[test]
-fn alu32_rsh() {
-    run::run(shift(Alu::Rsh, W32));
-}
-
-#[test]
-fn alu64_arsh() {
-    run::run(shift(Alu::Arsh, W64));
-}
-
-#[test]
-fn alu32_arsh() {
-    run::run(shift(Alu::Arsh, W32));
-}
-
-#[test]
-fn alu64_neg() {
-    run::run(neg(W64));
-}
-
-#[test]
-fn alu32_neg() {
-    run::run(neg(W32));
-}
-
-#[test]
-fn alu64_mov() {
-    run::run(mov(W64));
-}
-
-#[test]
-fn alu32_mov() {
-    run::run(mov(W32));
-}
-
-#[test]
-fn alu64_movsx() {
-    run::run(movsx(W64));
-}
-
-#[test]
-fn alu32_movsx() {
-    run::run(movsx(W32));
-}
-
-#[test]
-fn alu32_end_to_le() {
+fn alu_end_to_le() {
     run::run(end(End::ToLe));
 }
 
 #[test]
-fn alu32_end_to_be() {
+fn alu_end_to_be() {
     run::run(end(End::ToBe));
 }
 
 #[test]
-fn alu64_bswap() {
+fn alu_bswap() {
     run::run(end(End::Bswap));
 }

@@ -246,38 +246,59 @@ fn acquire_release(store: bool) -> Family {
     family
 }
 
-macro_rules! atomic_tests {
-    ($($name:ident: $op:ident, $size:ident;)+) => {
-        $(
-            #[test]
-            fn $name() {
-                run::run(family(Atomic::$op, Size::$size));
-            }
-        )+
-    };
+/// `ops` on 32 and 64 bits: an operation, and its fetching form where the two share a floor.
+fn widths(name: &str, ops: &[Atomic]) -> Family {
+    let mut w = family(ops[0], Size::W);
+    let mut dw = family(ops[0], Size::DW);
+    for &op in &ops[1..] {
+        w.subs.extend(family(op, Size::W).subs);
+        dw.subs.extend(family(op, Size::DW).subs);
+    }
+    run::both(name, w, dw)
 }
 
-atomic_tests! {
-    atomic32_add: Add, W;
-    atomic64_add: Add, DW;
-    atomic32_fetch_add: FetchAdd, W;
-    atomic64_fetch_add: FetchAdd, DW;
-    atomic32_or: Or, W;
-    atomic64_or: Or, DW;
-    atomic32_fetch_or: FetchOr, W;
-    atomic64_fetch_or: FetchOr, DW;
-    atomic32_and: And, W;
-    atomic64_and: And, DW;
-    atomic32_fetch_and: FetchAnd, W;
-    atomic64_fetch_and: FetchAnd, DW;
-    atomic32_xor: Xor, W;
-    atomic64_xor: Xor, DW;
-    atomic32_fetch_xor: FetchXor, W;
-    atomic64_fetch_xor: FetchXor, DW;
-    atomic32_xchg: Xchg, W;
-    atomic64_xchg: Xchg, DW;
-    atomic32_cmpxchg: Cmpxchg, W;
-    atomic64_cmpxchg: Cmpxchg, DW;
+#[test]
+fn atomic_add() {
+    run::run(widths("ADD (ATOMIC W, DW)", &[Atomic::Add]));
+}
+
+#[test]
+fn atomic_fetch_add() {
+    run::run(widths("ADD | FETCH (ATOMIC W, DW)", &[Atomic::FetchAdd]));
+}
+
+#[test]
+fn atomic_or() {
+    run::run(widths(
+        "OR, OR | FETCH (ATOMIC W, DW)",
+        &[Atomic::Or, Atomic::FetchOr],
+    ));
+}
+
+#[test]
+fn atomic_and() {
+    run::run(widths(
+        "AND, AND | FETCH (ATOMIC W, DW)",
+        &[Atomic::And, Atomic::FetchAnd],
+    ));
+}
+
+#[test]
+fn atomic_xor() {
+    run::run(widths(
+        "XOR, XOR | FETCH (ATOMIC W, DW)",
+        &[Atomic::Xor, Atomic::FetchXor],
+    ));
+}
+
+#[test]
+fn atomic_xchg() {
+    run::run(widths("XCHG (ATOMIC W, DW)", &[Atomic::Xchg]));
+}
+
+#[test]
+fn atomic_cmpxchg() {
+    run::run(widths("CMPXCHG (ATOMIC W, DW)", &[Atomic::Cmpxchg]));
 }
 
 #[test]

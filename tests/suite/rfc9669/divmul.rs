@@ -257,51 +257,51 @@ fn family(op: Alu, width: Width) -> Family {
 }
 
 #[test]
-fn divmul64_mul() {
-    run::run(family(Alu::Mul, W64));
+fn divmul_mul() {
+    let name = format!("MUL (ALU, ALU64)");
+    run::run(run::both(
+        &name,
+        family(Alu::Mul, W32),
+        family(Alu::Mul, W64),
+    ));
 }
 
 #[test]
-fn divmul32_mul() {
-    run::run(family(Alu::Mul, W32));
+fn divmul_div() {
+    let name = format!("DIV (ALU, ALU64)");
+    run::run(run::both(
+        &name,
+        family(Alu::Div, W32),
+        family(Alu::Div, W64),
+    ));
 }
 
 #[test]
-fn divmul64_div() {
-    run::run(family(Alu::Div, W64));
+fn divmul_sdiv() {
+    let name = format!("SDIV (ALU, ALU64)");
+    run::run(run::both(
+        &name,
+        family(Alu::Sdiv, W32),
+        family(Alu::Sdiv, W64),
+    ));
 }
 
 #[test]
-fn divmul32_div() {
-    run::run(family(Alu::Div, W32));
+fn divmul_mod() {
+    let name = format!("MOD (ALU, ALU64)");
+    run::run(run::both(
+        &name,
+        family(Alu::Mod, W32),
+        family(Alu::Mod, W64),
+    ));
 }
 
 #[test]
-fn divmul64_sdiv() {
-    run::run(family(Alu::Sdiv, W64));
-}
-
-#[test]
-fn divmul32_sdiv() {
-    run::run(family(Alu::Sdiv, W32));
-}
-
-#[test]
-fn divmul64_mod() {
-    run::run(family(Alu::Mod, W64));
-}
-
-#[test]
-fn divmul32_mod() {
-    run::run(family(Alu::Mod, W32));
-}
-
-#[test]
-fn divmul64_smod() {
-    run::run(family(Alu::Smod, W64));
-}
-
-#[test]
-fn divmul32_smod() {
-    run::run(family(Alu::Smod, W32));
+fn divmul_smod() {
+    let name = format!("SMOD (ALU, ALU64)");
+    run::run(run::both(
+        &name,
+        family(Alu::Smod, W32),
+        family(Alu::Smod, W64),
+    ));
 }

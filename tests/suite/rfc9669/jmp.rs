@@ -324,39 +324,29 @@ fn call_local() -> Family {
 }
 
 macro_rules! conditional_tests {
-    ($($name:ident: $op:ident, $width:ident;)+) => {
+    ($($name:ident: $op:ident;)+) => {
         $(
             #[test]
             fn $name() {
-                run::run(conditional(Jmp::$op, $width));
+                let name = format!("{} (JMP, JMP32)", stringify!($op).to_uppercase());
+                run::run(run::both(&name, conditional(Jmp::$op, W64), conditional(Jmp::$op, W32)));
             }
         )+
     };
 }
 
 conditional_tests! {
-    jmp_jeq: Jeq, W64;
-    jmp32_jeq: Jeq, W32;
-    jmp_jne: Jne, W64;
-    jmp32_jne: Jne, W32;
-    jmp_jset: Jset, W64;
-    jmp32_jset: Jset, W32;
-    jmp_jgt: Jgt, W64;
-    jmp32_jgt: Jgt, W32;
-    jmp_jge: Jge, W64;
-    jmp32_jge: Jge, W32;
-    jmp_jlt: Jlt, W64;
-    jmp32_jlt: Jlt, W32;
-    jmp_jle: Jle, W64;
-    jmp32_jle: Jle, W32;
-    jmp_jsgt: Jsgt, W64;
-    jmp32_jsgt: Jsgt, W32;
-    jmp_jsge: Jsge, W64;
-    jmp32_jsge: Jsge, W32;
-    jmp_jslt: Jslt, W64;
-    jmp32_jslt: Jslt, W32;
-    jmp_jsle: Jsle, W64;
-    jmp32_jsle: Jsle, W32;
+    jmp_jeq: Jeq;
+    jmp_jne: Jne;
+    jmp_jset: Jset;
+    jmp_jgt: Jgt;
+    jmp_jge: Jge;
+    jmp_jlt: Jlt;
+    jmp_jle: Jle;
+    jmp_jsgt: Jsgt;
+    jmp_jsge: Jsge;
+    jmp_jslt: Jslt;
+    jmp_jsle: Jsle;
 }
 
 #[test]

@@ -178,6 +178,17 @@ impl Family {
     }
 }
 
+/// One instruction in both widths (`ALU` and `ALU64`, `JMP32` and `JMP`, `W` and `DW`): the
+/// sub-cases of both, named `instruction`, judged by the floor of `newer` (the class that came
+/// later, when they differ).
+pub fn both(instruction: &str, older: Family, newer: Family) -> Family {
+    let mut family = newer;
+    family.instruction = instruction.to_owned();
+    let subs = std::mem::take(&mut family.subs);
+    family.subs = older.subs.into_iter().chain(subs).collect();
+    family
+}
+
 /// `0x…` (JSON numbers lose precision past 2^53).
 pub fn hex(value: u64) -> String {
     format!("{value:#x}")
