@@ -244,9 +244,12 @@ fn unary(u: Unary) -> Sub {
     }
 }
 
+/// Operand pairs: (`dst`, `src` register value) and (`dst`, immediate).
+pub type Operands = (Vec<(u64, u64)>, Vec<(u64, i32)>);
+
 /// Operands of the plain arithmetic: carries, wraps, sign bits, the 32-bit boundary, and for
 /// `ALU` upper halves that must not matter.
-fn operands(width: Width) -> (Vec<(u64, u64)>, Vec<(u64, i32)>) {
+fn operands(width: Width) -> Operands {
     match width {
         W64 => (
             vec![
@@ -329,7 +332,9 @@ pub const NEVER: &str = "^$";
 /// others at load: `refuse`).
 fn shift(op: Alu, width: Width) -> Family {
     let mut family = Family::new(name(op, width), "insn.ebpf", NEVER);
-    let (values, amounts, imms): (Vec<u64>, Vec<(u64, Option<u64>)>, Vec<i32>) = match width {
+    // Destinations, register amounts (with whether the masked amount is 0), immediates.
+    type Shifts = (Vec<u64>, Vec<(u64, Option<u64>)>, Vec<i32>);
+    let (values, amounts, imms): Shifts = match width {
         W64 => (
             vec![0x8000_0000_0000_0001, 0xf0f0_0000_0000_0f0f],
             vec![
@@ -424,7 +429,9 @@ fn mov(width: Width) -> Family {
     let mut family = Family::new(format!("MOV ({})", class(width)), "insn.ebpf", NEVER);
     // The destination holds garbage first: the move must replace all of it.
     let garbage = 0xdead_beef_dead_beef;
-    let (regs, imms): (&[(u64, Option<u64>)], &[(i32, Option<u64>)]) = match width {
+    // Register and immediate sources, each with its result worked out by hand.
+    type Moves = (&'static [(u64, Option<u64>)], &'static [(i32, Option<u64>)]);
+    let (regs, imms): Moves = match width {
         // "{MOV, K, ALU64} means dst = (s64)imm"
         W64 => (
             &[(u64::MAX, None), (0x0123_4567_89ab_cdef, None)],

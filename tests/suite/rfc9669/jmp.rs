@@ -8,7 +8,7 @@
 
 use harness::insn::{Alu, Asm, Jmp, Reg, Reg::*, Size};
 
-use super::alu::{NEVER, PAIRS};
+use super::alu::{NEVER, Operands, PAIRS};
 use super::model::{self, Width, Width::*};
 use super::run::{self, Cell, Family, Group, Sub};
 
@@ -19,7 +19,7 @@ enum Src {
     Reg(u64),
 }
 
-fn operands(width: Width) -> (Vec<(u64, u64)>, Vec<(u64, i32)>) {
+fn operands(width: Width) -> Operands {
     match width {
         W64 => (
             vec![
