@@ -48,6 +48,21 @@ pub enum Group {
 }
 
 impl Group {
+    /// The floor of the group's name (`insn.base32`, …: from that release Linux has every
+    /// instruction of the group).
+    pub fn floor(name: &str) -> &'static str {
+        match name {
+            "base32" => "insn.base32",
+            "base64" => "insn.base64",
+            "atomic32" => "insn.atomic32",
+            "atomic64" => "insn.atomic64",
+            "divmul32" => "insn.divmul32",
+            "divmul64" => "insn.divmul64",
+            "packet" => "insn.packet",
+            _ => "insn.load_acquire",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Group::Base32 => "base32",
@@ -449,7 +464,10 @@ fn summary(family: &Family, observed: Option<(&Vec<Vec<u64>>, u32)>) -> Value {
         "group": if group_names.len() == 1 { json!(group_names[0]) } else { json!(group_names) },
         "groups": groups
             .iter()
-            .map(|(g, (n, failed))| (g.to_string(), json!({"subcases": n, "failed": failed})))
+            .map(|(g, (n, failed))| {
+                let floor = Group::floor(g);
+                (g.to_string(), json!({"subcases": n, "failed": failed, "floor": floor, "since": floors::since(floor)}))
+            })
             .collect::<serde_json::Map<_, _>>(),
         "sections": sections,
         "feature": family.feature,
