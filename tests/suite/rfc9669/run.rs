@@ -161,9 +161,9 @@ pub struct Sub {
     pub emit: Emit,
 }
 
-/// One instruction in one class: a case, one matrix row.
+/// One instruction (in both its widths, mostly): a case, one matrix row.
 pub struct Family {
-    /// `ADD (ALU64)`, `CMPXCHG (W)`, ….
+    /// `ADD (ALU, ALU64)`, `CMPXCHG (ATOMIC W, DW)`, ….
     pub instruction: String,
     /// The floor of the instruction (`insn.*`).
     pub feature: &'static str,
@@ -331,7 +331,7 @@ impl Layout {
             .collect()
     }
 
-    /// The array (one element) whose value holds every cell, written.
+    /// The array (one element) whose value holds every cell.
     fn map(&self) -> CaseResult<MapHandle> {
         let opts = libbpf_sys::bpf_map_create_opts {
             sz: size_of::<libbpf_sys::bpf_map_create_opts>() as _,
