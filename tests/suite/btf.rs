@@ -14,8 +14,6 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
-use testkit::raw_load::{self, RawProgram};
-use testkit::{Case, CaseError, LogLevel};
 use libbpf_rs::btf::Btf;
 use libbpf_rs::btf::types::Struct;
 use libbpf_rs::query::{ProgInfoIter, ProgInfoQueryOptions};
@@ -23,6 +21,8 @@ use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapInfo, Program, ProgramInput, ProgramType};
 use programs::btf::BtfSkelBuilder;
 use programs::btf::types::flow_stats;
+use testkit::raw_load::{self, RawProgram};
+use testkit::{Case, CaseError, LogLevel};
 
 /// A 64-byte frame; a socket filter sees it without its 14-byte Ethernet header.
 const PACKET: [u8; 64] = [0; 64];

@@ -16,10 +16,10 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 
-use testkit::{Case, CaseError, Cgroup, OrError, child, probe};
 use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use programs::cgroup_device::CgroupDeviceSkelBuilder;
+use testkit::{Case, CaseError, Cgroup, OrError, child, probe};
 
 const DENIED: &str = "/dev/null";
 const ALLOWED: &str = "/dev/zero";

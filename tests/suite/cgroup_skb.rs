@@ -24,12 +24,12 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use testkit::test_run::Row;
-use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use programs::cgroup_skb::{CgroupSkbSkel, CgroupSkbSkelBuilder};
 use rstest::rstest;
+use testkit::test_run::Row;
+use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 
 /// Ports inside the case's own network namespace (nothing else binds there).
 const BLOCKED_PORT: u16 = 7001;

@@ -14,13 +14,13 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 
-use testkit::{Case, CaseError, Cgroup, child, probe};
 use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use nix::sys::socket::AddressFamily::{self, Inet, Inet6};
 use nix::sys::socket::SockType::{self, Datagram, Raw, Stream};
 use nix::sys::socket::{SockFlag, SockProtocol, getsockopt, socket, sockopt};
 use programs::cgroup_sock::CgroupSockSkelBuilder;
+use testkit::{Case, CaseError, Cgroup, child, probe};
 
 /// The mark the program sets ("bpfc").
 const MARK: u32 = 0x6270_6663;

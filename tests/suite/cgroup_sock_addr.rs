@@ -34,15 +34,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, U
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
-use testkit::raw_load::RawProgram;
-use testkit::{
-    Case, CaseError, CaseResult, Cgroup, LogLevel, NetNs, OrError, child, floors, observe, probe,
-};
 use libbpf_rs::{ProgramAttachType, ProgramType};
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 use programs::cgroup_sock_addr::{CgroupSockAddrSkel, CgroupSockAddrSkelBuilder, types};
+use testkit::raw_load::RawProgram;
+use testkit::{
+    Case, CaseError, CaseResult, Cgroup, LogLevel, NetNs, OrError, child, floors, observe, probe,
+};
 
 /// How long the test's side of a connection waits for the child: as long as the child may run.
 pub(crate) const WAIT: Duration = child::TIMEOUT;

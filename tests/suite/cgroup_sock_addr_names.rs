@@ -25,11 +25,11 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 
-use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child};
 use libbpf_rs::{Link, ProgramAttachType, ProgramMut, ProgramType};
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, socket};
 use programs::cgroup_sock_addr_names::{CgroupSockAddrNamesSkel, CgroupSockAddrNamesSkelBuilder};
+use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child};
 
 use crate::cgroup_sock_addr::{
     ARRIVAL, Text, WAIT, inside, probe_attach_type, serve_once, succeeded,

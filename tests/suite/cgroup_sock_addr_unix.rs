@@ -28,11 +28,11 @@ use std::os::unix::net::{SocketAddr, UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
 use std::thread::JoinHandle;
 
-use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, observe, probe};
 use libbpf_rs::{Link, ProgramAttachType, ProgramMut, ProgramType};
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, connect, socket};
 use programs::cgroup_sock_addr_unix::{CgroupSockAddrUnixSkel, CgroupSockAddrUnixSkelBuilder};
+use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, observe, probe};
 
 use crate::cgroup_sock_addr::{ARRIVAL, Text, WAIT, inside, probe_attach_type, succeeded};
 

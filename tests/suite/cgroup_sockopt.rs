@@ -22,13 +22,13 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
-use testkit::observe::{self, volatile};
-use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::SkelBuilder;
 use nix::errno::Errno;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
 use programs::cgroup_sockopt::CgroupSockoptSkelBuilder;
+use testkit::observe::{self, volatile};
+use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 
 /// The IP_TTL the child tries to set (refused).
 const ATTEMPTED_TTL: i32 = 5;

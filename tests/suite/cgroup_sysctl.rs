@@ -24,8 +24,6 @@ use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 
-use testkit::observe::volatile;
-use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::libbpf_sys::{
     BPF_FUNC_sysctl_get_name, BPF_FUNC_sysctl_get_new_value, BPF_FUNC_sysctl_set_new_value,
@@ -33,6 +31,8 @@ use libbpf_rs::libbpf_sys::{
 use libbpf_rs::skel::SkelBuilder;
 use nix::errno::Errno;
 use programs::cgroup_sysctl::CgroupSysctlSkelBuilder;
+use testkit::observe::volatile;
+use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 
 /// The filtered sysctl (per network namespace).
 const FILTERED: &str = "/proc/sys/net/ipv4/ip_default_ttl";

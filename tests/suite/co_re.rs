@@ -11,11 +11,11 @@ use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use testkit::observe::volatile;
-use testkit::{Case, CaseError, LogLevel, OrError, co_re, ksyscall, probe, runs};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use programs::co_re::CoReSkelBuilder;
+use testkit::observe::volatile;
+use testkit::{Case, CaseError, LogLevel, OrError, co_re, ksyscall, probe, runs};
 
 /// getpgid's argument that the program reports on: above the kernel's PID_MAX_LIMIT
 /// (4,194,304), so no process has it and nobody else asks for it.

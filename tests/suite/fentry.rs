@@ -8,11 +8,11 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
-use testkit::observe::volatile;
-use testkit::{Case, LogLevel, floors, ftrace, ksyscall, runs};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{ErrorKind, ProgramType};
 use programs::fentry::FentrySkelBuilder;
+use testkit::observe::volatile;
+use testkit::{Case, LogLevel, floors, ftrace, ksyscall, runs};
 
 /// fentry/fexit on kernel functions.
 const FENTRY: &str = "attach_type.fentry";

@@ -26,16 +26,16 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::{MapCore, MapFlags, ProgramType};
+use programs::flow_dissector::{FlowDissectorSkel, FlowDissectorSkelBuilder};
+use rstest::rstest;
 use testkit::packet::{
     self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4,
 };
 use testkit::test_run::Row;
 use testkit::veth::VethPair;
 use testkit::{Case, CaseResult, OrError, floors, observe, probe};
-use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{MapCore, MapFlags, ProgramType};
-use programs::flow_dissector::{FlowDissectorSkel, FlowDissectorSkelBuilder};
-use rstest::rstest;
 
 /// UDP to the service address on this port is routed (by a policy rule on the port) to the
 /// table where that address is local.

@@ -7,13 +7,13 @@
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 
-use testkit::observe::volatile;
-use testkit::{Case, CaseResult, LogLevel, ftrace, probe};
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use libbpf_rs::{ErrorKind, ProgramType};
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
 use programs::fmod_ret::FmodRetSkelBuilder;
+use testkit::observe::volatile;
+use testkit::{Case, CaseResult, LogLevel, ftrace, probe};
 
 /// fmod_ret on a security_* function.
 const FMOD_RET: &str = "attach_type.fmod_ret";

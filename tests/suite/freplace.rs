@@ -11,12 +11,12 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
 
-use testkit::{Case, CaseResult, LogLevel, floors, ftrace, packet, probe, test_run};
 use libbpf_rs::libbpf_sys::{self, XDP_DROP, XDP_PASS};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, ProgramInput, ProgramMut, ProgramType};
 use programs::freplace::FreplaceSkelBuilder;
 use programs::freplace_ext::FreplaceExtSkelBuilder;
+use testkit::{Case, CaseResult, LogLevel, floors, ftrace, packet, probe, test_run};
 
 /// The global function the extension replaces.
 const TARGET_FN: &str = "verdict";

@@ -8,11 +8,11 @@ use std::mem::MaybeUninit;
 use std::os::unix::fs::symlink;
 use std::time::Duration;
 
-use testkit::{Case, LogLevel, OrError, TracePipe, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use programs::hello_world::HelloWorldSkelBuilder;
 use programs::hello_world_proprietary::HelloWorldProprietarySkelBuilder;
+use testkit::{Case, LogLevel, OrError, TracePipe, probe};
 
 const GREETING: &str = "Hello, BPF World!";
 

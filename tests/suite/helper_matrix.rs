@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::json;
 use testkit::features::{self, Features};
 use testkit::{Case, CaseError, floors};
-use serde_json::json;
 
 /// One row's verdict on this kernel.
 enum Verdict {

@@ -8,7 +8,6 @@
 use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
-use testkit::{Case, CaseResult, OrError, floors, ksyscall, observe, probe, test_run};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramInput, ProgramMut, ProgramType};
@@ -19,6 +18,7 @@ use programs::helper_loop::HelperLoopSkelBuilder;
 use programs::helper_ringbuf::HelperRingbufSkelBuilder;
 use programs::helper_snprintf::HelperSnprintfSkelBuilder;
 use programs::helper_timer::HelperTimerSkelBuilder;
+use testkit::{Case, CaseResult, OrError, floors, ksyscall, observe, probe, test_run};
 
 /// A minimal Ethernet frame for the XDP test runs.
 const FRAME: [u8; 64] = [0; 64];

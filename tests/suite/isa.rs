@@ -14,13 +14,13 @@
 
 use std::mem::MaybeUninit;
 
-use testkit::load::{LogLevel, load_skel};
-use testkit::{Case, CaseError, CaseResult, floors};
 use libbpf_rs::libbpf_sys::bpf_insn;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ProgramInput, ProgramType};
 use rstest::rstest;
 use serde_json::{Value, json};
+use testkit::load::{LogLevel, load_skel};
+use testkit::{Case, CaseError, CaseResult, floors};
 
 /// A frame whose bytes (after the 14-byte Ethernet header a socket filter does not see) have the
 /// top bit set and clear, so sign extension matters.

@@ -17,10 +17,10 @@ use std::os::fd::AsFd;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use testkit::{Case, CaseResult, LogLevel, OrError, floors};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{Iter, Link, MapCore, MapFlags, ProgramType};
 use programs::iter::{IterSkel, IterSkelBuilder};
+use testkit::{Case, CaseResult, LogLevel, OrError, floors};
 
 /// The threads the task case starts (names within the kernel's 15 characters).
 const NAMES: [&str; 3] = ["iter-thread-0", "iter-thread-1", "iter-thread-2"];

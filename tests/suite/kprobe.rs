@@ -11,9 +11,9 @@ use std::os::unix::fs::symlink;
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::{Case, OrError, floors, ksyscall, observe, probe};
 use libbpf_rs::ProgramType;
 use programs::kprobe::KprobeSkelBuilder;
+use testkit::{Case, OrError, floors, ksyscall, observe, probe};
 
 #[test]
 fn execve_entry_and_return() {

@@ -6,11 +6,11 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
-use testkit::observe::volatile;
-use testkit::{Case, CaseError, floors, ksyscall, probe, runs};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{KprobeMultiOpts, ProgramType};
 use programs::kprobe_multi::KprobeMultiSkelBuilder;
+use testkit::observe::volatile;
+use testkit::{Case, CaseError, floors, ksyscall, probe, runs};
 
 const KPROBE_MULTI: &str = "attach_type.kprobe_multi";
 /// A probed syscall's name, a call of it, and how often the test makes that call.

@@ -6,12 +6,12 @@
 //! the kernel's reason. A program that calls no GPL-only helper loads under "Proprietary" too, and
 //! is marked not GPL-compatible. Each load's whole verifier log is snapshotted per kernel.
 
-use testkit::insn::{Asm, Reg::*};
-use testkit::raw_load::{self, RawProgram};
-use testkit::{Case, LogLevel, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::libbpf_sys::{BPF_FUNC_ktime_get_ns, BPF_FUNC_probe_read_kernel};
 use rstest::rstest;
+use testkit::insn::{Asm, Reg::*};
+use testkit::raw_load::{self, RawProgram};
+use testkit::{Case, LogLevel, probe};
 
 /// `bpf_probe_read_kernel(fp - 8, 8, NULL)`; returns 0.
 fn reads_kernel_memory() -> Asm {

@@ -16,13 +16,13 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use testkit::observe::volatile;
-use testkit::{Case, CaseError, CaseResult, OrError, floors, probe};
 use libbpf_rs::libbpf_sys::{self, BPF_FUNC_rc_keydown, BPF_FUNC_rc_pointer_rel, BPF_LIRC_MODE2};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{Program, ProgramType};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use programs::lirc_mode2::LircMode2SkelBuilder;
+use testkit::observe::volatile;
+use testkit::{Case, CaseError, CaseResult, OrError, floors, probe};
 
 /// The decoder's timing (lirc_mode2.bpf.c): leader pulse and space, bit pulse, 0 and 1 spaces.
 const LEADER_PULSE: u32 = 4500;

@@ -13,14 +13,14 @@ use std::fs;
 use std::mem::MaybeUninit;
 use std::path::Path;
 
-use testkit::observe::volatile;
-use testkit::{Case, CaseResult, LogLevel, OrError, floors, ftrace, probe};
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use libbpf_rs::{ErrorKind, ProgramType};
 use nix::errno::Errno;
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use programs::lsm::LsmSkelBuilder;
+use testkit::observe::volatile;
+use testkit::{Case, CaseResult, LogLevel, OrError, floors, ftrace, probe};
 
 use crate::fmod_ret::refuses_the_target_only;
 

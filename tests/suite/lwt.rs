@@ -41,15 +41,15 @@
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
+use libbpf_rs::{ProgramMut, ProgramType};
+use programs::lwt::{LwtSkel, LwtSkelBuilder};
+use rstest::rstest;
 use testkit::observe::{self, volatile};
 use testkit::packet::{self, ETH_HLEN};
 use testkit::pins::PinDir;
 use testkit::test_run::Row;
 use testkit::veth::Line;
 use testkit::{Case, CaseError, CaseResult, NetNs, OrError, errno, probe};
-use libbpf_rs::{ProgramMut, ProgramType};
-use programs::lwt::{LwtSkel, LwtSkelBuilder};
-use rstest::rstest;
 
 /// UDP to this port is dropped by the in and out programs.
 const DROP_PORT: u16 = 7201;

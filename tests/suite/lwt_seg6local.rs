@@ -43,16 +43,16 @@ use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use libbpf_rs::ProgramType;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg};
+use programs::lwt_seg6local::{LwtSeg6localSkel, LwtSeg6localSkelBuilder};
+use rstest::rstest;
 use testkit::observe::{self, volatile};
 use testkit::packet::{self, ETH_P_IPV6, IPPROTO_UDP};
 use testkit::pins::PinDir;
 use testkit::test_run::Row;
 use testkit::veth::Line;
 use testkit::{Case, CaseError, CaseResult, OrError, probe, sockopt};
-use libbpf_rs::ProgramType;
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg};
-use programs::lwt_seg6local::{LwtSeg6localSkel, LwtSeg6localSkelBuilder};
-use rstest::rstest;
 
 /// The End.BPF segment identifier (on `r`).
 const SID: Ipv6Addr = Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0xe);

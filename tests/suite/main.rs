@@ -36,6 +36,7 @@ mod probe;
 mod raw_tracepoint;
 mod raw_tracepoint_writable;
 mod records;
+mod rfc9669;
 mod sched_act;
 mod sched_cls;
 mod sk_lookup;

@@ -16,13 +16,13 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::ptr::NonNull;
 
-use testkit::observe::{self, volatile};
-use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, ProgramType};
 use nix::errno::Errno;
 use programs::netfilter::NetfilterSkelBuilder;
+use testkit::observe::{self, volatile};
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 
 /// UDP to this port is dropped at LOCAL_IN.
 const DROP_PORT: u16 = 7401;

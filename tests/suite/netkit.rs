@@ -21,13 +21,13 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::ptr::NonNull;
 
-use testkit::netkit::{FLOOR, NetkitPair};
-use testkit::observe::{self, volatile};
-use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, Program, ProgramType, libbpf_sys};
 use nix::errno::Errno;
 use programs::netkit::{NetkitSkel, NetkitSkelBuilder};
+use testkit::netkit::{FLOOR, NetkitPair};
+use testkit::observe::{self, volatile};
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 
 /// UDP to this port is dropped by the primary program.
 const DROP_PORT: u16 = 7701;

@@ -10,13 +10,13 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 
-use testkit::{Case, CaseError, CaseResult, floors, observe};
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use perf_event_open_sys::bindings::{
     PERF_COUNT_HW_CPU_CYCLES, PERF_COUNT_SW_CPU_CLOCK, PERF_FLAG_FD_CLOEXEC, PERF_TYPE_HARDWARE,
     PERF_TYPE_SOFTWARE, perf_event_attr,
 };
 use programs::perf_event::PerfEventSkelBuilder;
+use testkit::{Case, CaseError, CaseResult, floors, observe};
 
 /// Samples of the burning thread the case waits for.
 const SAMPLES: u64 = 20;

@@ -17,12 +17,12 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
-use testkit::observe::poll;
-use testkit::pins::PinDir;
-use testkit::{Case, CaseResult, OrError, probe, raw_load};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Program, ProgramType};
 use programs::pinning::{PinningSkel, PinningSkelBuilder};
+use testkit::observe::poll;
+use testkit::pins::PinDir;
+use testkit::{Case, CaseResult, OrError, probe, raw_load};
 
 /// getppid() calls the test makes at a time to see them counted.
 const SYSCALLS: u64 = 200;

@@ -11,9 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use serde_json::{Value, json};
 use testkit::features::Features;
 use testkit::{Case, CaseError, OrError};
-use serde_json::{Value, json};
 
 /// bpftool, on PATH or where Debian installs it.
 fn bpftool() -> Result<PathBuf, CaseError> {

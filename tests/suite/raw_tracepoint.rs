@@ -22,11 +22,11 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use testkit::observe::poll;
-use testkit::{Case, CaseError, CaseResult, OrError, probe, raw_load};
 use libbpf_rs::skel::Skel;
 use libbpf_rs::{Link, MapCore, MapFlags, ProgramType, libbpf_sys};
 use programs::raw_tracepoint::{RawTracepointSkel, RawTracepointSkelBuilder};
+use testkit::observe::poll;
+use testkit::{Case, CaseError, CaseResult, OrError, probe, raw_load};
 
 const GETPIDS: u64 = 1000;
 const GETPPIDS: u64 = 300;

@@ -19,12 +19,12 @@ use std::ffi::CString;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use testkit::insn::{Asm, Jmp, Reg::*, Size};
-use testkit::raw_load::RawProgram;
-use testkit::{Case, CaseError, CaseResult, probe};
 use libbpf_rs::{ProgramType, libbpf_sys};
 use nix::errno::Errno;
 use programs::raw_tracepoint_writable::RawTracepointWritableSkelBuilder;
+use testkit::insn::{Asm, Jmp, Reg::*, Size};
+use testkit::raw_load::RawProgram;
+use testkit::{Case, CaseError, CaseResult, probe};
 
 /// The errno the program makes the test run return.
 const ERRNO: Errno = Errno::EXFULL;

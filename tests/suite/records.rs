@@ -1,11 +1,11 @@
 //! The result records themselves: many processes and threads writing at once into one results
 //! directory (9p inside the VMs, where file locks do not work) lose and tear nothing.
 
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, fork};
 use testkit::Case;
 use testkit::outcome::{OrError, Outcome};
 use testkit::results::{self, Record};
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork};
 
 const PROCESSES: usize = 4;
 const THREADS: usize = 2;

@@ -25,15 +25,15 @@
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
+use libbpf_rs::ProgramType;
+use programs::sched_act::{SchedActSkel, SchedActSkelBuilder};
+use rstest::rstest;
 use testkit::observe::{self, volatile};
 use testkit::packet::Flow;
 use testkit::pins::PinDir;
 use testkit::test_run::Row;
 use testkit::veth::VethPair;
 use testkit::{Case, CaseResult, OrError, probe};
-use libbpf_rs::ProgramType;
-use programs::sched_act::{SchedActSkel, SchedActSkelBuilder};
-use rstest::rstest;
 
 /// UDP to this port is dropped by the action.
 const DROP_PORT: u16 = 7101;

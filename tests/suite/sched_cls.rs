@@ -31,15 +31,15 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
+use libbpf_rs::{ProgramType, TC_EGRESS, TC_INGRESS, TcHookBuilder};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
+use programs::sched_cls::{SchedClsSkel, SchedClsSkelBuilder};
+use rstest::rstest;
 use testkit::observe::{self, volatile};
 use testkit::packet::{self, ETH_HLEN, Flow};
 use testkit::test_run::Row;
 use testkit::veth::VethPair;
 use testkit::{Case, CaseError, CaseResult, OrError, probe};
-use libbpf_rs::{ProgramType, TC_EGRESS, TC_INGRESS, TcHookBuilder};
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
-use programs::sched_cls::{SchedClsSkel, SchedClsSkelBuilder};
-use rstest::rstest;
 
 /// UDP to this port is dropped on the sender's egress.
 const DROP_PORT: u16 = 7001;

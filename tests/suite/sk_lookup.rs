@@ -25,14 +25,14 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use testkit::observe::{self, volatile};
-use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, ProgramType};
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 use programs::sk_lookup::SkLookupSkelBuilder;
+use testkit::observe::{self, volatile};
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 
 /// The steered range (inclusive).
 const RANGE_LO: u16 = 7100;

@@ -29,13 +29,13 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use testkit::observe::volatile;
-use testkit::stream::{assert_bytes_eq, read_to_sentinel, tcp_pair};
-use testkit::{Case, NetNs, OrError, errno, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::sk_msg::types::bss as Bss;
 use programs::sk_msg::{SkMsgSkel, SkMsgSkelBuilder};
+use testkit::observe::volatile;
+use testkit::stream::{assert_bytes_eq, read_to_sentinel, tcp_pair};
+use testkit::{Case, NetNs, OrError, errno, probe, test_run};
 
 /// How long messages that must arrive may take.
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -30,8 +30,6 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use testkit::observe::volatile;
-use testkit::{Case, NetNs, OrError, errno, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use nix::sys::socket::{
@@ -40,6 +38,8 @@ use nix::sys::socket::{
 };
 use nix::sys::time::{TimeVal, TimeValLike};
 use programs::sk_reuseport::{SkReuseportSkel, SkReuseportSkelBuilder};
+use testkit::observe::volatile;
+use testkit::{Case, NetNs, OrError, errno, probe, test_run};
 
 /// How long datagrams and connections that must arrive may take.
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -21,13 +21,13 @@ use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use testkit::observe::{self, volatile};
-use testkit::stream::{assert_bytes_eq, read_queued, read_to_sentinel, tcp_pair};
-use testkit::{Case, CaseError, NetNs, OrError, floors, probe};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ErrorKind, MapCore, MapFlags, ProgramType, libbpf_sys};
 use programs::sk_skb_verdict::SkSkbVerdictSkelBuilder;
 use rstest::rstest;
+use testkit::observe::{self, volatile};
+use testkit::stream::{assert_bytes_eq, read_queued, read_to_sentinel, tcp_pair};
+use testkit::{Case, CaseError, NetNs, OrError, floors, probe};
 
 /// How long bytes that must arrive (and verdicts that must come) may take.
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -9,11 +9,11 @@ use std::mem::MaybeUninit;
 
 use std::os::fd::AsFd;
 
-use testkit::observe::Trigger;
-use testkit::{Case, OrError, runs};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::Skel;
 use programs::skeleton::SkeletonSkelBuilder;
+use testkit::observe::Trigger;
+use testkit::{Case, OrError, runs};
 
 const WRITES: u64 = 100;
 

@@ -24,11 +24,11 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use testkit::{Case, CaseError, Cgroup, NetNs, child, probe};
 use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use nix::sys::socket::{getsockopt, sockopt};
 use programs::sock_ops::SockOpsSkelBuilder;
+use testkit::{Case, CaseError, Cgroup, NetNs, child, probe};
 
 const CONNECTIONS: usize = 3;
 const ROUND_TRIPS: u32 = 30;

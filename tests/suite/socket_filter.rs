@@ -24,14 +24,14 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use testkit::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
-use testkit::test_run::Row;
-use testkit::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe, sockopt};
 use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, recv};
 use programs::socket_filter::{SocketFilterSkel, SocketFilterSkelBuilder};
 use rstest::rstest;
+use testkit::packet::{self, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
+use testkit::test_run::Row;
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, observe, probe, sockopt};
 
 /// Payloads starting with this byte are kept whole.
 const KEEP: u8 = b'K';

@@ -16,8 +16,6 @@ use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 
-use testkit::observe::volatile;
-use testkit::{Case, CaseError, CaseResult, LoadOutcome, LogLevel, NetNs, OrError, ftrace};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ErrorKind, Link, MapMut, ProgramType};
 use nix::errno::Errno;
@@ -27,6 +25,8 @@ use nix::sys::socket::{
 };
 use programs::struct_ops::StructOpsSkelBuilder;
 use programs::struct_ops_plain::StructOpsPlainSkelBuilder;
+use testkit::observe::volatile;
+use testkit::{Case, CaseError, CaseResult, LoadOutcome, LogLevel, NetNs, OrError, ftrace};
 
 /// Sockets that select the BPF algorithm.
 const SOCKETS: usize = 2;

@@ -7,10 +7,10 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
-use testkit::{Case, floors, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapInfo, MapType, ProgramType, libbpf_sys};
 use programs::syscall::SyscallSkelBuilder;
+use testkit::{Case, floors, probe, test_run};
 
 /// The program's context (`struct args`).
 #[repr(C)]

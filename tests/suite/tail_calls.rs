@@ -12,11 +12,11 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 
-use testkit::{Case, CaseResult};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramType};
 use programs::tail_calls::{TailCallsSkel, TailCallsSkelBuilder};
 use serde_json::json;
+use testkit::{Case, CaseResult};
 
 // Slots of the program array and indices of the counters, as in tail_calls.bpf.c.
 const SLOT_CALLEE: u32 = 0;

@@ -25,14 +25,14 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
 
-use testkit::observe::{self, volatile};
-use testkit::veth::VethPair;
-use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, Program, ProgramType};
 use nix::errno::Errno;
 use programs::tcx::{TcxSkel, TcxSkelBuilder};
+use testkit::observe::{self, volatile};
+use testkit::veth::VethPair;
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 
 /// UDP to this port is dropped on the sender's egress.
 const DROP_PORT: u16 = 7501;

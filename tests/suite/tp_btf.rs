@@ -9,12 +9,12 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
-use testkit::observe::volatile;
-use testkit::{Case, LogLevel, floors, ksyscall, runs};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use programs::tp_btf::TpBtfSkelBuilder;
 use programs::tp_btf::types::call;
+use testkit::observe::volatile;
+use testkit::{Case, LogLevel, floors, ksyscall, runs};
 
 /// BTF-enabled raw tracepoints.
 const TP_BTF: &str = "attach_type.tp_btf";

@@ -8,10 +8,10 @@ use std::os::unix::fs::symlink;
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::{Case, OrError, observe, probe};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use programs::tracepoint::TracepointSkelBuilder;
+use testkit::{Case, OrError, observe, probe};
 
 #[test]
 fn execve_filename_from_context() {

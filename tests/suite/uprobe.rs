@@ -7,11 +7,11 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
-use testkit::observe::volatile;
-use testkit::{Case, OrError, floors, runs};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramType, UprobeOpts};
 use programs::uprobe::UprobeSkelBuilder;
+use testkit::observe::volatile;
+use testkit::{Case, OrError, floors, runs};
 
 /// The argument pairs of the calls the test makes.
 const CALLS: [(u64, u64); 3] = [(1, 2), (0xdead_beef, 7), (u64::MAX, 0x1234)];

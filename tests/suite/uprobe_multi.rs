@@ -9,14 +9,14 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
-use testkit::child::Child;
-use testkit::observe::volatile;
-use testkit::{Case, OrError, floors, probe, runs};
 use libbpf_rs::libbpf_sys::{BPF_FUNC_get_attach_cookie, BPF_FUNC_get_func_ip};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramType, UprobeMultiOpts};
 use programs::uprobe_multi::UprobeMultiSkelBuilder;
 use programs::uprobe_multi::types::hit;
+use testkit::child::Child;
+use testkit::observe::volatile;
+use testkit::{Case, OrError, floors, probe, runs};
 
 const UPROBE_MULTI: &str = "attach_type.uprobe_multi";
 

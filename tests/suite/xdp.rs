@@ -45,15 +45,15 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsFd;
 
+use libbpf_rs::libbpf_sys::{XDP_DROP, XDP_PASS, XDP_TX};
+use libbpf_rs::{MapCore, MapFlags, ProgramType, Xdp, XdpFlags};
+use programs::xdp::{XdpSkel, XdpSkelBuilder};
+use rstest::rstest;
 use testkit::capture::{Capture, Frame};
 use testkit::packet::{self, ETH_HLEN, ETH_P_ARP, Flow, hex};
 use testkit::test_run::Row;
 use testkit::veth::VethPair;
 use testkit::{Case, CaseError, CaseResult, NetNs, OrError, ethtool, observe, probe};
-use libbpf_rs::libbpf_sys::{XDP_DROP, XDP_PASS, XDP_TX};
-use libbpf_rs::{MapCore, MapFlags, ProgramType, Xdp, XdpFlags};
-use programs::xdp::{XdpSkel, XdpSkelBuilder};
-use rstest::rstest;
 
 /// UDP to this port is dropped.
 const DROP_PORT: u16 = 7201;

@@ -51,13 +51,6 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use testkit::capture::{Capture, Frame, hwaddr};
-use testkit::observe::{self, volatile};
-use testkit::packet::hex;
-use testkit::packet::{self, ETH_HLEN, ETH_P_IP, IPPROTO_UDP, Ipv4};
-use testkit::veth::VethPair;
-use testkit::xdp::XdpAttachment;
-use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::libbpf_sys::{XDP_PASS, XDP_REDIRECT};
 use libbpf_rs::skel::SkelBuilder;
@@ -67,6 +60,13 @@ use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 use programs::xdp_features::{XdpFeaturesSkel, XdpFeaturesSkelBuilder};
 use rstest::rstest;
+use testkit::capture::{Capture, Frame, hwaddr};
+use testkit::observe::{self, volatile};
+use testkit::packet::hex;
+use testkit::packet::{self, ETH_HLEN, ETH_P_IP, IPPROTO_UDP, Ipv4};
+use testkit::veth::VethPair;
+use testkit::xdp::XdpAttachment;
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 
 /// UDP to this port (inside IPIP) is what the stripped packets carry.
 const STRIP_PORT: u16 = 7601;

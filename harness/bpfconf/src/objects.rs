@@ -10,9 +10,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use libbpf_rs::ObjectBuilder;
 use loader::load::{LogLevel, load_object};
 use record::{self as record, Outcome, Record};
-use libbpf_rs::ObjectBuilder;
 use std::os::fd::{AsFd, AsRawFd};
 
 use crate::column;

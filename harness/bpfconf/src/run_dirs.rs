@@ -175,9 +175,7 @@ pub(crate) mod tests {
     use std::collections::BTreeMap;
     use std::path::Path;
 
-    use record::{
-        LoadOutcome, Outcome, ProgSize, ProgramLog, RunCost, VerifierStats, write,
-    };
+    use record::{LoadOutcome, Outcome, ProgSize, ProgramLog, RunCost, VerifierStats, write};
 
     use super::*;
     use crate::report::Report;

@@ -10,7 +10,7 @@ mod load;
 mod outcome;
 
 use std::fs;
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -141,7 +141,8 @@ pub fn write(dir: &Path, record: &Record) -> io::Result<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(&column)?;
-    serde_json::to_writer(&mut tmp, record)?;
+    // One write: serde_json writes a file token by token, each a round trip over a VM's 9p root.
+    tmp.write_all(&serde_json::to_vec(record)?)?;
     // On the host before the rename: a VM that crashes later keeps the records made before.
     tmp.as_file().sync_all()?;
     tmp.persist(column.join(format!("{name}.json")))

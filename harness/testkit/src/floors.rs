@@ -36,6 +36,10 @@ pub struct Floor {
     /// Stable releases that dropped it too.
     #[serde(default)]
     pub removed_stable: Vec<String>,
+    /// Stable releases of older series that got it too (a backport): from that patch level on,
+    /// the series counts as past the floor.
+    #[serde(default)]
+    pub backported: Vec<String>,
     /// The commit that removed it.
     pub removed_by: Option<String>,
     /// Commit or release that introduced (or removed) it.
@@ -274,7 +278,7 @@ fn decide_outcome(id: &str, said: &str, kernel: &Running, deviations: &[Deviatio
     } else {
         format!(" / {}", config.join(", "))
     };
-    if !version.at_least(since) {
+    if !version.at_least(since) && !backported(floor, version) {
         return CaseError::unsupported(format!(
             "{said}: {what} needs Linux {since}+{needs}; this is {} ({})",
             kernel.release, floor.source
@@ -349,6 +353,20 @@ fn option_off(options: &HashMap<String, String>, need: &str) -> Option<String> {
     }
 }
 
+/// Whether a stable release of `version`'s series at or before it got the feature (an unknown
+/// patch level does not count: the release alone cannot show it).
+fn backported(floor: &Floor, version: Version) -> bool {
+    floor
+        .backported
+        .iter()
+        .filter_map(|s| Version::parse(s))
+        .any(|stable| {
+            (stable.major, stable.minor) == (version.major, version.minor)
+                && version.patch.is_some()
+                && version.at_least(stable)
+        })
+}
+
 /// Where `floor` says the feature left a kernel of `version`, if it did.
 fn removal(floor: &Floor, version: Version) -> Option<String> {
     if let Some(removed) = floor.removed.as_deref().and_then(Version::parse)
@@ -382,6 +400,7 @@ fn describe(id: &str) -> String {
         "map_type" => format!("map type {key}"),
         "test_run" => format!("BPF_PROG_TEST_RUN of {key}"),
         "isa" => format!("instruction set {key} (-mcpu={key})"),
+        "insn" => format!("instruction {key} (RFC 9669 conformance)"),
         "tracepoint" => format!("tracepoint {key}"),
         "verifier" => format!("verifier feature {key}"),
         "fs" => format!("filesystem {key}"),

@@ -15,6 +15,11 @@
 //!
 //! Jump offsets are in instruction slots relative to the instruction after the jump, as the kernel
 //! counts them; `ld_imm64` and map loads take two slots.
+//!
+//! Every encoding of RFC 9669 has a method (32- and 64-bit arithmetic with the signed division and
+//! modulo and the sign-extending moves, byte swaps, 32- and 64-bit jumps and `gotol`, loads and
+//! stores with the sign-extending loads, the atomic operations, the legacy packet loads), and so do
+//! Linux's load-acquire and store-release (6.15+). [`Asm::raw`] appends any slot, valid or not.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -38,26 +43,56 @@ pub enum Reg {
     R10,
 }
 
-/// Arithmetic operations (`BPF_ALU`/`BPF_ALU64` op field).
+/// Arithmetic operations (`BPF_ALU`/`BPF_ALU64` op field; `Sdiv` and `Smod` are `Div` and `Mod`
+/// with offset 1, 6.6+).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub enum Alu {
-    Add = 0x00,
-    Sub = 0x10,
-    Mul = 0x20,
-    Div = 0x30,
-    Or = 0x40,
-    And = 0x50,
-    Lsh = 0x60,
-    Rsh = 0x70,
-    Neg = 0x80,
-    Mod = 0x90,
-    Xor = 0xa0,
-    Mov = 0xb0,
-    Arsh = 0xc0,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Sdiv,
+    Or,
+    And,
+    Lsh,
+    Rsh,
+    Neg,
+    Mod,
+    Smod,
+    Xor,
+    Mov,
+    Arsh,
 }
 
-/// Conditional jumps (`BPF_JMP` op field); `Jlt`/`Jle`/`Jslt`/`Jsle` need kernel 4.14.
+impl Alu {
+    /// The op field (`BPF_ADD`, …).
+    pub fn code(self) -> u8 {
+        match self {
+            Alu::Add => 0x00,
+            Alu::Sub => 0x10,
+            Alu::Mul => 0x20,
+            Alu::Div | Alu::Sdiv => 0x30,
+            Alu::Or => 0x40,
+            Alu::And => 0x50,
+            Alu::Lsh => 0x60,
+            Alu::Rsh => 0x70,
+            Alu::Neg => 0x80,
+            Alu::Mod | Alu::Smod => 0x90,
+            Alu::Xor => 0xa0,
+            Alu::Mov => 0xb0,
+            Alu::Arsh => 0xc0,
+        }
+    }
+
+    /// The offset field: 1 for the signed division and modulo, 0 otherwise.
+    pub fn offset(self) -> i16 {
+        i16::from(matches!(self, Alu::Sdiv | Alu::Smod))
+    }
+}
+
+/// Conditional jumps (`BPF_JMP`/`BPF_JMP32` op field); `Jlt`/`Jle`/`Jslt`/`Jsle` need kernel
+/// 4.14, the `BPF_JMP32` class 5.1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub enum Jmp {
@@ -87,21 +122,81 @@ pub enum Size {
     DW = 0x18,
 }
 
-// Instruction classes, modes and sources (uapi/linux/bpf_common.h, bpf.h).
-const LD: u8 = 0x00;
-const LDX: u8 = 0x01;
-const ST: u8 = 0x02;
-const STX: u8 = 0x03;
-const ALU: u8 = 0x04;
-const JMP: u8 = 0x05;
-const ALU64: u8 = 0x07;
-const IMM: u8 = 0x00;
-const MEM: u8 = 0x60;
-const K: u8 = 0x00;
-const X: u8 = 0x08;
-const JA: u8 = 0x00;
-const CALL: u8 = 0x80;
-const EXIT: u8 = 0x90;
+/// Atomic operations (`BPF_STX | BPF_ATOMIC`, the operation in the immediate). `Add` alone
+/// (`BPF_XADD`) is as old as eBPF; the others need 5.12.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Atomic {
+    Add = 0x00,
+    Or = 0x40,
+    And = 0x50,
+    Xor = 0xa0,
+    FetchAdd = 0x01,
+    FetchOr = 0x41,
+    FetchAnd = 0x51,
+    FetchXor = 0xa1,
+    /// Exchange: `src` and memory swap.
+    Xchg = 0xe1,
+    /// Compare `R0` with memory, store `src` on a match; `R0` gets the old value.
+    Cmpxchg = 0xf1,
+}
+
+/// Byte-order conversions (`BPF_END`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// `BPF_ALU | BPF_END | BPF_TO_LE`: between host order and little endian.
+    ToLe,
+    /// `BPF_ALU | BPF_END | BPF_TO_BE`: between host order and big endian.
+    ToBe,
+    /// `BPF_ALU64 | BPF_END`: swap unconditionally (6.6+).
+    Bswap,
+}
+
+// Instruction classes, modes and sources (uapi/linux/bpf_common.h, bpf.h), for raw encodings.
+/// Class: non-standard loads (`ld_imm64`, the legacy packet loads).
+pub const LD: u8 = 0x00;
+/// Class: loads into a register.
+pub const LDX: u8 = 0x01;
+/// Class: stores of an immediate.
+pub const ST: u8 = 0x02;
+/// Class: stores of a register (and the atomic operations).
+pub const STX: u8 = 0x03;
+/// Class: 32-bit arithmetic.
+pub const ALU: u8 = 0x04;
+/// Class: 64-bit jumps, calls, exit.
+pub const JMP: u8 = 0x05;
+/// Class: 32-bit jumps (5.1+).
+pub const JMP32: u8 = 0x06;
+/// Class: 64-bit arithmetic.
+pub const ALU64: u8 = 0x07;
+/// Mode: 64-bit immediate.
+pub const IMM: u8 = 0x00;
+/// Mode: legacy packet load at an absolute offset.
+pub const ABS: u8 = 0x20;
+/// Mode: legacy packet load at a register plus an offset.
+pub const IND: u8 = 0x40;
+/// Mode: regular load or store.
+pub const MEM: u8 = 0x60;
+/// Mode: sign-extending load (6.6+).
+pub const MEMSX: u8 = 0x80;
+/// Mode: atomic operation (the operation in the immediate).
+pub const ATOMIC: u8 = 0xc0;
+/// Source: the immediate.
+pub const K: u8 = 0x00;
+/// Source: `src_reg`.
+pub const X: u8 = 0x08;
+/// Op: unconditional jump.
+pub const JA: u8 = 0x00;
+/// Op: call.
+pub const CALL: u8 = 0x80;
+/// Op: exit.
+pub const EXIT: u8 = 0x90;
+/// Op: byte swap (`BPF_END`); `K`/`X` select little/big endian (`BPF_TO_LE`/`BPF_TO_BE`).
+pub const END: u8 = 0xd0;
+/// Atomic immediate: load-acquire (6.15+).
+pub const LOAD_ACQ: i32 = 0x100;
+/// Atomic immediate: store-release (6.15+).
+pub const STORE_REL: i32 = 0x110;
 /// `src_reg` of an `ld_imm64` whose immediate is a map fd.
 pub const PSEUDO_MAP_FD: u8 = 1;
 /// `src_reg` of an `ld_imm64` whose immediate is a map fd and whose second slot is an offset into
@@ -174,6 +269,18 @@ impl Insn {
     }
 }
 
+impl std::fmt::Display for Insn {
+    /// `code=<opcode> dst=r<n> src=<n> off=<off> imm=<imm>`, as the translated instructions are
+    /// rendered.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "code={:02x} dst=r{} src={} off={} imm={}",
+            self.code, self.dst, self.src, self.off, self.imm
+        )
+    }
+}
+
 /// A program under construction: each method appends one instruction (two for 64-bit immediates).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Asm {
@@ -212,6 +319,11 @@ impl Asm {
         self
     }
 
+    /// Appends a slot from its fields, valid or not (reserved fields set, unknown opcodes).
+    pub fn raw(self, code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
+        self.push(Insn::new(code, dst, src, off, imm))
+    }
+
     /// Appends every slot of `other`.
     pub fn append(mut self, other: &Asm) -> Self {
         self.insns.extend_from_slice(&other.insns);
@@ -233,24 +345,82 @@ impl Asm {
         self.alu64_imm(Alu::Add, dst, imm)
     }
 
-    /// `dst op= imm` (64-bit).
+    /// `dst op= imm` (64-bit; the immediate sign-extended).
     pub fn alu64_imm(self, op: Alu, dst: Reg, imm: i32) -> Self {
-        self.push(Insn::new(ALU64 | op as u8 | K, dst as u8, 0, 0, imm))
+        self.push(Insn::new(
+            ALU64 | op.code() | K,
+            dst as u8,
+            0,
+            op.offset(),
+            imm,
+        ))
     }
 
     /// `dst op= src` (64-bit).
     pub fn alu64_reg(self, op: Alu, dst: Reg, src: Reg) -> Self {
-        self.push(Insn::new(ALU64 | op as u8 | X, dst as u8, src as u8, 0, 0))
+        self.push(Insn::new(
+            ALU64 | op.code() | X,
+            dst as u8,
+            src as u8,
+            op.offset(),
+            0,
+        ))
     }
 
     /// `dst op= imm` (32-bit: the upper half of `dst` is zeroed).
     pub fn alu32_imm(self, op: Alu, dst: Reg, imm: i32) -> Self {
-        self.push(Insn::new(ALU | op as u8 | K, dst as u8, 0, 0, imm))
+        self.push(Insn::new(
+            ALU | op.code() | K,
+            dst as u8,
+            0,
+            op.offset(),
+            imm,
+        ))
     }
 
     /// `dst op= src` (32-bit).
     pub fn alu32_reg(self, op: Alu, dst: Reg, src: Reg) -> Self {
-        self.push(Insn::new(ALU | op as u8 | X, dst as u8, src as u8, 0, 0))
+        self.push(Insn::new(
+            ALU | op.code() | X,
+            dst as u8,
+            src as u8,
+            op.offset(),
+            0,
+        ))
+    }
+
+    /// `dst = (s8, s16, s32)src`: the low `bits` (8, 16 or 32) of `src` sign-extended to 64 bits
+    /// (`BPF_MOVSX`, 6.6+).
+    pub fn movsx64(self, dst: Reg, src: Reg, bits: i16) -> Self {
+        self.push(Insn::new(
+            ALU64 | Alu::Mov.code() | X,
+            dst as u8,
+            src as u8,
+            bits,
+            0,
+        ))
+    }
+
+    /// `dst = (u32)(s32)(s8, s16)src`: the low `bits` (8 or 16) of `src` sign-extended to 32 bits,
+    /// the upper half zeroed (6.6+).
+    pub fn movsx32(self, dst: Reg, src: Reg, bits: i16) -> Self {
+        self.push(Insn::new(
+            ALU | Alu::Mov.code() | X,
+            dst as u8,
+            src as u8,
+            bits,
+            0,
+        ))
+    }
+
+    /// A byte-order conversion of the low `bits` (16, 32 or 64) of `dst`.
+    pub fn end(self, kind: End, dst: Reg, bits: i32) -> Self {
+        let code = match kind {
+            End::ToLe => ALU | END | K,
+            End::ToBe => ALU | END | X,
+            End::Bswap => ALU64 | END | K,
+        };
+        self.push(Insn::new(code, dst as u8, 0, 0, bits))
     }
 
     /// `dst = imm` with a full 64-bit immediate (two slots).
@@ -286,10 +456,31 @@ impl Asm {
         .push(Insn::new(0, 0, 0, 0, (imm >> 32) as u32 as i32))
     }
 
-    /// `dst = *(size *)(src + off)`.
+    /// `dst = map value + off` for the array of one element behind `fd`: an `ld_imm64` whose
+    /// second slot holds the offset (`BPF_PSEUDO_MAP_VALUE`, 5.2+).
+    pub fn ld_map_value(self, dst: Reg, fd: BorrowedFd<'_>, off: u32) -> Self {
+        self.ld_imm64_src(
+            dst,
+            PSEUDO_MAP_VALUE,
+            u64::from(off) << 32 | u64::from(fd.as_raw_fd() as u32),
+        )
+    }
+
+    /// `dst = *(size *)(src + off)`, zero-extended.
     pub fn ldx(self, size: Size, dst: Reg, src: Reg, off: i16) -> Self {
         self.push(Insn::new(
             LDX | size as u8 | MEM,
+            dst as u8,
+            src as u8,
+            off,
+            0,
+        ))
+    }
+
+    /// `dst = *(signed size *)(src + off)`, sign-extended (`BPF_MEMSX`, 6.6+; not `DW`).
+    pub fn ldsx(self, size: Size, dst: Reg, src: Reg, off: i16) -> Self {
+        self.push(Insn::new(
+            LDX | size as u8 | MEMSX,
             dst as u8,
             src as u8,
             off,
@@ -313,19 +504,85 @@ impl Asm {
         self.push(Insn::new(ST | size as u8 | MEM, dst as u8, 0, off, imm))
     }
 
-    /// `if dst op imm goto +off`.
+    /// The atomic operation `op` on `*(size *)(dst + off)` with `src` (`W` or `DW`); the fetching
+    /// ones write the old value into `src` (`Cmpxchg`: into `R0`).
+    pub fn atomic(self, size: Size, op: Atomic, dst: Reg, off: i16, src: Reg) -> Self {
+        self.push(Insn::new(
+            STX | size as u8 | ATOMIC,
+            dst as u8,
+            src as u8,
+            off,
+            op as i32,
+        ))
+    }
+
+    /// `dst = load_acquire((size *)(src + off))`, zero-extended (6.15+).
+    pub fn load_acquire(self, size: Size, dst: Reg, src: Reg, off: i16) -> Self {
+        self.push(Insn::new(
+            STX | size as u8 | ATOMIC,
+            dst as u8,
+            src as u8,
+            off,
+            LOAD_ACQ,
+        ))
+    }
+
+    /// `store_release((size *)(dst + off), src)` (6.15+).
+    pub fn store_release(self, size: Size, dst: Reg, off: i16, src: Reg) -> Self {
+        self.push(Insn::new(
+            STX | size as u8 | ATOMIC,
+            dst as u8,
+            src as u8,
+            off,
+            STORE_REL,
+        ))
+    }
+
+    /// `R0 = *(size *)(packet + imm)` in host order (legacy packet access: `R6` holds the
+    /// context, `R1`–`R5` are clobbered, a read past the packet ends the program with 0; not `DW`).
+    pub fn ld_abs(self, size: Size, imm: i32) -> Self {
+        self.push(Insn::new(LD | size as u8 | ABS, 0, 0, 0, imm))
+    }
+
+    /// `R0 = *(size *)(packet + src + imm)` in host order (as [`Asm::ld_abs`]).
+    pub fn ld_ind(self, size: Size, src: Reg, imm: i32) -> Self {
+        self.push(Insn::new(LD | size as u8 | IND, 0, src as u8, 0, imm))
+    }
+
+    /// `if dst op imm goto +off` (64-bit; the immediate sign-extended).
     pub fn jmp_imm(self, op: Jmp, dst: Reg, imm: i32, off: i16) -> Self {
         self.push(Insn::new(JMP | op as u8 | K, dst as u8, 0, off, imm))
     }
 
-    /// `if dst op src goto +off`.
+    /// `if dst op src goto +off` (64-bit).
     pub fn jmp_reg(self, op: Jmp, dst: Reg, src: Reg, off: i16) -> Self {
         self.push(Insn::new(JMP | op as u8 | X, dst as u8, src as u8, off, 0))
+    }
+
+    /// `if (u32)dst op (u32)imm goto +off` (32-bit operands, 5.1+).
+    pub fn jmp32_imm(self, op: Jmp, dst: Reg, imm: i32, off: i16) -> Self {
+        self.push(Insn::new(JMP32 | op as u8 | K, dst as u8, 0, off, imm))
+    }
+
+    /// `if (u32)dst op (u32)src goto +off` (32-bit operands, 5.1+).
+    pub fn jmp32_reg(self, op: Jmp, dst: Reg, src: Reg, off: i16) -> Self {
+        self.push(Insn::new(
+            JMP32 | op as u8 | X,
+            dst as u8,
+            src as u8,
+            off,
+            0,
+        ))
     }
 
     /// `goto +off` (unconditional).
     pub fn ja(self, off: i16) -> Self {
         self.push(Insn::new(JMP | JA, 0, 0, off, 0))
+    }
+
+    /// `gotol +imm`: an unconditional jump with a 32-bit offset (`BPF_JMP32 | BPF_JA`, 6.6+).
+    pub fn gotol(self, imm: i32) -> Self {
+        self.push(Insn::new(JMP32 | JA, 0, 0, 0, imm))
     }
 
     /// Calls helper `id` (`BPF_FUNC_…`): arguments in `R1`–`R5`, result in `R0`.
@@ -369,6 +626,74 @@ mod tests {
         assert_eq!(
             (raw[4].dst_reg(), raw[4].src_reg(), raw[4].off),
             (10, 0, -8)
+        );
+    }
+
+    #[test]
+    fn rfc9669_encodings_match_the_kernel_macros() {
+        let prog = Asm::new()
+            .alu64_reg(Alu::Sdiv, R1, R2) // BPF_ALU64_REG_OFF(BPF_DIV, .., 1): 0x3f off 1
+            .alu32_imm(Alu::Smod, R1, -1) // BPF_ALU32_IMM_OFF(BPF_MOD, .., 1): 0x94 off 1
+            .alu32_imm(Alu::Mod, R1, 3) // 0x94 off 0
+            .movsx64(R1, R2, 8) // BPF_MOVSX64_REG(.., 8): 0xbf off 8
+            .movsx32(R1, R2, 16) // BPF_MOVSX32_REG(.., 16): 0xbc off 16
+            .end(End::ToLe, R1, 16) // BPF_ENDIAN(BPF_TO_LE, .., 16): 0xd4
+            .end(End::ToBe, R1, 32) // BPF_ENDIAN(BPF_TO_BE, .., 32): 0xdc
+            .end(End::Bswap, R1, 64) // BPF_BSWAP(.., 64): 0xd7
+            .ldsx(Size::B, R1, R2, -1) // BPF_LDX_MEMSX(BPF_B): 0x91
+            .ldsx(Size::W, R1, R2, 0) // BPF_LDX_MEMSX(BPF_W): 0x81
+            .atomic(Size::W, Atomic::FetchAdd, R1, 4, R2) // BPF_ATOMIC_OP(BPF_W, BPF_ADD | BPF_FETCH): 0xc3
+            .atomic(Size::DW, Atomic::Cmpxchg, R1, 0, R2) // 0xdb, imm 0xf1
+            .load_acquire(Size::H, R0, R1, 2) // 0xcb, imm 0x100
+            .store_release(Size::B, R1, 0, R2) // 0xd3, imm 0x110
+            .jmp32_reg(Jmp::Jsge, R1, R2, 1) // BPF_JMP32_REG(BPF_JSGE): 0x7e
+            .jmp32_imm(Jmp::Jset, R1, 1, 1) // BPF_JMP32_IMM(BPF_JSET): 0x46
+            .gotol(-3) // BPF_JMP32_A(-3): 0x06
+            .ld_abs(Size::H, 12) // BPF_LD_ABS(BPF_H): 0x28
+            .ld_ind(Size::W, R7, 2); // BPF_LD_IND(BPF_W): 0x40
+        let fields: Vec<(u8, i16, i32)> = prog
+            .insns()
+            .iter()
+            .map(|i| (i.code, i.off, i.imm))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (0x3f, 1, 0),
+                (0x94, 1, -1),
+                (0x94, 0, 3),
+                (0xbf, 8, 0),
+                (0xbc, 16, 0),
+                (0xd4, 0, 16),
+                (0xdc, 0, 32),
+                (0xd7, 0, 64),
+                (0x91, -1, 0),
+                (0x81, 0, 0),
+                (0xc3, 4, 0x01),
+                (0xdb, 0, 0xf1),
+                (0xcb, 2, 0x100),
+                (0xd3, 0, 0x110),
+                (0x7e, 1, 0),
+                (0x46, 1, 1),
+                (0x06, 0, -3),
+                (0x28, 0, 12),
+                (0x40, 0, 2),
+            ]
+        );
+        let i = prog.insns();
+        assert_eq!(
+            (i[12].dst, i[12].src),
+            (0, 1),
+            "load-acquire: dst = *(src + off)"
+        );
+        assert_eq!(
+            (i[18].dst, i[18].src),
+            (0, 7),
+            "ld_ind: the offset register in src"
+        );
+        assert_eq!(
+            Asm::new().raw(0x8c, 1, 0, 0, 0).insns()[0].to_string(),
+            "code=8c dst=r1 src=0 off=0 imm=0"
         );
     }
 

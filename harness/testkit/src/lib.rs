@@ -50,12 +50,12 @@ pub mod xdp;
 
 use std::path::{Path, PathBuf};
 
-pub use features as features;
-pub use loader::{errno, load};
 pub use case::Case;
 pub use cgroup::Cgroup;
+pub use features;
 pub use kernel::Kernel;
 pub use load::{LoadOutcome, LogLevel};
+pub use loader::{errno, load};
 pub use netns::NetNs;
 pub use outcome::{CaseError, CaseResult, OrError, Outcome};
 pub use trace_pipe::TracePipe;

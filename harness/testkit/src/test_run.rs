@@ -2,8 +2,8 @@
 //! kernel has no test run for a type (judged against its floor, `test_run.<type>`), what one run
 //! costs ([`measure`]), and the check that a traffic-only type still has none.
 
-use record::RunCost;
 use libbpf_rs::{ProgramInput, ProgramMut, ProgramOutput, ProgramType};
+use record::RunCost;
 
 use crate::errno::{self, ENOTSUPP};
 use crate::packet::hex;

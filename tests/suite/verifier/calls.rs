@@ -1,8 +1,8 @@
 //! Calls between functions of one program (bpf-to-bpf): frames, their combined stack, recursion,
 //! and callbacks (`bpf_loop`, 5.17+).
 
-use testkit::insn::{Alu, Asm, Reg::*, Size};
 use libbpf_rs::libbpf_sys::BPF_FUNC_loop;
+use testkit::insn::{Alu, Asm, Reg::*, Size};
 
 use super::rule::{Need, Pat::*, RULE, Rule, loads, refused};
 

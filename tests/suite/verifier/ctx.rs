@@ -1,8 +1,8 @@
 //! The context, per program type: which fields a program may read or write, at which sizes, and
 //! what it may return (some types check both against the attach type).
 
-use testkit::insn::{Asm, Reg::*, Size};
 use libbpf_rs::{ProgramAttachType, ProgramType};
+use testkit::insn::{Asm, Reg::*, Size};
 
 use super::rule::{Pat::*, RULE, Rule, loads, refused};
 

@@ -1,12 +1,12 @@
 //! Helper calls: which helpers a program type (and an unprivileged user, and a non-GPL license)
 //! may call, and the types and sizes of their arguments.
 
-use testkit::insn::{Asm, Reg::*, Size};
 use libbpf_rs::ProgramType;
 use libbpf_rs::libbpf_sys::{
     BPF_FUNC_get_current_pid_tgid, BPF_FUNC_map_lookup_elem, BPF_FUNC_skb_load_bytes,
     BPF_FUNC_trace_printk, BPF_FUNC_xdp_adjust_head,
 };
+use testkit::insn::{Asm, Reg::*, Size};
 
 use super::rule::{Pat::*, RULE, Rule, loads, refused};
 

@@ -1,9 +1,9 @@
 //! Loops: a back-edge is walked as often as it is taken (5.3+), until the state repeats (an
 //! infinite loop) or the walk grows past the complexity limits.
 
+use libbpf_rs::libbpf_sys::BPF_FUNC_get_prandom_u32;
 use testkit::LogLevel;
 use testkit::insn::{Alu, Asm, Jmp, Reg::*};
-use libbpf_rs::libbpf_sys::BPF_FUNC_get_prandom_u32;
 
 use super::rule::{Need, Pat::*, RULE, Rule, loads, refused};
 

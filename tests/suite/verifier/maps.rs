@@ -2,9 +2,9 @@
 
 use std::os::fd::AsFd;
 
+use libbpf_rs::libbpf_sys::{BPF_FUNC_map_lookup_elem, BPF_FUNC_map_update_elem};
 use testkit::LogLevel;
 use testkit::insn::{Alu, Asm, Jmp, PSEUDO_MAP_FD, Reg::*, Size};
-use libbpf_rs::libbpf_sys::{BPF_FUNC_map_lookup_elem, BPF_FUNC_map_update_elem};
 
 use super::rule::{Pat::*, RULE, Rule, STORED, loads, lookup, refused};
 

@@ -1,9 +1,9 @@
 //! Direct packet access (XDP, tc): every access must be inside a range the program proved
 //! against `data_end`, on the path it takes; helpers that move the packet invalidate the proof.
 
-use testkit::insn::{Alu, Asm, Jmp, Reg::*, Size};
 use libbpf_rs::ProgramType;
 use libbpf_rs::libbpf_sys::BPF_FUNC_xdp_adjust_head;
+use testkit::insn::{Alu, Asm, Jmp, Reg::*, Size};
 
 use super::rule::{Pat::*, RULE, Rule, loads, refused};
 

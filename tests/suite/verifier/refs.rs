@@ -3,11 +3,11 @@
 
 use std::os::fd::AsFd;
 
-use testkit::insn::{Asm, Jmp, Reg::*, Size};
 use libbpf_rs::ProgramType;
 use libbpf_rs::libbpf_sys::{
     BPF_FUNC_ringbuf_reserve, BPF_FUNC_ringbuf_submit, BPF_FUNC_sk_lookup_tcp, BPF_FUNC_sk_release,
 };
+use testkit::insn::{Asm, Jmp, Reg::*, Size};
 
 use super::rule::{Fixture, Pat::*, RULE, Rule, loads, refused};
 

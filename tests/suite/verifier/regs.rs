@@ -1,8 +1,8 @@
 //! Register state: what may be read, what a call clobbers, and pointers that must not leave the
 //! program (unprivileged).
 
-use testkit::insn::{Alu, Asm, Jmp, Reg::*, Size};
 use libbpf_rs::libbpf_sys::BPF_FUNC_get_prandom_u32;
+use testkit::insn::{Alu, Asm, Jmp, Reg::*, Size};
 
 use std::os::fd::AsFd;
 

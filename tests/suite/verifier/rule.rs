@@ -4,12 +4,12 @@
 use std::cell::OnceCell;
 use std::os::fd::{AsFd, BorrowedFd};
 
+use libbpf_rs::libbpf_sys::{self, BPF_FUNC_map_lookup_elem};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType, ProgramAttachType, ProgramType};
 use testkit::floors::Version;
 use testkit::insn::{Asm, Reg::*, Size};
 use testkit::raw_load;
 use testkit::{CaseError, LogLevel, OrError};
-use libbpf_rs::libbpf_sys::{self, BPF_FUNC_map_lookup_elem};
-use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType, ProgramAttachType, ProgramType};
 
 /// A packet for the test runs: 64 bytes, byte `i` holding `i` (so a read shows where it read).
 pub const PACKET: [u8; 64] = {

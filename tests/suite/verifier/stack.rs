@@ -1,8 +1,8 @@
 //! The stack: 512 bytes below R10, aligned accesses, initialised before read, pointers spilled
 //! and filled whole, variable offsets (root only).
 
-use testkit::insn::{Alu, Asm, Reg::*, Size};
 use libbpf_rs::libbpf_sys::BPF_FUNC_get_prandom_u32;
+use testkit::insn::{Alu, Asm, Reg::*, Size};
 
 use super::rule::{Pat::*, RULE, Rule, loads, refused};
 

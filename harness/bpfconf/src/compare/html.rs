@@ -4,8 +4,8 @@
 //! with their lines coloured, and the run costs beyond the noise band. maud escapes every
 //! interpolated string.
 
-use record::Outcome;
 use maud::{Markup, html};
+use record::Outcome;
 
 use super::{Change, Comparison, Kind, SCHEMA};
 use crate::report::page::page;

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::Result;
-use record::Outcome;
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
+use record::Outcome;
 
 use super::{Change, Comparison, Kind};
 use crate::report::first_line;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use record::Outcome;
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
+use record::Outcome;
 
 use super::{Report, first_line};
 

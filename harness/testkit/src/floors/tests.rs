@@ -158,8 +158,8 @@ fn the_table_parses_and_every_row_is_complete() {
             let removed = Version::parse(removed).expect("removed parses");
             assert!(removed.at_least(Version::parse(since).unwrap()), "{id}");
         }
-        for stable in &floor.removed_stable {
-            let v = Version::parse(stable).expect("removed_stable parses");
+        for stable in floor.removed_stable.iter().chain(&floor.backported) {
+            let v = Version::parse(stable).expect("removed_stable/backported parses");
             assert!(v.patch.is_some(), "{id}: {stable} names no patch level");
         }
     }
@@ -508,7 +508,7 @@ fn ids_in(text: &str) -> BTreeSet<String> {
         (r#"floors::\w+\(\s*"([^"]+)""#, |c| c[1].to_owned()),
         // Ids handed around before they reach the floors (`"isa.v4"`).
         (
-            r#""((?:prog_type|attach_type|helper|kfunc|struct_ops|map_type|test_run|isa|verifier|object|tracepoint|pmu|ksym|perf|fs|sysctl|kconfig|platform)\.[\w/]+)""#,
+            r#""((?:prog_type|attach_type|helper|kfunc|struct_ops|map_type|test_run|isa|insn|verifier|object|tracepoint|pmu|ksym|perf|fs|sysctl|kconfig|platform)\.[\w/]+)""#,
             |c| c[1].to_owned(),
         ),
         (r#"test_run::(?:error|run)\(\s*"([^"]+)""#, |c| {
@@ -608,8 +608,14 @@ fn config_probes_and_their_rows_agree_on_built_in() {
 
 /// Files that may still build `unsupported` themselves, and why.
 const OWN_UNSUPPORTED: &[(&str, &str)] = &[
-    ("harness/testkit/src/floors.rs", "the one place that decides"),
-    ("harness/testkit/src/outcome.rs", "defines CaseError::Unsupported"),
+    (
+        "harness/testkit/src/floors.rs",
+        "the one place that decides",
+    ),
+    (
+        "harness/testkit/src/outcome.rs",
+        "defines CaseError::Unsupported",
+    ),
     (
         "harness/testkit/src/case.rs",
         "known kernel bugs (kernels.toml), the lead's: not run, recorded unsupported",
@@ -668,4 +674,24 @@ fn options_needed_from_a_later_release() {
     let (outcome, reason) = on("6.12.117", "", &c, "struct_ops.tcp_congestion_ops");
     assert_eq!(outcome, Outcome::Unsupported, "{reason}");
     assert!(reason.contains("CONFIG_MODULES is not set"), "{reason}");
+}
+
+#[test]
+fn a_backport_moves_the_floor_of_its_stable_series() {
+    let cfg = config(BPF);
+    let id = "insn.gotol";
+    let debian = |v: &str| format!("#1 SMP PREEMPT_DYNAMIC Debian {v}-1 (2025-01-01)");
+    // Debian's 6.1.176 is past the 6.1.72 backport: a refusal there is a regression.
+    let (outcome, reason) = on("6.1.0-50-amd64", &debian("6.1.176"), &cfg, id);
+    assert_eq!(outcome, Outcome::Fail, "{reason}");
+    // Before the backport, and where the patch level is unknown, the mainline floor decides.
+    for build in [debian("6.1.70"), "#1 SMP".to_owned()] {
+        let (outcome, reason) = on("6.1.0-17-amd64", &build, &cfg, id);
+        assert_eq!(outcome, Outcome::Unsupported, "{build}: {reason}");
+        assert!(reason.contains("needs Linux 6.6+"), "{reason}");
+    }
+    // Another series gains nothing from it.
+    let (outcome, _) = on("5.10.0-32-amd64", &debian("5.10.223"), &cfg, id);
+    assert_eq!(outcome, Outcome::Unsupported);
+    assert_eq!(on("6.6.0", "", &cfg, id).0, Outcome::Fail);
 }
