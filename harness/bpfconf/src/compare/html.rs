@@ -4,12 +4,12 @@
 //! with their lines coloured, and the run costs beyond the noise band. maud escapes every
 //! interpolated string.
 
-use record::Outcome;
 use maud::{Markup, html};
+use record::Outcome;
 
 use super::{Change, Comparison, Kind, SCHEMA};
 use crate::report::page::page;
-use crate::report::plural;
+use crate::text::plural;
 
 /// The comparison's own rules, after the report's style sheet.
 const CSS: &str = include_str!("compare.css");

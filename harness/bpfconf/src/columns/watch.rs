@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::suite::Event;
+use record::Event;
+
 use crate::watched;
 
 /// What one column's run showed.
