@@ -2,11 +2,7 @@
 //! (a file, or a sub-folder taken whole) depend on each other without a cycle. A module depends
 //! on another when it names it in a `use` or a `crate::`/`super::`/`self::` path. A folder's
 //! `mod.rs` holds what its files share and may use them, and they it: that pair is not counted.
-//!
-//! The layers this keeps: `paths`, `text`, `table`, `watched`, `kmsg` at the bottom; then
-//! `kernels`, `vm`, `manifest`; the run model `run`; what reads it (`report`, `compare`,
-//! `baseline`, `repeat`, `objects`, `known_bugs`) and what makes runs (`suite`, `columns`,
-//! `bench`); then `commands` and `cli`, which `main` dispatches.
+//! Test code counts too. The layers this keeps are listed in `main.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -1,7 +1,8 @@
 //! `bpfconf`: the suite's runner and command line. This file parses the command line and hands
 //! each command to its module in `commands/`; `cli` defines the commands.
 //!
-//! Layers, each using only those below it (checked by `layering`'s test):
+//! Layers: a module uses the layers below its own and, within its own, others without a circle
+//! (`layering`'s test fails on any import circle):
 //! 1. `paths`, `text`, `table`, `watched`, `kmsg`: where things are, text and process helpers;
 //! 2. `kernels`, `vm`, `manifest`: the kernels, booting them, the test binaries;
 //! 3. `run`: the run model (records → run → cells);

@@ -1,10 +1,8 @@
-//! `bpfconf objects FILE.bpf.o…`: your own BPF objects across the matrix. Each kernel (the host
-//! and one VM per matrix kernel) opens every object with libbpf and loads each program alone:
-//! per program and kernel the verdict, errno, the verifier's key line and statistics, the JIT's
-//! size, the whole log in the run directory. The same report as the suite's matrix, with
-//! programs as rows.
+//! `bpfconf objects FILE.bpf.o…`: your own BPF objects on every kernel. Each column (the host
+//! and one VM per selected kernel) opens every object with libbpf and loads each program alone,
+//! one record per program: the verdict, errno, the verifier's key line and statistics, the JIT's
+//! size, the whole log. Its run is read like the suite's, programs as the cases.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
@@ -18,6 +16,7 @@ use record::{Outcome, Record};
 
 use crate::columns::watch;
 use crate::kernels::{KernelSpec, fetch::fetch};
+use crate::report::views::records_table;
 use crate::run::{Run, kernel_order};
 use crate::table::Table;
 use crate::vm;
@@ -218,30 +217,15 @@ fn stem(file: &Path) -> String {
 
 /// Per program, the verifier's processed instructions on each kernel (a load that failed: `—`).
 pub fn stats_markdown(run: &Run) -> String {
-    let records = || run.records.iter().map(|p| &p.record);
-    let mut rows: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
-    let mut kernels: Vec<&str> = records().map(|r| r.kernel.as_str()).collect();
-    kernels.sort_by_key(|k| kernel_order(k));
-    kernels.dedup();
-    for r in records() {
-        let insns = r
-            .loads
-            .iter()
+    records_table(run, "program", |r| {
+        let insns = (r.loads.iter())
             .flat_map(|l| l.programs.values())
             .filter_map(|p| p.stats.as_ref())
             .map(|s| s.processed_insns.to_string())
             .next()
             .unwrap_or_else(|| "—".into());
-        rows.entry(&r.case).or_default().insert(&r.kernel, insns);
-    }
-    let mut table = Table::new(std::iter::once("program").chain(kernels.iter().copied()));
-    for (case, cells) in rows {
-        let cells = kernels
-            .iter()
-            .map(|k| cells.get(k).map_or("", String::as_str));
-        table.row(std::iter::once(case).chain(cells));
-    }
-    table.to_string()
+        Some((&r.case, insns))
+    })
 }
 
 /// Each column's seconds and the first line of its problem.

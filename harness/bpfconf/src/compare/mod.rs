@@ -164,18 +164,12 @@ pub fn other_builds(old: &Run, new: &Run) -> Vec<(String, String)> {
 pub fn compare(old: &Run, new: &Run, options: &Options) -> Comparison {
     let others = other_builds(old, new);
     let skipped = |k: &String| others.iter().any(|(o, _)| o == k);
-    let removed_columns: Vec<String> = old
-        .kernels
-        .iter()
-        .filter(|k| !new.kernels.contains(k))
-        .cloned()
-        .collect();
-    let added_columns: Vec<String> = new
-        .kernels
-        .iter()
-        .filter(|k| !old.kernels.contains(k))
-        .cloned()
-        .collect();
+    // The columns of `a` that `b` lacks.
+    let only_in = |a: &Run, b: &Run| -> Vec<String> {
+        let lacks = |k: &&String| !b.kernels.contains(k);
+        a.kernels.iter().filter(lacks).cloned().collect()
+    };
+    let (removed_columns, added_columns) = (only_in(old, new), only_in(new, old));
     let kernels: Vec<&String> = old
         .kernels
         .iter()

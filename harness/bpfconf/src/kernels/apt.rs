@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{KernelSpec, Package};
 
-/// The Debian suites the matrix may use.
+/// The Debian suites kernels.toml may pin from.
 const SUITES: &[&str] = &["bullseye", "bookworm", "trixie", "trixie-backports", "sid"];
 const MIRROR: &str = "http://deb.debian.org/debian";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";

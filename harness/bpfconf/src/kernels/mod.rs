@@ -34,7 +34,7 @@ pub enum Kind {
     Source,
 }
 
-/// One kernel of the matrix.
+/// One kernel of kernels.toml: a column.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct KernelSpec {
     /// Column id (`6.1`); `host` for the running kernel.
@@ -183,7 +183,7 @@ impl KernelList {
     }
 }
 
-/// `kernels/kernels.toml`, or `$BPFCONF_KERNELS` (a matrix of your own).
+/// `kernels/kernels.toml`, or `$BPFCONF_KERNELS` (a kernels file of your own).
 pub fn toml_path() -> PathBuf {
     std::env::var_os("BPFCONF_KERNELS")
         .filter(|p| !p.is_empty())
@@ -402,7 +402,7 @@ pub fn ci_jobs(kernels: &KernelList) -> Result<serde_json::Value> {
 mod tests {
     use super::*;
 
-    const MATRIX: &str = r#"
+    const KERNELS: &str = r#"
 [[kernel]]
 id = "host"
 kind = "host"
@@ -433,7 +433,7 @@ vmlinuz = "/boot/bzImage"
 
     #[test]
     fn ci_jobs_have_one_job_per_kernel_in_file_order() {
-        let m = ci_jobs(&parse(MATRIX)).unwrap();
+        let m = ci_jobs(&parse(KERNELS)).unwrap();
         let key_61 = key(&m, 1).to_owned();
         let key_mine = key(&m, 2).to_owned();
         assert_eq!(
@@ -453,13 +453,13 @@ vmlinuz = "/boot/bzImage"
 
     #[test]
     fn cache_key_changes_with_the_pins_only() {
-        let base = key(&ci_jobs(&parse(MATRIX)).unwrap(), 1).to_owned();
-        let repinned = MATRIX.replace("7b5597492a0a", "0000000000aa");
+        let base = key(&ci_jobs(&parse(KERNELS)).unwrap(), 1).to_owned();
+        let repinned = KERNELS.replace("7b5597492a0a", "0000000000aa");
         assert_ne!(key(&ci_jobs(&parse(&repinned)).unwrap(), 1), base);
-        let bumped = MATRIX.replace("6.1.176-1", "6.1.177-1");
+        let bumped = KERNELS.replace("6.1.176-1", "6.1.177-1");
         assert_ne!(key(&ci_jobs(&parse(&bumped)).unwrap(), 1), base);
         // A known bug changes what runs, not what is cached.
-        let with_bug = MATRIX.replace(
+        let with_bug = KERNELS.replace(
             "[[kernel]]\nid = \"mine\"",
             "[[kernel.known_bug]]\ncase = \"a::b\"\nrelease = '.'\nreason = \"r\"\n\n[[kernel]]\nid = \"mine\"",
         );
@@ -500,7 +500,7 @@ vmlinuz = "/boot/bzImage"
     /// blank lines, order and quoting stay.
     #[test]
     fn repins_keep_comments_and_formatting() {
-        let text = format!("# The kernels.\n#   kept as written\n{MATRIX}\n# a trailing note\n")
+        let text = format!("# The kernels.\n#   kept as written\n{KERNELS}\n# a trailing note\n")
             .replace(
                 "version = \"6.1.176-1\"",
                 "version = \"6.1.176-1\"   # pinned 2026-11-30",

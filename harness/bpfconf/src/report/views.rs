@@ -11,12 +11,8 @@ use crate::table::Table;
 /// The verifier's view: each `verifier::` rule × kernel, the verdict (`loads`, or the errno and
 /// the key line of the refusal; the outcome when the rule did not pass).
 pub fn verifier(run: &Run) -> String {
-    let records = || run.records.iter().map(|p| &p.record);
-    let mut kernels: Vec<&str> = records().map(|r| r.kernel.as_str()).collect();
-    kernels.sort_by_key(|k| kernel_order(k));
-    kernels.dedup();
-    let mut rows: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
-    for r in records().filter(|r| r.case.starts_with("verifier::")) {
+    records_table(run, "rule", |r| {
+        let rule = r.case.strip_prefix("verifier::")?;
         let verdict = match r.loads.first() {
             _ if r.outcome != Outcome::Pass => r.outcome.to_string(),
             Some(l) if l.loaded => "loads".to_owned(),
@@ -27,14 +23,31 @@ pub fn verifier(run: &Run) -> String {
             ),
             None => "-".to_owned(),
         };
-        rows.entry(&r.case).or_default().insert(&r.kernel, verdict);
+        Some((rule, verdict))
+    })
+}
+
+/// A table of one row per name `cell` gives a record and a column per kernel of the run's
+/// records, the cell of the last record of that name and kernel in it.
+pub fn records_table<'a>(
+    run: &'a Run,
+    first: &str,
+    cell: impl Fn(&'a Record) -> Option<(&'a str, String)>,
+) -> String {
+    let records = || run.records.iter().map(|p| &p.record);
+    let mut kernels: Vec<&str> = records().map(|r| r.kernel.as_str()).collect();
+    kernels.sort_by_key(|k| kernel_order(k));
+    kernels.dedup();
+    let mut rows: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
+    for r in records() {
+        if let Some((name, text)) = cell(r) {
+            rows.entry(name).or_default().insert(&r.kernel, text);
+        }
     }
-    let mut table = Table::new(std::iter::once("rule").chain(kernels.iter().copied()));
-    for (case, cells) in rows {
-        let cells = kernels
-            .iter()
-            .map(|k| cells.get(k).map_or("", String::as_str));
-        table.row(std::iter::once(&case["verifier::".len()..]).chain(cells));
+    let mut table = Table::new(std::iter::once(first).chain(kernels.iter().copied()));
+    for (name, cells) in rows {
+        let cells = (kernels.iter()).map(|k| cells.get(k).map_or("", String::as_str));
+        table.row(std::iter::once(name).chain(cells));
     }
     table.to_string()
 }

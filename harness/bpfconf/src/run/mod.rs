@@ -1,7 +1,7 @@
 //! The run model every output reads: the records of a run ([`load`] merges its directories or
-//! shards) become cells, one per case × kernel ([`cells`]), each with its outcome, reason, the
+//! shards) become cells, one per case × kernel (`cells.rs`), each with its outcome, reason, the
 //! record behind it and its programs' verifier statistics, key lines, logs and run costs. The
-//! baseline file becomes cells of the same model, without records (`crate::baseline`).
+//! baseline file reads into cells of the same model, without records.
 
 mod cells;
 mod load;
