@@ -7,7 +7,8 @@
 //! kernel of the same release) is not compared there, and every report format says so. The
 //! host's column keeps its release (`host-6.18`): a run on another host release has a column of
 //! its own, and the accepted host column is then not compared. Schemas 1 (outcomes only) and 2
-//! (no builds) still read.
+//! (no builds) still read. The file reads into cells of the run model (`crate::run`), without
+//! records; [`Entry`] is only the JSON shape of one line.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -17,27 +18,26 @@ use anyhow::{Context, Result, ensure};
 use record::{KernelBuild, Outcome};
 use serde::{Deserialize, Serialize};
 
-use crate::compare::run::{self, Run};
+use crate::run::{Cell, Program, Run, kernel_order};
 
 const SCHEMA: u32 = 3;
 
-/// The accepted outcome and statistics of every cell.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-pub struct Baseline {
+/// The file: the build each column was accepted on and every accepted cell.
+#[derive(Debug, Serialize, Deserialize)]
+struct File {
     schema: u32,
     /// The build each column was accepted on (schema 3).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     builds: BTreeMap<String, KernelBuild>,
-    kernels: BTreeMap<String, BTreeMap<String, Cell>>,
-    /// The line of the file that opens each kernel's cells.
-    #[serde(skip)]
-    lines: BTreeMap<String, usize>,
+    /// Kernel → case → its entry.
+    kernels: BTreeMap<String, BTreeMap<String, Entry>>,
 }
 
-/// One accepted cell: schema 2 writes the object, schema 1 had the bare outcome.
+/// One accepted cell as the file writes it: schema 2 on writes the object, schema 1 had the
+/// bare outcome.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-enum Cell {
+enum Entry {
     Full {
         outcome: Outcome,
         /// `<object>/<program>` → the verifier's statistics.
@@ -47,7 +47,7 @@ enum Cell {
     Bare(Outcome),
 }
 
-/// A program's accepted verifier statistics ([`run::METRICS`] names).
+/// A program's accepted verifier statistics ([`crate::run::METRICS`] names).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Stats {
     insns: u64,
@@ -57,196 +57,154 @@ struct Stats {
     stack_depth: Option<u64>,
 }
 
-impl Baseline {
-    /// `tests/baseline.json`.
-    pub fn path() -> PathBuf {
-        crate::workspace_root().join("tests/baseline.json")
-    }
-
-    /// The cells of `run`.
-    pub fn of(run: &Run) -> Self {
-        let mut kernels: BTreeMap<String, BTreeMap<String, Cell>> = BTreeMap::new();
-        for (case, cells) in &run.cells {
-            for (kernel, cell) in cells {
-                let Some(outcome) = cell.outcome else {
-                    continue;
-                };
-                let programs = cell
-                    .programs
-                    .iter()
-                    .filter_map(|(name, p)| {
-                        let m = |k| p.metrics.get(k).copied();
-                        Some((
-                            name.clone(),
-                            Stats {
-                                insns: m("insns")?,
-                                states: m("states")?,
-                                peak_states: m("peak_states")?,
-                                stack_depth: m("stack_depth"),
-                            },
-                        ))
-                    })
-                    .collect();
-                kernels
-                    .entry(kernel.clone())
-                    .or_default()
-                    .insert(case.clone(), Cell::Full { outcome, programs });
-            }
-        }
-        Baseline {
-            schema: SCHEMA,
-            builds: run.builds.clone(),
-            kernels,
-            lines: BTreeMap::new(),
-        }
-    }
-
-    /// Writes the build each column was accepted on beside its snapshots
-    /// (`tests/snapshots/<kernel>/build.json`), which binds them to it.
-    pub fn bind_snapshots(&self, snapshots: &Path) -> Result<()> {
-        for (kernel, build) in &self.builds {
-            let dir = snapshots.join(kernel);
-            fs::create_dir_all(&dir)?;
-            let file = dir.join("build.json");
-            fs::write(&file, serde_json::to_string_pretty(build)? + "\n")
-                .with_context(|| format!("writing {}", file.display()))?;
-        }
-        Ok(())
-    }
-
-    /// Reads the baseline at `path` (schema 1, 2 or 3).
-    pub fn read(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path).with_context(|| {
-            format!(
-                "reading {}: accept a run first (bpfconf baseline accept RUN)",
-                path.display()
-            )
-        })?;
-        let mut baseline: Baseline = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "parsing {} (rewrite it: bpfconf baseline accept RUN)",
-                path.display()
-            )
-        })?;
-        ensure!(
-            (1..=SCHEMA).contains(&baseline.schema),
-            "{}: schema {} (this bpfconf reads 1 to {SCHEMA}); rewrite it: bpfconf baseline \
-             accept RUN",
-            path.display(),
-            baseline.schema
-        );
-        for kernel in baseline.kernels.keys() {
-            let opens = format!("{}: {{", serde_json::to_string(kernel)?);
-            if let Some(n) = text
-                .lines()
-                .position(|l| l.trim_start().starts_with(&opens))
-            {
-                baseline.lines.insert(kernel.clone(), n + 1);
-            }
-        }
-        Ok(baseline)
-    }
-
-    /// Writes the baseline to `path`.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        fs::write(path, self.to_json()?).with_context(|| format!("writing {}", path.display()))
-    }
-
-    /// The file's text: one cell a line, so that a diff shows one line per changed cell.
-    fn to_json(&self) -> Result<String> {
-        let mut out = format!("{{\n  \"schema\": {},", self.schema);
-        if !self.builds.is_empty() {
-            out += "\n  \"builds\": {";
-            for (i, (kernel, build)) in self.builds.iter().enumerate() {
-                let sep = if i == 0 { "" } else { "," };
-                let (kernel, build) = (
-                    serde_json::to_string(kernel)?,
-                    serde_json::to_string(build)?,
-                );
-                out += &format!("{sep}\n    {kernel}: {build}");
-            }
-            out += "\n  },";
-        }
-        out += "\n  \"kernels\": {";
-        for (i, (kernel, cells)) in self.kernels.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            out += &format!("{sep}\n    {}: {{", serde_json::to_string(kernel)?);
-            for (j, (case, cell)) in cells.iter().enumerate() {
-                let sep = if j == 0 { "" } else { "," };
-                let (case, cell) = (serde_json::to_string(case)?, serde_json::to_string(cell)?);
-                out += &format!("{sep}\n      {case}: {cell}");
-            }
-            out += "\n    }";
-        }
-        Ok(out + "\n  }\n}\n")
-    }
-
-    /// As a run to compare with, named by its file `path`: outcomes, and the statistics schema 2
-    /// holds.
-    pub fn run(&self, path: &Path) -> Run {
-        let mut r = Run {
-            label: path.display().to_string(),
-            kernels: self.kernels.keys().cloned().collect(),
-            places: (self.lines.iter())
-                .map(|(k, n)| (k.clone(), format!("{}:{n}", path.display())))
-                .collect(),
-            cells: BTreeMap::new(),
-            builds: self.builds.clone(),
-            releases: BTreeMap::new(),
-        };
-        r.kernels.sort_by_key(|k| crate::report::kernel_order(k));
-        for (kernel, cells) in &self.kernels {
-            for (case, cell) in cells {
-                let (outcome, programs) = match cell {
-                    Cell::Full { outcome, programs } => (*outcome, programs.clone()),
-                    Cell::Bare(outcome) => (*outcome, BTreeMap::new()),
-                };
-                let programs = programs
-                    .into_iter()
-                    .map(|(name, s)| {
-                        let mut metrics = BTreeMap::from([
-                            ("insns", s.insns),
-                            ("states", s.states),
-                            ("peak_states", s.peak_states),
-                        ]);
-                        if let Some(depth) = s.stack_depth {
-                            metrics.insert("stack_depth", depth);
-                        }
-                        let program = run::Program {
-                            metrics,
-                            ..Default::default()
-                        };
-                        (name, program)
-                    })
-                    .collect();
-                let cell = run::Cell {
-                    outcome: Some(outcome),
-                    reason: None,
-                    programs,
-                };
-                r.cells
-                    .entry(case.clone())
-                    .or_default()
-                    .insert(kernel.clone(), cell);
-            }
-        }
-        r
-    }
+/// `tests/baseline.json`.
+pub fn path() -> PathBuf {
+    crate::paths::workspace_root().join("tests/baseline.json")
 }
 
-/// `run` with only the statistics the baseline keeps (sizes and run costs vary with the compiler
-/// and the machine).
-pub fn as_baseline_run(mut run: Run) -> Run {
-    for cells in run.cells.values_mut() {
-        for cell in cells.values_mut() {
-            for p in cell.programs.values_mut() {
-                p.metrics
-                    .retain(|k, _| !matches!(*k, "prog_size" | "jit_size"));
-                p.run_cost = None;
-            }
+/// Reads the baseline at `path` (schema 1, 2 or 3) as a run named by its path: outcomes, the
+/// statistics schema 2 on holds, the builds schema 3 holds, and where each column opens.
+pub fn read(path: &Path) -> Result<Run> {
+    let text = fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading {}: accept a run first (bpfconf baseline accept RUN)",
+            path.display()
+        )
+    })?;
+    let file: File = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "parsing {} (rewrite it: bpfconf baseline accept RUN)",
+            path.display()
+        )
+    })?;
+    ensure!(
+        (1..=SCHEMA).contains(&file.schema),
+        "{}: schema {} (this bpfconf reads 1 to {SCHEMA}); rewrite it: bpfconf baseline accept \
+         RUN",
+        path.display(),
+        file.schema
+    );
+    let mut run = Run {
+        label: path.display().to_string(),
+        kernels: file.kernels.keys().cloned().collect(),
+        builds: file.builds,
+        ..Run::default()
+    };
+    run.kernels.sort_by_key(|k| kernel_order(k));
+    for (kernel, entries) in file.kernels {
+        let opens = format!("{}: {{", serde_json::to_string(&kernel)?);
+        if let Some(n) = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(&opens))
+        {
+            let place = format!("{}:{}", path.display(), n + 1);
+            run.places.insert(kernel.clone(), place);
+        }
+        for (case, entry) in entries {
+            let row = run.cases.entry(case).or_default();
+            row.cells.insert(kernel.clone(), entry.cell());
         }
     }
-    run
+    Ok(run)
+}
+
+/// Writes the cells of `run` to `path`, one cell a line, so that a diff shows one line per
+/// changed cell: each outcome, and the verifier statistics of each program that has them
+/// (sizes and run costs vary with the compiler and the machine).
+pub fn write(run: &Run, path: &Path) -> Result<()> {
+    let mut kernels: BTreeMap<&str, BTreeMap<&str, Entry>> = BTreeMap::new();
+    for (case, kernel, cell) in run.cells() {
+        kernels
+            .entry(kernel)
+            .or_default()
+            .insert(case, Entry::of(cell));
+    }
+    let mut out = format!("{{\n  \"schema\": {SCHEMA},");
+    if !run.builds.is_empty() {
+        out += "\n  \"builds\": {";
+        for (i, (kernel, build)) in run.builds.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let (kernel, build) = (
+                serde_json::to_string(kernel)?,
+                serde_json::to_string(build)?,
+            );
+            out += &format!("{sep}\n    {kernel}: {build}");
+        }
+        out += "\n  },";
+    }
+    out += "\n  \"kernels\": {";
+    for (i, (kernel, cells)) in kernels.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        out += &format!("{sep}\n    {}: {{", serde_json::to_string(kernel)?);
+        for (j, (case, entry)) in cells.iter().enumerate() {
+            let sep = if j == 0 { "" } else { "," };
+            let (case, entry) = (serde_json::to_string(case)?, serde_json::to_string(entry)?);
+            out += &format!("{sep}\n      {case}: {entry}");
+        }
+        out += "\n    }";
+    }
+    out += "\n  }\n}\n";
+    fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes the build each column of `run` ran beside its snapshots
+/// (`<snapshots>/<kernel>/build.json`), which binds them to it.
+pub fn bind_snapshots(run: &Run, snapshots: &Path) -> Result<()> {
+    for (kernel, build) in &run.builds {
+        let dir = snapshots.join(kernel);
+        fs::create_dir_all(&dir)?;
+        let file = dir.join("build.json");
+        fs::write(&file, serde_json::to_string_pretty(build)? + "\n")
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
+    Ok(())
+}
+
+impl Entry {
+    /// What the file keeps of `cell`.
+    fn of(cell: &Cell) -> Self {
+        let programs = (cell.programs.iter())
+            .filter_map(|(name, p)| {
+                let m = |k| p.metrics.get(k).copied();
+                let stats = Stats {
+                    insns: m("insns")?,
+                    states: m("states")?,
+                    peak_states: m("peak_states")?,
+                    stack_depth: m("stack_depth"),
+                };
+                Some((name.clone(), stats))
+            })
+            .collect();
+        Entry::Full {
+            outcome: cell.outcome,
+            programs,
+        }
+    }
+
+    /// The cell of the model: outcome and statistics, no record, reason, log or verdict.
+    fn cell(self) -> Cell {
+        let (outcome, programs) = match self {
+            Entry::Full { outcome, programs } => (outcome, programs),
+            Entry::Bare(outcome) => (outcome, BTreeMap::new()),
+        };
+        let mut cell = Cell::new(outcome, None);
+        for (name, s) in programs {
+            let mut metrics = BTreeMap::from([
+                ("insns", s.insns),
+                ("states", s.states),
+                ("peak_states", s.peak_states),
+            ]);
+            if let Some(depth) = s.stack_depth {
+                metrics.insert("stack_depth", depth);
+            }
+            let program = Program {
+                metrics,
+                ..Program::default()
+            };
+            cell.programs.insert(name, program);
+        }
+        cell
+    }
 }
 
 /// When `run` was made on another host kernel than the accepted one, removes the accepted host
@@ -270,24 +228,21 @@ mod tests {
     use crate::compare::{Kind, Options, compare};
 
     fn run(cells: &[(&str, &str, Outcome, u64)]) -> Run {
-        let mut r = Run::default();
-        for (case, kernel, outcome, insns) in cells {
-            if !r.kernels.contains(&kernel.to_string()) {
-                r.kernels.push(kernel.to_string());
-            }
-            let program = run::Program {
+        let bare: Vec<_> = cells.iter().map(|(c, k, o, _)| (*c, *k, *o)).collect();
+        let mut r = crate::run::testing::of_cells(&bare);
+        for (case, kernel, _, insns) in cells {
+            let program = Program {
                 metrics: BTreeMap::from([("insns", *insns), ("states", 1), ("peak_states", 1)]),
                 ..Default::default()
             };
-            let cell = run::Cell {
-                outcome: Some(*outcome),
-                reason: None,
-                programs: BTreeMap::from([("o/p".to_owned(), program)]),
-            };
-            r.cells
-                .entry(case.to_string())
-                .or_default()
-                .insert(kernel.to_string(), cell);
+            let cell = r
+                .cases
+                .get_mut(*case)
+                .unwrap()
+                .cells
+                .get_mut(*kernel)
+                .unwrap();
+            cell.programs.insert("o/p".to_owned(), program);
         }
         r
     }
@@ -295,26 +250,25 @@ mod tests {
     #[test]
     fn a_lost_column_and_a_worse_cell_are_regressions_stats_only_inform() {
         use Outcome::*;
-        let accepted = Baseline::of(&run(&[
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baseline.json");
+        let accepted = run(&[
             ("a", "6.1", Pass, 10),
             ("a", "5.10", Pass, 10),
             ("b", "host-6.18", Pass, 100),
-        ]));
-        let text = accepted.to_json().unwrap();
+        ]);
+        write(&accepted, &path).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
         assert!(
             text.contains("\n      \"b\": {\"outcome\":\"pass\",\"programs\":"),
             "{text}"
         );
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("baseline.json");
-        fs::write(&path, &text).unwrap();
-        let accepted = Baseline::read(&path).unwrap();
-        let new = as_baseline_run(run(&[
+        let new = run(&[
             ("a", "6.1", Unsupported, 10),
             ("b", "host-6.18", Pass, 200),
             ("c", "6.1", Pass, 1),
-        ]));
-        let c = compare(&accepted.run(&path), &new, &Options::default());
+        ]);
+        let c = compare(&read(&path).unwrap(), &new, &Options::default());
         let found: Vec<(&str, &str, Kind)> = c
             .outcomes
             .iter()
@@ -371,15 +325,15 @@ mod tests {
             r#"{"schema": 1, "kernels": {"6.1": {"xdp::a": "pass", "xdp::b": "unsupported"}}}"#,
         )
         .unwrap();
-        let run = Baseline::read(&path).unwrap().run(&path);
+        let run = read(&path).unwrap();
         assert_eq!(run.kernels, ["6.1"]);
         assert_eq!(
             run.cell("xdp::b", "6.1").unwrap().outcome,
-            Some(Outcome::Unsupported)
+            Outcome::Unsupported
         );
         assert!(run.cell("xdp::a", "6.1").unwrap().programs.is_empty());
         fs::write(&path, r#"{"schema": 4, "kernels": {}}"#).unwrap();
-        let e = format!("{:#}", Baseline::read(&path).unwrap_err());
+        let e = format!("{:#}", read(&path).unwrap_err());
         assert!(
             e.contains("schema 4") && e.contains("baseline accept"),
             "{e}"

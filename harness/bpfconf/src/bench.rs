@@ -2,14 +2,14 @@
 //! initramfs's `/init` (modules loaded, then power-off since no 9p root is offered) against a vmtest
 //! run of `true` (the same boot plus vmtest's init, 9p root and guest agent).
 
-use std::fmt::Write as _;
 use std::fs;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 
 use crate::kernels::{KernelSpec, fetch::fetch};
-use crate::vm;
+use crate::table::Table;
+use crate::{vm, watched};
 
 /// One kernel's boot times.
 #[derive(Debug)]
@@ -77,12 +77,12 @@ pub fn boot_times(kernels: &[KernelSpec]) -> Result<Vec<BootTimes>> {
             ),
         )?;
         let mut tail = Vec::new();
-        let run = crate::watched::run(
+        let run = watched::run(
             vm::command(&config, &k.id)?,
             Duration::from_secs(600),
             |line| {
                 tail.push(line.to_owned());
-                crate::watched::Next::Go
+                watched::Next::Go
             },
         )?;
         ensure!(
@@ -102,17 +102,21 @@ pub fn boot_times(kernels: &[KernelSpec]) -> Result<Vec<BootTimes>> {
 
 /// The times as a Markdown table.
 pub fn markdown(times: &[BootTimes]) -> String {
-    let mut out = String::from(
-        "| kernel | bare boot to /init s | vmtest `true` s | vmtest overhead s |\n|---|---|---|---|\n",
-    );
+    let headers = [
+        "kernel",
+        "bare boot to /init s",
+        "vmtest `true` s",
+        "vmtest overhead s",
+    ];
+    let mut table = Table::new(headers);
     for t in times {
         let (bare, vmtest) = (t.bare.as_secs_f64(), t.vmtest.as_secs_f64());
-        let _ = writeln!(
-            out,
-            "| {} | {bare:.1} | {vmtest:.1} | {:.1} |",
-            t.kernel,
-            vmtest - bare
-        );
+        table.row([
+            t.kernel.clone(),
+            format!("{bare:.1}"),
+            format!("{vmtest:.1}"),
+            format!("{:.1}", vmtest - bare),
+        ]);
     }
-    out
+    table.to_string()
 }

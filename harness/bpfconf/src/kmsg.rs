@@ -5,6 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use regex::Regex;
 
 /// Lines that mean the kernel went wrong (as libbpf's CI looks for them).
@@ -28,7 +30,7 @@ impl Kmsg {
     pub fn open_at_end() -> io::Result<Self> {
         let mut file = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK)
+            .custom_flags(OFlag::O_NONBLOCK.bits())
             .open("/dev/kmsg")?;
         file.seek(SeekFrom::End(0))?;
         Ok(Kmsg(file))
@@ -43,7 +45,7 @@ impl Kmsg {
                 Ok(0) => break,
                 Ok(n) => out.extend(message(&buf[..n])),
                 // Records overwritten before they were read: go on with the next.
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(e) if e.raw_os_error() == Some(Errno::EPIPE as i32) => continue,
                 Err(_) => break, // EAGAIN: nothing more
             }
         }

@@ -2,17 +2,18 @@
 //! a short timeout, to say whether it still reproduces on the pinned build (a bug that no longer
 //! does is a `known_bug` entry to remove).
 
-use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-
-use crate::column;
-use crate::kernels::{KernelSpec, fetch::fetch};
-use crate::vm;
 use record::Outcome;
+
+use crate::columns::watch;
+use crate::kernels::{KernelSpec, fetch::fetch};
+use crate::manifest::Manifest;
+use crate::table::Table;
+use crate::{run, vm};
 
 /// The verdict on one known bug.
 #[derive(Debug)]
@@ -31,7 +32,7 @@ pub struct Check {
 pub fn check(kernels: &[KernelSpec], dir: &Path, timeout: Duration) -> Result<Vec<Check>> {
     fs::create_dir_all(dir)?;
     let mut checks = Vec::new();
-    let manifest = crate::suite::Manifest::load(&crate::suite::Manifest::path())?;
+    let manifest = Manifest::load(&Manifest::path())?;
     for k in kernels {
         let release = fetch(k, &|_| {})?.release;
         for (n, (case, _)) in k.known_bugs_for(&release)?.into_iter().enumerate() {
@@ -40,7 +41,7 @@ pub fn check(kernels: &[KernelSpec], dir: &Path, timeout: Duration) -> Result<Ve
                 .find(|(_, test)| record::case_id(test) == case)
                 .with_context(|| format!("known bug `{case}`: no test of the suite runs it"))?;
             let results = dir.join(format!("{}-bug{n}", k.id));
-            let manifest = crate::suite::Manifest::path();
+            let manifest = Manifest::path();
             let args = [
                 "--kernel",
                 &k.id,
@@ -69,12 +70,11 @@ pub fn check(kernels: &[KernelSpec], dir: &Path, timeout: Duration) -> Result<Ve
                 k.id,
                 timeout.as_secs()
             );
-            let run = column::watch(vm::command(&config, &k.id)?, timeout, &log, |_| {})?;
-            let outcome = record::read_dir(&results)
+            let column = watch::watch(vm::command(&config, &k.id)?, timeout, &log, |_| {})?;
+            let outcome = run::load(std::slice::from_ref(&results))
                 .ok()
-                .and_then(|(records, _)| records.into_iter().find(|r| r.case == case))
-                .map(|r| r.outcome);
-            let (reproduces, evidence) = match (run.problem(timeout), outcome) {
+                .and_then(|run| Some(run.cell(&case, &k.id)?.outcome));
+            let (reproduces, evidence) = match (column.problem(timeout), outcome) {
                 (None, Some(Outcome::Pass)) => (false, "passed".to_owned()),
                 (_, Some(o)) if o != Outcome::Pass => (true, format!("outcome {o}")),
                 (Some(p), _) => (true, p.lines().next().unwrap_or_default().to_owned()),
@@ -96,15 +96,10 @@ pub fn markdown(checks: &[Check]) -> String {
     if checks.is_empty() {
         return "No known bug matches the selected kernels' builds.\n".into();
     }
-    let mut out =
-        String::from("| kernel | case | still reproduces | evidence |\n|---|---|---|---|\n");
+    let mut table = Table::new(["kernel", "case", "still reproduces", "evidence"]);
     for c in checks {
         let yes = if c.reproduces { "yes" } else { "no" };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {yes} | {} |",
-            c.kernel, c.case, c.evidence
-        );
+        table.row([c.kernel.as_str(), c.case.as_str(), yes, c.evidence.as_str()]);
     }
-    out
+    table.to_string()
 }

@@ -1,11 +1,15 @@
 //! The suite's test binaries and the tests each must run (`bpfconf-tests.json` in cargo's target
-//! directory), written on the host before any column runs: what a column must hold.
+//! directory), built and written on the host before any column runs: what a column must hold.
 
 use std::fs;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use cargo_metadata::Message;
 use serde::{Deserialize, Serialize};
+
+use crate::paths;
 
 /// The suite's test binaries and the tests each must run (`target/bpfconf-tests.json`), written
 /// on the host before any column runs.
@@ -29,7 +33,39 @@ pub struct Binary {
 impl Manifest {
     /// `<target dir>/bpfconf-tests.json`.
     pub fn path() -> PathBuf {
-        crate::target_dir().join("bpfconf-tests.json")
+        paths::target_dir().join("bpfconf-tests.json")
+    }
+
+    /// Builds the suite's test binaries (`cargo test --tests --no-run` of the root package),
+    /// lists their tests and writes the manifest ([`Manifest::path`]).
+    pub fn build() -> Result<Self> {
+        let out = duct::cmd!(
+            "cargo",
+            "test",
+            "-p",
+            "bpf-conformance",
+            "--tests",
+            "--no-run",
+            "--message-format=json-render-diagnostics"
+        )
+        .dir(paths::workspace_root())
+        .stdout_capture()
+        .run()
+        .context("building the test binaries (cargo test --no-run)")?;
+        let mut bins = Vec::new();
+        for message in Message::parse_stream(BufReader::new(&out.stdout[..])) {
+            if let Message::CompilerArtifact(artifact) = message?
+                && artifact.profile.test
+                && let Some(exe) = artifact.executable
+            {
+                bins.push(exe.into_std_path_buf());
+            }
+        }
+        bins.sort();
+        bins.dedup();
+        let manifest = Manifest::list(&bins)?;
+        manifest.save()?;
+        Ok(manifest)
     }
 
     /// Lists the tests of each binary (`<binary> --list --format terse`).

@@ -1,35 +1,34 @@
-//! `bpfconf objects FILE.bpf.o…`: your own BPF objects across the matrix. Each kernel (the host
-//! and one VM per matrix kernel) opens every object with libbpf and loads each program alone:
-//! per program and kernel the verdict, errno, the verifier's key line and statistics, the JIT's
-//! size, the whole log in the run directory. The same report as the suite's matrix, with
-//! programs as rows.
+//! `bpfconf objects FILE.bpf.o…`: your own BPF objects on every kernel. Each column (the host
+//! and one VM per selected kernel) opens every object with libbpf and loads each program alone,
+//! one record per program: the verdict, errno, the verifier's key line and statistics, the JIT's
+//! size, the whole log. Its run is read like the suite's, programs as the cases.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use libbpf_rs::ObjectBuilder;
 use loader::load::{LogLevel, load_object};
-use record::{self as record, Outcome, Record};
-use std::os::fd::{AsFd, AsRawFd};
+use object::elf::EM_BPF;
+use record::{Outcome, Record};
 
-use crate::column;
+use crate::columns::watch;
 use crate::kernels::{KernelSpec, fetch::fetch};
-use crate::report::Matrix;
+use crate::report::views::records_table;
+use crate::run::{Run, kernel_order};
+use crate::table::Table;
 use crate::vm;
 
-/// ELF's `e_machine` for BPF.
-const EM_BPF: u16 = 247;
+/// A column's timeout.
+const TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Checks that `path` is a BPF ELF object libbpf can open; returns its program names.
 pub fn check(path: &Path) -> Result<Vec<String>> {
     let bytes = fs::read(path).with_context(|| format!("{}: cannot read it", path.display()))?;
-    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
-        bail!("{}: not an ELF file", path.display());
-    }
-    let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
+    let machine =
+        elf_machine(&bytes).with_context(|| format!("{}: not an ELF file", path.display()))?;
     if machine != EM_BPF {
         bail!(
             "{}: an ELF object for machine {machine}, not BPF ({EM_BPF})",
@@ -43,6 +42,23 @@ pub fn check(path: &Path) -> Result<Vec<String>> {
         .progs()
         .map(|p| p.name().to_string_lossy().into_owned())
         .collect())
+}
+
+/// The machine an ELF file is built for (`e_machine`); `None` when `bytes` is no ELF file.
+fn elf_machine(bytes: &[u8]) -> Option<u16> {
+    use object::read::elf::FileHeader;
+    use object::{Endianness, FileKind, elf};
+    match FileKind::parse(bytes).ok()? {
+        FileKind::Elf32 => {
+            let header = elf::FileHeader32::<Endianness>::parse(bytes).ok()?;
+            Some(header.e_machine(header.endian().ok()?))
+        }
+        FileKind::Elf64 => {
+            let header = elf::FileHeader64::<Endianness>::parse(bytes).ok()?;
+            Some(header.e_machine(header.endian().ok()?))
+        }
+        _ => None,
+    }
 }
 
 /// What `bpfconf objects` runs.
@@ -71,15 +87,14 @@ pub fn run(opts: &Options) -> Result<Vec<(String, f64, Option<String>)>> {
         a.extend(opts.files.iter().map(|f| f.display().to_string()));
         a
     };
-    let timeout = std::time::Duration::from_secs(600);
     let mut columns = Vec::new();
     if opts.host {
         let id = record::kernel_id(&record::kernel_release());
         let mut cmd = std::process::Command::new(std::env::current_exe()?);
         cmd.arg("objects-load").args(args(&id));
         let log = opts.run_dir.join(format!("{id}.log"));
-        let run = column::watch(cmd, timeout, &log, |_| {})?;
-        columns.push((id, run.total.as_secs_f64(), run.problem(timeout)));
+        let run = watch::watch(cmd, TIMEOUT, &log, |_| {})?;
+        columns.push((id, run.total.as_secs_f64(), run.problem(TIMEOUT)));
     }
     for k in &opts.kernels {
         eprintln!("{}: loading the objects", k.id);
@@ -100,8 +115,8 @@ pub fn run(opts: &Options) -> Result<Vec<(String, f64, Option<String>)>> {
             ),
         )?;
         let log = opts.run_dir.join(format!("{}.log", k.id));
-        let run = column::watch(vm::command(&config, &k.id)?, timeout, &log, |_| {})?;
-        columns.push((k.id.clone(), run.total.as_secs_f64(), run.problem(timeout)));
+        let run = watch::watch(vm::command(&config, &k.id)?, TIMEOUT, &log, |_| {})?;
+        columns.push((k.id.clone(), run.total.as_secs_f64(), run.problem(TIMEOUT)));
     }
     Ok(columns)
 }
@@ -201,50 +216,66 @@ fn stem(file: &Path) -> String {
 }
 
 /// Per program, the verifier's processed instructions on each kernel (a load that failed: `—`).
-pub fn stats_markdown(records: &[Record]) -> String {
-    let mut rows: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
-    let mut kernels: Vec<&str> = records.iter().map(|r| r.kernel.as_str()).collect();
-    kernels.sort_by_key(|k| crate::report::kernel_order(k));
-    kernels.dedup();
-    for r in records {
-        let insns = r
-            .loads
-            .iter()
+pub fn stats_markdown(run: &Run) -> String {
+    records_table(run, "program", |r| {
+        let insns = (r.loads.iter())
             .flat_map(|l| l.programs.values())
             .filter_map(|p| p.stats.as_ref())
             .map(|s| s.processed_insns.to_string())
             .next()
             .unwrap_or_else(|| "—".into());
-        rows.entry(&r.case).or_default().insert(&r.kernel, insns);
+        Some((&r.case, insns))
+    })
+}
+
+/// Each column's seconds and the first line of its problem.
+pub fn columns_markdown(columns: &[(String, f64, Option<String>)]) -> String {
+    let mut table = Table::new(["kernel", "s", "problem"]);
+    for (id, secs, problem) in columns {
+        let problem = problem.as_deref().and_then(|p| p.lines().next());
+        table.row([
+            id.clone(),
+            format!("{secs:.1}"),
+            problem.unwrap_or("").to_owned(),
+        ]);
     }
-    let mut out = format!(
-        "| program | {} |\n|---|{}\n",
-        kernels.join(" | "),
-        "---|".repeat(kernels.len())
-    );
-    for (case, cells) in rows {
-        let cells: Vec<&str> = kernels
-            .iter()
-            .map(|k| cells.get(k).map_or("", String::as_str))
-            .collect();
-        let _ = writeln!(out, "| {case} | {} |", cells.join(" | "));
-    }
-    out
+    table.to_string()
 }
 
 /// The programs refused on a kernel at or past `min` (`6.1`; the host's column by its release).
-pub fn refused_since(matrix: &Matrix, min: &str) -> Vec<String> {
+pub fn refused_since(run: &Run, min: &str) -> Vec<String> {
     let at_least = |kernel: &str| {
         let version = kernel.strip_prefix("host-").unwrap_or(kernel);
-        crate::report::kernel_order(version) >= crate::report::kernel_order(min)
+        kernel_order(version) >= kernel_order(min)
     };
-    let mut refused = Vec::new();
-    for (case, row) in &matrix.cases {
-        for (kernel, cell) in &row.cells {
-            if cell.outcome != Outcome::Pass && at_least(kernel) {
-                refused.push(format!("{case} on {kernel}"));
-            }
-        }
+    (run.cells())
+        .filter(|(_, kernel, cell)| cell.outcome != Outcome::Pass && at_least(kernel))
+        .map(|(case, kernel, _)| format!("{case} on {kernel}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What is not a BPF object is named with the reason, before libbpf sees it.
+    #[test]
+    fn only_bpf_elf_objects_pass_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("text.bpf.o");
+        fs::write(&text, "not elf").unwrap();
+        let e = format!("{:#}", check(&text).unwrap_err());
+        assert_eq!(e, format!("{}: not an ELF file", text.display()));
+        // This test binary: an ELF object for x86-64 (62).
+        let exe = std::env::current_exe().unwrap();
+        let e = format!("{:#}", check(&exe).unwrap_err());
+        assert!(
+            e.ends_with(": an ELF object for machine 62, not BPF (247)"),
+            "{e}"
+        );
+        let mut truncated = fs::read(&exe).unwrap();
+        truncated.truncate(40);
+        fs::write(&text, truncated).unwrap();
+        assert!(format!("{:#}", check(&text).unwrap_err()).ends_with(": not an ELF file"));
     }
-    refused
 }

@@ -3,12 +3,12 @@
 //! reason. A cell that can change between two runs of one commit is a bug to fix first.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 
 use record::Outcome;
 
-use crate::compare::Run;
-use crate::report::first_line;
+use crate::run::Run;
+use crate::table::Table;
+use crate::text::first_line;
 
 /// A cell whose outcome differed between runs.
 #[derive(Debug, PartialEq)]
@@ -28,13 +28,9 @@ pub fn run_dir(i: usize) -> String {
 
 /// Every cell of `runs` whose outcome is not the same in all of them.
 pub fn varied(runs: &[Run]) -> Vec<Varied> {
-    let cells: BTreeSet<(&String, &String)> = runs
+    let cells: BTreeSet<(&str, &str)> = runs
         .iter()
-        .flat_map(|r| {
-            r.cells
-                .iter()
-                .flat_map(|(case, cells)| cells.keys().map(move |k| (case, k)))
-        })
+        .flat_map(|r| r.cells().map(|(case, kernel, _)| (case, kernel)))
         .collect();
     cells
         .into_iter()
@@ -43,16 +39,13 @@ pub fn varied(runs: &[Run]) -> Vec<Varied> {
                 .iter()
                 .map(|r| {
                     let cell = r.cell(case, kernel);
-                    (
-                        cell.and_then(|c| c.outcome),
-                        cell.and_then(|c| c.reason.clone()),
-                    )
+                    (cell.map(|c| c.outcome), cell.and_then(|c| c.reason.clone()))
                 })
                 .collect();
             let first = seen[0].0;
             seen.iter().any(|(o, _)| *o != first).then(|| Varied {
-                case: case.clone(),
-                kernel: kernel.clone(),
+                case: case.to_owned(),
+                kernel: kernel.to_owned(),
                 runs: seen,
             })
         })
@@ -62,9 +55,7 @@ pub fn varied(runs: &[Run]) -> Vec<Varied> {
 /// `N runs × M cells: K varied`, then a table of the varied cells with each run's outcome and
 /// the first line of its reason.
 pub fn markdown(runs: &[Run], varied: &[Varied]) -> String {
-    let cells: usize = runs
-        .first()
-        .map_or(0, |r| r.cells.values().map(|c| c.len()).sum());
+    let cells = runs.first().map_or(0, |r| r.cells().count());
     let mut out = format!(
         "## Repeated: {} runs × {cells} cells: {} varied\n\n",
         runs.len(),
@@ -74,45 +65,42 @@ pub fn markdown(runs: &[Run], varied: &[Varied]) -> String {
         out.push_str("Every cell had the same outcome in every run.\n");
         return out;
     }
-    out.push_str("| case | kernel |");
-    for i in 1..=runs.len() {
-        let _ = write!(out, " run {i} |");
-    }
-    out.push_str("\n|---|---|");
-    out.push_str(&"---|".repeat(runs.len()));
-    out.push('\n');
+    let runs_n = (1..=runs.len()).map(|i| format!("run {i}"));
+    let mut table = Table::new(
+        ["case".to_owned(), "kernel".to_owned()]
+            .into_iter()
+            .chain(runs_n),
+    );
     for v in varied {
-        let _ = write!(out, "| `{}` | {} |", v.case, v.kernel);
-        for (outcome, reason) in &v.runs {
+        let seen = v.runs.iter().map(|(outcome, reason)| {
             let outcome = outcome.map_or("—".to_owned(), |o| o.to_string());
             let reason = reason.as_deref().map(first_line).unwrap_or_default();
-            let _ = write!(out, " {outcome} {} |", reason.replace('|', "\\|"));
-        }
-        out.push('\n');
+            format!("{outcome} {reason}")
+        });
+        table.row(
+            [format!("`{}`", v.case), v.kernel.clone()]
+                .into_iter()
+                .chain(seen),
+        );
     }
-    out
+    out + &table.to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::run::Cell;
+    use crate::run::Cell;
 
     fn run(cells: &[(&str, &str, Outcome, &str)]) -> Run {
         let mut r = Run::default();
         for (case, kernel, outcome, reason) in cells {
-            r.cells.entry(case.to_string()).or_default().insert(
-                kernel.to_string(),
-                Cell {
-                    outcome: Some(*outcome),
-                    reason: (!reason.is_empty()).then(|| reason.to_string()),
-                    programs: Default::default(),
-                },
-            );
+            let reason = (!reason.is_empty()).then(|| reason.to_string());
+            let row = r.cases.entry(case.to_string()).or_default();
+            row.cells
+                .insert(kernel.to_string(), Cell::new(*outcome, reason));
         }
         r
     }
-
     #[test]
     fn only_cells_that_changed_are_listed_with_every_run() {
         use Outcome::*;

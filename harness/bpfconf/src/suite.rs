@@ -12,15 +12,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use record::{Event, Outcome, Record};
 
 use crate::kernels::{KernelSpec, Kind};
-pub use crate::manifest::{Binary, Manifest};
-pub use record::Event;
-
 use crate::kmsg::Kmsg;
+use crate::manifest::{Binary, Manifest};
 use crate::watched;
-use record::Outcome;
-use record::{self as record, Record};
 
 /// What `bpfconf suite` runs.
 pub struct Options {
@@ -370,7 +367,7 @@ pub fn record_missing(
 
 /// The test binaries' environment: the column's id and results, its known bugs, its kept config.
 pub(crate) fn environment(opts: &Options, release: &str) -> Result<Vec<(String, String)>> {
-    let root = crate::workspace_root();
+    let root = crate::paths::workspace_root();
     let mut env = vec![
         ("BPFCONF_KERNEL".into(), opts.kernel.clone()),
         ("BPFCONF_RESULTS".into(), opts.results.display().to_string()),

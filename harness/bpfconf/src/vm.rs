@@ -9,14 +9,15 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::kernels::{KernelSpec, Matrix, kernel_dir, relative_to_root};
+use crate::kernels::{KernelList, KernelSpec, kernel_dir, relative_to_root};
+use crate::paths::workspace_root;
 
 /// Where `plain` writes vmtest.toml with one vCPU per target for emulation (git-ignored).
 const EMULATED_TOML: &str = ".vmtest-emulated.toml";
 
 /// The checked-in vmtest.toml.
 pub fn vmtest_toml_path() -> PathBuf {
-    crate::workspace_root().join("vmtest.toml")
+    workspace_root().join("vmtest.toml")
 }
 
 /// vCPUs per VM of the checked-in vmtest.toml (plain `vmtest` uses KVM wherever it exists).
@@ -134,8 +135,8 @@ pub fn suite_command(id: &str, args: Option<&[String]>) -> String {
 
 /// Regenerates the checked-in vmtest.toml from kernels.toml; returns whether it changed.
 pub fn sync() -> Result<bool> {
-    let matrix = Matrix::load()?;
-    let kernels: Vec<KernelSpec> = matrix.vm_kernels().cloned().collect();
+    let list = KernelList::load()?;
+    let kernels: Vec<KernelSpec> = list.vm_kernels().cloned().collect();
     let want = vmtest_toml(&kernels, |id| suite_command(id, None), true, KVM_CPUS);
     let path = vmtest_toml_path();
     if fs::read_to_string(&path).ok().as_deref() == Some(want.as_str()) {
@@ -209,9 +210,9 @@ pub fn plain(args: &[String]) -> Result<std::process::ExitStatus> {
         // ([`cpus`]): TCG makes live kernel-text patching unsafe across vCPUs (a trampoline
         // attached while the other vCPU runs through it locked both up). Written beside
         // vmtest.toml: vmtest mounts the config's directory at /mnt/vmtest.
-        let matrix = Matrix::load()?;
-        let kernels: Vec<KernelSpec> = matrix.vm_kernels().cloned().collect();
-        let config = crate::workspace_root().join(EMULATED_TOML);
+        let list = KernelList::load()?;
+        let kernels: Vec<KernelSpec> = list.vm_kernels().cloned().collect();
+        let config = workspace_root().join(EMULATED_TOML);
         let text = vmtest_toml(&kernels, |id| suite_command(id, None), true, cpus());
         fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
         let mut c = Command::new("unshare");
@@ -221,7 +222,7 @@ pub fn plain(args: &[String]) -> Result<std::process::ExitStatus> {
             .arg(config);
         c
     };
-    cmd.args(args).current_dir(crate::workspace_root());
+    cmd.args(args).current_dir(workspace_root());
     cmd.status().context("running vmtest")
 }
 
@@ -241,7 +242,7 @@ pub fn command(config: &Path, id: &str) -> Result<Command> {
     cmd.arg("-c")
         .arg(config)
         .args(["-f", &filter])
-        .current_dir(crate::workspace_root());
+        .current_dir(workspace_root());
     Ok(cmd)
 }
 
@@ -252,9 +253,8 @@ mod tests {
     #[test]
     fn checked_in_vmtest_toml_matches_kernels_toml() {
         // The checked-in files, whatever $BPFCONF_KERNELS names.
-        let matrix =
-            Matrix::load_from(&crate::workspace_root().join("kernels/kernels.toml")).unwrap();
-        let kernels: Vec<KernelSpec> = matrix.vm_kernels().cloned().collect();
+        let list = KernelList::load_from(&workspace_root().join("kernels/kernels.toml")).unwrap();
+        let kernels: Vec<KernelSpec> = list.vm_kernels().cloned().collect();
         let want = vmtest_toml(&kernels, |id| suite_command(id, None), true, KVM_CPUS);
         let have = fs::read_to_string(vmtest_toml_path()).unwrap();
         assert_eq!(

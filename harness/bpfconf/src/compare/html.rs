@@ -9,7 +9,7 @@ use record::Outcome;
 
 use super::{Change, Comparison, Kind, SCHEMA};
 use crate::report::page::page;
-use crate::report::plural;
+use crate::text::plural;
 
 /// The comparison's own rules, after the report's style sheet.
 const CSS: &str = include_str!("compare.css");

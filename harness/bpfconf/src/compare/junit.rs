@@ -16,7 +16,7 @@ use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite}
 use record::Outcome;
 
 use super::{Change, Comparison, Kind};
-use crate::report::first_line;
+use crate::text::first_line;
 
 pub(super) fn render(c: &Comparison) -> Result<String> {
     let changes: BTreeMap<(&str, &str), &Change> = (c.outcomes.iter())

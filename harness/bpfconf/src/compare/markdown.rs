@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use record::Outcome;
 
 use super::{Change, Comparison, Kind};
+use crate::table::Table;
 
 /// Lines of one log diff shown; the JSON report has it whole.
 const DIFF_LINES: usize = 80;
@@ -71,23 +72,18 @@ fn outcome_tables(out: &mut String, outcomes: &[Change]) {
         if rows.is_empty() {
             continue;
         }
-        let _ = writeln!(
-            out,
-            "### {title}\n\n| case | kernel | A | B | reason |\n|---|---|---|---|---|"
-        );
+        let mut table = Table::new(["case", "kernel", "A", "B", "reason"]);
         for c in rows {
             let reason = c.reason.as_deref().and_then(|r| r.lines().next());
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                c.case,
-                c.kernel,
+            table.row([
+                c.case.clone(),
+                c.kernel.clone(),
                 show(c.old),
                 show(c.new),
-                cell(reason.unwrap_or(""))
-            );
+                reason.unwrap_or("").to_owned(),
+            ]);
         }
-        out.push('\n');
+        let _ = writeln!(out, "### {title}\n\n{table}");
     }
 }
 
@@ -99,27 +95,35 @@ fn stats_table(out: &mut String, c: &Comparison) {
         out,
         "### Verifier statistics and sizes\n\nChanged values only, flagged (⚠) beyond \
          ±{}%; insns, states, peak_states: the verifier's; stack_depth: bytes; prog_size: xlated \
-         instructions; jit_size: bytes.\n\n\
-         | case | program | kernel | statistic | A | B | DIFF | |\n|---|---|---|---|---|---|---|---|",
+         instructions; jit_size: bytes.\n",
         c.options.threshold_pct
     );
+    let headers = [
+        "case",
+        "program",
+        "kernel",
+        "statistic",
+        "A",
+        "B",
+        "DIFF",
+        "",
+    ];
+    let mut table = Table::new(headers);
     let mut rows: Vec<_> = c.stats.iter().collect();
     rows.sort_by_key(|s| !s.flagged);
     for s in rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            s.case,
-            s.program,
-            s.kernel,
-            s.metric,
-            s.old,
-            s.new,
+        table.row([
+            s.case.clone(),
+            s.program.clone(),
+            s.kernel.clone(),
+            s.metric.clone(),
+            s.old.to_string(),
+            s.new.to_string(),
             s.diff(),
-            if s.flagged { "⚠" } else { "" }
-        );
+            if s.flagged { "⚠" } else { "" }.to_owned(),
+        ]);
     }
-    out.push('\n');
+    let _ = writeln!(out, "{table}");
 }
 
 fn log_diffs(out: &mut String, c: &Comparison) {
@@ -163,27 +167,19 @@ fn costs(out: &mut String, c: &Comparison) {
         out,
         "### Run cost beyond the noise band\n\nns per `BPF_PROG_TEST_RUN` run, the median of \
          rounds of the kernel's `repeat`; beyond the noise band: moved by more than ±{}% and \
-         more than {} ns. Costs compare only between runs on the same machine.\n\n\
-         | case | program | kernel | A ns | B ns | DIFF |\n|---|---|---|---|---|---|",
+         more than {} ns. Costs compare only between runs on the same machine.\n",
         c.options.cost_noise_pct, c.options.cost_noise_ns
     );
+    let mut table = Table::new(["case", "program", "kernel", "A ns", "B ns", "DIFF"]);
     for r in &c.run_cost {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {:+} ({:+.2}%) |",
-            r.case,
-            r.program,
-            r.kernel,
-            r.old_ns,
-            r.new_ns,
-            r.new_ns - r.old_ns,
-            r.pct
-        );
+        table.row([
+            r.case.clone(),
+            r.program.clone(),
+            r.kernel.clone(),
+            r.old_ns.to_string(),
+            r.new_ns.to_string(),
+            format!("{:+} ({:+.2}%)", r.new_ns - r.old_ns, r.pct),
+        ]);
     }
-    out.push('\n');
-}
-
-/// `text` fit for a table cell.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|")
+    let _ = writeln!(out, "{table}");
 }

@@ -7,16 +7,15 @@ mod html;
 mod junit;
 mod markdown;
 mod programs;
-pub mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use record::Outcome;
 use serde::{Deserialize, Serialize};
 
-use crate::report::severity;
+use crate::report::Format;
+use crate::run::{Cell, Run, severity};
 pub use programs::{CostChange, LogDiff, MetricDiff};
-pub use run::Run;
 
 /// The JSON report's version ([`Comparison::schema`]); bump it when a field changes meaning.
 pub const SCHEMA: u32 = 1;
@@ -165,30 +164,24 @@ pub fn other_builds(old: &Run, new: &Run) -> Vec<(String, String)> {
 pub fn compare(old: &Run, new: &Run, options: &Options) -> Comparison {
     let others = other_builds(old, new);
     let skipped = |k: &String| others.iter().any(|(o, _)| o == k);
-    let removed_columns: Vec<String> = old
-        .kernels
-        .iter()
-        .filter(|k| !new.kernels.contains(k))
-        .cloned()
-        .collect();
-    let added_columns: Vec<String> = new
-        .kernels
-        .iter()
-        .filter(|k| !old.kernels.contains(k))
-        .cloned()
-        .collect();
+    // The columns of `a` that `b` lacks.
+    let only_in = |a: &Run, b: &Run| -> Vec<String> {
+        let lacks = |k: &&String| !b.kernels.contains(k);
+        a.kernels.iter().filter(lacks).cloned().collect()
+    };
+    let (removed_columns, added_columns) = (only_in(old, new), only_in(new, old));
     let kernels: Vec<&String> = old
         .kernels
         .iter()
         .filter(|k| new.kernels.contains(k) && !skipped(k))
         .collect();
-    let cases: BTreeSet<&String> = old.cells.keys().chain(new.cells.keys()).collect();
+    let cases: BTreeSet<&String> = old.cases.keys().chain(new.cases.keys()).collect();
     let mut outcomes = Vec::new();
     let mut programs = programs::Diffs::default();
     for case in cases {
         for kernel in &kernels {
             let (a, b) = (old.cell(case, kernel), new.cell(case, kernel));
-            let (oa, ob) = (a.and_then(|c| c.outcome), b.and_then(|c| c.outcome));
+            let (oa, ob) = (a.map(|c| c.outcome), b.map(|c| c.outcome));
             if let (Some(a), Some(b)) = (a, b) {
                 programs.add(case, kernel, a, b, options);
             }
@@ -199,7 +192,7 @@ pub fn compare(old: &Run, new: &Run, options: &Options) -> Comparison {
                 (None, Some(_)) => Kind::Added,
                 _ => continue,
             };
-            let reason = |c: Option<&run::Cell>| c.and_then(|c| c.reason.clone());
+            let reason = |c: Option<&Cell>| c.and_then(|c| c.reason.clone());
             outcomes.push(Change {
                 case: case.clone(),
                 kernel: (*kernel).clone(),
@@ -238,8 +231,8 @@ pub fn compare(old: &Run, new: &Run, options: &Options) -> Comparison {
             .kernels
             .iter()
             .map(|k| {
-                let cases = (new.cells.iter())
-                    .filter_map(|(case, cells)| Some((case.clone(), cells.get(k)?.outcome?)))
+                let cases = (new.cases.iter())
+                    .filter_map(|(case, row)| Some((case.clone(), row.cells.get(k)?.outcome)))
                     .collect();
                 (k.clone(), cases)
             })
@@ -252,19 +245,6 @@ impl Comparison {
     pub fn count(&self, kind: Kind) -> usize {
         self.outcomes.iter().filter(|o| o.kind == kind).count()
     }
-}
-
-/// How to render a comparison: the formats of `bpfconf report`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// For people and a CI job summary.
-    Markdown,
-    /// One self-contained page in the report's look.
-    Html,
-    /// [`Comparison`], pretty-printed.
-    Json,
-    /// For CI test views: each case of run B a testcase, each regression a failure.
-    Junit,
 }
 
 /// Renders `comparison` in `format`.
@@ -280,8 +260,9 @@ pub fn render(comparison: &Comparison, format: Format) -> anyhow::Result<String>
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::run::testing::of_cells as run;
+    use crate::run::{Program, Verdict};
     use record::RunCost;
-    use run::{Cell, Program, Verdict};
 
     /// A comparison with every kind of change, `text` as the regression's reason: on 6.1, `a`
     /// pass → fail (refused now, insns +15 %, run cost doubled), `b` a fix, `c` insns +1 %, `d`
@@ -325,39 +306,22 @@ pub(super) mod tests {
             ("a", "7.3", Pass),
         ]);
         let put = |r: &mut Run, case: &str, p: Program| {
-            let cell = r.cells.get_mut(case).unwrap().get_mut("6.1").unwrap();
+            let cell = r.cases.get_mut(case).unwrap().cells.get_mut("6.1").unwrap();
             cell.programs.insert("o/p".into(), p);
         };
         put(&mut old, "a", program(200, false, 100.0));
         put(&mut new, "a", program(230, true, 200.0));
         put(&mut old, "c", program(100, false, 50.0));
         put(&mut new, "c", program(101, false, 51.0));
-        new.cells
+        new.cases
             .get_mut("a")
             .unwrap()
+            .cells
             .get_mut("6.1")
             .unwrap()
             .reason = Some(text.into());
         (old.label, new.label) = ("A".into(), "B".into());
         compare(&old, &new, &Options::default())
-    }
-
-    fn run(cells: &[(&str, &str, Outcome)]) -> Run {
-        let mut r = Run::default();
-        for (case, kernel, outcome) in cells {
-            if !r.kernels.contains(&kernel.to_string()) {
-                r.kernels.push(kernel.to_string());
-            }
-            let cell = Cell {
-                outcome: Some(*outcome),
-                ..Default::default()
-            };
-            r.cells
-                .entry(case.to_string())
-                .or_default()
-                .insert(kernel.to_string(), cell);
-        }
-        r
     }
 
     #[test]

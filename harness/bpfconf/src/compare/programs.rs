@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use similar::TextDiff;
 
 use super::Options;
-use super::run::{Cell, METRICS, Verdict};
+use crate::run::{Cell, METRICS, Verdict};
 
 /// One statistic of one program that differs between the runs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -19,7 +19,7 @@ pub struct MetricDiff {
     pub kernel: String,
     /// `<object>/<program>`.
     pub program: String,
-    /// One of [`super::run::METRICS`].
+    /// One of [`METRICS`].
     pub metric: String,
     /// Run A's value.
     pub old: u64,

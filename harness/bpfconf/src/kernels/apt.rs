@@ -2,12 +2,16 @@
 //! cache under the kernel cache. The system's apt sources are never read or changed (adding suites
 //! to them once broke a machine: shared/ENVIRONMENT.md).
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
 
-/// The Debian suites the matrix may use.
+use super::{KernelSpec, Package};
+
+/// The Debian suites kernels.toml may pin from.
 const SUITES: &[&str] = &["bullseye", "bookworm", "trixie", "trixie-backports", "sid"];
 const MIRROR: &str = "http://deb.debian.org/debian";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -126,6 +130,92 @@ impl Apt {
         found.sort_by(|a, b| version_cmp(&b.0, &a.0));
         Ok(found)
     }
+
+    /// Downloads the pinned `package` of `spec` into `debs/<name>.deb` unless a file with the
+    /// pinned hash is there; a mismatch is refused and fetched again, once. `updated` says
+    /// whether the lists were updated already (a package not found updates them once).
+    pub fn download_pinned(
+        &self,
+        spec: &KernelSpec,
+        package: &Package,
+        debs: &Path,
+        updated: &mut bool,
+        say: &dyn Fn(&str),
+    ) -> Result<PathBuf> {
+        let target = debs.join(format!("{}.deb", package.name));
+        if target.exists() {
+            if sha256(&target)? == package.sha256 {
+                return Ok(target);
+            }
+            say(&format!(
+                "{}: cached file has the wrong sha256; fetching it again",
+                package.name
+            ));
+            fs::remove_file(&target)?;
+        }
+        for attempt in 0..2 {
+            let tmp = tempfile::tempdir_in(debs)?;
+            say(&format!("downloading {}={}", package.name, package.version));
+            let mut found = self.download(&package.name, &package.version, tmp.path())?;
+            if !found && !*updated {
+                say("apt-get update (private lists)");
+                self.update()?;
+                *updated = true;
+                found = self.download(&package.name, &package.version, tmp.path())?;
+            }
+            if !found {
+                bail!(
+                    "kernel {}: package {}={} is no longer on the mirror (suite {}); run `bpfconf kernels update` to pin the newest",
+                    spec.id,
+                    package.name,
+                    package.version,
+                    spec.suite.as_deref().unwrap_or("?")
+                );
+            }
+            let file = fs::read_dir(tmp.path())?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.extension().is_some_and(|x| x == "deb"))
+                .context("apt-get download left no .deb")?;
+            let got = sha256(&file)?;
+            if got == package.sha256 {
+                fs::rename(&file, &target)?;
+                return Ok(target);
+            }
+            say(&format!(
+                "{}: sha256 {got} does not match the pin {}",
+                package.name, package.sha256
+            ));
+            if attempt == 1 {
+                bail!(
+                    "kernel {}: {}={} has sha256 {got}, but kernels.toml pins {}; refusing it (if Debian rebuilt it, run `bpfconf kernels update`)",
+                    spec.id,
+                    package.name,
+                    package.version,
+                    package.sha256
+                );
+            }
+        }
+        unreachable!("the loop returns or bails")
+    }
+}
+
+/// The sha256 of a file, hex.
+pub fn sha256(path: &Path) -> Result<String> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Orders package names by the numbers in them (`7.3.10` after `7.3.4`).

@@ -4,14 +4,13 @@
 //! so an interrupted run never leaves a file that a later run trusts.
 
 use std::fs::{self, File};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::apt::Apt;
-use super::{KernelSpec, Kind, Package, Prepared, cache_dir, initramfs, kernel_dir, source};
+use super::{KernelSpec, Kind, Prepared, cache_dir, initramfs, kernel_dir, source};
 
 /// Makes `spec` ready to boot, doing only what the cache lacks; `say` reports each step.
 pub fn fetch(spec: &KernelSpec, say: &dyn Fn(&str)) -> Result<Prepared> {
@@ -65,7 +64,7 @@ fn fetch_debian(spec: &KernelSpec, dir: &Path, say: &dyn Fn(&str)) -> Result<()>
     let mut updated = false;
     let mut files = Vec::new();
     for package in &spec.packages {
-        files.push(download(spec, package, &apt, &debs, &mut updated, say)?);
+        files.push(apt.download_pinned(spec, package, &debs, &mut updated, say)?);
     }
 
     say("extracting");
@@ -208,90 +207,6 @@ fn keep_config(root: &Path, release: &str, dir: &Path) -> Result<()> {
     fs::copy(config, &tmp)?;
     fs::rename(&tmp, dir.join("config"))?;
     Ok(())
-}
-
-/// Downloads one package into `debs/<name>.deb` unless a file with the pinned hash is there.
-pub(super) fn download(
-    spec: &KernelSpec,
-    package: &Package,
-    apt: &Apt,
-    debs: &Path,
-    updated: &mut bool,
-    say: &dyn Fn(&str),
-) -> Result<PathBuf> {
-    let target = debs.join(format!("{}.deb", package.name));
-    if target.exists() {
-        if sha256(&target)? == package.sha256 {
-            return Ok(target);
-        }
-        say(&format!(
-            "{}: cached file has the wrong sha256; fetching it again",
-            package.name
-        ));
-        fs::remove_file(&target)?;
-    }
-    for attempt in 0..2 {
-        let tmp = tempfile::tempdir_in(debs)?;
-        say(&format!("downloading {}={}", package.name, package.version));
-        let mut found = apt.download(&package.name, &package.version, tmp.path())?;
-        if !found && !*updated {
-            say("apt-get update (private lists)");
-            apt.update()?;
-            *updated = true;
-            found = apt.download(&package.name, &package.version, tmp.path())?;
-        }
-        if !found {
-            bail!(
-                "kernel {}: package {}={} is no longer on the mirror (suite {}); run `bpfconf kernels update` to pin the newest",
-                spec.id,
-                package.name,
-                package.version,
-                spec.suite.as_deref().unwrap_or("?")
-            );
-        }
-        let file = fs::read_dir(tmp.path())?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|x| x == "deb"))
-            .context("apt-get download left no .deb")?;
-        let got = sha256(&file)?;
-        if got == package.sha256 {
-            fs::rename(&file, &target)?;
-            return Ok(target);
-        }
-        say(&format!(
-            "{}: sha256 {got} does not match the pin {}",
-            package.name, package.sha256
-        ));
-        if attempt == 1 {
-            bail!(
-                "kernel {}: {}={} has sha256 {got}, but kernels.toml pins {}; refusing it (if Debian rebuilt it, run `bpfconf kernels update`)",
-                spec.id,
-                package.name,
-                package.version,
-                package.sha256
-            );
-        }
-    }
-    unreachable!("the loop returns or bails")
-}
-
-/// The sha256 of a file, hex.
-pub fn sha256(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// vmlinuz and the release: `boot/vmlinuz-<release>` (≤ 6.12) or `usr/lib/modules/<release>/vmlinuz` (7.x).

@@ -1,4 +1,4 @@
-//! The kernel matrix (`kernels/kernels.toml`): which kernels the suite runs on, and the cache where
+//! The kernels the suite runs on (`kernels/kernels.toml`, one column each), and the cache where
 //! their fetched packages, vmlinuz and initramfs live (`kernels/cache/`, or `$BPFCONF_CACHE`).
 
 pub mod apt;
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// `kernels/kernels.toml`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Matrix {
+pub struct KernelList {
     /// One entry per column.
     pub kernel: Vec<KernelSpec>,
 }
@@ -34,7 +34,7 @@ pub enum Kind {
     Source,
 }
 
-/// One kernel of the matrix.
+/// One kernel of kernels.toml: a column.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct KernelSpec {
     /// Column id (`6.1`); `host` for the running kernel.
@@ -134,31 +134,17 @@ pub struct Package {
     pub track: Option<String>,
 }
 
-impl Matrix {
+impl KernelList {
     /// Reads `kernels/kernels.toml` (or `$BPFCONF_KERNELS`).
     pub fn load() -> Result<Self> {
         Self::load_from(&toml_path())
     }
 
-    /// Reads the matrix file at `path`.
+    /// Reads the kernels file at `path`.
     pub fn load_from(path: &Path) -> Result<Self> {
         let text =
             fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-    }
-
-    /// Writes it back (after `kernels update`), keeping the header comment.
-    pub fn save(&self) -> Result<()> {
-        let path = toml_path();
-        let old = fs::read_to_string(&path).unwrap_or_default();
-        let header: String = old
-            .lines()
-            .take_while(|l| l.starts_with('#') || l.is_empty())
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let body = toml::to_string_pretty(self).context("serialising kernels.toml")?;
-        fs::write(&path, format!("{header}{body}"))
-            .with_context(|| format!("writing {}", path.display()))
     }
 
     /// The entry of column `id` (`host-…` columns are the `host` entry).
@@ -197,12 +183,12 @@ impl Matrix {
     }
 }
 
-/// `kernels/kernels.toml`, or `$BPFCONF_KERNELS` (a matrix of your own).
+/// `kernels/kernels.toml`, or `$BPFCONF_KERNELS` (a kernels file of your own).
 pub fn toml_path() -> PathBuf {
     std::env::var_os("BPFCONF_KERNELS")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("kernels/kernels.toml"))
+        .unwrap_or_else(|| crate::paths::workspace_root().join("kernels/kernels.toml"))
 }
 
 /// `$BPFCONF_CACHE`, or `kernels/cache` in the workspace.
@@ -210,7 +196,7 @@ pub fn cache_dir() -> PathBuf {
     std::env::var_os("BPFCONF_CACHE")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("kernels/cache"))
+        .unwrap_or_else(|| crate::paths::workspace_root().join("kernels/cache"))
 }
 
 /// Where one kernel's artefacts live.
@@ -248,18 +234,35 @@ impl Prepared {
 
 /// Relative path of `path` under the workspace root (for the checked-in vmtest.toml), else as is.
 pub fn relative_to_root(path: &Path) -> PathBuf {
-    path.strip_prefix(crate::workspace_root())
+    path.strip_prefix(crate::paths::workspace_root())
         .map(Path::to_owned)
         .unwrap_or_else(|_| path.to_owned())
 }
 
-impl Matrix {
-    /// Moves every Debian pin to the newest package the mirror serves (the `track` regex, else the
-    /// same package name); returns one line per change.
-    pub fn update_pins(&mut self, apt: &apt::Apt) -> Result<Vec<String>> {
-        let mut changes = Vec::new();
-        for kernel in self.kernel.iter_mut().filter(|k| k.kind == Kind::Debian) {
-            for package in &mut kernel.packages {
+/// A pin that moves to a newer package (`bpfconf kernels update`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Repin {
+    /// The kernel's id.
+    pub kernel: String,
+    /// Which of its `[[kernel.package]]` entries.
+    pub index: usize,
+    /// The new package's name, version and sha256.
+    pub name: String,
+    /// See [`Repin::name`].
+    pub version: String,
+    /// See [`Repin::name`].
+    pub sha256: String,
+    /// `<kernel>: <old name> <old version> → <name> <version>`.
+    pub line: String,
+}
+
+impl KernelList {
+    /// The newest package the mirror serves for every Debian pin (the `track` regex, else the
+    /// same package name): one [`Repin`] per pin that moves.
+    pub fn repins(&self, apt: &apt::Apt) -> Result<Vec<Repin>> {
+        let mut repins = Vec::new();
+        for kernel in self.kernel.iter().filter(|k| k.kind == Kind::Debian) {
+            for (index, package) in kernel.packages.iter().enumerate() {
                 let pattern = package
                     .track
                     .clone()
@@ -272,26 +275,62 @@ impl Matrix {
                     );
                 };
                 if (&name, &version) != (&package.name, &package.version) {
-                    changes.push(format!(
-                        "{}: {} {} → {name} {version}",
-                        kernel.id, package.name, package.version
-                    ));
-                    (package.name, package.version, package.sha256) = (name, version, sha256);
+                    repins.push(Repin {
+                        line: format!(
+                            "{}: {} {} → {name} {version}",
+                            kernel.id, package.name, package.version
+                        ),
+                        kernel: kernel.id.clone(),
+                        index,
+                        name,
+                        version,
+                        sha256,
+                    });
                 }
             }
         }
-        if changes.is_empty() {
-            changes.push("every pin is the newest the mirror serves".into());
-        }
-        Ok(changes)
+        Ok(repins)
     }
 }
 
+/// `text` (a kernels.toml) with `repins` written into their `[[kernel.package]]` entries and
+/// nothing else changed: comments, order and formatting stay.
+pub fn apply_repins(text: &str, repins: &[Repin]) -> Result<String> {
+    let mut doc: toml_edit::DocumentMut = text.parse().context("parsing kernels.toml")?;
+    let kernels = doc["kernel"]
+        .as_array_of_tables_mut()
+        .context("kernels.toml has no [[kernel]]")?;
+    for r in repins {
+        let kernel = (kernels.iter_mut())
+            .find(|k| k.get("id").and_then(|id| id.as_str()) == Some(&r.kernel))
+            .with_context(|| format!("kernels.toml has no kernel {}", r.kernel))?;
+        let package = kernel
+            .get_mut("package")
+            .and_then(|p| p.as_array_of_tables_mut())
+            .and_then(|p| p.get_mut(r.index))
+            .with_context(|| format!("kernel {}: no package {}", r.kernel, r.index))?;
+        for (key, value) in [
+            ("name", &r.name),
+            ("version", &r.version),
+            ("sha256", &r.sha256),
+        ] {
+            let item = package
+                .get_mut(key)
+                .and_then(|i| i.as_value_mut())
+                .with_context(|| format!("kernel {}: a package without {key}", r.kernel))?;
+            let decor = item.decor().clone();
+            *item = value.as_str().into();
+            *item.decor_mut() = decor;
+        }
+    }
+    Ok(doc.to_string())
+}
+
 /// `bpfconf kernels list`: one line per kernel with its pins and cache state.
-pub fn list(matrix: &Matrix) -> String {
+pub fn list(kernels: &KernelList) -> String {
     let mut out = String::new();
-    let width = matrix.kernel.iter().map(|k| k.id.len()).max().unwrap_or(0);
-    for k in &matrix.kernel {
+    let width = kernels.kernel.iter().map(|k| k.id.len()).max().unwrap_or(0);
+    for k in &kernels.kernel {
         let state = match k.kind {
             Kind::Host => format!("the running kernel ({})", record::kernel_release()),
             _ => match Prepared::cached(&k.id) {
@@ -319,7 +358,7 @@ pub fn list(matrix: &Matrix) -> String {
     out
 }
 
-/// One CI job of the matrix (`bpfconf kernels list --json`).
+/// One CI job per kernel (`bpfconf kernels list --json`).
 #[derive(Debug, PartialEq, Serialize)]
 pub struct CiColumn {
     /// Column id (`host`, `6.1`).
@@ -334,11 +373,11 @@ pub struct CiColumn {
     pub cache_key: Option<String>,
 }
 
-/// Every kernel of the matrix as a GitHub Actions `strategy.matrix` (`fromJSON` of
+/// Every kernel as a job of GitHub Actions' `strategy.matrix` (`fromJSON` of
 /// `{"include":[{"kernel":"6.1",…},…]}`), in file order.
-pub fn ci_matrix(matrix: &Matrix) -> Result<serde_json::Value> {
+pub fn ci_jobs(kernels: &KernelList) -> Result<serde_json::Value> {
     use sha2::{Digest, Sha256};
-    let include = matrix
+    let include = kernels
         .kernel
         .iter()
         .map(|k| {
@@ -363,7 +402,7 @@ pub fn ci_matrix(matrix: &Matrix) -> Result<serde_json::Value> {
 mod tests {
     use super::*;
 
-    const MATRIX: &str = r#"
+    const KERNELS: &str = r#"
 [[kernel]]
 id = "host"
 kind = "host"
@@ -384,7 +423,7 @@ kind = "local"
 vmlinuz = "/boot/bzImage"
 "#;
 
-    fn parse(text: &str) -> Matrix {
+    fn parse(text: &str) -> KernelList {
         toml::from_str(text).unwrap()
     }
 
@@ -393,8 +432,8 @@ vmlinuz = "/boot/bzImage"
     }
 
     #[test]
-    fn ci_matrix_has_one_job_per_kernel_in_file_order() {
-        let m = ci_matrix(&parse(MATRIX)).unwrap();
+    fn ci_jobs_have_one_job_per_kernel_in_file_order() {
+        let m = ci_jobs(&parse(KERNELS)).unwrap();
         let key_61 = key(&m, 1).to_owned();
         let key_mine = key(&m, 2).to_owned();
         assert_eq!(
@@ -414,27 +453,28 @@ vmlinuz = "/boot/bzImage"
 
     #[test]
     fn cache_key_changes_with_the_pins_only() {
-        let base = key(&ci_matrix(&parse(MATRIX)).unwrap(), 1).to_owned();
-        let repinned = MATRIX.replace("7b5597492a0a", "0000000000aa");
-        assert_ne!(key(&ci_matrix(&parse(&repinned)).unwrap(), 1), base);
-        let bumped = MATRIX.replace("6.1.176-1", "6.1.177-1");
-        assert_ne!(key(&ci_matrix(&parse(&bumped)).unwrap(), 1), base);
+        let base = key(&ci_jobs(&parse(KERNELS)).unwrap(), 1).to_owned();
+        let repinned = KERNELS.replace("7b5597492a0a", "0000000000aa");
+        assert_ne!(key(&ci_jobs(&parse(&repinned)).unwrap(), 1), base);
+        let bumped = KERNELS.replace("6.1.176-1", "6.1.177-1");
+        assert_ne!(key(&ci_jobs(&parse(&bumped)).unwrap(), 1), base);
         // A known bug changes what runs, not what is cached.
-        let with_bug = MATRIX.replace(
+        let with_bug = KERNELS.replace(
             "[[kernel]]\nid = \"mine\"",
             "[[kernel.known_bug]]\ncase = \"a::b\"\nrelease = '.'\nreason = \"r\"\n\n[[kernel]]\nid = \"mine\"",
         );
         assert_eq!(parse(&with_bug).kernel[1].known_bugs.len(), 1);
-        assert_eq!(key(&ci_matrix(&parse(&with_bug)).unwrap(), 1), base);
+        assert_eq!(key(&ci_jobs(&parse(&with_bug)).unwrap(), 1), base);
     }
 
     #[test]
     fn checked_in_kernel_ids_can_name_ci_jobs_and_artifacts() {
         // The workflow uploads each column as artifact `run-<id>` and keys its cache by the id.
-        let matrix =
-            Matrix::load_from(&crate::workspace_root().join("kernels/kernels.toml")).unwrap();
+        let kernels =
+            KernelList::load_from(&crate::paths::workspace_root().join("kernels/kernels.toml"))
+                .unwrap();
         let mut seen = std::collections::BTreeSet::new();
-        for k in &matrix.kernel {
+        for k in &kernels.kernel {
             assert!(seen.insert(k.id.as_str()), "kernel id {} twice", k.id);
             assert!(
                 !k.id.is_empty()
@@ -445,7 +485,7 @@ vmlinuz = "/boot/bzImage"
                 k.id
             );
         }
-        let hosts = matrix
+        let hosts = kernels
             .kernel
             .iter()
             .filter(|k| k.kind == Kind::Host)
@@ -454,5 +494,36 @@ vmlinuz = "/boot/bzImage"
             hosts <= 1,
             "{hosts} host columns: the running kernel is one column"
         );
+    }
+
+    /// An update of a pin rewrites its three values and nothing else: the file's comments,
+    /// blank lines, order and quoting stay.
+    #[test]
+    fn repins_keep_comments_and_formatting() {
+        let text = format!("# The kernels.\n#   kept as written\n{KERNELS}\n# a trailing note\n")
+            .replace(
+                "version = \"6.1.176-1\"",
+                "version = \"6.1.176-1\"   # pinned 2026-11-30",
+            )
+            .replace("kind = \"local\"", "kind = 'local' # literal quotes");
+        let repin = Repin {
+            kernel: "6.1".into(),
+            index: 0,
+            name: "linux-image-6.1.0-51-amd64".into(),
+            version: "6.1.177-1".into(),
+            sha256: "00".repeat(32),
+            line: String::new(),
+        };
+        let updated = apply_repins(&text, &[repin]).unwrap();
+        let want = text
+            .replace("linux-image-6.1.0-50-amd64", "linux-image-6.1.0-51-amd64")
+            .replace("6.1.176-1", "6.1.177-1")
+            .replace(
+                "7b5597492a0a65aee61985a492e6bcc3f2cde830072a0e3b3d8c7e1b90279bd3",
+                &"00".repeat(32),
+            );
+        assert_eq!(updated, want);
+        assert_eq!(parse(&updated).kernel[1].packages[0].version, "6.1.177-1");
+        assert_eq!(apply_repins(&text, &[]).unwrap(), text);
     }
 }

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::apt::Apt;
-use super::{KernelSpec, cache_dir, fetch};
+use super::{KernelSpec, Package, cache_dir};
 
 /// A finished build: `<out>/bzImage`, `<out>/config`, `<out>/release`.
 pub struct Built {
@@ -47,7 +47,7 @@ pub fn build_root() -> PathBuf {
 
 /// The build's inputs of `spec`: its one package, the base config target and the fragment.
 struct Inputs<'a> {
-    package: &'a super::Package,
+    package: &'a Package,
     base: &'a str,
     fragment_path: PathBuf,
     fragment: String,
@@ -66,7 +66,7 @@ fn inputs(spec: &KernelSpec) -> Result<Inputs<'_>> {
             spec.id
         )
     })?;
-    let fragment_path = crate::workspace_root().join("kernels").join(rel);
+    let fragment_path = crate::paths::workspace_root().join("kernels").join(rel);
     let fragment = fs::read_to_string(&fragment_path)
         .with_context(|| format!("reading {}", fragment_path.display()))?;
     Ok(Inputs {
@@ -209,7 +209,7 @@ fn source_tree(spec: &KernelSpec, i: &Inputs, root: &Path, say: &dyn Fn(&str)) -
     let debs = root.join("debs");
     fs::create_dir_all(&debs)?;
     let apt = Apt::new(&cache_dir())?;
-    let deb = fetch::download(spec, i.package, &apt, &debs, &mut false, say)?;
+    let deb = apt.download_pinned(spec, i.package, &debs, &mut false, say)?;
     say("extracting the source");
     let tmp = tempfile::tempdir_in(root)?;
     duct::cmd!("dpkg-deb", "-x", &deb, tmp.path())

@@ -9,9 +9,11 @@ use serde::Serialize;
 
 use record::Outcome;
 
-use super::json::{JsonCell, cell};
+use super::Report;
+use super::json::JsonCell;
 use super::page::page;
-use super::{Report, first_line, plural};
+use crate::run::Row;
+use crate::text::{first_line, plural};
 
 const JS: &str = include_str!("report.js");
 
@@ -26,7 +28,7 @@ struct Detail<'a> {
 }
 
 pub(super) fn render(report: &Report) -> String {
-    let m = &report.matrix;
+    let run = report.run;
     let problems = report.problems();
     let mut details = Vec::new();
     let title = report.title();
@@ -34,7 +36,7 @@ pub(super) fn render(report: &Report) -> String {
     let body = html! {
         h1 { (title) }
         p.meta {
-            @if let Some(suite) = &report.suite { "suite " code { (suite) } " · " }
+            @if let Some(suite) = &run.suite { "suite " code { (suite) } " · " }
             "record schema " (record::SCHEMA)
         }
         @if !problems.is_empty() {
@@ -79,21 +81,21 @@ pub(super) fn render(report: &Report) -> String {
             span #shown {}
         }
         table #matrix {
-            thead { tr { th { "case" } @for k in &m.kernels { th.k { (k) } } } }
+            thead { tr { th { "case" } @for k in &run.kernels { th.k { (k) } } } }
             @for (ty, rows) in &groups {
                 tbody data-type=(ty) {
-                    tr.group { th colspan=(m.kernels.len() + 1) {
+                    tr.group { th colspan=(run.kernels.len() + 1) {
                         (ty) " " span.n { "(" (plural(rows.len(), "case")) ")" }
                     } }
                     @for (case, row) in rows {
                         @let outcomes = row_outcomes(row);
-                        tr.case data-o=(outcomes) data-text=(search_text(report, case, row)) {
+                        tr.case data-o=(outcomes) data-text=(search_text(case, row)) {
                             th scope="row" { (case) }
-                            @for k in &m.kernels {
+                            @for k in &run.kernels {
                                 @if let Some(c) = row.cells.get(k) {
                                     @let i = { details.push(Detail {
                                         case, kernel: k, release: report.release(k),
-                                        cell: cell(report, case, k),
+                                        cell: JsonCell::of(c),
                                     }); details.len() - 1 };
                                     td class={ "cell o-" (c.outcome) } data-i=(i) tabindex="0"
                                         title=(c.reason.as_deref().map(first_line).unwrap_or("")) {
@@ -135,7 +137,8 @@ fn totals(report: &Report) -> Markup {
         Outcome::Unsupported,
         Outcome::Error,
     ];
-    let all = report.matrix.totals();
+    let run = report.run;
+    let all = run.totals(None);
     html! {
         table.totals {
             thead { tr {
@@ -144,9 +147,9 @@ fn totals(report: &Report) -> Markup {
                 th { "boot s" } th { "total s" } th { "end" }
             } }
             tbody {
-                @for k in &report.matrix.kernels {
-                    @let t = report.column_totals(k);
-                    @let timing = report.timing(k);
+                @for k in &run.kernels {
+                    @let t = run.totals(Some(k));
+                    @let timing = run.timing(k);
                     tr {
                         th { (k) }
                         td { (report.release(k).unwrap_or("")) }
@@ -167,7 +170,7 @@ fn totals(report: &Report) -> Markup {
 }
 
 /// The row's outcomes, space-separated, for the outcome filter.
-fn row_outcomes(row: &super::Row) -> String {
+fn row_outcomes(row: &Row) -> String {
     let mut os: Vec<String> = row.cells.values().map(|c| c.outcome.to_string()).collect();
     os.sort();
     os.dedup();
@@ -175,14 +178,14 @@ fn row_outcomes(row: &super::Row) -> String {
 }
 
 /// What the text filter searches: the case, its type, its cells' reasons, errnos and key lines.
-fn search_text(report: &Report, case: &str, row: &super::Row) -> String {
+fn search_text(case: &str, row: &Row) -> String {
     let mut text = format!("{case} {}", row.prog_type);
-    for (k, c) in &row.cells {
+    for c in row.cells.values() {
         if let Some(r) = &c.reason {
             text.push(' ');
             text.push_str(first_line(r));
         }
-        if let Some(record) = report.records.get(&(case.to_owned(), k.clone())) {
+        if let Some(record) = &c.record {
             for l in &record.loads {
                 for s in [&l.errno, &l.message].into_iter().flatten() {
                     text.push(' ');
@@ -199,7 +202,8 @@ mod tests {
     use record::Outcome;
 
     use super::*;
-    use crate::run_dirs::{load, tests::record};
+    use crate::run::load;
+    use crate::run::testing::record;
 
     #[test]
     fn one_page_every_cell_and_nothing_unescaped() {
@@ -211,7 +215,8 @@ mod tests {
         record::write(tmp.path(), &hostile).unwrap();
         record::write(tmp.path(), &record("5.10", "xdp::drops", Outcome::Pass)).unwrap();
         record::write(tmp.path(), &record("5.10", "lwt::seg6", Outcome::Pass)).unwrap();
-        let page = Report::new(&load(&[tmp.path().to_owned()]).unwrap()).html();
+        let run = load(&[tmp.path().to_owned()]).unwrap();
+        let page = Report::new(&run).html();
         assert!(
             !page.contains("<script>alert") && !page.contains("<img"),
             "{page}"

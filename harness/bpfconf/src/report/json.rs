@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use record::{LoadOutcome, Outcome, RunCost};
 use serde::{Deserialize, Serialize};
 
-use super::Report;
-use crate::matrix::Timing;
+use super::{CauseGroup, Report};
+use crate::run::{Cell, Timing};
 
 /// The JSON report's version; bump it when a field changes meaning.
 pub const SCHEMA: u32 = 1;
@@ -32,7 +32,7 @@ pub struct JsonReport {
     pub notes: Vec<String>,
     /// The cells grouped by the missing feature they were judged on.
     #[serde(default)]
-    pub causes: Vec<super::CauseGroup>,
+    pub causes: Vec<CauseGroup>,
     /// The columns, in order.
     pub kernels: Vec<JsonKernel>,
     /// The rows, by case id.
@@ -79,35 +79,33 @@ pub struct JsonCell {
 }
 
 pub(super) fn of(report: &Report) -> JsonReport {
-    let m = &report.matrix;
+    let run = report.run;
     let problems = report.problems();
     JsonReport {
         schema: SCHEMA,
         record_schema: record::SCHEMA,
-        suite: report.suite.clone(),
+        suite: run.suite.clone(),
         complete: problems.is_empty(),
         problems,
-        totals: m.totals(),
+        totals: run.totals(None),
         notes: report.notes.clone(),
         causes: report.causes(),
-        kernels: m
+        kernels: run
             .kernels
             .iter()
             .map(|k| JsonKernel {
                 id: k.clone(),
                 release: report.release(k).map(str::to_owned),
-                totals: report.column_totals(k),
-                timing: report.timing(k).cloned(),
+                totals: run.totals(Some(k)),
+                timing: run.timing(k).cloned(),
             })
             .collect(),
-        cases: m
+        cases: run
             .cases
             .iter()
             .map(|(case, row)| {
-                let cells = row
-                    .cells
-                    .keys()
-                    .map(|k| (k.clone(), cell(report, case, k)))
+                let cells = (row.cells.iter())
+                    .map(|(k, c)| (k.clone(), JsonCell::of(c)))
                     .collect();
                 let row = JsonCase {
                     prog_type: row.prog_type.clone(),
@@ -119,16 +117,17 @@ pub(super) fn of(report: &Report) -> JsonReport {
     }
 }
 
-/// The cell of `case` on `kernel` (which the matrix has).
-pub(super) fn cell(report: &Report, case: &str, kernel: &str) -> JsonCell {
-    let c = &report.matrix.cases[case].cells[kernel];
-    let record = report.records.get(&(case.to_owned(), kernel.to_owned()));
-    JsonCell {
-        outcome: c.outcome,
-        reason: c.reason.clone(),
-        duration_ms: record.map(|r| r.duration_ms),
-        loads: record.map(|r| r.loads.clone()).unwrap_or_default(),
-        details: record.map(|r| r.details.clone()).unwrap_or_default(),
-        run_cost: record.map(|r| r.run_cost.clone()).unwrap_or_default(),
+impl JsonCell {
+    /// What the JSON report says of `cell`.
+    pub fn of(cell: &Cell) -> Self {
+        let record = cell.record.as_ref();
+        JsonCell {
+            outcome: cell.outcome,
+            reason: cell.reason.clone(),
+            duration_ms: record.map(|r| r.duration_ms),
+            loads: record.map(|r| r.loads.clone()).unwrap_or_default(),
+            details: record.map(|r| r.details.clone()).unwrap_or_default(),
+            run_cost: record.map(|r| r.run_cost.clone()).unwrap_or_default(),
+        }
     }
 }

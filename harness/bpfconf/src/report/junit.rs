@@ -7,17 +7,18 @@ use anyhow::Result;
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 use record::Outcome;
 
-use super::{Report, first_line};
+use super::Report;
+use crate::text::first_line;
 
 pub(super) fn render(report: &Report) -> Result<String> {
-    let m = &report.matrix;
+    let run = report.run;
     let mut junit = quick_junit::Report::new("bpfconf");
-    for k in &m.kernels {
+    for k in &run.kernels {
         let mut suite = TestSuite::new(k.as_str());
         if let Some(release) = report.release(k) {
             suite.add_property(Property::new("kernel_release", release));
         }
-        if let Some(t) = report.timing(k) {
+        if let Some(t) = run.timing(k) {
             suite.set_time(Duration::from_secs_f64(t.total_s));
         }
         for note in report
@@ -30,7 +31,7 @@ pub(super) fn render(report: &Report) -> Result<String> {
         for group in report.causes().iter().filter(|g| g.kernel == *k) {
             suite.add_property(Property::new("missing_feature", group.line()));
         }
-        for (case, row) in &m.cases {
+        for (case, row) in &run.cases {
             let Some(cell) = row.cells.get(k) else {
                 continue;
             };
@@ -49,7 +50,7 @@ pub(super) fn render(report: &Report) -> Result<String> {
             }
             let mut test = TestCase::new(case.as_str(), status);
             test.set_classname(row.prog_type.as_str());
-            if let Some(r) = report.records.get(&(case.clone(), k.clone())) {
+            if let Some(r) = &cell.record {
                 test.set_time(Duration::from_millis(r.duration_ms));
             }
             suite.add_test_case(test);
@@ -64,8 +65,7 @@ mod tests {
     use record::Outcome;
 
     use super::*;
-    use crate::report::Matrix;
-    use crate::run_dirs::tests::record;
+    use crate::run::testing::{of_records, record};
 
     #[test]
     fn one_suite_per_kernel_and_outcomes_as_junit_knows_them() {
@@ -75,13 +75,8 @@ mod tests {
             record("5.10", "xdp::drops", Outcome::Fail),
             record("5.10", "lwt::seg6", Outcome::Error),
         ];
-        let mut report = Report::of_matrix(Matrix::from_records(&records, &[]));
-        for r in &records {
-            report
-                .records
-                .insert((r.case.clone(), r.kernel.clone()), r.clone());
-        }
-        let xml = report.junit().unwrap();
+        let run = of_records(&records, &[]);
+        let xml = Report::new(&run).junit().unwrap();
         let suites: Vec<&str> = xml.split("<testsuite ").skip(1).collect();
         assert_eq!(suites.len(), 2);
         assert!(

@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 
 use record::{Outcome, RunCost};
 
-use super::{Report, Row, first_line, plural};
+use super::Report;
+use crate::run::Row;
+use crate::table::{self, Table};
+use crate::text::{first_line, plural};
 
 /// GitHub's limit on one step's job summary.
 pub const SUMMARY_LIMIT: usize = 1024 * 1024;
@@ -24,7 +27,7 @@ const OUTCOMES: [Outcome; 4] = [
 /// The report; the full table is left out (and said so) when it would pass [`SUMMARY_LIMIT`], then
 /// the reasons past what fits.
 pub fn render(report: &Report) -> String {
-    let m = &report.matrix;
+    let run = report.run;
     let mut head = format!("## {}\n\n", report.title());
     let problems = report.problems();
     if !problems.is_empty() {
@@ -54,16 +57,16 @@ pub fn render(report: &Report) -> String {
         }
     }
 
-    let not_pass: Vec<(&String, &Row)> = m
+    let not_pass: Vec<(&String, &Row)> = run
         .cases
         .iter()
         .filter(|(_, row)| row.cells.values().any(|c| c.outcome != Outcome::Pass))
         .collect();
     let mut reasons = String::new();
-    let mut rows = table_head(report);
+    let mut rows = cases_table(report);
     for (case, row) in &not_pass {
-        rows.push_str(&table_row(report, case, row));
-        for k in &m.kernels {
+        rows.row(case_row(report, case, row));
+        for k in &run.kernels {
             if let Some(cell) = row.cells.get(k).filter(|c| c.outcome != Outcome::Pass) {
                 let why = cell.reason.as_deref().map(first_line).unwrap_or_default();
                 let _ = writeln!(
@@ -83,15 +86,16 @@ pub fn render(report: &Report) -> String {
             out,
             "\n### Not passing everywhere: {} of {} cases\n\n{rows}\n",
             not_pass.len(),
-            m.cases.len()
+            run.cases.len()
         );
     }
-    let full: String = std::iter::once(table_head(report))
-        .chain(m.cases.iter().map(|(c, r)| table_row(report, c, r)))
-        .collect();
+    let mut full = cases_table(report);
+    for (case, row) in &run.cases {
+        full.row(case_row(report, case, row));
+    }
     let folded = format!(
         "\n<details><summary>All {} cases</summary>\n\n{full}\n</details>\n",
-        m.cases.len()
+        run.cases.len()
     );
     let reasons = if reasons.is_empty() {
         String::new()
@@ -118,38 +122,44 @@ pub fn render(report: &Report) -> String {
 
 /// Per-kernel totals and the run's.
 fn totals(report: &Report) -> String {
-    let mut out = String::from("| kernel | release | pass | fail | unsupported | error | s |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|\n");
-    for k in &report.matrix.kernels {
-        let t = report.column_totals(k);
-        let n = |o| t.get(&o).copied().unwrap_or(0);
-        let secs = report
+    let run = report.run;
+    let headers = [
+        "kernel",
+        "release",
+        "pass",
+        "fail",
+        "unsupported",
+        "error",
+        "s",
+    ];
+    let mut table = Table::new(headers).right_from(2);
+    for k in &run.kernels {
+        let t = run.totals(Some(k));
+        let n = |o| t.get(&o).copied().unwrap_or(0).to_string();
+        let secs = run
             .timing(k)
             .map_or(String::new(), |t| format!("{:.0}", t.total_s));
-        let _ = writeln!(
-            out,
-            "| {k} | {} | {} | {} | {} | {} | {secs} |",
-            report.release(k).unwrap_or(""),
-            n(Outcome::Pass),
-            n(Outcome::Fail),
-            n(Outcome::Unsupported),
-            n(Outcome::Error)
-        );
+        let release = report.release(k).unwrap_or("").to_owned();
+        let counts = OUTCOMES.map(n);
+        table.row([k.clone(), release].into_iter().chain(counts).chain([secs]));
     }
-    let t = report.matrix.totals();
-    let all: Vec<String> = OUTCOMES
-        .iter()
-        .map(|o| format!("**{}**", t.get(o).copied().unwrap_or(0)))
-        .collect();
-    let _ = writeln!(out, "| all | | {} | |", all.join(" | "));
-    out
+    let t = run.totals(None);
+    let all = OUTCOMES.map(|o| format!("**{}**", t.get(&o).copied().unwrap_or(0)));
+    table.row(
+        ["all".to_owned(), String::new()]
+            .into_iter()
+            .chain(all)
+            .chain([String::new()]),
+    );
+    table.to_string()
 }
 
 /// What one `BPF_PROG_TEST_RUN` of each test-ran program costs on each kernel, folded; empty when
 /// nothing was measured.
 fn run_costs(report: &Report) -> String {
     let mut rows: BTreeMap<(&str, &str), BTreeMap<&str, &RunCost>> = BTreeMap::new();
-    for ((case, kernel), r) in &report.records {
+    for (case, kernel, cell) in report.run.cells() {
+        let Some(r) = &cell.record else { continue };
         for (program, cost) in &r.run_cost {
             rows.entry((case, program))
                 .or_default()
@@ -159,59 +169,57 @@ fn run_costs(report: &Report) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let kernels = &report.matrix.kernels;
-    let mut out = format!(
-        "\n<details><summary>Run cost of each test-ran program ({}): ns per run, the median of \
-         the rounds (~: under emulation, an order of magnitude)</summary>\n\n| case | program | \
-         {} |\n|---|---|{}\n",
-        plural(rows.len(), "row"),
-        kernels.join(" | "),
-        "---:|".repeat(kernels.len())
-    );
+    let kernels = &report.run.kernels;
+    let headers = ["case", "program"]
+        .into_iter()
+        .chain(kernels.iter().map(String::as_str));
+    let mut table = Table::new(headers).right_from(2);
     for ((case, program), costs) in &rows {
-        let cells: Vec<String> = kernels
-            .iter()
-            .map(|k| {
-                costs.get(k.as_str()).map_or(String::new(), |c| {
-                    let approx = if c.emulated { "~" } else { "" };
-                    format!("{approx}{:.0}", c.ns_per_run_median)
-                })
+        let cells = kernels.iter().map(|k| {
+            costs.get(k.as_str()).map_or(String::new(), |c| {
+                let approx = if c.emulated { "~" } else { "" };
+                format!("{approx}{:.0}", c.ns_per_run_median)
             })
-            .collect();
-        let _ = writeln!(out, "| `{case}` | {program} | {} |", cells.join(" | "));
+        });
+        table.row(
+            [format!("`{case}`"), program.to_string()]
+                .into_iter()
+                .chain(cells),
+        );
     }
-    out + "\n</details>\n"
-}
-
-fn table_head(report: &Report) -> String {
-    let kernels = &report.matrix.kernels;
     format!(
-        "| case | type | {} |\n|---|---|{}\n",
-        kernels.join(" | "),
-        "---|".repeat(kernels.len())
+        "\n<details><summary>Run cost of each test-ran program ({}): ns per run, the median of \
+         the rounds (~: under emulation, an order of magnitude)</summary>\n\n{table}\n</details>\n",
+        plural(rows.len(), "row"),
     )
 }
 
-fn table_row(report: &Report, case: &str, row: &Row) -> String {
-    let cells: Vec<String> = report
-        .matrix
-        .kernels
-        .iter()
-        .map(|k| {
-            row.cells
-                .get(k)
-                .map_or("—".into(), |c| c.outcome.to_string())
-        })
-        .collect();
-    format!("| `{case}` | {} | {} |\n", row.prog_type, cells.join(" | "))
+/// The table of cases × kernels, without rows.
+fn cases_table(report: &Report) -> Table {
+    let kernels = report.run.kernels.iter().map(String::as_str);
+    Table::new(["case", "type"].into_iter().chain(kernels))
+}
+
+/// The row of `case`: its type and each kernel's outcome.
+fn case_row(report: &Report, case: &str, row: &Row) -> Vec<String> {
+    let cells = report.run.kernels.iter().map(|k| {
+        row.cells
+            .get(k)
+            .map_or("—".into(), |c| c.outcome.to_string())
+    });
+    [format!("`{case}`"), row.prog_type.clone()]
+        .into_iter()
+        .chain(cells)
+        .collect()
 }
 
 /// `s` as Markdown text: no HTML (a summary renders it), no table breaks.
 fn text(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('|', "\\|")
+    table::escape(
+        &s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;"),
+    )
 }
 
 fn cut(s: &str) -> String {
@@ -226,8 +234,7 @@ mod tests {
     use record::{Outcome, Record};
 
     use super::*;
-    use crate::report::Matrix;
-    use crate::run_dirs::tests::record;
+    use crate::run::testing::{of_records, record};
 
     #[test]
     fn totals_first_then_what_did_not_pass_then_the_folded_table() {
@@ -239,10 +246,17 @@ mod tests {
         ];
         let mut reasoned = records[3].clone();
         reasoned.reason = Some("got <b>7</b> | wanted 8\nsecond line".into());
-        let records = [&records[..3], &[reasoned]].concat();
-        let md = Report::of_matrix(Matrix::from_records(&records, &[])).markdown();
+        let mut records = [&records[..3], &[reasoned]].concat();
+        for r in &mut records {
+            r.run_cost.clear();
+        }
+        let run = of_records(&records, &[]);
+        let md = Report::new(&run).markdown();
         let at = |s: &str| md.find(s).unwrap_or_else(|| panic!("no {s:?} in\n{md}"));
-        assert!(at("| 5.10 |  | 1 | 1 | 0 | 0 |  |") < at("### Not passing everywhere: 1 of 2"));
+        assert!(
+            at("| 5.10 | 5.10.0-amd64 | 1 | 1 | 0 | 0 |  |")
+                < at("### Not passing everywhere: 1 of 2")
+        );
         assert!(at("| `lwt::seg6` | lwt | fail | unsupported |") < at("<details>"));
         assert!(
             md.contains("- `lwt::seg6` on 5.10: fail: got &lt;b&gt;7&lt;/b&gt; \\| wanted 8\n")
@@ -259,7 +273,7 @@ mod tests {
         emulated.run_cost.get_mut("prog").unwrap().emulated = true;
         record::write(tmp.path(), &emulated).unwrap();
         record::write(tmp.path(), &record("5.10", "xdp::drops", Outcome::Pass)).unwrap();
-        let run = crate::run_dirs::load(&[tmp.path().to_owned()]).unwrap();
+        let run = crate::run::load(&[tmp.path().to_owned()]).unwrap();
         let md = Report::new(&run).markdown();
         let table = md
             .split("<summary>Run cost of each test-ran program (1 row): ")
@@ -283,7 +297,8 @@ mod tests {
                 })
             })
             .collect();
-        let md = Report::of_matrix(Matrix::from_records(&records, &[])).markdown();
+        let run = of_records(&records, &[]);
+        let md = Report::new(&run).markdown();
         assert!(md.len() <= SUMMARY_LIMIT, "{} bytes", md.len());
         assert!(md.starts_with("## BPF conformance: 6000 cases × 3 kernels"));
         assert!(md.ends_with("The HTML and JSON reports hold everything._\n"));

@@ -3,24 +3,28 @@
 //! `ci/cargo-vm-runner` when `BPFCONF_VM` is set: `BPFCONF_VM=6.1 cargo test --test suite -- xdp::`.
 
 use std::fs;
-use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::kernels::{Matrix, fetch::fetch};
+use crate::kernels::{KernelList, fetch::fetch};
 use crate::{suite, vm, watched};
 
+/// `bpfconf vm-exec ID BINARY ARGS…`: exits as the binary did.
+pub fn run(id: &str, command: &[String]) -> Result<ExitCode> {
+    let code = in_vm(id, &command[0], &command[1..])?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
 /// Runs `binary args` in a VM of kernel `id`; returns its exit status (vmtest's).
-pub fn run(id: &str, binary: &str, args: &[String]) -> Result<i32> {
-    let spec = Matrix::load()?.select(&[id.to_owned()])?.remove(0);
+fn in_vm(id: &str, binary: &str, args: &[String]) -> Result<i32> {
+    let spec = KernelList::load()?.select(&[id.to_owned()])?.remove(0);
     let prepared = fetch(&spec, &|step| eprintln!("{id}: {step}"))?;
     let opts = suite::Options {
         kernel: id.to_owned(),
         spec: Some(spec.clone()),
-        results: std::env::var_os("BPFCONF_RESULTS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| crate::target_dir().join("bpfconf-results")),
+        results: crate::paths::results_dir(),
         threads: 2,
         timeout: Duration::ZERO,
         case_timeout: Duration::ZERO,

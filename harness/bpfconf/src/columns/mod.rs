@@ -1,61 +1,28 @@
-//! `bpfconf matrix`: the whole suite on the host kernel and on every kernel of the matrix under
-//! vmtest — test binaries built once on the host, kernels fetched when missing, VMs run in parallel
-//! with a timeout each, every case's record in one run directory, and an `error` record for every
-//! case a column should hold and does not.
+//! The columns of a run (what `bpfconf matrix` runs once the test binaries are built): the
+//! suite on the host kernel and on each selected kernel under vmtest — kernels fetched when
+//! missing, VMs run in parallel with a timeout each, every case's record in one run directory,
+//! and an `error` record for every case a column should hold and does not.
+
+mod progress;
+pub mod watch;
 
 use std::collections::VecDeque;
 use std::fs;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
+use anyhow::Result;
+use record::{Outcome, Record};
 
-use crate::column::{self, ColumnRun};
 use crate::kernels::{KernelSpec, fetch::fetch};
-use crate::suite::{self, Manifest};
-use crate::vm;
-use record::Outcome;
-use record::{self as record, Record};
-
-/// Builds the suite's test binaries (`cargo test --tests --no-run` of the root package), lists
-/// their tests and writes the manifest the columns run from ([`Manifest::path`]).
-pub fn build_tests() -> Result<Manifest> {
-    let out = duct::cmd!(
-        "cargo",
-        "test",
-        "-p",
-        "bpf-conformance",
-        "--tests",
-        "--no-run",
-        "--message-format=json-render-diagnostics"
-    )
-    .dir(crate::workspace_root())
-    .stdout_capture()
-    .run()
-    .context("building the test binaries (cargo test --no-run)")?;
-    let mut bins = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if msg["reason"] == "compiler-artifact"
-            && msg["profile"]["test"] == true
-            && let Some(exe) = msg["executable"].as_str()
-        {
-            bins.push(PathBuf::from(exe));
-        }
-    }
-    bins.sort();
-    bins.dedup();
-    let manifest = Manifest::list(&bins)?;
-    manifest.save()?;
-    Ok(manifest)
-}
+use crate::manifest::Manifest;
+use crate::run::{Timing, kernel_order};
+use crate::table::Table;
+use crate::{suite, vm};
+use progress::Progress;
+use watch::ColumnRun;
 
 /// What to run.
 pub struct Options {
@@ -75,20 +42,7 @@ pub struct Options {
     pub run_dir: PathBuf,
 }
 
-/// Timing of one kernel's column (`timings.json` of a run directory holds them all).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Timing {
-    /// Kernel id.
-    pub kernel: String,
-    /// Boot, 9p root and guest agent: until the suite's first line (None on the host).
-    pub boot_s: Option<f64>,
-    /// The whole column.
-    pub total_s: f64,
-    /// How it ended (`ok`, `timeout`, `kernel panic`, …).
-    pub end: String,
-}
-
-/// Runs the matrix; returns the timings. Records land in `opts.run_dir`.
+/// Runs the columns; returns their timings. Records land in `opts.run_dir`.
 pub fn run(opts: &Options, manifest: &Manifest) -> Result<Vec<Timing>> {
     fs::create_dir_all(&opts.run_dir)?;
     let mut timings = Vec::new();
@@ -126,7 +80,7 @@ pub fn run(opts: &Options, manifest: &Manifest) -> Result<Vec<Timing>> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("suite")
             .args(suite_args(&id, opts, false))
-            .current_dir(crate::workspace_root());
+            .current_dir(crate::paths::workspace_root());
         timings.push(run_column(&id, cmd, None, opts, manifest, &progress)?);
     }
 
@@ -170,7 +124,7 @@ pub fn run(opts: &Options, manifest: &Manifest) -> Result<Vec<Timing>> {
             }
         });
     }
-    timings.sort_by_key(|t| crate::report::kernel_order(&t.kernel));
+    timings.sort_by_key(|t| kernel_order(&t.kernel));
     fs::write(
         opts.run_dir.join("timings.json"),
         serde_json::to_string_pretty(&timings)?,
@@ -229,7 +183,7 @@ fn run_column(
     });
     let total = manifest.tests().count();
     let log = opts.run_dir.join(format!("{id}.log"));
-    let run = column::watch(cmd, opts.timeout, &log, |run: &ColumnRun| {
+    let run = watch::watch(cmd, opts.timeout, &log, |run: &ColumnRun| {
         let running = run.running.iter().next_back();
         let message = format!(
             "{} of {total} cases done{}",
@@ -285,89 +239,19 @@ fn close_column(dir: &Path, id: &str, manifest: &Manifest, problem: Option<Strin
     Ok(())
 }
 
-/// Spinners with each kernel's stage on a terminal; lines otherwise (CI logs): every step of a
-/// fetch or build, the cases done at most every [`PLAIN_EVERY`], and each finished stage, each
-/// with the time the kernel's stage has taken.
-struct Progress {
-    bars: MultiProgress,
-    plain: bool,
-    /// When each bar last printed a throttled line (plain mode).
-    printed: Mutex<std::collections::HashMap<String, Instant>>,
-}
-
-/// How often a column's case count is printed when stderr is not a terminal.
-const PLAIN_EVERY: Duration = Duration::from_secs(60);
-
-impl Progress {
-    fn new() -> Self {
-        Progress {
-            bars: MultiProgress::new(),
-            plain: !std::io::stderr().is_terminal(),
-            printed: Default::default(),
-        }
-    }
-
-    /// Shows `message` on `bar`; without a terminal, prints it as a line (a `throttled` one at
-    /// most every [`PLAIN_EVERY`] per bar).
-    fn step(&self, bar: &ProgressBar, message: String, throttled: bool) {
-        if self.plain {
-            let mut printed = self.printed.lock().unwrap_or_else(|e| e.into_inner());
-            let last = printed.get(&bar.prefix()).copied();
-            if !throttled || last.is_none_or(|t| t.elapsed() >= PLAIN_EVERY) {
-                eprintln!(
-                    "{}: {message} ({} s)",
-                    bar.prefix(),
-                    bar.elapsed().as_secs()
-                );
-                printed.insert(bar.prefix(), Instant::now());
-            }
-        }
-        bar.set_message(message);
-    }
-
-    fn bar(&self, prefix: impl Into<String>) -> ProgressBar {
-        let style = ProgressStyle::with_template("{prefix:>9} {spinner} {elapsed:>4} {msg}")
-            .expect("valid template");
-        let bar = self.bars.add(
-            ProgressBar::new_spinner()
-                .with_style(style)
-                .with_prefix(prefix.into()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    }
-
-    fn finish(&self, bar: &ProgressBar, message: String) {
-        if self.plain {
-            eprintln!("{}: {message}", bar.prefix());
-        }
-        bar.finish_with_message(message);
-    }
-}
-
-/// A fresh run directory under `target/bpfconf-runs/`.
-pub fn new_run_dir() -> Result<PathBuf> {
-    let stamp = duct::cmd!("date", "+%Y%m%d-%H%M%S")
-        .read()
-        .context("running date")?;
-    let dir = crate::target_dir().join("bpfconf-runs").join(stamp.trim());
-    if dir.exists() {
-        bail!("{} exists already", dir.display());
-    }
-    Ok(dir)
-}
-
 /// The timings as a Markdown table.
 pub fn timings_markdown(timings: &[Timing]) -> String {
-    let mut out =
-        String::from("| kernel | boot s | tests s | total s | end |\n|---|---|---|---|---|\n");
+    let mut table = Table::new(["kernel", "boot s", "tests s", "total s", "end"]);
     for t in timings {
         let boot = t.boot_s.map_or("—".into(), |b| format!("{b:.1}"));
         let tests = t.total_s - t.boot_s.unwrap_or(0.0);
-        out.push_str(&format!(
-            "| {} | {boot} | {tests:.1} | {:.1} | {} |\n",
-            t.kernel, t.total_s, t.end
-        ));
+        table.row([
+            t.kernel.clone(),
+            boot,
+            format!("{tests:.1}"),
+            format!("{:.1}", t.total_s),
+            t.end.clone(),
+        ]);
     }
-    out
+    table.to_string()
 }

@@ -1,5 +1,5 @@
-//! `bpfconf report --helpers`: the helper/kfunc matrix of a run, from the records of the
-//! `helper_matrix::` case (tests/suite/helper_matrix.rs), one column per kernel.
+//! `bpfconf report --helpers`: which helpers and kfuncs each kernel of a run has, from the
+//! records of the `helper_matrix::` case (tests/suite/helper_matrix.rs), one column per kernel.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -7,15 +7,18 @@ use std::fmt::Write as _;
 use record::Record;
 use serde_json::Value;
 
+use crate::run::{Run, kernel_order};
+use crate::table::Table;
+
 /// Markdown: one row per `helper.*`/`kfunc.*` floor row, one column per kernel; a cell is `yes
 /// (N)` (N program types may call it), `no`, or the verdict when the case judged it a `fail` or
 /// `error`. Kernels without the case's record are left out.
-pub fn markdown(records: &[Record]) -> String {
-    let mut columns: Vec<&Record> = records
-        .iter()
+pub fn markdown(run: &Run) -> String {
+    let mut columns: Vec<&Record> = (run.records.iter())
+        .map(|p| &p.record)
         .filter(|r| r.case.starts_with("helper_matrix::"))
         .collect();
-    columns.sort_by_key(|r| crate::report::kernel_order(&r.kernel));
+    columns.sort_by_key(|r| kernel_order(&r.kernel));
     if columns.is_empty() {
         return "No helper_matrix:: records in this run.\n".to_owned();
     }
@@ -27,22 +30,23 @@ pub fn markdown(records: &[Record]) -> String {
         .collect();
     let ids: BTreeSet<&str> = rows.keys().copied().collect();
 
-    let mut out = String::from("| feature | since |");
-    for r in &columns {
-        let _ = write!(out, " {} |", r.kernel);
-    }
-    out.push_str("\n| --- | --- |");
-    out.push_str(&" --- |".repeat(columns.len()));
-    out.push('\n');
+    let headers = ["feature", "since"]
+        .into_iter()
+        .chain(columns.iter().map(|r| r.kernel.as_str()));
+    let mut table = Table::new(headers);
     for id in ids {
         let since = rows[id]["since"].as_str().unwrap_or("?");
-        let _ = write!(out, "| `{id}` | {since} |");
-        for r in &columns {
+        let cells = columns.iter().map(|r| {
             let cell = r.details.get("matrix").and_then(|m| m.get(id));
-            let _ = write!(out, " {} |", cell.map_or_else(|| "–".to_owned(), render));
-        }
-        out.push('\n');
+            cell.map_or_else(|| "–".to_owned(), render)
+        });
+        table.row(
+            [format!("`{id}`"), since.to_owned()]
+                .into_iter()
+                .chain(cells),
+        );
     }
+    let mut out = table.to_string();
     out.push('\n');
     for r in &columns {
         let method = r.details.get("kfunc_method").and_then(Value::as_str);

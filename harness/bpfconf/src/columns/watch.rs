@@ -1,4 +1,4 @@
-//! One column of the matrix as the host sees it: the `bpfconf suite` runner (directly for the
+//! One column of a run as the host sees it: the `bpfconf suite` runner (directly for the
 //! host's kernel, inside vmtest for the others) watched through its [`Event`] lines and console —
 //! boot time, the binary running last, the first crash line, how it ended — and its output kept
 //! in the run directory.
@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::suite::Event;
+use record::Event;
+
 use crate::watched;
 
 /// What one column's run showed.
