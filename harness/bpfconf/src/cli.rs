@@ -120,6 +120,11 @@ pub struct Report {
     /// `helper_matrix::` case).
     #[arg(long)]
     pub helpers: bool,
+    /// Instead of the matrix: RFC 9669 conformance, each group × kernel and engine (from the
+    /// `rfc9669::` cases), the sub-cases that computed another value, and where the JIT and the
+    /// interpreter of one build differ.
+    #[arg(long)]
+    pub isa: bool,
 }
 
 // Where the formats of a report or a comparison go.

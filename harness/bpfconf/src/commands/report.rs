@@ -6,18 +6,19 @@ use anyhow::Result;
 
 use super::{exit, load};
 use crate::cli;
-use crate::report::{Report, helpers, views};
+use crate::report::{Report, helpers, isa, views};
 
 pub fn run(args: cli::Report) -> Result<ExitCode> {
     let mut runs = args.runs;
     if runs.is_empty() || args.results.is_some() {
         runs.push(args.results.unwrap_or_else(crate::paths::results_dir));
     }
-    if args.slowest.is_some() || args.verifier || args.helpers {
+    if args.slowest.is_some() || args.verifier || args.helpers || args.isa {
         let run = crate::run::load(&runs)?;
         match args.slowest {
             Some(n) => print!("{}", views::slowest(&run, n)),
             None if args.helpers => print!("{}", helpers::markdown(&run)),
+            None if args.isa => print!("{}", isa::markdown(&run)),
             None => print!("{}", views::verifier(&run)),
         }
         return Ok(ExitCode::SUCCESS);

@@ -4,6 +4,7 @@
 
 pub mod helpers;
 mod html;
+pub mod isa;
 mod json;
 mod junit;
 mod markdown;
