@@ -57,7 +57,11 @@ fn reno_from_kfuncs() {
         let mut object = MaybeUninit::uninit();
         let mut open = StructOpsSkelBuilder::default().open(&mut object)?;
         set_name(&mut open.struct_ops.bpfconf_reno_mut().name, &name);
-        open.maps.rodata_data.as_deref_mut().expect(".rodata").init_ssthresh = INIT_SSTHRESH;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect(".rodata")
+            .init_ssthresh = INIT_SSTHRESH;
         let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
         let mut skel =
             loaded.map_err(|e| refused("struct_ops.tcp_congestion_ops_kfuncs", &outcome, &e))?;
@@ -67,13 +71,15 @@ fn reno_from_kfuncs() {
             inits: volatile(&bss.inits),
             init_ports: volatile(&bss.init_ports).to_vec(),
             cong_avoids: volatile(&bss.cong_avoids),
-            calls: calls(&volatile(&bss.calls), volatile(&bss.cong_avoids), |c| Call {
-                port: c.port,
-                acked: c.acked,
-                ssthresh: c.ssthresh,
-                clamp: c.clamp,
-                before: (c.cwnd_before, c.cnt_before),
-                after: (c.cwnd_after, c.cnt_after),
+            calls: calls(&volatile(&bss.calls), volatile(&bss.cong_avoids), |c| {
+                Call {
+                    port: c.port,
+                    acked: c.acked,
+                    ssthresh: c.ssthresh,
+                    clamp: c.clamp,
+                    before: (c.cwnd_before, c.cnt_before),
+                    after: (c.cwnd_after, c.cnt_after),
+                }
             }),
             cwnd_events: volatile(&bss.cwnd_events),
             ssthreshes: volatile(&bss.ssthreshes),
@@ -89,7 +95,11 @@ fn reno_writing_tcp_sock() {
         let mut object = MaybeUninit::uninit();
         let mut open = StructOpsPlainSkelBuilder::default().open(&mut object)?;
         set_name(&mut open.struct_ops.plain_reno_mut().name, &name);
-        open.maps.rodata_data.as_deref_mut().expect(".rodata").init_ssthresh = INIT_SSTHRESH;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect(".rodata")
+            .init_ssthresh = INIT_SSTHRESH;
         let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
         let mut skel =
             loaded.map_err(|e| refused("struct_ops.tcp_congestion_ops", &outcome, &e))?;
@@ -99,13 +109,15 @@ fn reno_writing_tcp_sock() {
             inits: volatile(&bss.inits),
             init_ports: volatile(&bss.init_ports).to_vec(),
             cong_avoids: volatile(&bss.cong_avoids),
-            calls: calls(&volatile(&bss.calls), volatile(&bss.cong_avoids), |c| Call {
-                port: c.port,
-                acked: c.acked,
-                ssthresh: c.ssthresh,
-                clamp: c.clamp,
-                before: (c.cwnd_before, c.cnt_before),
-                after: (c.cwnd_after, c.cnt_after),
+            calls: calls(&volatile(&bss.calls), volatile(&bss.cong_avoids), |c| {
+                Call {
+                    port: c.port,
+                    acked: c.acked,
+                    ssthresh: c.ssthresh,
+                    clamp: c.clamp,
+                    before: (c.cwnd_before, c.cnt_before),
+                    after: (c.cwnd_after, c.cnt_after),
+                }
             }),
             cwnd_events: volatile(&bss.cwnd_events),
             ssthreshes: volatile(&bss.ssthreshes),
@@ -223,7 +235,9 @@ fn check_calls(
     }
     for port in ports {
         let first = calls.iter().find(|c| c.port == *port).ok_or_else(|| {
-            CaseError::Fail(anyhow::anyhow!("no cong_avoid call for the socket on port {port}"))
+            CaseError::Fail(anyhow::anyhow!(
+                "no cong_avoid call for the socket on port {port}"
+            ))
         })?;
         assert_eq!(
             (first.before, first.ssthresh),

@@ -222,9 +222,12 @@ enum Command {
         #[arg(long)]
         run_dir: Option<PathBuf>,
         /// Instead of the suite: run each known bug of the selected kernels alone in a VM of its
-        /// own and say whether it still reproduces.
+        /// own and say in how many of the runs it reproduces.
         #[arg(long)]
         known_bugs: bool,
+        /// Runs of each known bug with --known-bugs (default 3).
+        #[arg(long)]
+        repeat: Option<usize>,
     },
 }
 
@@ -502,6 +505,7 @@ fn run(command: Command) -> Result<ExitCode> {
             no_host,
             run_dir,
             known_bugs,
+            repeat,
         } => {
             let selected = if kernels == ["host"] {
                 Vec::new()
@@ -516,7 +520,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     None => matrix::new_run_dir()?,
                 };
                 let timeout = Duration::from_secs(binary_timeout.min(timeout));
-                let checks = known_bugs::check(&selected, &dir, timeout)?;
+                let checks = known_bugs::check(&selected, &dir, timeout, repeat.unwrap_or(3))?;
                 print!("{}", known_bugs::markdown(&checks));
                 return Ok(ExitCode::SUCCESS);
             }
