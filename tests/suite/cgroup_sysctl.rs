@@ -16,6 +16,13 @@
 //! (one denied read, one rewritten write carrying `WRITTEN`, one other sysctl passed): the test's
 //! own accesses are not in the cgroup.
 //!
+//! On 5.18+ kernels without 2566c3b24219 ("bpf: Restore sysctl new-value from 1 to 0", June 2026)
+//! the kernel drops the program's new value (the helper returns 0, the program allows the write,
+//! the old value stays): a `known_bug` of the 6.1 and 6.18 builds in kernels.toml. The record's
+//! `rewrite` detail holds the evidence either way: what the child wrote, what the program saw and
+//! what bpf_sysctl_set_new_value returned, whether it allowed the write, what the write returned
+//! and what the namespace holds afterwards.
+//!
 //! No test-run cases: the kernel does not implement BPF_PROG_TEST_RUN for this program type.
 
 use std::fmt;
@@ -168,6 +175,32 @@ fn denies_read_and_rewrites_write() {
             volatile(&bss.others_passed),
         );
         case.detail("denied_rewritten_passed", counts);
+        let written: Vec<u8> = volatile(&bss.written)
+            .iter()
+            .map(|&c| c as u8)
+            .take_while(|&c| c != 0)
+            .collect();
+        let written = String::from_utf8_lossy(&written).into_owned();
+        let set_ret = volatile(
+            &skel
+                .maps
+                .data_data
+                .as_deref()
+                .expect("the object has .data")
+                .set_ret,
+        );
+        // The rewrite, whole: what the child wrote, what the program saw and answered, what the
+        // write returned, and what the namespace holds afterwards.
+        case.detail(
+            "rewrite",
+            serde_json::json!({
+                "wrote": WRITTEN, "program_saw": written,
+                "set_new_value_returned": set_ret,
+                "program_allowed": counts.1 == 1, "new_value": NEW_VALUE,
+                "write_returned": format!("{:?}", accessed.filtered_write),
+                "read_back": ttl_after_child,
+            }),
+        );
 
         let other = succeeded(&format!("reading {OTHER}"), accessed.other_read)?;
         assert_eq!(
@@ -199,17 +232,11 @@ fn denies_read_and_rewrites_write() {
             (1, 1, 1),
             "the program's counters (denied reads, rewritten writes, other sysctls passed)"
         );
-        let written: Vec<u8> = bss
-            .written
-            .iter()
-            .map(|&c| c as u8)
-            .take_while(|&c| c != 0)
-            .collect();
         assert_eq!(
-            String::from_utf8_lossy(&written),
-            WRITTEN,
+            written, WRITTEN,
             "the value the program saw the child write"
         );
+        assert_eq!(set_ret, 0, "bpf_sysctl_set_new_value's return");
         assert_eq!(
             value(FILTERED)?,
             host_before,

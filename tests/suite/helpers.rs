@@ -353,13 +353,37 @@ fn find_vma_finds_the_test_binarys_mapping() {
 
         let mut object = MaybeUninit::uninit();
         let mut skel = case.load(HelperFindVmaSkelBuilder::default().open(&mut object)?)?;
-        let mut ctx = address.to_ne_bytes();
-        let input = ProgramInput {
-            context_in: Some(&mut ctx),
-            ..Default::default()
-        };
-        skel.progs.find.test_run(input)?;
-        let bss = skel.maps.bss_data.as_deref_mut().expect(".bss");
+        // bpf_find_vma only try-locks the mm (mmap_read_trylock) and answers EBUSY while another
+        // thread of this process (the other tests') holds or waits for it: run again, and check
+        // that a busy run never called back.
+        let mut busy = 0u32;
+        let answered = observe::poll(Duration::from_secs(5), || {
+            let bss = skel.maps.bss_data.as_deref_mut().expect(".bss");
+            (bss.ret, bss.found.calls) = (i64::MIN, u32::MAX);
+            let mut ctx = address.to_ne_bytes();
+            let input = ProgramInput {
+                context_in: Some(&mut ctx),
+                ..Default::default()
+            };
+            if let Err(e) = skel.progs.find.test_run(input) {
+                return Some(Err(e));
+            }
+            let bss = skel.maps.bss_data.as_deref().expect(".bss");
+            if bss.ret != -i64::from(libc::EBUSY) {
+                return Some(Ok(()));
+            }
+            busy += 1;
+            assert_eq!(bss.found.calls, 0, "callback calls of a run answered EBUSY");
+            None
+        })
+        .transpose()?
+        .is_some();
+        case.detail("ebusy_runs", busy);
+        assert!(
+            answered,
+            "bpf_find_vma answered EBUSY for 5 s ({busy} runs)"
+        );
+        let bss = skel.maps.bss_data.as_deref().expect(".bss");
         let found = &bss.found;
         let name: Vec<u8> = found.name.iter().map(|c| *c as u8).collect();
         let name = std::ffi::CStr::from_bytes_until_nul(&name)

@@ -283,13 +283,14 @@ pub struct Matrix {
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Instead of the suite: run each known bug of the selected kernels alone in a VM of its
-    /// own and say whether it still reproduces.
+    /// own, `--repeat` times (3), and say in how many runs it reproduced.
     #[arg(long)]
     pub known_bugs: bool,
     /// Run the columns N times into the run directory (`run-1/` … `run-N/`) and list every
-    /// cell whose outcome differed between runs (exit 1 if one did).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub repeat: usize,
+    /// cell whose outcome differed between runs (exit 1 if one did); with `--known-bugs`, run
+    /// each bug N times.
+    #[arg(long, value_name = "N")]
+    pub repeat: Option<usize>,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {

@@ -27,6 +27,7 @@ pub mod insn;
 pub mod jit;
 pub mod kernel;
 pub mod ksyscall;
+pub mod link;
 pub mod mounts;
 pub mod netkit;
 pub mod netlink;

@@ -5,8 +5,9 @@
  * Runs on every read(2) and write(2) of a /proc/sys file by a process in the cgroup. For
  * net/ipv4/ip_default_ttl (a per-network-namespace value): a read is refused (verdict 0: read
  * fails with EPERM) and counted in `reads_denied`; a write has its value replaced by `new_value`
- * (bpf_sysctl_set_new_value), the value it carried is kept in `written`, and it is counted in
- * `writes_rewritten`. Every other sysctl passes untouched (1), counted in `others_passed`.
+ * (bpf_sysctl_set_new_value, whose return is kept in `set_ret`), the value it carried is kept
+ * in `written`, and it is counted in `writes_rewritten`. Every other sysctl passes untouched (1),
+ * counted in `others_passed`.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -23,6 +24,8 @@ __u64 writes_rewritten = 0;
 __u64 others_passed = 0;
 /* The value the last rewritten write carried (NUL-terminated). */
 char written[8] = {};
+/* What bpf_sysctl_set_new_value returned (1 until it is called). */
+long set_ret = 1;
 
 static __always_inline int is_target(struct bpf_sysctl *ctx)
 {
@@ -54,8 +57,10 @@ int sysctl_filter(struct bpf_sysctl *ctx)
 		return 0;
 	}
 	bpf_sysctl_get_new_value(ctx, written, sizeof(written));
-	if (len == 0 || len > sizeof(new_value) ||
-	    bpf_sysctl_set_new_value(ctx, (const char *)new_value, len))
+	if (len == 0 || len > sizeof(new_value))
+		return 0;
+	set_ret = bpf_sysctl_set_new_value(ctx, (const char *)new_value, len);
+	if (set_ret)
 		return 0;
 	__sync_fetch_and_add(&writes_rewritten, 1);
 	return 1;

@@ -2,8 +2,10 @@
 /*
  * kprobe + kretprobe on the execve syscall's entry function, whose name the harness resolves at run
  * time (harness::ksyscall, as BCC's get_syscall_fnname: __x64_sys_execve, or sys_execve on kernels
- * without syscall wrappers). Entry remembers the filename per thread; return emits
- * {pid, filename, return value} to a ring buffer.
+ * without syscall wrappers). Every run of either program is one event in the ring buffer, in the
+ * order the runs happened: the entry's {ENTRY, pid_tgid, filename}, the return's {RETURN,
+ * pid_tgid, return value}. Nothing is merged or deduplicated here, so a probe that fires twice
+ * shows as two events.
  */
 #include <linux/bpf.h>
 #include <linux/ptrace.h>
@@ -11,22 +13,18 @@
 #include <bpf/bpf_tracing.h>
 
 #define FILENAME_LEN 128
+#define ENTRY 1
+#define RETURN 2
 
 /* Set before load: the entry function takes one struct pt_regs * holding the syscall's registers. */
 const volatile int syscall_wrapper = 1;
 
 struct exec_event {
-	__u32 pid;
+	__u32 kind;
 	__s32 ret;
+	__u64 pid_tgid;
 	char filename[FILENAME_LEN];
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u64);
-	__type(value, struct exec_event);
-} inflight SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -36,8 +34,7 @@ struct {
 SEC("kprobe")
 int execve_entry(struct pt_regs *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct exec_event ev = { .pid = id >> 32 };
+	struct exec_event ev = { .kind = ENTRY, .pid_tgid = bpf_get_current_pid_tgid() };
 	const char *filename;
 
 	if (syscall_wrapper) {
@@ -48,21 +45,20 @@ int execve_entry(struct pt_regs *ctx)
 		filename = (const char *)PT_REGS_PARM1(ctx);
 	}
 	bpf_probe_read_user_str(ev.filename, sizeof(ev.filename), filename);
-	bpf_map_update_elem(&inflight, &id, &ev, BPF_ANY);
+	bpf_ringbuf_output(&events, &ev, sizeof(ev), 0);
 	return 0;
 }
 
 SEC("kretprobe")
 int execve_return(struct pt_regs *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct exec_event *ev = bpf_map_lookup_elem(&inflight, &id);
+	struct exec_event ev = {
+		.kind = RETURN,
+		.ret = PT_REGS_RC(ctx),
+		.pid_tgid = bpf_get_current_pid_tgid(),
+	};
 
-	if (!ev)
-		return 0;
-	ev->ret = PT_REGS_RC(ctx);
-	bpf_ringbuf_output(&events, ev, sizeof(*ev), 0);
-	bpf_map_delete_elem(&inflight, &id);
+	bpf_ringbuf_output(&events, &ev, 16, 0);
 	return 0;
 }
 

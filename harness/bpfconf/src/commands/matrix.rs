@@ -30,7 +30,7 @@ pub fn run(args: cli::Matrix) -> Result<ExitCode> {
         Manifest::build()?;
         let run_dir = run_dir()?;
         let timeout = Duration::from_secs(args.binary_timeout.min(args.timeout));
-        let checks = known_bugs::check(&selected, &run_dir, timeout)?;
+        let checks = known_bugs::check(&selected, &run_dir, timeout, args.repeat.unwrap_or(3))?;
         print!("{}", known_bugs::markdown(&checks));
         return Ok(ExitCode::SUCCESS);
     }
@@ -50,12 +50,13 @@ pub fn run(args: cli::Matrix) -> Result<ExitCode> {
         case_timeout: Duration::from_secs(args.case_timeout),
         run_dir: run_dir()?,
     };
-    if args.repeat > 1 {
+    let repeats = args.repeat.unwrap_or(1);
+    if repeats > 1 {
         let base = opts.run_dir.clone();
         let mut runs = Vec::new();
-        for i in 1..=args.repeat {
+        for i in 1..=repeats {
             opts.run_dir = base.join(repeat::run_dir(i));
-            eprintln!("run {i} of {}: {}", args.repeat, opts.run_dir.display());
+            eprintln!("run {i} of {repeats}: {}", opts.run_dir.display());
             columns::run(&opts, &manifest)?;
             runs.push(load(std::slice::from_ref(&opts.run_dir))?);
         }
