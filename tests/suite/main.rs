@@ -28,6 +28,7 @@ mod lirc_mode2;
 mod lsm;
 mod lwt;
 mod lwt_seg6local;
+mod map_perf_event_array;
 mod map_ringbuf;
 mod netfilter;
 mod netkit;
