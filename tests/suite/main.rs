@@ -30,6 +30,7 @@ mod lwt;
 mod lwt_seg6local;
 mod map_perf_event_array;
 mod map_ringbuf;
+mod map_stack_trace;
 mod map_user_ringbuf;
 mod netfilter;
 mod netkit;
