@@ -31,6 +31,7 @@ mod lwt_seg6local;
 mod map_perf_event_array;
 mod map_ringbuf;
 mod map_stack_trace;
+mod map_task_storage;
 mod map_user_ringbuf;
 mod netfilter;
 mod netkit;
