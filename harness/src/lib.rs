@@ -45,6 +45,7 @@ pub mod sockopt;
 pub mod stream;
 pub mod test_run;
 pub mod trace_pipe;
+pub mod traffic;
 pub mod veth;
 pub mod xdp;
 
