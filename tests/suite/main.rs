@@ -28,6 +28,7 @@ mod lirc_mode2;
 mod lsm;
 mod lwt;
 mod lwt_seg6local;
+mod map_cgroup_array;
 mod map_cgroup_storage;
 mod map_perf_event_array;
 mod map_percpu_cgroup_storage;
