@@ -26,6 +26,7 @@ pub mod ftrace;
 pub mod insn;
 pub mod jit;
 pub mod kernel;
+pub mod lsm;
 pub mod ksyscall;
 pub mod mounts;
 pub mod netkit;
