@@ -161,8 +161,10 @@ fn child_main<T: Copy>(
                 (report as *const Result<T, SetupError>).cast(),
                 size_of::<Result<T, SetupError>>(),
             );
-            while hold {
-                libc::pause();
+            if hold {
+                loop {
+                    libc::pause();
+                }
             }
         }
         libc::_exit(if report.is_ok() { 0 } else { 101 })
