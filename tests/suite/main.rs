@@ -30,6 +30,7 @@ mod lwt;
 mod lwt_seg6local;
 mod map_cgroup_array;
 mod map_cgroup_storage;
+mod map_cgrp_storage;
 mod map_inode_storage;
 mod map_perf_event_array;
 mod map_percpu_cgroup_storage;
