@@ -35,6 +35,7 @@ mod map_inode_storage;
 mod map_perf_event_array;
 mod map_percpu_cgroup_storage;
 mod map_ringbuf;
+mod map_sk_storage;
 mod map_stack_trace;
 mod map_task_storage;
 mod map_user_ringbuf;
