@@ -57,7 +57,11 @@ impl Cgroup {
     /// Its id (the directory's inode number): what bpf_get_current_cgroup_id returns inside it.
     pub fn id(&self) -> CaseResult<u64> {
         use std::os::unix::fs::MetadataExt;
-        Ok(self.dir.metadata().or_error("stat of the test cgroup")?.ino())
+        Ok(self
+            .dir
+            .metadata()
+            .or_error("stat of the test cgroup")?
+            .ino())
     }
 
     /// Its `cgroup.procs`, open for writing: a process that writes "0" to it joins the cgroup.

@@ -78,7 +78,11 @@ fn membership_of_tasks_and_packets() {
         let skbs = [bss.skb_in_x, bss.skb_not_in_x, bss.skb_other];
         case.detail("tasks", tasks);
         case.detail("skbs", skbs);
-        assert_eq!(tasks, [4, 2], "getppid under X, not under X (tasks under P)");
+        assert_eq!(
+            tasks,
+            [4, 2],
+            "getppid under X, not under X (tasks under P)"
+        );
         assert_eq!(skbs, [4, 2, 0], "packets under X, not under X, no answer");
         drop((z, x, y));
         Ok(())

@@ -78,7 +78,11 @@ fn one_element_per_attachment_gone_with_it() {
         assert_eq!(traffic_of(map, &y_key)?, Some((5, 5 * 38)), "Y detached");
         let y_link = skel.progs.count.attach_cgroup(y.as_fd().as_raw_fd())?;
         send(&y, &ns, 1, 10)?;
-        assert_eq!(traffic_of(map, &y_key)?, Some((6, 6 * 38)), "Y attached again");
+        assert_eq!(
+            traffic_of(map, &y_key)?,
+            Some((6, 6 * 38)),
+            "Y attached again"
+        );
         drop(y_link);
         drop(y);
         let gone = observe::poll(observe::MUST_ARRIVE, || {

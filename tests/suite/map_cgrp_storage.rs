@@ -42,7 +42,10 @@ fn getppid_in(cg: &Cgroup, times: usize) -> CaseResult {
 #[test]
 fn one_value_per_cgroup_gone_with_it() {
     Case::run(ProgramType::RawTracepoint, |case| {
-        probe::map_type_id(libbpf_sys::BPF_MAP_TYPE_CGRP_STORAGE, "map_type.cgrp_storage")?;
+        probe::map_type_id(
+            libbpf_sys::BPF_MAP_TYPE_CGRP_STORAGE,
+            "map_type.cgrp_storage",
+        )?;
         probe::helper(
             ProgramType::RawTracepoint,
             libbpf_sys::BPF_FUNC_cgrp_storage_get,
@@ -51,11 +54,12 @@ fn one_value_per_cgroup_gone_with_it() {
         let (x, y, w) = (Cgroup::new()?, Cgroup::new()?, Cgroup::new()?);
         let (x_id, y_id) = (x.id()?, y.id()?);
         let mut object = MaybeUninit::uninit();
-        let mut skel = case.open_load(MapCgrpStorageSkelBuilder::default(), &mut object, |open| {
-            let bss = open.maps.bss_data.as_deref_mut().expect(".bss");
-            bss.x_id = x_id;
-            bss.y_id = y_id;
-        })?;
+        let mut skel =
+            case.open_load(MapCgrpStorageSkelBuilder::default(), &mut object, |open| {
+                let bss = open.maps.bss_data.as_deref_mut().expect(".bss");
+                bss.x_id = x_id;
+                bss.y_id = y_id;
+            })?;
         skel.attach()?;
         getppid_in(&x, 3)?;
         getppid_in(&y, 5)?;
@@ -67,9 +71,17 @@ fn one_value_per_cgroup_gone_with_it() {
         let key = |cg: &Cgroup| cg.as_fd().as_raw_fd().to_ne_bytes();
         map.update(&key(&x), &100u64.to_ne_bytes(), MapFlags::EXIST)?;
         getppid_in(&x, 1)?;
-        assert_eq!(count(map, &x), Ok(101), "the program counts on from user space's value");
+        assert_eq!(
+            count(map, &x),
+            Ok(101),
+            "the program counts on from user space's value"
+        );
         map.delete(&key(&y))?;
-        assert_eq!([count(map, &x), count(map, &y)], [Ok(101), Err(libc::ENOENT)], "Y deleted");
+        assert_eq!(
+            [count(map, &x), count(map, &y)],
+            [Ok(101), Err(libc::ENOENT)],
+            "Y deleted"
+        );
 
         let x_dir = File::open(x.path()).or_error("opening X's directory")?;
         drop(x);

@@ -15,7 +15,9 @@ use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use harness::{Case, CaseError, CaseResult, Cgroup, LogLevel, OrError, child, errno, ftrace, probe};
+use harness::{
+    Case, CaseError, CaseResult, Cgroup, LogLevel, OrError, child, errno, ftrace, probe,
+};
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use libbpf_rs::{ErrorKind, MapCore, MapFlags, MapType, ProgramType};
 use programs::map_inode_storage::MapInodeStorageSkelBuilder;
@@ -45,7 +47,12 @@ fn one_value_per_inode_created_on_demand() {
         let cgroup_id = cg.id()?;
         let mut object = MaybeUninit::uninit();
         let mut open_skel = MapInodeStorageSkelBuilder::default().open(&mut object)?;
-        open_skel.maps.bss_data.as_deref_mut().expect(".bss").cgroup_id = cgroup_id;
+        open_skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .expect(".bss")
+            .cgroup_id = cgroup_id;
         let (loaded, outcome) = case.try_load(open_skel, LogLevel::Stats);
         let mut skel = loaded.map_err(|e| {
             ftrace::refused(
@@ -100,7 +107,11 @@ fn one_value_per_inode_created_on_demand() {
         assert_eq!(count(map, &files[0]), Ok(3), "one unlinked, still open");
         drop(files);
         fs::write(&one, b"y").or_error("writing a new one")?;
-        assert_eq!(count(map, &open(&one)?), Err(libc::ENOENT), "a new inode named one");
+        assert_eq!(
+            count(map, &open(&one)?),
+            Err(libc::ENOENT),
+            "a new inode named one"
+        );
         Ok(())
     });
 }

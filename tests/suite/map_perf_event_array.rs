@@ -111,7 +111,11 @@ fn samples_reach_their_cpus_ring_and_losses_are_exact() {
                 cpu: cpu as u32,
             }));
         }
-        assert_eq!(*got.borrow(), want, "each CPU's samples in its ring, in order");
+        assert_eq!(
+            *got.borrow(),
+            want,
+            "each CPU's samples in its ring, in order"
+        );
 
         got.borrow_mut().clear();
         for &cpu in &cpus {

@@ -26,10 +26,10 @@ use std::time::Instant;
 use harness::errno;
 use harness::observe::{self, OneCpu};
 use harness::{Case, CaseError, CaseResult, OrError, probe, test_run};
-use nix::errno::Errno;
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapHandle, MapType, ProgramInput, ProgramType, RingBufferBuilder};
+use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use programs::map_ringbuf::{MapRingbufSkel, MapRingbufSkelBuilder};
 
@@ -85,7 +85,11 @@ fn a_full_ring_refuses_exactly() {
         let bss = skel.maps.bss_data.as_deref().expect(".bss");
         case.detail("lost", bss.lost);
         assert_eq!(bss.next_seq, TRIES, "one sequence number per run");
-        assert_eq!(bss.lost, TRIES - fit, "reservations refused by the full ring");
+        assert_eq!(
+            bss.lost,
+            TRIES - fit,
+            "reservations refused by the full ring"
+        );
         assert_eq!(
             query(&skel),
             [fit * RECORD, RING, 0, fit * RECORD],
@@ -103,14 +107,22 @@ fn a_full_ring_refuses_exactly() {
         let read = consumer.consume_raw();
         let want: Vec<u64> = (0..fit).filter(|s| s % 3 != 1).collect();
         case.detail("read", &*seqs.borrow());
-        assert_eq!(*seqs.borrow(), want, "the submitted records, each once, in order");
+        assert_eq!(
+            *seqs.borrow(),
+            want,
+            "the submitted records, each once, in order"
+        );
         assert_eq!(read, want.len() as i32, "records consumed");
         assert_eq!(consumer.consume_raw(), 0, "a second read finds nothing");
 
         let bss = skel.maps.bss_data.as_deref_mut().expect(".bss");
         bss.query_only = 1;
         produce(&skel, 1)?;
-        assert_eq!(query(&skel), [0, RING, fit * RECORD, fit * RECORD], "all consumed");
+        assert_eq!(
+            query(&skel),
+            [0, RING, fit * RECORD, fit * RECORD],
+            "all consumed"
+        );
         let bss = skel.maps.bss_data.as_deref_mut().expect(".bss");
         bss.query_only = 0;
         bss.discard_mod = 0;
@@ -215,7 +227,11 @@ fn wakeups_follow_the_flags() {
         assert_eq!(consumer.consume_raw(), 3, "records read");
         // Caught up, but told not to wake: the record is there all the same.
         woke.push(commit(&mut skel, libbpf_sys::BPF_RB_NO_WAKEUP)?);
-        assert_eq!(query(&skel)[0], RECORD, "avail_data after the unannounced record");
+        assert_eq!(
+            query(&skel)[0],
+            RECORD,
+            "avail_data after the unannounced record"
+        );
         assert_eq!(consumer.consume_raw(), 1, "the unannounced record is read");
         // Caught up again: the default wakes again.
         woke.push(commit(&mut skel, 0)?);

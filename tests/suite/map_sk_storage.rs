@@ -81,9 +81,17 @@ fn one_value_per_socket_created_on_demand() {
             send.send_to(b"one more", to.local_addr()?)
                 .or_error("sending through the copy of A")?;
         }
-        assert_eq!(count(map, &a), Ok(101), "the program counts on from user space's value");
+        assert_eq!(
+            count(map, &a),
+            Ok(101),
+            "the program counts on from user space's value"
+        );
         map.delete(&key(&b))?;
-        assert_eq!([count(map, &a), count(map, &b)], [Ok(101), Err(libc::ENOENT)], "B deleted");
+        assert_eq!(
+            [count(map, &a), count(map, &b)],
+            [Ok(101), Err(libc::ENOENT)],
+            "B deleted"
+        );
 
         // The child's descriptors close with it; the test's copy keeps A (and its element).
         held.end()?;
@@ -95,7 +103,11 @@ fn one_value_per_socket_created_on_demand() {
         };
         let mut a = a;
         nix::unistd::dup2(&new, &mut a).or_error("dup2 over A's descriptor")?;
-        assert_eq!(count(map, &a), Err(libc::ENOENT), "a new socket under A's number");
+        assert_eq!(
+            count(map, &a),
+            Err(libc::ENOENT),
+            "a new socket under A's number"
+        );
         Ok(())
     });
 }

@@ -139,14 +139,11 @@ fn same_stack_same_id_and_reuse_replaces() {
             "bpf_get_stackid",
         )?;
         let mut object = MaybeUninit::uninit();
-        let mut skel = case.open_load(
-            MapStackTraceSkelBuilder::default(),
-            &mut object,
-            |open| {
+        let mut skel =
+            case.open_load(MapStackTraceSkelBuilder::default(), &mut object, |open| {
                 open.maps.bss_data.as_deref_mut().expect(".bss").tid =
                     nix::unistd::gettid().as_raw() as u32;
-            },
-        )?;
+            })?;
         // Asked before the program watches: every getppid(2) of this thread is one of its calls.
         let ppid = u64::from(std::os::unix::process::parent_id());
         skel.attach()?;
@@ -164,7 +161,10 @@ fn same_stack_same_id_and_reuse_replaces() {
             getppid_at(depth);
             let (plain, reused) = *ids(&skel).last().expect("a call");
             if plain == -i64::from(libc::EEXIST) {
-                assert_eq!(reused, first, "depth {depth}: replaced in the occupied bucket");
+                assert_eq!(
+                    reused, first,
+                    "depth {depth}: replaced in the occupied bucket"
+                );
                 collided = Some(depth);
                 break;
             }
@@ -182,7 +182,10 @@ fn same_stack_same_id_and_reuse_replaces() {
             CaseError::Fail(anyhow::anyhow!("32 stacks, none in the occupied bucket"))
         })?;
         assert_eq!(frames(&symbolizer, &skel.maps.plain, first)?, expected(0));
-        assert_eq!(frames(&symbolizer, &skel.maps.reused, first)?, expected(depth));
+        assert_eq!(
+            frames(&symbolizer, &skel.maps.reused, first)?,
+            expected(depth)
+        );
 
         getppid_at(depth);
         assert_eq!(

@@ -61,9 +61,10 @@ fn one_value_per_task_created_on_demand_gone_with_it() {
         let cg = Cgroup::new()?;
         let cgroup_id = cg.id()?;
         let mut object = MaybeUninit::uninit();
-        let mut skel = case.open_load(MapTaskStorageSkelBuilder::default(), &mut object, |open| {
-            open.maps.bss_data.as_deref_mut().expect(".bss").cgroup_id = cgroup_id;
-        })?;
+        let mut skel =
+            case.open_load(MapTaskStorageSkelBuilder::default(), &mut object, |open| {
+                open.maps.bss_data.as_deref_mut().expect(".bss").cgroup_id = cgroup_id;
+            })?;
         skel.attach()?;
 
         let (_, a) = child::in_cgroup(&cg).hold(|| {
@@ -77,7 +78,11 @@ fn one_value_per_task_created_on_demand_gone_with_it() {
         let map = &skel.maps.counts;
         let bss = skel.maps.bss_data.as_deref().expect(".bss");
         case.detail("absent_present", [bss.absent, bss.present]);
-        assert_eq!((bss.absent, bss.present), (2, 1), "look-ups without the create flag");
+        assert_eq!(
+            (bss.absent, bss.present),
+            (2, 1),
+            "look-ups without the create flag"
+        );
         assert_eq!(
             [count(map, &a_fd), count(map, &b_fd), count(map, &c_fd)],
             [Ok(3), Ok(5), Err(libc::ENOENT)],

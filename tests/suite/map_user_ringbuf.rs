@@ -74,7 +74,11 @@ fn drains_the_submitted_samples_in_order() {
         let bss = skel.maps.bss_data.as_deref().expect(".bss");
         case.detail("drained", [first, second, third]);
         assert_eq!(second, 7, "the rest, without the discarded sample");
-        assert_eq!(seen(&skel), (0..10).collect::<Vec<u64>>(), "in order, each once");
+        assert_eq!(
+            seen(&skel),
+            (0..10).collect::<Vec<u64>>(),
+            "in order, each once"
+        );
         assert_eq!(bss.torn, 0, "samples read whole");
         assert_eq!(third, 0, "nothing left");
         Ok(())
