@@ -40,6 +40,7 @@ mod map_sk_storage;
 mod map_stack_trace;
 mod map_task_storage;
 mod map_user_ringbuf;
+mod map_xskmap;
 mod netfilter;
 mod netkit;
 mod perf_event;
