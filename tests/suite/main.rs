@@ -33,6 +33,7 @@ mod map_cgroup_storage;
 mod map_cgrp_storage;
 mod map_devmap_hash;
 mod map_inode_storage;
+mod map_insn_array;
 mod map_percpu_cgroup_storage;
 mod map_perf_event_array;
 mod map_ringbuf;
