@@ -5,10 +5,9 @@
 //! X sends 3 datagrams of 100 bytes over loopback (in a fresh namespace), one in Y 5 of 10 bytes.
 //! The map's keys are exactly the two attachments ({X's id, BPF_CGROUP_INET_EGRESS} and Y's),
 //! holding 3 packets / 3 × 128 bytes and 5 / 5 × 38. The element is the cgroup's (from 5.9,
-//! 7d9c3427894f): detached from Y, the program leaves Y's element in place, and attached again
-//! it counts on in it (one more datagram: 6). Once Y is removed (detached, rmdir), its element
-//! leaves the map (awaited, it must happen): the keys are X's alone and a look-up of Y's finds
-//! nothing.
+//! 7d9c3427894f): detached from Y, the program leaves Y's element in place. Once Y is removed
+//! (rmdir), its element leaves the map (awaited: it must happen, once the last reference to the
+//! cgroup is gone): the keys are X's alone and a look-up of Y's finds nothing.
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
@@ -72,18 +71,9 @@ fn one_element_per_attachment_gone_with_it() {
         case.detail("x_y", counts);
         assert_eq!(counts, [Some((3, 3 * 128)), Some((5, 5 * 38))], "X, Y");
 
-        // The element is the cgroup's, not the attachment's: it outlives a detach and the
-        // program finds it again when attached again.
+        // The element is the cgroup's, not the attachment's: it outlives the detach.
         drop(y_link);
         assert_eq!(traffic_of(map, &y_key)?, Some((5, 5 * 38)), "Y detached");
-        let y_link = skel.progs.count.attach_cgroup(y.as_fd().as_raw_fd())?;
-        send(&y, &ns, 1, 10)?;
-        assert_eq!(
-            traffic_of(map, &y_key)?,
-            Some((6, 6 * 38)),
-            "Y attached again"
-        );
-        drop(y_link);
         drop(y);
         let gone = observe::poll(observe::MUST_ARRIVE, || {
             (map.keys().collect::<Vec<_>>() == [x_key.clone()]).then_some(())
