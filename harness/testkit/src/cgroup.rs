@@ -27,6 +27,19 @@ impl Cgroup {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
+        Self::create(path)
+    }
+
+    /// A cgroup inside this one, removed when dropped (drop it before its parent).
+    pub fn nested(&self) -> CaseResult<Self> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        Self::create(
+            self.path
+                .join(format!("nested-{}", NEXT.fetch_add(1, Ordering::Relaxed))),
+        )
+    }
+
+    fn create(path: PathBuf) -> CaseResult<Self> {
         fs::create_dir(&path).or_error("creating a test cgroup")?;
         let dir = File::open(&path).or_error("opening the test cgroup")?;
         let procs = OpenOptions::new()
@@ -39,6 +52,16 @@ impl Cgroup {
     /// The cgroup's directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Its id (the directory's inode number): what bpf_get_current_cgroup_id returns inside it.
+    pub fn id(&self) -> CaseResult<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(self
+            .dir
+            .metadata()
+            .or_error("stat of the test cgroup")?
+            .ino())
     }
 
     /// Its `cgroup.procs`, open for writing: a process that writes "0" to it joins the cgroup.

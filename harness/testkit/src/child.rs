@@ -22,7 +22,7 @@
 //! fixed arrays.
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -86,17 +86,60 @@ impl<'a> Child<'a> {
     /// result. A child that cannot join its cgroup or namespace, dies or outlives [`TIMEOUT`] is
     /// the harness's failure (`error`).
     pub fn run<T: Copy>(self, work: impl FnOnce() -> T) -> CaseResult<T> {
+        let (child, read) = self.fork(work, false)?;
+        collect(child, read.as_fd())
+    }
+
+    /// Like [`Child::run`], but the child stays alive after `work` (blocked in pause(2)) until
+    /// the returned [`Held`] ends it: for an owner (a process, its sockets) that must outlive
+    /// its work.
+    pub fn hold<T: Copy>(self, work: impl FnOnce() -> T) -> CaseResult<(T, Held)> {
+        let (child, read) = self.fork(work, true)?;
+        let held = Held(Some(child));
+        let report = read_report(read.as_fd());
+        Ok((finish(child, report, None)?, held))
+    }
+
+    /// Forks a child that joins the cgroup and namespace and runs `work` (then waits when
+    /// `hold`); the child's pid and the read end of its result pipe.
+    fn fork<T: Copy>(self, work: impl FnOnce() -> T, hold: bool) -> CaseResult<(Pid, OwnedFd)> {
         let procs = self.cgroup.map(|cg| cg.procs().as_raw_fd());
         let netns = self.netns.map(|ns| ns.as_fd().as_raw_fd());
         let (read, write) = pipe2(OFlag::O_CLOEXEC).or_error("creating a result pipe")?;
         // SAFETY: the child only makes syscalls (see the module doc) and leaves with _exit.
         match unsafe { fork() }.or_error("forking a child")? {
-            ForkResult::Child => child_main(procs, netns, write.as_raw_fd(), work),
-            ForkResult::Parent { child } => {
-                drop(write);
-                collect(child, read.as_fd())
-            }
+            ForkResult::Child => child_main(procs, netns, write.as_raw_fd(), work, hold),
+            ForkResult::Parent { child } => Ok((child, read)),
         }
+    }
+}
+
+/// A child of [`Child::hold`], alive until [`Held::end`] (or drop) kills and reaps it.
+pub struct Held(Option<Pid>);
+
+impl Held {
+    /// The child's pid.
+    pub fn pid(&self) -> Pid {
+        self.0.expect("a live child")
+    }
+
+    /// Kills the child and reaps it: once this returns the process is gone.
+    pub fn end(mut self) -> CaseResult {
+        self.kill()
+    }
+
+    fn kill(&mut self) -> CaseResult {
+        if let Some(pid) = self.0.take() {
+            let _ = kill(pid, Signal::SIGKILL);
+            waitpid(pid, None).or_error("reaping a held child")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.kill();
     }
 }
 
@@ -105,6 +148,7 @@ fn child_main<T: Copy>(
     netns: Option<RawFd>,
     out: RawFd,
     work: impl FnOnce() -> T,
+    hold: bool,
 ) -> ! {
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         join(procs, netns, out).map(|()| work())
@@ -117,6 +161,11 @@ fn child_main<T: Copy>(
                 (report as *const Result<T, SetupError>).cast(),
                 size_of::<Result<T, SetupError>>(),
             );
+            if hold {
+                loop {
+                    libc::pause();
+                }
+            }
         }
         libc::_exit(if report.is_ok() { 0 } else { 101 })
     }
@@ -157,20 +206,31 @@ fn join(procs: Option<RawFd>, netns: Option<RawFd>, out: RawFd) -> Result<(), Se
 
 /// Reads the child's report within [`TIMEOUT`] (killing it past that) and reaps it.
 fn collect<T: Copy>(child: Pid, read: BorrowedFd) -> CaseResult<T> {
+    let report = read_report(read);
+    if report.is_err() {
+        let _ = kill(child, Signal::SIGKILL);
+    }
+    let status = waitpid(child, None).or_error("reaping a child")?;
+    finish(child, report, Some(status))
+}
+
+/// The child's whole report from `read` within [`TIMEOUT`], or what went wrong.
+fn read_report<T: Copy>(read: BorrowedFd) -> Result<Result<T, SetupError>, String> {
     let mut report = MaybeUninit::<Result<T, SetupError>>::uninit();
     let size = size_of::<Result<T, SetupError>>();
     let deadline = Instant::now() + TIMEOUT;
     let mut got = 0;
-    let read_all = loop {
+    loop {
         if got == size {
-            break Ok(());
+            // SAFETY: the child wrote a whole `Result<T, SetupError>` of this same binary.
+            return Ok(unsafe { report.assume_init() });
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
         match poll(&mut [PollFd::new(read, PollFlags::POLLIN)], timeout) {
-            Ok(0) => break Err(format!("did not finish within {} s", TIMEOUT.as_secs())),
+            Ok(0) => return Err(format!("did not finish within {} s", TIMEOUT.as_secs())),
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => break Err(format!("poll on its result pipe: {e}")),
+            Err(e) => return Err(format!("poll on its result pipe: {e}")),
         }
         // SAFETY: reads into the uninitialised tail of `report`, within its size.
         let n = unsafe {
@@ -181,28 +241,33 @@ fn collect<T: Copy>(child: Pid, read: BorrowedFd) -> CaseResult<T> {
             )
         };
         match n {
-            0 => break Err("exited without a result".to_owned()),
+            0 => return Err("exited without a result".to_owned()),
             n if n > 0 => got += n as usize,
             _ if Errno::last() == Errno::EINTR => {}
-            _ => break Err(format!("reading its result: {}", Errno::last())),
+            _ => return Err(format!("reading its result: {}", Errno::last())),
         }
-    };
-    if read_all.is_err() {
-        let _ = kill(child, Signal::SIGKILL);
     }
-    let status = waitpid(child, None).or_error("reaping a child")?;
-    if let Err(problem) = read_all {
-        return Err(CaseError::Error(anyhow::anyhow!(
-            "a forked child {problem} ({status:?})"
-        )));
-    }
-    if !matches!(status, WaitStatus::Exited(_, 0)) {
+}
+
+/// The child's result from its report and (for a reaped child) its exit status.
+fn finish<T: Copy>(
+    child: Pid,
+    report: Result<Result<T, SetupError>, String>,
+    status: Option<WaitStatus>,
+) -> CaseResult<T> {
+    let report = report.map_err(|problem| {
+        CaseError::Error(anyhow::anyhow!(
+            "a forked child {problem} (pid {child}, {status:?})"
+        ))
+    })?;
+    if let Some(status) = status
+        && !matches!(status, WaitStatus::Exited(_, 0))
+    {
         return Err(CaseError::Error(anyhow::anyhow!(
             "a forked child failed after its result ({status:?})"
         )));
     }
-    // SAFETY: the child wrote a whole `Result<T, SetupError>` of this same binary.
-    match unsafe { report.assume_init() } {
+    match report {
         Ok(value) => Ok(value),
         Err(SetupError { step, errno }) => Err(CaseError::Error(anyhow::anyhow!(
             "a forked child failed {step}: {errno}"

@@ -28,6 +28,7 @@ pub mod jit;
 pub mod kernel;
 pub mod ksyscall;
 pub mod link;
+pub mod lsm;
 pub mod mounts;
 pub mod netkit;
 pub mod netlink;
@@ -46,6 +47,7 @@ pub mod sockopt;
 pub mod stream;
 pub mod test_run;
 pub mod trace_pipe;
+pub mod traffic;
 pub mod veth;
 pub mod xdp;
 

@@ -214,6 +214,24 @@ impl OneCpu {
         sched_setaffinity(me, &only).or_error("pinning the thread to its CPU")?;
         Ok(OneCpu(previous))
     }
+
+    /// Moves the calling thread to `cpu` and keeps it there until dropped.
+    pub fn on(cpu: usize) -> CaseResult<Self> {
+        let me = Pid::from_raw(0);
+        let previous = sched_getaffinity(me).or_error("reading the thread's CPU affinity")?;
+        let mut only = CpuSet::new();
+        only.set(cpu).or_error("naming the CPU")?;
+        sched_setaffinity(me, &only).or_error("moving the thread to the CPU")?;
+        Ok(OneCpu(previous))
+    }
+
+    /// The CPUs the calling thread may run on.
+    pub fn allowed() -> CaseResult<Vec<usize>> {
+        let set = sched_getaffinity(Pid::from_raw(0)).or_error("reading the CPU affinity")?;
+        Ok((0..CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect())
+    }
 }
 
 impl Drop for OneCpu {

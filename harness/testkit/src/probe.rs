@@ -69,6 +69,27 @@ pub fn map_type(ty: MapType, id: &str) -> CaseResult {
     }
 }
 
+/// The kernel can create maps of the UAPI type `ty` (`BPF_MAP_TYPE_…`, for types libbpf-rs's
+/// `MapType` does not name), feature `id` (`map_type.<name>`).
+pub fn map_type_id(ty: u32, id: &str) -> CaseResult {
+    // SAFETY: libbpf's probe takes the type by value and no options (NULL is allowed).
+    let answer = unsafe { libbpf_rs::libbpf_sys::libbpf_probe_bpf_map_type(ty, std::ptr::null()) };
+    match answer {
+        1 if floors::has(id, true) => Ok(()),
+        0 | 1 => Err(floors::missing(
+            id,
+            format!(
+                "kernel {} does not create maps of type {ty} (libbpf_probe_bpf_map_type)",
+                Kernel::current().release
+            ),
+        )),
+        e => Err(CaseError::Error(anyhow::anyhow!(
+            "probing map type {ty}: {}",
+            std::io::Error::from_raw_os_error(-e)
+        ))),
+    }
+}
+
 /// The tracepoint `category/name` exists (tracefs `events/<category>/<name>`).
 pub fn tracepoint(category: &str, name: &str) -> CaseResult {
     let tracefs = crate::mounts::tracefs()?;

@@ -18,6 +18,13 @@ pub fn attach_reuseport(sock: &impl AsFd, prog: &impl AsFd) -> nix::Result<()> {
     set_fd(sock, libc::SO_ATTACH_REUSEPORT_EBPF, prog)
 }
 
+/// Makes `sock` send UDP without checksums (`SO_NO_CHECK`): a frame an XDP program redirects
+/// loses veth's checksum offload state, and a partial checksum would then be dropped.
+pub fn udp_no_check(sock: &impl AsFd) -> nix::Result<()> {
+    let on: libc::c_int = 1;
+    set(sock, libc::SOL_SOCKET, libc::SO_NO_CHECK, &on.to_ne_bytes())
+}
+
 /// Makes every later datagram of `sock` carry the IPv6 routing header `header` (`IPV6_RTHDR`).
 pub fn ipv6_rthdr(sock: &impl AsFd, header: &[u8]) -> nix::Result<()> {
     set(sock, libc::IPPROTO_IPV6, libc::IPV6_RTHDR, header)

@@ -1,0 +1,91 @@
+//! BPF_MAP_TYPE_CGRP_STORAGE (`programs/src/bpf/map_cgrp_storage.bpf.c`): a raw tracepoint on
+//! sys_enter counts getppid(2) calls per cgroup in the cgroup's storage; user space reads and
+//! writes the counter by a cgroup directory fd.
+//!
+//! `one_value_per_cgroup_gone_with_it`: cgroups X, Y and W. A child in X makes 3 calls, one in Y
+//! 5: by directory fd X holds 3, Y 5, W nothing (`ENOENT`: no call made its element). User space
+//! writes 100 into X's element and a child in X makes one more call: 101, the program counts on
+//! from the value user space wrote. Deleted from user space, Y's element is gone. Once X is
+//! removed (rmdir), a look-up through a descriptor of X's directory still open is `ENOENT`: the
+//! storage of a removed cgroup is out of reach.
+
+use std::fs::File;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd};
+
+use libbpf_rs::libbpf_sys;
+use libbpf_rs::skel::Skel;
+use libbpf_rs::{MapCore, MapFlags, ProgramType};
+use programs::map_cgrp_storage::MapCgrpStorageSkelBuilder;
+use testkit::{Case, CaseResult, Cgroup, OrError, child, errno, probe};
+
+/// The counter stored for the cgroup of directory `fd`, or the errno of the look-up.
+fn count(map: &dyn MapCore, fd: impl AsFd) -> Result<u64, i32> {
+    let key = fd.as_fd().as_raw_fd().to_ne_bytes();
+    match map.lookup(&key, MapFlags::ANY) {
+        Ok(Some(value)) => Ok(u64::from_ne_bytes(value[..8].try_into().expect("8 bytes"))),
+        Ok(None) => Err(libc::ENOENT),
+        Err(e) => Err(errno::of_libbpf(&e).unwrap_or(-1)),
+    }
+}
+
+/// `times` getppid(2) calls from a child in `cg`.
+fn getppid_in(cg: &Cgroup, times: usize) -> CaseResult {
+    child::in_cgroup(cg).run(|| {
+        for _ in 0..times {
+            // SAFETY: getppid(2) has no preconditions.
+            unsafe { libc::getppid() };
+        }
+    })
+}
+
+#[test]
+fn one_value_per_cgroup_gone_with_it() {
+    Case::run(ProgramType::RawTracepoint, |case| {
+        probe::map_type_id(
+            libbpf_sys::BPF_MAP_TYPE_CGRP_STORAGE,
+            "map_type.cgrp_storage",
+        )?;
+        probe::helper(
+            ProgramType::RawTracepoint,
+            libbpf_sys::BPF_FUNC_cgrp_storage_get,
+            "bpf_cgrp_storage_get",
+        )?;
+        let (x, y, w) = (Cgroup::new()?, Cgroup::new()?, Cgroup::new()?);
+        let (x_id, y_id) = (x.id()?, y.id()?);
+        let mut object = MaybeUninit::uninit();
+        let mut skel =
+            case.open_load(MapCgrpStorageSkelBuilder::default(), &mut object, |open| {
+                let bss = open.maps.bss_data.as_deref_mut().expect(".bss");
+                bss.x_id = x_id;
+                bss.y_id = y_id;
+            })?;
+        skel.attach()?;
+        getppid_in(&x, 3)?;
+        getppid_in(&y, 5)?;
+
+        let map = &skel.maps.calls;
+        let counts = [count(map, &x), count(map, &y), count(map, &w)];
+        case.detail("counts", format!("{counts:?}"));
+        assert_eq!(counts, [Ok(3), Ok(5), Err(libc::ENOENT)], "X, Y, W");
+        let key = |cg: &Cgroup| cg.as_fd().as_raw_fd().to_ne_bytes();
+        map.update(&key(&x), &100u64.to_ne_bytes(), MapFlags::EXIST)?;
+        getppid_in(&x, 1)?;
+        assert_eq!(
+            count(map, &x),
+            Ok(101),
+            "the program counts on from user space's value"
+        );
+        map.delete(&key(&y))?;
+        assert_eq!(
+            [count(map, &x), count(map, &y)],
+            [Ok(101), Err(libc::ENOENT)],
+            "Y deleted"
+        );
+
+        let x_dir = File::open(x.path()).or_error("opening X's directory")?;
+        drop(x);
+        assert_eq!(count(map, &x_dir), Err(libc::ENOENT), "X removed");
+        Ok(())
+    });
+}

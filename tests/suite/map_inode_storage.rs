@@ -1,0 +1,117 @@
+//! BPF_MAP_TYPE_INODE_STORAGE (`programs/src/bpf/map_inode_storage.bpf.c`): a BPF LSM program on
+//! file_open counts the opens of each inode by the test cgroup's tasks; user space reads the
+//! counter by a file descriptor of the inode.
+//!
+//! `one_value_per_inode_created_on_demand`: files `one`, `two`, `three` and `link`, a hard link
+//! to `one`. A child in the cgroup opens `one` twice and `link` once, `two` five times. Through
+//! the test's own descriptors (outside the cgroup, not counted): `one` and `link` both hold 3 (one
+//! inode, one element), `two` 5, `three` nothing (`ENOENT`: never opened by the cgroup). Deleted
+//! from user space, `two`'s element is gone and `one`'s stays. Unlinked (both names) but still
+//! open, `one`'s inode keeps its element; a new file under the name `one` is another inode,
+//! without one.
+
+use std::fs::{self, File};
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use libbpf_rs::skel::{Skel, SkelBuilder};
+use libbpf_rs::{ErrorKind, MapCore, MapFlags, MapType, ProgramType};
+use programs::map_inode_storage::MapInodeStorageSkelBuilder;
+use testkit::{
+    Case, CaseError, CaseResult, Cgroup, LogLevel, OrError, child, errno, ftrace, probe,
+};
+
+/// The counter stored for the inode of `file`, or the errno of the look-up.
+fn count(map: &dyn MapCore, file: &File) -> Result<u64, i32> {
+    let key = file.as_raw_fd().to_ne_bytes();
+    match map.lookup(&key, MapFlags::ANY) {
+        Ok(Some(value)) => Ok(u64::from_ne_bytes(value[..8].try_into().expect("8 bytes"))),
+        Ok(None) => Err(libc::ENOENT),
+        Err(e) => Err(errno::of_libbpf(&e).unwrap_or(-1)),
+    }
+}
+
+/// Opens `path` for reading.
+fn open(path: &Path) -> CaseResult<File> {
+    File::open(path).or_error(&format!("opening {}", path.display()))
+}
+
+#[test]
+fn one_value_per_inode_created_on_demand() {
+    Case::run(ProgramType::Lsm, |case| {
+        probe::map_type(MapType::InodeStorage, "map_type.inode_storage")?;
+        let active = testkit::lsm::require_bpf_active()?;
+        case.detail("active_lsms", &active);
+        let cg = Cgroup::new()?;
+        let cgroup_id = cg.id()?;
+        let mut object = MaybeUninit::uninit();
+        let mut open_skel = MapInodeStorageSkelBuilder::default().open(&mut object)?;
+        open_skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .expect(".bss")
+            .cgroup_id = cgroup_id;
+        let (loaded, outcome) = case.try_load(open_skel, LogLevel::Stats);
+        let mut skel = loaded.map_err(|e| {
+            ftrace::refused(
+                "prog_type.lsm",
+                outcome.errno.as_deref() == Some("EPERM"),
+                format!(
+                    "loading lsm/file_open: {} ({e:#})",
+                    outcome.message.clone().unwrap_or_default()
+                ),
+            )
+        })?;
+        skel.attach().map_err(|e| {
+            ftrace::refused(
+                "prog_type.lsm",
+                e.kind() == ErrorKind::PermissionDenied,
+                format!("attaching lsm/file_open: {e:#}"),
+            )
+        })?;
+
+        let dir = tempfile::tempdir().or_error("creating a temporary directory")?;
+        let [one, two, three, link] = ["one", "two", "three", "link"].map(|n| dir.path().join(n));
+        for file in [&one, &two, &three] {
+            fs::write(file, b"x").or_error("writing a test file")?;
+        }
+        fs::hard_link(&one, &link).or_error("linking the test file")?;
+        child::in_cgroup(&cg)
+            .run(|| {
+                for path in [&one, &one, &link, &two, &two, &two, &two, &two] {
+                    child::errno(File::open(path))?;
+                }
+                Ok(())
+            })?
+            .map_err(|e: nix::errno::Errno| CaseError::Error(anyhow::anyhow!("opening: {e}")))?;
+
+        let map = &skel.maps.opens;
+        let files = [open(&one)?, open(&link)?, open(&two)?, open(&three)?];
+        let counts = files.each_ref().map(|f| count(map, f));
+        case.detail("counts", format!("{counts:?}"));
+        assert_eq!(
+            counts,
+            [Ok(3), Ok(3), Ok(5), Err(libc::ENOENT)],
+            "one, link, two, three"
+        );
+        map.delete(&files[2].as_raw_fd().to_ne_bytes())?;
+        assert_eq!(
+            [count(map, &files[0]), count(map, &files[2])],
+            [Ok(3), Err(libc::ENOENT)],
+            "two's element deleted from user space"
+        );
+        fs::remove_file(&one).or_error("unlinking one")?;
+        fs::remove_file(&link).or_error("unlinking link")?;
+        assert_eq!(count(map, &files[0]), Ok(3), "one unlinked, still open");
+        drop(files);
+        fs::write(&one, b"y").or_error("writing a new one")?;
+        assert_eq!(
+            count(map, &open(&one)?),
+            Err(libc::ENOENT),
+            "a new inode named one"
+        );
+        Ok(())
+    });
+}
