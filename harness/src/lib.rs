@@ -15,6 +15,7 @@
 //! });
 //! ```
 
+pub mod attach_type;
 pub mod capture;
 pub mod case;
 pub mod cgroup;

@@ -3,12 +3,14 @@
 //! One test binary: one link, and a VM reads one file instead of dozens.
 
 mod btf;
+mod cgroup_bind;
 mod cgroup_device;
 mod cgroup_skb;
 mod cgroup_sock;
 mod cgroup_sock_addr;
 mod cgroup_sock_addr_names;
 mod cgroup_sock_addr_unix;
+mod cgroup_sock_release;
 mod cgroup_sockopt;
 mod cgroup_sysctl;
 mod co_re;

@@ -1,0 +1,218 @@
+//! cgroup_bind (`programs/src/bpf/cgroup_bind.bpf.c`): the bind(2) hooks of the test's own cgroup
+//! v2 child that `cgroup_sock_addr` (an IPv4 port rewrite, BPF_CGROUP_INET4_BIND) leaves out.
+//! Each case runs in a fresh network namespace (fixed ports cannot collide) with one program
+//! attached; a child forked into the cgroup and the namespace binds UDP sockets and reports what
+//! bind(2) answered and the address getsockname(2) names; the test then binds from outside the
+//! cgroup in the same namespace.
+//!
+//! - `bind6_rewrites_address_and_port` (BPF_CGROUP_INET6_BIND, before the bind): a bind to
+//!   `[::]:`[`FROM`] ends up on `[::1]:`[`TO`], a bind to [`DENY`] fails with EPERM, one to
+//!   [`OTHER`] binds as asked; outside the cgroup `[::]:`[`FROM`] binds as asked.
+//! - `post_bind_refuses_bound_port::{v4,v6}` (BPF_CGROUP_INET{4,6}_POST_BIND, after the port is
+//!   taken): a bind to [`DENY`] fails with EPERM, and the same socket then binds to port 0: it
+//!   succeeds (the refused bind was undone) and the program saw the address and the port the kernel
+//!   chose, which getsockname names; outside the cgroup [`DENY`] binds (the refused bind put the
+//!   port back) and the program does not run.
+//!
+//! The program's counters are exact.
+
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+
+use harness::observe::volatile;
+use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, attach_type, child, probe};
+use libbpf_rs::ProgramType;
+use nix::errno::Errno;
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, bind, socket};
+use programs::cgroup_bind::{CgroupBindSkel, CgroupBindSkelBuilder};
+use rstest::rstest;
+
+const BIND6: &str = "attach_type.cgroup_inet6_bind";
+const POST_BIND4: &str = "attach_type.cgroup_inet4_post_bind";
+const POST_BIND6: &str = "attach_type.cgroup_inet6_post_bind";
+
+/// bind6: a bind to this port is rewritten to [::1]:[`TO`].
+const FROM: u16 = 7101;
+const TO: u16 = 7102;
+/// Refused by every program.
+const DENY: u16 = 7103;
+/// Bound as asked.
+const OTHER: u16 = 7104;
+
+/// Opens and loads the object with the ports set (each case attaches one of its programs).
+fn load<'obj>(
+    case: &mut Case,
+    object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+) -> CaseResult<CgroupBindSkel<'obj>> {
+    probe::prog_type(ProgramType::CgroupSockAddr)?;
+    probe::prog_type(ProgramType::CgroupSock)?;
+    case.open_load(CgroupBindSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.from_port = FROM;
+        rodata.to_port = TO;
+        rodata.deny_port = DENY;
+    })
+}
+
+/// Binds a UDP socket to `addr`: the address getsockname then names, or bind's errno.
+fn bind_udp(addr: SocketAddr) -> Result<SocketAddr, Errno> {
+    child::errno(UdpSocket::bind(addr).and_then(|s| s.local_addr()))
+}
+
+/// What a bind to [`DENY`] answered, and what a bind to port 0 of the same socket then bound.
+#[derive(Clone, Copy, Debug)]
+struct Rebound {
+    denied: Result<(), Errno>,
+    then: Result<SocketAddr, Errno>,
+}
+
+/// In the child: one UDP socket bound to `ip`:[`DENY`], then to `ip`:0.
+fn deny_then_ephemeral(ip: IpAddr) -> Result<Rebound, Errno> {
+    let family = if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    let to = |port| SockaddrStorage::from(SocketAddr::new(ip, port));
+    let denied = bind(fd.as_raw_fd(), &to(DENY));
+    let then =
+        bind(fd.as_raw_fd(), &to(0)).and_then(|()| child::errno(UdpSocket::from(fd).local_addr()));
+    Ok(Rebound { denied, then })
+}
+
+#[test]
+fn bind6_rewrites_address_and_port() {
+    Case::run(ProgramType::CgroupSockAddr, |case| {
+        let ns = NetNs::new()?;
+        let mut object = MaybeUninit::uninit();
+        let skel = load(case, &mut object)?;
+        let cg = Cgroup::new()?;
+        let _link = attach_type::libbpf(BIND6, "attaching cgroup/bind6", || {
+            skel.progs
+                .bind6_rewrite
+                .attach_cgroup(cg.as_fd().as_raw_fd())
+        })?;
+
+        let any = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        let lo = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let asked = [
+            SocketAddr::new(any, FROM),
+            SocketAddr::new(lo, DENY),
+            SocketAddr::new(lo, OTHER),
+        ];
+        let bound = child::in_cgroup(&cg)
+            .netns(&ns)
+            .run(|| asked.map(bind_udp))?;
+        case.detail("child", format!("{bound:?}"));
+        assert_eq!(
+            bound,
+            [Ok(SocketAddr::new(lo, TO)), Err(Errno::EPERM), Ok(asked[2])],
+            "getsockname (or bind's errno) after binding {asked:?} inside the cgroup"
+        );
+
+        let outside = {
+            let _inside = ns.enter()?;
+            bind_udp(asked[0])
+        };
+        case.detail("outside", format!("{outside:?}"));
+        assert_eq!(
+            outside,
+            Ok(asked[0]),
+            "binding {} outside the cgroup",
+            asked[0]
+        );
+
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        assert_eq!(
+            (volatile(&bss.bind6_rewritten), volatile(&bss.bind6_denied)),
+            (1, 1),
+            "the program's counters (rewritten, denied)"
+        );
+        Ok(())
+    });
+}
+
+#[rstest]
+#[case::v4(IpAddr::V4(Ipv4Addr::LOCALHOST))]
+#[case::v6(IpAddr::V6(Ipv6Addr::LOCALHOST))]
+fn post_bind_refuses_bound_port(#[case] ip: IpAddr) {
+    Case::run(ProgramType::CgroupSock, |case| {
+        let ns = NetNs::new()?;
+        let mut object = MaybeUninit::uninit();
+        let skel = load(case, &mut object)?;
+        let cg = Cgroup::new()?;
+        let (prog, id) = if ip.is_ipv4() {
+            (&skel.progs.post_bind4_check, POST_BIND4)
+        } else {
+            (&skel.progs.post_bind6_check, POST_BIND6)
+        };
+        let _link = attach_type::libbpf(id, "attaching the post-bind program", || {
+            prog.attach_cgroup(cg.as_fd().as_raw_fd())
+        })?;
+
+        let rebound = child::in_cgroup(&cg)
+            .netns(&ns)
+            .run(|| deny_then_ephemeral(ip))?;
+        case.detail("child", format!("{rebound:?}"));
+        let rebound = rebound.map_err(|e| {
+            CaseError::Fail(anyhow::anyhow!("creating a UDP socket in the cgroup: {e}"))
+        })?;
+        assert_eq!(
+            rebound.denied,
+            Err(Errno::EPERM),
+            "binding {ip}:{DENY} inside the cgroup"
+        );
+        let chosen = rebound.then.map_err(|e| {
+            CaseError::Fail(anyhow::anyhow!(
+                "binding the same socket to {ip}:0 after the refusal: {e}"
+            ))
+        })?;
+        assert_eq!(chosen.ip(), ip, "the address bound to port 0");
+
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        let seen = if ip.is_ipv4() {
+            (
+                IpAddr::V4(Ipv4Addr::from(u32::from_be(volatile(&bss.post_bind4_ip)))),
+                volatile(&bss.post_bind4_port),
+            )
+        } else {
+            let words = volatile(&bss.post_bind6_ip);
+            let mut octets = [0u8; 16];
+            for (chunk, word) in octets.chunks_mut(4).zip(words) {
+                chunk.copy_from_slice(&word.to_ne_bytes());
+            }
+            (
+                IpAddr::V6(Ipv6Addr::from(octets)),
+                volatile(&bss.post_bind6_port),
+            )
+        };
+        case.detail("program_saw", format!("{seen:?}"));
+        assert_eq!(
+            seen,
+            (ip, u32::from(chosen.port())),
+            "the address and port the program saw last (the kernel's choice for port 0)"
+        );
+
+        let outside = {
+            let _inside = ns.enter()?;
+            bind_udp(SocketAddr::new(ip, DENY))
+        };
+        case.detail("outside", format!("{outside:?}"));
+        assert_eq!(
+            outside,
+            Ok(SocketAddr::new(ip, DENY)),
+            "binding {ip}:{DENY} outside the cgroup once the refused bind put it back"
+        );
+        assert_eq!(
+            (
+                volatile(&bss.post_bind_refused),
+                volatile(&bss.post_bind_allowed)
+            ),
+            (1, 1),
+            "the program's counters (refused, allowed)"
+        );
+        Ok(())
+    });
+}
