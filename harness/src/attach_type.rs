@@ -1,6 +1,7 @@
 //! Loading and attaching with an attach type the running kernel may not know. A kernel before the
 //! attach type answers the load (an unknown expected attach type) or the attach (an unknown attach
-//! type, a link kind it lacks) with `EINVAL` or `EOPNOTSUPP`: that refusal is judged by the attach
+//! type, a link kind it lacks) with `EINVAL` or `EOPNOTSUPP`, or its verifier refuses a context
+//! field the attach type brought (`invalid bpf_context access`): that refusal is judged by the attach
 //! type's floor (`attach_type.<key>` in kernels/floors.toml), so older kernels are `unsupported`
 //! and a kernel past the floor that refuses is a `fail`. Any other refusal fails the case.
 
@@ -13,6 +14,9 @@ use crate::case::Case;
 use crate::floors;
 use crate::load::LogLevel;
 use crate::outcome::{CaseError, CaseResult};
+
+/// The verifier's complaint about a context field its kernel does not have.
+const NO_SUCH_FIELD: &str = "invalid bpf_context access";
 
 /// Whether `errno` is how a kernel says it does not know an attach type.
 fn unknown(errno: Option<Errno>) -> bool {
@@ -28,8 +32,8 @@ fn refused(id: &str, errno: Option<Errno>, said: impl fmt::Display) -> CaseError
     }
 }
 
-/// Loads `open` as [`Case::load`] does, except that a refusal with `EINVAL`/`EOPNOTSUPP` is judged
-/// by the floor of `id` (the program's expected attach type); the fault switch naming `id` makes
+/// Loads `open` as [`Case::load`] does, except that a refusal with `EINVAL`/`EOPNOTSUPP` or of a
+/// context field is judged by the floor of `id` (the program's expected attach type); the fault switch naming `id` makes
 /// it `unsupported` before loading.
 pub fn load<'obj, S: OpenSkel<'obj>>(case: &mut Case, id: &str, open: S) -> CaseResult<S::Output> {
     if !floors::has(id, true) {
@@ -42,6 +46,9 @@ pub fn load<'obj, S: OpenSkel<'obj>>(case: &mut Case, id: &str, open: S) -> Case
             return jit;
         }
         let errno = libbpf_errno(&e);
+        if errno == Some(Errno::EACCES) && message.contains(NO_SUCH_FIELD) {
+            return floors::missing(id, format!("the verifier refused {}: {message}", outcome.object));
+        }
         refused(
             id,
             errno,

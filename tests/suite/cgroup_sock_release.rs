@@ -13,6 +13,7 @@
 //! - after the test's own socket: unchanged (not a socket of the cgroup);
 //! - after the test closes the UDPv6 socket: it is logged third, although the process that
 //!   released it is outside the cgroup (the cgroup is the socket's, fixed at creation).
+//!
 //! The child's AF_UNIX socket is not logged (not inet).
 
 use std::io::{IoSlice, IoSliceMut};

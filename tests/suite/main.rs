@@ -43,6 +43,7 @@ mod sched_cls;
 mod sk_lookup;
 mod sk_msg;
 mod sk_reuseport;
+mod sk_reuseport_migrate;
 mod sk_skb;
 mod sk_skb_verdict;
 mod skeleton;
