@@ -47,7 +47,10 @@ pub fn load<'obj, S: OpenSkel<'obj>>(case: &mut Case, id: &str, open: S) -> Case
         }
         let errno = libbpf_errno(&e);
         if errno == Some(Errno::EACCES) && message.contains(NO_SUCH_FIELD) {
-            return floors::missing(id, format!("the verifier refused {}: {message}", outcome.object));
+            return floors::missing(
+                id,
+                format!("the verifier refused {}: {message}", outcome.object),
+            );
         }
         refused(
             id,

@@ -18,6 +18,14 @@ pub fn attach_reuseport(sock: &impl AsFd, prog: &impl AsFd) -> nix::Result<()> {
     set_fd(sock, libc::SO_ATTACH_REUSEPORT_EBPF, prog)
 }
 
+/// Makes the UDP socket `sock` send without checksums (`SO_NO_CHECK`): a frame redirected by XDP
+/// leaves as an `xdp_frame` without the checksum-offload state of the skb it was, so a partial
+/// checksum would reach the receiver unfinished and be dropped there.
+pub fn no_udp_checksum(sock: &impl AsFd) -> nix::Result<()> {
+    let on: libc::c_int = 1;
+    set(sock, libc::SOL_SOCKET, libc::SO_NO_CHECK, &on.to_ne_bytes())
+}
+
 /// Makes every later datagram of `sock` carry the IPv6 routing header `header` (`IPV6_RTHDR`).
 pub fn ipv6_rthdr(sock: &impl AsFd, header: &[u8]) -> nix::Result<()> {
     set(sock, libc::IPPROTO_IPV6, libc::IPV6_RTHDR, header)

@@ -59,4 +59,6 @@ mod uprobe;
 mod uprobe_multi;
 mod verifier;
 mod xdp;
+mod xdp_devmap;
 mod xdp_features;
+mod xdp_link;

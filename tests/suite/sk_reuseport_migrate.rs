@@ -130,9 +130,11 @@ fn closed_listener_requests_move_to_the_chosen_one() {
         })?;
         for (key, l) in group.iter().enumerate() {
             let fd = l.as_raw_fd() as u64;
-            skel.maps
-                .listeners
-                .update(&(key as u32).to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)?;
+            skel.maps.listeners.update(
+                &(key as u32).to_ne_bytes(),
+                &fd.to_ne_bytes(),
+                MapFlags::ANY,
+            )?;
         }
 
         let mut clients = Vec::new();
@@ -172,7 +174,10 @@ fn closed_listener_requests_move_to_the_chosen_one() {
             .collect();
         let mut sorted = peers.clone();
         sorted.sort();
-        assert_eq!(sorted, expected, "connections L2 accepted, with their greetings");
+        assert_eq!(
+            sorted, expected,
+            "connections L2 accepted, with their greetings"
+        );
         assert_eq!(at_l1.len(), 0, "connections L1 accepted");
 
         for (peer, _, mut s) in at_l2 {
