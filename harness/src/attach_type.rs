@@ -3,7 +3,9 @@
 //! type, a link kind it lacks) with `EINVAL` or `EOPNOTSUPP`, or its verifier refuses a context
 //! field the attach type brought (`invalid bpf_context access`): that refusal is judged by the attach
 //! type's floor (`attach_type.<key>` in kernels/floors.toml), so older kernels are `unsupported`
-//! and a kernel past the floor that refuses is a `fail`. Any other refusal fails the case.
+//! and a kernel past the floor that refuses is a `fail`. `EPERM` goes through
+//! [`crate::ftrace::refused`] (a machine that denies ftrace refuses trampolines so). Any other
+//! refusal fails the case.
 
 use std::fmt;
 
@@ -23,9 +25,13 @@ fn unknown(errno: Option<Errno>) -> bool {
     matches!(errno, Some(Errno::EINVAL | Errno::EOPNOTSUPP))
 }
 
-/// What a refusal with `errno` means for feature `id`.
+/// What a refusal with `errno` means for feature `id`: `EPERM` to root is the machine's ftrace
+/// policy where it denies ftrace (trampolines: LSM, fentry-like types), else judged like an unknown
+/// attach type.
 fn refused(id: &str, errno: Option<Errno>, said: impl fmt::Display) -> CaseError {
-    if unknown(errno) {
+    if errno == Some(Errno::EPERM) {
+        crate::ftrace::refused(id, true, said)
+    } else if unknown(errno) {
         floors::missing(id, said)
     } else {
         CaseError::Fail(anyhow::anyhow!("{said}"))

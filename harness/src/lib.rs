@@ -28,6 +28,7 @@ pub mod insn;
 pub mod jit;
 pub mod kernel;
 pub mod ksyscall;
+pub mod lsm;
 pub mod mib;
 pub mod mounts;
 pub mod netkit;
