@@ -1,7 +1,8 @@
 //! Loading and attaching with an attach type the running kernel may not know. A kernel before the
 //! attach type answers the load (an unknown expected attach type) or the attach (an unknown attach
 //! type, a link kind it lacks) with `EINVAL` or `EOPNOTSUPP`, or its verifier refuses a context
-//! field the attach type brought (`invalid bpf_context access`): that refusal is judged by the attach
+//! field or a kfunc the attach type brought (`invalid bpf_context access`, `calling kernel
+//! function … is not allowed`): that refusal is judged by the attach
 //! type's floor (`attach_type.<key>` in kernels/floors.toml), so older kernels are `unsupported`
 //! and a kernel past the floor that refuses is a `fail`. `EPERM` goes through
 //! [`crate::ftrace::refused`] (a machine that denies ftrace refuses trampolines so). Any other
@@ -17,8 +18,12 @@ use crate::floors;
 use crate::load::LogLevel;
 use crate::outcome::{CaseError, CaseResult};
 
-/// The verifier's complaint about a context field its kernel does not have.
-const NO_SUCH_FIELD: &str = "invalid bpf_context access";
+/// The verifier's complaints about what its kernel does not offer the program's attach type: a
+/// context field, a kfunc.
+fn not_offered(message: &str) -> bool {
+    message.contains("invalid bpf_context access")
+        || (message.contains("calling kernel function") && message.contains("is not allowed"))
+}
 
 /// Whether `errno` is how a kernel says it does not know an attach type.
 fn unknown(errno: Option<Errno>) -> bool {
@@ -39,7 +44,7 @@ fn refused(id: &str, errno: Option<Errno>, said: impl fmt::Display) -> CaseError
 }
 
 /// Loads `open` as [`Case::load`] does, except that a refusal with `EINVAL`/`EOPNOTSUPP` or of a
-/// context field is judged by the floor of `id` (the program's expected attach type); the fault switch naming `id` makes
+/// context field or kfunc is judged by the floor of `id` (the program's expected attach type); the fault switch naming `id` makes
 /// it `unsupported` before loading.
 pub fn load<'obj, S: OpenSkel<'obj>>(case: &mut Case, id: &str, open: S) -> CaseResult<S::Output> {
     if !floors::has(id, true) {
@@ -52,7 +57,7 @@ pub fn load<'obj, S: OpenSkel<'obj>>(case: &mut Case, id: &str, open: S) -> Case
             return jit;
         }
         let errno = libbpf_errno(&e);
-        if errno == Some(Errno::EACCES) && message.contains(NO_SUCH_FIELD) {
+        if errno == Some(Errno::EACCES) && not_offered(&message) {
             return floors::missing(
                 id,
                 format!("the verifier refused {}: {message}", outcome.object),

@@ -48,6 +48,7 @@ pub mod sockopt;
 pub mod stream;
 pub mod test_run;
 pub mod trace_pipe;
+pub mod tracing_multi;
 pub mod veth;
 pub mod xdp;
 
