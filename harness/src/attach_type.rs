@@ -44,8 +44,8 @@ fn refused(id: &str, errno: Option<Errno>, said: impl fmt::Display) -> CaseError
 }
 
 /// Loads `open` as [`Case::load`] does, except that a refusal with `EINVAL`/`EOPNOTSUPP` or of a
-/// context field or kfunc is judged by the floor of `id` (the program's expected attach type); the fault switch naming `id` makes
-/// it `unsupported` before loading.
+/// context field or kfunc is judged by the floor of `id` (the program's expected attach type);
+/// the fault switch naming `id` makes it `unsupported` before loading.
 pub fn load<'obj, S: OpenSkel<'obj>>(case: &mut Case, id: &str, open: S) -> CaseResult<S::Output> {
     if !floors::has(id, true) {
         return Err(floors::missing(id, "not loaded"));
@@ -57,7 +57,13 @@ pub fn load<'obj, S: OpenSkel<'obj>>(case: &mut Case, id: &str, open: S) -> Case
             return jit;
         }
         let errno = libbpf_errno(&e);
-        if errno == Some(Errno::EACCES) && not_offered(&message) {
+        // The key line can be the source line the verifier annotated: read the whole log.
+        let log = outcome
+            .failed_program
+            .as_ref()
+            .and_then(|p| outcome.programs.get(p))
+            .map_or("", |p| p.log.as_str());
+        if errno == Some(Errno::EACCES) && (not_offered(&message) || not_offered(log)) {
             return floors::missing(
                 id,
                 format!("the verifier refused {}: {message}", outcome.object),

@@ -12,7 +12,9 @@
 //!   taken): a bind to [`DENY`] fails with EPERM, and the same socket then binds to port 0: it
 //!   succeeds (the refused bind was undone) and the program saw the address and the port the kernel
 //!   chose, which getsockname names; outside the cgroup [`DENY`] binds (the refused bind put the
-//!   port back) and the program does not run.
+//!   port back) and the program does not run. Before 5.17 (`attach_type.cgroup_post_bind_puts_port`)
+//!   the refused bind kept its port: the second bind fails with EINVAL, the one outside with
+//!   EADDRINUSE, and the program ran once.
 //!
 //! The program's counters are exact.
 
@@ -21,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 
 use harness::observe::volatile;
-use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, attach_type, child, probe};
+use harness::{Case, CaseError, CaseResult, Cgroup, NetNs, attach_type, child, floors, probe};
 use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, bind, socket};
@@ -31,6 +33,8 @@ use rstest::rstest;
 const BIND6: &str = "attach_type.cgroup_inet6_bind";
 const POST_BIND4: &str = "attach_type.cgroup_inet4_post_bind";
 const POST_BIND6: &str = "attach_type.cgroup_inet6_post_bind";
+/// From this release a refused bind gives its port back.
+const PUTS_PORT: &str = "attach_type.cgroup_post_bind_puts_port";
 
 /// bind6: a bind to this port is rewritten to [::1]:[`TO`].
 const FROM: u16 = 7101;
@@ -164,13 +168,6 @@ fn post_bind_refuses_bound_port(#[case] ip: IpAddr) {
             Err(Errno::EPERM),
             "binding {ip}:{DENY} inside the cgroup"
         );
-        let chosen = rebound.then.map_err(|e| {
-            CaseError::Fail(anyhow::anyhow!(
-                "binding the same socket to {ip}:0 after the refusal: {e}"
-            ))
-        })?;
-        assert_eq!(chosen.ip(), ip, "the address bound to port 0");
-
         let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
         let seen = if ip.is_ipv4() {
             (
@@ -188,28 +185,51 @@ fn post_bind_refuses_bound_port(#[case] ip: IpAddr) {
                 volatile(&bss.post_bind6_port),
             )
         };
+        let outside = {
+            let _inside = ns.enter()?;
+            bind_udp(SocketAddr::new(ip, DENY))
+        };
+        let counters = (
+            volatile(&bss.post_bind_refused),
+            volatile(&bss.post_bind_allowed),
+        );
         case.detail("program_saw", format!("{seen:?}"));
+        case.detail("outside", format!("{outside:?}"));
+
+        if !floors::reached(PUTS_PORT) {
+            // The refused bind kept its port: the socket is bound, the port taken.
+            assert_eq!(
+                (rebound.then, seen, outside, counters),
+                (
+                    Err(Errno::EINVAL),
+                    (ip, u32::from(DENY)),
+                    Err(Errno::EADDRINUSE),
+                    (1, 0)
+                ),
+                "before {} (the port kept): a second bind of the socket, what the program saw, \
+                 a bind of {ip}:{DENY} outside the cgroup, the counters (refused, allowed)",
+                floors::since(PUTS_PORT).unwrap_or("?")
+            );
+            return Ok(());
+        }
+        let chosen = rebound.then.map_err(|e| {
+            CaseError::Fail(anyhow::anyhow!(
+                "binding the same socket to {ip}:0 after the refusal: {e}"
+            ))
+        })?;
+        assert_eq!(chosen.ip(), ip, "the address bound to port 0");
         assert_eq!(
             seen,
             (ip, u32::from(chosen.port())),
             "the address and port the program saw last (the kernel's choice for port 0)"
         );
-
-        let outside = {
-            let _inside = ns.enter()?;
-            bind_udp(SocketAddr::new(ip, DENY))
-        };
-        case.detail("outside", format!("{outside:?}"));
         assert_eq!(
             outside,
             Ok(SocketAddr::new(ip, DENY)),
             "binding {ip}:{DENY} outside the cgroup once the refused bind put it back"
         );
         assert_eq!(
-            (
-                volatile(&bss.post_bind_refused),
-                volatile(&bss.post_bind_allowed)
-            ),
+            counters,
             (1, 1),
             "the program's counters (refused, allowed)"
         );
