@@ -63,12 +63,6 @@ fn attach_session(prog: &Program<'_>, symbols: &[String]) -> CaseResult<Result<L
 #[test]
 fn entry_decides_the_return_run() {
     Case::run(ProgramType::Kprobe, |case| {
-        let symbols = ["getpgid", "getsid"]
-            .iter()
-            .map(|name| floors::judge("ksym.syscall_entry", ksyscall::resolve(name)))
-            .map(|f| f.map(|f| f.symbol))
-            .collect::<CaseResult<Vec<_>>>()?;
-        case.detail("functions", &symbols);
         let mut object = MaybeUninit::uninit();
         let mut open = KprobeSessionSkelBuilder::default().open(&mut object)?;
         open.maps
@@ -77,6 +71,12 @@ fn entry_decides_the_return_run() {
             .expect(".rodata")
             .target_tid = nix::unistd::gettid().as_raw() as u32;
         let skel = attach_type::load(case, KPROBE_SESSION, open)?;
+        let symbols = ["getpgid", "getsid"]
+            .iter()
+            .map(|name| floors::judge("ksym.syscall_entry", ksyscall::resolve(name)))
+            .map(|f| f.map(|f| f.symbol))
+            .collect::<CaseResult<Vec<_>>>()?;
+        case.detail("functions", &symbols);
         let attached = attach_session(&skel.progs.on_call, &symbols)?;
         let _link = attach_type::errno(
             KPROBE_SESSION,

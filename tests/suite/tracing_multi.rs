@@ -66,14 +66,6 @@ const FSESSION: Kind = Kind {
 #[case::fsession_multi(FSESSION)]
 fn one_link_over_two_functions(#[case] kind: Kind) {
     Case::run(ProgramType::Tracing, |case| {
-        let symbols = ["getpgid", "getsid"]
-            .iter()
-            .map(|name| floors::judge("ksym.syscall_entry", ksyscall::resolve(name)))
-            .map(|f| f.map(|f| f.symbol))
-            .collect::<CaseResult<Vec<_>>>()?;
-        case.detail("functions", &symbols);
-        let ids = tracing_multi::func_ids(&symbols.iter().map(String::as_str).collect::<Vec<_>>())?;
-
         let mut object = MaybeUninit::uninit();
         let mut open = TracingMultiSkelBuilder::default().open(&mut object)?;
         open.maps
@@ -89,6 +81,14 @@ fn one_link_over_two_functions(#[case] kind: Kind) {
             }
         }
         let skel = attach_type::load(case, kind.floor, open)?;
+        let symbols = ["getpgid", "getsid"]
+            .iter()
+            .map(|name| floors::judge("ksym.syscall_entry", ksyscall::resolve(name)))
+            .map(|f| f.map(|f| f.symbol))
+            .collect::<CaseResult<Vec<_>>>()?;
+        case.detail("functions", &symbols);
+        let ids = tracing_multi::func_ids(&symbols.iter().map(String::as_str).collect::<Vec<_>>())?;
+
         let prog = match kind.attach_type {
             FENTRY_MULTI => &skel.progs.on_entry,
             FEXIT_MULTI => &skel.progs.on_exit,
