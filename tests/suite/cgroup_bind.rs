@@ -9,12 +9,13 @@
 //!   `[::]:`[`FROM`] ends up on `[::1]:`[`TO`], a bind to [`DENY`] fails with EPERM, one to
 //!   [`OTHER`] binds as asked; outside the cgroup `[::]:`[`FROM`] binds as asked.
 //! - `post_bind_refuses_bound_port::{v4,v6}` (BPF_CGROUP_INET{4,6}_POST_BIND, after the port is
-//!   taken): a bind to [`DENY`] fails with EPERM and leaves the socket unbound (getsockname: port
-//!   0), and the same socket then binds to port 0: it succeeds and the program saw the address and
-//!   the port the kernel chose, which getsockname names; outside the cgroup [`DENY`] binds and the
-//!   program does not run. Before 5.17 (`attach_type.cgroup_post_bind_puts_port`) the refused
-//!   bind kept its port: the socket still holds [`DENY`], the second bind fails with EINVAL and
-//!   the program ran once.
+//!   taken): a bind to [`DENY`] fails with EPERM and gives the port back: a second socket's bind
+//!   to it reaches the program again (EPERM, not EADDRINUSE), and the first socket then binds to
+//!   port 0: it succeeds and the program saw the address and the port the kernel chose, which
+//!   getsockname names; outside the cgroup [`DENY`] binds and the program does not run. Before
+//!   5.17 (`attach_type.cgroup_post_bind_puts_port`) the refused bind kept its port: the second
+//!   socket's bind fails with EADDRINUSE before the program runs, the first socket's second bind
+//!   with EINVAL.
 //!
 //! The program's counters are exact.
 
@@ -64,16 +65,17 @@ fn bind_udp(addr: SocketAddr) -> Result<SocketAddr, Errno> {
     child::errno(UdpSocket::bind(addr).and_then(|s| s.local_addr()))
 }
 
-/// What a bind to [`DENY`] answered, the port the socket held after it, and what a bind to port 0
-/// of the same socket then bound.
+/// What a bind to [`DENY`] answered, the port getsockname then names, what a second socket's bind
+/// to [`DENY`] answered, and what a bind to port 0 of the first socket then bound.
 #[derive(Clone, Copy, Debug)]
 struct Rebound {
     denied: Result<(), Errno>,
     port_after: Result<u16, Errno>,
+    other: Result<(), Errno>,
     then: Result<SocketAddr, Errno>,
 }
 
-/// In the child: one UDP socket bound to `ip`:[`DENY`], then to `ip`:0.
+/// In the child: a UDP socket bound to `ip`:[`DENY`], a second one too, then the first to `ip`:0.
 fn deny_then_ephemeral(ip: IpAddr) -> Result<Rebound, Errno> {
     let family = if ip.is_ipv4() {
         AddressFamily::Inet
@@ -85,10 +87,13 @@ fn deny_then_ephemeral(ip: IpAddr) -> Result<Rebound, Errno> {
     let denied = bind(fd.as_raw_fd(), &to(DENY));
     let sock = UdpSocket::from(fd);
     let port_after = child::errno(sock.local_addr()).map(|a| a.port());
+    let second = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    let other = bind(second.as_raw_fd(), &to(DENY));
     let then = bind(sock.as_raw_fd(), &to(0)).and_then(|()| child::errno(sock.local_addr()));
     Ok(Rebound {
         denied,
         port_after,
+        other,
         then,
     })
 }
@@ -203,13 +208,25 @@ fn post_bind_refuses_bound_port(#[case] ip: IpAddr) {
         case.detail("program_saw", format!("{seen:?}"));
         case.detail("outside", format!("{outside:?}"));
 
+        // getsockname reports the port only once the bind completed.
+        assert_eq!(
+            rebound.port_after,
+            Ok(0),
+            "the socket's port after the refused bind"
+        );
         if !floors::reached(PUTS_PORT) {
-            // The refused bind kept its port: the socket stays bound to it.
+            // The refused bind kept its port: a second socket's bind fails before the program
+            // runs, and the first socket is bound.
             assert_eq!(
-                (rebound.port_after, rebound.then, seen, counters),
-                (Ok(DENY), Err(Errno::EINVAL), (ip, u32::from(DENY)), (1, 0)),
-                "before {} (the port kept): the socket's port after the refusal, a second bind \
-                 of it, what the program saw, the counters (refused, allowed)",
+                (rebound.other, rebound.then, seen, counters),
+                (
+                    Err(Errno::EADDRINUSE),
+                    Err(Errno::EINVAL),
+                    (ip, u32::from(DENY)),
+                    (1, 0)
+                ),
+                "before {} (the port kept): a second socket's bind of {ip}:{DENY}, a second bind \
+                 of the first to port 0, what the program saw, the counters (refused, allowed)",
                 floors::since(PUTS_PORT).unwrap_or("?")
             );
             assert_eq!(
@@ -220,9 +237,9 @@ fn post_bind_refuses_bound_port(#[case] ip: IpAddr) {
             return Ok(());
         }
         assert_eq!(
-            rebound.port_after,
-            Ok(0),
-            "the socket's port after the refused bind (unbound again)"
+            rebound.other,
+            Err(Errno::EPERM),
+            "a second socket's bind of {ip}:{DENY} (the port free again, the program refuses)"
         );
         let chosen = rebound.then.map_err(|e| {
             CaseError::Fail(anyhow::anyhow!(
@@ -242,7 +259,7 @@ fn post_bind_refuses_bound_port(#[case] ip: IpAddr) {
         );
         assert_eq!(
             counters,
-            (1, 1),
+            (2, 1),
             "the program's counters (refused, allowed)"
         );
         Ok(())
