@@ -73,7 +73,7 @@ fn redirects_by_sparse_key() {
             let _inside = pair.a.enter()?;
             UdpSocket::bind(SocketAddrV4::new(A, 0)).or_error("binding a's sender")?
         };
-        sockopt::udp_no_check(&sender).or_error("SO_NO_CHECK")?;
+        sockopt::no_udp_checksum(&sender).or_error("SO_NO_CHECK")?;
         let _one_cpu = OneCpu::pin()?;
         let send = |port: u16, text: &str| -> CaseResult {
             sender

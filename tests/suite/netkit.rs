@@ -19,10 +19,9 @@
 
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::ptr::NonNull;
 
 use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{AsRawLibbpf, Link, Program, ProgramType, libbpf_sys};
+use libbpf_rs::{Link, Program, ProgramType};
 use nix::errno::Errno;
 use programs::netkit::{NetkitSkel, NetkitSkelBuilder};
 use testkit::netkit::{FLOOR, NetkitPair};
@@ -44,34 +43,16 @@ fn attach_primary(prog: &Program<'_>, ns: &NetNs, dev: &str) -> CaseResult<Link>
     if !floors::has(FLOOR, true) {
         return Err(floors::missing(FLOOR, "not attached"));
     }
-    let _inside = ns.enter()?;
-    let ifindex = ns.ifindex(dev)?;
-    let opts = libbpf_sys::bpf_netkit_opts {
-        sz: size_of::<libbpf_sys::bpf_netkit_opts>() as _,
-        ..Default::default()
-    };
-    // SAFETY: a loaded program and options of their declared size; libbpf returns NULL and sets
-    // errno on failure.
-    let link = unsafe {
-        libbpf_sys::bpf_program__attach_netkit(
-            prog.as_libbpf_object().as_ptr(),
-            ifindex as i32,
-            &opts,
-        )
-    };
-    match NonNull::new(link) {
-        // SAFETY: a link libbpf just made, owned by nobody else.
-        Some(link) => Ok(unsafe { Link::from_ptr(link) }),
+    match testkit::netkit::link(prog, ns, dev)? {
+        Ok(link) => Ok(link),
         // Kernels before netkit know no BPF_NETKIT_PRIMARY attach type.
-        None => match Errno::last() {
-            e @ (Errno::EINVAL | Errno::EOPNOTSUPP) => Err(floors::missing(
-                FLOOR,
-                format!("creating a netkit link: {e}"),
-            )),
-            e => Err(CaseError::Fail(anyhow::anyhow!(
-                "creating a netkit link on {dev}: {e}"
-            ))),
-        },
+        Err(e @ (Errno::EINVAL | Errno::EOPNOTSUPP)) => Err(floors::missing(
+            FLOOR,
+            format!("creating a netkit link: {e}"),
+        )),
+        Err(e) => Err(CaseError::Fail(anyhow::anyhow!(
+            "creating a netkit link on {dev}: {e}"
+        ))),
     }
 }
 

@@ -26,7 +26,7 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -328,23 +328,8 @@ fn receive_to_sentinels(group: &[UdpSocket], sentinels: &[String]) -> io::Result
 
 /// A TCP connection to 127.0.0.1:`port` from source port `sport`, with a 2 s timeout.
 fn connect_from(sport: u16, port: u16) -> io::Result<TcpStream> {
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, sport)),
-    )?;
-    // SO_SNDTIMEO bounds a blocking connect().
-    setsockopt(&fd, sockopt::SendTimeout, &TimeVal::new(2, 0))?;
-    nix::sys::socket::connect(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
-    )?;
-    Ok(TcpStream::from(fd))
+    let at = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    testkit::stream::connect_from(at(sport), at(port))
 }
 
 /// Accepts on listener `k` until the client from `sentinel_ports[k]` arrived; per listener, the

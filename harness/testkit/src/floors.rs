@@ -31,6 +31,11 @@ pub struct Floor {
     /// Options it needs only from a later release on (option → release).
     #[serde(default)]
     pub config_since: BTreeMap<String, String>,
+    /// For a helper only some program types may call, those types (`lsm`): where none of them
+    /// is one libbpf can probe helpers of (it cannot load lsm, tracing, ext or struct_ops
+    /// programs for that), the helper/kfunc matrix says so instead of probing.
+    #[serde(default)]
+    pub callers: Vec<String>,
     /// First mainline release without it.
     pub removed: Option<String>,
     /// Stable releases that dropped it too.

@@ -1,8 +1,12 @@
 //! Resolving a syscall's kernel function for kprobes, as BCC's `get_syscall_fnname` does.
+//!
+//! `/proc/kallsyms` is read once per process: the kernel writes it out anew on every read (over a
+//! second under emulation), and the entry functions of syscalls do not change while it runs.
 
 use std::fs;
+use std::sync::LazyLock;
 
-use crate::outcome::{CaseError, CaseResult, OrError};
+use crate::outcome::{CaseError, CaseResult};
 
 /// A syscall's entry function in the running kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,15 +29,26 @@ const PREFIXES: &[(&str, bool)] = if cfg!(target_arch = "x86_64") {
 
 /// Finds `syscall`'s entry function (e.g. `execve` → `__x64_sys_execve`) in `/proc/kallsyms`.
 pub fn resolve(syscall: &str) -> CaseResult<SyscallFn> {
-    let kallsyms = fs::read_to_string("/proc/kallsyms").or_error("reading /proc/kallsyms")?;
-    resolve_in(&kallsyms, syscall)
+    static KALLSYMS: LazyLock<Result<String, String>> = LazyLock::new(|| {
+        fs::read_to_string("/proc/kallsyms").map_err(|e| format!("reading /proc/kallsyms: {e}"))
+    });
+    let kallsyms = KALLSYMS
+        .as_ref()
+        .map_err(|e| CaseError::Error(anyhow::anyhow!("{e}")))?;
+    resolve_in(kallsyms, syscall)
 }
 
 fn resolve_in(kallsyms: &str, syscall: &str) -> CaseResult<SyscallFn> {
+    // A line is `address type name[\t[module]]`: the name follows a space and ends the line or
+    // precedes a tab. A substring search, not a walk over the lines: kallsyms has 100k+ lines.
     let has = |symbol: &str| {
-        kallsyms
-            .lines()
-            .any(|line| line.split_whitespace().nth(2) == Some(symbol))
+        let name = format!(" {symbol}");
+        kallsyms.match_indices(&name).any(|(at, _)| {
+            matches!(
+                kallsyms.as_bytes().get(at + name.len()),
+                None | Some(b'\n' | b'\t')
+            )
+        })
     };
     PREFIXES
         .iter()

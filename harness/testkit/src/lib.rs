@@ -15,6 +15,7 @@
 //! });
 //! ```
 
+pub mod attach_type;
 pub mod capture;
 pub mod case;
 pub mod cgroup;
@@ -29,6 +30,7 @@ pub mod kernel;
 pub mod ksyscall;
 pub mod link;
 pub mod lsm;
+pub mod mib;
 pub mod mounts;
 pub mod netkit;
 pub mod netlink;
@@ -47,6 +49,7 @@ pub mod sockopt;
 pub mod stream;
 pub mod test_run;
 pub mod trace_pipe;
+pub mod tracing_multi;
 pub mod traffic;
 pub mod veth;
 pub mod xdp;

@@ -3,6 +3,9 @@
 //! BPF programs of its side (BPF_NETKIT_PRIMARY on the primary, BPF_NETKIT_PEER on the peer) when
 //! it transmits, before the packet enters the other side.
 
+use std::ptr::NonNull;
+
+use libbpf_rs::{AsRawLibbpf, Link, Program, libbpf_sys};
 use nix::errno::Errno;
 
 use crate::floors;
@@ -60,4 +63,30 @@ impl NetkitPair {
         b.ip(&format!("link set {} up", Self::PEER))?;
         Ok(NetkitPair { a, b })
     }
+}
+
+/// Creates a netkit link for `prog` (BPF_LINK_CREATE with the program's expected attach type,
+/// BPF_NETKIT_PRIMARY or BPF_NETKIT_PEER) on device `dev` of `ns`, or the kernel's errno. Both
+/// kinds are created on the primary device; the kernel refuses the peer's ifindex (EACCES).
+pub fn link(prog: &Program<'_>, ns: &NetNs, dev: &str) -> CaseResult<Result<Link, Errno>> {
+    let _inside = ns.enter()?;
+    let ifindex = ns.ifindex(dev)?;
+    let opts = libbpf_sys::bpf_netkit_opts {
+        sz: size_of::<libbpf_sys::bpf_netkit_opts>() as _,
+        ..Default::default()
+    };
+    // SAFETY: a loaded program and options of their declared size; libbpf returns NULL and sets
+    // errno on failure.
+    let link = unsafe {
+        libbpf_sys::bpf_program__attach_netkit(
+            prog.as_libbpf_object().as_ptr(),
+            ifindex as i32,
+            &opts,
+        )
+    };
+    Ok(match NonNull::new(link) {
+        // SAFETY: a link libbpf just made, owned by nobody else.
+        Some(link) => Ok(unsafe { Link::from_ptr(link) }),
+        None => Err(Errno::last()),
+    })
 }

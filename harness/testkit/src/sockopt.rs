@@ -18,9 +18,10 @@ pub fn attach_reuseport(sock: &impl AsFd, prog: &impl AsFd) -> nix::Result<()> {
     set_fd(sock, libc::SO_ATTACH_REUSEPORT_EBPF, prog)
 }
 
-/// Makes `sock` send UDP without checksums (`SO_NO_CHECK`): a frame an XDP program redirects
-/// loses veth's checksum offload state, and a partial checksum would then be dropped.
-pub fn udp_no_check(sock: &impl AsFd) -> nix::Result<()> {
+/// Makes the UDP socket `sock` send without checksums (`SO_NO_CHECK`): a frame redirected by XDP
+/// leaves as an `xdp_frame` without the checksum-offload state of the skb it was, so a partial
+/// checksum would reach the receiver unfinished and be dropped there.
+pub fn no_udp_checksum(sock: &impl AsFd) -> nix::Result<()> {
     let on: libc::c_int = 1;
     set(sock, libc::SOL_SOCKET, libc::SO_NO_CHECK, &on.to_ne_bytes())
 }

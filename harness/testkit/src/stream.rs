@@ -6,8 +6,12 @@
 //! is everything the earlier sends put on that path.
 
 use std::io::{self, Read};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
+
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, setsockopt, sockopt};
+use nix::sys::time::TimeVal;
 
 /// A connected loopback pair on `listener`: (the client, the listener's accepted end).
 pub fn tcp_pair(listener: &TcpListener) -> io::Result<(TcpStream, TcpStream)> {
@@ -20,6 +24,21 @@ pub fn tcp_pair(listener: &TcpListener) -> io::Result<(TcpStream, TcpStream)> {
         )));
     }
     Ok((client, server))
+}
+
+/// A TCP connection from `local` (a chosen source address and port) to `to`, the connect bounded
+/// to 2 s (SO_SNDTIMEO).
+pub fn connect_from(local: SocketAddr, to: SocketAddr) -> io::Result<TcpStream> {
+    let family = if local.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = nix::sys::socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(local))?;
+    setsockopt(&fd, sockopt::SendTimeout, &TimeVal::new(2, 0))?;
+    nix::sys::socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(to))?;
+    Ok(TcpStream::from(fd))
 }
 
 /// What `sock` holds now, read without waiting: for a socket whose path a sentinel on another

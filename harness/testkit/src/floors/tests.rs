@@ -248,6 +248,75 @@ fn newer_types_and_links_follow_their_floors_across_the_matrix() {
     }
 }
 
+/// The attach types of issue 24 on the matrix kernels (Debian 5.10, 6.1, 6.12, 6.18, 7.3) with
+/// their options on: unsupported below their floor, a regression from it.
+#[test]
+fn remaining_attach_types_follow_their_floors_across_the_matrix() {
+    let cfg = config(&[
+        ("CONFIG_BPF_SYSCALL", "y"),
+        ("CONFIG_NET", "y"),
+        ("CONFIG_INET", "y"),
+        ("CONFIG_IPV6", "y"),
+        ("CONFIG_CGROUP_BPF", "y"),
+        ("CONFIG_BPF_LSM", "y"),
+        ("CONFIG_BPF_JIT", "y"),
+        ("CONFIG_BPF_EVENTS", "y"),
+        ("CONFIG_DEBUG_INFO_BTF", "y"),
+        ("CONFIG_NETKIT", "y"),
+        ("CONFIG_FPROBE", "y"),
+        ("CONFIG_UPROBES", "y"),
+        ("CONFIG_PERF_EVENTS", "y"),
+        ("CONFIG_FUNCTION_TRACER", "y"),
+        ("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS", "y"),
+        ("CONFIG_HAVE_SINGLE_FTRACE_DIRECT_OPS", "y"),
+    ]);
+    let kernels = [
+        "5.10.0-32-amd64",
+        "6.1.0-50-amd64",
+        "6.12.107+deb13-amd64",
+        "6.18.15+deb13-amd64",
+        "7.3.4+deb13-amd64",
+    ];
+    for (id, unsupported_on) in [
+        ("attach_type.cgroup_inet6_bind", 0),
+        ("attach_type.cgroup_inet4_post_bind", 0),
+        ("attach_type.cgroup_inet6_post_bind", 0),
+        ("attach_type.cgroup_inet_sock_release", 0),
+        ("attach_type.xdp_devmap", 0),
+        ("attach_type.xdp_link", 0),
+        ("attach_type.sk_reuseport_migrate", 1),
+        ("attach_type.perf_event_link", 1),
+        ("attach_type.lsm_cgroup", 1),
+        ("attach_type.struct_ops_link", 2),
+        ("attach_type.netkit_peer", 2),
+        ("attach_type.kprobe_session", 2),
+        ("attach_type.uprobe_session", 3),
+        ("attach_type.fsession", 4),
+        ("attach_type.fentry_multi", 4),
+        ("attach_type.fexit_multi", 4),
+        ("attach_type.fsession_multi", 4),
+    ] {
+        for (i, release) in kernels.iter().enumerate() {
+            let (outcome, reason) = on(release, "", &cfg, id);
+            let expected = if i < unsupported_on {
+                Outcome::Unsupported
+            } else {
+                Outcome::Fail
+            };
+            assert_eq!(outcome, expected, "{id} on {release}: {reason}");
+        }
+    }
+    // 7.1 predates the tracing_multi links, 7.0 has fsession.
+    assert_eq!(
+        on("7.1.2+deb13-amd64", "", &cfg, "attach_type.fentry_multi").0,
+        Outcome::Unsupported
+    );
+    assert_eq!(
+        on("7.0.13+deb13-amd64", "", &cfg, "attach_type.fsession").0,
+        Outcome::Fail
+    );
+}
+
 /// The BTF-era program types, attach types and helpers on the matrix kernels (5.10, 6.1, 6.12,
 /// 7.3) with their options on: unsupported below their floor, a regression from it; and the
 /// options that Debian's 6.1 (no CONFIG_FPROBE) and the host lack.

@@ -1,0 +1,148 @@
+//! kprobe_session (`programs/src/bpf/kprobe_session.bpf.c`): one program run at the entry and
+//! the return of kernel functions (BPF_TRACE_KPROBE_SESSION, Linux 6.10+), here the entry
+//! functions of getpgid (cookie 1) and getsid (cookie 2) under one link. libbpf-rs has no session
+//! flag for kprobe_multi links, so the link is libbpf's (`bpf_kprobe_multi_opts.session`).
+//!
+//! `entry_decides_the_return_run`: the test thread calls getpgid(0), getsid(0),
+//! getpgid([`MISSING_PID`]), getsid([`MISSING_PID`]). The entry runs must have logged the four
+//! calls in order (cookie, pid); the return runs only the two getpgid calls (the entry run of
+//! getsid returned 1: no return run), each with the pid its own entry run left in the session
+//! cookie and getpgid's return value (the process group, then -ESRCH) — less only runs the kernel
+//! reports skipped.
+
+use std::ffi::CString;
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+use std::ptr::NonNull;
+
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::{AsRawLibbpf, Link, Program, ProgramType, libbpf_sys};
+use nix::errno::Errno;
+use programs::kprobe_session::KprobeSessionSkelBuilder;
+use testkit::observe::volatile;
+use testkit::{Case, CaseResult, attach_type, floors, ksyscall, runs};
+
+const KPROBE_SESSION: &str = "attach_type.kprobe_session";
+/// Above the kernel's PID_MAX_LIMIT (4,194,304): no process has it.
+const MISSING_PID: i64 = 4_194_304 + 4242;
+const GETPGID: u64 = 1;
+const GETSID: u64 = 2;
+
+/// One kprobe session link of `prog` over `symbols`, cookie i + 1 for `symbols[i]`.
+fn attach_session(prog: &Program<'_>, symbols: &[String]) -> CaseResult<Result<Link, Errno>> {
+    let names = symbols
+        .iter()
+        .map(|s| CString::new(s.as_str()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut pointers: Vec<*const libc::c_char> = names.iter().map(|n| n.as_ptr()).collect();
+    let cookies: Vec<u64> = (1..=symbols.len() as u64).collect();
+    let opts = libbpf_sys::bpf_kprobe_multi_opts {
+        sz: size_of::<libbpf_sys::bpf_kprobe_multi_opts>() as _,
+        syms: pointers.as_mut_ptr(),
+        cookies: cookies.as_ptr(),
+        cnt: symbols.len() as _,
+        session: true,
+        ..Default::default()
+    };
+    // SAFETY: a loaded program; options of their declared size whose arrays (`names`, `pointers`,
+    // `cookies`) outlive the call; libbpf returns NULL and sets errno on failure.
+    let link = unsafe {
+        libbpf_sys::bpf_program__attach_kprobe_multi_opts(
+            prog.as_libbpf_object().as_ptr(),
+            std::ptr::null(),
+            &opts,
+        )
+    };
+    Ok(match NonNull::new(link) {
+        // SAFETY: a link libbpf just made, owned by nobody else.
+        Some(link) => Ok(unsafe { Link::from_ptr(link) }),
+        None => Err(Errno::last()),
+    })
+}
+
+#[test]
+fn entry_decides_the_return_run() {
+    Case::run(ProgramType::Kprobe, |case| {
+        let mut object = MaybeUninit::uninit();
+        let mut open = KprobeSessionSkelBuilder::default().open(&mut object)?;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect(".rodata")
+            .target_tid = nix::unistd::gettid().as_raw() as u32;
+        let skel = attach_type::load(case, KPROBE_SESSION, open)?;
+        let symbols = ["getpgid", "getsid"]
+            .iter()
+            .map(|name| floors::judge("ksym.syscall_entry", ksyscall::resolve(name)))
+            .map(|f| f.map(|f| f.symbol))
+            .collect::<CaseResult<Vec<_>>>()?;
+        case.detail("functions", &symbols);
+        let attached = attach_session(&skel.progs.on_call, &symbols)?;
+        let _link = attach_type::errno(
+            KPROBE_SESSION,
+            &format!("a kprobe session link over {symbols:?}"),
+            || attached,
+        )?;
+
+        let pgrp = i64::from(nix::unistd::getpgrp().as_raw());
+        let calls: [(u64, i64); 4] = [
+            (GETPGID, 0),
+            (GETSID, 0),
+            (GETPGID, MISSING_PID),
+            (GETSID, MISSING_PID),
+        ];
+        let returned: Vec<i64> = calls
+            .iter()
+            .map(|&(f, pid)| {
+                if f == GETPGID {
+                    ksyscall::getpgid(pid)
+                } else {
+                    ksyscall::getsid(pid)
+                }
+            })
+            .collect();
+        assert_eq!(
+            returned[2],
+            -i64::from(libc::ESRCH),
+            "getpgid of a pid nobody has"
+        );
+        assert_eq!(returned[0], pgrp, "getpgid(0)");
+
+        let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
+        let n = |count: u32| (count as usize).min(8);
+        let (ec, ep) = (volatile(&bss.entry_cookie), volatile(&bss.entry_pid));
+        let entries: Vec<(u64, i64)> = (0..n(volatile(&bss.entries)))
+            .map(|i| (ec[i], ep[i] as i64))
+            .collect();
+        let (rc, rp, rv) = (
+            volatile(&bss.return_cookie),
+            volatile(&bss.return_pid),
+            volatile(&bss.return_value),
+        );
+        let returns: Vec<(u64, i64, i64)> = (0..n(volatile(&bss.returns)))
+            .map(|i| (rc[i], rp[i] as i64, rv[i]))
+            .collect();
+        case.detail("entries", &entries);
+        case.detail("returns", &returns);
+        assert_eq!(
+            volatile(&bss.no_session),
+            0,
+            "runs without the session kfuncs"
+        );
+        let skipped = runs::misses(skel.progs.on_call.as_fd())?;
+        runs::all_recorded("entry runs (cookie, pid)", &calls, &entries, skipped)?;
+        let made: Vec<(u64, i64, i64)> = calls
+            .iter()
+            .zip(&returned)
+            .filter(|((f, _), _)| *f == GETPGID)
+            .map(|(&(f, pid), &ret)| (f, pid, ret))
+            .collect();
+        runs::all_recorded(
+            "return runs (cookie, pid from the session cookie, return value)",
+            &made,
+            &returns,
+            skipped,
+        )?;
+        Ok(())
+    });
+}
