@@ -20,6 +20,7 @@ mod matrix;
 mod objects;
 mod report;
 mod run_dirs;
+mod selftests;
 mod suite;
 mod vm;
 mod vm_exec;
@@ -150,6 +151,12 @@ enum Command {
         /// The objects.
         files: Vec<PathBuf>,
     },
+    /// The kernel's own BPF selftests of each `[[selftests]]` tree of kernels.toml: build the
+    /// corpora, run them on the running kernel, count the results of a run.
+    Selftests {
+        #[command(subcommand)]
+        command: SelftestsCommand,
+    },
     /// Run one test binary with libtest's arguments inside a VM of kernel ID (what cargo's runner
     /// ci/cargo-vm-runner calls when BPFCONF_VM is set).
     VmExec {
@@ -225,6 +232,35 @@ enum Command {
         /// own and say whether it still reproduces.
         #[arg(long)]
         known_bugs: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SelftestsCommand {
+    /// Fetch each tree (hash-checked), build its corpus into the build cache (an unchanged one is
+    /// never rebuilt) and list the corpora for the columns.
+    Build {
+        /// Tree ids (default: every tree).
+        trees: Vec<String>,
+    },
+    /// Run the listed corpora (or one) on the running kernel: one record per program.
+    Run {
+        /// The column's kernel id (default: derived from the running kernel).
+        #[arg(long)]
+        kernel: Option<String>,
+        /// The results directory (default: $BPFCONF_RESULTS or target/bpfconf-results).
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// One corpus directory instead of the listed ones.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+    },
+    /// Per test file × kernel counts (holds / differs / unsupported / fail) of a run's corpus
+    /// records, as Markdown.
+    Summary {
+        /// Run or results directories (shards of one run are merged).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
     },
 }
 
@@ -434,6 +470,23 @@ fn run(command: Command) -> Result<ExitCode> {
             results,
             files,
         } => objects::load_all(&files, &kernel, &results)?,
+        Command::Selftests { command } => match command {
+            SelftestsCommand::Build { trees } => {
+                selftests::build_all(&Kernels::load()?, &trees)?;
+                println!("listed in {}", selftests::list_path().display());
+            }
+            SelftestsCommand::Run {
+                kernel,
+                results,
+                corpus,
+            } => {
+                let kernel =
+                    kernel.unwrap_or_else(|| record::kernel_id(&record::kernel_release()));
+                let results = results.unwrap_or_else(results_dir);
+                selftests::run(&kernel, &results, corpus.as_deref())?;
+            }
+            SelftestsCommand::Summary { runs } => print!("{}", selftests::summary(&runs)?),
+        },
         Command::VmExec { id, command } => {
             let code = vm_exec::run(&id, &command[0], &command[1..])?;
             return Ok(ExitCode::from(code.clamp(0, 255) as u8));

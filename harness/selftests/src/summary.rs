@@ -56,7 +56,7 @@ impl Tally {
 
 /// The Markdown summary of the corpus records among `records` (`selftests_*` binaries); `order`
 /// sorts kernel ids.
-pub fn markdown(records: &[Record], order: impl Fn(&str) -> u64) -> String {
+pub fn markdown<K: Ord>(records: &[Record], order: impl Fn(&str) -> K) -> String {
     // tree → file → kernel → tally.
     let mut cells: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, Tally>>> = BTreeMap::new();
     for r in records.iter().filter(|r| r.binary.starts_with("selftests_")) {
@@ -76,7 +76,7 @@ pub fn markdown(records: &[Record], order: impl Fn(&str) -> u64) -> String {
     let mut out = String::new();
     for (tree, files) in &cells {
         let mut kernels: Vec<&str> = files.values().flat_map(|k| k.keys().copied()).collect();
-        kernels.sort_by_key(|k| (order(k), k.to_string()));
+        kernels.sort_by_key(|k| order(k));
         kernels.dedup();
         let mut totals: BTreeMap<&str, Tally> = BTreeMap::new();
         for per_kernel in files.values() {
