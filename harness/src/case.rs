@@ -12,7 +12,7 @@ use crate::kernel::Kernel;
 use crate::load::{LoadOutcome, LogLevel, load_skel_with_messages};
 use crate::outcome::{CaseError, CaseResult, Outcome};
 use crate::record::{self, Record};
-use crate::snapshot;
+use crate::snapshot::{self, Checked};
 use bpfconf_record::Event;
 
 /// The state of one running case, handed to its body.
@@ -22,6 +22,9 @@ pub struct Case {
     details: serde_json::Map<String, serde_json::Value>,
     mcpu: String,
     run_cost: std::collections::BTreeMap<String, bpfconf_record::RunCost>,
+    /// Snapshots that differ from the ones accepted on this build: judged at the end of the
+    /// case, after its floors.
+    snapshots_differ: Vec<String>,
 }
 
 impl Case {
@@ -45,6 +48,7 @@ impl Case {
             details: Default::default(),
             mcpu: programs::MCPU.to_owned(),
             run_cost: Default::default(),
+            snapshots_differ: Vec::new(),
         };
         let started = Instant::now();
         Event::CaseStarted { test: test.clone() }.emit();
@@ -56,10 +60,27 @@ impl Case {
             )))),
             None => panic::catch_unwind(AssertUnwindSafe(|| body(&mut case))),
         };
-        let (outcome, reason, panic) = match result {
-            Ok(Ok(())) => (Outcome::Pass, None, None),
-            Ok(Err(e)) => (e.outcome(), Some(e.reason()), None),
-            Err(payload) => (Outcome::Fail, Some(panic_message(&*payload)), Some(payload)),
+        // Floors first: a snapshot difference fails only a case that otherwise passed; an
+        // `unsupported` (a feature the floors call missing) or a failure keeps its reason.
+        let result = match result {
+            Ok(Ok(())) if !case.snapshots_differ.is_empty() => Ok(Err(CaseError::Fail(
+                anyhow::anyhow!("{}", case.snapshots_differ.join("; ")),
+            ))),
+            other => other,
+        };
+        if !case.snapshots_differ.is_empty() {
+            let differ = std::mem::take(&mut case.snapshots_differ);
+            case.detail("snapshots_differ", differ);
+        }
+        let (outcome, reason, cause, panic) = match result {
+            Ok(Ok(())) => (Outcome::Pass, None, None, None),
+            Ok(Err(e)) => (e.outcome(), Some(e.reason()), e.cause(), None),
+            Err(payload) => (
+                Outcome::Fail,
+                Some(panic_message(&*payload)),
+                None,
+                Some(payload),
+            ),
         };
         let kernel = Kernel::current();
         let record = Record {
@@ -70,8 +91,10 @@ impl Case {
             prog_type: prog_type.to_owned(),
             kernel: kernel.id.clone(),
             kernel_release: kernel.release.clone(),
+            build: Some(kernel.fingerprint.clone()),
             outcome,
             reason: reason.clone(),
+            cause,
             loads: case.loads,
             details: case.details,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -114,19 +137,11 @@ impl Case {
     }
 
     /// Loads a skeleton (verifier statistics captured), records and snapshots the outcome, and
-    /// fails the case when the kernel refuses it (`unsupported` when only because the JIT is off:
-    /// [`crate::jit::refused`]).
+    /// fails the case when the kernel refuses it — unless the refusal names a missing feature,
+    /// which the floors judge ([`refusal`]).
     pub fn load<'obj, S: OpenSkel<'obj>>(&mut self, open: S) -> CaseResult<S::Output> {
         let (result, outcome) = self.try_load(open, LogLevel::Stats);
-        result.map_err(|e| {
-            let message = outcome.message.clone().unwrap_or_default();
-            crate::jit::refused(&message).unwrap_or_else(|| {
-                CaseError::Fail(anyhow::anyhow!(
-                    "the kernel refused {}: {message} ({e:#})",
-                    outcome.object,
-                ))
-            })
-        })
+        result.map_err(|e| refusal(&outcome, &e))
     }
 
     /// Opens the skeleton of `builder` in `object`, lets `configure` set what must be set before
@@ -162,11 +177,22 @@ impl Case {
     ) -> (libbpf_rs::Result<S::Output>, LoadOutcome, String) {
         let (result, outcome, messages) = load_skel_with_messages(open, level);
         let name = self.snapshot_name(&outcome.object);
-        if !snapshot::assert_load(&name, &outcome) {
-            self.detail("snapshot", "baseline written for review");
-        }
+        self.snapshot(&name, &snapshot::LoadSnapshot::of(&outcome));
         self.loads.push(outcome.clone());
         (result, outcome, messages)
+    }
+
+    /// Compares `value` with snapshot `name` of this kernel build ([`snapshot`]): a difference
+    /// fails the case at its end, if nothing else decided it; where snapshots are not enforced
+    /// (another build, none accepted) it is written for review and the record says why.
+    pub fn snapshot<T: Serialize>(&mut self, name: &str, value: &T) {
+        match snapshot::check_yaml(name, value) {
+            Checked::Same => {}
+            Checked::ForReview(why) => {
+                self.detail("snapshot", format!("written for review: {why}"))
+            }
+            Checked::Differs(what) => self.snapshots_differ.push(what),
+        }
     }
 
     /// Records a measured value under `key` in the case's result record.
@@ -201,6 +227,44 @@ impl Case {
             format!("{base}__{object}")
         }
     }
+}
+
+/// What a refused load of `outcome` means: the floors' verdict when the key line names a missing
+/// helper or kfunc (a feature they know), `unsupported` when only the interpreter refuses it
+/// ([`crate::jit::refused`]), otherwise a `fail` quoting the kernel.
+pub fn refusal(outcome: &LoadOutcome, error: &libbpf_rs::Error) -> CaseError {
+    let message = outcome.message.clone().unwrap_or_default();
+    if let Some(feature) = missing_feature(&message)
+        && crate::floors::floor(&feature).is_some()
+    {
+        return crate::floors::missing(&feature, &message);
+    }
+    crate::jit::refused(&message).unwrap_or_else(|| {
+        CaseError::Fail(anyhow::anyhow!(
+            "the kernel refused {}: {message} ({error:#})",
+            outcome.object,
+        ))
+    })
+}
+
+/// The feature id a refusal's key line names as missing: the verifier's `program of this type
+/// cannot use helper bpf_x#N` / `unknown func bpf_x#N`, libbpf's `extern (func ksym) 'x': not
+/// found in kernel or module BTFs`.
+fn missing_feature(message: &str) -> Option<String> {
+    static FORMS: std::sync::LazyLock<[(regex::Regex, &str); 3]> = std::sync::LazyLock::new(|| {
+        [
+            (r"cannot use helper (\w+)#\d+", "helper"),
+            (r"unknown func (\w+)#\d+", "helper"),
+            (
+                r"extern \(func ksym\) '(\w+)': not found in kernel",
+                "kfunc",
+            ),
+        ]
+        .map(|(re, kind)| (regex::Regex::new(re).expect("valid regex"), kind))
+    });
+    FORMS
+        .iter()
+        .find_map(|(re, kind)| re.captures(message).map(|c| format!("{kind}.{}", &c[1])))
 }
 
 /// The kernel's name for a program type (`socket_filter`, `sched_cls`, …), as bpftool prints it.
@@ -264,4 +328,28 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .cloned()
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "panicked".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_feature;
+
+    #[test]
+    fn refusals_name_their_missing_feature() {
+        let cases = [
+            (
+                "program of this type cannot use helper bpf_xdp_adjust_meta#54",
+                Some("helper.bpf_xdp_adjust_meta"),
+            ),
+            ("unknown func bpf_loop#181", Some("helper.bpf_loop")),
+            (
+                "extern (func ksym) 'bpf_dynptr_from_skb': not found in kernel or module BTFs",
+                Some("kfunc.bpf_dynptr_from_skb"),
+            ),
+            ("R1 invalid mem access 'scalar'", None),
+        ];
+        for (message, feature) in cases {
+            assert_eq!(missing_feature(message).as_deref(), feature, "{message}");
+        }
+    }
 }

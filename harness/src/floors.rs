@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 use crate::kernel::{self, Kernel};
-use crate::outcome::{CaseError, CaseResult};
+use crate::outcome::{CaseError, CaseResult, Cause};
 
 /// The environment variable of the fault switch.
 pub const FAULT_ENV: &str = "BPFCONF_FAULT_MISSING";
@@ -28,6 +28,9 @@ pub struct Floor {
     /// Options it needs: `CONFIG_X` (y or m) or `CONFIG_X=y`.
     #[serde(default)]
     pub config: Vec<String>,
+    /// Options it needs only from a later release on (option → release).
+    #[serde(default)]
+    pub config_since: BTreeMap<String, String>,
     /// First mainline release without it.
     pub removed: Option<String>,
     /// Stable releases that dropped it too.
@@ -48,6 +51,17 @@ impl Floor {
     /// Whether this row is about the machine, not the kernel.
     pub fn is_platform(&self) -> bool {
         self.reason.is_some()
+    }
+
+    /// The options a kernel of `version` needs for the feature: `config`, and each of
+    /// `config_since` from its release on.
+    pub fn config_at(&self, version: Version) -> Vec<String> {
+        let later = self
+            .config_since
+            .iter()
+            .filter(|(_, since)| Version::parse(since).is_some_and(|s| version.at_least(s)))
+            .map(|(option, _)| option.clone());
+        self.config.iter().cloned().chain(later).collect()
     }
 }
 
@@ -134,6 +148,7 @@ pub fn missing(id: &str, said: impl fmt::Display) -> CaseError {
         &Running {
             release: &kernel.release,
             build: &kernel.build,
+            build_id: kernel.fingerprint.build_id.as_deref(),
             config: kernel.build_config(),
         },
     )
@@ -145,9 +160,52 @@ pub fn missing(id: &str, said: impl fmt::Display) -> CaseError {
 pub fn judge<T>(id: &str, answer: CaseResult<T>) -> CaseResult<T> {
     match answer {
         Ok(_) if faulted(id) => Err(missing(id, "")),
-        Err(CaseError::Unsupported(said)) => Err(missing(id, said)),
+        Err(CaseError::Unsupported { reason: said, .. }) => Err(missing(id, said)),
         other => other,
     }
+}
+
+/// A `fail` the floors decided: the kernel lacks a feature past its floor with its options on.
+#[derive(Debug)]
+pub struct Regression {
+    text: String,
+    /// The feature and what the kernel said.
+    pub cause: Cause,
+}
+
+impl fmt::Display for Regression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Regression {}
+
+/// A build that lacks a feature past its floor on purpose (`kernels/deviations.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Deviation {
+    /// The build's GNU build id.
+    build_id: String,
+    /// The feature id it lacks.
+    feature: String,
+    /// Why, and how it was shown.
+    reason: String,
+}
+
+fn deviations() -> &'static [Deviation] {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        deviation: Vec<Deviation>,
+    }
+    static DEVIATIONS: LazyLock<Vec<Deviation>> = LazyLock::new(|| {
+        toml::from_str::<File>(include_str!("../../kernels/deviations.toml"))
+            .unwrap_or_else(|e| panic!("kernels/deviations.toml: {e}"))
+            .deviation
+    });
+    &DEVIATIONS
 }
 
 /// The kernel a decision is about.
@@ -155,10 +213,30 @@ struct Running<'a> {
     release: &'a str,
     /// `uname -v`.
     build: &'a str,
+    /// The GNU build id.
+    build_id: Option<&'a str>,
     config: &'a kernel::Config,
 }
 
 fn decide(id: &str, said: &str, kernel: &Running) -> CaseError {
+    let cause = Cause {
+        feature: id.to_owned(),
+        said: said.to_owned(),
+    };
+    match decide_outcome(id, said, kernel, deviations()) {
+        CaseError::Unsupported { reason, .. } => CaseError::Unsupported {
+            reason,
+            cause: Some(cause),
+        },
+        CaseError::Fail(e) => CaseError::Fail(anyhow::Error::new(Regression {
+            text: format!("{e:#}"),
+            cause,
+        })),
+        error => error,
+    }
+}
+
+fn decide_outcome(id: &str, said: &str, kernel: &Running, deviations: &[Deviation]) -> CaseError {
     let what = describe(id);
     let Some(floor) = floor(id) else {
         return CaseError::Error(anyhow::anyhow!(
@@ -190,10 +268,11 @@ fn decide(id: &str, said: &str, kernel: &Running) -> CaseError {
             floor.removed_by.as_deref().unwrap_or("kernels/floors.toml")
         ));
     }
-    let needs = if floor.config.is_empty() {
+    let config = floor.config_at(version);
+    let needs = if config.is_empty() {
         String::new()
     } else {
-        format!(" / {}", floor.config.join(", "))
+        format!(" / {}", config.join(", "))
     };
     if !version.at_least(since) {
         return CaseError::unsupported(format!(
@@ -206,14 +285,13 @@ fn decide(id: &str, said: &str, kernel: &Running) -> CaseError {
             "{said}: {what} is in Linux {since}+ with {}, but this kernel's config cannot be read \
              (looked in {}), so the harness cannot tell a missing option from a regression; set \
              ${} to the kernel's config file",
-            floor.config.join(", "),
+            config.join(", "),
             kernel.config.searched.join(", "),
             kernel::KCONFIG_ENV,
         ));
     };
     let from = kernel.config.source.as_deref().unwrap_or("the config");
-    let off: Vec<String> = floor
-        .config
+    let off: Vec<String> = config
         .iter()
         .filter_map(|need| option_off(options, need))
         .collect();
@@ -224,22 +302,34 @@ fn decide(id: &str, said: &str, kernel: &Running) -> CaseError {
         }
         return CaseError::unsupported(format!(
             "{said}: {what} needs {}; here {} (config from {from})",
-            floor.config.join(", "),
+            config.join(", "),
             off.join(", ")
+        ));
+    }
+    if let Some(d) = deviations
+        .iter()
+        .find(|d| d.feature == id && Some(d.build_id.as_str()) == kernel.build_id)
+    {
+        return CaseError::unsupported(format!(
+            "{said}: {what} is in Linux {since}+, and this build ({}, build id {}) lacks it: {} \
+             (kernels/deviations.toml)",
+            kernel.release,
+            &d.build_id[..d.build_id.len().min(12)],
+            d.reason
         ));
     }
     CaseError::Fail(anyhow::anyhow!(
         "regression: {what} is in Linux {since}+{} and this kernel ({}) has {}, but {said} ({})",
-        if floor.config.is_empty() {
+        if config.is_empty() {
             ""
         } else {
             " with its options"
         },
         kernel.release,
-        if floor.config.is_empty() {
+        if config.is_empty() {
             "no option to turn it off".to_owned()
         } else {
-            format!("{} set ({from})", floor.config.join(", "))
+            format!("{} set ({from})", config.join(", "))
         },
         floor.source
     ))

@@ -6,7 +6,9 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use bpfconf_record::KernelBuild;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 /// The environment variable naming a kernel config file to read when neither `/proc/config.gz`
 /// nor `/boot/config-<release>` exists (the matrix sets it inside VMs to the config kept from the
@@ -28,6 +30,9 @@ pub struct Kernel {
     pub build: String,
     #[serde(skip)]
     config: Config,
+    /// Which build this is (build id, config digest, `/proc/version`).
+    #[serde(skip)]
+    pub fingerprint: KernelBuild,
 }
 
 /// The kernel's build configuration, where it was found and where the harness looked.
@@ -55,9 +60,20 @@ impl Kernel {
             };
             let release = field(|u| u.release());
             let id = bpfconf_record::kernel_id(&release);
+            let config = Config::read(&release);
             Kernel {
                 btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
-                config: Config::read(&release),
+                fingerprint: KernelBuild {
+                    build_id: fs::read("/sys/kernel/notes")
+                        .ok()
+                        .and_then(|notes| gnu_build_id(&notes)),
+                    config_sha256: config.options.as_ref().map(config_digest),
+                    version: fs::read_to_string("/proc/version")
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                },
+                config,
                 build: field(|u| u.version()),
                 release,
                 id,
@@ -127,6 +143,30 @@ impl Config {
     }
 }
 
+/// The GNU build id (`NT_GNU_BUILD_ID`) among the kernel image's ELF notes, hex.
+fn gnu_build_id(notes: &[u8]) -> Option<String> {
+    use object::elf::{FileHeader64, NT_GNU_BUILD_ID};
+    use object::read::elf::NoteIterator;
+    let endian = object::NativeEndian;
+    let mut notes =
+        NoteIterator::<FileHeader64<object::NativeEndian>>::new(endian, 4, notes).ok()?;
+    while let Ok(Some(note)) = notes.next() {
+        if note.name() == b"GNU" && note.n_type(endian) == NT_GNU_BUILD_ID {
+            return Some(note.desc().iter().map(|b| format!("{b:02x}")).collect());
+        }
+    }
+    None
+}
+
+/// sha256 of a config's options as sorted `CONFIG_X=value` lines: comments, order and the
+/// file's compression do not change it.
+fn config_digest(options: &HashMap<String, String>) -> String {
+    let mut lines: Vec<String> = options.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    lines.sort();
+    let digest = Sha256::digest(lines.concat().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A file's text, gunzipped when it starts with the gzip magic.
 fn read_text(path: &Path) -> std::io::Result<String> {
     let bytes = fs::read(path)?;
@@ -155,6 +195,36 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    /// The notes of a Firecracker 6.18 guest kernel (`/sys/kernel/notes`): the build id, the
+    /// Linux banner and Xen's notes.
+    #[test]
+    fn finds_the_gnu_build_id_among_the_notes() {
+        let mut notes = Vec::new();
+        let mut note = |name: &[u8], kind: u32, desc: &[u8]| {
+            notes.extend((name.len() as u32 + 1).to_ne_bytes());
+            notes.extend((desc.len() as u32).to_ne_bytes());
+            notes.extend(kind.to_ne_bytes());
+            notes.extend(name);
+            notes.resize(notes.len() + 4 - name.len() % 4, 0);
+            notes.extend(desc);
+            notes.resize(notes.len().next_multiple_of(4), 0);
+        };
+        note(b"Xen", 18, &[0, 0x2f, 0x58, 0x03, 0, 0, 0, 0]);
+        note(b"GNU", 3, &[0xfa, 0x36, 0x77, 0x6b, 0x59, 0xbf]);
+        note(b"Linux", 0x100, b"6.18.44\0");
+        assert_eq!(gnu_build_id(&notes).as_deref(), Some("fa36776b59bf"));
+        assert_eq!(gnu_build_id(&notes[..20]), None);
+        assert_eq!(gnu_build_id(&[]), None);
+    }
+
+    #[test]
+    fn the_config_digest_ignores_comments_and_order() {
+        let a = parse("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=m\n");
+        let b = parse("#\nCONFIG_C=m\nCONFIG_A=y\n");
+        assert_eq!(config_digest(&a), config_digest(&b));
+        assert_ne!(config_digest(&a), config_digest(&parse("CONFIG_A=y\n")));
+    }
 
     #[test]
     fn parses_values_and_skips_unset_options() {

@@ -98,7 +98,7 @@ mod tests {
         );
         assert!(matches!(
             resolve_in(old, "nosuch"),
-            Err(CaseError::Unsupported(_))
+            Err(CaseError::Unsupported { .. })
         ));
     }
 }

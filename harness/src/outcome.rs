@@ -1,6 +1,6 @@
 //! A case's outcome and the error type case bodies return.
 
-pub use bpfconf_record::Outcome;
+pub use bpfconf_record::{Cause, Outcome};
 
 /// Why a case body stopped early. `?` on any error makes it a `fail`; [`OrError::or_error`] marks
 /// the harness's own failures (topology set-up, a missing tool); a missing kernel feature is what
@@ -9,8 +9,12 @@ pub use bpfconf_record::Outcome;
 pub enum CaseError {
     /// The behaviour is wrong (or the program did not load where it should).
     Fail(anyhow::Error),
-    /// The kernel lacks something; the reason names it and the probe that proved it.
-    Unsupported(String),
+    /// The kernel lacks something; the reason names it and the probe that proved it, the cause
+    /// (when the floors judged it) the feature and what the kernel said.
+    Unsupported {
+        reason: String,
+        cause: Option<Cause>,
+    },
     /// The harness could not run the case.
     Error(anyhow::Error),
 }
@@ -19,14 +23,17 @@ impl CaseError {
     /// `Unsupported` with its reason. Only [`crate::floors`] should build one (its tests list the
     /// exceptions): every other path asks `floors::missing`.
     pub fn unsupported(reason: impl Into<String>) -> Self {
-        CaseError::Unsupported(reason.into())
+        CaseError::Unsupported {
+            reason: reason.into(),
+            cause: None,
+        }
     }
 
     /// The outcome this error stands for.
     pub fn outcome(&self) -> Outcome {
         match self {
             CaseError::Fail(_) => Outcome::Fail,
-            CaseError::Unsupported(_) => Outcome::Unsupported,
+            CaseError::Unsupported { .. } => Outcome::Unsupported,
             CaseError::Error(_) => Outcome::Error,
         }
     }
@@ -35,7 +42,18 @@ impl CaseError {
     pub fn reason(&self) -> String {
         match self {
             CaseError::Fail(e) | CaseError::Error(e) => format!("{e:#}"),
-            CaseError::Unsupported(reason) => reason.clone(),
+            CaseError::Unsupported { reason, .. } => reason.clone(),
+        }
+    }
+
+    /// The missing feature the floors judged this outcome on, if they did.
+    pub fn cause(&self) -> Option<Cause> {
+        match self {
+            CaseError::Unsupported { cause, .. } => cause.clone(),
+            CaseError::Fail(e) | CaseError::Error(e) => e
+                .chain()
+                .find_map(|e| e.downcast_ref::<crate::floors::Regression>())
+                .map(|r| r.cause.clone()),
         }
     }
 }

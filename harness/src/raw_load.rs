@@ -27,7 +27,7 @@ use crate::case::{Case, prog_type_name};
 use crate::insn::{Insn, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE};
 use crate::load::{LoadOutcome, LogLevel, ProgramLog, VerifierStats, key_line, parse_stats};
 use crate::outcome::{CaseError, CaseResult, OrError};
-use crate::{child, errno, snapshot};
+use crate::{child, errno};
 
 /// The largest log buffer the kernel accepts (`UINT_MAX >> 2`).
 pub const MAX_LOG_SIZE: usize = (u32::MAX >> 2) as usize;
@@ -710,9 +710,7 @@ impl Case {
                 .then(|| redact_log(load.log()).lines().map(str::to_owned).collect()),
         };
         let name = self.snapshot_name(&load.outcome.object);
-        if !snapshot::assert_yaml(&name, &view) {
-            self.detail("snapshot", "baseline written for review");
-        }
+        self.snapshot(&name, &view);
         self.detail(
             &format!("{}.log_retries", load.outcome.object),
             load.log_retries,
@@ -753,9 +751,7 @@ impl Case {
             insns: render_xlated(insns),
         };
         let name = format!("{}__xlated", self.id().replace("::", "__"));
-        if !snapshot::assert_yaml(&name, &view) {
-            self.detail("snapshot", "baseline written for review");
-        }
+        self.snapshot(&name, &view);
         Ok(())
     }
 }

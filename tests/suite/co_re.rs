@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use harness::observe::volatile;
-use harness::{Case, CaseError, LogLevel, OrError, co_re, ksyscall, probe, runs, snapshot};
+use harness::{Case, CaseError, LogLevel, OrError, co_re, ksyscall, probe, runs};
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{Skel, SkelBuilder};
 use programs::co_re::CoReSkelBuilder;
@@ -58,9 +58,7 @@ fn task_fields_match_the_caller() {
         let relocations = co_re::relocations(&messages);
         case.detail("relocations", &relocations);
         let name = format!("{}__relocations", case.id().replace("::", "__"));
-        if !snapshot::assert_yaml(&name, &relocations) {
-            case.detail("snapshot", "baseline written for review");
-        }
+        case.snapshot(&name, &relocations);
         for field in FIELDS {
             let access = format!("struct task_struct.{field}:");
             assert!(

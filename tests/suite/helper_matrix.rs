@@ -33,7 +33,7 @@ fn judge(id: &str, present: bool, how: &str) -> Verdict {
         ));
     }
     match floors::missing(id, format!("{id} is missing ({how})")) {
-        CaseError::Unsupported(reason) => Verdict::Missing(reason),
+        CaseError::Unsupported { reason, .. } => Verdict::Missing(reason),
         CaseError::Fail(e) => Verdict::Fail(format!("{e:#}")),
         CaseError::Error(e) => Verdict::Error(format!("{e:#}")),
     }

@@ -15,7 +15,7 @@
 use std::mem::MaybeUninit;
 
 use harness::load::{LogLevel, load_skel};
-use harness::{Case, CaseError, CaseResult, floors, snapshot};
+use harness::{Case, CaseError, CaseResult, floors};
 use libbpf_rs::libbpf_sys::bpf_insn;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ProgramInput, ProgramType};
@@ -190,9 +190,7 @@ where
             .map(|s| s.processed_insns),
         "returned": returned,
     });
-    if !snapshot::assert_yaml(&snapshot_name, &view) {
-        case.detail("snapshot", "baseline written for review");
-    }
+    case.snapshot(&snapshot_name, &view);
 
     match returned {
         Some(value) => {

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use harness::observe::volatile;
 use harness::stream::{assert_bytes_eq, read_to_sentinel, tcp_pair};
-use harness::{Case, NetNs, OrError, errno, probe, snapshot, test_run};
+use harness::{Case, NetNs, OrError, errno, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::sk_msg::types::bss as Bss;
@@ -269,9 +269,7 @@ fn drop_fails_the_send() {
             "s3_received": describe(&at_s3, &[&other]),
         });
         case.detail("observed", &observed);
-        if !snapshot::assert_yaml(&case.snapshot_name("sends"), &observed) {
-            case.detail("snapshot", "baseline written for review");
-        }
+        case.snapshot(&case.snapshot_name("sends"), &observed);
 
         assert_eq!(answer_before, "sent 50", "send() of the first P message");
         assert_eq!(verdicts_before, [1, 0, 0, 0], "verdicts after the first P");

@@ -31,7 +31,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use harness::observe::volatile;
-use harness::{Case, NetNs, OrError, errno, probe, snapshot, test_run};
+use harness::{Case, NetNs, OrError, errno, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use nix::sys::socket::{
@@ -250,9 +250,7 @@ fn tcp_placement_by_source_port() {
             assert_eq!(got, &expected, "source ports listener {key} accepted");
         }
         let observed = serde_json::json!({ "connect_with_dropped_syn": drop_answers });
-        if !snapshot::assert_yaml(&case.snapshot_name("dropped_syn"), &observed) {
-            case.detail("snapshot", "baseline written for review");
-        }
+        case.snapshot(&case.snapshot_name("dropped_syn"), &observed);
         assert!(
             drop_answers.iter().all(|a| a != "connected"),
             "a connect() whose SYN the program dropped succeeded: {drop_answers:?}"

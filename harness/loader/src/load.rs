@@ -203,55 +203,70 @@ fn route_libbpf_message(level: PrintLevel, message: String) {
     }
 }
 
-/// Parses the statistics lines the verifier ends its log with.
+/// Parses the statistics the verifier ends its log with, each figure from whichever summary line
+/// holds it (the lines change between releases: `stack depth 8+16`, `stack depth max 8`, `stack
+/// depth 0 max 0`, `insns processed 9`, one `subprog …` line per subprogram). `None` when the log
+/// has no `processed N insns` figure.
 pub fn parse_stats(log: &str) -> Option<VerifierStats> {
-    static PROCESSED: LazyLock<Regex> = LazyLock::new(|| {
+    static FIGURE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r"processed (\d+) insns \(limit \d+\) max_states_per_insn (\d+) total_states (\d+) peak_states (\d+)",
+            r"(?m)processed (?P<insns>\d+) insns|max_states_per_insn (?P<max>\d+)|total_states (?P<total>\d+)|peak_states (?P<peak>\d+)|verification time (?P<time>\d+) usec|^stack depth (?P<stack>[0-9+]+)?(?: ?max (?P<stack_max>\d+))?",
         )
         .expect("valid regex")
     });
-    static TIME: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"verification time (\d+) usec").expect("valid regex"));
-    static STACK: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"stack depth (?:max )?([0-9+]+)").expect("valid regex"));
-    let c = PROCESSED.captures(log)?;
-    let n = |i: usize| c[i].parse().unwrap_or_default();
-    Some(VerifierStats {
-        processed_insns: n(1),
-        max_states_per_insn: n(2),
-        total_states: n(3),
-        peak_states: n(4),
-        stack_depth: STACK.captures(log).map(|c| c[1].to_owned()),
-        verification_time_us: TIME.captures(log).and_then(|c| c[1].parse().ok()),
-    })
+    let stats = stats_block(log).unwrap_or(log);
+    let mut found = VerifierStats::default();
+    let mut insns = None;
+    for c in FIGURE.captures_iter(stats) {
+        let n = |name: &str| c.name(name).and_then(|m| m.as_str().parse::<u64>().ok());
+        if let Some(v) = n("insns") {
+            insns = Some(v);
+        }
+        found.max_states_per_insn = n("max").unwrap_or(found.max_states_per_insn);
+        found.total_states = n("total").unwrap_or(found.total_states);
+        found.peak_states = n("peak").unwrap_or(found.peak_states);
+        if let Some(t) = n("time") {
+            found.verification_time_us = Some(t);
+        }
+        // The maximum where the kernel prints one, else its per-subprogram figures.
+        if let Some(depth) = c.name("stack_max").or(c.name("stack")) {
+            found.stack_depth = Some(depth.as_str().to_owned());
+        }
+    }
+    found.processed_insns = insns?;
+    Some(found)
 }
 
-/// The verifier's complaint: the last log line that is not a statistics line, nor one of the
-/// state dumps newer kernels print after it (`cur state:`/`old state:` after an infinite loop).
+/// The verifier's complaint: the last line before the statistics block (whatever lines that block
+/// holds), skipping the state dumps (`cur state:`/`old state:`) and the report (`Verification
+/// failed: …`) newer kernels print after the message.
 pub fn key_line(log: &str) -> Option<String> {
-    // 7.x follows the classic message with a report (`Verification failed: …`, reason, position,
-    // suggestion): the key line is the message before it.
-    let log = log.split("\nVerification failed:").next().unwrap_or(log);
-    log.lines()
+    let body = match stats_block(log) {
+        Some(stats) => &log[..log.len() - stats.len()],
+        None => log,
+    };
+    let body = body.split("\nVerification failed:").next().unwrap_or(body);
+    body.lines()
         .rev()
         .map(str::trim)
-        .find(|l| !l.is_empty() && !is_trailer(l))
+        .find(|l| !l.is_empty() && !l.starts_with("cur state:") && !l.starts_with("old state:"))
         .map(str::to_owned)
 }
 
-/// The statistics and state dumps the verifier prints after its verdict.
-fn is_trailer(line: &str) -> bool {
-    const PREFIXES: [&str; 5] = [
-        "processed ",
-        "verification time",
-        "stack depth",
-        "cur state:",
-        "old state:",
-    ];
-    // 7.x adds one statistics line per subprogram.
-    PREFIXES.iter().any(|p| line.starts_with(p))
-        || (line.starts_with("subprog ") && line.contains(" insns_self "))
+/// The statistics block at the end of a log: from `verification time N usec` (the first line of
+/// the block at `BPF_LOG_STATS`, even when the kernel glued it onto the line before), else the last
+/// `processed N insns` line (the only statistics line without `BPF_LOG_STATS`).
+fn stats_block(log: &str) -> Option<&str> {
+    static TIME: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"verification time \d+ usec").expect("valid regex"));
+    static PROCESSED: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?m)^processed \d+ insns").expect("valid regex"));
+    let start = TIME
+        .find_iter(log)
+        .last()
+        .or_else(|| PROCESSED.find_iter(log).last())?
+        .start();
+    Some(&log[start..])
 }
 
 fn last_warning(messages: &str) -> Option<String> {
@@ -266,42 +281,133 @@ fn last_warning(messages: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    const LOG: &str = "func#0 @0\n0: R1=ctx() R10=fp0\nR1 invalid mem access 'scalar'\n\
-        verification time 12 usec\nstack depth 16\n\
-        processed 7 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 1\n";
+    /// Real log tails of every pinned kernel (tests/logs/<kernel>-<what>.log): the key line and
+    /// the statistics are found whatever summary lines each kernel prints.
+    macro_rules! log {
+        ($name:literal) => {
+            include_str!(concat!("../tests/logs/", $name, ".log"))
+        };
+    }
 
     #[test]
-    fn stats_and_key_line_come_from_the_log_tail() {
-        let stats = parse_stats(LOG).unwrap();
-        assert_eq!(stats.processed_insns, 7);
-        assert_eq!(stats.total_states, 1);
-        assert_eq!(stats.stack_depth.as_deref(), Some("16"));
-        assert_eq!(stats.verification_time_us, Some(12));
+    fn every_kernel_s_refusal_gives_its_key_line() {
+        let loops = [
+            ("5.10", log!("5.10-infinite-loop")),
+            ("6.1", log!("6.1-infinite-loop")),
+            ("6.12", log!("6.12-infinite-loop")),
+            ("6.18", log!("6.18-infinite-loop")),
+            ("7.2", log!("7.2-infinite-loop")),
+            ("7.3", log!("7.3-infinite-loop")),
+            ("src-6.12", log!("src-6.12-infinite-loop")),
+            ("host-6.18", log!("host-6.18-infinite-loop")),
+        ];
+        for (kernel, log) in loops {
+            assert_eq!(
+                key_line(log).as_deref(),
+                Some("infinite loop detected at insn 1"),
+                "{kernel}"
+            );
+            let stats = parse_stats(log).unwrap_or_else(|| panic!("{kernel}: no statistics"));
+            assert_eq!(
+                (stats.processed_insns, stats.total_states, stats.peak_states),
+                (9, 1, 1),
+                "{kernel}"
+            );
+            assert_eq!(stats.stack_depth.as_deref(), Some("0"), "{kernel}");
+            assert!(stats.verification_time_us.is_some(), "{kernel}");
+        }
+    }
+
+    #[test]
+    fn every_kernel_s_statistics_read() {
+        let accepted = [
+            ("5.10", log!("5.10-accepted"), (22, 1, 2, 2)),
+            ("6.1", log!("6.1-accepted"), (22, 1, 2, 2)),
+            ("6.12", log!("6.12-accepted"), (22, 1, 2, 2)),
+            ("6.18", log!("6.18-accepted"), (22, 1, 2, 2)),
+            ("7.2", log!("7.2-accepted"), (22, 1, 2, 2)),
+            ("7.3", log!("7.3-accepted"), (22, 1, 2, 2)),
+            ("src-6.12", log!("src-6.12-accepted"), (22, 1, 2, 2)),
+            ("host-6.18", log!("host-6.18-accepted"), (22, 1, 2, 2)),
+        ];
+        for (kernel, log, (insns, max, total, peak)) in accepted {
+            let stats = parse_stats(log).unwrap_or_else(|| panic!("{kernel}: no statistics"));
+            assert_eq!(
+                (
+                    stats.processed_insns,
+                    stats.max_states_per_insn,
+                    stats.total_states,
+                    stats.peak_states
+                ),
+                (insns, max, total, peak),
+                "{kernel}"
+            );
+            // Whatever an accepted program's last line is (`3: (95) exit`, 6.18's `SCC exit
+            // (1)`), it is never a statistics line.
+            let key = key_line(log).unwrap_or_default();
+            for stats_line in [
+                "processed",
+                "verification",
+                "stack depth",
+                "subprog",
+                "insns",
+            ] {
+                assert!(!key.starts_with(stats_line), "{kernel}: {key}");
+            }
+        }
+    }
+
+    /// 7.x follows the classic message with a report (`Verification failed: …`, reason,
+    /// position, suggestion): the key line is the message before it.
+    #[test]
+    fn the_7x_report_is_skipped() {
         assert_eq!(
-            key_line(LOG).as_deref(),
-            Some("R1 invalid mem access 'scalar'")
+            key_line(log!("7.3-report")).as_deref(),
+            Some("last insn is not an exit or jmp")
+        );
+        assert_eq!(
+            key_line(log!("7.3-gpl-report")).as_deref(),
+            Some("cannot call GPL-restricted function from non-GPL compatible program")
+        );
+        assert_eq!(
+            parse_stats(log!("7.3-report"))
+                .unwrap()
+                .stack_depth
+                .as_deref(),
+            Some("0")
         );
     }
 
-    /// 7.x logs `stack depth max N` and one statistics line per subprogram after the verdict.
+    /// A message without its newline gets the statistics glued on (`… ptr off:
+    /// -16verification time 3826 usec`): the timing is never part of the key line.
     #[test]
-    fn key_line_skips_the_7x_statistics() {
-        let log = "1: (05) goto pc-1\ninfinite loop detected at insn 1\ncur state: R10=fp0\n\
-            verification time 22919 usec\nstack depth max 8\n\
-            subprog 0 (<unknown>) main insns_self 9 insns_total 9 stack 0\n\
-            processed 9 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 0\n";
+    fn a_glued_timing_is_cut_off() {
+        let log = log!("src-6.12-glued-time");
         assert_eq!(
             key_line(log).as_deref(),
-            Some("infinite loop detected at insn 1")
+            Some("spilled ptr in range of var-offset stack write; insn 5, ptr off: -16")
         );
-        assert_eq!(parse_stats(log).unwrap().stack_depth.as_deref(), Some("8"));
+        assert_eq!(parse_stats(log).unwrap().verification_time_us, Some(3826));
+    }
 
-        let report = "1: (b7) r0 = 1\nlast insn is not an exit or jmp\n\n\
-            Verification failed: Program Structure: Subprogram can fall through\n\nSuggestion:\n  \
-            End each subprogram with an exit.\n\nverification time 349 usec\n";
+    /// Without BPF_LOG_STATS the only statistics line is `processed N insns …`; per-subprogram
+    /// depths (`8+16`) stay as the kernel prints them.
+    #[test]
+    fn logs_without_the_stats_bit_and_with_subprograms() {
+        let log = "0: (b7) r0 = 0\nR1 invalid mem access 'scalar'\n\
+            processed 7 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 1\n";
         assert_eq!(
-            key_line(report).as_deref(),
-            Some("last insn is not an exit or jmp")
+            key_line(log).as_deref(),
+            Some("R1 invalid mem access 'scalar'")
         );
+        assert_eq!(parse_stats(log).unwrap().verification_time_us, None);
+        let subprogs = "verification time 5 usec\nstack depth 8+16\n\
+            processed 30 insns (limit 1000000) max_states_per_insn 1 total_states 3 peak_states 3 mark_read 1\n";
+        assert_eq!(
+            parse_stats(subprogs).unwrap().stack_depth.as_deref(),
+            Some("8+16")
+        );
+        assert_eq!(parse_stats("no statistics here"), None);
+        assert_eq!(key_line(""), None);
     }
 }

@@ -3,6 +3,7 @@
 //! name and renamed, so a record is whole or absent on any filesystem (9p in the VMs has no
 //! working file locks) however many processes and threads write at once.
 
+mod build;
 mod event;
 mod kernel_id;
 mod load;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use build::KernelBuild;
 pub use event::Event;
 pub use kernel_id::{derive_id, kernel_id, kernel_release};
 pub use load::{LoadOutcome, ProgSize, ProgramLog, RunCost, VerifierStats};
@@ -42,10 +44,17 @@ pub struct Record {
     pub kernel: String,
     /// `uname -r`.
     pub kernel_release: String,
+    /// Which build of the kernel ran the case; `None` in the runner's own records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<KernelBuild>,
     /// pass / fail / unsupported / error.
     pub outcome: Outcome,
     /// Why, for anything but `pass`.
     pub reason: Option<String>,
+    /// The kernel feature the outcome was judged on (`unsupported`, or a `fail` past its floor):
+    /// what a report groups the cells one missing feature cost under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
     /// Every object the case loaded, with its verifier logs.
     pub loads: Vec<LoadOutcome>,
     /// What the case measured (counts, errnos, limits), by name.
@@ -75,8 +84,10 @@ impl Record {
             prog_type: "-".into(),
             kernel: kernel.into(),
             kernel_release: String::new(),
+            build: None,
             outcome,
             reason,
+            cause: None,
             loads: Vec::new(),
             details: Default::default(),
             duration_ms: 0,
@@ -86,6 +97,15 @@ impl Record {
             suite: String::new(),
         }
     }
+}
+
+/// A missing kernel feature and what the kernel said about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    /// The feature's id in kernels/floors.toml (`helper.bpf_xdp_adjust_meta`).
+    pub feature: String,
+    /// What the kernel said: its message, an errno, the probe that showed it.
+    pub said: String,
 }
 
 /// The case id of libtest's test `test`: its top module (the program type's) and the test

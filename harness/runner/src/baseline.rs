@@ -2,27 +2,32 @@
 //! verifier's statistics). CI checks every run against it and fails on a regression: a cell that
 //! got worse, a case or a column that disappeared; statistics beyond the threshold are reported,
 //! never fatal. `bpfconf baseline accept RUN` rewrites it, one cell a line, so a pull request's
-//! diff of the file shows every change a human accepted. The host's column keeps its release
-//! (`host-6.18`): a run on another host kernel (another machine, a GitHub runner) has a column
-//! of its own, and the accepted host column is then not compared. Schema 1 (outcomes only) still
-//! reads.
+//! diff of the file shows every change a human accepted. Each column keeps the kernel build it
+//! was accepted on (`builds`): a run of another build of that kernel (another machine's host
+//! kernel of the same release) is not compared there, and every report format says so. The
+//! host's column keeps its release (`host-6.18`): a run on another host release has a column of
+//! its own, and the accepted host column is then not compared. Schemas 1 (outcomes only) and 2
+//! (no builds) still read.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use bpfconf_record::Outcome;
+use bpfconf_record::{KernelBuild, Outcome};
 use serde::{Deserialize, Serialize};
 
 use crate::compare::run::{self, Run};
 
-const SCHEMA: u32 = 2;
+const SCHEMA: u32 = 3;
 
 /// The accepted outcome and statistics of every cell.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
     schema: u32,
+    /// The build each column was accepted on (schema 3).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    builds: BTreeMap<String, KernelBuild>,
     kernels: BTreeMap<String, BTreeMap<String, Cell>>,
     /// The line of the file that opens each kernel's cells.
     #[serde(skip)]
@@ -90,12 +95,26 @@ impl Baseline {
         }
         Baseline {
             schema: SCHEMA,
+            builds: run.builds.clone(),
             kernels,
             lines: BTreeMap::new(),
         }
     }
 
-    /// Reads the baseline at `path` (schema 1 or 2).
+    /// Writes the build each column was accepted on beside its snapshots
+    /// (`tests/snapshots/<kernel>/build.json`), which binds them to it.
+    pub fn bind_snapshots(&self, snapshots: &Path) -> Result<()> {
+        for (kernel, build) in &self.builds {
+            let dir = snapshots.join(kernel);
+            fs::create_dir_all(&dir)?;
+            let file = dir.join("build.json");
+            fs::write(&file, serde_json::to_string_pretty(build)? + "\n")
+                .with_context(|| format!("writing {}", file.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the baseline at `path` (schema 1, 2 or 3).
     pub fn read(path: &Path) -> Result<Self> {
         let text = fs::read_to_string(path).with_context(|| {
             format!(
@@ -110,8 +129,8 @@ impl Baseline {
             )
         })?;
         ensure!(
-            baseline.schema == 1 || baseline.schema == SCHEMA,
-            "{}: schema {} (this bpfconf reads 1 and {SCHEMA}); rewrite it: bpfconf baseline \
+            (1..=SCHEMA).contains(&baseline.schema),
+            "{}: schema {} (this bpfconf reads 1 to {SCHEMA}); rewrite it: bpfconf baseline \
              accept RUN",
             path.display(),
             baseline.schema
@@ -135,7 +154,20 @@ impl Baseline {
 
     /// The file's text: one cell a line, so that a diff shows one line per changed cell.
     fn to_json(&self) -> Result<String> {
-        let mut out = format!("{{\n  \"schema\": {},\n  \"kernels\": {{", self.schema);
+        let mut out = format!("{{\n  \"schema\": {},", self.schema);
+        if !self.builds.is_empty() {
+            out += "\n  \"builds\": {";
+            for (i, (kernel, build)) in self.builds.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "," };
+                let (kernel, build) = (
+                    serde_json::to_string(kernel)?,
+                    serde_json::to_string(build)?,
+                );
+                out += &format!("{sep}\n    {kernel}: {build}");
+            }
+            out += "\n  },";
+        }
+        out += "\n  \"kernels\": {";
         for (i, (kernel, cells)) in self.kernels.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
             out += &format!("{sep}\n    {}: {{", serde_json::to_string(kernel)?);
@@ -159,6 +191,8 @@ impl Baseline {
                 .map(|(k, n)| (k.clone(), format!("{}:{n}", path.display())))
                 .collect(),
             cells: BTreeMap::new(),
+            builds: self.builds.clone(),
+            releases: BTreeMap::new(),
         };
         r.kernels.sort_by_key(|k| crate::report::kernel_order(k));
         for (kernel, cells) in &self.kernels {
@@ -344,10 +378,10 @@ mod tests {
             Some(Outcome::Unsupported)
         );
         assert!(run.cell("xdp::a", "6.1").unwrap().programs.is_empty());
-        fs::write(&path, r#"{"schema": 3, "kernels": {}}"#).unwrap();
+        fs::write(&path, r#"{"schema": 4, "kernels": {}}"#).unwrap();
         let e = format!("{:#}", Baseline::read(&path).unwrap_err());
         assert!(
-            e.contains("schema 3") && e.contains("baseline accept"),
+            e.contains("schema 4") && e.contains("baseline accept"),
             "{e}"
         );
     }

@@ -18,6 +18,7 @@ mod known_bugs;
 mod manifest;
 mod matrix;
 mod objects;
+mod repeat;
 mod report;
 mod run_dirs;
 mod selftests;
@@ -232,6 +233,10 @@ enum Command {
         /// own and say whether it still reproduces.
         #[arg(long)]
         known_bugs: bool,
+        /// Run the columns N times into the run directory (`run-1/` … `run-N/`) and list every
+        /// cell whose outcome differed between runs (exit 1 if one did).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        repeat: usize,
     },
 }
 
@@ -311,12 +316,15 @@ struct CompareOutput {
 impl CompareOutput {
     /// Compares, prints or writes the Markdown, writes the other formats asked for; success
     /// unless something regressed.
-    fn emit(&self, old: &compare::Run, new: &compare::Run) -> Result<ExitCode> {
+    /// Compares `old` with `new` and writes every format asked for; `notes` (what the caller
+    /// left out) go first among the comparison's own.
+    fn emit(&self, old: &compare::Run, new: &compare::Run, notes: Vec<String>) -> Result<ExitCode> {
         let options = compare::Options {
             threshold_pct: self.threshold,
             ..Default::default()
         };
-        let comparison = compare::compare(old, new, &options);
+        let mut comparison = compare::compare(old, new, &options);
+        comparison.notes.splice(0..0, notes);
         let stdout = PathBuf::from("-");
         let markdown = (self.markdown.as_ref()).unwrap_or(&stdout);
         for (to, format) in [
@@ -435,23 +443,33 @@ fn run(command: Command) -> Result<ExitCode> {
             return Ok(exit(!report.matrix.has_failures()));
         }
         Command::Compare { old, new, output } => {
-            return output.emit(&compare::Run::read(&[old])?, &compare::Run::read(&[new])?);
+            return output.emit(
+                &compare::Run::read(&[old])?,
+                &compare::Run::read(&[new])?,
+                Vec::new(),
+            );
         }
         Command::Kernels { command } => kernels_command(command)?,
         Command::Baseline { command } => match command {
             BaselineCommand::Accept { run, file } => {
                 let file = file.unwrap_or_else(baseline::Baseline::path);
-                baseline::Baseline::of(&compare::Run::read(&[run])?).save(&file)?;
-                println!("{} rewritten: commit it", file.display());
+                let accepted = baseline::Baseline::of(&compare::Run::read(&[run])?);
+                accepted.save(&file)?;
+                let snapshots = workspace_root().join("tests/snapshots");
+                accepted.bind_snapshots(&snapshots)?;
+                println!(
+                    "{} rewritten, and each column's build written to {}/<kernel>/build.json: \
+                     commit them (with the snapshots accepted by `cargo insta accept`)",
+                    file.display(),
+                    snapshots.display()
+                );
             }
             BaselineCommand::Check { runs, file, output } => {
                 let file = file.unwrap_or_else(baseline::Baseline::path);
                 let run = baseline::as_baseline_run(compare::Run::read(&runs)?);
                 let mut accepted = baseline::Baseline::read(&file)?.run(&file);
-                if let Some(note) = baseline::skip_other_host(&mut accepted, &run) {
-                    println!("{note}");
-                }
-                return output.emit(&accepted, &run);
+                let note = baseline::skip_other_host(&mut accepted, &run);
+                return output.emit(&accepted, &run, note.into_iter().collect());
             }
         },
         Command::BenchBoot { ids } => {
@@ -542,6 +560,7 @@ fn run(command: Command) -> Result<ExitCode> {
             no_host,
             run_dir,
             known_bugs,
+            repeat,
         } => {
             let selected = if kernels == ["host"] {
                 Vec::new()
@@ -571,7 +590,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 Some(dir) => dir,
                 None => matrix::new_run_dir()?,
             };
-            let opts = matrix::Options {
+            let mut opts = matrix::Options {
                 kernels: selected,
                 host: !no_host,
                 jobs,
@@ -580,13 +599,39 @@ fn run(command: Command) -> Result<ExitCode> {
                 case_timeout: Duration::from_secs(case_timeout),
                 run_dir,
             };
+            if repeat > 1 {
+                let base = opts.run_dir.clone();
+                let mut runs = Vec::new();
+                let mut failures = false;
+                for i in 1..=repeat {
+                    opts.run_dir = base.join(repeat::run_dir(i));
+                    eprintln!("run {i} of {repeat}: {}", opts.run_dir.display());
+                    matrix::run(&opts, &manifest)?;
+                    let run = compare::Run::read(std::slice::from_ref(&opts.run_dir))?;
+                    failures |= run.cells.values().flat_map(|c| c.values()).any(|c| {
+                        matches!(
+                            c.outcome,
+                            Some(record::Outcome::Fail | record::Outcome::Error)
+                        )
+                    });
+                    runs.push(run);
+                }
+                let varied = repeat::varied(&runs);
+                print!("{}", repeat::markdown(&runs, &varied));
+                println!("results: {}", base.display());
+                return Ok(exit(varied.is_empty() && !failures));
+            }
             let timings = matrix::run(&opts, &manifest)?;
-            let matrix = read_matrix(&opts.run_dir)?;
-            print!("{}", matrix.markdown());
+            let run = run_dirs::load(std::slice::from_ref(&opts.run_dir))?;
+            for bad in &run.unreadable {
+                eprintln!("bpfconf: {}: {}", bad.place, bad.error);
+            }
+            let report = Report::new(&run);
+            print!("{}", report.markdown());
             println!("\n{}", matrix::timings_markdown(&timings));
             println!("results: {}", opts.run_dir.display());
-            println!("{}", matrix.closing_line());
-            return Ok(exit(!matrix.has_failures()));
+            println!("{}", report.matrix.closing_line());
+            return Ok(exit(!report.matrix.has_failures()));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -98,7 +98,7 @@ pub fn run(opts: &Options, manifest: &Manifest) -> Result<Vec<Timing>> {
     let mut ready = Vec::new();
     for k in &opts.kernels {
         let bar = progress.bar(k.id.clone());
-        let prepared = fetch(k, &|step| bar.set_message(step.to_owned()));
+        let prepared = fetch(k, &|step| progress.step(&bar, step.to_owned(), false));
         progress.finish(
             &bar,
             match &prepared {
@@ -230,14 +230,13 @@ fn run_column(
     let total = manifest.tests().count();
     let log = opts.run_dir.join(format!("{id}.log"));
     let run = column::watch(cmd, opts.timeout, &log, |run: &ColumnRun| {
-        bar.set_message(format!(
+        let running = run.running.iter().next_back();
+        let message = format!(
             "{} of {total} cases done{}",
             run.cases_done,
-            run.running
-                .iter()
-                .next_back()
-                .map_or(String::new(), |t| format!(", running {t}"))
-        ));
+            running.map_or(String::new(), |t| format!(", running {t}"))
+        );
+        progress.step(&bar, message, true);
     })?;
     let problem = run.problem(opts.timeout);
     let end = match (&problem, run.finished) {
@@ -286,18 +285,44 @@ fn close_column(dir: &Path, id: &str, manifest: &Manifest, problem: Option<Strin
     Ok(())
 }
 
-/// Spinners with each kernel's stage on a terminal; one line per finished stage otherwise (CI logs).
+/// Spinners with each kernel's stage on a terminal; lines otherwise (CI logs): every step of a
+/// fetch or build, the cases done at most every [`PLAIN_EVERY`], and each finished stage, each
+/// with the time the kernel's stage has taken.
 struct Progress {
     bars: MultiProgress,
     plain: bool,
+    /// When each bar last printed a throttled line (plain mode).
+    printed: Mutex<std::collections::HashMap<String, Instant>>,
 }
+
+/// How often a column's case count is printed when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(60);
 
 impl Progress {
     fn new() -> Self {
         Progress {
             bars: MultiProgress::new(),
             plain: !std::io::stderr().is_terminal(),
+            printed: Default::default(),
         }
+    }
+
+    /// Shows `message` on `bar`; without a terminal, prints it as a line (a `throttled` one at
+    /// most every [`PLAIN_EVERY`] per bar).
+    fn step(&self, bar: &ProgressBar, message: String, throttled: bool) {
+        if self.plain {
+            let mut printed = self.printed.lock().unwrap_or_else(|e| e.into_inner());
+            let last = printed.get(&bar.prefix()).copied();
+            if !throttled || last.is_none_or(|t| t.elapsed() >= PLAIN_EVERY) {
+                eprintln!(
+                    "{}: {message} ({} s)",
+                    bar.prefix(),
+                    bar.elapsed().as_secs()
+                );
+                printed.insert(bar.prefix(), Instant::now());
+            }
+        }
+        bar.set_message(message);
     }
 
     fn bar(&self, prefix: impl Into<String>) -> ProgressBar {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::kernels::KernelSpec;
+use crate::kernels::{KernelSpec, Kind};
 pub use crate::manifest::{Binary, Manifest};
 pub use bpfconf_record::Event;
 
@@ -57,6 +57,9 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
     .emit();
     if let Some(spec) = opts.spec.as_ref().filter(|s| !s.jit) {
         check_jit_off(&spec.id)?;
+    }
+    if opts.spec.as_ref().is_some_and(|s| s.kind != Kind::Host) {
+        allow_unprivileged_bpf()?;
     }
     let env = environment(opts, &release)?;
     let allowed = allowed_splats(opts.spec.as_ref())?;
@@ -128,6 +131,23 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
     Ok(exit)
 }
 
+/// Where the kernel keeps whether users without capabilities may load programs.
+pub const UNPRIVILEGED_BPF: &str = "/proc/sys/kernel/unprivileged_bpf_disabled";
+
+/// Inside a VM the suite owns the kernel: `kernel.unprivileged_bpf_disabled` 2 (off, as Debian
+/// ships it, and changeable) becomes 0 so the unprivileged verifier rules run. 1 cannot be undone
+/// without a reboot: it stays, and those rules say so (`unsupported`, checked when they run).
+/// Never on the host.
+pub fn allow_unprivileged_bpf() -> Result<()> {
+    let value = fs::read_to_string(UNPRIVILEGED_BPF)
+        .with_context(|| format!("reading {UNPRIVILEGED_BPF}"))?;
+    if value.trim() == "2" {
+        fs::write(UNPRIVILEGED_BPF, "0")
+            .with_context(|| format!("writing 0 to {UNPRIVILEGED_BPF}"))?;
+    }
+    Ok(())
+}
+
 /// A `jit = false` column (kernels.toml) must run with the JIT off: its kernel command line sets
 /// `net.core.bpf_jit_enable=0`; anything else would make it a copy of its JIT twin.
 fn check_jit_off(id: &str) -> Result<()> {
@@ -152,11 +172,14 @@ struct Ran {
     clean: bool,
 }
 
-/// Runs `expected` tests of `bin` until each has a record. A run that crashes or hangs is
-/// attributed to the case it cut short (the cases report their start and end as [`Event`]s):
-/// alone, it gets an `error` record naming how the binary ended; several at once are run again
-/// one at a time to tell which. Tests the run never reached are run again in a new process.
-/// `on_case_event` sees the cases running whenever one starts or ends.
+/// Runs `expected` tests of `bin` until each has a record. A run that crashes or hangs loses only
+/// its culprit: a case past `--case-timeout` is named by its start event; otherwise the rest runs
+/// again one test at a time, where libtest names each test before it runs it ([`Announced`]), so
+/// the test the binary died in — even before its case started (a static initializer, a helper
+/// thread, an abort before `Case::run`) — gets the `error` record and the others run on, at the
+/// usual parallelism, in a new process. A run that neither records nor names anything ends it:
+/// the binary dies before any test (its remaining tests are `error`). `on_case_event` sees the
+/// cases running whenever one starts or ends.
 fn run_binary(
     bin: &Binary,
     expected: &[String],
@@ -164,7 +187,6 @@ fn run_binary(
     env: &[(String, String)],
     on_case_event: &mut dyn FnMut(&BTreeSet<String>),
 ) -> Result<Ran> {
-    const RUNS: usize = 6;
     let mut todo: Vec<String> = expected.to_vec();
     let mut threads = opts.threads;
     let mut ran = Ran {
@@ -172,7 +194,7 @@ fn run_binary(
         missing: 0,
         clean: true,
     };
-    for attempt in 1..=RUNS {
+    for attempt in 1.. {
         let mut cmd = Command::new(&bin.path);
         cmd.arg(format!("--test-threads={threads}"))
             .envs(env.iter().cloned());
@@ -186,10 +208,12 @@ fn run_binary(
             }
         }
         let mut running: BTreeMap<String, Instant> = BTreeMap::new();
+        let mut announced = Announced::default();
         let mut tail = Tail::default();
         let ended = watched::run(cmd, opts.timeout, |line| {
             println!("{line}");
             tail.push(line);
+            announced.line(line);
             match Event::parse(line) {
                 Some(Event::CaseStarted { test }) => {
                     running.insert(test, Instant::now());
@@ -203,11 +227,15 @@ fn run_binary(
             watched::Next::KillAt(running.values().min().map(|t| *t + opts.case_timeout))
         })?;
         let recorded = recorded_tests(&opts.results, &opts.kernel, &bin.name);
-        let cut_short: Vec<String> = running
-            .into_keys()
-            .filter(|t| !recorded.contains(t))
-            .collect();
-        let end = if ended.timed_out && !cut_short.is_empty() {
+        let before = todo.len();
+        todo.retain(|t| !recorded.contains(t));
+        let progressed = todo.len() < before;
+        // The case past its timeout: the one running longest.
+        let overdue = (running.iter())
+            .filter(|(t, _)| !recorded.contains(*t))
+            .min_by_key(|(_, started)| **started)
+            .map(|(t, _)| t.clone());
+        let end = if ended.timed_out && overdue.is_some() {
             format!(
                 "killed: a case ran longer than {} s",
                 opts.case_timeout.as_secs()
@@ -223,8 +251,7 @@ fn run_binary(
         let completed = matches!(ended.status.code(), Some(0 | 101)) && !ended.timed_out;
         ran.clean &= ended.status.success();
         ran.ends.push(end.clone());
-        todo.retain(|t| !recorded.contains(t));
-        if completed || attempt == RUNS {
+        if completed || todo.is_empty() {
             let why = format!(
                 "no record: test binary {} {end} without reaching this test; its last output:\n{}",
                 bin.name,
@@ -234,24 +261,75 @@ fn run_binary(
             ran.missing += record_missing(&opts.results, &opts.kernel, &bin.name, &left, &why)?;
             break;
         }
-        if cut_short.len() == 1 || threads == 1 {
+        let culprit = if ended.timed_out && overdue.is_some() {
+            overdue
+        } else if threads > 1 {
+            // Another test may have killed it while these ran: one at a time tells.
+            threads = 1;
+            continue;
+        } else {
+            announced.running().filter(|t| todo.contains(t))
+        };
+        let Some(culprit) = culprit else {
+            if progressed {
+                continue;
+            }
             let why = format!(
-                "no record: test binary {} {end} while this test ran; its last output:\n{}",
+                "no record: test binary {} {end} before any test could be named; its last \
+                 output:\n{}",
                 bin.name,
                 tail.text()
             );
-            let culprits: Vec<&str> = cut_short.iter().map(String::as_str).collect();
-            ran.missing += record_missing(&opts.results, &opts.kernel, &bin.name, &culprits, &why)?;
-            todo.retain(|t| !cut_short.contains(t));
-        } else if !cut_short.is_empty() {
-            threads = 1;
-        }
+            let left: Vec<&str> = todo.iter().map(String::as_str).collect();
+            ran.missing += record_missing(&opts.results, &opts.kernel, &bin.name, &left, &why)?;
+            break;
+        };
+        let why = format!(
+            "no record: test binary {} {end} while this test ran; its last output:\n{}",
+            bin.name,
+            tail.text()
+        );
+        ran.missing += record_missing(&opts.results, &opts.kernel, &bin.name, &[&culprit], &why)?;
+        todo.retain(|t| *t != culprit);
+        threads = opts.threads;
         if todo.is_empty() {
             break;
         }
     }
     ran.clean &= ran.missing == 0;
     Ok(ran)
+}
+
+/// The test libtest is running, from its output with one test thread: it prints `test NAME ... `
+/// (flushed, no newline) before it runs a test and the result (`ok`, `FAILED`, `ignored`) after
+/// it, possibly on a later line when other output came in between.
+#[derive(Debug, Default)]
+struct Announced(Option<String>);
+
+impl Announced {
+    fn line(&mut self, line: &str) {
+        let rest = match line
+            .strip_prefix("test ")
+            .and_then(|l| l.split_once(" ... "))
+        {
+            Some((name, rest)) => {
+                self.0 = Some(name.trim().to_owned());
+                rest
+            }
+            None => line,
+        };
+        if ["ok", "FAILED", "ignored"]
+            .iter()
+            .any(|result| rest.trim_start().starts_with(result))
+        {
+            self.0 = None;
+        }
+    }
+
+    /// The test announced and not finished.
+    fn running(&self) -> Option<String> {
+        self.0.clone()
+    }
 }
 
 /// The tests of `binary` that have a record of `kernel` in `results`.
@@ -355,6 +433,27 @@ fn signal_name(sig: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// libtest's one-thread output names the running test, whatever comes between its name and
+    /// its result; a finished test is no culprit.
+    #[test]
+    fn libtest_announces_the_running_test() {
+        let mut a = Announced::default();
+        for line in [
+            "running 3 tests",
+            "test xdp::drops ... ok",
+            "test xdp::bounces ... bpfconf-event {\"event\":\"case_started\",\"test\":\"xdp::bounces\"}",
+            "bpfconf-event {\"event\":\"case_ended\",\"test\":\"xdp::bounces\"}",
+            "FAILED",
+        ] {
+            a.line(line);
+        }
+        assert_eq!(a.running(), None);
+        a.line("test crash::aborts_before_case ... ");
+        assert_eq!(a.running().as_deref(), Some("crash::aborts_before_case"));
+        a.line("fatal runtime error: something, aborting");
+        assert_eq!(a.running().as_deref(), Some("crash::aborts_before_case"));
+    }
 
     #[test]
     fn missing_tests_get_error_records() {

@@ -40,10 +40,94 @@ fn on(release: &str, build: &str, config: &kernel::Config, id: &str) -> (Outcome
         &Running {
             release,
             build,
+            build_id: None,
             config,
         },
     );
     (e.outcome(), e.reason())
+}
+
+#[test]
+fn judged_outcomes_carry_their_cause() {
+    let kernel = |build_id| Running {
+        release: "6.18.44-fc-v1300",
+        build: "#1 SMP",
+        build_id,
+        config: Box::leak(Box::new(config(BPF))),
+    };
+    let said = "program of this type cannot use helper bpf_xdp_adjust_meta#54";
+    let fail = decide("helper.bpf_xdp_adjust_meta", said, &kernel(Some("fa36")));
+    assert_eq!(fail.outcome(), Outcome::Fail, "{}", fail.reason());
+    let cause = fail.cause().expect("a regression names its feature");
+    assert_eq!(
+        (cause.feature.as_str(), cause.said.as_str()),
+        ("helper.bpf_xdp_adjust_meta", said)
+    );
+    let old = Running {
+        release: "4.9.0",
+        ..kernel(None)
+    };
+    let unsupported = decide("helper.bpf_xdp_adjust_meta", said, &old);
+    assert_eq!(unsupported.outcome(), Outcome::Unsupported);
+    assert_eq!(
+        unsupported.cause().map(|c| c.feature),
+        Some("helper.bpf_xdp_adjust_meta".to_owned())
+    );
+    assert_eq!(CaseError::Fail(anyhow::anyhow!("plain")).cause(), None);
+}
+
+/// A deviation names one build: that build's missing feature is `unsupported` with the declared
+/// reason; any other build past the floor still fails.
+#[test]
+fn a_declared_deviation_binds_to_its_build_only() {
+    let deviations = [Deviation {
+        build_id: "fa36776b59bf96ad".into(),
+        feature: "helper.bpf_xdp_adjust_meta".into(),
+        reason: "a vendor patch".into(),
+    }];
+    let config = config(BPF);
+    let running = |build_id| Running {
+        release: "6.18.44-fc-v1300",
+        build: "#1 SMP",
+        build_id,
+        config: &config,
+    };
+    let id = "helper.bpf_xdp_adjust_meta";
+    let declared = decide_outcome(id, "said", &running(Some("fa36776b59bf96ad")), &deviations);
+    assert_eq!(declared.outcome(), Outcome::Unsupported);
+    assert!(
+        declared.reason().contains(
+            "this build (6.18.44-fc-v1300, build id fa36776b59bf) lacks it: a vendor patch"
+        ),
+        "{}",
+        declared.reason()
+    );
+    for other in [Some("1a2b3c"), None] {
+        let e = decide_outcome(id, "said", &running(other), &deviations);
+        assert_eq!(e.outcome(), Outcome::Fail, "{other:?}: {}", e.reason());
+    }
+    let e = decide_outcome(
+        "helper.bpf_xdp_adjust_head",
+        "said",
+        &running(Some("fa36776b59bf96ad")),
+        &deviations,
+    );
+    assert_eq!(e.outcome(), Outcome::Fail, "{}", e.reason());
+}
+
+/// Every deviation names a feature with a floor and a whole build id.
+#[test]
+fn deviations_name_floored_features() {
+    for d in deviations() {
+        assert!(floor(&d.feature).is_some(), "{}: no floor row", d.feature);
+        assert!(
+            d.build_id.len() >= 32 && d.build_id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{}: build id {:?}",
+            d.feature,
+            d.build_id
+        );
+        assert!(!d.reason.is_empty(), "{}", d.feature);
+    }
 }
 
 use crate::outcome::Outcome;
@@ -564,4 +648,24 @@ fn nothing_else_builds_unsupported() {
         "tests/suite/kprobe.rs must hand ksyscall::resolve's answer to floors::judge"
     );
     assert!(Path::new(&root.join("kernels/floors.toml")).is_file());
+}
+
+/// `config_since`: tcp_congestion_ops needs CONFIG_MODULES only from 6.9 on.
+#[test]
+fn options_needed_from_a_later_release() {
+    let floor = floor("struct_ops.tcp_congestion_ops").unwrap();
+    let at = |v: &str| floor.config_at(Version::parse(v).unwrap());
+    assert!(!at("6.8").contains(&"CONFIG_MODULES=y".to_owned()));
+    assert!(at("6.9").contains(&"CONFIG_MODULES=y".to_owned()));
+    let options = [
+        ("CONFIG_BPF_JIT", "y"),
+        ("CONFIG_INET", "y"),
+        ("CONFIG_DEBUG_INFO_BTF", "y"),
+    ];
+    let c = config(&options);
+    let (outcome, reason) = on("6.8.0", "", &c, "struct_ops.tcp_congestion_ops");
+    assert_eq!(outcome, Outcome::Fail, "{reason}");
+    let (outcome, reason) = on("6.12.117", "", &c, "struct_ops.tcp_congestion_ops");
+    assert_eq!(outcome, Outcome::Unsupported, "{reason}");
+    assert!(reason.contains("CONFIG_MODULES is not set"), "{reason}");
 }

@@ -30,6 +30,9 @@ pub(super) fn render(c: &Comparison) -> String {
                 " (exit 1): cells that got worse, cases or columns that disappeared."
             }
         }
+        @for note in &c.notes {
+            p.note { strong { "Not compared: " } (note) }
+        }
         (totals(c))
         h2 #regressions { "Regressions" }
         @if c.regressions == 0 { p { "None." } }

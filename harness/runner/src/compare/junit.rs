@@ -24,6 +24,15 @@ pub(super) fn render(c: &Comparison) -> Result<String> {
         .collect();
     let notes = notes(c);
     let mut junit = quick_junit::Report::new("bpfconf compare");
+    if !c.notes.is_empty() {
+        let mut suite = TestSuite::new("notes");
+        for note in &c.notes {
+            let mut test = testcase("runner::not_compared", TestCaseStatus::skipped());
+            test.set_system_out(note.as_str());
+            suite.add_test_case(test);
+        }
+        junit.add_test_suite(suite);
+    }
     for (kernel, cases) in &c.tested {
         let mut suite = TestSuite::new(kernel.as_str());
         for (case, outcome) in cases {

@@ -35,6 +35,9 @@ pub fn render(c: &Comparison) -> String {
         c.costs_compared,
         c.costs_emulated,
     );
+    for note in &c.notes {
+        let _ = writeln!(out, "- **not compared**: {note}");
+    }
     for k in &c.removed_columns {
         let place = c.removed_column_places.get(k).unwrap_or(&c.old);
         let _ = writeln!(
@@ -46,7 +49,7 @@ pub fn render(c: &Comparison) -> String {
     for k in &c.added_columns {
         let _ = writeln!(out, "- column **{k}** added");
     }
-    if !c.removed_columns.is_empty() || !c.added_columns.is_empty() {
+    if !c.removed_columns.is_empty() || !c.added_columns.is_empty() || !c.notes.is_empty() {
         out.push('\n');
     }
     outcome_tables(&mut out, &c.outcomes);

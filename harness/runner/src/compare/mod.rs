@@ -89,6 +89,9 @@ pub struct Comparison {
     /// Run costs not compared: measured under emulation on either side (QEMU TCG: two runs of
     /// the same rows on 6.1 differed by p50 12 %, p95 270 %).
     pub costs_emulated: usize,
+    /// What was left out and why, one line each (a column that ran another build than run A's:
+    /// its snapshots and accepted cells are not enforced). Every format shows them.
+    pub notes: Vec<String>,
     /// Run B's cells, column by column (kernel, then case → outcome): the JUnit view has a
     /// testcase for each. Not in the JSON, which holds what changed.
     #[serde(skip)]
@@ -133,8 +136,35 @@ impl Change {
     }
 }
 
-/// Compares run `old` (A) with run `new` (B).
+/// The columns both runs have whose builds differ, each with its note: those are not compared
+/// (another build's outcomes and statistics are not a change of the kernel run A ran).
+pub fn other_builds(old: &Run, new: &Run) -> Vec<(String, String)> {
+    new.kernels
+        .iter()
+        .filter(|k| old.kernels.contains(k))
+        .filter_map(|k| {
+            let difference = new.builds.get(k)?.difference(old.builds.get(k)?)?;
+            let release = new
+                .releases
+                .get(k)
+                .map_or(String::new(), |r| format!(" {r}"));
+            Some((
+                k.clone(),
+                format!(
+                    "{k}{release}: another build than {}'s ({difference}): its snapshots and \
+                     cells are not compared",
+                    old.label
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// Compares run `old` (A) with run `new` (B); a column whose build differs is left out with a
+/// note ([`other_builds`]).
 pub fn compare(old: &Run, new: &Run, options: &Options) -> Comparison {
+    let others = other_builds(old, new);
+    let skipped = |k: &String| others.iter().any(|(o, _)| o == k);
     let removed_columns: Vec<String> = old
         .kernels
         .iter()
@@ -150,7 +180,7 @@ pub fn compare(old: &Run, new: &Run, options: &Options) -> Comparison {
     let kernels: Vec<&String> = old
         .kernels
         .iter()
-        .filter(|k| new.kernels.contains(k))
+        .filter(|k| new.kernels.contains(k) && !skipped(k))
         .collect();
     let cases: BTreeSet<&String> = old.cells.keys().chain(new.cells.keys()).collect();
     let mut outcomes = Vec::new();
@@ -203,6 +233,7 @@ pub fn compare(old: &Run, new: &Run, options: &Options) -> Comparison {
         programs_compared: programs.compared,
         costs_compared: programs.costs_compared,
         costs_emulated: programs.costs_emulated,
+        notes: others.into_iter().map(|(_, note)| note).collect(),
         tested: new
             .kernels
             .iter()

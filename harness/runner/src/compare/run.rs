@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use bpfconf_record::{LoadOutcome, Outcome, ProgramLog, Record, RunCost, Unreadable};
+use bpfconf_record::{KernelBuild, LoadOutcome, Outcome, ProgramLog, Record, RunCost, Unreadable};
 use serde::{Deserialize, Serialize};
 
 use crate::report::Matrix;
@@ -22,6 +22,10 @@ pub struct Run {
     pub places: BTreeMap<String, String>,
     /// Cells by case id, then kernel id.
     pub cells: BTreeMap<String, BTreeMap<String, Cell>>,
+    /// The kernel build each column ran, where the side knows it.
+    pub builds: BTreeMap<String, KernelBuild>,
+    /// `uname -r` of each column, where the side knows it.
+    pub releases: BTreeMap<String, String>,
 }
 
 /// One case on one kernel.
@@ -111,7 +115,11 @@ impl Program {
         }
         Program {
             verdict: Some(verdict),
-            key_line: refused.then(|| load.message.clone()).flatten(),
+            // Read again from the log: a record of an older harness may have kept a key line
+            // with the kernel's timing glued on, and the verdict is about meaning only.
+            key_line: refused
+                .then(|| bpf_loader::load::key_line(&log.log).or_else(|| load.message.clone()))
+                .flatten(),
             metrics,
             log: Some(log.log.clone()),
             run_cost: None,
@@ -141,6 +149,16 @@ impl Run {
         let matrix = Matrix::from_records(records, unreadable);
         let mut run = Run::of_matrix(label, &matrix);
         for r in records {
+            if let Some(build) = &r.build {
+                run.builds
+                    .entry(r.kernel.clone())
+                    .or_insert_with(|| build.clone());
+            }
+            if !r.kernel_release.is_empty() {
+                run.releases
+                    .entry(r.kernel.clone())
+                    .or_insert_with(|| r.kernel_release.clone());
+            }
             let Some(cell) = run
                 .cells
                 .get_mut(&r.case)
@@ -190,6 +208,8 @@ impl Run {
             kernels: matrix.kernels.clone(),
             places: BTreeMap::new(),
             cells,
+            builds: BTreeMap::new(),
+            releases: BTreeMap::new(),
         }
     }
 
@@ -202,9 +222,49 @@ impl Run {
     pub fn remove_kernel(&mut self, kernel: &str) {
         self.kernels.retain(|k| k != kernel);
         self.places.remove(kernel);
+        self.builds.remove(kernel);
+        self.releases.remove(kernel);
         for cells in self.cells.values_mut() {
             cells.remove(kernel);
         }
         self.cells.retain(|_, cells| !cells.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message without its newline gets the verifier's timing glued on: two runs of one
+    /// commit differ there only, and their key lines must not.
+    #[test]
+    fn key_lines_are_read_without_timings() {
+        let load = |usec: u32| {
+            let message = format!("ptr off: -16verification time {usec} usec");
+            let log = format!(
+                "5: (7b) *(u64 *)(r2 +0) = r1\n{message}\nstack depth 16\nprocessed 6 insns \
+                 (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n"
+            );
+            let program = ProgramLog {
+                stats: None,
+                log,
+                size: None,
+            };
+            LoadOutcome {
+                object: "o".into(),
+                loaded: false,
+                errno: Some("EACCES".into()),
+                failed_program: Some("p".into()),
+                message: Some(message),
+                programs: BTreeMap::from([("p".to_owned(), program)]),
+            }
+        };
+        let (a, b) = (load(1287), load(581));
+        let (pa, pb) = (
+            Program::of(&a, "p", &a.programs["p"]),
+            Program::of(&b, "p", &b.programs["p"]),
+        );
+        assert_eq!(pa.key_line.as_deref(), Some("ptr off: -16"));
+        assert_eq!(pa.key_line, pb.key_line);
     }
 }

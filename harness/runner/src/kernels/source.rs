@@ -85,16 +85,33 @@ pub fn lock(root: &Path, package: &super::Package) -> Result<File> {
     Ok(lock)
 }
 
-/// The cache key of a build: the package pin, the base and the fragment's bytes.
+/// What makes two builds of the same inputs the same bytes (the kernel's reproducible-builds
+/// variables): the version string baked into the image names no date, user or host, so the
+/// image's GNU build id, which binds the column's snapshots (`build.json`), is the same on every
+/// machine with the same toolchain.
+const REPRODUCIBLE: [(&str, &str); 4] = [
+    ("KBUILD_BUILD_TIMESTAMP", "1970-01-01 00:00:00 UTC"),
+    ("KBUILD_BUILD_USER", "bpfconf"),
+    ("KBUILD_BUILD_HOST", "bpfconf"),
+    ("KBUILD_BUILD_VERSION", "1"),
+];
+
+/// The cache key of a build: the package pin, the base, the fragment's bytes and the
+/// reproducible-build settings.
 pub fn key(spec: &KernelSpec) -> Result<String> {
     let i = inputs(spec)?;
     let mut h = Sha256::new();
+    let reproducible: String = REPRODUCIBLE
+        .iter()
+        .map(|(k, v)| format!("{k}={v};"))
+        .collect();
     for part in [
         &i.package.name,
         &i.package.version,
         &i.package.sha256,
         i.base,
         &i.fragment,
+        &reproducible,
     ] {
         h.update(part.as_bytes());
         h.update([0]);
@@ -239,8 +256,11 @@ fn run_make(
 ) -> Result<()> {
     let mut argv = vec![format!("O={}", obj.display())];
     argv.extend(args.iter().map(|a| a.to_string()));
-    let reader = duct::cmd("make", &argv)
-        .dir(tree)
+    let mut make = duct::cmd("make", &argv).dir(tree);
+    for (var, value) in REPRODUCIBLE {
+        make = make.env(var, value);
+    }
+    let reader = make
         .stderr_to_stdout()
         .reader()
         .context("running make (run ci/setup for the build prerequisites)")?;

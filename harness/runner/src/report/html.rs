@@ -46,7 +46,23 @@ pub(super) fn render(report: &Report) -> String {
                 ul { @for p in &problems { li { code { (p) } } } }
             }
         }
+        @for note in &report.notes {
+            p.note { (note) }
+        }
         (totals(report))
+        @let causes = report.causes();
+        @if !causes.is_empty() {
+            h2 { "Missing kernel features" }
+            ul.causes {
+                @for group in &causes {
+                    li {
+                        strong { (group.kernel) ": " (plural(group.cases.len(), "cell")) " " (group.outcome) }
+                        " on " code { (group.feature) } ": " (group.said)
+                        details { summary { "cases" } (group.cases.join(", ")) }
+                    }
+                }
+            }
+        }
         div.filters {
             label { "Program type " select #f-type {
                 option value="" { "all" }

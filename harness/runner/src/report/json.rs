@@ -27,6 +27,12 @@ pub struct JsonReport {
     pub problems: Vec<String>,
     /// Count of each outcome over all cells.
     pub totals: BTreeMap<Outcome, usize>,
+    /// One line per column that ran another build than its snapshots' (not enforced there).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// The cells grouped by the missing feature they were judged on.
+    #[serde(default)]
+    pub causes: Vec<super::CauseGroup>,
     /// The columns, in order.
     pub kernels: Vec<JsonKernel>,
     /// The rows, by case id.
@@ -82,6 +88,8 @@ pub(super) fn of(report: &Report) -> JsonReport {
         complete: problems.is_empty(),
         problems,
         totals: m.totals(),
+        notes: report.notes.clone(),
+        causes: report.causes(),
         kernels: m
             .kernels
             .iter()

@@ -20,6 +20,16 @@ pub(super) fn render(report: &Report) -> Result<String> {
         if let Some(t) = report.timing(k) {
             suite.set_time(Duration::from_secs_f64(t.total_s));
         }
+        for note in report
+            .notes
+            .iter()
+            .filter(|n| n.split(' ').next() == Some(k))
+        {
+            suite.add_property(Property::new("build", note.as_str()));
+        }
+        for group in report.causes().iter().filter(|g| g.kernel == *k) {
+            suite.add_property(Property::new("missing_feature", group.line()));
+        }
         for (case, row) in &m.cases {
             let Some(cell) = row.cells.get(k) else {
                 continue;

@@ -40,7 +40,19 @@ pub fn render(report: &Report) -> String {
         }
         head.push('\n');
     }
+    for note in &report.notes {
+        let _ = writeln!(head, "> [!NOTE]\n> {}\n", text(note));
+    }
     head.push_str(&totals(report));
+    let causes = report.causes();
+    if !causes.is_empty() {
+        head.push_str(
+            "\n### Missing kernel features (one line each, with what the kernel said)\n\n",
+        );
+        for group in &causes {
+            let _ = writeln!(head, "- {}", text(&cut(&group.line())));
+        }
+    }
 
     let not_pass: Vec<(&String, &Row)> = m
         .cases

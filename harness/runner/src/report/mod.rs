@@ -12,8 +12,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use std::fs;
+use std::path::Path;
+
 use bpfconf_record::Outcome;
-use bpfconf_record::{Record, Unreadable};
+use bpfconf_record::{KernelBuild, Record, Unreadable};
 
 use crate::matrix::Timing;
 use crate::run_dirs::LoadedRun;
@@ -33,6 +36,38 @@ pub struct Report {
     pub timings: Vec<Timing>,
     /// The record behind each cell, by case and kernel.
     pub records: BTreeMap<(String, String), Record>,
+    /// One line per column that ran another build than the one its snapshots were accepted on.
+    pub notes: Vec<String>,
+}
+
+/// The cells one missing feature cost on one kernel (the records' `cause`): reports name the
+/// feature once, with what the kernel said.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct CauseGroup {
+    /// The kernel id.
+    pub kernel: String,
+    /// The feature's id in kernels/floors.toml.
+    pub feature: String,
+    /// What the floors made of it there (`fail` past the floor, else `unsupported`).
+    pub outcome: Outcome,
+    /// What the kernel said (in the first case).
+    pub said: String,
+    /// The cases, by id.
+    pub cases: Vec<String>,
+}
+
+impl CauseGroup {
+    /// `host-6.18: 15 cells fail on helper.bpf_xdp_adjust_meta: <what the kernel said>`.
+    pub fn line(&self) -> String {
+        format!(
+            "{}: {} {} on {}: {}",
+            self.kernel,
+            plural(self.cases.len(), "cell"),
+            self.outcome,
+            self.feature,
+            self.said
+        )
+    }
 }
 
 impl Report {
@@ -48,12 +83,46 @@ impl Report {
                 records.insert(key, (*r).clone());
             }
         }
+        let notes = build_notes(&records, &crate::workspace_root().join("tests/snapshots"));
         Report {
             matrix,
             suite: run.suite.clone(),
             timings: run.timings.clone(),
             records,
+            notes,
         }
+    }
+
+    /// The cells grouped by the missing feature they were judged on, each group once per kernel:
+    /// failures first, then the largest groups.
+    pub fn causes(&self) -> Vec<CauseGroup> {
+        let mut groups: BTreeMap<(String, String, Outcome), CauseGroup> = BTreeMap::new();
+        for ((case, kernel), r) in &self.records {
+            let Some(cause) = r.cause.as_ref() else {
+                continue;
+            };
+            let key = (kernel.clone(), cause.feature.clone(), r.outcome);
+            groups
+                .entry(key)
+                .or_insert_with(|| CauseGroup {
+                    kernel: kernel.clone(),
+                    feature: cause.feature.clone(),
+                    outcome: r.outcome,
+                    said: cause.said.clone(),
+                    cases: Vec::new(),
+                })
+                .cases
+                .push(case.clone());
+        }
+        let mut groups: Vec<CauseGroup> = groups.into_values().collect();
+        groups.sort_by_key(|g| {
+            (
+                std::cmp::Reverse(severity(g.outcome)),
+                std::cmp::Reverse(g.cases.len()),
+                kernel_order(&g.kernel),
+            )
+        });
+        groups
     }
 
     /// The report of a matrix alone (no records, no timings).
@@ -63,6 +132,7 @@ impl Report {
             suite: None,
             timings: Vec::new(),
             records: BTreeMap::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -148,6 +218,37 @@ impl Report {
     pub fn junit(&self) -> anyhow::Result<String> {
         junit::render(self)
     }
+}
+
+/// For each column whose records ran another build than the one in
+/// `<snapshots>/<kernel>/build.json`: `host-6.18 6.18.44-fc-v1300: another build than the accepted
+/// one (…): snapshots and baseline not enforced`.
+fn build_notes(records: &BTreeMap<(String, String), Record>, snapshots: &Path) -> Vec<String> {
+    let mut builds: BTreeMap<&str, &Record> = BTreeMap::new();
+    for ((_, kernel), r) in records {
+        if r.build.is_some() {
+            builds.entry(kernel.as_str()).or_insert(r);
+        }
+    }
+    let mut notes: Vec<_> = builds
+        .into_iter()
+        .filter_map(|(kernel, r)| {
+            let file = snapshots.join(kernel).join("build.json");
+            let accepted: KernelBuild =
+                serde_json::from_str(&fs::read_to_string(file).ok()?).ok()?;
+            let difference = r.build.as_ref()?.difference(&accepted)?;
+            Some((
+                kernel_order(kernel),
+                format!(
+                    "{kernel} {}: another build than the accepted one ({difference}): snapshots \
+                     and baseline not enforced",
+                    r.kernel_release
+                ),
+            ))
+        })
+        .collect();
+    notes.sort();
+    notes.into_iter().map(|(_, note)| note).collect()
 }
 
 /// One matrix cell: the outcome and its reason.
