@@ -584,6 +584,8 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             eprintln!("building the test binaries");
             let manifest = matrix::build_tests()?;
+            eprintln!("building the kernel selftests' corpora");
+            selftests::build_all(&Kernels::load()?, &[])?;
             let jobs =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let run_dir = match run_dir {

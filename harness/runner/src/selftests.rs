@@ -22,7 +22,7 @@ use crate::kernels::{self, KernelSpec, Kind, Matrix, SelftestsTree, fetch, sourc
 use crate::kmsg::Kmsg;
 use crate::watched;
 
-/// Bumped when what a build produces changes beyond its inputs.
+/// Bumped when how a corpus is compiled changes beyond its inputs.
 const RECIPE: &str = "selftests corpus 1";
 
 /// The list of built corpora the columns run (their directories).
@@ -115,7 +115,7 @@ pub fn build(matrix: &Matrix, t: &SelftestsTree, say: &dyn Fn(&str)) -> Result<C
     let root = source::build_root();
     let dir = root.join("selftests").join(format!("{}-{}-{key}", t.tree, pkg.version));
     if let Ok(corpus) = Corpus::load(&dir)
-        && corpus.key == key
+        && corpus.key == bpf_selftests::corpus::manifest_key(&key)
     {
         return Ok(corpus);
     }

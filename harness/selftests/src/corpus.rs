@@ -20,6 +20,15 @@ use crate::spec::Constants;
 /// The compiler (pinned: the suite's samples use it too).
 pub const CLANG: &str = "clang-19";
 
+/// Bumped when what the build reads from a tree, or writes in the manifest, changes (the objects
+/// are then scanned again, not compiled again).
+const SCAN: u32 = 1;
+
+/// The manifest's key for objects compiled under `compile_key`.
+pub fn manifest_key(compile_key: &str) -> String {
+    format!("{compile_key}-scan{SCAN}")
+}
+
 /// The manifest of a built corpus.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Corpus {
@@ -111,7 +120,7 @@ pub struct Inputs<'a> {
     pub btf: &'a Path,
     /// The corpus directory to fill (its cache key's).
     pub out: &'a Path,
-    /// The cache key.
+    /// The compile inputs' key (package, clang, flags, BTF kernel).
     pub key: &'a str,
     /// The tree Makefile's BPF flags.
     pub cflags: &'a [String],
@@ -131,30 +140,41 @@ pub fn build(inputs: &Inputs<'_>, say: &dyn Fn(&str)) -> Result<Corpus> {
     let st = selftests(inputs.tree);
     ensure!(st.join("progs").is_dir(), "{} has no progs/", st.display());
     fs::create_dir_all(inputs.out)?;
-    let include = inputs.out.join("include");
-    say("bpftool (the tree's own, for vmlinux.h)");
-    let bpftool = build_bpftool(inputs.tree, &inputs.out.join("bpftool"))?;
-    say("headers: libbpf's, bpf_helper_defs.h, vmlinux.h");
-    headers(inputs.tree, &bpftool, inputs.btf, &include)?;
-
     let scan = Scan::of(inputs.tree)?;
     let mut sources: BTreeSet<String> = scan.annotated.iter().cloned().collect();
     sources.extend(scan.loader_runs.keys().cloned());
     sources.extend(scan.btf_paths.iter().cloned());
     sources.retain(|s| st.join("progs").join(format!("{s}.c")).is_file());
-    let mut flags: Vec<String> = inputs.cflags.to_vec();
-    flags.push(format!("-I{}", include.display()));
-    flags.push(format!("-I{}", st.display()));
-    for dir in inputs.include {
-        flags.push(format!("-I{}", inputs.tree.join(dir).display()));
-    }
-    flags.extend(system_includes()?);
-    say(&format!(
-        "compiling {} sources with {} jobs",
-        sources.len(),
-        inputs.jobs
-    ));
-    let failed = compile(&st, &sources, &flags, &scan.file_cflags, inputs.out, inputs.jobs)?;
+    let failed = match Compiled::read(inputs.out).filter(|c| c.key == inputs.key && c.sources == sources) {
+        Some(done) => done.failed,
+        None => {
+            let include = inputs.out.join("include");
+            say("bpftool (the tree's own, for vmlinux.h)");
+            let bpftool = build_bpftool(inputs.tree, &inputs.out.join("bpftool"))?;
+            say("headers: libbpf's, bpf_helper_defs.h, vmlinux.h");
+            headers(inputs.tree, &bpftool, inputs.btf, &include)?;
+            let mut flags: Vec<String> = inputs.cflags.to_vec();
+            flags.push(format!("-I{}", include.display()));
+            flags.push(format!("-I{}", st.display()));
+            for dir in inputs.include {
+                flags.push(format!("-I{}", inputs.tree.join(dir).display()));
+            }
+            flags.extend(system_includes()?);
+            say(&format!(
+                "compiling {} sources with {} jobs",
+                sources.len(),
+                inputs.jobs
+            ));
+            let failed = compile(&st, &sources, &flags, &scan.file_cflags, inputs.out, inputs.jobs)?;
+            Compiled {
+                key: inputs.key.to_owned(),
+                sources: sources.clone(),
+                failed: failed.clone(),
+            }
+            .write(inputs.out)?;
+            failed
+        }
+    };
 
     let constants = scan.constants;
     let mut objects = Vec::new();
@@ -181,7 +201,7 @@ pub fn build(inputs: &Inputs<'_>, say: &dyn Fn(&str)) -> Result<Corpus> {
     let corpus = Corpus {
         tree: inputs.tree_id.to_owned(),
         kernels: inputs.kernels.to_vec(),
-        key: inputs.key.to_owned(),
+        key: manifest_key(inputs.key),
         clang: clang_version()?,
         cflags: inputs.cflags.to_vec(),
         dir: inputs.out.to_owned(),
@@ -195,6 +215,27 @@ pub fn build(inputs: &Inputs<'_>, say: &dyn Fn(&str)) -> Result<Corpus> {
     fs::write(&tmp, serde_json::to_string_pretty(&corpus)?)?;
     fs::rename(&tmp, Corpus::manifest(inputs.out))?;
     Ok(corpus)
+}
+
+/// What a compile left in a corpus directory: its key, its sources, what failed.
+#[derive(Serialize, Deserialize)]
+struct Compiled {
+    key: String,
+    sources: BTreeSet<String>,
+    failed: Vec<CompileFailure>,
+}
+
+impl Compiled {
+    fn read(dir: &Path) -> Option<Compiled> {
+        serde_json::from_str(&fs::read_to_string(dir.join("compiled.json")).ok()?).ok()
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        let tmp = dir.join("compiled.json.tmp");
+        fs::write(&tmp, serde_json::to_string_pretty(self)?)?;
+        fs::rename(&tmp, dir.join("compiled.json"))?;
+        Ok(())
+    }
 }
 
 /// `clang-19 --version`'s first line.
@@ -514,12 +555,11 @@ fn helpers(uapi: &str) -> Vec<String> {
         .collect()
 }
 
-/// What the test module defines: its kfuncs, struct_ops, tracepoints and functions.
+/// What the test modules define: their kfuncs, struct_ops, tracepoints and functions.
 fn testmod(st: &Path) -> Result<BTreeSet<String>> {
     let patterns = [
         r"BTF_ID_FLAGS\(func,\s*(\w+)",
-        r#"\.name\s*=\s*"(\w+)""#,
-        r"(?:TRACE_EVENT|DECLARE_TRACE\w*|DEFINE_EVENT)\(\s*(\w+)",
+        r#"\.name\s*=\s*"(bpf_test\w+)""#,
         r"\b(bpf_testmod\w*)",
     ]
     .map(|p| Regex::new(p).expect("valid regex"));

@@ -205,8 +205,11 @@ pub fn run(obj: &ObjectTests<'_>, facts: &Facts) -> Result<Vec<ProgramRun>, Stri
             .modes
             .iter()
             .filter(|m| m.skipped.is_none() && !m.loaded)
-            .map(|m| refusal(&m.load))
-            .find_map(|why| testmod_symbol(&why, obj.testmod).map(|sym| (sym, why)));
+            .find_map(|m| {
+                let why = refusal(&m.load);
+                let said = format!("{why}\n{}", m.load.messages);
+                testmod_symbol(&said, obj.testmod).map(|sym| (sym, why))
+            });
         if let Some((sym, why)) = needs {
             run.unsupported = Some(format!(
                 "needs {sym} of the selftests' test module bpf_testmod, which the suite does not \
@@ -336,8 +339,8 @@ struct Pass<'a> {
 
 /// How a program is loaded.
 enum Route {
-    /// From the prepared object.
-    Prepared,
+    /// From the prepared object, with what libbpf would add at load time.
+    Prepared(prepared::LoadTime),
     /// By libbpf in a fresh object, for this reason.
     Fresh(String),
     /// Not at all: the object failed to load as its first program showed (complaint, errno).
@@ -387,7 +390,7 @@ impl Pass<'_> {
             set(&limited)?;
             let route = match (&prepared, &spec.btf_path, &broken) {
                 (_, Some(path), _) => Route::Fresh(format!("__btf_path {path}")),
-                (Ok(p), None, _) => p.needs_libbpf(name).map_or(Route::Prepared, Route::Fresh),
+                (Ok(p), None, _) => p.load_time(name).map_or_else(Route::Fresh, Route::Prepared),
                 (Err(_), None, Some((e, errno))) => Route::Broken(e.clone(), *errno),
                 (Err(e), None, None) => Route::Fresh(format!("the object did not load: {e}")),
             };
@@ -398,9 +401,9 @@ impl Pass<'_> {
             };
             let mut fresh: Option<Object> = None;
             match route {
-                Route::Prepared => {
+                Route::Prepared(at) => {
                     let p = prepared.as_ref().expect("routed to the prepared object");
-                    mode.load = p.load(name, req, &mut log);
+                    mode.load = p.load(name, req, at, &mut log);
                 }
                 Route::Fresh(why) => {
                     let mut opts = opts.clone();

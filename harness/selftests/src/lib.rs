@@ -75,17 +75,21 @@ pub fn run(corpus: &Corpus, column: &Column<'_>) -> Result<Ran> {
         divergences: column.divergences,
     };
     let mut ran = Ran::default();
-    let mut write = |r: Record| -> Result<()> {
-        match r.outcome {
-            Outcome::Pass => ran.pass += 1,
-            Outcome::Fail => ran.fail += 1,
-            Outcome::Unsupported => ran.unsupported += 1,
-            Outcome::Error => ran.error += 1,
+    // An object's records are written together, with one sync.
+    let mut write = |records: Vec<Record>| -> Result<()> {
+        for r in &records {
+            match r.outcome {
+                Outcome::Pass => ran.pass += 1,
+                Outcome::Fail => ran.fail += 1,
+                Outcome::Unsupported => ran.unsupported += 1,
+                Outcome::Error => ran.error += 1,
+            }
         }
-        ran.records += 1;
-        record::write(column.results, &r)?;
+        ran.records += records.len();
+        record::write_all(column.results, &records)?;
         Ok(())
     };
+    let mut failures = Vec::new();
     for failed in &corpus.failed {
         let case = format!("{}::{}", judge::binary(&corpus.tree), failed.name);
         let why = format!(
@@ -94,8 +98,9 @@ pub fn run(corpus: &Corpus, column: &Column<'_>) -> Result<Ran> {
         );
         let mut r = Record::runner(column.kernel, &case, Outcome::Unsupported, Some(why));
         (r.binary, r.test, r.kernel_release) = (judge::binary(&corpus.tree), case, release.clone());
-        write(r)?;
+        failures.push(r);
     }
+    write(failures)?;
     for obj in &corpus.objects {
         let path = corpus.object_path(obj);
         let tests = exec::ObjectTests {
@@ -109,23 +114,25 @@ pub fn run(corpus: &Corpus, column: &Column<'_>) -> Result<Ran> {
             helpers: &corpus.helpers,
             constants: corpus.constants,
         };
-        match exec::run(&tests, column.facts) {
-            Ok(runs) => {
-                for program in &runs {
-                    write(judge::record(&obj.name, program, &cell))?;
-                }
-            }
-            Err(e) => {
-                for program in &obj.programs {
+        let records = match exec::run(&tests, column.facts) {
+            Ok(runs) => runs
+                .iter()
+                .map(|program| judge::record(&obj.name, program, &cell))
+                .collect(),
+            Err(e) => obj
+                .programs
+                .iter()
+                .map(|program| {
                     let case = judge::case_id(&corpus.tree, &obj.name, program);
                     let why = format!("object {} could not be run: {e}", obj.name);
                     let mut r = Record::runner(column.kernel, &case, Outcome::Error, Some(why));
                     (r.binary, r.test) = (judge::binary(&corpus.tree), case);
                     r.kernel_release = release.clone();
-                    write(r)?;
-                }
-            }
-        }
+                    r
+                })
+                .collect(),
+        };
+        write(records)?;
     }
     ran.seconds = started.elapsed().as_secs_f64();
     Ok(ran)

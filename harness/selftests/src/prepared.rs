@@ -5,10 +5,12 @@
 //! the instructions libbpf prepared (`BPF_PROG_LOAD` with the program's type, expected attach
 //! type, flags, BTF and its func/line info, as `bpf_object_load_prog` passes them).
 //!
-//! What libbpf decides only while loading a program is not redone here: such programs (BTF
-//! attach targets of tracing, LSM, extension and struct_ops programs, sleepable and XDP-frags
-//! sections, `SEC("syscall")`, calls of module kfuncs) are loaded by libbpf itself, each in a
-//! fresh object of its own ([`fresh`]), exactly as `test_loader.c` loads every program.
+//! What libbpf adds to a program only while loading it (`libbpf_prepare_prog_load`) is added
+//! here the same way: the sleepable and XDP-frags flags of its section and the BTF id of a
+//! tracing or LSM program's target in vmlinux (found by the same name and prefix). What that does
+//! not cover (extension and struct_ops programs, targets outside vmlinux, USDT, calls of module
+//! kfuncs) is loaded by libbpf itself, in a fresh object of its own ([`fresh`]), exactly as
+//! `test_loader.c` loads every program.
 //!
 //! Opening an object (its BTF, and for kfuncs, ksyms and CO-RE the running kernel's vmlinux BTF,
 //! which libbpf parses for each object) costs ten times the load of a typical verifier test;
@@ -17,8 +19,10 @@
 
 use std::ffi::{CStr, CString, c_char};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::collections::HashMap;
 use std::path::Path;
 use std::ptr::NonNull;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use libbpf_rs::{AsRawLibbpf, Object, ObjectBuilder, OpenObject};
@@ -29,14 +33,38 @@ const PSEUDO_KFUNC_CALL: u8 = 2;
 /// `BPF_JMP | BPF_CALL`.
 const CALL: u8 = 0x85;
 
-/// Program types whose attach target libbpf resolves, or whose flags it sets, only at load time.
-const LOADED_BY_LIBBPF: &[u32] = &[
-    sys::BPF_PROG_TYPE_TRACING,
-    sys::BPF_PROG_TYPE_STRUCT_OPS,
-    sys::BPF_PROG_TYPE_EXT,
-    sys::BPF_PROG_TYPE_LSM,
-    sys::BPF_PROG_TYPE_SYSCALL,
-];
+/// What libbpf adds to a program's load at load time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadTime {
+    /// Flags of its section.
+    pub flags: u32,
+    /// Its BTF attach target in vmlinux.
+    pub attach_btf_id: u32,
+}
+
+/// The running kernel's vmlinux BTF ids of FUNCs and TYPEDEFs by name (parsed once per process,
+/// as libbpf parses it once per object).
+fn vmlinux_id(name: &str, typedef: bool) -> Option<u32> {
+    use libbpf_rs::btf::{Btf, BtfKind, BtfType};
+    static INDEX: OnceLock<HashMap<(bool, String), u32>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let Ok(btf) = Btf::from_vmlinux() else {
+            return HashMap::new();
+        };
+        (1..btf.len() as u32)
+            .filter_map(|id| btf.type_by_id::<BtfType<'_>>(id.into()))
+            .filter(|t| matches!(t.kind(), BtfKind::Func | BtfKind::Typedef))
+            .filter_map(|t| {
+                let key = (t.kind() == BtfKind::Typedef, t.name()?.to_string_lossy().into_owned());
+                Some(key).map(|k| (k, t.type_id().into()))
+            })
+            .fold(HashMap::new(), |mut m, (k, id)| {
+                m.entry(k).or_insert(id);
+                m
+            })
+    });
+    index.get(&(typedef, name.to_owned())).copied()
+}
 
 /// How to open an object.
 #[derive(Clone, Debug, Default)]
@@ -61,6 +89,8 @@ pub struct ProgLoad {
     pub log: String,
     /// libbpf's complaint when the load failed before or outside the verifier.
     pub libbpf: Option<String>,
+    /// Everything libbpf said while a fresh load failed.
+    pub messages: String,
 }
 
 /// What one load asks for.
@@ -152,12 +182,13 @@ impl Prepared {
         NonNull::new(p)
     }
 
-    /// Why `name` cannot be loaded from the prepared object (libbpf must load it itself), or
-    /// `None` when it can.
-    pub fn needs_libbpf(&self, name: &str) -> Option<String> {
-        let p = self.program(name)?;
-        // SAFETY: `p` is a program of the live object.
-        let (ty, section, insns, funcs, lines) = unsafe {
+    /// What libbpf would add to the load of `name` while loading it (`libbpf_prepare_prog_load`:
+    /// its section's sleepable and XDP-frags flags, its BTF attach target in vmlinux); `Err`
+    /// says why only libbpf can load it.
+    pub fn load_time(&self, name: &str) -> Result<LoadTime, String> {
+        let p = self.program(name).ok_or_else(|| format!("no program {name}"))?;
+        // SAFETY: `p` is a program of the live object; the slices it hands out live as long.
+        let (ty, attach, section, insns, funcs, lines) = unsafe {
             let p = p.as_ptr();
             let section = CStr::from_ptr(sys::bpf_program__section_name(p))
                 .to_string_lossy()
@@ -170,32 +201,55 @@ impl Prepared {
                 && sys::bpf_program__func_info(p).is_null();
             let lines = sys::bpf_program__line_info_cnt(p) > 0
                 && sys::bpf_program__line_info(p).is_null();
-            (sys::bpf_program__type(p), section, insns, funcs, lines)
+            let attach = sys::bpf_program__expected_attach_type(p);
+            (sys::bpf_program__type(p), attach, section, insns, funcs, lines)
         };
-        if LOADED_BY_LIBBPF.contains(&ty) {
+        if [sys::BPF_PROG_TYPE_STRUCT_OPS, sys::BPF_PROG_TYPE_EXT].contains(&ty) {
             let ty = bpf_features::prog_type_str(ty).unwrap_or_default();
-            return Some(format!("{ty} programs get their attach target from libbpf"));
+            return Err(format!("{ty} programs get their target from libbpf"));
         }
-        let components = section.trim_start_matches('?');
-        if components.split('/').next().is_some_and(|c| {
-            c.ends_with(".s") || c.contains(".frags") || c.starts_with("usdt")
-        }) {
-            return Some(format!("section {section} gets its flags from libbpf"));
+        let section = section.trim_start_matches('?');
+        let (kind, target) = section.split_once('/').unwrap_or((section, ""));
+        if kind.starts_with("usdt") {
+            return Err(format!("section {section}: libbpf decides the attach type"));
         }
         let module_kfunc = insns
             .iter()
             .any(|i| i.code == CALL && i.src_reg() == PSEUDO_KFUNC_CALL && i.off != 0);
         if module_kfunc {
-            return Some("calls a module's kfunc (libbpf passes the module's BTF)".into());
+            return Err("calls a module's kfunc (libbpf passes the module's BTF)".into());
         }
         if funcs || lines {
-            return Some("its .BTF.ext records have a size the kernel API does not take".into());
+            return Err("its .BTF.ext records have a size the kernel API does not take".into());
         }
-        None
+        let mut load = LoadTime::default();
+        // The sections libbpf marks SEC_SLEEPABLE and SEC_XDP_FRAGS.
+        if kind.ends_with(".s") || ty == sys::BPF_PROG_TYPE_SYSCALL {
+            load.flags |= sys::BPF_F_SLEEPABLE;
+        }
+        if ty == sys::BPF_PROG_TYPE_XDP && kind.starts_with("xdp.frags") {
+            load.flags |= sys::BPF_F_XDP_HAS_FRAGS;
+        }
+        if [sys::BPF_PROG_TYPE_TRACING, sys::BPF_PROG_TYPE_LSM].contains(&ty) {
+            // find_attach_btf_id: the target's name with its attach type's prefix, in vmlinux.
+            if target.is_empty() || target.contains(':') {
+                return Err(format!("section {section}: libbpf finds the attach target"));
+            }
+            let (prefix, typedef) = match attach {
+                sys::BPF_TRACE_RAW_TP => ("btf_trace_", true),
+                sys::BPF_LSM_MAC | sys::BPF_LSM_CGROUP => ("bpf_lsm_", false),
+                sys::BPF_TRACE_ITER => ("bpf_iter_", false),
+                _ => ("", false),
+            };
+            load.attach_btf_id = vmlinux_id(&format!("{prefix}{target}"), typedef)
+                .ok_or_else(|| format!("{target} is not in vmlinux BTF: libbpf looks further"))?;
+        }
+        Ok(load)
     }
 
-    /// Loads program `name` alone from the prepared instructions (see [`needs_libbpf`] first).
-    pub fn load(&self, name: &str, req: Request, log: &mut [u8]) -> ProgLoad {
+    /// Loads program `name` alone from the prepared instructions with what [`Self::load_time`]
+    /// found.
+    pub fn load(&self, name: &str, req: Request, at: LoadTime, log: &mut [u8]) -> ProgLoad {
         let Some(p) = self.program(name) else {
             return ProgLoad {
                 libbpf: Some(format!("no program {name}")),
@@ -213,7 +267,8 @@ impl Prepared {
             let mut opts = sys::bpf_prog_load_opts {
                 sz: size_of::<sys::bpf_prog_load_opts>() as sys::size_t,
                 expected_attach_type: sys::bpf_program__expected_attach_type(p),
-                prog_flags: sys::bpf_program__flags(p) | req.flags,
+                prog_flags: sys::bpf_program__flags(p) | req.flags | at.flags,
+                attach_btf_id: at.attach_btf_id,
                 kern_version: sys::bpf_object__kversion(obj),
                 log_buf: log.as_mut_ptr().cast::<c_char>(),
                 log_size: log.len() as u32,
@@ -251,7 +306,7 @@ impl Prepared {
                 fd: (fd >= 0).then(|| OwnedFd::from_raw_fd(fd)),
                 errno: (fd < 0).then_some(errno.unwrap_or(libc::EINVAL)),
                 log: text(log),
-                libbpf: None,
+                ..Default::default()
             }
         }
     }
@@ -346,6 +401,7 @@ pub fn fresh(
                     log: log_text,
                     libbpf: (!refused_by_verifier)
                         .then(|| complaint(&messages).unwrap_or(format!("{e:#}"))),
+                    messages,
                 },
             )
         }
