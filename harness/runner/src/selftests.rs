@@ -45,11 +45,13 @@ pub fn build_all(matrix: &Matrix, trees: &[String]) -> Result<Vec<Corpus>> {
         }
         let corpus = build(matrix, t, &|step| eprintln!("selftests {}: {step}", t.tree))?;
         eprintln!(
-            "selftests {}: {} objects, {} test programs, {} sources that do not compile ({})",
+            "selftests {}: {} objects, {} test programs, {} sources that do not compile, {} objects \
+             libbpf cannot open ({})",
             t.tree,
             corpus.objects.len(),
             corpus.cases().count(),
             corpus.failed.len(),
+            corpus.unopened.len(),
             corpus.dir.display()
         );
         built.push(corpus);
@@ -247,7 +249,13 @@ pub fn record_missing(corpus: &Corpus, results: &Path, kernel: &str, why: &str) 
     let expected = corpus
         .cases()
         .map(|(o, p)| judge::case_id(&corpus.tree, o, p))
-        .chain(corpus.failed.iter().map(|f| format!("{binary}::{}", f.name)));
+        .chain(
+            corpus
+                .failed
+                .iter()
+                .chain(&corpus.unopened)
+                .map(|f| format!("{binary}::{}", f.name)),
+        );
     let mut written = 0;
     for case in expected.filter(|c| !seen.contains(c)) {
         let mut r = Record::runner(kernel, &case, Outcome::Error, Some(why.to_owned()));

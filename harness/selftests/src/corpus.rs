@@ -22,7 +22,7 @@ pub const CLANG: &str = "clang-19";
 
 /// Bumped when what the build reads from a tree, or writes in the manifest, changes (the objects
 /// are then scanned again, not compiled again).
-const SCAN: u32 = 1;
+const SCAN: u32 = 2;
 
 /// The manifest's key for objects compiled under `compile_key`.
 pub fn manifest_key(compile_key: &str) -> String {
@@ -55,6 +55,8 @@ pub struct Corpus {
     pub objects: Vec<CorpusObject>,
     /// Sources that did not compile, with clang's first error.
     pub failed: Vec<CompileFailure>,
+    /// Objects the suite's libbpf cannot open, with its complaint.
+    pub unopened: Vec<CompileFailure>,
 }
 
 /// One object of a corpus.
@@ -178,6 +180,7 @@ pub fn build(inputs: &Inputs<'_>, say: &dyn Fn(&str)) -> Result<Corpus> {
 
     let constants = scan.constants;
     let mut objects = Vec::new();
+    let mut unopened = Vec::new();
     for name in &sources {
         let path = inputs.out.join(format!("{name}.bpf.o"));
         if !path.is_file() || scan.btf_paths.contains(name) && !scan.annotated.contains(name) {
@@ -185,8 +188,20 @@ pub fn build(inputs: &Inputs<'_>, say: &dyn Fn(&str)) -> Result<Corpus> {
         }
         let run = scan.loader_runs.get(name);
         let bytes = fs::read(&path)?;
-        let programs = crate::exec::tests(name, &bytes, run.is_some(), &constants)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let (programs, messages) = bpf_loader::load::with_libbpf_messages(|| {
+            crate::exec::tests(name, &bytes, run.is_some(), &constants)
+        });
+        let programs = match programs {
+            Ok(p) => p,
+            Err(e) => {
+                let why = crate::prepared::complaint(&messages).unwrap_or(e);
+                unopened.push(CompileFailure {
+                    name: name.clone(),
+                    error: format!("{} cannot open it: {why}", crate::prepared::libbpf_version()),
+                });
+                continue;
+            }
+        };
         if programs.is_empty() {
             continue;
         }
@@ -210,6 +225,7 @@ pub fn build(inputs: &Inputs<'_>, say: &dyn Fn(&str)) -> Result<Corpus> {
         testmod: scan.testmod,
         objects,
         failed,
+        unopened,
     };
     let tmp = inputs.out.join("corpus.json.tmp");
     fs::write(&tmp, serde_json::to_string_pretty(&corpus)?)?;

@@ -90,12 +90,11 @@ pub fn run(corpus: &Corpus, column: &Column<'_>) -> Result<Ran> {
         Ok(())
     };
     let mut failures = Vec::new();
-    for failed in &corpus.failed {
+    let compiled = corpus.failed.iter().map(|f| (f, format!("does not compile with {}", corpus.clang)));
+    let opened = corpus.unopened.iter().map(|f| (f, "cannot be loaded".to_owned()));
+    for (failed, what) in compiled.chain(opened) {
         let case = format!("{}::{}", judge::binary(&corpus.tree), failed.name);
-        let why = format!(
-            "progs/{}.c does not compile with {}: {}",
-            failed.name, corpus.clang, failed.error
-        );
+        let why = format!("progs/{}.c {what}: {}", failed.name, failed.error);
         let mut r = Record::runner(column.kernel, &case, Outcome::Unsupported, Some(why));
         (r.binary, r.test, r.kernel_release) = (judge::binary(&corpus.tree), case, release.clone());
         failures.push(r);

@@ -423,6 +423,13 @@ pub fn complaint(messages: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The suite's libbpf, `libbpf 1.7`.
+pub fn libbpf_version() -> String {
+    // SAFETY: plain getters of constants.
+    let (major, minor) = unsafe { (sys::libbpf_major_version(), sys::libbpf_minor_version()) };
+    format!("libbpf {major}.{minor}")
+}
+
 /// `.data`, `.bss`, `.data.*`… maps: what programs may write and a test run may dirty.
 fn is_global_data(name: &str) -> bool {
     name.contains(".data") || name.contains(".bss")
