@@ -259,6 +259,11 @@ enum SelftestsCommand {
         /// One corpus directory instead of the listed ones.
         #[arg(long)]
         corpus: Option<PathBuf>,
+        /// Seconds one load may take; a load past it is interrupted and its program recorded
+        /// `unsupported` (a few of the kernel's tests walk a million instructions on purpose,
+        /// minutes each under emulation).
+        #[arg(long, default_value_t = 30)]
+        load_budget: u64,
     },
     /// Per test file × kernel counts (holds / differs / unsupported / fail) of a run's corpus
     /// records, as Markdown.
@@ -497,11 +502,13 @@ fn run(command: Command) -> Result<ExitCode> {
                 kernel,
                 results,
                 corpus,
+                load_budget,
             } => {
                 let kernel =
                     kernel.unwrap_or_else(|| record::kernel_id(&record::kernel_release()));
                 let results = results.unwrap_or_else(results_dir);
-                selftests::run(&kernel, &results, corpus.as_deref())?;
+                let budget = Duration::from_secs(load_budget);
+                selftests::run(&kernel, &results, corpus.as_deref(), budget)?;
             }
             SelftestsCommand::Summary { runs } => print!("{}", selftests::summary(&runs)?),
         },
@@ -778,7 +785,7 @@ fn objects_command(
     println!("results: {}", opts.run_dir.display());
     let mut ok = bad == 0 && columns.iter().all(|(_, _, p)| p.is_none());
     if let Some(min) = min_kernel {
-        let refused = objects::refused_since(&matrix, &min);
+        let refused = objects::refused_since(&records, &min);
         for r in &refused {
             println!("refused at or past {min}: {r}");
         }

@@ -10,14 +10,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bpf_loader::load::{LogLevel, load_object};
+use bpf_loader::load::LogLevel;
+use bpf_selftests::prepared::{self, OpenOptions, Prepared, Request};
 use bpfconf_record::{self as record, Outcome, Record};
 use libbpf_rs::ObjectBuilder;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use crate::column;
 use crate::kernels::{KernelSpec, fetch::fetch};
-use crate::report::Matrix;
 use crate::vm;
 
 /// ELF's `e_machine` for BPF.
@@ -107,14 +107,19 @@ pub fn run(opts: &Options) -> Result<Vec<(String, f64, Option<String>)>> {
 }
 
 /// Loads every program of each object alone, on the running kernel, writing one record per
-/// program (`<object>::<program>`) into `results` for column `kernel`.
+/// program (`<object>::<program>`) into `results` for column `kernel`. Each object is opened and
+/// prepared once and its programs loaded from it (`bpf_selftests::prepared`, what the kernel's
+/// selftests corpus uses): a program alone loads even when the object's prog arrays or maps of
+/// maps name other programs.
 pub fn load_all(files: &[PathBuf], kernel: &str, results: &Path) -> Result<()> {
+    bpf_selftests::raise_memlock();
     let release = record::kernel_release();
     record::Event::Started {
         kernel: kernel.to_owned(),
         release: release.clone(),
     }
     .emit();
+    let mut log = vec![0u8; 16 << 20];
     for file in files {
         let object = stem(file);
         let programs = match check(file) {
@@ -126,13 +131,22 @@ pub fn load_all(files: &[PathBuf], kernel: &str, results: &Path) -> Result<()> {
                 continue;
             }
         };
+        let bytes = fs::read(file)?;
+        let opts = OpenOptions {
+            name: object.clone(),
+            ..Default::default()
+        };
+        let prepared = Prepared::new(&bytes, &opts, None);
         for program in programs {
             let started = std::time::Instant::now();
-            let mut r = load_one(file, &program)?;
+            let mut r = load_one(&bytes, &opts, prepared.as_ref().ok(), &program, &mut log);
             r.case = format!("{object}::{program}");
             r.kernel = kernel.to_owned();
             r.kernel_release = release.clone();
             r.duration_ms = started.elapsed().as_millis() as u64;
+            if let Some(load) = r.loads.first_mut() {
+                load.object = object.clone();
+            }
             record::write(results, &r)?;
         }
     }
@@ -141,55 +155,85 @@ pub fn load_all(files: &[PathBuf], kernel: &str, results: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Opens `file` and loads `program` alone (the others' autoload off), at the statistics log level.
-fn load_one(file: &Path, program: &str) -> Result<Record> {
-    let mut open = ObjectBuilder::default().open_file(file)?;
-    let mut prog_type = String::new();
-    for mut p in open.progs_mut() {
-        let this = p.name().to_string_lossy() == program;
-        p.set_autoload(this);
-        if this {
-            prog_type = bpf_features::prog_type_str(p.prog_type() as u32).unwrap_or_default();
+/// Loads `program` alone (from the prepared object when libbpf adds nothing at load time, else
+/// through libbpf in a fresh object) at the statistics log level. A refusal is the program's
+/// verdict on this kernel (`details.verdict`), not a failure of the case.
+fn load_one(
+    bytes: &[u8],
+    opts: &OpenOptions,
+    prepared: Option<&Prepared>,
+    program: &str,
+    log: &mut [u8],
+) -> Record {
+    let req = Request {
+        flags: 0,
+        log_level: LogLevel::Stats as u32,
+    };
+    let mut fresh = None;
+    let load = match prepared.map(|p| (p, p.load_time(program))) {
+        Some((p, Ok(at))) => p.load(program, req, at, log),
+        _ => {
+            let (object, load) = prepared::fresh(bytes, opts, program, &[], req, log);
+            fresh = object;
+            load
         }
-    }
-    let (loaded, outcome) = load_object(open, LogLevel::Stats);
-    let mut r = Record::runner("", "", Outcome::Pass, None);
-    r.prog_type = prog_type;
-    if let Ok(object) = &loaded
-        && let Some(prog) = object
+    };
+    let (loaded, size) = match (&load.fd, &fresh) {
+        (Some(fd), _) => (true, bpf_loader::load::prog_size(fd.as_fd())),
+        (None, Some(o)) => o
             .progs()
             .find(|p| p.name().to_string_lossy() == program)
-    {
-        let info = prog_info(prog.as_fd().as_raw_fd());
-        r.details
-            .insert("jited_bytes".into(), info.jited_prog_len.into());
-        r.details
-            .insert("xlated_bytes".into(), info.xlated_prog_len.into());
-        r.details
-            .insert("verified_insns".into(), info.verified_insns.into());
+            .map_or((false, None), |p| (true, bpf_loader::load::prog_size(p.as_fd()))),
+        (None, None) => (false, None),
+    };
+    let mut r = Record::runner("", "", Outcome::Pass, None);
+    r.prog_type = program_type(bytes, program);
+    let key_line = (!loaded).then(|| bpf_selftests::exec::refusal(&load));
+    if let Some(size) = &size {
+        r.details.insert("jited_bytes".into(), size.jited_bytes.into());
+        r.details.insert("xlated_bytes".into(), size.xlated_bytes.into());
+        r.details.insert(
+            "verified_insns".into(),
+            size.verified_insns.unwrap_or_default().into(),
+        );
     }
-    if !outcome.loaded {
-        r.outcome = Outcome::Fail;
-        r.reason = Some(format!(
-            "refused ({}): {}",
-            outcome.errno.as_deref().unwrap_or("?"),
-            outcome.message.as_deref().unwrap_or_default()
-        ));
+    r.details.insert(
+        "verdict".into(),
+        if loaded { "accepted" } else { "refused" }.into(),
+    );
+    if let Some(line) = &key_line {
+        r.details.insert("key_line".into(), line.clone().into());
     }
+    let mut outcome = bpf_loader::load::LoadOutcome {
+        loaded,
+        errno: load.errno.map(bpf_loader::errno::name),
+        failed_program: (!loaded).then(|| program.to_owned()),
+        message: key_line,
+        ..Default::default()
+    };
+    outcome.programs.insert(
+        program.to_owned(),
+        bpfconf_record::ProgramLog {
+            stats: bpf_loader::load::parse_stats(&load.log),
+            log: load.log,
+            size,
+        },
+    );
     r.loads.push(outcome);
-    Ok(r)
+    r
 }
 
-/// The kernel's sizes of a loaded program (bpf_prog_info; zeros where the call fails).
-fn prog_info(fd: i32) -> libbpf_rs::libbpf_sys::bpf_prog_info {
-    let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
-    let mut len = size_of_val(&info) as u32;
-    // SAFETY: `info` is a bpf_prog_info of `len` bytes with every pointer field zero (no arrays
-    // asked for), which BPF_OBJ_GET_INFO_BY_FD fills in.
-    unsafe {
-        libbpf_rs::libbpf_sys::bpf_obj_get_info_by_fd(fd, (&raw mut info).cast(), &mut len);
-    }
-    info
+/// The program's type, as bpftool names it.
+fn program_type(bytes: &[u8], program: &str) -> String {
+    ObjectBuilder::default()
+        .open_memory(bytes)
+        .ok()
+        .and_then(|o| {
+            o.progs()
+                .find(|p| p.name().to_string_lossy() == program)
+                .and_then(|p| bpf_features::prog_type_str(p.prog_type() as u32))
+        })
+        .unwrap_or_default()
 }
 
 fn stem(file: &Path) -> String {
@@ -232,19 +276,20 @@ pub fn stats_markdown(records: &[Record]) -> String {
     out
 }
 
-/// The programs refused on a kernel at or past `min` (`6.1`; the host's column by its release).
-pub fn refused_since(matrix: &Matrix, min: &str) -> Vec<String> {
+/// The programs refused (or not loaded at all) on a kernel at or past `min` (`6.1`; the host's
+/// column by its release).
+pub fn refused_since(records: &[Record], min: &str) -> Vec<String> {
     let at_least = |kernel: &str| {
         let version = kernel.strip_prefix("host-").unwrap_or(kernel);
         crate::report::kernel_order(version) >= crate::report::kernel_order(min)
     };
-    let mut refused = Vec::new();
-    for (case, row) in &matrix.cases {
-        for (kernel, cell) in &row.cells {
-            if cell.outcome != Outcome::Pass && at_least(kernel) {
-                refused.push(format!("{case} on {kernel}"));
-            }
-        }
-    }
-    refused
+    records
+        .iter()
+        .filter(|r| at_least(&r.kernel))
+        .filter(|r| {
+            r.outcome != Outcome::Pass
+                || r.details.get("verdict").and_then(|v| v.as_str()) == Some("refused")
+        })
+        .map(|r| format!("{} on {}", r.case, r.kernel))
+        .collect()
 }

@@ -154,7 +154,7 @@ pub fn listed() -> Result<Vec<Corpus>> {
 }
 
 /// `bpfconf selftests run`: every listed corpus (or the one in `corpus`) on the running kernel.
-pub fn run(kernel: &str, results: &Path, corpus: Option<&Path>) -> Result<()> {
+pub fn run(kernel: &str, results: &Path, corpus: Option<&Path>, budget: Duration) -> Result<()> {
     bpf_selftests::raise_memlock();
     let corpora = match corpus {
         Some(dir) => vec![Corpus::load(dir)?],
@@ -166,7 +166,7 @@ pub fn run(kernel: &str, results: &Path, corpus: Option<&Path>) -> Result<()> {
     let config = spec
         .filter(|_| vm)
         .map(|s| kernels::kernel_dir(&s.id).join("config"));
-    let facts = Facts::probe(vm, config.as_deref());
+    let facts = Facts::probe(vm, config.as_deref(), budget);
     let divergences = Divergences::load(&divergences_path())?;
     for corpus in &corpora {
         let column = bpf_selftests::Column {

@@ -132,7 +132,7 @@ pub fn run(obj: &ObjectTests<'_>, facts: &Facts) -> Result<Vec<ProgramRun>, Stri
         let spec = match &test.spec {
             Ok(s) => s,
             Err(e) => {
-                run.error = Some(format!("its annotations cannot be parsed: {e}"));
+                run.unsupported = Some(format!("an annotation the suite cannot honour: {e}"));
                 continue;
             }
         };
@@ -400,7 +400,7 @@ impl Pass<'_> {
                 ..Default::default()
             };
             let mut fresh: Option<Object> = None;
-            match route {
+            let (_, over) = crate::budget::within(self.facts.budget, || match route {
                 Route::Prepared(at) => {
                     let p = prepared.as_ref().expect("routed to the prepared object");
                     mode.load = p.load(name, req, at, &mut log);
@@ -425,6 +425,14 @@ impl Pass<'_> {
                     };
                     mode.fresh = Some("the object did not load, as for its first program".into());
                 }
+            });
+            if over {
+                mode.skipped = Some(format!(
+                    "its load ran past the suite's budget of {} s per load (not judged)",
+                    self.facts.budget.as_secs()
+                ));
+                out.push((mode, started.elapsed() + prepare_cost));
+                continue;
             }
             let loaded = mode.load.fd.is_some() || fresh.is_some();
             mode.loaded = loaded;

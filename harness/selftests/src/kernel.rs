@@ -21,13 +21,15 @@ pub struct Facts {
     pub unpriv_skipped: Option<String>,
     /// The flags every load gets.
     pub test_flags: u32,
+    /// How long one load may take before it is interrupted and not judged.
+    pub budget: std::time::Duration,
 }
 
 impl Facts {
     /// Probes the running kernel. In a VM (`vm`) a `kernel.unprivileged_bpf_disabled` of 2 (off
     /// until an admin allows it) is set to 0 first; on the host it is never touched. `config` is
     /// the kernel's build config when it is kept outside the kernel (the VMs' packages).
-    pub fn probe(vm: bool, config: Option<&Path>) -> Facts {
+    pub fn probe(vm: bool, config: Option<&Path>, budget: std::time::Duration) -> Facts {
         if vm && read_trim(UNPRIV_SYSCTL).as_deref() == Some("2") {
             let _ = fs::write(UNPRIV_SYSCTL, "0");
         }
@@ -35,6 +37,7 @@ impl Facts {
             jit: read_trim("/proc/sys/net/core/bpf_jit_enable").is_some_and(|v| v != "0"),
             unpriv_skipped: unpriv_skipped(config),
             test_flags: test_flags(),
+            budget,
         }
     }
 }

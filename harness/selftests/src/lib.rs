@@ -10,6 +10,7 @@
 //! to, does every expectation hold (else `fail`, unless a listed divergence); on any other, where
 //! does this kernel's verifier differ from the tree's expectation.
 
+pub mod budget;
 pub mod corpus;
 pub mod disasm;
 pub mod exec;
