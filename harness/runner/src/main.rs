@@ -504,8 +504,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 corpus,
                 load_budget,
             } => {
-                let kernel =
-                    kernel.unwrap_or_else(|| record::kernel_id(&record::kernel_release()));
+                let kernel = kernel.unwrap_or_else(|| record::kernel_id(&record::kernel_release()));
                 let results = results.unwrap_or_else(results_dir);
                 let budget = Duration::from_secs(load_budget);
                 selftests::run(&kernel, &results, corpus.as_deref(), budget)?;

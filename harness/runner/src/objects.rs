@@ -183,15 +183,19 @@ fn load_one(
         (None, Some(o)) => o
             .progs()
             .find(|p| p.name().to_string_lossy() == program)
-            .map_or((false, None), |p| (true, bpf_loader::load::prog_size(p.as_fd()))),
+            .map_or((false, None), |p| {
+                (true, bpf_loader::load::prog_size(p.as_fd()))
+            }),
         (None, None) => (false, None),
     };
     let mut r = Record::runner("", "", Outcome::Pass, None);
     r.prog_type = program_type(bytes, program);
     let key_line = (!loaded).then(|| bpf_selftests::exec::refusal(&load));
     if let Some(size) = &size {
-        r.details.insert("jited_bytes".into(), size.jited_bytes.into());
-        r.details.insert("xlated_bytes".into(), size.xlated_bytes.into());
+        r.details
+            .insert("jited_bytes".into(), size.jited_bytes.into());
+        r.details
+            .insert("xlated_bytes".into(), size.xlated_bytes.into());
         r.details.insert(
             "verified_insns".into(),
             size.verified_insns.unwrap_or_default().into(),

@@ -69,7 +69,9 @@ fn package(matrix: &Matrix, t: &SelftestsTree) -> Result<KernelSpec> {
                 .kernel
                 .iter()
                 .find(|k| &k.id == id && k.kind == Kind::Source)
-                .with_context(|| format!("selftests {}: no kind = \"source\" kernel {id}", t.tree))?;
+                .with_context(|| {
+                    format!("selftests {}: no kind = \"source\" kernel {id}", t.tree)
+                })?;
             (k.packages[0].clone(), k.suite.clone())
         }
         (None, Some(p)) => (p.clone(), t.suite.clone()),
@@ -113,9 +115,16 @@ pub fn build(matrix: &Matrix, t: &SelftestsTree, say: &dyn Fn(&str)) -> Result<C
         h.update(part.as_bytes());
         h.update([0]);
     }
-    let key: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let key: String = h
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let root = source::build_root();
-    let dir = root.join("selftests").join(format!("{}-{}-{key}", t.tree, pkg.version));
+    let dir = root
+        .join("selftests")
+        .join(format!("{}-{}-{key}", t.tree, pkg.version));
     if let Ok(corpus) = Corpus::load(&dir)
         && corpus.key == bpf_selftests::corpus::manifest_key(&key)
     {
@@ -216,14 +225,24 @@ pub fn run_in_column(
         } else {
             format!("exited with status {}", ended.status.code().unwrap_or(-1))
         };
-        let missing = record_missing(&corpus, results, kernel, &format!("no record: the corpus runner {end}"))?;
+        let missing = record_missing(
+            &corpus,
+            results,
+            kernel,
+            &format!("no record: the corpus runner {end}"),
+        )?;
         let splats = match kmsg.as_mut() {
             Ok(k) => k.splats(allowed),
             Err(e) => vec![format!("cannot read the kernel log (/dev/kmsg): {e}")],
         };
         if !splats.is_empty() {
             let why = format!("kernel log while {name} ran: {}", splats.join("\n"));
-            let mut r = Record::runner(kernel, &format!("{name}::kernel_log"), Outcome::Error, Some(why));
+            let mut r = Record::runner(
+                kernel,
+                &format!("{name}::kernel_log"),
+                Outcome::Error,
+                Some(why),
+            );
             r.binary = name.clone();
             record::write(results, &r)?;
         }
@@ -241,7 +260,11 @@ pub fn record_missing(corpus: &Corpus, results: &Path, kernel: &str, why: &str) 
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{binary}__")))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{binary}__"))
+        })
         .filter_map(|e| fs::read_to_string(e.path()).ok())
         .filter_map(|t| serde_json::from_str::<Record>(&t).ok())
         .map(|r| r.case)

@@ -22,7 +22,11 @@ extern "C" fn ignore(_: libc::c_int) {}
 pub fn within<T>(budget: Duration, f: impl FnOnce() -> T) -> (T, bool) {
     static HANDLER: Once = Once::new();
     HANDLER.call_once(|| {
-        let action = SigAction::new(SigHandler::Handler(ignore), SaFlags::empty(), SigSet::empty());
+        let action = SigAction::new(
+            SigHandler::Handler(ignore),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
         // SAFETY: the handler does nothing, so it is async-signal-safe.
         let _ = unsafe { nix::sys::signal::sigaction(SIGNAL, &action) };
     });
@@ -31,13 +35,18 @@ pub fn within<T>(budget: Duration, f: impl FnOnce() -> T) -> (T, bool) {
         thread_id: nix::unistd::gettid().as_raw(),
         si_value: 0,
     });
-    let timer = Timer::new(ClockId::CLOCK_MONOTONIC, event).ok().and_then(|mut t| {
-        let first = TimeSpec::from_duration(budget);
-        let then = TimeSpec::from_duration(Duration::from_secs(1));
-        t.set(Expiration::IntervalDelayed(first, then), TimerSetTimeFlags::empty())
+    let timer = Timer::new(ClockId::CLOCK_MONOTONIC, event)
+        .ok()
+        .and_then(|mut t| {
+            let first = TimeSpec::from_duration(budget);
+            let then = TimeSpec::from_duration(Duration::from_secs(1));
+            t.set(
+                Expiration::IntervalDelayed(first, then),
+                TimerSetTimeFlags::empty(),
+            )
             .ok()
             .map(|()| t)
-    });
+        });
     let started = Instant::now();
     let result = f();
     drop(timer);

@@ -104,9 +104,11 @@ impl Corpus {
 
     /// Every test program, as `(object, program)`.
     pub fn cases(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.objects
-            .iter()
-            .flat_map(|o| o.programs.iter().map(move |p| (o.name.as_str(), p.as_str())))
+        self.objects.iter().flat_map(|o| {
+            o.programs
+                .iter()
+                .map(move |p| (o.name.as_str(), p.as_str()))
+        })
     }
 }
 
@@ -147,36 +149,44 @@ pub fn build(inputs: &Inputs<'_>, say: &dyn Fn(&str)) -> Result<Corpus> {
     sources.extend(scan.loader_runs.keys().cloned());
     sources.extend(scan.btf_paths.iter().cloned());
     sources.retain(|s| st.join("progs").join(format!("{s}.c")).is_file());
-    let failed = match Compiled::read(inputs.out).filter(|c| c.key == inputs.key && c.sources == sources) {
-        Some(done) => done.failed,
-        None => {
-            let include = inputs.out.join("include");
-            say("bpftool (the tree's own, for vmlinux.h)");
-            let bpftool = build_bpftool(inputs.tree, &inputs.out.join("bpftool"))?;
-            say("headers: libbpf's, bpf_helper_defs.h, vmlinux.h");
-            headers(inputs.tree, &bpftool, inputs.btf, &include)?;
-            let mut flags: Vec<String> = inputs.cflags.to_vec();
-            flags.push(format!("-I{}", include.display()));
-            flags.push(format!("-I{}", st.display()));
-            for dir in inputs.include {
-                flags.push(format!("-I{}", inputs.tree.join(dir).display()));
+    let failed =
+        match Compiled::read(inputs.out).filter(|c| c.key == inputs.key && c.sources == sources) {
+            Some(done) => done.failed,
+            None => {
+                let include = inputs.out.join("include");
+                say("bpftool (the tree's own, for vmlinux.h)");
+                let bpftool = build_bpftool(inputs.tree, &inputs.out.join("bpftool"))?;
+                say("headers: libbpf's, bpf_helper_defs.h, vmlinux.h");
+                headers(inputs.tree, &bpftool, inputs.btf, &include)?;
+                let mut flags: Vec<String> = inputs.cflags.to_vec();
+                flags.push(format!("-I{}", include.display()));
+                flags.push(format!("-I{}", st.display()));
+                for dir in inputs.include {
+                    flags.push(format!("-I{}", inputs.tree.join(dir).display()));
+                }
+                flags.extend(system_includes()?);
+                say(&format!(
+                    "compiling {} sources with {} jobs",
+                    sources.len(),
+                    inputs.jobs
+                ));
+                let failed = compile(
+                    &st,
+                    &sources,
+                    &flags,
+                    &scan.file_cflags,
+                    inputs.out,
+                    inputs.jobs,
+                )?;
+                Compiled {
+                    key: inputs.key.to_owned(),
+                    sources: sources.clone(),
+                    failed: failed.clone(),
+                }
+                .write(inputs.out)?;
+                failed
             }
-            flags.extend(system_includes()?);
-            say(&format!(
-                "compiling {} sources with {} jobs",
-                sources.len(),
-                inputs.jobs
-            ));
-            let failed = compile(&st, &sources, &flags, &scan.file_cflags, inputs.out, inputs.jobs)?;
-            Compiled {
-                key: inputs.key.to_owned(),
-                sources: sources.clone(),
-                failed: failed.clone(),
-            }
-            .write(inputs.out)?;
-            failed
-        }
-    };
+        };
 
     let constants = scan.constants;
     let mut objects = Vec::new();
@@ -197,7 +207,10 @@ pub fn build(inputs: &Inputs<'_>, say: &dyn Fn(&str)) -> Result<Corpus> {
                 let why = crate::prepared::complaint(&messages).unwrap_or(e);
                 unopened.push(CompileFailure {
                     name: name.clone(),
-                    error: format!("{} cannot open it: {why}", crate::prepared::libbpf_version()),
+                    error: format!(
+                        "{} cannot open it: {why}",
+                        crate::prepared::libbpf_version()
+                    ),
                 });
                 continue;
             }
@@ -438,10 +451,14 @@ struct Scan {
 impl Scan {
     fn of(tree: &Path) -> Result<Scan> {
         let st = selftests(tree);
-        let read = |p: &Path| fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+        let read =
+            |p: &Path| fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
         let misc = read(&st.join("progs/bpf_misc.h"))?;
         let macros = annotation_macros(&misc);
-        ensure!(!macros.is_empty(), "progs/bpf_misc.h defines no test annotations");
+        ensure!(
+            !macros.is_empty(),
+            "progs/bpf_misc.h defines no test annotations"
+        );
         let uses = Regex::new(&format!(r"\b({})\b", macros.join("|")))?;
         let btf_path = Regex::new(r#"__btf_path\("([^"]+)\.bpf\.o"\)"#)?;
         let mut annotated = BTreeSet::new();
@@ -472,23 +489,31 @@ impl Scan {
             }
             let text = read(&path)?;
             for c in run_tests.captures_iter(&text) {
-                loader_runs.entry(c[1].to_owned()).or_insert_with(LoaderRun::default);
+                loader_runs
+                    .entry(c[1].to_owned())
+                    .or_insert_with(LoaderRun::default);
             }
             // `RUN(skel)` is verifier.c's run_tests_aux without CAP_SYS_ADMIN.
             if text.contains("#define RUN(skel) run_tests_aux(") {
                 for c in run.captures_iter(&text) {
-                    loader_runs.insert(c[1].to_owned(), LoaderRun {
-                        without_sys_admin: true,
-                        hook: None,
-                    });
+                    loader_runs.insert(
+                        c[1].to_owned(),
+                        LoaderRun {
+                            without_sys_admin: true,
+                            hook: None,
+                        },
+                    );
                 }
             }
             for c in aux.captures_iter(&text) {
                 let hook = (&c[2] != "NULL").then(|| c[2].to_owned());
-                loader_runs.insert(c[1].to_owned(), LoaderRun {
-                    without_sys_admin: true,
-                    hook,
-                });
+                loader_runs.insert(
+                    c[1].to_owned(),
+                    LoaderRun {
+                        without_sys_admin: true,
+                        hook,
+                    },
+                );
             }
         }
         Ok(Scan {
@@ -512,7 +537,12 @@ fn annotation_macros(misc: &str) -> Vec<String> {
         let Some(c) = define.captures(line) else {
             continue;
         };
-        let body = lines[i..].iter().take(3).copied().collect::<Vec<_>>().join(" ");
+        let body = lines[i..]
+            .iter()
+            .take(3)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
         if body.contains("__test_tag(") || body.contains("btf_decl_tag(\"comment:") {
             out.push(c[1].to_owned());
         }
@@ -617,7 +647,10 @@ mod tests {
         );
         let uapi = "\tFN(unspec, 0, ##ctx)\t\t\t\\\n\tFN(map_lookup_elem, 1, ##ctx)\t\t\\\n\tFN(ktime_get_ns, 5, ##ctx)\t\\\n";
         let h = helpers(uapi);
-        assert_eq!((h.len(), h[1].as_str(), h[2].as_str()), (6, "bpf_map_lookup_elem", ""));
+        assert_eq!(
+            (h.len(), h[1].as_str(), h[2].as_str()),
+            (6, "bpf_map_lookup_elem", "")
+        );
         let make = "progs/dynptr_fail.c-CFLAGS := -fno-strict-aliasing\n";
         assert_eq!(file_cflags(make)["dynptr_fail"], ["-fno-strict-aliasing"]);
     }

@@ -194,11 +194,17 @@ fn print(insn: &Insn, next: Insn, helpers: &[String]) -> String {
     } else if class == BPF_STX {
         let mode = insn.mode();
         let atomic = mode == BPF_ATOMIC || mode == BPF_PROBE_ATOMIC;
-        let probe = if mode == BPF_PROBE_ATOMIC { "probe " } else { "" };
+        let probe = if mode == BPF_PROBE_ATOMIC {
+            "probe "
+        } else {
+            ""
+        };
         let size = ldst(insn.size());
         let bits = if insn.size() == BPF_DW { "64" } else { "" };
-        let fetch_op = |imm: i32| ["add", "", "", "", "or", "and", "", "", "", "", "xor"]
-            [usize::try_from((imm & 0xf0) >> 4).unwrap_or(1)];
+        let fetch_op = |imm: i32| {
+            ["add", "", "", "", "or", "and", "", "", "", "", "xor"]
+                [usize::try_from((imm & 0xf0) >> 4).unwrap_or(1)]
+        };
         if mode == BPF_MEM {
             format!("({code:02x}) *({size} *)(r{d} {}) = r{s}", signed(off))
         } else if atomic && [BPF_ADD, BPF_AND, BPF_OR, BPF_XOR].contains(&imm) {
@@ -207,7 +213,8 @@ fn print(insn: &Insn, next: Insn, helpers: &[String]) -> String {
                 "({code:02x}) {probe}lock *({size} *)(r{d} {}) {alu} r{s}",
                 signed(off)
             )
-        } else if atomic && [BPF_ADD, BPF_AND, BPF_OR, BPF_XOR].contains(&(imm & !BPF_FETCH))
+        } else if atomic
+            && [BPF_ADD, BPF_AND, BPF_OR, BPF_XOR].contains(&(imm & !BPF_FETCH))
             && imm & BPF_FETCH != 0
         {
             format!(
@@ -249,8 +256,7 @@ fn print(insn: &Insn, next: Insn, helpers: &[String]) -> String {
         }
     } else if class == BPF_LDX {
         let mode = insn.mode();
-        if (mode != BPF_MEM && mode != BPF_MEMSX) || (mode == BPF_MEMSX && insn.size() == BPF_DW)
-        {
+        if (mode != BPF_MEM && mode != BPF_MEMSX) || (mode == BPF_MEMSX && insn.size() == BPF_DW) {
             return format!("BUG_ldx_{code:02x}");
         }
         let size = if mode == BPF_MEM {
@@ -345,21 +351,21 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let prog = [
-            insn(0xb7, 1, 0, 0, 1),                        // r1 = 1
-            insn(0xbc, 4, 2, 0, 0),                        // w4 = w2
-            insn(0x7b, 10, 1, -8, 0),                      // *(u64 *)(r10 -8) = r1
-            insn(0x79, 1, 10, -16, 0),                     // r1 = *(u64 *)(r10 -16)
-            insn(0x18, 2, 0, 0, 0),                        // ldimm64
-            insn(0x00, 0, 0, 0, -0x8000_0000),             // … second half
-            insn(0x15, 1, 0, 5, 0),                        // if r1 == 0x0 goto pc+5
-            insn(0x85, 0, 0, 0, 1),                        // call bpf_map_lookup_elem#1
-            insn(0x85, 0, 1, 1, 3),                        // call pc+1
-            insn(0x85, 0, 2, 0, 12345),                    // kfunc
-            insn(0xbf, 0, 0, -1, 0),                       // percpu
-            insn(0xc3, 1, 2, 8, BPF_ADD | BPF_FETCH),      // atomic_fetch_add
-            insn(0x87, 2, 0, 0, 0),                        // w? no: r2 = -r2
-            insn(0x05, 0, 0, -3, 0),                       // goto pc-3
-            insn(0x95, 0, 0, 0, 0),                        // exit
+            insn(0xb7, 1, 0, 0, 1),                   // r1 = 1
+            insn(0xbc, 4, 2, 0, 0),                   // w4 = w2
+            insn(0x7b, 10, 1, -8, 0),                 // *(u64 *)(r10 -8) = r1
+            insn(0x79, 1, 10, -16, 0),                // r1 = *(u64 *)(r10 -16)
+            insn(0x18, 2, 0, 0, 0),                   // ldimm64
+            insn(0x00, 0, 0, 0, -0x8000_0000),        // … second half
+            insn(0x15, 1, 0, 5, 0),                   // if r1 == 0x0 goto pc+5
+            insn(0x85, 0, 0, 0, 1),                   // call bpf_map_lookup_elem#1
+            insn(0x85, 0, 1, 1, 3),                   // call pc+1
+            insn(0x85, 0, 2, 0, 12345),               // kfunc
+            insn(0xbf, 0, 0, -1, 0),                  // percpu
+            insn(0xc3, 1, 2, 8, BPF_ADD | BPF_FETCH), // atomic_fetch_add
+            insn(0x87, 2, 0, 0, 0),                   // w? no: r2 = -r2
+            insn(0x05, 0, 0, -3, 0),                  // goto pc-3
+            insn(0x95, 0, 0, 0, 0),                   // exit
         ];
         let text = xlated_text(&bytes(&prog), &helpers);
         assert_eq!(

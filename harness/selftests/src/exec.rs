@@ -360,7 +360,11 @@ impl Pass<'_> {
             for c in UNPRIV_DROPPED {
                 limited.remove(&c);
             }
-            limited.extend(caps::all().into_iter().filter(|c| self.caps & (1 << c.index()) != 0));
+            limited.extend(
+                caps::all()
+                    .into_iter()
+                    .filter(|c| self.caps & (1 << c.index()) != 0),
+            );
         }
         let set = |to: &HashSet<Capability>| {
             caps::set(None, CapSet::Effective, to).map_err(|e| format!("setting capabilities: {e}"))
@@ -373,8 +377,8 @@ impl Pass<'_> {
         let mut log = vec![0u8; self.obj.constants.log_buf_size as usize];
         set(&limited)?;
         let started = Instant::now();
-        let prepared = Prepared::new(self.bytes, &opts, Some(&self.companions))
-            .map_err(|e| format!("{e:#}"));
+        let prepared =
+            Prepared::new(self.bytes, &opts, Some(&self.companions)).map_err(|e| format!("{e:#}"));
         let prepare_cost = started.elapsed() / names.len().max(1) as u32;
         let mut broken: Option<(String, Option<i32>)> = None;
         let mut dirty = false;
@@ -494,7 +498,9 @@ impl Pass<'_> {
                         mode.mismatches.push(format!("xlated program {m}"));
                     }
                 }
-                Err(e) => mode.mismatches.push(format!("xlated program unavailable: {e}")),
+                Err(e) => mode
+                    .mismatches
+                    .push(format!("xlated program unavailable: {e}")),
             }
         }
         let Some(want) = expect.retval else {
@@ -520,7 +526,8 @@ impl Pass<'_> {
                         match own.as_ref().and_then(|o| Some((o, program_fd(o, name)?))) {
                             Some(found) => found,
                             None => {
-                                mode.mismatches.push("a fresh object for the test run did not load".into());
+                                mode.mismatches
+                                    .push("a fresh object for the test run did not load".into());
                                 return;
                             }
                         }
@@ -531,15 +538,22 @@ impl Pass<'_> {
         if let Some(hook) = self.obj.hook
             && let Err(e) = maps::run_hook(object, hook)
         {
-            mode.mismatches.push(format!("pre-execution hook {hook}: {e}"));
+            mode.mismatches
+                .push(format!("pre-execution hook {hook}: {e}"));
             return;
         }
         let syscall = self.types.get(name).is_some_and(|t| t == "syscall");
-        match test_run(fd, syscall, spec.linear_size, self.obj.constants.test_data_len) {
+        match test_run(
+            fd,
+            syscall,
+            spec.linear_size,
+            self.obj.constants.test_data_len,
+        ) {
             Ok(got) => {
                 mode.retval = Some(got);
                 if got != want && want != self.obj.constants.pointer_value {
-                    mode.mismatches.push(format!("retval {got}, expected {want}"));
+                    mode.mismatches
+                        .push(format!("retval {got}, expected {want}"));
                 }
             }
             Err(e) => {
@@ -557,7 +571,9 @@ impl Pass<'_> {
                         mode.mismatches.push(format!("BPF {what} stream {m}"));
                     }
                 }
-                Err(e) => mode.mismatches.push(format!("BPF {what} stream unavailable: {e}")),
+                Err(e) => mode
+                    .mismatches
+                    .push(format!("BPF {what} stream unavailable: {e}")),
             }
         }
         drop(own);
@@ -604,9 +620,8 @@ fn info(
     let mut len = size_of_val(&info) as u32;
     // SAFETY: `info` is a bpf_prog_info of `len` bytes whose array pointers, if any, point at
     // buffers of the lengths set beside them, alive for the call.
-    let ret = unsafe {
-        sys::bpf_obj_get_info_by_fd(fd.as_raw_fd(), (&raw mut info).cast(), &mut len)
-    };
+    let ret =
+        unsafe { sys::bpf_obj_get_info_by_fd(fd.as_raw_fd(), (&raw mut info).cast(), &mut len) };
     if ret != 0 {
         return Err(std::io::Error::last_os_error().to_string());
     }
@@ -658,7 +673,9 @@ fn test_run(
     let ret = unsafe { sys::bpf_prog_test_run_opts(fd.as_raw_fd(), &mut opts) };
     if ret != 0 {
         let e = std::io::Error::last_os_error();
-        return Err(e.raw_os_error().map_or(e.to_string(), bpf_loader::errno::name));
+        return Err(e
+            .raw_os_error()
+            .map_or(e.to_string(), bpf_loader::errno::name));
     }
     Ok(opts.retval as i32)
 }

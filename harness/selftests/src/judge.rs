@@ -38,7 +38,9 @@ impl Divergences {
     /// Reads the file (none listed when it does not exist).
     pub fn load(path: &Path) -> Result<Self> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("parsing {}", path.display())),
+            Ok(text) => {
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
@@ -90,7 +92,12 @@ pub fn record(object: &str, run: &ProgramRun, cell: &Cell<'_>) -> Record {
     r.prog_type = run.prog_type.clone();
     r.kernel_release = cell.release.to_owned();
     r.duration_ms = run.duration.as_millis() as u64;
-    r.loads = run.modes.iter().filter(|m| m.skipped.is_none()).map(|m| load(object, &run.name, m)).collect();
+    r.loads = run
+        .modes
+        .iter()
+        .filter(|m| m.skipped.is_none())
+        .map(|m| load(object, &run.name, m))
+        .collect();
     let d = &mut r.details;
     d.insert("tree".into(), cell.tree.into());
     d.insert("own_kernel".into(), cell.own.into());
@@ -110,7 +117,11 @@ pub fn record(object: &str, run: &ProgramRun, cell: &Cell<'_>) -> Record {
     }
     let ran: Vec<&ModeRun> = run.modes.iter().filter(|m| m.skipped.is_none()).collect();
     if ran.is_empty() {
-        let why = run.modes.iter().filter_map(|m| m.skipped.clone()).collect::<Vec<_>>();
+        let why = run
+            .modes
+            .iter()
+            .filter_map(|m| m.skipped.clone())
+            .collect::<Vec<_>>();
         (r.outcome, r.reason) = (Outcome::Unsupported, Some(why.join("; ")));
         return r;
     }
@@ -128,9 +139,13 @@ pub fn record(object: &str, run: &ProgramRun, cell: &Cell<'_>) -> Record {
         return r;
     };
     r.details.insert("verdict".into(), "differs".into());
-    r.details.insert("cell".into(), format!("differs: {what}").into());
+    r.details
+        .insert("cell".into(), format!("differs: {what}").into());
     if cell.own {
-        match cell.divergences.find(cell.tree, &format!("{object}/{}", run.name), cell.kernel) {
+        match cell
+            .divergences
+            .find(cell.tree, &format!("{object}/{}", run.name), cell.kernel)
+        {
             Some(reason) => {
                 r.details.insert("divergence".into(), reason.into());
             }
@@ -230,18 +245,27 @@ mod tests {
         };
         let r = record("verifier_x", &refused(None), &cell(true, &none));
         assert_eq!(r.case, "selftests_6_12::verifier_x/p");
-        assert_eq!((r.outcome, r.details["verdict"].as_str()), (Outcome::Pass, Some("holds")));
+        assert_eq!(
+            (r.outcome, r.details["verdict"].as_str()),
+            (Outcome::Pass, Some("holds"))
+        );
         assert_eq!(r.loads[0].message.as_deref(), Some("R1 !read_ok"));
         let bad = refused(Some("verifier log lacks `x`"));
         let r = record("verifier_x", &bad, &cell(true, &none));
         assert_eq!(r.outcome, Outcome::Fail);
         let r = record("verifier_x", &bad, &cell(false, &none));
-        assert_eq!((r.outcome, r.details["verdict"].as_str()), (Outcome::Pass, Some("differs")));
+        assert_eq!(
+            (r.outcome, r.details["verdict"].as_str()),
+            (Outcome::Pass, Some("differs"))
+        );
         let listed: Divergences = toml::from_str(
             "[[divergence]]\ntree = \"6.12\"\ncase = \"verifier_x/p\"\nreason = \"r\"\n",
         )
         .unwrap();
         let r = record("verifier_x", &bad, &cell(true, &listed));
-        assert_eq!((r.outcome, r.details["divergence"].as_str()), (Outcome::Pass, Some("r")));
+        assert_eq!(
+            (r.outcome, r.details["divergence"].as_str()),
+            (Outcome::Pass, Some("r"))
+        );
     }
 }

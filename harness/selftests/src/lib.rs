@@ -91,8 +91,14 @@ pub fn run(corpus: &Corpus, column: &Column<'_>) -> Result<Ran> {
         Ok(())
     };
     let mut failures = Vec::new();
-    let compiled = corpus.failed.iter().map(|f| (f, format!("does not compile with {}", corpus.clang)));
-    let opened = corpus.unopened.iter().map(|f| (f, "cannot be loaded".to_owned()));
+    let compiled = corpus
+        .failed
+        .iter()
+        .map(|f| (f, format!("does not compile with {}", corpus.clang)));
+    let opened = corpus
+        .unopened
+        .iter()
+        .map(|f| (f, "cannot be loaded".to_owned()));
     for (failed, what) in compiled.chain(opened) {
         let case = format!("{}::{}", judge::binary(&corpus.tree), failed.name);
         let why = format!("progs/{}.c {what}: {}", failed.name, failed.error);

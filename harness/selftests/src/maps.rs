@@ -40,7 +40,9 @@ pub fn run_hook(object: &Object, hook: &str) -> Result<(), String> {
 
 /// Whether every map of `object` can be put back to its initial contents.
 pub fn resettable(object: &Object) -> bool {
-    object.maps().all(|m| kind(m.map_type(), &m.name().to_string_lossy()).is_some())
+    object
+        .maps()
+        .all(|m| kind(m.map_type(), &m.name().to_string_lossy()).is_some())
 }
 
 /// What putting a map back means.

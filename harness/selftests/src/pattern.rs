@@ -79,7 +79,6 @@ impl Default for DisasmList {
 }
 
 impl DisasmList {
-
     /// Restarts the "on the next line" chain (`__arch_*` does for `__jited`).
     pub fn restart(&mut self) {
         self.next_line = true;
@@ -91,7 +90,8 @@ impl DisasmList {
             self.next_line = false;
             return Ok(());
         }
-        self.patterns.push(Pattern::new(text, self.next_line, false)?);
+        self.patterns
+            .push(Pattern::new(text, self.next_line, false)?);
         self.next_line = true;
         Ok(())
     }
@@ -259,7 +259,9 @@ fn compile(pattern: &str) -> Result<Regex, String> {
         return Err(format!("regex too long: '{pattern}'"));
     }
     if in_regex {
-        return Err(format!("regex has an open '{{{{' but no closing '}}}}': '{pattern}'"));
+        return Err(format!(
+            "regex has an open '{{{{' but no closing '}}}}': '{pattern}'"
+        ));
     }
     Regex::new(&format!("(?m){}", posix_newline(&out)))
         .map_err(|e| format!("regex `{out}` of '{pattern}' does not compile: {e}"))
@@ -321,7 +323,10 @@ mod tests {
 
     #[test]
     fn negatives_are_checked_between_positive_matches() {
-        assert_eq!(validate(LOG, &msgs(&["r2 = r10", "!R10", "invalid"])), Ok(()));
+        assert_eq!(
+            validate(LOG, &msgs(&["r2 = r10", "!R10", "invalid"])),
+            Ok(())
+        );
         let err = validate(LOG, &msgs(&["R1=ctx", "!r2 += -8", "invalid"])).unwrap_err();
         assert_eq!(err.kind, MismatchKind::Unexpected);
         // After the last positive match the span runs to the end.

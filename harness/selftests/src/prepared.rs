@@ -17,9 +17,9 @@
 //! loading from a prepared object is what makes the kernel's selftests cheap enough for every
 //! column of the matrix.
 
+use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::collections::HashMap;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
@@ -55,7 +55,10 @@ fn vmlinux_id(name: &str, typedef: bool) -> Option<u32> {
             .filter_map(|id| btf.type_by_id::<BtfType<'_>>(id.into()))
             .filter(|t| matches!(t.kind(), BtfKind::Func | BtfKind::Typedef))
             .filter_map(|t| {
-                let key = (t.kind() == BtfKind::Typedef, t.name()?.to_string_lossy().into_owned());
+                let key = (
+                    t.kind() == BtfKind::Typedef,
+                    t.name()?.to_string_lossy().into_owned(),
+                );
                 Some(key).map(|k| (k, t.type_id().into()))
             })
             .fold(HashMap::new(), |mut m, (k, id)| {
@@ -154,7 +157,8 @@ impl Prepared {
                 initial,
             })
         });
-        prepared.map_err(|e| anyhow::anyhow!("{}", complaint(&messages).unwrap_or(format!("{e:#}"))))
+        prepared
+            .map_err(|e| anyhow::anyhow!("{}", complaint(&messages).unwrap_or(format!("{e:#}"))))
     }
 
     fn object(&self) -> NonNull<sys::bpf_object> {
@@ -186,7 +190,9 @@ impl Prepared {
     /// its section's sleepable and XDP-frags flags, its BTF attach target in vmlinux); `Err`
     /// says why only libbpf can load it.
     pub fn load_time(&self, name: &str) -> Result<LoadTime, String> {
-        let p = self.program(name).ok_or_else(|| format!("no program {name}"))?;
+        let p = self
+            .program(name)
+            .ok_or_else(|| format!("no program {name}"))?;
         // SAFETY: `p` is a program of the live object; the slices it hands out live as long.
         let (ty, attach, section, insns, funcs, lines) = unsafe {
             let p = p.as_ptr();
@@ -197,12 +203,19 @@ impl Prepared {
                 sys::bpf_program__insns(p),
                 sys::bpf_program__insn_cnt(p) as usize,
             );
-            let funcs = sys::bpf_program__func_info_cnt(p) > 0
-                && sys::bpf_program__func_info(p).is_null();
-            let lines = sys::bpf_program__line_info_cnt(p) > 0
-                && sys::bpf_program__line_info(p).is_null();
+            let funcs =
+                sys::bpf_program__func_info_cnt(p) > 0 && sys::bpf_program__func_info(p).is_null();
+            let lines =
+                sys::bpf_program__line_info_cnt(p) > 0 && sys::bpf_program__line_info(p).is_null();
             let attach = sys::bpf_program__expected_attach_type(p);
-            (sys::bpf_program__type(p), attach, section, insns, funcs, lines)
+            (
+                sys::bpf_program__type(p),
+                attach,
+                section,
+                insns,
+                funcs,
+                lines,
+            )
         };
         if [sys::BPF_PROG_TYPE_STRUCT_OPS, sys::BPF_PROG_TYPE_EXT].contains(&ty) {
             let ty = bpf_features::prog_type_str(ty).unwrap_or_default();
@@ -440,7 +453,12 @@ fn license(bytes: &[u8]) -> CString {
     use object::{Object as _, ObjectSection as _};
     object::File::parse(bytes)
         .ok()
-        .and_then(|f| f.section_by_name("license")?.data().ok().map(<[u8]>::to_vec))
+        .and_then(|f| {
+            f.section_by_name("license")?
+                .data()
+                .ok()
+                .map(<[u8]>::to_vec)
+        })
         .and_then(|d| CStr::from_bytes_until_nul(&d).ok().map(CStr::to_owned))
         .unwrap_or_default()
 }

@@ -246,9 +246,10 @@ impl Spec {
 
     /// The load's `prog_flags`: the tree loader's defaults with the `__flag`s applied.
     pub fn prog_flags(&self, defaults: u32) -> u32 {
-        self.flag_ops
-            .iter()
-            .fold(defaults, |f, &(flag, clear)| if clear { f & !flag } else { f | flag })
+        self.flag_ops.iter().fold(
+            defaults,
+            |f, &(flag, clear)| if clear { f & !flag } else { f | flag },
+        )
     }
 
     /// The expectations of a mode.
@@ -358,7 +359,10 @@ mod tests {
         assert_eq!(s.priv_.retval, Some(0xbadcafe));
         assert_eq!(s.unpriv.caps, (1 << 21) | (1 << 39));
         assert_eq!(parse(&["test_retval=0xffffffff"]).priv_.retval, Some(-1));
-        assert_eq!(parse(&["test_retval=_INT_MIN"]).priv_.retval, Some(i32::MIN));
+        assert_eq!(
+            parse(&["test_retval=_INT_MIN"]).priv_.retval,
+            Some(i32::MIN)
+        );
         let tags = vec!["test_caps_unpriv=CAP_BPF".to_owned()];
         assert!(Spec::parse(&tags, "xdp", &C).is_err());
     }

@@ -59,7 +59,10 @@ impl Tally {
 pub fn markdown<K: Ord>(records: &[Record], order: impl Fn(&str) -> K) -> String {
     // tree → file → kernel → tally.
     let mut cells: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, Tally>>> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.binary.starts_with("selftests_")) {
+    for r in records
+        .iter()
+        .filter(|r| r.binary.starts_with("selftests_"))
+    {
         let Some((_, rest)) = r.case.split_once("::") else {
             continue;
         };
@@ -123,15 +126,41 @@ mod tests {
     #[test]
     fn counts_per_file_and_kernel() {
         let records = vec![
-            rec("selftests_6_12::verifier_and/a", "6.12", Outcome::Pass, "holds"),
-            rec("selftests_6_12::verifier_and/b", "6.12", Outcome::Fail, "differs"),
-            rec("selftests_6_12::verifier_and/a", "5.10", Outcome::Pass, "differs"),
-            rec("selftests_6_12::verifier_or/a", "5.10", Outcome::Unsupported, ""),
+            rec(
+                "selftests_6_12::verifier_and/a",
+                "6.12",
+                Outcome::Pass,
+                "holds",
+            ),
+            rec(
+                "selftests_6_12::verifier_and/b",
+                "6.12",
+                Outcome::Fail,
+                "differs",
+            ),
+            rec(
+                "selftests_6_12::verifier_and/a",
+                "5.10",
+                Outcome::Pass,
+                "differs",
+            ),
+            rec(
+                "selftests_6_12::verifier_or/a",
+                "5.10",
+                Outcome::Unsupported,
+                "",
+            ),
         ];
         let order = |k: &str| if k == "5.10" { 0 } else { 1 };
         let md = markdown(&records, order);
-        assert!(md.contains("| selftests_6_12: holds / differs / unsupported / fail | 5.10 | 6.12 |"), "{md}");
-        assert!(md.contains("| **all files** | 0 / 1 / 1 / 0 | 1 / 0 / 0 / 1 |"), "{md}");
+        assert!(
+            md.contains("| selftests_6_12: holds / differs / unsupported / fail | 5.10 | 6.12 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| **all files** | 0 / 1 / 1 / 0 | 1 / 0 / 0 / 1 |"),
+            "{md}"
+        );
         assert!(md.contains("| verifier_or | 0 / 0 / 1 / 0 |  |"), "{md}");
     }
 }

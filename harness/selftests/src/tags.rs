@@ -30,7 +30,10 @@ pub fn of_object(btf: &Btf<'_>) -> BTreeMap<String, Vec<String>> {
             && let Some(name) = tag.name()
         {
             let name = name.to_string_lossy().into_owned();
-            by_id.entry(tag.referenced_type_id()).or_default().push(name);
+            by_id
+                .entry(tag.referenced_type_id())
+                .or_default()
+                .push(name);
         }
     }
     btf.type_by_kind::<Func<'_>>()
