@@ -172,9 +172,13 @@ pub fn run(kernel: &str, results: &Path, corpus: Option<&Path>, budget: Duration
     let matrix = Matrix::load()?;
     let spec = matrix.spec(kernel);
     let vm = spec.is_some_and(|s| s.kind != Kind::Host);
-    let config = spec
-        .filter(|_| vm)
-        .map(|s| kernels::kernel_dir(&s.id).join("config"));
+    // The kernel's kept config: what the column's runner hands its test binaries, else the cache's.
+    let config = std::env::var_os("BPFCONF_KCONFIG")
+        .map(PathBuf::from)
+        .or_else(|| {
+            spec.filter(|_| vm)
+                .map(|s| kernels::kernel_dir(&s.id).join("config"))
+        });
     let facts = Facts::probe(vm, config.as_deref(), budget);
     let divergences = Divergences::load(&divergences_path())?;
     for corpus in &corpora {
@@ -199,11 +203,12 @@ pub fn run(kernel: &str, results: &Path, corpus: Option<&Path>, budget: Duration
 /// `error` records for the programs it did not reach, kernel log splats an `error` record
 /// `selftests_<tree>::kernel_log`. Returns whether every corpus ran to its end cleanly.
 pub fn run_in_column(
-    kernel: &str,
-    results: &Path,
-    timeout: Duration,
+    opts: &crate::suite::Options,
+    release: &str,
     allowed: &[regex::Regex],
 ) -> Result<bool> {
+    let (kernel, results, timeout) = (opts.kernel.as_str(), opts.results.as_path(), opts.timeout);
+    let env = crate::suite::environment(opts, release)?;
     let mut clean = true;
     for corpus in listed()? {
         let name = judge::binary(&corpus.tree);
@@ -213,7 +218,8 @@ pub fn run_in_column(
         cmd.args(["selftests", "run", "--kernel", kernel, "--results"])
             .arg(results)
             .arg("--corpus")
-            .arg(&corpus.dir);
+            .arg(&corpus.dir)
+            .envs(env.iter().cloned());
         let ended = watched::run(cmd, timeout, |line| {
             println!("{line}");
             watched::Next::Go
