@@ -304,3 +304,37 @@ pub fn summary(runs: &[PathBuf]) -> Result<String> {
         crate::report::kernel_order,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_in_divergences_and_trees_parse() {
+        let d = Divergences::load(&divergences_path()).unwrap();
+        let matrix =
+            Matrix::load_from(&crate::workspace_root().join("kernels/kernels.toml")).unwrap();
+        let trees: Vec<&str> = matrix.selftests.iter().map(|t| t.tree.as_str()).collect();
+        for div in &d.list {
+            assert!(
+                trees.contains(&div.tree.as_str()),
+                "{div:?} names no [[selftests]] tree"
+            );
+            assert!(div.case.contains('/') && !div.reason.is_empty(), "{div:?}");
+        }
+        for t in &matrix.selftests {
+            assert!(
+                package(&matrix, t).is_ok(),
+                "tree {} has no package",
+                t.tree
+            );
+            for k in t.kernels.iter().chain([&t.btf]) {
+                assert!(
+                    matrix.spec(k).is_some(),
+                    "tree {} names unknown kernel {k}",
+                    t.tree
+                );
+            }
+        }
+    }
+}

@@ -251,9 +251,10 @@ fn special_fields(name: &str, bytes: &[u8]) -> bool {
         .type_by_kind::<Struct<'_>>()
         .any(|t| t.name().is_some_and(|n| STRUCTS.iter().any(|s| n == *s)));
     structs
-        || btf
-            .type_by_kind::<TypeTag<'_>>()
-            .any(|t| t.name().is_some_and(|n| n.to_string_lossy().contains("kptr")))
+        || btf.type_by_kind::<TypeTag<'_>>().any(|t| {
+            t.name()
+                .is_some_and(|n| n.to_string_lossy().contains("kptr"))
+        })
 }
 
 /// The first identifier in `text` that the test module defines.
