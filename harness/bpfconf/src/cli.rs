@@ -80,6 +80,12 @@ pub enum Command {
         /// The objects.
         files: Vec<PathBuf>,
     },
+    /// The kernel's own BPF selftests of each `[[selftests]]` tree of kernels.toml: build the
+    /// corpora, run them on the running kernel, count the results of a run.
+    Selftests {
+        #[command(subcommand)]
+        command: SelftestsCommand,
+    },
     /// Run one test binary with libtest's arguments inside a VM of kernel ID (what cargo's runner
     /// ci/cargo-vm-runner calls when BPFCONF_VM is set).
     VmExec {
@@ -297,4 +303,38 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+#[derive(Subcommand)]
+pub enum SelftestsCommand {
+    /// Fetch each tree (hash-checked), build its corpus into the build cache (an unchanged one is
+    /// never rebuilt) and list the corpora for the columns.
+    Build {
+        /// Tree ids (default: every tree).
+        trees: Vec<String>,
+    },
+    /// Run the listed corpora (or one) on the running kernel: one record per program.
+    Run {
+        /// The column's kernel id (default: derived from the running kernel).
+        #[arg(long)]
+        kernel: Option<String>,
+        /// The results directory (default: $BPFCONF_RESULTS or target/bpfconf-results).
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// One corpus directory instead of the listed ones.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// Seconds one load may take; a load past it is interrupted and its program recorded
+        /// `unsupported` (a few of the kernel's tests walk a million instructions on purpose,
+        /// minutes each under emulation).
+        #[arg(long, default_value_t = 30)]
+        load_budget: u64,
+    },
+    /// Per test file × kernel counts (holds / differs / unsupported / fail) of a run's corpus
+    /// records, as Markdown.
+    Summary {
+        /// Run or results directories (shards of one run are merged).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+    },
 }

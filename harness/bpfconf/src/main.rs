@@ -7,7 +7,7 @@
 //! 2. `kernels`, `vm`, `manifest`: the kernels, booting them, the test binaries;
 //! 3. `run`: the run model (records → run → cells);
 //! 4. readers of the model (`report`, `compare`, `baseline`, `repeat`, `objects`, `known_bugs`)
-//!    and what makes runs (`suite`, `columns`, `bench`);
+//!    and what makes runs (`suite`, `columns`, `corpora`, `bench`);
 //! 5. `commands` and `cli`.
 
 mod baseline;
@@ -16,6 +16,7 @@ mod cli;
 mod columns;
 mod commands;
 mod compare;
+mod corpora;
 mod kernels;
 mod kmsg;
 mod known_bugs;
@@ -71,6 +72,7 @@ fn run(command: Command) -> Result<ExitCode> {
             results,
             files,
         } => objects::load_here(&files, &kernel, &results),
+        Command::Selftests { command } => selftests::run(command),
         Command::VmExec { id, command } => vm_exec::run(&id, &command),
         Command::Tests => tests::run(),
         Command::Suite(args) => suite::run(args),

@@ -1,18 +1,21 @@
 //! `bpfconf objects FILE.bpf.o…`: your own BPF objects on every kernel. Each column (the host
-//! and one VM per selected kernel) opens every object with libbpf and loads each program alone,
-//! one record per program: the verdict, errno, the verifier's key line and statistics, the JIT's
-//! size, the whole log. Its run is read like the suite's, programs as the cases.
+//! and one VM per selected kernel) prepares every object once and loads each program alone from
+//! it, one record per program: the verdict (a refusal is the program's answer on that kernel,
+//! `details.verdict`, not a failure unless `--min-kernel` makes it one), errno, the verifier's
+//! key line and statistics, the JIT's size, the whole log. Its run is read like the suite's,
+//! programs as the cases.
 
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use libbpf_rs::ObjectBuilder;
-use loader::load::{LogLevel, load_object};
+use loader::load::LogLevel;
 use object::elf::EM_BPF;
 use record::{Outcome, Record};
+use selftests::prepared::{self, OpenOptions, Prepared, Request};
 
 use crate::columns::watch;
 use crate::kernels::{KernelSpec, fetch::fetch};
@@ -122,14 +125,19 @@ pub fn run(opts: &Options) -> Result<Vec<(String, f64, Option<String>)>> {
 }
 
 /// Loads every program of each object alone, on the running kernel, writing one record per
-/// program (`<object>::<program>`) into `results` for column `kernel`.
+/// program (`<object>::<program>`) into `results` for column `kernel`. Each object is opened and
+/// prepared once and its programs loaded from it (`selftests::prepared`, what the kernel's
+/// selftests corpus uses): a program alone loads even when the object's prog arrays or maps of
+/// maps name other programs.
 pub fn load_all(files: &[PathBuf], kernel: &str, results: &Path) -> Result<()> {
+    selftests::raise_memlock();
     let release = record::kernel_release();
     record::Event::Started {
         kernel: kernel.to_owned(),
         release: release.clone(),
     }
     .emit();
+    let mut log = vec![0u8; 16 << 20];
     for file in files {
         let object = stem(file);
         let programs = match check(file) {
@@ -141,13 +149,22 @@ pub fn load_all(files: &[PathBuf], kernel: &str, results: &Path) -> Result<()> {
                 continue;
             }
         };
+        let bytes = fs::read(file)?;
+        let opts = OpenOptions {
+            name: object.clone(),
+            ..Default::default()
+        };
+        let prepared = Prepared::new(&bytes, &opts, None);
         for program in programs {
             let started = std::time::Instant::now();
-            let mut r = load_one(file, &program)?;
+            let mut r = load_one(&bytes, &opts, prepared.as_ref().ok(), &program, &mut log);
             r.case = format!("{object}::{program}");
             r.kernel = kernel.to_owned();
             r.kernel_release = release.clone();
             r.duration_ms = started.elapsed().as_millis() as u64;
+            if let Some(load) = r.loads.first_mut() {
+                load.object = object.clone();
+            }
             record::write(results, &r)?;
         }
     }
@@ -156,55 +173,89 @@ pub fn load_all(files: &[PathBuf], kernel: &str, results: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Opens `file` and loads `program` alone (the others' autoload off), at the statistics log level.
-fn load_one(file: &Path, program: &str) -> Result<Record> {
-    let mut open = ObjectBuilder::default().open_file(file)?;
-    let mut prog_type = String::new();
-    for mut p in open.progs_mut() {
-        let this = p.name().to_string_lossy() == program;
-        p.set_autoload(this);
-        if this {
-            prog_type = features::prog_type_str(p.prog_type() as u32).unwrap_or_default();
+/// Loads `program` alone (from the prepared object when libbpf adds nothing at load time, else
+/// through libbpf in a fresh object) at the statistics log level. A refusal is the program's
+/// verdict on this kernel (`details.verdict`), not a failure of the case.
+fn load_one(
+    bytes: &[u8],
+    opts: &OpenOptions,
+    prepared: Option<&Prepared>,
+    program: &str,
+    log: &mut [u8],
+) -> Record {
+    let req = Request {
+        flags: 0,
+        log_level: LogLevel::Stats as u32,
+    };
+    let mut fresh = None;
+    let load = match prepared.map(|p| (p, p.load_time(program))) {
+        Some((p, Ok(at))) => p.load(program, req, at, log),
+        _ => {
+            let (object, load) = prepared::fresh(bytes, opts, program, &[], req, log);
+            fresh = object;
+            load
         }
-    }
-    let (loaded, outcome) = load_object(open, LogLevel::Stats);
-    let mut r = Record::runner("", "", Outcome::Pass, None);
-    r.prog_type = prog_type;
-    if let Ok(object) = &loaded
-        && let Some(prog) = object
+    };
+    let (loaded, size) = match (&load.fd, &fresh) {
+        (Some(fd), _) => (true, loader::load::prog_size(fd.as_fd())),
+        (None, Some(o)) => o
             .progs()
             .find(|p| p.name().to_string_lossy() == program)
-    {
-        let info = prog_info(prog.as_fd().as_raw_fd());
+            .map_or((false, None), |p| {
+                (true, loader::load::prog_size(p.as_fd()))
+            }),
+        (None, None) => (false, None),
+    };
+    let mut r = Record::runner("", "", Outcome::Pass, None);
+    r.prog_type = program_type(bytes, program);
+    let key_line = (!loaded).then(|| selftests::exec::refusal(&load));
+    if let Some(size) = &size {
         r.details
-            .insert("jited_bytes".into(), info.jited_prog_len.into());
+            .insert("jited_bytes".into(), size.jited_bytes.into());
         r.details
-            .insert("xlated_bytes".into(), info.xlated_prog_len.into());
-        r.details
-            .insert("verified_insns".into(), info.verified_insns.into());
+            .insert("xlated_bytes".into(), size.xlated_bytes.into());
+        r.details.insert(
+            "verified_insns".into(),
+            size.verified_insns.unwrap_or_default().into(),
+        );
     }
-    if !outcome.loaded {
-        r.outcome = Outcome::Fail;
-        r.reason = Some(format!(
-            "refused ({}): {}",
-            outcome.errno.as_deref().unwrap_or("?"),
-            outcome.message.as_deref().unwrap_or_default()
-        ));
+    r.details.insert(
+        "verdict".into(),
+        if loaded { "accepted" } else { "refused" }.into(),
+    );
+    if let Some(line) = &key_line {
+        r.details.insert("key_line".into(), line.clone().into());
     }
+    let mut outcome = loader::load::LoadOutcome {
+        loaded,
+        errno: load.errno.map(loader::errno::name),
+        failed_program: (!loaded).then(|| program.to_owned()),
+        message: key_line,
+        ..Default::default()
+    };
+    outcome.programs.insert(
+        program.to_owned(),
+        record::ProgramLog {
+            stats: loader::load::parse_stats(&load.log),
+            log: load.log,
+            size,
+        },
+    );
     r.loads.push(outcome);
-    Ok(r)
+    r
 }
 
-/// The kernel's sizes of a loaded program (bpf_prog_info; zeros where the call fails).
-fn prog_info(fd: i32) -> libbpf_rs::libbpf_sys::bpf_prog_info {
-    let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
-    let mut len = size_of_val(&info) as u32;
-    // SAFETY: `info` is a bpf_prog_info of `len` bytes with every pointer field zero (no arrays
-    // asked for), which BPF_OBJ_GET_INFO_BY_FD fills in.
-    unsafe {
-        libbpf_rs::libbpf_sys::bpf_obj_get_info_by_fd(fd, (&raw mut info).cast(), &mut len);
-    }
-    info
+/// The program's type, as bpftool names it.
+fn program_type(bytes: &[u8], program: &str) -> String {
+    ObjectBuilder::default()
+        .open_memory(bytes)
+        .ok()
+        .and_then(|o| {
+            o.progs()
+                .find(|p| p.name().to_string_lossy() == program)
+                .and_then(|p| features::prog_type_str(p.prog_type() as u32))
+        })
+        .unwrap_or_default()
 }
 
 fn stem(file: &Path) -> String {
@@ -248,8 +299,13 @@ pub fn refused_since(run: &Run, min: &str) -> Vec<String> {
         let version = kernel.strip_prefix("host-").unwrap_or(kernel);
         kernel_order(version) >= kernel_order(min)
     };
+    let refused = |cell: &crate::run::Cell| {
+        cell.outcome != Outcome::Pass
+            || (cell.record.as_ref()).and_then(|r| r.details.get("verdict")?.as_str())
+                == Some("refused")
+    };
     (run.cells())
-        .filter(|(_, kernel, cell)| cell.outcome != Outcome::Pass && at_least(kernel))
+        .filter(|(_, kernel, cell)| refused(cell) && at_least(kernel))
         .map(|(case, kernel, _)| format!("{case} on {kernel}"))
         .collect()
 }

@@ -121,6 +121,16 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
         }
         .emit();
     }
+    // The kernel's own selftests of every listed tree, after the test binaries.
+    if opts.filter.is_none() && opts.binary.is_none() {
+        clean &= crate::corpora::run_in_column(
+            &opts.kernel,
+            &opts.results,
+            opts.timeout,
+            &env,
+            &allowed,
+        )?;
+    }
     let exit = if clean { 0 } else { 1 };
     // Inside a VM the root is mounted with loose caching: write the records back before it stops.
     nix::unistd::sync();

@@ -162,12 +162,19 @@ fn captured<T>(
     object: &str,
     load: impl FnOnce() -> libbpf_rs::Result<T>,
 ) -> (libbpf_rs::Result<T>, LoadOutcome, String) {
-    install_print_callback();
-    CAPTURE.with(|c| *c.borrow_mut() = Some(String::new()));
-    let result = load();
-    let messages = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    let (result, messages) = with_libbpf_messages(load);
     let outcome = from_libbpf_messages(object, &messages, result.as_ref().err());
     (result, outcome, messages)
+}
+
+/// Runs `f` with libbpf's messages captured (for loads that bring their own log buffers, whose
+/// logs libbpf does not print); returns them whole.
+pub fn with_libbpf_messages<T>(f: impl FnOnce() -> T) -> (T, String) {
+    install_print_callback();
+    CAPTURE.with(|c| *c.borrow_mut() = Some(String::new()));
+    let result = f();
+    let messages = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (result, messages)
 }
 
 thread_local! {

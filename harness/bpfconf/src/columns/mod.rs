@@ -230,6 +230,9 @@ fn close_column(dir: &Path, id: &str, manifest: &Manifest, problem: Option<Strin
         let tests: Vec<&str> = bin.tests.iter().map(String::as_str).collect();
         suite::record_missing(dir, id, &bin.name, &tests, &format!("no record: {why}"))?;
     }
+    for corpus in crate::corpora::listed()? {
+        crate::corpora::record_missing(&corpus, dir, id, &format!("no record: {why}"))?;
+    }
     let outcome = if problem.is_some() {
         Outcome::Error
     } else {

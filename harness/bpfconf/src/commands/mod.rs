@@ -9,6 +9,7 @@ pub mod matrix;
 pub mod objects;
 pub mod probe;
 pub mod report;
+pub mod selftests;
 pub mod suite;
 pub mod tests;
 pub mod vm_exec;

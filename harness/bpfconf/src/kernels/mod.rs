@@ -18,6 +18,37 @@ use serde::{Deserialize, Serialize};
 pub struct KernelList {
     /// One entry per column.
     pub kernel: Vec<KernelSpec>,
+    /// The kernel source trees whose BPF selftests every column runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selftests: Vec<SelftestsTree>,
+}
+
+/// A kernel source tree whose BPF selftests (`tools/testing/selftests/bpf/progs`) every column
+/// runs (`bpfconf selftests`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct SelftestsTree {
+    /// The tree's id (`6.12`): its records are `selftests_6_12::…`.
+    pub tree: String,
+    /// The kernels it belongs to: there its expectations must hold.
+    pub kernels: Vec<String>,
+    /// The kernel whose BTF makes its `vmlinux.h`.
+    pub btf: String,
+    /// A kind = "source" kernel whose `linux-source` pin it reuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Debian suite of its own package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
+    /// Its own pinned `linux-source` package (when it reuses no kernel's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<Package>,
+    /// The tree Makefile's BPF compile flags (`BPF_CFLAGS`, its build rule's), without include
+    /// directories and `-Werror`.
+    pub cflags: Vec<String>,
+    /// Include directories relative to the tree (besides the generated headers and the
+    /// selftests directory).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
 }
 
 /// How a kernel is obtained.

@@ -77,6 +77,14 @@ fn inputs(spec: &KernelSpec) -> Result<Inputs<'_>> {
     })
 }
 
+/// Locks the source tree of `package` under `root` (held until dropped).
+pub fn lock(root: &Path, package: &super::Package) -> Result<File> {
+    fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let lock = File::create(root.join(format!("{}.lock", package.name)))?;
+    lock.lock().context("locking the source build")?;
+    Ok(lock)
+}
+
 /// What makes two builds of the same inputs the same bytes (the kernel's reproducible-builds
 /// variables): the version string baked into the image names no date, user or host, so the
 /// image's GNU build id, which binds the column's snapshots (`build.json`), is the same on every
@@ -116,15 +124,13 @@ pub fn key(spec: &KernelSpec) -> Result<String> {
 pub fn build(spec: &KernelSpec, say: &dyn Fn(&str)) -> Result<Built> {
     let i = inputs(spec)?;
     let root = build_root();
-    fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let lock = File::create(root.join(format!("{}.lock", i.package.name)))?;
-    lock.lock().context("locking the source build")?;
+    let _lock = lock(&root, i.package)?;
 
     let out = root.join("out").join(key(spec)?);
     if let Some(built) = finished(&out) {
         return Ok(built);
     }
-    let tree = source_tree(spec, &i, &root, say)?;
+    let tree = source_tree(spec, i.package, &root, say)?;
     let obj = root.join(format!(
         "obj-{}_{}-{}",
         i.package.name, i.package.version, i.base
@@ -200,16 +206,22 @@ fn finished(out: &Path) -> Option<Built> {
     (built.bzimage.is_file() && built.config.is_file()).then_some(built)
 }
 
-/// The extracted source tree of the package (downloaded and hash-checked when missing).
-fn source_tree(spec: &KernelSpec, i: &Inputs, root: &Path, say: &dyn Fn(&str)) -> Result<PathBuf> {
-    let tree = root.join(format!("tree-{}_{}", i.package.name, i.package.version));
+/// The extracted source tree of `package` (downloaded and hash-checked when missing) under
+/// `root`, for kernel (or selftests tree) `spec`; the caller holds [`lock`].
+pub fn source_tree(
+    spec: &KernelSpec,
+    package: &super::Package,
+    root: &Path,
+    say: &dyn Fn(&str),
+) -> Result<PathBuf> {
+    let tree = root.join(format!("tree-{}_{}", package.name, package.version));
     if tree.join("Makefile").is_file() {
         return Ok(tree);
     }
     let debs = root.join("debs");
     fs::create_dir_all(&debs)?;
     let apt = Apt::new(&cache_dir())?;
-    let deb = apt.download_pinned(spec, i.package, &debs, &mut false, say)?;
+    let deb = apt.download_pinned(spec, package, &debs, &mut false, say)?;
     say("extracting the source");
     let tmp = tempfile::tempdir_in(root)?;
     duct::cmd!("dpkg-deb", "-x", &deb, tmp.path())
