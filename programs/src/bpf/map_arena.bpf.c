@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * BPF_MAP_TYPE_ARENA (6.9+) as programs use it: pages a program allocates (bpf_arena_alloc_pages)
+ * and shares with user space, whose addresses are the same on both sides. Syscall programs run
+ * with BPF_PROG_TEST_RUN, the request in their context:
+ *
+ * - `fill` allocates a page, writes WORDS words into it (value, value + 1, ...) and hands back
+ *   its address in `addr`;
+ * - `read` reads the word at `addr` (a page user space wrote) into `value`.
+ *
+ * Arena pointers (address space 1) need clang's __BPF_FEATURE_ADDR_SPACE_CAST and a JIT.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+/* 6.9's UAPI; Debian's multiarch headers are 6.1's. */
+#define BPF_MAP_TYPE_ARENA 33
+#define NUMA_NO_NODE (-1)
+#define WORDS 4
+
+#define __arena __attribute__((address_space(1)))
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARENA);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 4);	/* pages */
+} arena SEC(".maps");
+
+void __arena *bpf_arena_alloc_pages(void *map, void __arena *addr, __u32 page_cnt, int node_id,
+				    __u64 flags) __ksym;
+
+struct request {
+	__u64 addr;
+	__u64 value;
+};
+
+SEC("syscall")
+int fill(struct request *req)
+{
+	__u64 __arena *page = bpf_arena_alloc_pages(&arena, NULL, 1, NUMA_NO_NODE, 0);
+	int i;
+
+	if (!page)
+		return -1;
+	for (i = 0; i < WORDS; i++)
+		page[i] = req->value + i;
+	req->addr = (__u64)page;
+	return 0;
+}
+
+SEC("syscall")
+int read(struct request *req)
+{
+	__u64 __arena *word = (__u64 __arena *)req->addr;
+
+	req->value = *word;
+	return 0;
+}
+
+char _license[] SEC("license") = "GPL";

@@ -1,0 +1,124 @@
+//! `BPF_MAP_TYPE_ARENA` (6.9+; `programs/src/bpf/map_arena.bpf.c`): memory a program and user
+//! space share page by page, at the same addresses on both sides. Syscall programs run with
+//! `BPF_PROG_TEST_RUN`; user space sees the arena through the mapping libbpf made when it created
+//! the map.
+//!
+//! - `program_pages_read_by_user`: a page the program allocates (`bpf_arena_alloc_pages`) and
+//!   fills lies inside the mapping, page-aligned, and user space reads exactly what the program
+//!   wrote there;
+//! - `user_pages_read_by_program`: a word user space writes into a page nobody allocated (the
+//!   write faults it in) is what the program reads at that address; so is a word user space
+//!   writes into the program's page.
+//!
+//! Programs using an arena must be JITed: on the interpreter column the verifier's refusal
+//! ("JIT is required to use arena") makes the cases `unsupported` (`platform.bpf_jit_disabled`).
+
+use std::mem::MaybeUninit;
+
+use harness::{Case, CaseResult, probe, test_run};
+use libbpf_rs::skel::SkelBuilder;
+use libbpf_rs::{AsRawLibbpf, MapMut, ProgramInput, ProgramMut, ProgramType, libbpf_sys};
+use programs::map_arena::MapArenaSkelBuilder;
+
+/// Words `fill` writes, as in map_arena.bpf.c.
+const WORDS: usize = 4;
+
+/// The arena as user space maps it: its base and size (libbpf mapped it at creation).
+fn mapping(arena: &MapMut<'_>) -> (*mut u64, usize) {
+    let mut size = 0;
+    let map = arena.as_libbpf_object().as_ptr();
+    // SAFETY: a loaded map of the skeleton; libbpf hands back its mapping's address and size.
+    let base = unsafe { libbpf_sys::bpf_map__initial_value(map, &mut size) };
+    assert!(!base.is_null(), "libbpf mapped the arena");
+    (base.cast(), size as usize)
+}
+
+/// Runs `prog` with the request (addr, value) and returns the request it hands back.
+fn run(prog: &ProgramMut<'_>, addr: u64, value: u64) -> CaseResult<(u64, u64)> {
+    let mut context: Vec<u8> = [addr, value].iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let input = ProgramInput {
+        context_in: Some(&mut context),
+        ..Default::default()
+    };
+    let ret = test_run::run("syscall", prog, input)?.return_value;
+    assert_eq!(
+        ret,
+        0,
+        "{} returned {}",
+        prog.name().to_string_lossy(),
+        ret as i32
+    );
+    let word =
+        |i: usize| u64::from_ne_bytes(context[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    Ok((word(0), word(1)))
+}
+
+fn page_size() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .expect("the page size") as usize
+}
+
+#[test]
+fn program_pages_read_by_user() {
+    Case::run(ProgramType::Syscall, |case| {
+        probe::prog_type(ProgramType::Syscall)?;
+        probe::arena()?;
+        let mut object = MaybeUninit::uninit();
+        let skel = case.load(MapArenaSkelBuilder::default().open(&mut object)?)?;
+        let (base, size) = mapping(&skel.maps.arena);
+        let (addr, _) = run(&skel.progs.fill, 0, 7000)?;
+        let offset = addr.wrapping_sub(base as u64) as usize;
+        case.detail("arena", [base as u64, size as u64, addr]);
+        assert!(
+            offset < size,
+            "the page at {addr:#x} lies in the mapping {base:?}+{size:#x}"
+        );
+        assert_eq!(offset % page_size(), 0, "the page is page-aligned");
+        // SAFETY: the page lies inside the arena mapping libbpf keeps for the skeleton's lifetime.
+        let words: Vec<u64> = (0..WORDS)
+            .map(|i| unsafe { base.add(offset / 8 + i).read_volatile() })
+            .collect();
+        assert_eq!(
+            words,
+            [7000, 7001, 7002, 7003],
+            "what the program wrote, read by user space"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn user_pages_read_by_program() {
+    Case::run(ProgramType::Syscall, |case| {
+        probe::prog_type(ProgramType::Syscall)?;
+        probe::arena()?;
+        let mut object = MaybeUninit::uninit();
+        let skel = case.load(MapArenaSkelBuilder::default().open(&mut object)?)?;
+        let (base, size) = mapping(&skel.maps.arena);
+        let (fill, read) = (&skel.progs.fill, &skel.progs.read);
+        // The last page: no program allocated it.
+        let last = size / 8 - page_size() / 8 + 1;
+        // SAFETY: the word lies inside the arena mapping libbpf keeps for the skeleton's lifetime;
+        // writing it faults the page in.
+        unsafe { base.add(last).write_volatile(0x5eed) };
+        let (_, seen) = run(read, base.wrapping_add(last) as u64, 0)?;
+        assert_eq!(
+            seen, 0x5eed,
+            "the program reads the word user space wrote in a fresh page"
+        );
+
+        let (addr, _) = run(fill, 0, 1)?;
+        let word = (addr - base as u64) as usize / 8 + 2;
+        // SAFETY: a word of the program's page, inside the arena mapping (checked by `fill`'s case).
+        unsafe { base.add(word).write_volatile(0xfeed) };
+        let (_, seen) = run(read, base.wrapping_add(word) as u64, 0)?;
+        case.detail("arena", [base as u64, size as u64, addr]);
+        assert_eq!(
+            seen, 0xfeed,
+            "the program reads user space's write into its page"
+        );
+        Ok(())
+    });
+}
