@@ -17,25 +17,32 @@ use std::mem::MaybeUninit;
 
 use harness::{Case, CaseResult, probe, test_run};
 use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{AsRawLibbpf, MapMut, ProgramInput, ProgramMut, ProgramType, libbpf_sys};
+use libbpf_rs::{AsRawLibbpf, MapCore, MapMut, ProgramInput, ProgramMut, ProgramType, libbpf_sys};
 use programs::map_arena::MapArenaSkelBuilder;
 
-/// Words `fill` writes, as in map_arena.bpf.c.
+/// Words a fill writes, and the program's operations, as in map_arena.bpf.c.
 const WORDS: usize = 4;
+const FILL: u64 = 1;
+const READ: u64 = 2;
 
-/// The arena as user space maps it: its base and size (libbpf mapped it at creation).
+/// The arena as user space maps it: its base (libbpf mapped it when it created the map) and size
+/// (its `max_entries` pages).
 fn mapping(arena: &MapMut<'_>) -> (*mut u64, usize) {
-    let mut size = 0;
+    let mut globals = 0;
     let map = arena.as_libbpf_object().as_ptr();
-    // SAFETY: a loaded map of the skeleton; libbpf hands back its mapping's address and size.
-    let base = unsafe { libbpf_sys::bpf_map__initial_value(map, &mut size) };
+    // SAFETY: a loaded map of the skeleton; libbpf hands back its mapping's address (and the size
+    // of the object's arena globals, none here).
+    let base = unsafe { libbpf_sys::bpf_map__initial_value(map, &mut globals) };
     assert!(!base.is_null(), "libbpf mapped the arena");
-    (base.cast(), size as usize)
+    (base.cast(), arena.max_entries() as usize * page_size())
 }
 
-/// Runs `prog` with the request (addr, value) and returns the request it hands back.
-fn run(prog: &ProgramMut<'_>, addr: u64, value: u64) -> CaseResult<(u64, u64)> {
-    let mut context: Vec<u8> = [addr, value].iter().flat_map(|v| v.to_ne_bytes()).collect();
+/// Runs `access` with the request (op, addr, value) and returns the (addr, value) it hands back.
+fn run(prog: &ProgramMut<'_>, op: u64, addr: u64, value: u64) -> CaseResult<(u64, u64)> {
+    let mut context: Vec<u8> = [op, addr, value]
+        .iter()
+        .flat_map(|v| v.to_ne_bytes())
+        .collect();
     let input = ProgramInput {
         context_in: Some(&mut context),
         ..Default::default()
@@ -50,7 +57,7 @@ fn run(prog: &ProgramMut<'_>, addr: u64, value: u64) -> CaseResult<(u64, u64)> {
     );
     let word =
         |i: usize| u64::from_ne_bytes(context[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    Ok((word(0), word(1)))
+    Ok((word(1), word(2)))
 }
 
 fn page_size() -> usize {
@@ -68,7 +75,7 @@ fn program_pages_read_by_user() {
         let mut object = MaybeUninit::uninit();
         let skel = case.load(MapArenaSkelBuilder::default().open(&mut object)?)?;
         let (base, size) = mapping(&skel.maps.arena);
-        let (addr, _) = run(&skel.progs.fill, 0, 7000)?;
+        let (addr, _) = run(&skel.progs.access, FILL, 0, 7000)?;
         let offset = addr.wrapping_sub(base as u64) as usize;
         case.detail("arena", [base as u64, size as u64, addr]);
         assert!(
@@ -97,23 +104,24 @@ fn user_pages_read_by_program() {
         let mut object = MaybeUninit::uninit();
         let skel = case.load(MapArenaSkelBuilder::default().open(&mut object)?)?;
         let (base, size) = mapping(&skel.maps.arena);
-        let (fill, read) = (&skel.progs.fill, &skel.progs.read);
+        let access = &skel.progs.access;
         // The last page: no program allocated it.
         let last = size / 8 - page_size() / 8 + 1;
         // SAFETY: the word lies inside the arena mapping libbpf keeps for the skeleton's lifetime;
         // writing it faults the page in.
         unsafe { base.add(last).write_volatile(0x5eed) };
-        let (_, seen) = run(read, base.wrapping_add(last) as u64, 0)?;
+        let (_, seen) = run(access, READ, base.wrapping_add(last) as u64, 0)?;
         assert_eq!(
             seen, 0x5eed,
             "the program reads the word user space wrote in a fresh page"
         );
 
-        let (addr, _) = run(fill, 0, 1)?;
+        let (addr, _) = run(access, FILL, 0, 1)?;
         let word = (addr - base as u64) as usize / 8 + 2;
-        // SAFETY: a word of the program's page, inside the arena mapping (checked by `fill`'s case).
+        // SAFETY: a word of the program's page, inside the arena mapping (the other case checks that
+        // such a page lies in it).
         unsafe { base.add(word).write_volatile(0xfeed) };
-        let (_, seen) = run(read, base.wrapping_add(word) as u64, 0)?;
+        let (_, seen) = run(access, READ, base.wrapping_add(word) as u64, 0)?;
         case.detail("arena", [base as u64, size as u64, addr]);
         assert_eq!(
             seen, 0xfeed,

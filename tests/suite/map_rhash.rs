@@ -23,7 +23,7 @@ use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramMut, ProgramType};
 use programs::map_rhash::{MapRhashSkel, MapRhashSkelBuilder};
 
 /// `BPF_MAP_TYPE_RHASH` (7.2's UAPI; libbpf 1.7 and libbpf-rs do not know it).
-const BPF_MAP_TYPE_RHASH: u32 = 37;
+const BPF_MAP_TYPE_RHASH: u32 = 35;
 /// The map's `max_entries` and the program's operations, as in map_rhash.bpf.c.
 const MAX_ENTRIES: u32 = 8;
 const OP_UPDATE: u64 = 1;

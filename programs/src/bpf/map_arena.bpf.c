@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * BPF_MAP_TYPE_ARENA (6.9+) as programs use it: pages a program allocates (bpf_arena_alloc_pages)
- * and shares with user space, whose addresses are the same on both sides. Syscall programs run
- * with BPF_PROG_TEST_RUN, the request in their context:
+ * and shares with user space, whose addresses are the same on both sides. A syscall program run
+ * with BPF_PROG_TEST_RUN, the request in its context: `access` (one program, as a program must
+ * reach the arena map itself to use arena pointers) does:
  *
- * - `fill` allocates a page, writes WORDS words into it (value, value + 1, ...) and hands back
- *   its address in `addr`;
- * - `read` reads the word at `addr` (a page user space wrote) into `value`.
+ * - FILL: allocate a page, write WORDS words into it (value, value + 1, ...) and hand back its
+ *   address in `addr`;
+ * - READ: read the word at `addr` (where user space wrote) into `value`.
  *
  * Arena pointers (address space 1) need clang's __BPF_FEATURE_ADDR_SPACE_CAST and a JIT.
  */
@@ -17,6 +18,8 @@
 #define BPF_MAP_TYPE_ARENA 33
 #define NUMA_NO_NODE (-1)
 #define WORDS 4
+#define FILL 1
+#define READ 2
 
 #define __arena __attribute__((address_space(1)))
 
@@ -30,31 +33,33 @@ void __arena *bpf_arena_alloc_pages(void *map, void __arena *addr, __u32 page_cn
 				    __u64 flags) __ksym;
 
 struct request {
+	__u64 op;
 	__u64 addr;
 	__u64 value;
 };
 
 SEC("syscall")
-int fill(struct request *req)
+int access(struct request *req)
 {
-	__u64 __arena *page = bpf_arena_alloc_pages(&arena, NULL, 1, NUMA_NO_NODE, 0);
+	__u64 __arena *page;
+	__u64 __arena *word;
 	int i;
 
-	if (!page)
-		return -1;
-	for (i = 0; i < WORDS; i++)
-		page[i] = req->value + i;
-	req->addr = (__u64)page;
-	return 0;
-}
-
-SEC("syscall")
-int read(struct request *req)
-{
-	__u64 __arena *word = (__u64 __arena *)req->addr;
-
-	req->value = *word;
-	return 0;
+	switch (req->op) {
+	case FILL:
+		page = bpf_arena_alloc_pages(&arena, NULL, 1, NUMA_NO_NODE, 0);
+		if (!page)
+			return -1;
+		for (i = 0; i < WORDS; i++)
+			page[i] = req->value + i;
+		req->addr = (__u64)page;
+		return 0;
+	case READ:
+		word = (__u64 __arena *)req->addr;
+		req->value = *word;
+		return 0;
+	}
+	return -1;
 }
 
 char _license[] SEC("license") = "GPL";

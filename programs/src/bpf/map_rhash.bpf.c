@@ -12,7 +12,7 @@
 #include <linux/errno.h>
 
 /* 7.2's UAPI; Debian's multiarch headers are 6.1's. */
-#define BPF_MAP_TYPE_RHASH 37
+#define BPF_MAP_TYPE_RHASH 35
 
 #define OP_UPDATE 1
 #define OP_DELETE 2
