@@ -13,7 +13,6 @@ const JIT_ONLY: &[&str] = &[
     "JIT is required for calling kernel function",
     "callbacks are not allowed in non-JITed programs",
     "Extension programs should be JITed",
-    "JIT is required to use arena",
 ];
 
 /// Whether programs are JIT-compiled (a kernel without `CONFIG_BPF_JIT` has no sysctl: no).

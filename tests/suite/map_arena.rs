@@ -70,8 +70,8 @@ fn page_size() -> usize {
 #[test]
 fn program_pages_read_by_user() {
     Case::run(ProgramType::Syscall, |case| {
-        probe::prog_type(ProgramType::Syscall)?;
         probe::arena()?;
+        probe::prog_type(ProgramType::Syscall)?;
         let mut object = MaybeUninit::uninit();
         let skel = case.load(MapArenaSkelBuilder::default().open(&mut object)?)?;
         let (base, size) = mapping(&skel.maps.arena);
@@ -99,8 +99,8 @@ fn program_pages_read_by_user() {
 #[test]
 fn user_pages_read_by_program() {
     Case::run(ProgramType::Syscall, |case| {
-        probe::prog_type(ProgramType::Syscall)?;
         probe::arena()?;
+        probe::prog_type(ProgramType::Syscall)?;
         let mut object = MaybeUninit::uninit();
         let skel = case.load(MapArenaSkelBuilder::default().open(&mut object)?)?;
         let (base, size) = mapping(&skel.maps.arena);

@@ -54,8 +54,8 @@ fn attrs(flags: u32) -> MapAttrs {
 }
 
 fn probe_rhash() -> CaseResult {
-    probe::prog_type(ProgramType::Syscall)?;
-    probe::map_created("map_type.rhash", attrs(BPF_F_NO_PREALLOC))
+    probe::map_created("map_type.rhash", attrs(BPF_F_NO_PREALLOC))?;
+    probe::prog_type(ProgramType::Syscall)
 }
 
 /// Runs the syscall program `prog` with the request (op, key, value, flags); its answer by name.

@@ -41,25 +41,28 @@ struct request {
 SEC("syscall")
 int access(struct request *req)
 {
+	__u64 addr = req->addr, value = req->value;
 	__u64 __arena *page;
-	__u64 __arena *word;
 	int i;
 
-	switch (req->op) {
-	case FILL:
+	if (req->op == FILL) {
 		page = bpf_arena_alloc_pages(&arena, NULL, 1, NUMA_NO_NODE, 0);
 		if (!page)
 			return -1;
 		for (i = 0; i < WORDS; i++)
-			page[i] = req->value + i;
-		req->addr = (__u64)page;
-		return 0;
-	case READ:
-		word = (__u64 __arena *)req->addr;
-		req->value = *word;
-		return 0;
+			page[i] = value + i;
+		addr = (__u64)page;
+	} else if (req->op == READ) {
+		value = *(__u64 __arena *)addr;
+	} else {
+		return -1;
 	}
-	return -1;
+	/* Both fields stored in one place: a store through a computed context offset (what the
+	 * compiler makes of a store per case) is refused by verifiers before 7.x.
+	 */
+	req->addr = addr;
+	req->value = value;
+	return 0;
 }
 
 char _license[] SEC("license") = "GPL";
