@@ -39,12 +39,12 @@ pub fn found<T>(result: &libbpf_rs::Result<Option<T>>) -> String {
     }
 }
 
-/// A helper's return as a program hands it back (`0` or `-errno`) by name.
-pub fn ret(code: i64) -> String {
-    if code == 0 {
-        OK.to_owned()
-    } else {
-        name(code.unsigned_abs() as i32)
+/// A program's return value (a test run's `retval`) that hands back a helper's answer (`0` or
+/// `-errno`), by name: `"ok"`, `"EEXIST"`, …
+pub fn answer(retval: u32) -> String {
+    match retval as i32 {
+        0 => OK.to_owned(),
+        code => name(code.abs()),
     }
 }
 
@@ -269,7 +269,7 @@ pub enum Op {
 }
 
 /// Runs the `map_op.h` program `prog` once for `op` on `key` (an update stores `value` with
-/// `flags`) and names the helper's answer as [`ret`] does; a lookup's value is in the program's
+/// `flags`) and names the helper's answer ([`answer`]); a lookup's value is in the program's
 /// `looked_up`.
 pub fn program_op(
     prog: &libbpf_rs::ProgramMut<'_>,
@@ -290,8 +290,8 @@ pub fn program_op_on(
     value: u64,
     flags: u64,
 ) -> CaseResult<String> {
-    let answer = crate::test_run::raw_tp(prog, &[op as u64, key.into(), value, flags], cpu)?;
-    Ok(ret(i64::from(answer as i32)))
+    let retval = crate::test_run::raw_tp(prog, &[op as u64, key.into(), value, flags], cpu)?;
+    Ok(answer(retval))
 }
 
 /// Every key of the map, in `BPF_MAP_GET_NEXT_KEY` order from the first; the walk must end with

@@ -97,7 +97,7 @@ fn updates() {
             assert_eq!(test_run::raw_tp(&skel.progs.count, &[3], None)?, 0);
         }
         let past_end = test_run::raw_tp(&skel.progs.count, &[MAX_ENTRIES.into()], None)?;
-        assert_eq!(map_ops::ret(i64::from(past_end as i32)), "ENOENT");
+        assert_eq!(map_ops::answer(past_end), "ENOENT");
         let hits = map.lookup(&u32b(3), MapFlags::ANY)?;
         assert_eq!(
             hits.as_deref().map(as_u64),

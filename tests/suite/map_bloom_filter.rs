@@ -23,7 +23,7 @@ const VALUES: std::ops::RangeInclusive<u64> = 1..=32;
 /// A program's answer for `value` (`add` also takes `flags`), by name.
 fn program(prog: &ProgramMut<'_>, value: u64, flags: u32) -> CaseResult<String> {
     let ret = test_run::raw_tp(prog, &[value, flags.into()], None)?;
-    Ok(map_ops::ret(i64::from(ret as i32)))
+    Ok(map_ops::answer(ret))
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //!   writes, deletes of absent keys `ENOENT`, `BPF_MAP_GET_NEXT_KEY` from an absent key gives the
 //!   first key; `BPF_F_NO_PREALLOC` is refused (`ENOTSUPP`: LRU elements are preallocated);
 //! - `full_map_evicts`: three times `max_entries` inserts from user space, then a map's worth
-//!   from the program: each succeeds and is found right after, the map never exceeds its size;
+//!   from the program: each succeeds and is found right after, the map never exceeds its size,
+//!   and `BPF_MAP_LOOKUP_BATCH` hands back exactly the keys that survived, with their values;
 //! - `per_cpu_lists` (`BPF_F_NO_COMMON_LRU`): `max_entries` rounded up to a multiple of the
 //!   possible CPUs and shared out evenly; each online CPU floods the map through the program; what
 //!   each CPU inserted last is still there after every other CPU's flood (with one online CPU,
@@ -22,7 +23,7 @@ use std::mem::MaybeUninit;
 use harness::map_ops::{
     self, OK, Op, as_u32, as_u64, found, next_key, outcome, program_op, program_op_on, u32b, u64b,
 };
-use harness::{Case, cpus, probe};
+use harness::{Case, cpus, floors, probe};
 use libbpf_rs::libbpf_sys::{self, BPF_ANY, BPF_EXIST, BPF_F_NO_PREALLOC, BPF_NOEXIST};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType, ProgramType};
@@ -147,11 +148,41 @@ fn full_map_evicts() {
             );
             assert_eq!(program_op(op, Op::Lookup, key, 0, 0)?, OK, "key {key}");
         }
-        let left = map_ops::walk(map).len();
-        case.detail("entries_left", left);
+        let left = map_ops::walk(map);
+        case.detail("entries_left", left.len());
         assert!(
-            (1..=COMMON_ENTRIES as usize).contains(&left),
-            "{left} keys in a map of {COMMON_ENTRIES}"
+            (1..=COMMON_ENTRIES as usize).contains(&left.len()),
+            "{} keys in a map of {COMMON_ENTRIES}",
+            left.len()
+        );
+        // A batch lookup hands back exactly the survivors, each with its own value.
+        let batch = map_ops::lookup_batch(map, COMMON_ENTRIES, 8, false);
+        let answer = batch
+            .as_ref()
+            .map(|_| OK.to_owned())
+            .unwrap_or_else(|e| e.clone());
+        if answer == "EINVAL" || answer == "ENOTSUPP" {
+            return Err(floors::missing(
+                "map_op.batch_hash",
+                format!("BPF_MAP_LOOKUP_BATCH of an LRU hash answered {answer}"),
+            ));
+        }
+        let mut batch: Vec<(Vec<u8>, u64)> = map_ops::must(batch, "BPF_MAP_LOOKUP_BATCH")?
+            .into_iter()
+            .map(|(k, v)| (k, as_u64(&v)))
+            .collect();
+        batch.sort();
+        let mut want: Vec<(Vec<u8>, u64)> = left
+            .into_iter()
+            .map(|k| {
+                let v = as_u32(&k).into();
+                (k, v)
+            })
+            .collect();
+        want.sort();
+        assert_eq!(
+            batch, want,
+            "the lookup batch: the keys walked, each holding its number"
         );
         Ok(())
     });
@@ -164,6 +195,17 @@ fn per_cpu_lists() {
         let mut object = MaybeUninit::uninit();
         let skel = case.load(MapLruHashSkelBuilder::default().open(&mut object)?)?;
         let (map, op) = (&skel.maps.percpu_lists, &skel.progs.op_percpu_lists);
+        probe::map_created(
+            "map_flag.no_common_lru",
+            map_ops::MapAttrs {
+                map_type: libbpf_sys::BPF_MAP_TYPE_LRU_HASH,
+                key_size: 4,
+                value_size: 8,
+                max_entries: 4,
+                map_flags: libbpf_sys::BPF_F_NO_COMMON_LRU,
+                ..Default::default()
+            },
+        )?;
         let (possible, online) = (cpus::possible()?.len() as u32, cpus::online()?);
         case.detail("cpus", [possible, online.len() as u32]);
         let size = map.info()?.info.max_entries;

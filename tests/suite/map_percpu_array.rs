@@ -61,7 +61,7 @@ fn slots() {
             percpu_slots::store_tags(map, MAX_ENTRIES, MapFlags::ANY)?,
             outcome(&map.delete(&u32b(0))),
             found(&map.lookup_percpu(&u32b(MAX_ENTRIES), MapFlags::ANY)),
-            map_ops::ret(i64::from(past_end as i32)),
+            map_ops::answer(past_end),
         ];
         assert_eq!(
             answers,

@@ -77,7 +77,7 @@ fn slots() {
             percpu_slots::store_tags(map, 9, MapFlags::EXIST)?,
             percpu_slots::store_tags(map, 4, MapFlags::ANY)?,
             percpu_slots::store_tags(map, 5, MapFlags::ANY)?,
-            map_ops::ret(i64::from(test_run::raw_tp(count, &[6], None)? as i32)),
+            map_ops::answer(test_run::raw_tp(count, &[6], None)?),
             percpu_slots::store_tags(map, 4, MapFlags::EXIST)?,
             outcome(&map.delete(&u32b(9))),
         ];

@@ -66,7 +66,7 @@ fn run(prog: &ProgramMut<'_>, request: [u64; 4]) -> CaseResult<String> {
         ..Default::default()
     };
     let ret = test_run::run("syscall", prog, input)?.return_value;
-    Ok(map_ops::ret(i64::from(ret as i32)))
+    Ok(map_ops::answer(ret))
 }
 
 fn looked_up(skel: &MapRhashSkel<'_>) -> u64 {

@@ -25,7 +25,7 @@ const MAX_ENTRIES: u64 = 3;
 /// The program's answer to `op` (push `value` with `flags`), by name.
 fn program(prog: &ProgramMut<'_>, op: u64, value: u64, flags: u32) -> CaseResult<String> {
     let ret = test_run::raw_tp(prog, &[op, value, flags.into()], None)?;
-    Ok(map_ops::ret(i64::from(ret as i32)))
+    Ok(map_ops::answer(ret))
 }
 
 #[test]
