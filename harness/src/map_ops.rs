@@ -1,9 +1,11 @@
-//! Map operations from user space as the map modules (`tests/suite/map_*.rs`) observe them: a
-//! call's outcome as a name (`"ok"`, or its errno: `"EEXIST"`) and the same for a helper's return a
-//! program hands back, `BPF_MAP_GET_NEXT_KEY` from any key (libbpf-rs iterates only from the
-//! first), batch lookups that end with the kernel's errno (libbpf-rs's batch iterator stops
-//! silently on one, so a kernel without batches would look like an empty map), a per-CPU value
-//! read into a buffer of exactly the size the kernel writes, and `u32`/`u64` keys and values.
+//! Map operations as the map modules (`tests/suite/map_*.rs`) observe them: a call's outcome as a
+//! name (`"ok"`, or its errno: `"EEXIST"`), and the same for a helper's answer a program hands back
+//! (the `map_op.h` programs run with `BPF_PROG_TEST_RUN`: [`program_op`]); what libbpf-rs does not
+//! offer or hides: `BPF_MAP_CREATE` of any type number, `BPF_MAP_GET_NEXT_KEY` from any key, a
+//! keyless delete, batch lookups that end with the kernel's errno (libbpf-rs's batch iterator
+//! stops silently on one, so a kernel without batches would look like an empty map), a per-CPU
+//! value read into a buffer of exactly the size the kernel writes, and a map's values mapped into
+//! the process ([`mmap`]).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 

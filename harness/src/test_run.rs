@@ -74,8 +74,10 @@ pub fn concurrently_on(
             .map(|&cpu| {
                 let start = &start;
                 scope.spawn(move || {
-                    crate::cpus::pin_thread(cpu)?;
+                    // Every thread reaches the barrier, pinned or not, so none waits forever.
+                    let pinned = crate::cpus::pin_thread(cpu);
                     start.wait();
+                    pinned?;
                     let mut opts = libbpf_rs::libbpf_sys::bpf_test_run_opts {
                         sz: size_of::<libbpf_rs::libbpf_sys::bpf_test_run_opts>() as _,
                         data_in: data.as_ptr().cast(),
