@@ -1,17 +1,16 @@
 //! `BPF_MAP_TYPE_ARENA` (6.9+; `programs/src/bpf/map_arena.bpf.c`): memory a program and user
 //! space share page by page, at the same addresses on both sides. Syscall programs run with
 //! `BPF_PROG_TEST_RUN`; user space sees the arena through the mapping libbpf made when it created
-//! the map.
+//! the map. One case, `pages_shared_both_ways` (each load of an object calling a kfunc parses the
+//! kernel's BTF, slow under emulation):
 //!
-//! - `program_pages_read_by_user`: a page the program allocates (`bpf_arena_alloc_pages`) and
-//!   fills lies inside the mapping, page-aligned, and user space reads exactly what the program
-//!   wrote there;
-//! - `user_pages_read_by_program`: a word user space writes into a page nobody allocated (the
-//!   write faults it in) is what the program reads at that address; so is a word user space
-//!   writes into the program's page.
+//! - a page the program allocates (`bpf_arena_alloc_pages`) and fills lies inside the mapping,
+//!   page-aligned, and user space reads exactly what the program wrote there;
+//! - a word user space writes into a page nobody allocated (the write faults it in) is what the
+//!   program reads at that address; so is a word user space writes into the program's page.
 //!
-//! Programs using an arena must be JITed: on the interpreter column the verifier's refusal
-//! ("JIT is required to use arena") makes the cases `unsupported` (`platform.bpf_jit_disabled`).
+//! Programs using an arena must be JITed: on the interpreter column the verifier's refusal of the
+//! kfunc call makes the case `unsupported` (`platform.bpf_jit_disabled`).
 
 use std::mem::MaybeUninit;
 
@@ -68,14 +67,17 @@ fn page_size() -> usize {
 }
 
 #[test]
-fn program_pages_read_by_user() {
+fn pages_shared_both_ways() {
     Case::run(ProgramType::Syscall, |case| {
         probe::arena()?;
         probe::prog_type(ProgramType::Syscall)?;
         let mut object = MaybeUninit::uninit();
         let skel = case.load(MapArenaSkelBuilder::default().open(&mut object)?)?;
         let (base, size) = mapping(&skel.maps.arena);
-        let (addr, _) = run(&skel.progs.access, FILL, 0, 7000)?;
+        let access = &skel.progs.access;
+
+        // The program's page, read by user space.
+        let (addr, _) = run(access, FILL, 0, 7000)?;
         let offset = addr.wrapping_sub(base as u64) as usize;
         case.detail("arena", [base as u64, size as u64, addr]);
         assert!(
@@ -83,7 +85,8 @@ fn program_pages_read_by_user() {
             "the page at {addr:#x} lies in the mapping {base:?}+{size:#x}"
         );
         assert_eq!(offset % page_size(), 0, "the page is page-aligned");
-        // SAFETY: the page lies inside the arena mapping libbpf keeps for the skeleton's lifetime.
+        // SAFETY: the page lies inside the arena mapping (checked), which libbpf keeps for the
+        // skeleton's lifetime.
         let words: Vec<u64> = (0..WORDS)
             .map(|i| unsafe { base.add(offset / 8 + i).read_volatile() })
             .collect();
@@ -92,41 +95,21 @@ fn program_pages_read_by_user() {
             [7000, 7001, 7002, 7003],
             "what the program wrote, read by user space"
         );
-        Ok(())
-    });
-}
 
-#[test]
-fn user_pages_read_by_program() {
-    Case::run(ProgramType::Syscall, |case| {
-        probe::arena()?;
-        probe::prog_type(ProgramType::Syscall)?;
-        let mut object = MaybeUninit::uninit();
-        let skel = case.load(MapArenaSkelBuilder::default().open(&mut object)?)?;
-        let (base, size) = mapping(&skel.maps.arena);
-        let access = &skel.progs.access;
-        // The last page: no program allocated it.
+        // User space's writes, read by the program: into the program's page, and into the last
+        // page, which nobody allocated (the write faults it in).
+        let mine = offset / 8 + WORDS;
         let last = size / 8 - page_size() / 8 + 1;
-        // SAFETY: the word lies inside the arena mapping libbpf keeps for the skeleton's lifetime;
-        // writing it faults the page in.
-        unsafe { base.add(last).write_volatile(0x5eed) };
-        let (_, seen) = run(access, READ, base.wrapping_add(last) as u64, 0)?;
-        assert_eq!(
-            seen, 0x5eed,
-            "the program reads the word user space wrote in a fresh page"
-        );
-
-        let (addr, _) = run(access, FILL, 0, 1)?;
-        let word = (addr - base as u64) as usize / 8 + 2;
-        // SAFETY: a word of the program's page, inside the arena mapping (the other case checks that
-        // such a page lies in it).
-        unsafe { base.add(word).write_volatile(0xfeed) };
-        let (_, seen) = run(access, READ, base.wrapping_add(word) as u64, 0)?;
-        case.detail("arena", [base as u64, size as u64, addr]);
-        assert_eq!(
-            seen, 0xfeed,
-            "the program reads user space's write into its page"
-        );
+        for (word, value) in [(mine, 0xfeed), (last, 0x5eed)] {
+            // SAFETY: both words lie inside the arena mapping (the program's page, checked above,
+            // and the mapping's last page).
+            unsafe { base.add(word).write_volatile(value) };
+            let (_, seen) = run(access, READ, base.wrapping_add(word) as u64, 0)?;
+            assert_eq!(
+                seen, value,
+                "the program reads the word user space wrote at {word}"
+            );
+        }
         Ok(())
     });
 }
