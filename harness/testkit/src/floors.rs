@@ -403,6 +403,8 @@ fn describe(id: &str) -> String {
         "helper" => format!("helper {key}"),
         "kfunc" => format!("kfunc {key}"),
         "map_type" => format!("map type {key}"),
+        "map_flag" => format!("map flag {key}"),
+        "map_op" => format!("map operation {key}"),
         "test_run" => format!("BPF_PROG_TEST_RUN of {key}"),
         "isa" => format!("instruction set {key} (-mcpu={key})"),
         "insn" => format!("instruction {key} (RFC 9669 conformance)"),

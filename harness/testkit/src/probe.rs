@@ -10,6 +10,7 @@ use libbpf_rs::{MapType, ProgramType};
 use crate::case::prog_type_name;
 use crate::floors;
 use crate::kernel::Kernel;
+use crate::map_ops::{self, MapAttrs};
 use crate::outcome::{CaseError, CaseResult};
 
 /// The kernel can load programs of type `ty` (libbpf's probe loads a minimal one).
@@ -87,6 +88,44 @@ pub fn map_type_id(ty: u32, id: &str) -> CaseResult {
             "probing map type {ty}: {}",
             std::io::Error::from_raw_os_error(-e)
         ))),
+    }
+}
+
+/// The kernel creates a map with `attrs` (`BPF_MAP_CREATE` itself, for what libbpf's probe cannot
+/// ask: a map type libbpf does not know, a map flag), feature `id`.
+pub fn map_created(id: &str, attrs: MapAttrs) -> CaseResult {
+    match map_ops::create(attrs).map(drop) {
+        Ok(()) if floors::has(id, true) => Ok(()),
+        answer => Err(floors::missing(
+            id,
+            format!(
+                "kernel {} answered {} to BPF_MAP_CREATE of {attrs:?}",
+                Kernel::current().release,
+                answer.err().unwrap_or_else(|| "ok".into())
+            ),
+        )),
+    }
+}
+
+/// The kernel creates arena maps (`map_type.arena`). `EPERM` to this privileged process is the
+/// machine's kernel build refusing it (`platform.arena_denied`), not a kernel without the type
+/// (which answers `EINVAL`).
+pub fn arena() -> CaseResult {
+    let attrs = MapAttrs {
+        map_type: libbpf_rs::libbpf_sys::BPF_MAP_TYPE_ARENA,
+        max_entries: 1,
+        map_flags: libbpf_rs::libbpf_sys::BPF_F_MMAPABLE,
+        ..Default::default()
+    };
+    match map_ops::create(attrs) {
+        Err(e) if e == "EPERM" => Err(floors::missing(
+            "platform.arena_denied",
+            format!(
+                "kernel {} answered EPERM to BPF_MAP_CREATE of an arena",
+                Kernel::current().release
+            ),
+        )),
+        _ => map_created("map_type.arena", attrs),
     }
 }
 

@@ -37,6 +37,91 @@ pub fn run<'dat>(
     prog.test_run(input).map_err(|e| error(ty, e))
 }
 
+/// Runs the raw tracepoint program `prog` once with `args` as its arguments (`ctx->args[i]`, at
+/// most 12) and returns its return value; on `cpu` (`BPF_F_TEST_RUN_ON_CPU`, which must be
+/// online) or, with `None`, on the calling thread's CPU.
+pub fn raw_tp(prog: &ProgramMut<'_>, args: &[u64], cpu: Option<u32>) -> CaseResult<u32> {
+    let mut context: Vec<u8> = args.iter().flat_map(|a| a.to_ne_bytes()).collect();
+    let input = ProgramInput {
+        context_in: Some(&mut context),
+        cpu: cpu.unwrap_or(0),
+        flags: if cpu.is_some() {
+            libbpf_rs::libbpf_sys::BPF_F_TEST_RUN_ON_CPU
+        } else {
+            0
+        },
+        ..Default::default()
+    };
+    Ok(run("raw_tracepoint", prog, input)?.return_value)
+}
+
+/// Runs `prog` `repeat` times on `data` on each of `cpus` at the same time: one thread per CPU,
+/// pinned to it (a test run runs on its caller's CPU), all released together. Every run must
+/// return `retval`.
+pub fn concurrently_on(
+    prog: &ProgramMut<'_>,
+    data: &[u8],
+    repeat: u32,
+    cpus: &[u32],
+    retval: u32,
+) -> CaseResult {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = prog.as_fd().as_raw_fd();
+    let start = std::sync::Barrier::new(cpus.len());
+    let answers: Vec<Result<u32, String>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = cpus
+            .iter()
+            .map(|&cpu| {
+                let start = &start;
+                scope.spawn(move || {
+                    // Every thread reaches the barrier, pinned or not, so none waits forever.
+                    let pinned = crate::cpus::pin_thread(cpu);
+                    start.wait();
+                    pinned?;
+                    let mut opts = libbpf_rs::libbpf_sys::bpf_test_run_opts {
+                        sz: size_of::<libbpf_rs::libbpf_sys::bpf_test_run_opts>() as _,
+                        data_in: data.as_ptr().cast(),
+                        data_size_in: data.len() as u32,
+                        repeat: repeat as i32,
+                        ..Default::default()
+                    };
+                    // SAFETY: `fd` is the program's, which outlives this scope; `opts` is sized
+                    // for this libbpf and points at `data`, which outlives the call.
+                    let ret =
+                        unsafe { libbpf_rs::libbpf_sys::bpf_prog_test_run_opts(fd, &mut opts) };
+                    match ret {
+                        0 => Ok(opts.retval),
+                        _ => Err(format!("{}", std::io::Error::last_os_error())),
+                    }
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err("the thread panicked".into()))
+            })
+            .collect()
+    });
+    for (cpu, answer) in cpus.iter().zip(answers) {
+        match answer {
+            Ok(r) if r == retval => {}
+            Ok(r) => {
+                return Err(CaseError::Fail(anyhow::anyhow!(
+                    "the runs on CPU {cpu} returned {r}, not {retval}"
+                )));
+            }
+            Err(e) => {
+                return Err(CaseError::Fail(anyhow::anyhow!(
+                    "BPF_PROG_TEST_RUN on CPU {cpu}: {e}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Rounds of a run-cost measurement; the cost is their median.
 const ROUNDS: usize = 5;
 /// What one round aims to last, in ns: long against the clock's and the syscall's cost, short

@@ -577,7 +577,7 @@ fn ids_in(text: &str) -> BTreeSet<String> {
         (r#"floors::\w+\(\s*"([^"]+)""#, |c| c[1].to_owned()),
         // Ids handed around before they reach the floors (`"isa.v4"`).
         (
-            r#""((?:prog_type|attach_type|helper|kfunc|struct_ops|map_type|test_run|isa|insn|verifier|object|tracepoint|pmu|ksym|perf|fs|sysctl|kconfig|platform)\.[\w/]+)""#,
+            r#""((?:prog_type|attach_type|helper|kfunc|struct_ops|map_type|map_flag|map_op|test_run|isa|insn|verifier|object|tracepoint|pmu|ksym|perf|fs|sysctl|kconfig|platform)\.[\w/]+)""#,
             |c| c[1].to_owned(),
         ),
         (r#"test_run::(?:error|run)\(\s*"([^"]+)""#, |c| {

@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * BPF_MAP_TYPE_HASH_OF_MAPS as programs use it: per-tenant maps by tenant id, which user space
+ * adds, swaps and removes while the program stays loaded; `route` (map_in_map.h) reaches the
+ * inner map of tenant ctx->args[0].
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "map_in_map.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct inner);
+} outer SEC(".maps");
+
+ROUTE_PROGRAM(outer)
+
+char _license[] SEC("license") = "GPL";
