@@ -40,6 +40,9 @@ struct File {
 enum Entry {
     Full {
         outcome: Outcome,
+        /// For a program of the kernel's own selftests: `holds` or `differs`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verdict: Option<String>,
         /// `<object>/<program>` → the verifier's statistics.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         programs: BTreeMap<String, Stats>,
@@ -163,6 +166,14 @@ pub fn bind_snapshots(run: &Run, snapshots: &Path) -> Result<()> {
 impl Entry {
     /// What the file keeps of `cell`.
     fn of(cell: &Cell) -> Self {
+        // The kernel's own selftests: the verdict is what is accepted, not their statistics.
+        if cell.verdict.is_some() {
+            return Entry::Full {
+                outcome: cell.outcome,
+                verdict: cell.verdict.clone(),
+                programs: BTreeMap::new(),
+            };
+        }
         let programs = (cell.programs.iter())
             .filter_map(|(name, p)| {
                 let m = |k| p.metrics.get(k).copied();
@@ -177,17 +188,23 @@ impl Entry {
             .collect();
         Entry::Full {
             outcome: cell.outcome,
+            verdict: None,
             programs,
         }
     }
 
-    /// The cell of the model: outcome and statistics, no record, reason, log or verdict.
+    /// The cell of the model: outcome, verdict and statistics, no record, reason or log.
     fn cell(self) -> Cell {
-        let (outcome, programs) = match self {
-            Entry::Full { outcome, programs } => (outcome, programs),
-            Entry::Bare(outcome) => (outcome, BTreeMap::new()),
+        let (outcome, verdict, programs) = match self {
+            Entry::Full {
+                outcome,
+                verdict,
+                programs,
+            } => (outcome, verdict, programs),
+            Entry::Bare(outcome) => (outcome, None, BTreeMap::new()),
         };
         let mut cell = Cell::new(outcome, None);
+        cell.verdict = verdict;
         for (name, s) in programs {
             let mut metrics = BTreeMap::from([
                 ("insns", s.insns),
@@ -245,6 +262,42 @@ mod tests {
             cell.programs.insert("o/p".to_owned(), program);
         }
         r
+    }
+
+    /// A program of the kernel's own selftests keeps its verdict in the file: one that held and
+    /// now differs is a regression, the reverse a fix; its statistics are not kept.
+    #[test]
+    fn selftests_verdicts_are_accepted_and_compared() {
+        use Outcome::*;
+        let case = "selftests_6_12::verifier_and/p";
+        let with = |verdict: &str| {
+            let mut r = run(&[(case, "6.1", Pass, 10)]);
+            r.cases
+                .get_mut(case)
+                .unwrap()
+                .cells
+                .get_mut("6.1")
+                .unwrap()
+                .verdict = Some(verdict.to_owned());
+            r
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baseline.json");
+        write(&with("holds"), &path).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(r#"{"outcome":"pass","verdict":"holds"}"#),
+            "{text}"
+        );
+        let accepted = read(&path).unwrap();
+        let kinds = |old: &Run, new: &Run| -> Vec<Kind> {
+            (compare(old, new, &Options::default()).outcomes.iter())
+                .map(|c| c.kind)
+                .collect()
+        };
+        assert_eq!(kinds(&accepted, &with("differs")), [Kind::Regression]);
+        assert_eq!(kinds(&with("differs"), &accepted), [Kind::Fix]);
+        assert!(kinds(&accepted, &with("holds")).is_empty());
     }
 
     #[test]
