@@ -117,7 +117,7 @@ rules! {
         insns: |_| two_frames_of(304),
         expect: &[
             // b16904fd9f01 "bpf: Fix a few selftest failures due to llvm18 change" (6.8; 6.6.16
-            // and 6.7.y by stable; not in 6.1.176, seen).
+            // by stable; not in 6.1.176, seen).
             refused("EACCES").from("6.8").jit(true).key(S("combined stack size of 2 calls is 608. Too large")),
             // The interpreter, and the JIT before (seen on 5.10, 6.1 and src-6.12-interp).
             refused("EACCES").key(S("combined stack size of 2 calls is 640. Too large")),
