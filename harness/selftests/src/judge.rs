@@ -78,9 +78,12 @@ pub fn case_id(tree: &str, object: &str, program: &str) -> String {
     format!("{}::{object}/{program}", binary(tree))
 }
 
+/// How the pseudo binaries of the corpora are named: `selftests_<tree>`.
+pub const BINARY_PREFIX: &str = "selftests_";
+
 /// The pseudo binary the corpus of `tree` is reported under: `selftests_6_12`.
 pub fn binary(tree: &str) -> String {
-    format!("selftests_{}", tree.replace(['.', '-'], "_"))
+    format!("{BINARY_PREFIX}{}", tree.replace(['.', '-'], "_"))
 }
 
 /// The record of one program on one kernel.
