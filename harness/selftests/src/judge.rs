@@ -104,6 +104,10 @@ pub fn record(object: &str, run: &ProgramRun, cell: &Cell<'_>) -> Record {
     let d = &mut r.details;
     d.insert("tree".into(), cell.tree.into());
     d.insert("own_kernel".into(), cell.own.into());
+    if !cell.own {
+        let note = "loads only: programs run (__retval) on the tree's own kernels";
+        d.insert("test_runs".into(), note.into());
+    }
     if let Some(desc) = &run.description {
         d.insert("description".into(), desc.clone().into());
     }
