@@ -3,7 +3,6 @@
 //! BPF programs of its side (BPF_NETKIT_PRIMARY on the primary, BPF_NETKIT_PEER on the peer) when
 //! it transmits, before the packet enters the other side.
 
-use std::os::fd::AsFd;
 use std::ptr::NonNull;
 
 use libbpf_rs::{AsRawLibbpf, Link, Program, libbpf_sys};
@@ -39,7 +38,7 @@ impl NetkitPair {
         }
         let a = NetNs::new()?;
         let b = NetNs::new()?;
-        match a.rtnl().add_netkit(Self::PRIMARY, Self::PEER, b.as_fd()) {
+        match a.add_netkit(Self::PRIMARY, Self::PEER, &b) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(Errno::EOPNOTSUPP as i32) => {
                 return Err(floors::missing(

@@ -227,7 +227,7 @@ fn rule_message(rule: &Rule) -> RuleMessage {
 }
 
 /// An rtnetlink socket of the network namespace it was opened in.
-pub struct Rtnl {
+pub(crate) struct Rtnl {
     socket: Mutex<Socket>,
     /// The sequence number of the last request (replies to earlier ones are skipped).
     seq: AtomicU32,
@@ -254,9 +254,8 @@ impl Rtnl {
         self.add_link(name, InfoKind::Veth, InfoData::Veth(peer))
     }
 
-    /// A netkit pair (Linux 6.7+): primary `name` here, `peer` in the namespace `peer_ns`; L3
-    /// mode, both policies pass (the kernel's defaults). A kernel without netkit answers
-    /// EOPNOTSUPP.
+    /// A netkit pair: primary `name` here, `peer` in the namespace `peer_ns`; L3 mode, both
+    /// policies pass (the kernel's defaults).
     pub fn add_netkit(&self, name: &str, peer: &str, peer_ns: BorrowedFd<'_>) -> io::Result<()> {
         let peer = vec![InfoNetkit::Peer(peer_message(peer, peer_ns))];
         self.add_link(name, InfoKind::Netkit, InfoData::Netkit(peer))

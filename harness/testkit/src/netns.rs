@@ -55,6 +55,13 @@ impl NetNs {
         self.made(format_args!("making veth pair {name}|{peer}"), made)
     }
 
+    /// A netkit pair (Linux 6.7+): primary `name` here, `peer` in `peer_ns`; L3 mode, both
+    /// policies pass. The kernel's answer is the caller's to judge (EOPNOTSUPP: no netkit
+    /// device kind).
+    pub fn add_netkit(&self, name: &str, peer: &str, peer_ns: &NetNs) -> std::io::Result<()> {
+        self.rtnl.add_netkit(name, peer, peer_ns.as_fd())
+    }
+
     /// Sets interface `dev` up.
     pub fn link_up(&self, dev: &str) -> CaseResult {
         self.made(format_args!("setting {dev} up"), self.rtnl.set_up(dev))
@@ -111,12 +118,6 @@ impl NetNs {
             crate::probe::path(id, &file)?;
         }
         fs::write(&file, value).or_error(&format!("writing {value} to {}", file.display()))
-    }
-
-    /// The namespace's rtnetlink socket, for requests whose error the caller judges itself (a
-    /// device kind the kernel may lack).
-    pub fn rtnl(&self) -> &Rtnl {
-        &self.rtnl
     }
 
     /// The index of interface `dev` inside the namespace.
