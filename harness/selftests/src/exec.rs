@@ -540,8 +540,8 @@ impl Pass<'_> {
         mode.size = loader::load::prog_size(fd);
         if !expect.xlated.is_empty() {
             match xlated(fd) {
-                Ok(bytes) => {
-                    let text = crate::disasm::xlated_text(&bytes, self.obj.helpers);
+                Ok(insns) => {
+                    let text = loader::disasm::text(&insns, self.obj.helpers);
                     if let Err(m) = pattern::validate(&text, &expect.xlated) {
                         mode.mismatches.push(format!("xlated program {m}"));
                     }
@@ -668,36 +668,13 @@ fn program_fd<'a>(object: &'a Object, name: &str) -> Option<BorrowedFd<'a>> {
     Some(unsafe { BorrowedFd::borrow_raw(raw) })
 }
 
-/// `bpf_prog_info` of `fd`, after `fill` pointed its arrays at buffers.
-fn info(
-    fd: BorrowedFd<'_>,
-    fill: impl FnOnce(&mut sys::bpf_prog_info),
-) -> Result<sys::bpf_prog_info, String> {
-    let mut info = sys::bpf_prog_info::default();
-    fill(&mut info);
-    let mut len = size_of_val(&info) as u32;
-    // SAFETY: `info` is a bpf_prog_info of `len` bytes whose array pointers, if any, point at
-    // buffers of the lengths set beside them, alive for the call.
-    let ret =
-        unsafe { sys::bpf_obj_get_info_by_fd(fd.as_raw_fd(), (&raw mut info).cast(), &mut len) };
-    if ret != 0 {
-        return Err(std::io::Error::last_os_error().to_string());
-    }
-    Ok(info)
-}
-
 /// The xlated instructions of `fd`.
-fn xlated(fd: BorrowedFd<'_>) -> Result<Vec<u8>, String> {
-    let len = info(fd, |_| {})?.xlated_prog_len;
-    let mut buf = vec![0u8; len as usize];
-    info(fd, |i| {
-        i.xlated_prog_len = len;
-        i.xlated_prog_insns = buf.as_mut_ptr() as u64;
-    })?;
-    if len == 0 {
+fn xlated(fd: BorrowedFd<'_>) -> Result<Vec<loader::insn::Insn>, String> {
+    let insns = loader::prog::xlated(fd).map_err(|e| e.to_string())?;
+    if insns.is_empty() {
         return Err("the kernel gave no xlated instructions".into());
     }
-    Ok(buf)
+    Ok(insns)
 }
 
 /// `do_prog_test_run`: one run over `TEST_DATA_LEN` zero bytes (a syscall program gets no data).
@@ -711,29 +688,20 @@ fn test_run(
     let mut data_out = vec![0u8; (data_len as usize) << 2];
     // `struct __sk_buff` (192 bytes) with only `data_end` (at 80) set.
     let mut ctx = [0u8; 192];
-    let mut opts = sys::bpf_test_run_opts {
-        sz: size_of::<sys::bpf_test_run_opts>() as sys::size_t,
-        ..Default::default()
-    };
+    let mut run = loader::prog::TestRun::default();
     if !syscall {
-        opts.data_in = data_in.as_ptr().cast();
-        opts.data_size_in = data_len;
-        opts.data_out = data_out.as_mut_ptr().cast();
-        opts.data_size_out = data_out.len() as u32;
-        opts.repeat = 1;
+        run.data_in = Some(&data_in);
+        run.data_out = Some(&mut data_out);
+        run.repeat = 1;
         if let Some(linear) = linear.filter(|l| *l != 0) {
             ctx[80..84].copy_from_slice(&(linear as u32).to_ne_bytes());
-            opts.ctx_in = ctx.as_ptr().cast();
-            opts.ctx_size_in = ctx.len() as u32;
+            run.ctx_in = Some(&ctx);
         }
     }
-    // SAFETY: every buffer in `opts` is alive for the call and sized as declared.
-    let ret = unsafe { sys::bpf_prog_test_run_opts(fd.as_raw_fd(), &mut opts) };
-    if ret != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(e.raw_os_error().map_or(e.to_string(), loader::errno::name));
+    match loader::prog::test_run(fd, run) {
+        Ok(ran) => Ok(ran.retval as i32),
+        Err(e) => Err(loader::errno::name(e as i32)),
     }
-    Ok(opts.retval as i32)
 }
 
 /// BPF stream `id` (1 stdout, 2 stderr) of program `fd`.
