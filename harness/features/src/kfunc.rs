@@ -34,14 +34,11 @@ pub struct Kfuncs {
 
 /// The kfuncs the floors file has rows for (`[kfunc]` of `kernels/floors.toml`).
 pub fn floor_rows() -> Vec<String> {
-    #[derive(Deserialize)]
-    struct Floors {
-        #[serde(default)]
-        kfunc: BTreeMap<String, toml::Value>,
-    }
-    let floors: Floors = toml::from_str(include_str!("../../../kernels/floors.toml"))
-        .expect("kernels/floors.toml parses");
-    floors.kfunc.into_keys().collect()
+    crate::floors::table()
+        .keys()
+        .filter_map(|id| id.strip_prefix("kfunc."))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Reads the vmlinux BTF and probes `names` against program types `types` (libbpf type ids with

@@ -4,6 +4,7 @@
 //! `bpfconf probe` prints it; `tests/suite/probe.rs` compares it with `bpftool feature probe
 //! kernel`, `tests/suite/helper_matrix.rs` with the floors.
 
+pub mod floors;
 pub mod kfunc;
 
 use std::collections::BTreeMap;
