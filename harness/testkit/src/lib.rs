@@ -58,7 +58,6 @@ pub mod traffic;
 pub mod veth;
 pub mod xdp;
 
-
 pub use case::Case;
 pub use cgroup::Cgroup;
 pub use features;
