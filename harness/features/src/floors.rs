@@ -169,3 +169,81 @@ impl fmt::Display for Version {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use regex::Regex;
+
+    use super::*;
+
+    #[test]
+    fn the_table_parses_and_every_row_is_complete() {
+        let option = Regex::new(r"^CONFIG_[A-Z0-9_]+(=y)?$").unwrap();
+        assert!(table().len() > 100, "{} rows", table().len());
+        for (id, floor) in table() {
+            if floor.is_platform() {
+                assert!(
+                    id.starts_with("platform."),
+                    "{id}: a reason makes a platform row"
+                );
+                assert!(floor.since.is_none() && floor.config.is_empty(), "{id}");
+                continue;
+            }
+            let since = floor.since.as_deref().unwrap_or_default();
+            assert!(Version::parse(since).is_some(), "{id}: since {since:?}");
+            assert!(!floor.source.is_empty(), "{id}: no source");
+            assert!(!floor.config.is_empty(), "{id}: no config option");
+            for need in &floor.config {
+                assert!(option.is_match(need), "{id}: config {need:?}");
+            }
+            if let Some(removed) = &floor.removed {
+                let removed = Version::parse(removed).expect("removed parses");
+                assert!(removed.at_least(Version::parse(since).unwrap()), "{id}");
+            }
+            for stable in floor.removed_stable.iter().chain(&floor.backported) {
+                let v = Version::parse(stable).expect("removed_stable/backported parses");
+                assert!(v.patch.is_some(), "{id}: {stable} names no patch level");
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_versions_come_from_release_and_debian_build() {
+        let v = |r, b| Version::of_kernel(r, b).map(|v| v.to_string());
+        let debian_6_1 = "#1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2025-11-02)";
+        assert_eq!(v("6.1.0-50-amd64", debian_6_1).as_deref(), Some("6.1.176"));
+        assert_eq!(v("6.1.0-50-amd64", "#1 SMP").as_deref(), Some("6.1"));
+        assert_eq!(
+            v("5.10.0-32-amd64", "#1 SMP Debian 5.10.223-1 (2024-08-10)").as_deref(),
+            Some("5.10.223")
+        );
+        // A Debian version of another series is not this kernel's.
+        assert_eq!(
+            v("6.1.0-50-amd64", "Debian 6.12.1-1").as_deref(),
+            Some("6.1")
+        );
+        assert_eq!(v("6.12.107+deb13-amd64", "").as_deref(), Some("6.12.107"));
+        assert_eq!(v("7.3.4+deb13-amd64", "").as_deref(), Some("7.3.4"));
+        assert_eq!(
+            v("6.18.44-fc-v782", "#1 SMP PREEMPT_DYNAMIC @0").as_deref(),
+            Some("6.18.44")
+        );
+        assert_eq!(v("6.6", "").as_deref(), Some("6.6"));
+        assert_eq!(v("unknown", ""), None);
+        assert_eq!(
+            Version::parse("2.6.12").map(|v| v.to_string()).as_deref(),
+            Some("2.6.12")
+        );
+        assert_eq!(Version::parse("6.x"), None);
+        assert!(
+            Version::parse("6.1.187")
+                .unwrap()
+                .at_least(Version::parse("6.1").unwrap())
+        );
+        assert!(
+            !Version::parse("6.1")
+                .unwrap()
+                .at_least(Version::parse("6.1.187").unwrap())
+        );
+    }
+}
