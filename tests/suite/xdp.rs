@@ -50,6 +50,7 @@ use libbpf_rs::{MapCore, MapFlags, ProgramType, Xdp, XdpFlags};
 use programs::xdp::{XdpSkel, XdpSkelBuilder};
 use rstest::rstest;
 use testkit::capture::{Capture, Frame};
+use testkit::netlink::Cidr;
 use testkit::packet::{self, ETH_HLEN, ETH_P_ARP, Flow, hex};
 use testkit::test_run::Row;
 use testkit::veth::VethPair;
@@ -197,7 +198,7 @@ fn drops_passes_and_bounces(#[case] name: &str, #[case] mode: Mode) {
         let skel = open_and_load(case, &mut object)?;
         case.detail("attach_mode", name);
 
-        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+        let pair = VethPair::new(Cidr::v4(SENDER, 24), Cidr::v4(RECEIVER, 24))?;
         let program = Attached::new(
             &pair.b,
             VethPair::B_DEV,

@@ -23,6 +23,7 @@ use libbpf_rs::libbpf_sys::bpf_devmap_val;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType, XdpFlags, libbpf_sys};
 use programs::xdp_devmap::XdpDevmapSkelBuilder;
+use testkit::netlink::Cidr;
 use testkit::observe::{self, volatile};
 use testkit::veth::VethPair;
 use testkit::xdp::XdpAttachment;
@@ -62,7 +63,7 @@ fn entry_program_answers_redirected_frames() {
             .echo_port = ECHO_PORT;
         let skel = attach_type::load(case, DEVMAP_PROG, open)?;
 
-        let pair = VethPair::new(&format!("{A}/24"), &format!("{B}/24"))?;
+        let pair = VethPair::new(Cidr::v4(A, 24), Cidr::v4(B, 24))?;
         let veth1 = pair.b.ifindex(VethPair::B_DEV)?;
         let entry = bpf_devmap_val {
             ifindex: veth1,

@@ -61,6 +61,7 @@ use nix::unistd::Pid;
 use programs::xdp_features::{XdpFeaturesSkel, XdpFeaturesSkelBuilder};
 use rstest::rstest;
 use testkit::capture::{Capture, Frame, hwaddr};
+use testkit::netlink::{Cidr, Route, Selector};
 use testkit::observe::{self, volatile};
 use testkit::packet::hex;
 use testkit::packet::{self, ETH_HLEN, ETH_P_IP, IPPROTO_UDP, Ipv4};
@@ -365,13 +366,8 @@ fn rewrites_frames(#[case] mode: Mode) {
         probe::config_enabled("CONFIG_NET_SCH_INGRESS")?;
         probe::config_enabled("CONFIG_NET_CLS_BPF")?;
 
-        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-        pair.policy_routed_service(
-            SERVICE,
-            RECEIVER,
-            &format!("fwmark {MARK_A:#x}"),
-            MARK_TABLE,
-        )?;
+        let pair = VethPair::new(Cidr::v4(SENDER, 24), Cidr::v4(RECEIVER, 24))?;
+        pair.policy_routed_service(SERVICE, RECEIVER, Selector::FwMark(MARK_A), MARK_TABLE)?;
         let (a, b) = (&pair.a, &pair.b);
         let xdp = XdpAttachment::new(
             b,
@@ -532,19 +528,16 @@ const B_DEVMAP: Ipv4Addr = Ipv4Addr::new(10, 14, 0, 2);
 #[test]
 fn redirects_through_devmap() {
     Case::run(ProgramType::Xdp, |case| {
-        let pair = VethPair::new(&format!("{A_DEVMAP}/24"), &format!("{B_DEVMAP}/24"))?;
+        let pair = VethPair::new(Cidr::v4(A_DEVMAP, 24), Cidr::v4(B_DEVMAP, 24))?;
         let c = NetNs::new()?;
         let (a, b) = (&pair.a, &pair.b);
-        b.ip(&format!(
-            "link add veth2 type veth peer name veth3 netns {}",
-            c.name()
-        ))?;
-        b.ip(&format!("addr add {B2}/24 dev veth2"))?;
-        c.ip(&format!("addr add {C}/24 dev veth3"))?;
-        b.ip("link set veth2 up")?;
-        c.ip("link set veth3 up")?;
-        a.ip(&format!("route add 10.15.0.0/24 via {B_DEVMAP}"))?;
-        c.ip(&format!("route add 10.14.0.0/24 via {B2}"))?;
+        b.add_veth("veth2", "veth3", &c)?;
+        b.add_address("veth2", Cidr::v4(B2, 24))?;
+        c.add_address("veth3", Cidr::v4(C, 24))?;
+        b.link_up("veth2")?;
+        c.link_up("veth3")?;
+        a.add_route(&Route::to(Cidr::v4(Ipv4Addr::new(10, 15, 0, 0), 24)).via(B_DEVMAP))?;
+        c.add_route(&Route::to(Cidr::v4(Ipv4Addr::new(10, 14, 0, 0), 24)).via(B2))?;
         let veth2_mac = {
             let _inside = b.enter()?;
             hwaddr("veth2")?
@@ -774,7 +767,7 @@ fn redirects_through_cpumap() {
             }
         }
 
-        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+        let pair = VethPair::new(Cidr::v4(SENDER, 24), Cidr::v4(RECEIVER, 24))?;
         let native = Mode::Native;
         let _xdp = XdpAttachment::new(
             &pair.b,

@@ -40,6 +40,9 @@ struct File {
 enum Entry {
     Full {
         outcome: Outcome,
+        /// For a program of the kernel's own selftests: `holds` or `differs`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verdict: Option<String>,
         /// `<object>/<program>` → the verifier's statistics.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         programs: BTreeMap<String, Stats>,
@@ -163,6 +166,14 @@ pub fn bind_snapshots(run: &Run, snapshots: &Path) -> Result<()> {
 impl Entry {
     /// What the file keeps of `cell`.
     fn of(cell: &Cell) -> Self {
+        // The kernel's own selftests: the verdict is what is accepted, not their statistics.
+        if cell.verdict.is_some() {
+            return Entry::Full {
+                outcome: cell.outcome,
+                verdict: cell.verdict.clone(),
+                programs: BTreeMap::new(),
+            };
+        }
         let programs = (cell.programs.iter())
             .filter_map(|(name, p)| {
                 let m = |k| p.metrics.get(k).copied();
@@ -177,17 +188,23 @@ impl Entry {
             .collect();
         Entry::Full {
             outcome: cell.outcome,
+            verdict: None,
             programs,
         }
     }
 
-    /// The cell of the model: outcome and statistics, no record, reason, log or verdict.
+    /// The cell of the model: outcome, verdict and statistics, no record, reason or log.
     fn cell(self) -> Cell {
-        let (outcome, programs) = match self {
-            Entry::Full { outcome, programs } => (outcome, programs),
-            Entry::Bare(outcome) => (outcome, BTreeMap::new()),
+        let (outcome, verdict, programs) = match self {
+            Entry::Full {
+                outcome,
+                verdict,
+                programs,
+            } => (outcome, verdict, programs),
+            Entry::Bare(outcome) => (outcome, None, BTreeMap::new()),
         };
         let mut cell = Cell::new(outcome, None);
+        cell.verdict = verdict;
         for (name, s) in programs {
             let mut metrics = BTreeMap::from([
                 ("insns", s.insns),
@@ -222,6 +239,38 @@ pub fn skip_other_host(accepted: &mut Run, run: &Run) -> Option<String> {
     ))
 }
 
+/// For each column of `run` that ran none of the kernel's own selftests (`--selftests` is a
+/// choice of the run, not a property of the kernel), removes the accepted selftests cells of that
+/// column and says so: not running the corpus is no regression of it. A column the run lacks
+/// altogether keeps them (that column disappeared).
+pub fn skip_unrun_selftests(accepted: &mut Run, run: &Run) -> Option<String> {
+    let corpus = |case: &str| case.starts_with(selftests::judge::BINARY_PREFIX);
+    let ran = |kernel: &str| {
+        (run.cases.iter()).any(|(case, row)| corpus(case) && row.cells.contains_key(kernel))
+    };
+    let skipped: Vec<&String> = (run.kernels.iter())
+        .filter(|k| !ran(k))
+        .filter(|k| {
+            (accepted.cases.iter()).any(|(case, row)| corpus(case) && row.cells.contains_key(*k))
+        })
+        .collect();
+    if skipped.is_empty() {
+        return None;
+    }
+    for (case, row) in &mut accepted.cases {
+        if corpus(case) {
+            row.cells.retain(|k, _| !skipped.contains(&k));
+        }
+    }
+    accepted.cases.retain(|_, row| !row.cells.is_empty());
+    let list: Vec<&str> = skipped.iter().map(|k| k.as_str()).collect();
+    Some(format!(
+        "The kernel's own selftests did not run on {} (run with --selftests): their accepted \
+         verdicts there are not compared.",
+        list.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +294,61 @@ mod tests {
             cell.programs.insert("o/p".to_owned(), program);
         }
         r
+    }
+
+    /// A program of the kernel's own selftests keeps its verdict in the file: one that held and
+    /// now differs is a regression, the reverse a fix; its statistics are not kept.
+    #[test]
+    fn selftests_verdicts_are_accepted_and_compared() {
+        use Outcome::*;
+        let case = "selftests_6_12::verifier_and/p";
+        let with = |verdict: &str| {
+            let mut r = run(&[(case, "6.1", Pass, 10)]);
+            r.cases
+                .get_mut(case)
+                .unwrap()
+                .cells
+                .get_mut("6.1")
+                .unwrap()
+                .verdict = Some(verdict.to_owned());
+            r
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baseline.json");
+        write(&with("holds"), &path).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(r#"{"outcome":"pass","verdict":"holds"}"#),
+            "{text}"
+        );
+        let accepted = read(&path).unwrap();
+        let kinds = |old: &Run, new: &Run| -> Vec<Kind> {
+            (compare(old, new, &Options::default()).outcomes.iter())
+                .map(|c| c.kind)
+                .collect()
+        };
+        assert_eq!(kinds(&accepted, &with("differs")), [Kind::Regression]);
+        assert_eq!(kinds(&with("differs"), &accepted), [Kind::Fix]);
+        assert!(kinds(&accepted, &with("holds")).is_empty());
+    }
+
+    /// A run without `--selftests` is compared on its suite cases only; a run that ran the corpus
+    /// on a column is held to it there.
+    #[test]
+    fn selftests_not_run_are_not_compared() {
+        use Outcome::*;
+        let corpus = "selftests_6_12::verifier_and/p";
+        let baseline = || run(&[("a", "6.1", Pass, 1), (corpus, "6.1", Pass, 1)]);
+        let mut accepted = baseline();
+        let note = skip_unrun_selftests(&mut accepted, &run(&[("a", "6.1", Pass, 1)]));
+        assert!(note.unwrap().contains("did not run on 6.1"));
+        assert!(!accepted.cases.contains_key(corpus));
+        assert!(accepted.cases.contains_key("a"));
+        let mut accepted = baseline();
+        let ran = run(&[("a", "6.1", Pass, 1), (corpus, "6.1", Fail, 1)]);
+        assert_eq!(skip_unrun_selftests(&mut accepted, &ran), None);
+        let c = compare(&accepted, &ran, &Options::default());
+        assert_eq!(c.count(Kind::Regression), 1);
     }
 
     #[test]

@@ -260,6 +260,10 @@ pub struct Suite {
     /// Also run the cases kernels.toml lists as known bugs of this kernel.
     #[arg(long)]
     pub run_known_bugs: bool,
+    /// After the test binaries, run the kernel's own selftests of every corpus `bpfconf
+    /// selftests build` listed.
+    #[arg(long)]
+    pub selftests: bool,
 }
 
 // The arguments of `bpfconf matrix`.
@@ -292,6 +296,10 @@ pub struct Matrix {
     /// own, `--repeat` times (3), and say in how many runs it reproduced.
     #[arg(long)]
     pub known_bugs: bool,
+    /// Also run the kernel's own selftests in every column (the corpora of kernels.toml's
+    /// `[[selftests]]` trees, built or found in the build cache first).
+    #[arg(long)]
+    pub selftests: bool,
     /// Run the columns N times into the run directory (`run-1/` … `run-N/`) and list every
     /// cell whose outcome differed between runs (exit 1 if one did); with `--known-bugs`, run
     /// each bug N times.

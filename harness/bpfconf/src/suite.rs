@@ -41,6 +41,8 @@ pub struct Options {
     pub binary: Option<String>,
     /// Run the kernel's known bugs too (to see whether they still reproduce).
     pub run_known_bugs: bool,
+    /// Run the listed corpora of the kernel's own selftests after the test binaries.
+    pub selftests: bool,
 }
 
 /// Runs every binary of `manifest`; returns the exit status: 0 when every binary exited 0 and the
@@ -122,7 +124,7 @@ pub fn run(manifest: &Manifest, opts: &Options) -> Result<i32> {
         .emit();
     }
     // The kernel's own selftests of every listed tree, after the test binaries.
-    if opts.filter.is_none() && opts.binary.is_none() {
+    if opts.selftests {
         clean &= crate::corpora::run_in_column(
             &opts.kernel,
             &opts.results,
@@ -205,11 +207,12 @@ fn run_binary(
         let mut cmd = Command::new(&bin.path);
         cmd.arg(format!("--test-threads={threads}"))
             .envs(env.iter().cloned());
+        // The tests the column must hold, by name: a binary may have others (fixtures, tests of
+        // the runner itself) that are not the column's.
         match (&opts.filter, attempt) {
             (Some(filter), 1) => {
                 cmd.arg(filter);
             }
-            (None, 1) => {}
             _ => {
                 cmd.arg("--exact").args(&todo);
             }

@@ -112,14 +112,14 @@ rules! {
     };
 
     /// Two frames of 304 bytes: more than the 512 of one program. Each frame is rounded up to
-    /// 32 bytes (640), or to 16 when the program is JITed (608: in 6.12's source, not in
-    /// 6.1's; 6.12 is the first kernel of the matrix with it).
+    /// 32 bytes (640), or to 16 when the program is JITed (608).
     combined_stack_too_large: Rule {
         insns: |_| two_frames_of(304),
         expect: &[
-            refused("EACCES").from("6.12").jit(true).key(S("combined stack size of 2 calls is 608. Too large")),
-            // The interpreter (seen on 6.12.117 with the JIT off); 5.10, 6.1: from their
-            // source, unverified.
+            // b16904fd9f01 "bpf: Fix a few selftest failures due to llvm18 change" (6.8; 6.6.16
+            // by stable; not in 6.1.176, seen).
+            refused("EACCES").from("6.8").jit(true).key(S("combined stack size of 2 calls is 608. Too large")),
+            // The interpreter, and the JIT before (seen on 5.10, 6.1 and src-6.12-interp).
             refused("EACCES").key(S("combined stack size of 2 calls is 640. Too large")),
         ],
         ..RULE
@@ -132,28 +132,31 @@ rules! {
         ..RULE
     };
 
-    /// Nine frames: too deep up to 6.18; 7.3 accepts them (seen).
+    /// Nine frames: too deep where a call chain may have 8 (MAX_CALL_FRAMES); 16 since 7.2.
     call_chain_of_9_frames: Rule {
         insns: |_| call_chain(9),
         expect: &[
-            loads().from("7.3").returns(0),
-            refused("E2BIG").before("7.3").key(S("the call stack of 9 frames is too deep")),
+            // 2148794eeaf2 "bpf: Raise maximum call chain depth to 16 frames" (7.2).
+            loads().from("7.2").returns(0),
+            refused("E2BIG").before("7.2").key(S("the call stack of 9 frames is too deep")),
         ],
         ..RULE
     };
 
-    /// A function that calls itself: the verifier follows the calls until there are too many
-    /// frames; 7.3's check_cfg refuses the cycle in the call graph first.
+    /// A function that calls itself: refused by check_cfg as a loop, then by the frame limit
+    /// the verifier reaches following the calls, then as a cycle of the call graph.
     recursive_call: Rule {
         insns: |_| Asm::new().call_local(1).exit().call_local(-1).exit(),
         expect: &[
-            // 7.3: from its source (check_cfg), unverified; where between 6.18 and 7.3 it
-            // changed is not known here.
-            refused("EINVAL").from("7.3").key(S("recursive call from")),
-            refused("E2BIG").from("6.12").key(S("the call stack of 9 frames is too deep")),
-            // Seen on 5.10 and 6.1: check_cfg took the call to itself for a loop. 6.12 counts
-            // frames; the release in between that changed it is not pinned here.
-            refused("EINVAL").before("6.12").key(S("back-edge from insn 2 to 2")),
+            // e6898ec751e4 "bpf: Sort subprogs in topological order after check_cfg()" (7.1):
+            // the sort refuses a cycle of calls before the verifier walks them (no BTF names
+            // the functions here, so "recursive call from () to ()").
+            refused("EINVAL").from("7.1").key(S("recursive call from")),
+            // 10e14e9652bf "bpf: fix control-flow graph checking in privileged mode" (6.7;
+            // 6.6.3 by stable): check_cfg lets root's back-edges through, so the verifier
+            // follows the calls until there are too many frames. Not in 6.1.176 (seen).
+            refused("E2BIG").from("6.7").key(S("the call stack of 9 frames is too deep")),
+            refused("EINVAL").before("6.7").key(S("back-edge from insn 2 to 2")),
         ],
         ..RULE
     };

@@ -136,10 +136,11 @@ rules! {
     helper_size_past_buffer: Rule {
         insns: |_| load_bytes(16),
         expect: &[
-            refused("EINVAL").from("6.18").key(S("invalid write to stack R3 off=-8 size=16")),
-            // 5.10, 6.1, 6.12: from their source (check_stack_access_within_bounds says
-            // "indirect access" for any helper), unverified.
-            refused("EINVAL").before("6.18").key(S("invalid indirect access to stack R3 off=-8 size=16")),
+            // 37cce22dbd51 "bpf: verifier: Refactor helper access type tracking" (6.14): the
+            // bounds check knows the helper writes there.
+            refused("EINVAL").from("6.14").key(S("invalid write to stack R3 off=-8 size=16")),
+            // Before, check_stack_access_within_bounds said "indirect access" for any helper.
+            refused("EINVAL").before("6.14").key(S("invalid indirect access to stack R3 off=-8 size=16")),
         ],
         ..RULE
     };
@@ -161,10 +162,13 @@ rules! {
         insns: lookup_uninit_key,
         unprivileged: true,
         expect: &[
-            refused("EACCES").from("6.18").key(S("invalid read from stack R2 off=-4 size=4")),
-            // Seen on 6.12.117 (the source-built kernel, where unprivileged BPF is on); 5.10,
-            // 6.1: as the privileged rule says there, unverified.
-            refused("EACCES").before("6.18").key(S("invalid indirect read from stack R2 off -4+0 size 4")),
+            // 37cce22dbd51 "bpf: verifier: Refactor helper access type tracking" (6.14): the key
+            // is a read, so the bounds check (only the stack written so far, unprivileged) fails
+            // first.
+            refused("EACCES").from("6.14").key(S("invalid read from stack R2 off=-4 size=4")),
+            // Before, helpers' stack accesses were bounds-checked as writes and the slots then
+            // found uninitialised (check_stack_range_initialized).
+            refused("EACCES").before("6.14").key(S("invalid indirect read from stack R2 off -4+0 size 4")),
         ],
         ..RULE
     };

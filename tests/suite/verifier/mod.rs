@@ -10,13 +10,16 @@
 //!
 //! Unprivileged rules load from a forked child with uid 65534 and no capabilities; where
 //! `kernel.unprivileged_bpf_disabled` is not 0 they are `unsupported`
-//! (`platform.unprivileged_bpf_disabled`). Rules that need a newer kernel name the feature's floor
-//! and how an older kernel refuses them (`needs`): there they are `unsupported` with what the
-//! kernel said, in the reason and in the snapshot.
+//! (`platform.unprivileged_bpf_disabled`; inside a VM the runner sets it to 0). Some of them
+//! depend on whether the kernel's CPU mitigations are on ([`spectre`]). Rules that need a newer
+//! kernel name the feature's floor and how an older kernel refuses them (`needs`): there they
+//! are `unsupported` with what the kernel said, in the reason and in the snapshot.
 //!
-//! Kernel ranges come from the kernels' sources (5.10.223, 6.1.176, 6.12.117 and 7.3.4 as Debian
-//! ships them) and the host (6.18); a range whose messages were read from the source but not yet
-//! seen on that kernel says so in a comment (`unverified`).
+//! A kernel range starts at the first release holding the commit that changed the behaviour or
+//! the message, named beside it (id and subject), with the stable releases that took it where a
+//! kernel of the matrix is one; a range never follows from what a kernel printed alone. A range
+//! whose messages were read from the source but not yet seen on that kernel says so in a
+//! comment (`unverified`).
 
 /// Declares rules: each `name: Rule { … };` becomes the test `name` running case
 /// `verifier::name`.
@@ -37,6 +40,7 @@ macro_rules! rules {
 
 mod rule;
 mod run;
+mod spectre;
 
 mod alu;
 mod calls;

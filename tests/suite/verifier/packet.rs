@@ -31,9 +31,10 @@ rules! {
         prog: ProgramType::Xdp,
         insns: |_| xdp_pointers().ldx(Size::B, R0, R2, 0).exit(),
         expect: &[
-            // 7.3 words the key line as for any memory (seen).
-            refused("EACCES").from("7.3").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)")]),
-            refused("EACCES").before("7.3").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)")]),
+            // 022ac0750883 "bpf: use reg->var_off instead of reg->off for pointers" (7.1): the
+            // check goes through check_mem_region_access, whose complaint is the key line.
+            refused("EACCES").from("7.1").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)")]),
+            refused("EACCES").before("7.1").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)")]),
         ],
         ..RULE
     };
@@ -74,9 +75,10 @@ rules! {
             .mov64_imm(R0, 1)
             .exit(),
         expect: &[
-            // 7.3 words the key line as for any memory (seen).
-            refused("EACCES").from("7.3").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
-            refused("EACCES").before("7.3").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
+            // 022ac0750883 "bpf: use reg->var_off instead of reg->off for pointers" (7.1): the
+            // check goes through check_mem_region_access, whose complaint is the key line.
+            refused("EACCES").from("7.1").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
+            refused("EACCES").before("7.1").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
         ],
         ..RULE
     };
@@ -91,9 +93,10 @@ rules! {
             .mov64_imm(R0, 1)
             .exit(),
         expect: &[
-            // 7.3 words the key line as for any memory (seen).
-            refused("EACCES").from("7.3").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=14 size=1, R2(id=0,off=14,r=14)")]),
-            refused("EACCES").before("7.3").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=14 size=1, R2(id=0,off=14,r=14)")]),
+            // 022ac0750883 "bpf: use reg->var_off instead of reg->off for pointers" (7.1): the
+            // check goes through check_mem_region_access, whose complaint is the key line.
+            refused("EACCES").from("7.1").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=14 size=1, R2(id=0,off=14,r=14)")]),
+            refused("EACCES").before("7.1").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=14 size=1, R2(id=0,off=14,r=14)")]),
         ],
         ..RULE
     };
@@ -108,9 +111,10 @@ rules! {
             .mov64_imm(R0, 1)
             .exit(),
         expect: &[
-            // 7.3 words the key line as for any memory (seen).
-            refused("EACCES").from("7.3").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
-            refused("EACCES").before("7.3").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
+            // 022ac0750883 "bpf: use reg->var_off instead of reg->off for pointers" (7.1): the
+            // check goes through check_mem_region_access, whose complaint is the key line.
+            refused("EACCES").from("7.1").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
+            refused("EACCES").before("7.1").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
         ],
         ..RULE
     };

@@ -102,6 +102,10 @@ pub struct Expect {
     pub before: Option<&'static str>,
     /// Only where the JIT is on (`true`) or off (`false`); `None`: either.
     pub jit: Option<bool>,
+    /// Only where the verifier enforces its Spectre v1 rules on unprivileged programs (`true`)
+    /// or lets them bypass these, the kernel's CPU mitigations being off (`false`); `None`:
+    /// either. See [`super::spectre`].
+    pub spectre_v1: Option<bool>,
     pub verdict: Verdict,
     /// The key line (the verifier's last complaint) contains this.
     pub key: Option<Pat>,
@@ -121,6 +125,7 @@ pub const fn loads() -> Expect {
         from: None,
         before: None,
         jit: None,
+        spectre_v1: None,
         verdict: Verdict::Loads,
         key: None,
         log: &[],
@@ -156,6 +161,13 @@ impl Expect {
     pub const fn jit(self, on: bool) -> Self {
         Expect {
             jit: Some(on),
+            ..self
+        }
+    }
+
+    pub const fn spectre_v1(self, enforced: bool) -> Self {
+        Expect {
+            spectre_v1: Some(enforced),
             ..self
         }
     }

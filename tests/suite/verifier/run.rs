@@ -7,6 +7,7 @@ use testkit::raw_load::{RawLoad, RawProgram};
 use testkit::{Case, CaseError, CaseResult, Kernel, probe};
 
 use super::rule::{Expect, Fixture, Rule, Verdict};
+use super::spectre;
 
 /// Where `kernel.unprivileged_bpf_disabled` lives: 0 lets users without capabilities load socket
 /// filters and cgroup skb programs.
@@ -16,10 +17,10 @@ const UNPRIVILEGED_SYSCTL: &str = "/proc/sys/kernel/unprivileged_bpf_disabled";
 pub fn run(name: &str, rule: &Rule) {
     Case::run(rule.prog, |case| {
         probe::prog_type(rule.prog)?;
-        let expect = expectation(rule)?;
         if rule.unprivileged {
             unprivileged_allowed()?;
         }
+        let expect = expectation(rule)?;
         let fixture = Fixture::new()?;
         let asm = (rule.insns)(&fixture);
         let mut program = RawProgram::new(name, rule.prog, asm.to_bpf())
@@ -82,14 +83,26 @@ fn expectation(rule: &Rule) -> CaseResult<&Expect> {
             kernel.release
         ))
     })?;
-    rule.expect
-        .iter()
-        .find(|e| e.holds(version, testkit::jit::enabled()))
-        .ok_or_else(|| {
-            CaseError::Error(anyhow::anyhow!(
-                "the rule has no expectation for kernel {version}: add one"
-            ))
-        })
+    let jit = testkit::jit::enabled();
+    let mut spectre_v1 = None;
+    for expect in rule.expect {
+        if !expect.holds(version, jit) {
+            continue;
+        }
+        if let Some(enforced) = expect.spectre_v1 {
+            let actual = match spectre_v1 {
+                Some(actual) => actual,
+                None => *spectre_v1.insert(spectre::v1_enforced(version)?),
+            };
+            if actual != enforced {
+                continue;
+            }
+        }
+        return Ok(expect);
+    }
+    Err(CaseError::Error(anyhow::anyhow!(
+        "the rule has no expectation for kernel {version}: add one"
+    )))
 }
 
 /// `unsupported` (a platform limit, through the floors) unless this machine lets users without

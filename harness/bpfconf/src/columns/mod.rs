@@ -8,7 +8,7 @@ pub mod watch;
 
 use std::collections::VecDeque;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -40,6 +40,8 @@ pub struct Options {
     pub case_timeout: Duration,
     /// The run directory.
     pub run_dir: PathBuf,
+    /// Each column also runs the kernel's own selftests (the listed corpora).
+    pub selftests: bool,
 }
 
 /// Runs the columns; returns their timings. Records land in `opts.run_dir`.
@@ -64,7 +66,7 @@ pub fn run(opts: &Options, manifest: &Manifest) -> Result<Vec<Timing>> {
             Ok(_) => ready.push(k.clone()),
             Err(e) => {
                 let why = format!("fetching the kernel failed: {e:#}");
-                close_column(&opts.run_dir, &k.id, manifest, Some(why))?;
+                close_column(opts, &k.id, manifest, Some(why))?;
                 timings.push(Timing {
                     kernel: k.id.clone(),
                     boot_s: None,
@@ -114,7 +116,7 @@ pub fn run(opts: &Options, manifest: &Manifest) -> Result<Vec<Timing>> {
         timings.push(match timing {
             Ok(t) => t,
             Err(e) => {
-                close_column(&opts.run_dir, &id, manifest, Some(format!("{e:#}")))?;
+                close_column(opts, &id, manifest, Some(format!("{e:#}")))?;
                 Timing {
                     kernel: id,
                     boot_s: None,
@@ -149,6 +151,9 @@ fn suite_args(id: &str, opts: &Options, vm: bool) -> Vec<String> {
         "--case-timeout".into(),
         opts.case_timeout.as_secs().to_string(),
     ];
+    if opts.selftests {
+        args.push("--selftests".into());
+    }
     if vm {
         for (k, v) in std::env::vars() {
             let forwarded = [
@@ -213,7 +218,7 @@ fn run_column(
             log.display()
         ),
     );
-    close_column(&opts.run_dir, id, manifest, problem)?;
+    close_column(opts, id, manifest, problem)?;
     Ok(Timing {
         kernel: id.to_owned(),
         boot_s: boot,
@@ -224,14 +229,20 @@ fn run_column(
 
 /// Ends column `id`: an `error` record for each test of the manifest without a record (the
 /// column's `problem` is why), and the `runner::column` record.
-fn close_column(dir: &Path, id: &str, manifest: &Manifest, problem: Option<String>) -> Result<()> {
+fn close_column(
+    opts: &Options,
+    id: &str,
+    manifest: &Manifest,
+    problem: Option<String>,
+) -> Result<()> {
+    let dir = opts.run_dir.as_path();
     let why = problem.clone().unwrap_or_default();
     for bin in &manifest.binaries {
         let tests: Vec<&str> = bin.tests.iter().map(String::as_str).collect();
         suite::record_missing(dir, id, &bin.name, &tests, &format!("no record: {why}"))?;
     }
-    for corpus in crate::corpora::listed()? {
-        crate::corpora::record_missing(&corpus, dir, id, &format!("no record: {why}"))?;
+    for corpus in crate::corpora::listed()?.iter().filter(|_| opts.selftests) {
+        crate::corpora::record_missing(corpus, dir, id, &format!("no record: {why}"))?;
     }
     let outcome = if problem.is_some() {
         Outcome::Error

@@ -12,7 +12,7 @@ use crate::columns::{self, Options};
 use crate::kernels::KernelList;
 use crate::manifest::Manifest;
 use crate::report::Report;
-use crate::{cli, known_bugs, paths, repeat, vm};
+use crate::{cli, corpora, known_bugs, paths, repeat, vm};
 
 pub fn run(args: cli::Matrix) -> Result<ExitCode> {
     let selected = if args.kernels == ["host"] {
@@ -39,6 +39,10 @@ pub fn run(args: cli::Matrix) -> Result<ExitCode> {
     }
     eprintln!("building the test binaries");
     let manifest = Manifest::build()?;
+    if args.selftests {
+        eprintln!("building the kernel's own selftests");
+        corpora::build_all(&KernelList::load()?, &[])?;
+    }
     let jobs =
         (args.jobs).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut opts = Options {
@@ -49,6 +53,7 @@ pub fn run(args: cli::Matrix) -> Result<ExitCode> {
         binary_timeout: Duration::from_secs(args.binary_timeout),
         case_timeout: Duration::from_secs(args.case_timeout),
         run_dir: run_dir()?,
+        selftests: args.selftests,
     };
     let repeats = args.repeat.unwrap_or(1);
     if repeats > 1 {
@@ -67,11 +72,12 @@ pub fn run(args: cli::Matrix) -> Result<ExitCode> {
         return Ok(exit(varied.is_empty() && !failures));
     }
     let timings = columns::run(&opts, &manifest)?;
-    let run = load(std::slice::from_ref(&opts.run_dir))?;
-    let report = Report::new(&run);
+    let mut run = load(std::slice::from_ref(&opts.run_dir))?;
+    let selftests = run.take_selftests();
+    let report = Report::new(&run).with_selftests(&selftests);
     print!("{}", report.markdown());
     println!("\n{}", columns::timings_markdown(&timings));
     println!("results: {}", opts.run_dir.display());
     println!("{}", report.closing_line());
-    Ok(exit(!run.has_failures()))
+    Ok(exit(!run.has_failures() && !selftests.has_failures()))
 }

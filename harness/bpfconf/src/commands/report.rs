@@ -23,8 +23,9 @@ pub fn run(args: cli::Report) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let run = load(&runs)?;
-    let report = Report::new(&run);
+    let mut run = load(&runs)?;
+    let selftests = run.take_selftests();
+    let report = Report::new(&run).with_selftests(&selftests);
     let outputs = &args.outputs;
     outputs.write(outputs.none(), |format| report.render(format))?;
     let problems = report.problems();
@@ -35,5 +36,5 @@ pub fn run(args: cli::Report) -> Result<ExitCode> {
         );
     }
     eprintln!("{}", report.closing_line());
-    Ok(exit(!run.has_failures()))
+    Ok(exit(!run.has_failures() && !selftests.has_failures()))
 }

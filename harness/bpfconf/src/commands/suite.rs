@@ -23,6 +23,7 @@ pub fn run(args: cli::Suite) -> Result<ExitCode> {
         filter: args.filter,
         binary: args.binary,
         run_known_bugs: args.run_known_bugs,
+        selftests: args.selftests,
     };
     let manifest = Manifest::load(&args.manifest.unwrap_or_else(Manifest::path))?;
     let exit = suite::run(&manifest, &opts)?;

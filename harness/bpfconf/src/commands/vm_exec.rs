@@ -32,6 +32,7 @@ fn in_vm(id: &str, binary: &str, args: &[String]) -> Result<i32> {
         filter: None,
         binary: None,
         run_known_bugs: false,
+        selftests: false,
     };
     let binary = fs::canonicalize(binary).with_context(|| format!("finding {binary}"))?;
     let env: Vec<String> = suite::environment(&opts, &prepared.release)?

@@ -185,14 +185,31 @@ pub fn compare(old: &Run, new: &Run, options: &Options) -> Comparison {
             if let (Some(a), Some(b)) = (a, b) {
                 programs.add(case, kernel, a, b, options);
             }
+            // A program of the kernel's own selftests that held and now differs regressed.
+            let verdicts = (
+                a.and_then(|c| c.verdict.as_deref()),
+                b.and_then(|c| c.verdict.as_deref()),
+            );
             let kind = match (oa, ob) {
                 (Some(x), Some(y)) if severity(y) > severity(x) => Kind::Regression,
                 (Some(x), Some(y)) if severity(y) < severity(x) => Kind::Fix,
+                (Some(_), Some(_)) => match verdicts {
+                    (Some("holds"), Some("differs")) => Kind::Regression,
+                    (Some("differs"), Some("holds")) => Kind::Fix,
+                    _ => continue,
+                },
                 (Some(_), None) => Kind::Removed,
                 (None, Some(_)) => Kind::Added,
                 _ => continue,
             };
-            let reason = |c: Option<&Cell>| c.and_then(|c| c.reason.clone());
+            let reason = |c: Option<&Cell>| {
+                c.and_then(|c| {
+                    c.reason.clone().or_else(|| {
+                        let said = c.record.as_ref()?.details.get("cell")?.as_str()?;
+                        (said != "holds").then(|| said.to_owned())
+                    })
+                })
+            };
             outcomes.push(Change {
                 case: case.clone(),
                 kernel: (*kernel).clone(),

@@ -110,6 +110,9 @@ pub(super) fn render(report: &Report) -> String {
                 }
             }
         }
+        @if let Some(selftests) = report.selftests {
+            (super::selftests::html(selftests))
+        }
         dialog #detail {
             form method="dialog" { button { "close" } }
             h2 #d-title {}

@@ -37,6 +37,10 @@ pub struct JsonReport {
     pub kernels: Vec<JsonKernel>,
     /// The rows, by case id.
     pub cases: BTreeMap<String, JsonCase>,
+    /// The kernel's own selftests: per tree, file and kernel the tallies, and every program cell
+    /// that does not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selftests: Option<super::selftests::JsonSelftests>,
 }
 
 /// One column.
@@ -114,6 +118,7 @@ pub(super) fn of(report: &Report) -> JsonReport {
                 (case.clone(), row)
             })
             .collect(),
+        selftests: report.selftests.map(super::selftests::json),
     }
 }
 

@@ -57,6 +57,9 @@ pub(super) fn render(report: &Report) -> Result<String> {
         }
         junit.add_test_suite(suite);
     }
+    if let Some(selftests) = report.selftests {
+        junit.add_test_suites(super::selftests::junit(selftests));
+    }
     Ok(junit.to_string()?)
 }
 

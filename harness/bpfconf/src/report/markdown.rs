@@ -103,6 +103,10 @@ pub fn render(report: &Report) -> String {
         format!("\nReasons:\n\n{reasons}")
     };
     let folded = folded + &run_costs(report);
+    let selftests = (report.selftests)
+        .map(|run| super::selftests::markdown(run, |l| text(&cut(l))))
+        .unwrap_or_default();
+    let out = out + &selftests;
     let body = out + &reasons;
     if body.len() + folded.len() <= SUMMARY_LIMIT {
         return body + &folded;

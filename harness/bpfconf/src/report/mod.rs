@@ -9,6 +9,7 @@ mod json;
 mod junit;
 mod markdown;
 pub mod page;
+pub mod selftests;
 pub mod views;
 
 use std::collections::BTreeMap;
@@ -38,8 +39,11 @@ pub enum Format {
 
 /// A run's report: the run and what the report adds to it.
 pub struct Report<'a> {
-    /// The run.
+    /// The run: the suite's cases (the kernel's own selftests apart, [`Report::with_selftests`]).
     pub run: &'a Run,
+    /// The cells of the kernel's own selftests ([`Run::take_selftests`]), when the run has them:
+    /// thousands of programs, shown per test file.
+    pub selftests: Option<&'a Run>,
     /// One line per column that ran another build than the one its snapshots were accepted on.
     pub notes: Vec<String>,
 }
@@ -81,8 +85,15 @@ impl<'a> Report<'a> {
         let snapshots = crate::paths::workspace_root().join("tests/snapshots");
         Report {
             run,
+            selftests: None,
             notes: build_notes(run, &snapshots),
         }
+    }
+
+    /// The report with the kernel's own selftests' cells (taken out of the run).
+    pub fn with_selftests(mut self, selftests: &'a Run) -> Self {
+        self.selftests = (!selftests.cases.is_empty()).then_some(selftests);
+        self
     }
 
     /// The cells grouped by the missing feature they were judged on, each group once per kernel:
@@ -164,7 +175,10 @@ impl<'a> Report<'a> {
     /// `total: N passed, N failed, N skipped` over all cells (`fail` and `error` count as failed,
     /// `unsupported` as skipped): the closing line CI reads.
     pub fn closing_line(&self) -> String {
-        let t = self.run.totals(None);
+        let mut t = self.run.totals(None);
+        for (o, n) in self.selftests.map(|s| s.totals(None)).unwrap_or_default() {
+            *t.entry(o).or_default() += n;
+        }
         let n = |o| t.get(&o).copied().unwrap_or(0);
         format!(
             "total: {} passed, {} failed, {} skipped",

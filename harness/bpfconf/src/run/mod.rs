@@ -65,6 +65,9 @@ pub struct Cell {
     pub record: Option<Record>,
     /// Its programs, by `<object>/<program>`.
     pub programs: BTreeMap<String, Program>,
+    /// For a program of the kernel's own selftests ([`selftest`]): whether this kernel's verifier
+    /// agrees with the tree's annotation (`holds`) or not (`differs`).
+    pub verdict: Option<String>,
 }
 
 impl Cell {
@@ -75,8 +78,18 @@ impl Cell {
             reason,
             record: None,
             programs: BTreeMap::new(),
+            verdict: None,
         }
     }
+}
+
+/// A program of the kernel's own selftests (`selftests_6_12::verifier_and/<program>`): its tree
+/// (`6.12`) and test file (`verifier_and`).
+pub fn selftest(case: &str) -> Option<(String, &str)> {
+    let (binary, rest) = case.split_once("::")?;
+    let tree = binary.strip_prefix(selftests::judge::BINARY_PREFIX)?;
+    let (file, _) = rest.split_once('/')?;
+    Some((tree.replace('_', "."), file))
 }
 
 /// Whether a program was loaded.
@@ -212,6 +225,23 @@ impl Run {
     /// The timing of column `kernel`.
     pub fn timing(&self, kernel: &str) -> Option<&Timing> {
         self.timings.iter().find(|t| t.kernel == kernel)
+    }
+
+    /// Moves the cells of the kernel's own selftests ([`selftest`]) into a run of their own with
+    /// the same columns; `self` keeps the suite's.
+    pub fn take_selftests(&mut self) -> Run {
+        let (selftests, suite) = std::mem::take(&mut self.cases)
+            .into_iter()
+            .partition(|(case, _)| selftest(case).is_some());
+        self.cases = suite;
+        Run {
+            label: self.label.clone(),
+            kernels: self.kernels.clone(),
+            cases: selftests,
+            builds: self.builds.clone(),
+            releases: self.releases.clone(),
+            ..Run::default()
+        }
     }
 
     /// Drops the column of kernel `kernel`.
