@@ -21,6 +21,7 @@ use libbpf_rs::libbpf_sys;
 use libbpf_rs::{ProgramAttachType, ProgramType};
 use loader::btf::FuncBtf;
 use loader::prog::{self, Load};
+use nix::errno::Errno;
 use regex::Regex;
 use serde::Serialize;
 
@@ -147,15 +148,12 @@ impl RawProgram {
         loop {
             let mut buf = vec![0u8; size];
             let loaded = prog::load(&req, &mut buf);
-            let errno = loaded.fd.as_ref().err().map(|e| errno::name(*e as i32));
-            attempts.push(Attempt {
-                log_size: size,
-                errno: errno.clone(),
-            });
-            if errno.as_deref() == Some("ENOSPC") && size < MAX_LOG_SIZE {
-                size = grown(size, loaded.log_true_size);
+            let errno = loaded.fd.as_ref().err().copied();
+            if let Some(larger) = retry(&mut attempts, size, errno, loaded.log_true_size) {
+                size = larger;
                 continue;
             }
+            let errno = errno.map(|e| errno::name(e as i32));
             let fd = loaded.fd.ok();
             let mut load = self.outcome(text_of(&buf), errno, fd.is_some(), fd, attempts);
             if let Some(fd) = &load.fd {
@@ -242,9 +240,20 @@ impl RawProgram {
     }
 }
 
-/// The next log buffer size after `ENOSPC`: what the kernel said it needed, or double.
-fn grown(size: usize, true_size: u32) -> usize {
-    (size * 2).max(true_size as usize + 1).min(MAX_LOG_SIZE)
+/// Records a load with a log buffer of `size` bytes that ended in `errno`; when the log did not
+/// fit (`ENOSPC`), the size to try next: what the kernel said it needed (6.4+), or double.
+fn retry(
+    attempts: &mut Vec<Attempt>,
+    size: usize,
+    errno: Option<Errno>,
+    true_size: u32,
+) -> Option<usize> {
+    attempts.push(Attempt {
+        log_size: size,
+        errno: errno.map(|e| errno::name(e as i32)),
+    });
+    (errno == Some(Errno::ENOSPC) && size < MAX_LOG_SIZE)
+        .then(|| (size * 2).max(true_size as usize + 1).min(MAX_LOG_SIZE))
 }
 
 /// The NUL-terminated text in a log buffer.

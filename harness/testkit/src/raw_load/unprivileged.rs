@@ -9,7 +9,7 @@ use loader::prog;
 use nix::errno::Errno;
 use nix::unistd::{Uid, setresuid};
 
-use super::{Attempt, MAX_LOG_SIZE, RawLoad, RawProgram, grown, text_of};
+use super::{RawLoad, RawProgram, retry, text_of};
 use crate::errno;
 use crate::insn::{Insn, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE};
 use crate::outcome::{CaseError, CaseResult, OrError};
@@ -86,15 +86,11 @@ impl RawProgram {
                     errno::name(errno as i32)
                 )));
             }
-            let errno = got.refused.map(|e| errno::name(e as i32));
-            attempts.push(Attempt {
-                log_size: size,
-                errno: errno.clone(),
-            });
-            if errno.as_deref() == Some("ENOSPC") && size < MAX_LOG_SIZE {
-                size = grown(size, got.log_true_size);
+            if let Some(larger) = retry(&mut attempts, size, got.refused, got.log_true_size) {
+                size = larger;
                 continue;
             }
+            let errno = got.refused.map(|e| errno::name(e as i32));
             let loaded = got.refused.is_none();
             let mut load = self.outcome(text_of(log.slice()), errno, loaded, None, attempts);
             load.unprivileged = true;
