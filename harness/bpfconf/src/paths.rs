@@ -1,18 +1,11 @@
 //! Where things are: the repository, cargo's target directory, the results and run directories.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
-/// The repository root (tests/, kernels/, target/ hang off it).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("harness/bpfconf/ has a grandparent")
-        .to_owned()
-}
+pub use record::workspace_root;
 
 /// cargo's target directory: `$CARGO_TARGET_DIR`, else what `cargo metadata` says (a
 /// `build.target-dir` of a cargo config included), else `target/` in the workspace.
@@ -35,10 +28,7 @@ pub fn target_dir() -> PathBuf {
 /// `$BPFCONF_RESULTS`, or `bpfconf-results` in cargo's target directory (where plain `cargo test`
 /// writes).
 pub fn results_dir() -> PathBuf {
-    std::env::var_os("BPFCONF_RESULTS")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("bpfconf-results"))
+    record::results_dir(target_dir)
 }
 
 /// A fresh run directory under `bpfconf-runs/` in cargo's target directory.

@@ -383,7 +383,10 @@ pub(crate) fn environment(opts: &Options, release: &str) -> Result<Vec<(String, 
     let root = crate::paths::workspace_root();
     let mut env = vec![
         ("BPFCONF_KERNEL".into(), opts.kernel.clone()),
-        ("BPFCONF_RESULTS".into(), opts.results.display().to_string()),
+        (
+            record::RESULTS_ENV.into(),
+            opts.results.display().to_string(),
+        ),
         // A kernel without committed snapshots gets baselines written for review (.snap.new).
         (
             "INSTA_UPDATE".into(),

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
 
+use loader::insn::{ALU64, CALL, EXIT, Insn, JMP, K, MOV, PSEUDO_KFUNC_CALL};
 use serde::{Deserialize, Serialize};
 
 /// What the kernel's BTF and the probe loads said about kfuncs.
@@ -33,14 +34,11 @@ pub struct Kfuncs {
 
 /// The kfuncs the floors file has rows for (`[kfunc]` of `kernels/floors.toml`).
 pub fn floor_rows() -> Vec<String> {
-    #[derive(Deserialize)]
-    struct Floors {
-        #[serde(default)]
-        kfunc: BTreeMap<String, toml::Value>,
-    }
-    let floors: Floors = toml::from_str(include_str!("../../../kernels/floors.toml"))
-        .expect("kernels/floors.toml parses");
-    floors.kfunc.into_keys().collect()
+    crate::floors::table()
+        .keys()
+        .filter_map(|id| id.strip_prefix("kfunc."))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Reads the vmlinux BTF and probes `names` against program types `types` (libbpf type ids with
@@ -143,15 +141,6 @@ fn kind(t: &libbpf_sys::btf_type) -> u32 {
     (t.info >> 24) & 0x1f
 }
 
-/// One instruction, laid out as `struct bpf_insn` (the registers share a byte).
-#[repr(C)]
-struct Insn {
-    code: u8,
-    regs: u8,
-    off: i16,
-    imm: i32,
-}
-
 /// Refusals that are about the call itself, not its arguments.
 const NOT_CALLABLE: &[&str] = &[
     "calling kernel function",
@@ -166,69 +155,36 @@ const NOT_CALLABLE: &[&str] = &[
 fn callable(ty: u32, id: u32) -> bool {
     let insns = [
         // call kfunc#id (vmlinux BTF: off 0)
-        Insn {
-            code: (libbpf_sys::BPF_JMP | libbpf_sys::BPF_CALL) as u8,
-            regs: (libbpf_sys::BPF_PSEUDO_KFUNC_CALL as u8) << 4,
-            off: 0,
-            imm: id as i32,
-        },
+        Insn::new(JMP | CALL, 0, PSEUDO_KFUNC_CALL, 0, id as i32),
         // r0 = 0
-        Insn {
-            code: (libbpf_sys::BPF_ALU64 | libbpf_sys::BPF_MOV | libbpf_sys::BPF_K) as u8,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
-        // exit
-        Insn {
-            code: (libbpf_sys::BPF_JMP | libbpf_sys::BPF_EXIT) as u8,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
-    ];
-    let mut log = vec![0u8; 64 * 1024];
-    // SAFETY: zeroed opts are valid once `sz` is set.
-    let mut opts: libbpf_sys::bpf_prog_load_opts = unsafe { std::mem::zeroed() };
-    opts.sz = size_of::<libbpf_sys::bpf_prog_load_opts>() as _;
-    opts.log_level = 1;
-    opts.log_buf = log.as_mut_ptr().cast();
-    opts.log_size = log.len() as u32;
+        Insn::new(ALU64 | MOV | K, 0, 0, 0, 0),
+        Insn::new(JMP | EXIT, 0, 0, 0, 0),
+    ]
+    .map(Insn::to_bpf);
+    let mut load = loader::prog::Load::new(ty, c"GPL", &insns);
+    load.log_level = 1;
     // What libbpf's own type probe (probe_prog_load) sets per type.
     match ty {
         libbpf_sys::BPF_PROG_TYPE_CGROUP_SOCK_ADDR => {
-            opts.expected_attach_type = libbpf_sys::BPF_CGROUP_INET4_CONNECT
+            load.expected_attach_type = libbpf_sys::BPF_CGROUP_INET4_CONNECT
         }
         libbpf_sys::BPF_PROG_TYPE_CGROUP_SOCKOPT => {
-            opts.expected_attach_type = libbpf_sys::BPF_CGROUP_GETSOCKOPT
+            load.expected_attach_type = libbpf_sys::BPF_CGROUP_GETSOCKOPT
         }
         libbpf_sys::BPF_PROG_TYPE_SK_LOOKUP => {
-            opts.expected_attach_type = libbpf_sys::BPF_SK_LOOKUP
+            load.expected_attach_type = libbpf_sys::BPF_SK_LOOKUP
         }
         libbpf_sys::BPF_PROG_TYPE_LIRC_MODE2 => {
-            opts.expected_attach_type = libbpf_sys::BPF_LIRC_MODE2
+            load.expected_attach_type = libbpf_sys::BPF_LIRC_MODE2
         }
         libbpf_sys::BPF_PROG_TYPE_NETFILTER => {
-            opts.expected_attach_type = libbpf_sys::BPF_NETFILTER
+            load.expected_attach_type = libbpf_sys::BPF_NETFILTER
         }
-        libbpf_sys::BPF_PROG_TYPE_SYSCALL => opts.prog_flags = libbpf_sys::BPF_F_SLEEPABLE,
+        libbpf_sys::BPF_PROG_TYPE_SYSCALL => load.flags = libbpf_sys::BPF_F_SLEEPABLE,
         _ => {}
     }
-    // SAFETY: valid instructions (same layout as struct bpf_insn), static strings, and a log
-    // buffer that outlives the call.
-    let fd = unsafe {
-        libbpf_sys::bpf_prog_load(
-            ty,
-            std::ptr::null(),
-            c"GPL".as_ptr(),
-            insns.as_ptr().cast(),
-            insns.len() as _,
-            &mut opts,
-        )
-    };
-    if fd >= 0 {
-        // SAFETY: our fd.
-        unsafe { libc::close(fd) };
+    let mut log = vec![0u8; 64 * 1024];
+    if loader::prog::load(&load, &mut log).fd.is_ok() {
         return true;
     }
     let log = String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)]);

@@ -4,6 +4,7 @@
 //! `bpfconf probe` prints it; `tests/suite/probe.rs` compares it with `bpftool feature probe
 //! kernel`, `tests/suite/helper_matrix.rs` with the floors.
 
+pub mod floors;
 pub mod kfunc;
 
 use std::collections::BTreeMap;
@@ -154,20 +155,24 @@ fn answer(ret: i32) -> Option<bool> {
 
 /// The kernel's name of program type `ty` (`socket_filter`), as bpftool prints it.
 pub fn prog_type_str(ty: u32) -> Option<String> {
-    // SAFETY: libbpf returns a static string or NULL.
-    let ptr = unsafe { libbpf_sys::libbpf_bpf_prog_type_str(ty) };
-    // SAFETY: non-NULL pointers are NUL-terminated static strings.
-    (!ptr.is_null()).then(|| {
-        unsafe { CStr::from_ptr(ptr) }
-            .to_string_lossy()
-            .into_owned()
-    })
+    // SAFETY: a plain lookup; libbpf returns a static string or NULL.
+    libbpf_str(unsafe { libbpf_sys::libbpf_bpf_prog_type_str(ty) })
+}
+
+/// The kernel's name of attach type `ty` (`cgroup_inet_ingress`), as bpftool prints it.
+pub fn attach_type_str(ty: u32) -> Option<String> {
+    // SAFETY: a plain lookup; libbpf returns a static string or NULL.
+    libbpf_str(unsafe { libbpf_sys::libbpf_bpf_attach_type_str(ty) })
 }
 
 fn map_type_str(ty: u32) -> Option<String> {
-    // SAFETY: libbpf returns a static string or NULL.
-    let ptr = unsafe { libbpf_sys::libbpf_bpf_map_type_str(ty) };
-    // SAFETY: non-NULL pointers are NUL-terminated static strings.
+    // SAFETY: a plain lookup; libbpf returns a static string or NULL.
+    libbpf_str(unsafe { libbpf_sys::libbpf_bpf_map_type_str(ty) })
+}
+
+/// One of libbpf's static names (NULL: it has none).
+fn libbpf_str(ptr: *const std::ffi::c_char) -> Option<String> {
+    // SAFETY: non-NULL pointers from libbpf's name lookups are NUL-terminated static strings.
     (!ptr.is_null()).then(|| {
         unsafe { CStr::from_ptr(ptr) }
             .to_string_lossy()

@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{LazyLock, Once};
 
 use libbpf_rs::skel::{OpenSkel, Skel};
@@ -138,18 +138,8 @@ fn add_sizes(outcome: &mut LoadOutcome, object: &Object) {
 /// The kernel's sizes of the loaded program `fd` (`bpf_prog_info`); `None` when the kernel does
 /// not answer.
 pub fn prog_size(fd: BorrowedFd<'_>) -> Option<ProgSize> {
-    let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
-    let mut len = size_of_val(&info) as u32;
-    // SAFETY: `info` is a bpf_prog_info of `len` bytes with every pointer field zero (no arrays
-    // asked for), which BPF_OBJ_GET_INFO_BY_FD fills in.
-    let ret = unsafe {
-        libbpf_rs::libbpf_sys::bpf_obj_get_info_by_fd(
-            fd.as_raw_fd(),
-            (&raw mut info).cast(),
-            &mut len,
-        )
-    };
-    (ret == 0).then(|| ProgSize {
+    let info = crate::prog::info(fd).ok()?;
+    Some(ProgSize {
         xlated_bytes: info.xlated_prog_len,
         jited_bytes: info.jited_prog_len,
         // The kernel zeroes what it does not know: 0 verified instructions means before 5.16.

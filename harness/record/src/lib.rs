@@ -8,6 +8,7 @@ mod event;
 mod kernel_id;
 mod load;
 mod outcome;
+mod place;
 
 use std::fs;
 use std::io::{self, BufRead, Write};
@@ -20,6 +21,7 @@ pub use event::Event;
 pub use kernel_id::{derive_id, kernel_id, kernel_release};
 pub use load::{LoadOutcome, ProgSize, ProgramLog, RunCost, VerifierStats};
 pub use outcome::Outcome;
+pub use place::{RESULTS_ENV, results_dir, workspace_root};
 
 /// The record format's version; bump it when a field changes meaning. A reader refuses records of
 /// another version rather than guess what their fields mean.

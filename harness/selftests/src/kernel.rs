@@ -94,41 +94,20 @@ fn kernel_config(config: Option<&Path>) -> Option<(String, PathBuf)> {
 /// `testing_prog_flags`: each test flag the kernel accepts on a trivial program.
 fn test_flags() -> u32 {
     const FLAGS: [u32; 2] = [sys::BPF_F_TEST_RND_HI32, sys::BPF_F_TEST_REG_INVARIANTS];
-    // r0 = 0; exit
+    use loader::insn::{ALU64, EXIT, Insn, JMP, K, MOV};
     let insns = [
-        sys::bpf_insn {
-            code: 0xb7,
-            ..Default::default()
-        },
-        sys::bpf_insn {
-            code: 0x95,
-            ..Default::default()
-        },
-    ];
+        Insn::new(ALU64 | MOV | K, 0, 0, 0, 0),
+        Insn::new(JMP | EXIT, 0, 0, 0, 0),
+    ]
+    .map(Insn::to_bpf);
     FLAGS
         .into_iter()
         .filter(|&flag| {
-            let mut opts = sys::bpf_prog_load_opts {
-                sz: size_of::<sys::bpf_prog_load_opts>() as sys::size_t,
-                prog_flags: flag,
-                ..Default::default()
-            };
-            // SAFETY: the name, license and two instructions outlive the call; the fd it
-            // returns is closed right away.
-            let fd = unsafe {
-                sys::bpf_prog_load(
-                    sys::BPF_PROG_TYPE_SOCKET_FILTER,
-                    c"flag-test".as_ptr(),
-                    c"GPL".as_ptr(),
-                    insns.as_ptr(),
-                    insns.len() as sys::size_t,
-                    &mut opts,
-                )
-            };
-            if fd >= 0 {
-                let _ = nix::unistd::close(fd);
-            }
-            fd >= 0
+            let mut load =
+                loader::prog::Load::new(sys::BPF_PROG_TYPE_SOCKET_FILTER, c"GPL", &insns);
+            load.name = Some(c"flag-test");
+            load.flags = flag;
+            loader::prog::load(&load, &mut []).fd.is_ok()
         })
         .fold(0, |acc, f| acc | f)
 }

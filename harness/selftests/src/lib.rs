@@ -12,7 +12,6 @@
 
 pub mod budget;
 pub mod corpus;
-pub mod disasm;
 pub mod exec;
 pub mod judge;
 pub mod kernel;

@@ -18,8 +18,8 @@
 //! column of the matrix.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString, c_char};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::ffi::{CStr, CString};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
@@ -27,11 +27,7 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result};
 use libbpf_rs::{AsRawLibbpf, Object, ObjectBuilder, OpenObject};
 use libbpf_sys as sys;
-
-/// `BPF_PSEUDO_KFUNC_CALL`: a kfunc call; its `off` indexes `fd_array` for module kfuncs.
-const PSEUDO_KFUNC_CALL: u8 = 2;
-/// `BPF_JMP | BPF_CALL`.
-const CALL: u8 = 0x85;
+use loader::insn::{CALL, Insn, JMP, PSEUDO_KFUNC_CALL};
 
 /// What libbpf adds to a program's load at load time.
 #[derive(Clone, Copy, Debug, Default)]
@@ -228,7 +224,8 @@ impl Prepared {
         }
         let module_kfunc = insns
             .iter()
-            .any(|i| i.code == CALL && i.src_reg() == PSEUDO_KFUNC_CALL && i.off != 0);
+            .map(Insn::from_bpf)
+            .any(|i| i.code == JMP | CALL && i.src == PSEUDO_KFUNC_CALL && i.off != 0);
         if module_kfunc {
             return Err("calls a module's kfunc (libbpf passes the module's BTF)".into());
         }
@@ -269,60 +266,72 @@ impl Prepared {
                 ..Default::default()
             };
         };
-        // SAFETY: the object and its program are live; every pointer handed to bpf_prog_load
-        // (name, license, instructions, BTF records, log buffer) outlives the call, and the
-        // func/line info records have the kernel's record sizes (checked by their getters).
-        unsafe {
-            let obj = self.object().as_ptr();
-            let p = p.as_ptr();
+        let obj = self.object().as_ptr();
+        let p = p.as_ptr();
+        // SAFETY: the object and its program are live as long as `self`; the name, the
+        // instructions and the func/line info records (of the kernel's record sizes, checked by
+        // their getters) are the program's own, and the BTF fd is the object's.
+        let (prog_type, name, insns, btf, expected_attach_type, flags, kern_version) = unsafe {
             let btf = sys::bpf_object__btf(obj);
             let btf_fd = if btf.is_null() { -1 } else { sys::btf__fd(btf) };
-            let mut opts = sys::bpf_prog_load_opts {
-                sz: size_of::<sys::bpf_prog_load_opts>() as sys::size_t,
-                expected_attach_type: sys::bpf_program__expected_attach_type(p),
-                prog_flags: sys::bpf_program__flags(p) | req.flags | at.flags,
-                attach_btf_id: at.attach_btf_id,
-                kern_version: sys::bpf_object__kversion(obj),
-                log_buf: log.as_mut_ptr().cast::<c_char>(),
-                log_size: log.len() as u32,
-                log_level: req.log_level,
-                ..Default::default()
-            };
-            if btf_fd >= 0 {
-                opts.prog_btf_fd = btf_fd as u32;
-                opts.func_info = sys::bpf_program__func_info(p).cast();
-                opts.func_info_cnt = sys::bpf_program__func_info_cnt(p);
-                opts.func_info_rec_size = size_of::<sys::bpf_func_info>() as u32;
-                opts.line_info = sys::bpf_program__line_info(p).cast();
-                opts.line_info_cnt = sys::bpf_program__line_info_cnt(p);
-                opts.line_info_rec_size = size_of::<sys::bpf_line_info>() as u32;
-            }
-            let mut load = |opts: &mut sys::bpf_prog_load_opts| {
-                log[0] = 0;
-                let fd = sys::bpf_prog_load(
-                    sys::bpf_program__type(p),
-                    sys::bpf_program__name(p),
-                    self.license.as_ptr(),
+            let btf = (btf_fd >= 0).then(|| loader::prog::Btf {
+                fd: BorrowedFd::borrow_raw(btf_fd),
+                func_info: records(
+                    sys::bpf_program__func_info(p),
+                    sys::bpf_program__func_info_cnt(p),
+                ),
+                line_info: Some(records(
+                    sys::bpf_program__line_info(p),
+                    sys::bpf_program__line_info_cnt(p),
+                )),
+            });
+            (
+                sys::bpf_program__type(p),
+                CStr::from_ptr(sys::bpf_program__name(p)),
+                records(
                     sys::bpf_program__insns(p),
-                    sys::bpf_program__insn_cnt(p),
-                    opts,
-                );
-                (fd, std::io::Error::last_os_error().raw_os_error())
-            };
-            let (mut fd, mut errno) = load(&mut opts);
-            // As libbpf: a refusal without a log is retried at level 1 for the log.
-            if fd < 0 && req.log_level == 0 {
-                opts.log_level = 1;
-                (fd, errno) = load(&mut opts);
-            }
-            ProgLoad {
-                fd: (fd >= 0).then(|| OwnedFd::from_raw_fd(fd)),
-                errno: (fd < 0).then_some(errno.unwrap_or(libc::EINVAL)),
-                log: text(log),
-                ..Default::default()
-            }
+                    sys::bpf_program__insn_cnt(p) as u32,
+                ),
+                btf,
+                sys::bpf_program__expected_attach_type(p),
+                sys::bpf_program__flags(p),
+                sys::bpf_object__kversion(obj),
+            )
+        };
+        let mut load = loader::prog::Load::new(prog_type, &self.license, insns);
+        load.name = Some(name);
+        load.expected_attach_type = expected_attach_type;
+        load.flags = flags | req.flags | at.flags;
+        load.attach_btf_id = at.attach_btf_id;
+        load.kern_version = kern_version;
+        load.btf = btf;
+        // libbpf retries a refusal at level 0 at level 1, for the log.
+        load.log_level = req.log_level;
+        log[0] = 0;
+        let loaded = loader::prog::load(&load, log);
+        let (fd, errno) = match loaded.fd {
+            Ok(fd) => (Some(fd), None),
+            Err(e) => (None, Some(e as i32)),
+        };
+        ProgLoad {
+            fd,
+            errno,
+            log: text(log),
+            ..Default::default()
         }
     }
+}
+
+/// The `count` records at `ptr` (none when it is null).
+///
+/// # Safety
+/// A non-null `ptr` points at `count` records that live as long as `'a`.
+unsafe fn records<'a, T>(ptr: *const T, count: u32) -> &'a [T] {
+    if ptr.is_null() || count == 0 {
+        return &[];
+    }
+    // SAFETY: the caller's promise.
+    unsafe { std::slice::from_raw_parts(ptr, count as usize) }
 }
 
 /// Opens `bytes` as libbpf would for a skeleton of `opts.name`.

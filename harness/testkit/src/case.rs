@@ -269,15 +269,7 @@ fn missing_feature(message: &str) -> Option<String> {
 
 /// The kernel's name for a program type (`socket_filter`, `sched_cls`, …), as bpftool prints it.
 pub fn prog_type_name(ty: ProgramType) -> String {
-    // SAFETY: libbpf returns a static string or NULL for an unknown type.
-    let ptr = unsafe { libbpf_rs::libbpf_sys::libbpf_bpf_prog_type_str(ty as u32) };
-    if ptr.is_null() {
-        return format!("{ty:?}").to_lowercase();
-    }
-    // SAFETY: non-NULL pointers from libbpf point at NUL-terminated static strings.
-    unsafe { std::ffi::CStr::from_ptr(ptr) }
-        .to_string_lossy()
-        .into_owned()
+    features::prog_type_str(ty as u32).unwrap_or_else(|| format!("{ty:?}").to_lowercase())
 }
 
 /// The known kernel bug that keeps case `id` from running here: `$BPFCONF_KNOWN_BUGS` (a JSON

@@ -54,6 +54,35 @@ pub fn parse(text: &str) -> Option<Vec<u32>> {
     (!cpus.is_empty()).then_some(cpus)
 }
 
+/// Whether the CPU is emulated by QEMU's TCG: the hypervisor signature of CPUID leaf 0x40000000
+/// is `TCGTCGTCGTCG`.
+pub fn emulated() -> bool {
+    hypervisor_signature().is_some_and(|sig| sig == *b"TCGTCGTCGTCG")
+}
+
+/// The 12-byte hypervisor signature of CPUID leaf 0x40000000, when the CPU reports a hypervisor.
+#[cfg(target_arch = "x86_64")]
+fn hypervisor_signature() -> Option<[u8; 12]> {
+    use std::arch::x86_64::__cpuid;
+    // Leaf 1 ECX bit 31 says whether the hypervisor leaves exist.
+    let hypervisor_present = __cpuid(1).ecx & (1 << 31) != 0;
+    if !hypervisor_present {
+        return None;
+    }
+    let leaf = __cpuid(0x4000_0000);
+    let mut sig = [0u8; 12];
+    for (chunk, reg) in sig.chunks_mut(4).zip([leaf.ebx, leaf.ecx, leaf.edx]) {
+        chunk.copy_from_slice(&reg.to_le_bytes());
+    }
+    Some(sig)
+}
+
+/// Other architectures: no signature read (QEMU's TCG signature is an x86 CPUID leaf).
+#[cfg(not(target_arch = "x86_64"))]
+fn hypervisor_signature() -> Option<[u8; 12]> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

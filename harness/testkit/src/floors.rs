@@ -7,7 +7,7 @@
 //! `BPFCONF_FAULT_MISSING=<id>[,<id>…]` makes the probes believe those features are missing
 //! ([`has`]), to check that a kernel which loses one is caught.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -19,90 +19,7 @@ use crate::outcome::{CaseError, CaseResult, Cause};
 /// The environment variable of the fault switch.
 pub const FAULT_ENV: &str = "BPFCONF_FAULT_MISSING";
 
-/// One feature's floor.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Floor {
-    /// First mainline release with the feature (`None` for platform rows).
-    pub since: Option<String>,
-    /// Options it needs: `CONFIG_X` (y or m) or `CONFIG_X=y`.
-    #[serde(default)]
-    pub config: Vec<String>,
-    /// Options it needs only from a later release on (option → release).
-    #[serde(default)]
-    pub config_since: BTreeMap<String, String>,
-    /// For a helper only some program types may call, those types (`lsm`): where none of them
-    /// is one libbpf can probe helpers of (it cannot load lsm, tracing, ext or struct_ops
-    /// programs for that), the helper/kfunc matrix says so instead of probing.
-    #[serde(default)]
-    pub callers: Vec<String>,
-    /// First mainline release without it.
-    pub removed: Option<String>,
-    /// Stable releases that dropped it too.
-    #[serde(default)]
-    pub removed_stable: Vec<String>,
-    /// Stable releases of older series that got it too (a backport): from that patch level on,
-    /// the series counts as past the floor.
-    #[serde(default)]
-    pub backported: Vec<String>,
-    /// The commit that removed it.
-    pub removed_by: Option<String>,
-    /// Commit or release that introduced (or removed) it.
-    #[serde(default)]
-    pub source: String,
-    /// Anything else a reader should know.
-    pub note: Option<String>,
-    /// Platform rows: what the machine lacks.
-    pub reason: Option<String>,
-}
-
-impl Floor {
-    /// Whether this row is about the machine, not the kernel.
-    pub fn is_platform(&self) -> bool {
-        self.reason.is_some()
-    }
-
-    /// The options a kernel of `version` needs for the feature: `config`, and each of
-    /// `config_since` from its release on.
-    pub fn config_at(&self, version: Version) -> Vec<String> {
-        let later = self
-            .config_since
-            .iter()
-            .filter(|(_, since)| Version::parse(since).is_some_and(|s| version.at_least(s)))
-            .map(|(option, _)| option.clone());
-        self.config.iter().cloned().chain(later).collect()
-    }
-}
-
-/// All floors by feature id (`<kind>.<key>`).
-pub fn table() -> &'static BTreeMap<String, Floor> {
-    static TABLE: LazyLock<BTreeMap<String, Floor>> = LazyLock::new(|| {
-        parse(include_str!("../../../kernels/floors.toml"))
-            .unwrap_or_else(|e| panic!("kernels/floors.toml: {e}"))
-    });
-    &TABLE
-}
-
-fn parse(text: &str) -> Result<BTreeMap<String, Floor>, toml::de::Error> {
-    let kinds: BTreeMap<String, BTreeMap<String, Floor>> = toml::from_str(text)?;
-    Ok(kinds
-        .into_iter()
-        .flat_map(|(kind, rows)| {
-            rows.into_iter()
-                .map(move |(key, floor)| (format!("{kind}.{key}"), floor))
-        })
-        .collect())
-}
-
-/// The floor of `id`.
-pub fn floor(id: &str) -> Option<&'static Floor> {
-    table().get(id)
-}
-
-/// The first release of `id` (`"6.6"`), for reasons and snapshots.
-pub fn since(id: &str) -> Option<&'static str> {
-    floor(id)?.since.as_deref()
-}
+pub use features::floors::{Floor, Version, floor, since, table};
 
 /// Whether the fault switch names `id`.
 pub fn faulted(id: &str) -> bool {
@@ -413,83 +330,6 @@ fn describe(id: &str) -> String {
         "fs" => format!("filesystem {key}"),
         "kconfig" => key.to_owned(),
         _ => id.to_owned(),
-    }
-}
-
-/// A kernel release as the floors compare it: `6.1`, or `6.1.176` when the patch level is known.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Version {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: Option<u32>,
-}
-
-impl Version {
-    /// `"4.18"`, `"6.1.187"`, `"2.6.12"`.
-    pub fn parse(text: &str) -> Option<Version> {
-        let mut parts = text.split('.').map(|p| p.parse::<u32>().ok());
-        let major = parts.next()??;
-        let minor = parts.next()??;
-        let patch = match parts.next() {
-            Some(p) => Some(p?),
-            None => None,
-        };
-        parts.next().is_none().then_some(Version {
-            major,
-            minor,
-            patch,
-        })
-    }
-
-    /// The running kernel's version from `uname -r` (`6.12.107+deb13-amd64` → 6.12.107,
-    /// `6.18.44-fc-v782` → 6.18.44) and `uname -v` for Debian's ABI-numbered releases
-    /// (`6.1.0-50-amd64` built from "Debian 6.1.176-1" → 6.1.176; without it the patch level
-    /// is unknown).
-    pub fn of_kernel(release: &str, build: &str) -> Option<Version> {
-        let numbers: Vec<u32> = release
-            .split(|c: char| !c.is_ascii_digit())
-            .take(3)
-            .map_while(|p| p.parse().ok())
-            .collect();
-        let (major, minor) = (*numbers.first()?, *numbers.get(1)?);
-        let patch = numbers.get(2).copied();
-        let abi_numbered = patch == Some(0)
-            && release
-                .split_once('-')
-                .is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_digit()));
-        if !abi_numbered {
-            return Some(Version {
-                major,
-                minor,
-                patch,
-            });
-        }
-        let upstream = build
-            .split_whitespace()
-            .skip_while(|w| *w != "Debian")
-            .nth(1)
-            .and_then(|v| Version::parse(v.split('-').next()?))
-            .filter(|v| (v.major, v.minor) == (major, minor) && v.patch.is_some());
-        Some(upstream.unwrap_or(Version {
-            major,
-            minor,
-            patch: None,
-        }))
-    }
-
-    /// Whether `self` is `floor` or newer (an unknown patch level counts as 0).
-    pub fn at_least(self, floor: Version) -> bool {
-        (self.major, self.minor, self.patch.unwrap_or(0))
-            >= (floor.major, floor.minor, floor.patch.unwrap_or(0))
-    }
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.patch {
-            Some(patch) => write!(f, "{}.{}.{patch}", self.major, self.minor),
-            None => write!(f, "{}.{}", self.major, self.minor),
-        }
     }
 }
 

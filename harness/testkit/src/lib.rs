@@ -58,8 +58,6 @@ pub mod traffic;
 pub mod veth;
 pub mod xdp;
 
-use std::path::{Path, PathBuf};
-
 pub use case::Case;
 pub use cgroup::Cgroup;
 pub use features;
@@ -70,11 +68,4 @@ pub use netns::NetNs;
 pub use outcome::{CaseError, CaseResult, OrError, Outcome};
 pub use trace_pipe::TracePipe;
 
-/// The workspace root (tests/, kernels/, target/ hang off it).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("harness/testkit/ is two levels down")
-        .to_owned()
-}
+pub use record::workspace_root;

@@ -55,37 +55,30 @@ pub fn helper(ty: ProgramType, helper: bpf_func_id, name: &str) -> CaseResult {
 /// The kernel can create maps of type `ty` (libbpf's probe creates a minimal one), feature `id`
 /// (`map_type.<name>`).
 pub fn map_type(ty: MapType, id: &str) -> CaseResult {
-    match ty.is_supported() {
-        Ok(supported) if floors::has(id, supported) => Ok(()),
-        Ok(_) => Err(floors::missing(
-            id,
-            format!(
-                "kernel {} does not create {ty:?} maps (libbpf_probe_bpf_map_type)",
-                Kernel::current().release
-            ),
-        )),
-        Err(e) => Err(CaseError::Error(anyhow::anyhow!(
-            "probing map type {ty:?}: {e:#}"
-        ))),
-    }
+    probe_map_type(ty as u32, id, format!("{ty:?} maps"), format!("{ty:?}"))
 }
 
-/// The kernel can create maps of the UAPI type `ty` (`BPF_MAP_TYPE_…`, for types libbpf-rs's
-/// `MapType` does not name), feature `id` (`map_type.<name>`).
+/// [`map_type`] of the UAPI type `ty` (`BPF_MAP_TYPE_…`, for types libbpf-rs's `MapType` does not
+/// name).
 pub fn map_type_id(ty: u32, id: &str) -> CaseResult {
+    probe_map_type(ty, id, format!("maps of type {ty}"), ty.to_string())
+}
+
+/// `libbpf_probe_bpf_map_type` of `ty`, named `maps` in the reason and `ty_name` in an error.
+fn probe_map_type(ty: u32, id: &str, maps: String, ty_name: String) -> CaseResult {
     // SAFETY: libbpf's probe takes the type by value and no options (NULL is allowed).
     let answer = unsafe { libbpf_rs::libbpf_sys::libbpf_probe_bpf_map_type(ty, std::ptr::null()) };
     match answer {
-        1 if floors::has(id, true) => Ok(()),
+        0 | 1 if floors::has(id, answer == 1) => Ok(()),
         0 | 1 => Err(floors::missing(
             id,
             format!(
-                "kernel {} does not create maps of type {ty} (libbpf_probe_bpf_map_type)",
+                "kernel {} does not create {maps} (libbpf_probe_bpf_map_type)",
                 Kernel::current().release
             ),
         )),
         e => Err(CaseError::Error(anyhow::anyhow!(
-            "probing map type {ty}: {}",
+            "probing map type {ty_name}: {}",
             std::io::Error::from_raw_os_error(-e)
         ))),
     }
@@ -210,34 +203,11 @@ pub fn path(id: &str, file: &Path) -> CaseResult {
 /// attached or detached while another vCPU runs through its call site can crash the guest (int3
 /// oops, soft lockup), which real CPUs and KVM guests do not.
 pub fn cpu_not_emulated() -> CaseResult {
-    match hypervisor_signature() {
-        Some(sig) if sig == *b"TCGTCGTCGTCG" => Err(floors::missing(
+    if crate::cpus::emulated() {
+        return Err(floors::missing(
             "platform.tcg_text_patching",
             "the CPU is emulated by QEMU TCG (CPUID hypervisor signature TCGTCGTCGTCG)",
-        )),
-        _ => Ok(()),
+        ));
     }
-}
-
-/// The 12-byte hypervisor signature of CPUID leaf 0x40000000, when the CPU reports a hypervisor.
-#[cfg(target_arch = "x86_64")]
-fn hypervisor_signature() -> Option<[u8; 12]> {
-    use std::arch::x86_64::__cpuid;
-    // Leaf 1 ECX bit 31 says whether the hypervisor leaves exist.
-    let hypervisor_present = __cpuid(1).ecx & (1 << 31) != 0;
-    if !hypervisor_present {
-        return None;
-    }
-    let leaf = __cpuid(0x4000_0000);
-    let mut sig = [0u8; 12];
-    for (chunk, reg) in sig.chunks_mut(4).zip([leaf.ebx, leaf.ecx, leaf.edx]) {
-        chunk.copy_from_slice(&reg.to_le_bytes());
-    }
-    Some(sig)
-}
-
-/// Other architectures: no signature read (QEMU's TCG signature is an x86 CPUID leaf).
-#[cfg(not(target_arch = "x86_64"))]
-fn hypervisor_signature() -> Option<[u8; 12]> {
-    None
+    Ok(())
 }

@@ -8,19 +8,14 @@ pub use record::{Record, SCHEMA, Unreadable, read_dir, write};
 /// `$BPFCONF_RESULTS`, or `bpfconf-results` in cargo's target directory: the test binary runs
 /// from `<target>/<profile>/deps/`.
 pub fn results_dir() -> PathBuf {
-    std::env::var_os("BPFCONF_RESULTS")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().unwrap_or_default();
-            match exe.parent() {
-                Some(deps) if deps.ends_with("deps") => {
-                    deps.ancestors().nth(2).map(|t| t.join("bpfconf-results"))
-                }
-                _ => None,
-            }
-            .unwrap_or_else(|| crate::workspace_root().join("target/bpfconf-results"))
-        })
+    record::results_dir(|| {
+        let exe = std::env::current_exe().unwrap_or_default();
+        match exe.parent() {
+            Some(deps) if deps.ends_with("deps") => deps.ancestors().nth(2).map(PathBuf::from),
+            _ => None,
+        }
+        .unwrap_or_else(|| crate::workspace_root().join("target"))
+    })
 }
 
 /// The suite's version for [`Record::suite`]: `git:<commit>` of the checkout the harness was built

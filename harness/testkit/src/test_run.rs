@@ -65,8 +65,8 @@ pub fn concurrently_on(
     cpus: &[u32],
     retval: u32,
 ) -> CaseResult {
-    use std::os::fd::{AsFd, AsRawFd};
-    let fd = prog.as_fd().as_raw_fd();
+    use std::os::fd::AsFd;
+    let fd = prog.as_fd();
     let start = std::sync::Barrier::new(cpus.len());
     let answers: Vec<Result<u32, String>> = std::thread::scope(|scope| {
         let threads: Vec<_> = cpus
@@ -78,21 +78,14 @@ pub fn concurrently_on(
                     let pinned = crate::cpus::pin_thread(cpu);
                     start.wait();
                     pinned?;
-                    let mut opts = libbpf_rs::libbpf_sys::bpf_test_run_opts {
-                        sz: size_of::<libbpf_rs::libbpf_sys::bpf_test_run_opts>() as _,
-                        data_in: data.as_ptr().cast(),
-                        data_size_in: data.len() as u32,
-                        repeat: repeat as i32,
+                    let run = loader::prog::TestRun {
+                        data_in: Some(data),
+                        repeat,
                         ..Default::default()
                     };
-                    // SAFETY: `fd` is the program's, which outlives this scope; `opts` is sized
-                    // for this libbpf and points at `data`, which outlives the call.
-                    let ret =
-                        unsafe { libbpf_rs::libbpf_sys::bpf_prog_test_run_opts(fd, &mut opts) };
-                    match ret {
-                        0 => Ok(opts.retval),
-                        _ => Err(format!("{}", std::io::Error::last_os_error())),
-                    }
+                    loader::prog::test_run(fd, run)
+                        .map(|ran| ran.retval)
+                        .map_err(|e| std::io::Error::from(e).to_string())
                 })
             })
             .collect();
@@ -166,26 +159,10 @@ pub fn measure(
         max: ns[ROUNDS - 1],
         rounds: ROUNDS as u32,
         repeat,
-        emulated: emulated(),
+        emulated: crate::cpus::emulated(),
     };
     case.run_cost(&prog.name().to_string_lossy(), cost.clone());
     Ok(cost)
-}
-
-/// Whether this runs on an emulated CPU: QEMU's TCG names itself in the hypervisor CPUID leaf.
-fn emulated() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // A CPU without the leaf returns other data.
-        let leaf = std::arch::x86_64::__cpuid(0x4000_0000);
-        let signature: Vec<u8> = [leaf.ebx, leaf.ecx, leaf.edx]
-            .iter()
-            .flat_map(|r| r.to_le_bytes())
-            .collect();
-        signature == b"TCGTCGTCGTCG"
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
 }
 
 /// Runs `prog` once on `data` for a type the kernel has no test run for: records the kernel's
