@@ -2,8 +2,9 @@
 //! thread's `socket(AF_INET, SOCK_DGRAM)` with `EACCES`. While attached: that call fails with
 //! exactly `EACCES`, while a stream socket on the same thread and the same datagram socket on
 //! another thread are created; the program saw this thread's two calls and refused one. Once
-//! detached the datagram socket is created again. The calls are fmod_ret's (`crate::fmod_ret`),
-//! which refuses the same one through security_socket_create's return.
+//! detached the datagram socket is created again. The calls and their judgement are
+//! `testkit::socket_refusal`'s, shared with fmod_ret, which refuses the same one through
+//! security_socket_create's return.
 //!
 //! The hooks call BPF programs only where `bpf` is among the active LSMs
 //! (`testkit::lsm::require_bpf_active`).
@@ -15,9 +16,8 @@ use libbpf_rs::{ErrorKind, ProgramType};
 use nix::errno::Errno;
 use programs::lsm::LsmSkelBuilder;
 use testkit::observe::volatile;
+use testkit::socket_refusal::refuses_the_target_only;
 use testkit::{Case, LogLevel, ftrace, probe};
-
-use crate::fmod_ret::refuses_the_target_only;
 
 #[test]
 fn refuses_one_socket_call() {
