@@ -26,8 +26,8 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::OwnedFd;
 
+use libbpf_rs::ProgramType;
 use libbpf_rs::libbpf_sys::{self, XDP_PASS};
-use libbpf_rs::{ProgramType, skel::SkelBuilder};
 use programs::xdp_adjust::{XdpAdjustSkel, XdpAdjustSkelBuilder};
 use rstest::rstest;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, ipproto};
@@ -74,10 +74,13 @@ fn open_and_load<'obj>(
     ] {
         probe::helper(ProgramType::Xdp, helper, name)?;
     }
-    let mut open = XdpAdjustSkelBuilder::default().open(object)?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
-    rodata.trim_port = TRIM_PORT;
-    case.load(open)
+    case.open_load(XdpAdjustSkelBuilder::default(), object, |open| {
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect(".rodata")
+            .trim_port = TRIM_PORT;
+    })
 }
 
 /// The program's counters `(stripped, trimmed)`.

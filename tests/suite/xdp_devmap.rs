@@ -20,15 +20,14 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 
 use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType, XdpFlags};
+use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
 use programs::xdp_devmap::XdpDevmapSkelBuilder;
 use testkit::observe::{self, volatile};
 use testkit::veth::VethPair;
-use testkit::xdp::XdpAttachment;
+use testkit::xdp::{Mode, XdpAttachment};
 use testkit::{Case, OrError, attach_type, probe};
 
 const DEVMAP_PROG: &str = "attach_type.xdp_devmap";
-const NATIVE: &str = "attach_type.xdp_native_veth";
 const A: Ipv4Addr = Ipv4Addr::new(10, 22, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 22, 0, 2);
 /// UDP to this port is redirected through the DEVMAP entry.
@@ -78,20 +77,14 @@ fn entry_program_answers_redirected_frames() {
                     .update(&0u32.to_ne_bytes(), &value, MapFlags::ANY)
             })?;
         }
-        let _redirect = XdpAttachment::new(
+        let _redirect = XdpAttachment::veth(
             &pair.b,
             VethPair::B_DEV,
             &skel.progs.redirect_udp,
-            XdpFlags::DRV_MODE,
-            NATIVE,
+            Mode::Native,
         )?;
-        let _peer = XdpAttachment::new(
-            &pair.a,
-            VethPair::A_DEV,
-            &skel.progs.xdp_pass,
-            XdpFlags::DRV_MODE,
-            NATIVE,
-        )?;
+        let _peer =
+            XdpAttachment::veth(&pair.a, VethPair::A_DEV, &skel.progs.xdp_pass, Mode::Native)?;
 
         let (echo_rx, plain_rx) = {
             let _inside = pair.b.enter()?;

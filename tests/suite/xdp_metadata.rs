@@ -21,7 +21,6 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsFd;
 
 use libbpf_rs::libbpf_sys::{self, XDP_PASS};
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{ProgramType, TC_INGRESS, TcHookBuilder};
 use programs::xdp_metadata::{XdpMetadataSkel, XdpMetadataSkelBuilder};
 use rstest::rstest;
@@ -62,10 +61,13 @@ fn open_and_load<'obj>(
         "bpf_xdp_adjust_meta",
     )?;
     probe::prog_type(ProgramType::SchedCls)?;
-    let mut open = XdpMetadataSkelBuilder::default().open(object)?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
-    rodata.meta_port = META_PORT;
-    case.load(open)
+    case.open_load(XdpMetadataSkelBuilder::default(), object, |open| {
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect(".rodata")
+            .meta_port = META_PORT;
+    })
 }
 
 /// The programs' counters `(meta_set, meta_read)`.

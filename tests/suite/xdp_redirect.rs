@@ -33,7 +33,6 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 
 use libbpf_rs::libbpf_sys::{self, XDP_REDIRECT};
-use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
 use programs::xdp_redirect::{XdpRedirectSkel, XdpRedirectSkelBuilder};
 use testkit::capture::{Capture, Frame, hwaddr};
@@ -81,14 +80,14 @@ fn open_and_load<'obj>(
     )?;
     probe::map_type(MapType::Devmap, "map_type.devmap")?;
     probe::map_type(MapType::Cpumap, "map_type.cpumap")?;
-    let mut open = XdpRedirectSkelBuilder::default().open(object)?;
-    let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
-    rodata.redirect_port = REDIRECT_PORT;
-    rodata.cpu_port = CPU_PORT;
-    rodata.cpu_rewritten_port = REWRITTEN_PORT;
-    rodata.cpu_target = setup.cpu_target;
-    (rodata.redirect_src_mac, rodata.redirect_dst_mac) = setup.macs;
-    case.load(open)
+    case.open_load(XdpRedirectSkelBuilder::default(), object, |open| {
+        let rodata = open.maps.rodata_data.as_deref_mut().expect(".rodata");
+        rodata.redirect_port = REDIRECT_PORT;
+        rodata.cpu_port = CPU_PORT;
+        rodata.cpu_rewritten_port = REWRITTEN_PORT;
+        rodata.cpu_target = setup.cpu_target;
+        (rodata.redirect_src_mac, rodata.redirect_dst_mac) = setup.macs;
+    })
 }
 
 /// The programs' counters.
