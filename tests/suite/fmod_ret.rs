@@ -6,13 +6,13 @@
 
 use std::mem::MaybeUninit;
 
+use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{Skel, SkelBuilder};
-use libbpf_rs::{ErrorKind, ProgramType};
 use nix::errno::Errno;
 use programs::fmod_ret::FmodRetSkelBuilder;
 use testkit::observe::volatile;
 use testkit::socket_refusal::refuses_the_target_only;
-use testkit::{Case, LogLevel, ftrace, probe};
+use testkit::{Case, ftrace, probe};
 
 /// fmod_ret on a security_* function.
 const FMOD_RET: &str = "attach_type.fmod_ret";
@@ -32,23 +32,9 @@ fn refuses_one_socket_call() {
         rodata.target_tid = nix::unistd::gettid().as_raw() as u32;
         rodata.target_family = libc::AF_INET;
         rodata.target_type = libc::SOCK_DGRAM;
-        let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
-        let mut skel = loaded.map_err(|e| {
-            ftrace::refused(
-                FMOD_RET,
-                outcome.errno.as_deref() == Some("EPERM"),
-                format!(
-                    "loading fmod_ret on security_socket_create: {} ({e:#})",
-                    outcome.message.clone().unwrap_or_default()
-                ),
-            )
-        })?;
+        let mut skel = ftrace::load(case, open, FMOD_RET, "fmod_ret on security_socket_create")?;
         skel.attach().map_err(|e| {
-            ftrace::refused(
-                FMOD_RET,
-                e.kind() == ErrorKind::PermissionDenied,
-                format!("attaching fmod_ret to security_socket_create: {e:#}"),
-            )
+            ftrace::attach_refused(FMOD_RET, "attaching fmod_ret to security_socket_create", e)
         })?;
 
         let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");

@@ -11,13 +11,13 @@
 
 use std::mem::MaybeUninit;
 
+use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{Skel, SkelBuilder};
-use libbpf_rs::{ErrorKind, ProgramType};
 use nix::errno::Errno;
 use programs::lsm::LsmSkelBuilder;
 use testkit::observe::volatile;
 use testkit::socket_refusal::refuses_the_target_only;
-use testkit::{Case, LogLevel, ftrace, probe};
+use testkit::{Case, ftrace, probe};
 
 #[test]
 fn refuses_one_socket_call() {
@@ -36,23 +36,9 @@ fn refuses_one_socket_call() {
         rodata.target_tid = nix::unistd::gettid().as_raw() as u32;
         rodata.target_family = libc::AF_INET;
         rodata.target_type = libc::SOCK_DGRAM;
-        let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
-        let mut skel = loaded.map_err(|e| {
-            ftrace::refused(
-                "prog_type.lsm",
-                outcome.errno.as_deref() == Some("EPERM"),
-                format!(
-                    "loading lsm/socket_create: {} ({e:#})",
-                    outcome.message.clone().unwrap_or_default()
-                ),
-            )
-        })?;
+        let mut skel = ftrace::load(case, open, "prog_type.lsm", "lsm/socket_create")?;
         skel.attach().map_err(|e| {
-            ftrace::refused(
-                "prog_type.lsm",
-                e.kind() == ErrorKind::PermissionDenied,
-                format!("attaching lsm/socket_create: {e:#}"),
-            )
+            ftrace::attach_refused("prog_type.lsm", "attaching lsm/socket_create", e)
         })?;
 
         let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
