@@ -12,7 +12,8 @@
 //!   (the hook reads the socket as it is released); the UDPv6 socket is alive in the test;
 //! - after the test's own socket: unchanged (not a socket of the cgroup);
 //! - after the test closes the UDPv6 socket: it is logged third, although the process that
-//!   released it is outside the cgroup (the cgroup is the socket's, fixed at creation).
+//!   released it is outside the cgroup (the cgroup is the socket's, fixed at creation). Awaited:
+//!   a child another test forks meanwhile holds a copy of the descriptor until it exits.
 //!
 //! The child's AF_UNIX socket is not logged (not inet).
 
@@ -30,7 +31,7 @@ use nix::sys::socket::{
 };
 use nix::sys::time::{TimeVal, TimeValLike};
 use programs::cgroup_sock_release::{CgroupSockReleaseSkel, CgroupSockReleaseSkelBuilder};
-use testkit::observe::volatile;
+use testkit::observe::{self, volatile};
 use testkit::{Case, CaseError, CaseResult, Cgroup, OrError, attach_type, child, probe};
 
 const RELEASE: &str = "attach_type.cgroup_inet_sock_release";
@@ -170,12 +171,17 @@ fn logs_each_socket_of_the_cgroup_once() {
             "the log after the test closed a socket of its own"
         );
 
+        // The last reference to the UDPv6 socket goes with this close (or, should a test of
+        // another thread fork meanwhile, with that child's close of its inherited copy): awaited.
         drop(udp6);
-        let after_test = logged(&skel);
+        let want = [(TCP4.0, tcp), (UDP4.0, udp), (UDP6.0, udp)];
+        let after_test = observe::poll(observe::MUST_ARRIVE, || {
+            Some(logged(&skel)).filter(|l| l.len() >= want.len())
+        })
+        .unwrap_or_else(|| logged(&skel));
         case.detail("after_test", &after_test);
         assert_eq!(
-            after_test,
-            [(TCP4.0, tcp), (UDP4.0, udp), (UDP6.0, udp)],
+            after_test, want,
             "the log after the test closed the child's UDPv6 socket"
         );
         Ok(())

@@ -30,6 +30,7 @@ use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::flow_dissector::{FlowDissectorSkel, FlowDissectorSkelBuilder};
 use rstest::rstest;
+use testkit::netlink::{Cidr, Selector};
 use testkit::packet::{
     self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4,
 };
@@ -343,11 +344,11 @@ fn attached_dissector_feeds_fib_rules() {
         // Port-matching policy rules (4.17+) need the multiple-tables option.
         probe::config_builtin("CONFIG_IP_MULTIPLE_TABLES")?;
 
-        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+        let pair = VethPair::new(Cidr::v4(SENDER, 24), Cidr::v4(RECEIVER, 24))?;
         pair.policy_routed_service(
             SERVICE,
             RECEIVER,
-            &format!("ipproto udp dport {ROUTED_PORT}"),
+            Selector::UdpDport(ROUTED_PORT),
             PORT_TABLE,
         )?;
         let (rx_routed, rx_unrouted) = {

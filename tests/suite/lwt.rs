@@ -44,6 +44,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use libbpf_rs::{ProgramMut, ProgramType};
 use programs::lwt::{LwtSkel, LwtSkelBuilder};
 use rstest::rstest;
+use testkit::netlink::Cidr;
 use testkit::observe::{self, volatile};
 use testkit::packet::{self, ETH_HLEN};
 use testkit::pins::PinDir;
@@ -70,11 +71,11 @@ const R_A_ADDR: Ipv4Addr = Line::V4.r_a;
 const B_ADDR: Ipv4Addr = Line::V4.b;
 /// On b's loopback; its /24 is the route that carries the program.
 const ENCAP_DST: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 2);
-const ENCAP_PREFIX: &str = "10.10.1.0/24";
+const ENCAP_PREFIX: Cidr = Cidr::v4(Ipv4Addr::new(10, 10, 1, 0), 24);
 /// On b's loopback; reached through the plain route [`ROUTED`].
 const PLAIN_DST: Ipv4Addr = Ipv4Addr::new(10, 10, 2, 2);
 /// What a and r route towards b.
-const ROUTED: &str = "10.10.0.0/16";
+const ROUTED: Cidr = Cidr::v4(Ipv4Addr::new(10, 10, 0, 0), 16);
 /// The frames of the test-run rows (to the encap route).
 const FLOW: packet::Flow = packet::Flow {
     src: A_ADDR,
@@ -330,13 +331,13 @@ fn attach_route(
     let pin = pins.join(hook.name());
     prog.pin(&pin).or_error("pinning the program")?;
     let pin = pin.to_string_lossy();
-    let via = via.to_string();
+    let (prefix, via) = (ENCAP_PREFIX.to_string(), via.to_string());
     testkit::netns::attach_tool(
         "ip",
         &[
             "route",
             "add",
-            ENCAP_PREFIX,
+            &prefix,
             "encap",
             "bpf",
             hook.name(),

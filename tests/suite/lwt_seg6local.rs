@@ -45,6 +45,7 @@ use libbpf_rs::ProgramType;
 use programs::lwt_seg6local::{LwtSeg6localSkel, LwtSeg6localSkelBuilder};
 use rstest::rstest;
 use testkit::datagram;
+use testkit::netlink::Cidr;
 use testkit::observe::{self, volatile};
 use testkit::packet::{self, ETH_P_IPV6, IPPROTO_UDP};
 use testkit::pins::PinDir;
@@ -52,6 +53,8 @@ use testkit::test_run::Row;
 use testkit::veth::Line;
 use testkit::{Case, CaseError, CaseResult, OrError, probe, sockopt};
 
+/// The net of the segments, routed towards `b` by `a` and `r`.
+const SID_NET: Cidr = Cidr::v6(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 16);
 /// The End.BPF segment identifier (on `r`).
 const SID: Ipv6Addr = Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0xe);
 /// The final destination (on `b`'s loopback): the last segment.
@@ -203,7 +206,7 @@ fn end_bpf_drops_and_retags() {
         probe::config_builtin("CONFIG_IPV6_SEG6_LWTUNNEL")?;
         probe::config_builtin("CONFIG_IPV6_SEG6_BPF")?;
         probe_iproute2_end_bpf()?;
-        let line = Line::ipv6("fc00::/16", &[FINAL_DST])?;
+        let line = Line::ipv6(SID_NET, &[FINAL_DST])?;
         for dev in ["all", Line::B_DEV] {
             let path = format!("net/ipv6/conf/{dev}/seg6_enabled");
             line.b.sysctl(Some("sysctl.seg6_enabled"), &path, "1")?;

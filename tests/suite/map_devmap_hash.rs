@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
 use programs::map_devmap_hash::MapDevmapHashSkelBuilder;
+use testkit::netlink::Cidr;
 use testkit::observe::{self, OneCpu};
 use testkit::veth::VethPair;
 use testkit::xdp::{Mode, XdpAttachment};
@@ -33,7 +34,7 @@ fn redirects_by_sparse_key() {
         probe::map_type(MapType::DevmapHash, "map_type.devmap_hash")?;
         let mut object = MaybeUninit::uninit();
         let skel = case.load(MapDevmapHashSkelBuilder::default().open(&mut object)?)?;
-        let pair = VethPair::new(&format!("{A}/24"), &format!("{B}/24"))?;
+        let pair = VethPair::new(Cidr::v4(A, 24), Cidr::v4(B, 24))?;
         let b_dev = pair.b.ifindex(VethPair::B_DEV)?;
         {
             // A device map resolves the index in the updating task's namespace.

@@ -16,6 +16,7 @@ use std::ptr::NonNull;
 
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
 use programs::map_xskmap::MapXskmapSkelBuilder;
+use testkit::netlink::Cidr;
 use testkit::observe::{self, OneCpu};
 use testkit::veth::VethPair;
 use testkit::xdp::{Mode, XdpAttachment};
@@ -49,7 +50,7 @@ fn frames_arrive_in_the_sockets_rx_ring() {
                 .expect(".rodata")
                 .xsk_port = XSK_PORT;
         })?;
-        let pair = VethPair::new(&format!("{A}/24"), &format!("{B}/24"))?;
+        let pair = VethPair::new(Cidr::v4(A, 24), Cidr::v4(B, 24))?;
         let b_dev = pair.b.ifindex(VethPair::B_DEV)?;
 
         let mut area = Box::new(Area([0; FRAMES as usize * 4096]));

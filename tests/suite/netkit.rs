@@ -25,6 +25,7 @@ use libbpf_rs::{Link, Program, ProgramType};
 use nix::errno::Errno;
 use programs::netkit::{NetkitSkel, NetkitSkelBuilder};
 use testkit::netkit::{FLOOR, NetkitPair};
+use testkit::netlink::Cidr;
 use testkit::observe::{self, volatile};
 use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
 
@@ -115,7 +116,7 @@ fn primary_drops_one_flow_until_detached() {
             .drop_port = DROP_PORT;
         let skel = case.load(open)?;
 
-        let pair = NetkitPair::new(&format!("{PRIMARY_ADDR}/24"), &format!("{PEER_ADDR}/24"))?;
+        let pair = NetkitPair::new(Cidr::v4(PRIMARY_ADDR, 24), Cidr::v4(PEER_ADDR, 24))?;
         let link = attach_primary(&skel.progs.primary_verdict, &pair.a, NetkitPair::PRIMARY)?;
         let (at_a, at_b) = (Receivers::bind(&pair.a)?, Receivers::bind(&pair.b)?);
         let send = |ns: &NetNs, from: Ipv4Addr| -> CaseResult<UdpSocket> {

@@ -22,6 +22,7 @@ use libbpf_rs::skel::SkelBuilder;
 use nix::errno::Errno;
 use programs::netkit_peer::{NetkitPeerSkel, NetkitPeerSkelBuilder};
 use testkit::netkit::NetkitPair;
+use testkit::netlink::Cidr;
 use testkit::observe::{self, volatile};
 use testkit::{Case, CaseResult, NetNs, OrError, attach_type, probe};
 
@@ -96,7 +97,7 @@ fn peer_drops_one_flow_until_detached() {
             .expect(".rodata")
             .drop_port = DROP_PORT;
         let skel = case.load(open)?;
-        let pair = NetkitPair::new(&format!("{PRIMARY_ADDR}/24"), &format!("{PEER_ADDR}/24"))?;
+        let pair = NetkitPair::new(Cidr::v4(PRIMARY_ADDR, 24), Cidr::v4(PEER_ADDR, 24))?;
         let prog = &skel.progs.peer_verdict;
 
         let on_peer = testkit::netkit::link(prog, &pair.b, NetkitPair::PEER)?.map(drop);

@@ -28,6 +28,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use libbpf_rs::ProgramType;
 use programs::sched_act::{SchedActSkel, SchedActSkelBuilder};
 use rstest::rstest;
+use testkit::netlink::Cidr;
 use testkit::observe::{self, volatile};
 use testkit::packet::Flow;
 use testkit::pins::PinDir;
@@ -78,9 +79,8 @@ fn drops_one_flow() {
         probe::config_enabled("CONFIG_NET_CLS_BPF")?;
         probe::config_enabled("CONFIG_NET_ACT_BPF")?;
 
-        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-        pair.b
-            .tc(&format!("qdisc add dev {} clsact", VethPair::B_DEV))?;
+        let pair = VethPair::new(Cidr::v4(SENDER, 24), Cidr::v4(RECEIVER, 24))?;
+        pair.b.add_clsact(VethPair::B_DEV)?;
         let receivers = {
             // tc runs as a child of this thread, so inside b, yet with this process's mounts
             // (`tc -n`/`ip netns exec` remount /sys and lose bpffs, and with it the pins).

@@ -35,6 +35,7 @@ use nix::sys::socket::{setsockopt, sockopt};
 use programs::sched_cls::{SchedClsSkel, SchedClsSkelBuilder};
 use rstest::rstest;
 use testkit::datagram;
+use testkit::netlink::{Cidr, Selector};
 use testkit::observe::{self, volatile};
 use testkit::packet::{self, ETH_HLEN, Flow};
 use testkit::test_run::Row;
@@ -99,8 +100,8 @@ fn drops_and_marks_flows() {
         probe::config_enabled("CONFIG_NET_SCH_INGRESS")?;
         probe::config_enabled("CONFIG_NET_CLS_BPF")?;
 
-        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-        pair.policy_routed_service(SERVICE, RECEIVER, &format!("fwmark {MARK:#x}"), MARK_TABLE)?;
+        let pair = VethPair::new(Cidr::v4(SENDER, 24), Cidr::v4(RECEIVER, 24))?;
+        pair.policy_routed_service(SERVICE, RECEIVER, Selector::FwMark(MARK), MARK_TABLE)?;
 
         // libbpf's TC hook talks netlink in the calling thread's namespace.
         {

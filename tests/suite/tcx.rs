@@ -30,6 +30,7 @@ use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, Program, ProgramType};
 use nix::errno::Errno;
 use programs::tcx::{TcxSkel, TcxSkelBuilder};
+use testkit::netlink::{Cidr, Selector};
 use testkit::observe::{self, volatile};
 use testkit::veth::VethPair;
 use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
@@ -184,13 +185,8 @@ fn drops_marks_and_orders_flows() {
         rodata.mark_b_value = MARK_B;
         let skel = case.load(open)?;
 
-        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-        pair.policy_routed_service(
-            SERVICE,
-            RECEIVER,
-            &format!("fwmark {MARK_A:#x}"),
-            MARK_TABLE,
-        )?;
+        let pair = VethPair::new(Cidr::v4(SENDER, 24), Cidr::v4(RECEIVER, 24))?;
+        pair.policy_routed_service(SERVICE, RECEIVER, Selector::FwMark(MARK_A), MARK_TABLE)?;
         let (a, b) = (&pair.a, &pair.b);
         let _drop = attach(&skel.progs.tcx_drop, a, VethPair::A_DEV, Place::Append)?;
         let link_a = attach(&skel.progs.mark_a, b, VethPair::B_DEV, Place::Append)?;

@@ -49,6 +49,7 @@ use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::xdp::{XdpSkel, XdpSkelBuilder};
 use rstest::rstest;
 use testkit::capture::{Capture, Frame};
+use testkit::netlink::Cidr;
 use testkit::packet::{self, ETH_HLEN, ETH_P_ARP, Flow, hex};
 use testkit::test_run::Row;
 use testkit::veth::VethPair;
@@ -114,7 +115,7 @@ fn drops_passes_and_bounces(#[case] name: &str, #[case] mode: Mode) {
         let skel = open_and_load(case, &mut object)?;
         case.detail("attach_mode", name);
 
-        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+        let pair = VethPair::new(Cidr::v4(SENDER, 24), Cidr::v4(RECEIVER, 24))?;
         let program =
             XdpAttachment::veth(&pair.b, VethPair::B_DEV, &skel.progs.xdp_udp_verdicts, mode)?;
         let _peer = match mode {

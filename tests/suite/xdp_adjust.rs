@@ -31,6 +31,7 @@ use libbpf_rs::libbpf_sys::{self, XDP_PASS};
 use programs::xdp_adjust::{XdpAdjustSkel, XdpAdjustSkelBuilder};
 use rstest::rstest;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, ipproto};
+use testkit::netlink::Cidr;
 use testkit::observe::{self, volatile};
 use testkit::packet::{self, ETH_HLEN, ETH_P_IP, Flow, IPPROTO_UDP, Ipv4};
 use testkit::test_run::Row;
@@ -141,7 +142,7 @@ fn rewrites_frames(#[case] mode: Mode) {
         let mut object = MaybeUninit::uninit();
         let skel = open_and_load(case, &mut object)?;
 
-        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+        let pair = VethPair::new(Cidr::v4(SENDER, 24), Cidr::v4(RECEIVER, 24))?;
         let (a, b) = (&pair.a, &pair.b);
         let xdp = XdpAttachment::veth(b, VethPair::B_DEV, &skel.progs.xdp_adjust, mode)?;
         let reported = xdp.reported_mode()?;

@@ -22,6 +22,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
 use programs::xdp_devmap::XdpDevmapSkelBuilder;
+use testkit::netlink::Cidr;
 use testkit::observe::{self, volatile};
 use testkit::veth::VethPair;
 use testkit::xdp::{Mode, XdpAttachment};
@@ -60,7 +61,7 @@ fn entry_program_answers_redirected_frames() {
             .echo_port = ECHO_PORT;
         let skel = attach_type::load(case, DEVMAP_PROG, open)?;
 
-        let pair = VethPair::new(&format!("{A}/24"), &format!("{B}/24"))?;
+        let pair = VethPair::new(Cidr::v4(A, 24), Cidr::v4(B, 24))?;
         let veth1 = pair.b.ifindex(VethPair::B_DEV)?;
         // struct bpf_devmap_val: the target ifindex, then the entry program's fd.
         let value = [

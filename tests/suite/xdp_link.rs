@@ -22,6 +22,7 @@ use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{Program, ProgramType, Xdp, XdpFlags};
 use nix::errno::Errno;
 use programs::xdp_link::{XdpLinkSkel, XdpLinkSkelBuilder};
+use testkit::netlink::Cidr;
 use testkit::observe::{self, volatile};
 use testkit::raw_load::prog_info;
 use testkit::veth::VethPair;
@@ -88,7 +89,7 @@ fn link_owns_the_interface_until_dropped() {
         let skel = case.load(open)?;
         let (drop_port, count_port) = (&skel.progs.drop_port, &skel.progs.count_port);
 
-        let pair = VethPair::new(&format!("{A}/24"), &format!("{B}/24"))?;
+        let pair = VethPair::new(Cidr::v4(A, 24), Cidr::v4(B, 24))?;
         let veth1 = pair.b.ifindex(VethPair::B_DEV)? as i32;
         let mut link = {
             let _inside = pair.b.enter()?;

@@ -24,6 +24,7 @@ use libbpf_rs::libbpf_sys::{self, XDP_PASS};
 use libbpf_rs::{ProgramType, TC_INGRESS, TcHookBuilder};
 use programs::xdp_metadata::{XdpMetadataSkel, XdpMetadataSkelBuilder};
 use rstest::rstest;
+use testkit::netlink::{Cidr, Selector};
 use testkit::observe::{self, volatile};
 use testkit::packet::{self, ETH_P_IP, IPPROTO_UDP, Ipv4};
 use testkit::test_run::Row;
@@ -93,13 +94,8 @@ fn passes_metadata_to_tc(#[case] mode: Mode) {
         probe::config_enabled("CONFIG_NET_SCH_INGRESS")?;
         probe::config_enabled("CONFIG_NET_CLS_BPF")?;
 
-        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
-        pair.policy_routed_service(
-            SERVICE,
-            RECEIVER,
-            &format!("fwmark {MARK_A:#x}"),
-            MARK_TABLE,
-        )?;
+        let pair = VethPair::new(Cidr::v4(SENDER, 24), Cidr::v4(RECEIVER, 24))?;
+        pair.policy_routed_service(SERVICE, RECEIVER, Selector::FwMark(MARK_A), MARK_TABLE)?;
         let (a, b) = (&pair.a, &pair.b);
         let xdp = XdpAttachment::veth(b, VethPair::B_DEV, &skel.progs.xdp_set_meta, mode)?;
         let reported = xdp.reported_mode()?;

@@ -36,6 +36,7 @@ use libbpf_rs::libbpf_sys::{self, XDP_REDIRECT};
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
 use programs::xdp_redirect::{XdpRedirectSkel, XdpRedirectSkelBuilder};
 use testkit::capture::{Capture, Frame, hwaddr};
+use testkit::netlink::{Cidr, Route};
 use testkit::observe::{self, volatile};
 use testkit::packet::{Flow, hex};
 use testkit::test_run::Row;
@@ -155,19 +156,16 @@ const B_DEVMAP: Ipv4Addr = Ipv4Addr::new(10, 14, 0, 2);
 #[test]
 fn redirects_through_devmap() {
     Case::run(ProgramType::Xdp, |case| {
-        let pair = VethPair::new(&format!("{A_DEVMAP}/24"), &format!("{B_DEVMAP}/24"))?;
+        let pair = VethPair::new(Cidr::v4(A_DEVMAP, 24), Cidr::v4(B_DEVMAP, 24))?;
         let c = NetNs::new()?;
         let (a, b) = (&pair.a, &pair.b);
-        b.ip(&format!(
-            "link add veth2 type veth peer name veth3 netns {}",
-            c.name()
-        ))?;
-        b.ip(&format!("addr add {B2}/24 dev veth2"))?;
-        c.ip(&format!("addr add {C}/24 dev veth3"))?;
-        b.ip("link set veth2 up")?;
-        c.ip("link set veth3 up")?;
-        a.ip(&format!("route add 10.15.0.0/24 via {B_DEVMAP}"))?;
-        c.ip(&format!("route add 10.14.0.0/24 via {B2}"))?;
+        b.add_veth("veth2", "veth3", &c)?;
+        b.add_address("veth2", Cidr::v4(B2, 24))?;
+        c.add_address("veth3", Cidr::v4(C, 24))?;
+        b.link_up("veth2")?;
+        c.link_up("veth3")?;
+        a.add_route(&Route::to(Cidr::v4(Ipv4Addr::new(10, 15, 0, 0), 24)).via(B_DEVMAP))?;
+        c.add_route(&Route::to(Cidr::v4(Ipv4Addr::new(10, 14, 0, 0), 24)).via(B2))?;
         let veth2_mac = {
             let _inside = b.enter()?;
             hwaddr("veth2")?
@@ -358,7 +356,7 @@ fn redirects_through_cpumap() {
             }
         }
 
-        let pair = VethPair::new(&format!("{SENDER}/24"), &format!("{RECEIVER}/24"))?;
+        let pair = VethPair::new(Cidr::v4(SENDER, 24), Cidr::v4(RECEIVER, 24))?;
         let _xdp = XdpAttachment::veth(
             &pair.b,
             VethPair::B_DEV,

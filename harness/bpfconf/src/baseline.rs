@@ -239,6 +239,38 @@ pub fn skip_other_host(accepted: &mut Run, run: &Run) -> Option<String> {
     ))
 }
 
+/// For each column of `run` that ran none of the kernel's own selftests (`--selftests` is a
+/// choice of the run, not a property of the kernel), removes the accepted selftests cells of that
+/// column and says so: not running the corpus is no regression of it. A column the run lacks
+/// altogether keeps them (that column disappeared).
+pub fn skip_unrun_selftests(accepted: &mut Run, run: &Run) -> Option<String> {
+    let corpus = |case: &str| case.starts_with(selftests::judge::BINARY_PREFIX);
+    let ran = |kernel: &str| {
+        (run.cases.iter()).any(|(case, row)| corpus(case) && row.cells.contains_key(kernel))
+    };
+    let skipped: Vec<&String> = (run.kernels.iter())
+        .filter(|k| !ran(k))
+        .filter(|k| {
+            (accepted.cases.iter()).any(|(case, row)| corpus(case) && row.cells.contains_key(*k))
+        })
+        .collect();
+    if skipped.is_empty() {
+        return None;
+    }
+    for (case, row) in &mut accepted.cases {
+        if corpus(case) {
+            row.cells.retain(|k, _| !skipped.contains(&k));
+        }
+    }
+    accepted.cases.retain(|_, row| !row.cells.is_empty());
+    let list: Vec<&str> = skipped.iter().map(|k| k.as_str()).collect();
+    Some(format!(
+        "The kernel's own selftests did not run on {} (run with --selftests): their accepted \
+         verdicts there are not compared.",
+        list.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +330,25 @@ mod tests {
         assert_eq!(kinds(&accepted, &with("differs")), [Kind::Regression]);
         assert_eq!(kinds(&with("differs"), &accepted), [Kind::Fix]);
         assert!(kinds(&accepted, &with("holds")).is_empty());
+    }
+
+    /// A run without `--selftests` is compared on its suite cases only; a run that ran the corpus
+    /// on a column is held to it there.
+    #[test]
+    fn selftests_not_run_are_not_compared() {
+        use Outcome::*;
+        let corpus = "selftests_6_12::verifier_and/p";
+        let baseline = || run(&[("a", "6.1", Pass, 1), (corpus, "6.1", Pass, 1)]);
+        let mut accepted = baseline();
+        let note = skip_unrun_selftests(&mut accepted, &run(&[("a", "6.1", Pass, 1)]));
+        assert!(note.unwrap().contains("did not run on 6.1"));
+        assert!(!accepted.cases.contains_key(corpus));
+        assert!(accepted.cases.contains_key("a"));
+        let mut accepted = baseline();
+        let ran = run(&[("a", "6.1", Pass, 1), (corpus, "6.1", Fail, 1)]);
+        assert_eq!(skip_unrun_selftests(&mut accepted, &ran), None);
+        let c = compare(&accepted, &ran, &Options::default());
+        assert_eq!(c.count(Kind::Regression), 1);
     }
 
     #[test]

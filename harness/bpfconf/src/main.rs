@@ -31,6 +31,7 @@ mod run;
 mod suite;
 mod table;
 mod text;
+mod uapi_coverage;
 mod vm;
 mod watched;
 

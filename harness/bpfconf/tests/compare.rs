@@ -464,6 +464,51 @@ fn each_regression_fails_the_comparison() {
     assert!(md.contains("column **6.1** removed"), "{md}");
 }
 
+/// A column of another kernel build (same id and release, another build id: another machine's
+/// host kernel) is not compared: a cell that got worse there is no regression, and every format
+/// says once that the column was left out.
+#[test]
+fn another_build_of_a_column_is_not_compared_and_every_format_says_so() {
+    let build = |id: &str| serde_json::json!({"build_id": id, "config_sha256": "c0", "version": "Linux version 6.1.0-50-amd64"});
+    let (old, new) = (Copy::new(), Copy::new());
+    for (copy, id) in [(&old, "aaaa"), (&new, "bbbb")] {
+        for file in fs::read_dir(copy.path().join("6.1")).unwrap() {
+            let file = file.unwrap().path();
+            let mut record: Value =
+                serde_json::from_str(&fs::read_to_string(&file).unwrap()).unwrap();
+            record["build"] = build(id);
+            fs::write(&file, serde_json::to_string(&record).unwrap()).unwrap();
+        }
+    }
+    new.edit("6.1", "xdp::test_run_drops_udp_to_drop_port", |r| {
+        r["outcome"] = "fail".into();
+        r["reason"] = "another build's answer".into();
+    });
+    let Out {
+        code,
+        md,
+        report,
+        html,
+        junit,
+    } = compare(&old, &new);
+    assert_eq!((code, report["regressions"].as_u64()), (0, Some(0)), "{md}");
+    let note = "another build than";
+    let notes: Vec<&str> = (report["notes"].as_array().unwrap().iter())
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        notes.len() == 1 && notes[0].starts_with("6.1") && notes[0].contains(note),
+        "{notes:?}"
+    );
+    assert!(
+        notes[0].contains("build id aaaa") || notes[0].contains("aaaa"),
+        "{notes:?}"
+    );
+    assert_eq!(md.matches(note).count(), 1, "{md}");
+    assert_eq!(html.matches(note).count(), 1, "{html}");
+    assert!(junit.contains(note), "{junit}");
+}
+
 /// The baseline keeps outcomes and verifier statistics: a check reports statistics beyond the
 /// threshold and passes, and fails on a regression.
 #[test]

@@ -78,9 +78,12 @@ pub fn case_id(tree: &str, object: &str, program: &str) -> String {
     format!("{}::{object}/{program}", binary(tree))
 }
 
+/// How the pseudo binaries of the corpora are named: `selftests_<tree>`.
+pub const BINARY_PREFIX: &str = "selftests_";
+
 /// The pseudo binary the corpus of `tree` is reported under: `selftests_6_12`.
 pub fn binary(tree: &str) -> String {
-    format!("selftests_{}", tree.replace(['.', '-'], "_"))
+    format!("{BINARY_PREFIX}{}", tree.replace(['.', '-'], "_"))
 }
 
 /// The record of one program on one kernel.
@@ -101,6 +104,10 @@ pub fn record(object: &str, run: &ProgramRun, cell: &Cell<'_>) -> Record {
     let d = &mut r.details;
     d.insert("tree".into(), cell.tree.into());
     d.insert("own_kernel".into(), cell.own.into());
+    if !cell.own {
+        let note = "loads only: programs run (__retval) on the tree's own kernels";
+        d.insert("test_runs".into(), note.into());
+    }
     if let Some(desc) = &run.description {
         d.insert("description".into(), desc.clone().into());
     }

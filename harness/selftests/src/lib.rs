@@ -119,6 +119,7 @@ pub fn run(corpus: &Corpus, column: &Column<'_>) -> Result<Ran> {
             dir: &corpus.dir,
             helpers: &corpus.helpers,
             constants: corpus.constants,
+            test_runs: own,
         };
         let records = match exec::run(&tests, column.facts) {
             Ok(runs) => runs

@@ -9,7 +9,7 @@ use libbpf_rs::{AsRawLibbpf, Link, Program, libbpf_sys};
 use nix::errno::Errno;
 
 use crate::floors;
-use crate::netlink::Request;
+use crate::netlink::Cidr;
 use crate::netns::NetNs;
 use crate::outcome::{CaseError, CaseResult};
 
@@ -29,21 +29,16 @@ impl NetkitPair {
     pub const PRIMARY: &'static str = "nk0";
     pub const PEER: &'static str = "nk1";
 
-    /// Builds the pair with `a_addr` on the primary and `b_addr` on the peer (`ip addr` syntax).
-    /// A kernel without netkit devices (it answers EOPNOTSUPP: unknown device kind) is judged by
-    /// [`FLOOR`], and so is the fault switch naming it.
-    pub fn new(a_addr: &str, b_addr: &str) -> CaseResult<Self> {
+    /// Builds the pair with `a_addr` on the primary and `b_addr` on the peer. A kernel without
+    /// netkit devices (it answers EOPNOTSUPP: unknown device kind) is judged by [`FLOOR`], and so
+    /// is the fault switch naming it.
+    pub fn new(a_addr: Cidr, b_addr: Cidr) -> CaseResult<Self> {
         if !floors::has(FLOOR, true) {
             return Err(floors::missing(FLOOR, "no netkit pair made"));
         }
         let a = NetNs::new()?;
         let b = NetNs::new()?;
-        let request = Request::Netkit {
-            name: Self::PRIMARY,
-            peer: Self::PEER,
-            peer_netns: Some(b.name()),
-        };
-        match a.rtnl().apply(&request) {
+        match a.add_netkit(Self::PRIMARY, Self::PEER, &b) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(Errno::EOPNOTSUPP as i32) => {
                 return Err(floors::missing(
@@ -57,10 +52,10 @@ impl NetkitPair {
                 )));
             }
         }
-        a.ip(&format!("addr add {a_addr} dev {}", Self::PRIMARY))?;
-        b.ip(&format!("addr add {b_addr} dev {}", Self::PEER))?;
-        a.ip(&format!("link set {} up", Self::PRIMARY))?;
-        b.ip(&format!("link set {} up", Self::PEER))?;
+        a.add_address(Self::PRIMARY, a_addr)?;
+        b.add_address(Self::PEER, b_addr)?;
+        a.link_up(Self::PRIMARY)?;
+        b.link_up(Self::PEER)?;
         Ok(NetkitPair { a, b })
     }
 }

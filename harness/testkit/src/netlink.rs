@@ -1,233 +1,145 @@
-//! rtnetlink in-process: the links, addresses, routes, rules and qdiscs of a test topology, made
-//! without starting `ip` or `tc` (under emulation every process start costs seconds).
-//!
-//! [`Request::parse_ip`] and [`Request::parse_tc`] read the iproute2 argument strings the suite
-//! writes (so [`crate::NetNs::ip`] keeps iproute2's syntax); [`Rtnl::apply`] sends the request
-//! with iproute2's defaults. `ip`/`tc` remain for what this does not express. One module: the
-//! requests, their reading from iproute2's syntax and the socket that sends them belong together.
+//! rtnetlink in-process: the links, addresses, routes, rules and qdiscs of a test topology, each
+//! a typed request built from netlink-packet-route's messages (no `ip` or `tc`: under emulation
+//! every process start costs seconds). [`crate::NetNs`] makes them in its namespace.
 
-use std::fs::File;
+use std::fmt;
 use std::io;
-use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressScope};
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoNetkit, InfoVeth, LinkAttribute, LinkFlags,
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
 };
-use netlink_packet_route::link::{LinkInfo, LinkMessage};
-use netlink_packet_route::route::{RouteAttribute, RouteProtocol, RouteScope, RouteType};
-use netlink_packet_route::rule::{RuleAction, RuleAttribute, RulePortRange};
-use netlink_packet_route::tc::{TcAttribute, TcHandle};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoNetkit, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
 use netlink_packet_route::{AddressFamily, IpProtocol, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-/// One request, in the terms of the iproute2 command it stands for.
-#[derive(Debug, PartialEq)]
-pub enum Request<'a> {
-    /// `ip link add <name> type veth peer name <peer> [netns <ns>]`
-    Veth {
-        name: &'a str,
-        peer: &'a str,
-        peer_netns: Option<&'a str>,
-    },
-    /// `ip link add <name> type netkit peer name <peer> [netns <ns>]` (L3 mode, both policies
-    /// pass: the kernel's defaults)
-    Netkit {
-        name: &'a str,
-        peer: &'a str,
-        peer_netns: Option<&'a str>,
-    },
-    /// `ip link set [dev] <dev> up`
-    Up(&'a str),
-    /// `ip addr add <addr>/<prefix> dev <dev> [nodad]`
-    Address {
-        dev: &'a str,
-        addr: IpAddr,
-        prefix: u8,
-        nodad: bool,
-    },
-    /// `ip route add [local] <dst>[/<prefix>] [via <gw>] [dev <dev>] [table <t>]`
-    Route {
-        local: bool,
-        dst: IpAddr,
-        prefix: u8,
-        via: Option<IpAddr>,
-        dev: Option<&'a str>,
-        table: u32,
-    },
-    /// `ip [-6] rule add [fwmark <m>] [ipproto <p>] [dport <n>] lookup <t> [pref <n>]`
-    Rule {
-        v6: bool,
-        fwmark: Option<u32>,
-        ipproto: Option<IpProtocol>,
-        dport: Option<u16>,
-        table: u32,
-        pref: Option<u32>,
-    },
-    /// `tc qdisc add dev <dev> clsact`
-    Clsact(&'a str),
+/// An address with a prefix length: an interface's address and its link's net (`10.9.0.1/24`),
+/// or a route's destination (`10.10.0.0/16`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Cidr {
+    /// `addr/len`; a length past the family's address panics.
+    pub const fn new(addr: IpAddr, len: u8) -> Self {
+        let max = match addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        assert!(len <= max, "prefix length longer than the address");
+        Cidr { addr, len }
+    }
+
+    pub const fn v4(addr: Ipv4Addr, len: u8) -> Self {
+        Self::new(IpAddr::V4(addr), len)
+    }
+
+    pub const fn v6(addr: Ipv6Addr, len: u8) -> Self {
+        Self::new(IpAddr::V6(addr), len)
+    }
+
+    /// The address alone (`/32`, `/128`).
+    pub fn host(addr: impl Into<IpAddr>) -> Self {
+        let addr = addr.into();
+        Self::new(addr, if addr.is_ipv4() { 32 } else { 128 })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// A route to add: unicast or local, in the main table unless [`Route::table`] says otherwise.
+#[derive(Clone, Copy, Debug)]
+pub struct Route<'a> {
+    dst: Cidr,
+    local: bool,
+    via: Option<IpAddr>,
+    dev: Option<&'a str>,
+    table: u32,
 }
 
 /// RT_TABLE_MAIN: where `ip route add` puts a route without `table`.
 const MAIN_TABLE: u32 = 254;
 
-impl<'a> Request<'a> {
-    /// The request `ip <args>` makes, when it is one of the forms above.
-    pub fn parse_ip(args: &'a str) -> Option<Self> {
-        let words: Vec<&str> = args.split_whitespace().collect();
-        // The family of a rule (routes and addresses take it from their addresses).
-        let (v6, words) = match words.as_slice() {
-            ["-6", rest @ ..] => (true, rest),
-            ["-4", rest @ ..] => (false, rest),
-            rest => (false, rest),
-        };
-        match words {
-            [
-                "link",
-                "add",
-                name,
-                "type",
-                kind @ ("veth" | "netkit"),
-                "peer",
-                "name",
-                peer,
-                rest @ ..,
-            ] => {
-                let peer_netns = match rest {
-                    [] => None,
-                    ["netns", ns] => Some(*ns),
-                    _ => return None,
-                };
-                Some(if *kind == "veth" {
-                    Request::Veth {
-                        name,
-                        peer,
-                        peer_netns,
-                    }
-                } else {
-                    Request::Netkit {
-                        name,
-                        peer,
-                        peer_netns,
-                    }
-                })
-            }
-            ["link", "set", "dev", dev, "up"] | ["link", "set", dev, "up"] => {
-                Some(Request::Up(dev))
-            }
-            ["addr" | "address", "add", cidr, "dev", dev, rest @ ..] => {
-                let nodad = match rest {
-                    [] => false,
-                    ["nodad"] => true,
-                    _ => return None,
-                };
-                let (addr, prefix) = cidr_of(cidr)?;
-                Some(Request::Address {
-                    dev,
-                    addr,
-                    prefix,
-                    nodad,
-                })
-            }
-            ["route", "add", rest @ ..] => {
-                let (local, rest) = match rest {
-                    ["local", rest @ ..] => (true, rest),
-                    _ => (false, rest),
-                };
-                let (dst, rest) = rest.split_first()?;
-                let (dst, prefix) = cidr_of(dst)?;
-                let (mut via, mut dev, mut table) = (None, None, MAIN_TABLE);
-                for pair in pairs(rest)? {
-                    match pair {
-                        ("via", gw) => via = Some(gw.parse().ok()?),
-                        ("dev", d) => dev = Some(d),
-                        ("table", t) => table = t.parse().ok()?,
-                        _ => return None,
-                    }
-                }
-                Some(Request::Route {
-                    local,
-                    dst,
-                    prefix,
-                    via,
-                    dev,
-                    table,
-                })
-            }
-            ["rule", "add", rest @ ..] => {
-                let (mut fwmark, mut ipproto, mut dport, mut table, mut pref) =
-                    (None, None, None, None, None);
-                for pair in pairs(rest)? {
-                    match pair {
-                        ("fwmark", m) => fwmark = Some(number(m)?),
-                        ("ipproto", "tcp") => ipproto = Some(IpProtocol::Tcp),
-                        ("ipproto", "udp") => ipproto = Some(IpProtocol::Udp),
-                        ("dport", p) => dport = Some(p.parse().ok()?),
-                        ("lookup" | "table", t) => table = Some(t.parse().ok()?),
-                        ("pref" | "priority", p) => pref = Some(p.parse().ok()?),
-                        _ => return None,
-                    }
-                }
-                Some(Request::Rule {
-                    v6,
-                    fwmark,
-                    ipproto,
-                    dport,
-                    table: table?,
-                    pref,
-                })
-            }
-            _ => None,
+impl<'a> Route<'a> {
+    /// A unicast route to `dst`.
+    pub fn to(dst: Cidr) -> Self {
+        Route {
+            dst,
+            local: false,
+            via: None,
+            dev: None,
+            table: MAIN_TABLE,
         }
     }
 
-    /// The request `tc <args>` makes, when it is one of the forms above.
-    pub fn parse_tc(args: &'a str) -> Option<Self> {
-        match args.split_whitespace().collect::<Vec<_>>().as_slice() {
-            ["qdisc", "add", "dev", dev, "clsact"] => Some(Request::Clsact(dev)),
-            _ => None,
+    /// A local route: packets to `dst` are delivered to this namespace's sockets.
+    pub fn local(dst: Cidr) -> Self {
+        Route {
+            local: true,
+            ..Self::to(dst)
         }
     }
-}
 
-/// `10.0.0.1/24` or `10.0.0.1` (a host route or address: the whole address).
-fn cidr_of(text: &str) -> Option<(IpAddr, u8)> {
-    let (addr, prefix) = match text.split_once('/') {
-        Some((addr, prefix)) => (addr.parse::<IpAddr>().ok()?, Some(prefix.parse().ok()?)),
-        None => (text.parse().ok()?, None),
-    };
-    let full = if addr.is_ipv4() { 32 } else { 128 };
-    match prefix {
-        None => Some((addr, full)),
-        Some(p) if p <= full => Some((addr, p)),
-        Some(_) => None,
+    /// Through gateway `gw` (of `dst`'s family).
+    pub fn via(self, gw: impl Into<IpAddr>) -> Self {
+        Route {
+            via: Some(gw.into()),
+            ..self
+        }
+    }
+
+    /// Out of interface `dev`.
+    pub fn dev(self, dev: &'a str) -> Self {
+        Route {
+            dev: Some(dev),
+            ..self
+        }
+    }
+
+    /// In routing table `table`.
+    pub fn table(self, table: u32) -> Self {
+        Route { table, ..self }
     }
 }
 
-/// `key value key value …` (`None` for an odd count).
-fn pairs<'w>(words: &[&'w str]) -> Option<Vec<(&'w str, &'w str)>> {
-    let chunks = words.chunks_exact(2);
-    chunks
-        .remainder()
-        .is_empty()
-        .then(|| chunks.map(|kv| (kv[0], kv[1])).collect())
+/// What an IPv4 policy [`Rule`] matches.
+#[derive(Clone, Copy, Debug)]
+pub enum Selector {
+    /// Packets whose mark is this (`fwmark`).
+    FwMark(u32),
+    /// UDP to this destination port (`ipproto udp dport`, Linux 4.17+).
+    UdpDport(u16),
 }
 
-/// Decimal or `0x` hexadecimal.
-fn number(text: &str) -> Option<u32> {
-    match text.strip_prefix("0x") {
-        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    }
+/// An IPv4 policy rule: packets matching `selector` are routed by table `table`; rules are
+/// tried in increasing `pref`.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    pub selector: Selector,
+    pub table: u32,
+    pub pref: u32,
 }
 
-fn family(addr: &IpAddr) -> AddressFamily {
+fn family(addr: IpAddr) -> AddressFamily {
     match addr {
         IpAddr::V4(_) => AddressFamily::Inet,
         IpAddr::V6(_) => AddressFamily::Inet6,
@@ -239,12 +151,90 @@ fn header_table(table: u32) -> u8 {
     u8::try_from(table).unwrap_or(0)
 }
 
+/// The address message, with iproute2's defaults: scope host for 127/8, global otherwise; IPv6
+/// addresses skip duplicate address detection, so they are usable at once.
+fn address_message(index: u32, addr: Cidr) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = family(addr.addr);
+    msg.header.prefix_len = addr.len;
+    msg.header.index = index;
+    msg.header.scope = match addr.addr {
+        IpAddr::V4(a) if a.is_loopback() => AddressScope::Host,
+        _ => AddressScope::Universe,
+    };
+    if addr.addr.is_ipv6() {
+        msg.header.flags = AddressHeaderFlags::Nodad;
+    }
+    msg.attributes = vec![
+        AddressAttribute::Local(addr.addr),
+        AddressAttribute::Address(addr.addr),
+    ];
+    msg
+}
+
+/// The route message (`oif`: the index of [`Route::dev`]), with iproute2's defaults: protocol
+/// boot; scope host for local IPv4 routes, link for IPv4 routes without a gateway, universe
+/// otherwise.
+fn route_message(route: &Route, oif: Option<u32>) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = family(route.dst.addr);
+    msg.header.destination_prefix_length = route.dst.len;
+    msg.header.protocol = RouteProtocol::Boot;
+    msg.header.table = header_table(route.table);
+    msg.header.kind = if route.local {
+        RouteType::Local
+    } else {
+        RouteType::Unicast
+    };
+    msg.header.scope = match (route.dst.addr, route.local, route.via) {
+        (IpAddr::V6(_), _, _) => RouteScope::Universe,
+        (_, true, _) => RouteScope::Host,
+        (_, false, None) => RouteScope::Link,
+        (_, false, Some(_)) => RouteScope::Universe,
+    };
+    msg.attributes.push(RouteAttribute::Table(route.table));
+    msg.attributes
+        .push(RouteAttribute::Destination(route.dst.addr.into()));
+    if let Some(gw) = route.via {
+        msg.attributes.push(RouteAttribute::Gateway(gw.into()));
+    }
+    if let Some(oif) = oif {
+        msg.attributes.push(RouteAttribute::Oif(oif));
+    }
+    msg
+}
+
+fn rule_message(rule: &Rule) -> RuleMessage {
+    let mut msg = RuleMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    msg.header.table = header_table(rule.table);
+    msg.header.action = RuleAction::ToTable;
+    msg.attributes.push(RuleAttribute::Table(rule.table));
+    match rule.selector {
+        Selector::FwMark(mark) => msg.attributes.push(RuleAttribute::FwMark(mark)),
+        Selector::UdpDport(port) => {
+            msg.attributes
+                .push(RuleAttribute::IpProtocol(IpProtocol::Udp));
+            msg.attributes
+                .push(RuleAttribute::DestinationPortRange(RulePortRange {
+                    start: port,
+                    end: port,
+                }));
+        }
+    }
+    msg.attributes.push(RuleAttribute::Priority(rule.pref));
+    msg
+}
+
 /// An rtnetlink socket of the network namespace it was opened in.
-pub struct Rtnl {
+pub(crate) struct Rtnl {
     socket: Mutex<Socket>,
     /// The sequence number of the last request (replies to earlier ones are skipped).
     seq: AtomicU32,
 }
+
+/// Create, failing if it exists (as `ip … add`).
+const CREATE: u16 = NLM_F_CREATE | NLM_F_EXCL;
 
 impl Rtnl {
     /// Opens the socket in the calling thread's network namespace (it stays that namespace's).
@@ -258,164 +248,70 @@ impl Rtnl {
         })
     }
 
-    /// Makes `request` in this socket's namespace.
-    pub fn apply(&self, request: &Request) -> io::Result<()> {
-        let create = NLM_F_CREATE | NLM_F_EXCL;
-        match *request {
-            Request::Veth {
-                name,
-                peer,
-                peer_netns,
-            }
-            | Request::Netkit {
-                name,
-                peer,
-                peer_netns,
-            } => {
-                // Open for as long as the request refers to it.
-                let netns = peer_netns
-                    .map(|ns| File::open(format!("/run/netns/{ns}")))
-                    .transpose()?;
-                let mut peer_msg = LinkMessage::default();
-                peer_msg.attributes.push(LinkAttribute::IfName(peer.into()));
-                if let Some(netns) = &netns {
-                    peer_msg
-                        .attributes
-                        .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
-                }
-                let (kind, data) = match request {
-                    Request::Veth { .. } => {
-                        (InfoKind::Veth, InfoData::Veth(InfoVeth::Peer(peer_msg)))
-                    }
-                    _ => (
-                        InfoKind::Netkit,
-                        InfoData::Netkit(vec![InfoNetkit::Peer(peer_msg)]),
-                    ),
-                };
-                let mut msg = LinkMessage::default();
-                msg.attributes = vec![
-                    LinkAttribute::IfName(name.into()),
-                    LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind), LinkInfo::Data(data)]),
-                ];
-                self.request(RouteNetlinkMessage::NewLink(msg), create)?;
-            }
-            Request::Up(dev) => {
-                let mut msg = LinkMessage::default();
-                msg.header.index = self.ifindex(dev)?;
-                msg.header.flags = LinkFlags::Up;
-                msg.header.change_mask = LinkFlags::Up;
-                self.request(RouteNetlinkMessage::SetLink(msg), 0)?;
-            }
-            Request::Address {
-                dev,
-                addr,
-                prefix,
-                nodad,
-            } => {
-                let mut msg = netlink_packet_route::address::AddressMessage::default();
-                msg.header.family = family(&addr);
-                msg.header.prefix_len = prefix;
-                msg.header.index = self.ifindex(dev)?;
-                // iproute2's default scope: host for 127/8, global otherwise.
-                msg.header.scope = match addr {
-                    IpAddr::V4(a) if a.octets()[0] == 127 => AddressScope::Host,
-                    _ => AddressScope::Universe,
-                };
-                if nodad {
-                    msg.header.flags = AddressHeaderFlags::Nodad;
-                }
-                msg.attributes = vec![
-                    AddressAttribute::Local(addr),
-                    AddressAttribute::Address(addr),
-                ];
-                self.request(RouteNetlinkMessage::NewAddress(msg), create)?;
-            }
-            Request::Route {
-                local,
-                dst,
-                prefix,
-                via,
-                dev,
-                table,
-            } => {
-                let mut msg = netlink_packet_route::route::RouteMessage::default();
-                msg.header.address_family = family(&dst);
-                msg.header.destination_prefix_length = prefix;
-                msg.header.protocol = RouteProtocol::Boot;
-                msg.header.table = header_table(table);
-                msg.header.kind = if local {
-                    RouteType::Local
-                } else {
-                    RouteType::Unicast
-                };
-                // iproute2's default scope: host for local IPv4 routes, link for IPv4 routes
-                // without a gateway, universe otherwise.
-                msg.header.scope = match (dst, local, via) {
-                    (IpAddr::V6(_), _, _) => RouteScope::Universe,
-                    (_, true, _) => RouteScope::Host,
-                    (_, false, None) => RouteScope::Link,
-                    (_, false, Some(_)) => RouteScope::Universe,
-                };
-                msg.attributes.push(RouteAttribute::Table(table));
-                msg.attributes.push(RouteAttribute::Destination(dst.into()));
-                if let Some(gw) = via {
-                    msg.attributes.push(RouteAttribute::Gateway(gw.into()));
-                }
-                if let Some(dev) = dev {
-                    msg.attributes.push(RouteAttribute::Oif(self.ifindex(dev)?));
-                }
-                self.request(RouteNetlinkMessage::NewRoute(msg), create)?;
-            }
-            Request::Rule {
-                v6,
-                fwmark,
-                ipproto,
-                dport,
-                table,
-                pref,
-            } => {
-                let mut msg = netlink_packet_route::rule::RuleMessage::default();
-                msg.header.family = if v6 {
-                    AddressFamily::Inet6
-                } else {
-                    AddressFamily::Inet
-                };
-                msg.header.table = header_table(table);
-                msg.header.action = RuleAction::ToTable;
-                msg.attributes.push(RuleAttribute::Table(table));
-                if let Some(mark) = fwmark {
-                    msg.attributes.push(RuleAttribute::FwMark(mark));
-                }
-                if let Some(proto) = ipproto {
-                    msg.attributes.push(RuleAttribute::IpProtocol(proto));
-                }
-                if let Some(port) = dport {
-                    msg.attributes
-                        .push(RuleAttribute::DestinationPortRange(RulePortRange {
-                            start: port,
-                            end: port,
-                        }));
-                }
-                if let Some(pref) = pref {
-                    msg.attributes.push(RuleAttribute::Priority(pref));
-                }
-                self.request(RouteNetlinkMessage::NewRule(msg), create)?;
-            }
-            Request::Clsact(dev) => {
-                let mut msg = netlink_packet_route::tc::TcMessage::default();
-                msg.header.index = self.ifindex(dev)? as i32;
-                msg.header.handle = TcHandle {
-                    major: 0xffff,
-                    minor: 0,
-                };
-                msg.header.parent = TcHandle::CLSACT;
-                msg.attributes.push(TcAttribute::Kind("clsact".into()));
-                self.request(RouteNetlinkMessage::NewQueueDiscipline(msg), create)?;
-            }
-        }
-        Ok(())
+    /// A veth pair: `name` here, `peer` in the namespace `peer_ns`.
+    pub fn add_veth(&self, name: &str, peer: &str, peer_ns: BorrowedFd<'_>) -> io::Result<()> {
+        let peer = InfoVeth::Peer(peer_message(peer, peer_ns));
+        self.add_link(name, InfoKind::Veth, InfoData::Veth(peer))
     }
 
+    /// A netkit pair: primary `name` here, `peer` in the namespace `peer_ns`; L3 mode, both
+    /// policies pass (the kernel's defaults).
+    pub fn add_netkit(&self, name: &str, peer: &str, peer_ns: BorrowedFd<'_>) -> io::Result<()> {
+        let peer = vec![InfoNetkit::Peer(peer_message(peer, peer_ns))];
+        self.add_link(name, InfoKind::Netkit, InfoData::Netkit(peer))
+    }
+
+    fn add_link(&self, name: &str, kind: InfoKind, data: InfoData) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind), LinkInfo::Data(data)]),
+        ];
+        self.request(RouteNetlinkMessage::NewLink(msg), CREATE)
+            .map(drop)
+    }
+
+    /// Sets interface `dev` up.
+    pub fn set_up(&self, dev: &str) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = self.ifindex(dev)?;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
+    }
+
+    /// Adds `addr` to interface `dev`.
+    pub fn add_address(&self, dev: &str, addr: Cidr) -> io::Result<()> {
+        let msg = address_message(self.ifindex(dev)?, addr);
+        self.request(RouteNetlinkMessage::NewAddress(msg), CREATE)
+            .map(drop)
+    }
+
+    pub fn add_route(&self, route: &Route) -> io::Result<()> {
+        let oif = route.dev.map(|dev| self.ifindex(dev)).transpose()?;
+        let msg = route_message(route, oif);
+        self.request(RouteNetlinkMessage::NewRoute(msg), CREATE)
+            .map(drop)
+    }
+
+    pub fn add_rule(&self, rule: &Rule) -> io::Result<()> {
+        self.request(RouteNetlinkMessage::NewRule(rule_message(rule)), CREATE)
+            .map(drop)
+    }
+
+    /// Adds a clsact qdisc to interface `dev` (the ingress and egress hooks of TC filters).
+    pub fn add_clsact(&self, dev: &str) -> io::Result<()> {
+        let mut msg = TcMessage::default();
+        msg.header.index = self.ifindex(dev)? as i32;
+        msg.header.handle = TcHandle {
+            major: 0xffff,
+            minor: 0,
+        };
+        msg.header.parent = TcHandle::CLSACT;
+        msg.attributes.push(TcAttribute::Kind("clsact".into()));
+        self.request(RouteNetlinkMessage::NewQueueDiscipline(msg), CREATE)
+            .map(drop)
+    }
     /// The index of interface `dev` in this socket's namespace.
     pub fn ifindex(&self, dev: &str) -> io::Result<u32> {
         let mut msg = LinkMessage::default();
@@ -468,80 +364,44 @@ impl Rtnl {
     }
 }
 
+/// The peer of a pair: its name and the namespace it is made in (the fd is read during the
+/// request only).
+fn peer_message(name: &str, netns: BorrowedFd<'_>) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.attributes = vec![
+        LinkAttribute::IfName(name.into()),
+        LinkAttribute::NetNsFd(netns.as_raw_fd()),
+    ];
+    msg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_suites_ip_forms() {
-        assert_eq!(
-            Request::parse_ip("link add ar0 type veth peer name ra0 netns bpfconf-1-2"),
-            Some(Request::Veth {
-                name: "ar0",
-                peer: "ra0",
-                peer_netns: Some("bpfconf-1-2")
-            })
-        );
-        assert_eq!(
-            Request::parse_ip("link add nk0 type netkit peer name nk1 netns bpfconf-1-3"),
-            Some(Request::Netkit {
-                name: "nk0",
-                peer: "nk1",
-                peer_netns: Some("bpfconf-1-3")
-            })
-        );
-        assert_eq!(Request::parse_ip("link set lo up"), Some(Request::Up("lo")));
-        assert_eq!(
-            Request::parse_ip("addr add fd00::1/64 dev se0 nodad"),
-            Some(Request::Address {
-                dev: "se0",
-                addr: "fd00::1".parse().unwrap(),
-                prefix: 64,
-                nodad: true
-            })
-        );
-        assert_eq!(
-            Request::parse_ip("-6 route add fc00::/16 via fd00::2"),
-            Some(Request::Route {
-                local: false,
-                dst: "fc00::".parse().unwrap(),
-                prefix: 16,
-                via: Some("fd00::2".parse().unwrap()),
-                dev: None,
-                table: MAIN_TABLE
-            })
-        );
-        assert_eq!(
-            Request::parse_ip("route add local 10.9.9.9 dev lo table 300"),
-            Some(Request::Route {
-                local: true,
-                dst: "10.9.9.9".parse().unwrap(),
-                prefix: 32,
-                via: None,
-                dev: Some("lo"),
-                table: 300
-            })
-        );
-        assert_eq!(
-            Request::parse_ip("rule add ipproto udp dport 7201 lookup 100 pref 100"),
-            Some(Request::Rule {
-                v6: false,
-                fwmark: None,
-                ipproto: Some(IpProtocol::Udp),
-                dport: Some(7201),
-                table: 100,
-                pref: Some(100)
-            })
-        );
-        assert_eq!(
-            Request::parse_tc("qdisc add dev veth1 clsact"),
-            Some(Request::Clsact("veth1"))
-        );
-        // What it does not know goes to iproute2 itself.
-        assert_eq!(
-            Request::parse_ip("route add 10.0.0.0/8 encap bpf in obj x.o dev lo"),
-            None
-        );
-        assert_eq!(Request::parse_ip("addr add 10.0.0.1/33 dev lo"), None);
+    fn cidr_lengths() {
+        let net = Cidr::v4(Ipv4Addr::new(10, 10, 0, 0), 16);
+        assert_eq!(net.to_string(), "10.10.0.0/16");
+        assert_eq!(Cidr::host(Ipv6Addr::LOCALHOST).len, 128);
+        assert_eq!(Cidr::host(Ipv4Addr::LOCALHOST).len, 32);
+        assert!(std::panic::catch_unwind(|| Cidr::v4(Ipv4Addr::LOCALHOST, 33)).is_err());
+    }
+
+    #[test]
+    fn routes_take_iproute2s_scopes() {
+        let net = Cidr::v4(Ipv4Addr::new(10, 10, 0, 0), 16);
+        let gw = Ipv4Addr::new(10, 9, 1, 2);
+        let scope = |route: &Route| route_message(route, None).header.scope;
+        assert_eq!(scope(&Route::to(net).via(gw)), RouteScope::Universe);
+        assert_eq!(scope(&Route::to(net).dev("lo")), RouteScope::Link);
+        assert_eq!(scope(&Route::local(net).dev("lo")), RouteScope::Host);
+        let v6 = Cidr::v6(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 16);
+        assert_eq!(scope(&Route::to(v6)), RouteScope::Universe);
+        // A table past the header's byte is in the attribute only.
+        let msg = route_message(&Route::local(net).table(300), None);
+        assert_eq!(msg.header.table, 0);
+        assert!(msg.attributes.contains(&RouteAttribute::Table(300)));
+        assert_eq!(msg.header.kind, RouteType::Local);
     }
 }

@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 
-use crate::netlink::{Request, Rtnl};
+use crate::netlink::{Cidr, Route, Rtnl, Rule};
 use crate::outcome::{CaseError, CaseResult, OrError};
 
 /// Where `ip netns` keeps its namespaces.
@@ -45,45 +45,54 @@ impl NetNs {
             CaseError::Error(anyhow::anyhow!("creating netns {name}: {e}"))
         })?;
         let ns = NetNs { name, file, rtnl };
-        ns.ip("link set lo up")?;
+        ns.link_up("lo")?;
         Ok(ns)
     }
 
-    /// The namespace's name (for `ip netns exec`).
-    pub fn name(&self) -> &str {
-        &self.name
+    /// A veth pair: `name` here, `peer` in `peer_ns`.
+    pub fn add_veth(&self, name: &str, peer: &str, peer_ns: &NetNs) -> CaseResult {
+        let made = self.rtnl.add_veth(name, peer, peer_ns.as_fd());
+        self.made(format_args!("making veth pair {name}|{peer}"), made)
     }
 
-    /// `ip -n <ns> <args>` (args split on whitespace), e.g. `ns.ip("addr add 10.0.0.1/24 dev veth0")`.
-    /// The forms [`Request::parse_ip`] reads are made in-process; others run iproute2.
-    pub fn ip(&self, args: &str) -> CaseResult {
-        match Request::parse_ip(args) {
-            Some(request) => self.apply("ip", args, &request),
-            None => self.tool("ip", args),
-        }
+    /// A netkit pair (Linux 6.7+): primary `name` here, `peer` in `peer_ns`; L3 mode, both
+    /// policies pass. The kernel's answer is the caller's to judge (EOPNOTSUPP: no netkit
+    /// device kind).
+    pub fn add_netkit(&self, name: &str, peer: &str, peer_ns: &NetNs) -> std::io::Result<()> {
+        self.rtnl.add_netkit(name, peer, peer_ns.as_fd())
     }
 
-    /// `tc -n <ns> <args>`, in-process for the forms [`Request::parse_tc`] reads.
-    pub fn tc(&self, args: &str) -> CaseResult {
-        match Request::parse_tc(args) {
-            Some(request) => self.apply("tc", args, &request),
-            None => self.tool("tc", args),
-        }
+    /// Sets interface `dev` up.
+    pub fn link_up(&self, dev: &str) -> CaseResult {
+        self.made(format_args!("setting {dev} up"), self.rtnl.set_up(dev))
     }
 
-    fn apply(&self, tool: &str, args: &str, request: &Request) -> CaseResult {
-        self.rtnl.apply(request).map_err(|e| {
-            CaseError::Error(anyhow::anyhow!(
-                "`{tool} -n {} {args}` failed: {e}",
-                self.name
-            ))
-        })
+    /// Adds `addr` to interface `dev` (an IPv6 address without duplicate address detection:
+    /// usable at once).
+    pub fn add_address(&self, dev: &str, addr: Cidr) -> CaseResult {
+        let made = self.rtnl.add_address(dev, addr);
+        self.made(format_args!("adding address {addr} to {dev}"), made)
     }
 
-    fn tool(&self, tool: &str, args: &str) -> CaseResult {
-        let mut argv = vec!["-n", &self.name];
-        argv.extend(args.split_whitespace());
-        run_tool(tool, &argv)
+    pub fn add_route(&self, route: &Route) -> CaseResult {
+        self.made(format_args!("adding {route:?}"), self.rtnl.add_route(route))
+    }
+
+    pub fn add_rule(&self, rule: &Rule) -> CaseResult {
+        self.made(format_args!("adding {rule:?}"), self.rtnl.add_rule(rule))
+    }
+
+    /// Adds a clsact qdisc (the hooks of TC filters) to interface `dev`.
+    pub fn add_clsact(&self, dev: &str) -> CaseResult {
+        self.made(
+            format_args!("adding clsact to {dev}"),
+            self.rtnl.add_clsact(dev),
+        )
+    }
+
+    /// A set-up step's result: its failure is an `error` (the topology, not the program, failed).
+    fn made(&self, what: std::fmt::Arguments<'_>, result: std::io::Result<()>) -> CaseResult {
+        result.map_err(|e| CaseError::Error(anyhow::anyhow!("{what} in netns {}: {e}", self.name)))
     }
 
     /// Moves the calling thread into the namespace until the guard drops (sockets opened and
@@ -109,12 +118,6 @@ impl NetNs {
             crate::probe::path(id, &file)?;
         }
         fs::write(&file, value).or_error(&format!("writing {value} to {}", file.display()))
-    }
-
-    /// The namespace's rtnetlink socket, for requests whose error the caller judges itself (a
-    /// device kind the kernel may lack).
-    pub fn rtnl(&self) -> &Rtnl {
-        &self.rtnl
     }
 
     /// The index of interface `dev` inside the namespace.
@@ -223,22 +226,13 @@ impl Drop for Entered {
     }
 }
 
-/// Runs a network tool; its stderr becomes the error (`error` outcome: the topology, not the
-/// program, is what failed).
-pub fn run_tool(program: &str, args: &[&str]) -> CaseResult {
-    run(program, args)?.map_err(CaseError::Error)
-}
-
 /// Runs a network tool that attaches a program in the calling thread's namespace (`ip route …
 /// encap bpf`, `ip route … encap seg6local action End.BPF`, `tc filter … action bpf`); its stderr
 /// becomes the error (`fail` outcome: the kernel refused the program's attachment). A tool, not
-/// [`crate::netlink`]: netlink-packet-route has no typed attributes for these program attachments.
+/// [`crate::netlink`]: netlink-packet-route has no typed attributes for a program in a route's
+/// encapsulation (LWT_BPF_*, SEG6_LOCAL_BPF) nor for a bpf action, and the tools also load the
+/// pinned program by path.
 pub fn attach_tool(program: &str, args: &[&str]) -> CaseResult {
-    run(program, args)?.map_err(CaseError::Fail)
-}
-
-/// Runs `program`: `Err` when it cannot start, `Ok(Err)` with its stderr when it fails.
-fn run(program: &str, args: &[&str]) -> CaseResult<anyhow::Result<()>> {
     let out = duct::cmd(program, args)
         .stdout_capture()
         .stderr_capture()
@@ -250,9 +244,9 @@ fn run(program: &str, args: &[&str]) -> CaseResult<anyhow::Result<()>> {
             ))
         })?;
     if out.status.success() {
-        return Ok(Ok(()));
+        return Ok(());
     }
-    Ok(Err(anyhow::anyhow!(
+    Err(CaseError::Fail(anyhow::anyhow!(
         "`{program} {}` failed: {}",
         args.join(" "),
         String::from_utf8_lossy(&out.stderr).trim()

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::netlink::{Cidr, Route, Rule, Selector};
 use crate::netns::NetNs;
 use crate::outcome::CaseResult;
 
@@ -23,40 +24,37 @@ impl VethPair {
     /// The interface in `b`.
     pub const B_DEV: &'static str = "veth1";
 
-    /// Builds the pair with `a_addr` on `veth0` and `b_addr` on `veth1` (`ip addr` syntax, e.g.
-    /// `10.9.0.1/24`).
-    pub fn new(a_addr: &str, b_addr: &str) -> CaseResult<Self> {
+    /// Builds the pair with `a_addr` on `veth0` and `b_addr` on `veth1`.
+    pub fn new(a_addr: Cidr, b_addr: Cidr) -> CaseResult<Self> {
         let a = NetNs::new()?;
         let b = NetNs::new()?;
-        a.ip(&format!(
-            "link add {} type veth peer name {} netns {}",
-            Self::A_DEV,
-            Self::B_DEV,
-            b.name()
-        ))?;
-        a.ip(&format!("addr add {a_addr} dev {}", Self::A_DEV))?;
-        b.ip(&format!("addr add {b_addr} dev {}", Self::B_DEV))?;
-        a.ip(&format!("link set {} up", Self::A_DEV))?;
-        b.ip(&format!("link set {} up", Self::B_DEV))?;
+        a.add_veth(Self::A_DEV, Self::B_DEV, &b)?;
+        a.add_address(Self::A_DEV, a_addr)?;
+        b.add_address(Self::B_DEV, b_addr)?;
+        a.link_up(Self::A_DEV)?;
+        b.link_up(Self::B_DEV)?;
         Ok(VethPair { a, b })
     }
 
     /// Makes `service` a destination that `a` routes via `b_addr` but that is local to `b` only in
-    /// routing table `table`, which the policy rule `selector` (`ip rule` syntax, e.g.
-    /// `fwmark 0x2a`, `ipproto udp dport 7201`) picks: a socket on `service` in `b` receives a
-    /// packet if and only if the rule matched it.
+    /// routing table `table`, which a policy rule matching `selector` picks: a socket on `service`
+    /// in `b` receives a packet if and only if the rule matched it.
     pub fn policy_routed_service(
         &self,
         service: Ipv4Addr,
         b_addr: Ipv4Addr,
-        selector: &str,
+        selector: Selector,
         table: u32,
     ) -> CaseResult {
-        self.a.ip(&format!("route add {service}/32 via {b_addr}"))?;
+        let service = Cidr::host(service);
+        self.a.add_route(&Route::to(service).via(b_addr))?;
+        self.b.add_rule(&Rule {
+            selector,
+            table,
+            pref: 100,
+        })?;
         self.b
-            .ip(&format!("rule add {selector} lookup {table} pref 100"))?;
-        self.b
-            .ip(&format!("route add local {service} dev lo table {table}"))
+            .add_route(&Route::local(service).dev("lo").table(table))
     }
 }
 
@@ -106,16 +104,15 @@ impl Line {
     };
 
     /// The IPv4 line ([`Line::V4`]): `b` holds `b_local` on its loopback, and `a` and `r` route
-    /// the prefix `routed` (`10.10.0.0/16`) towards `b`.
-    pub fn ipv4(routed: &str, b_local: &[Ipv4Addr]) -> CaseResult<Self> {
+    /// the net `routed` towards `b`.
+    pub fn ipv4(routed: Cidr, b_local: &[Ipv4Addr]) -> CaseResult<Self> {
         let line = Self::new(Self::V4, routed, b_local)?;
         line.r.sysctl(None, "net/ipv4/ip_forward", "1")?;
         Ok(line)
     }
 
-    /// The IPv6 line ([`Line::V6`]) likewise; its addresses skip duplicate address detection, so
-    /// they are usable at once.
-    pub fn ipv6(routed: &str, b_local: &[Ipv6Addr]) -> CaseResult<Self> {
+    /// The IPv6 line ([`Line::V6`]) likewise.
+    pub fn ipv6(routed: Cidr, b_local: &[Ipv6Addr]) -> CaseResult<Self> {
         let line = Self::new(Self::V6, routed, b_local)?;
         line.r.sysctl(
             Some("kconfig.CONFIG_IPV6"),
@@ -127,38 +124,27 @@ impl Line {
 
     fn new<A: Into<IpAddr> + Copy>(
         addrs: LineAddrs<A>,
-        routed: &str,
+        routed: Cidr,
         b_local: &[A],
     ) -> CaseResult<Self> {
         let (a, r, b) = (NetNs::new()?, NetNs::new()?, NetNs::new()?);
-        for (ns, dev, peer, peer_ns) in [
-            (&a, Self::A_DEV, Self::R_A_DEV, &r),
-            (&r, Self::R_B_DEV, Self::B_DEV, &b),
-        ] {
-            let peer_ns = peer_ns.name();
-            ns.ip(&format!(
-                "link add {dev} type veth peer name {peer} netns {peer_ns}"
-            ))?;
-        }
-        let (family, link, host, nodad) = if addrs.a.into().is_ipv6() {
-            ("-6 ", 64, 128, " nodad")
-        } else {
-            ("", 24, 32, "")
-        };
+        a.add_veth(Self::A_DEV, Self::R_A_DEV, &r)?;
+        r.add_veth(Self::R_B_DEV, Self::B_DEV, &b)?;
+        let link = if addrs.a.into().is_ipv6() { 64 } else { 24 };
         for (ns, dev, addr) in [
             (&a, Self::A_DEV, addrs.a),
             (&r, Self::R_A_DEV, addrs.r_a),
             (&r, Self::R_B_DEV, addrs.r_b),
             (&b, Self::B_DEV, addrs.b),
         ] {
-            ns.ip(&format!("addr add {}/{link} dev {dev}{nodad}", addr.into()))?;
-            ns.ip(&format!("link set {dev} up"))?;
+            ns.add_address(dev, Cidr::new(addr.into(), link))?;
+            ns.link_up(dev)?;
         }
         for local in b_local {
-            b.ip(&format!("addr add {}/{host} dev lo", (*local).into()))?;
+            b.add_address("lo", Cidr::host(*local))?;
         }
         for (ns, via) in [(&a, addrs.r_a), (&r, addrs.b)] {
-            ns.ip(&format!("{family}route add {routed} via {}", via.into()))?;
+            ns.add_route(&Route::to(routed).via(via))?;
         }
         Ok(Line { a, r, b })
     }

@@ -33,8 +33,16 @@ pub fn run(command: BaselineCommand) -> Result<ExitCode> {
             let file = file.unwrap_or_else(baseline::path);
             let run = load(&runs)?;
             let mut accepted = baseline::read(&file)?;
-            let note = baseline::skip_other_host(&mut accepted, &run);
-            super::compare::emit(&compare, &accepted, &run, note.into_iter().collect())
+            let notes = [
+                baseline::skip_other_host(&mut accepted, &run),
+                baseline::skip_unrun_selftests(&mut accepted, &run),
+            ];
+            super::compare::emit(
+                &compare,
+                &accepted,
+                &run,
+                notes.into_iter().flatten().collect(),
+            )
         }
     }
 }

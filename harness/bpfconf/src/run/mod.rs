@@ -87,7 +87,7 @@ impl Cell {
 /// (`6.12`) and test file (`verifier_and`).
 pub fn selftest(case: &str) -> Option<(String, &str)> {
     let (binary, rest) = case.split_once("::")?;
-    let tree = binary.strip_prefix("selftests_")?;
+    let tree = binary.strip_prefix(selftests::judge::BINARY_PREFIX)?;
     let (file, _) = rest.split_once('/')?;
     Some((tree.replace('_', "."), file))
 }
