@@ -25,56 +25,22 @@
 //! (ENOTSUPP, checked on 6.18).
 //!
 //! The other hooks are in `cgroup_sock_addr_names` (getpeername, getsockname, recvmsg) and
-//! `cgroup_sock_addr_unix` (AF_UNIX), which probe their attach types with [`probe_attach_type`].
+//! `cgroup_sock_addr_unix` (AF_UNIX), which probe their attach types with `testkit::sock_addr::probe_attach_type`.
 
-use std::fmt;
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
-use libbpf_rs::{ProgramAttachType, ProgramType};
+use libbpf_rs::ProgramType;
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 use programs::cgroup_sock_addr::{CgroupSockAddrSkel, CgroupSockAddrSkelBuilder, types};
-use testkit::raw_load::RawProgram;
-use testkit::{
-    Case, CaseError, CaseResult, Cgroup, LogLevel, NetNs, OrError, child, floors, observe, probe,
-};
-
-/// How long the test's side of a connection waits for the child: as long as the child may run.
-pub(crate) const WAIT: Duration = child::TIMEOUT;
-/// How long the child waits for an answer that was sent.
-pub(crate) const ARRIVAL: Duration = Duration::from_secs(5);
-
-/// The first bytes (at most 32) one read got: what the child received, as plain data.
-#[derive(Clone, Copy)]
-pub(crate) struct Text {
-    len: usize,
-    bytes: [u8; 32],
-}
-
-impl Text {
-    pub(crate) fn read(
-        read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
-    ) -> Result<Self, Errno> {
-        let mut bytes = [0; 32];
-        let len = child::errno(read(&mut bytes))?;
-        Ok(Text { len, bytes })
-    }
-
-    pub(crate) fn as_str(&self) -> std::borrow::Cow<'_, str> {
-        String::from_utf8_lossy(&self.bytes[..self.len])
-    }
-}
-
-impl fmt::Debug for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.as_str())
-    }
-}
+use testkit::child::{ARRIVAL, TIMEOUT as WAIT, Text, succeeded};
+use testkit::sock_addr::{inside, serve_once};
+use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 
 /// What the child's TCP connect saw: the ports `getpeername` and `getsockname` name, the answer.
 #[derive(Clone, Copy, Debug)]
@@ -151,36 +117,6 @@ fn tcp_bind(port: u16) -> Result<Bound, Errno> {
     })
 }
 
-/// The child's result: a failed socket call inside the cgroup is the program's failure (`fail`).
-pub(crate) fn succeeded<T>(what: &str, result: Result<T, Errno>) -> CaseResult<T> {
-    result.map_err(|e| CaseError::Fail(anyhow::anyhow!("{what} inside the cgroup: {e}")))
-}
-
-/// The kernel loads cgroup_sock_addr programs for `attach` (a minimal one: `r0 = 1; exit`), feature
-/// `id`: a kernel that does not know the attach type refuses it with EINVAL, judged by the floor.
-pub(crate) fn probe_attach_type(id: &str, attach: ProgramAttachType) -> CaseResult {
-    let insns = testkit::insn::Asm::new()
-        .mov64_imm(testkit::insn::Reg::R0, 1)
-        .exit()
-        .to_bpf();
-    probe::prog_type(ProgramType::CgroupSockAddr)?;
-    let load = RawProgram::new("probe", ProgramType::CgroupSockAddr, insns)
-        .expected_attach_type(attach.clone())
-        .log_level(LogLevel::Stats)
-        .load();
-    match load.outcome.errno.as_deref() {
-        None if floors::has(id, true) => Ok(()),
-        None => Err(floors::missing(id, "loaded")),
-        Some("EINVAL") => Err(floors::missing(
-            id,
-            format!("loading a program for {attach:?}: EINVAL"),
-        )),
-        Some(errno) => Err(CaseError::Error(anyhow::anyhow!(
-            "probing {id}: loading `r0 = 1; exit` failed with {errno}"
-        ))),
-    }
-}
-
 /// Opens the object, lets `configure` set its .rodata, loads it (recorded and snapshotted).
 fn load<'obj>(
     case: &mut Case,
@@ -201,34 +137,6 @@ fn counters(skel: &CgroupSockAddrSkel<'_>) -> (u64, u64, u64) {
         bss.binds_rewritten,
         bss.sends_redirected,
     )
-}
-
-/// Runs `f` with the calling thread inside `ns`.
-pub(crate) fn inside<T>(ns: &NetNs, f: impl FnOnce() -> std::io::Result<T>) -> CaseResult<T> {
-    let _inside = ns.enter()?;
-    f().or_error("creating a socket in the test netns")
-}
-
-/// Accepts one connection on `listener` within [`WAIT`], reads the child's greeting and answers
-/// `reply`; its address and greeting, or `None` when nobody connected.
-pub(crate) fn serve_once(
-    listener: TcpListener,
-    reply: String,
-) -> std::thread::JoinHandle<std::io::Result<Option<(SocketAddr, String)>>> {
-    std::thread::spawn(move || {
-        if !observe::readable(&listener, WAIT)? {
-            return Ok(None);
-        }
-        let (mut stream, peer) = listener.accept()?;
-        stream.set_read_timeout(Some(WAIT))?;
-        let mut buf = [0u8; 100];
-        let n = stream.read(&mut buf)?;
-        stream.write_all(reply.as_bytes())?;
-        Ok(Some((
-            peer,
-            String::from_utf8_lossy(&buf[..n]).into_owned(),
-        )))
-    })
 }
 
 /// Connects to `listener` from the calling thread and returns whether that connection is the

@@ -29,11 +29,9 @@ use libbpf_rs::{Link, ProgramAttachType, ProgramMut, ProgramType};
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, socket};
 use programs::cgroup_sock_addr_names::{CgroupSockAddrNamesSkel, CgroupSockAddrNamesSkelBuilder};
+use testkit::child::{ARRIVAL, TIMEOUT as WAIT, Text, succeeded};
+use testkit::sock_addr::{inside, probe_attach_type, serve_once};
 use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child};
-
-use crate::cgroup_sock_addr::{
-    ARRIVAL, Text, WAIT, inside, probe_attach_type, serve_once, succeeded,
-};
 
 /// The virtual service port.
 const VIRTUAL_PORT: u16 = 8080;

@@ -32,9 +32,9 @@ use libbpf_rs::{Link, ProgramAttachType, ProgramMut, ProgramType};
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, connect, socket};
 use programs::cgroup_sock_addr_unix::{CgroupSockAddrUnixSkel, CgroupSockAddrUnixSkelBuilder};
+use testkit::child::{ARRIVAL, TIMEOUT as WAIT, Text, succeeded};
+use testkit::sock_addr::{inside, probe_attach_type};
 use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, observe, probe};
-
-use crate::cgroup_sock_addr::{ARRIVAL, Text, WAIT, inside, probe_attach_type, succeeded};
 
 /// The abstract names (without their leading NUL), as the program spells them.
 const VIRTUAL: &[u8] = b"bpfconf-virtual";

@@ -17,16 +17,17 @@
 //!
 //! No test-run cases: the kernel does not implement BPF_PROG_TEST_RUN for this program type.
 
-use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd};
 
 use libbpf_rs::ProgramType;
 use libbpf_rs::skel::SkelBuilder;
 use nix::errno::Errno;
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
+use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 use programs::cgroup_sockopt::CgroupSockoptSkelBuilder;
+use testkit::child::succeeded;
+use testkit::datagram;
 use testkit::observe::{self, volatile};
 use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 
@@ -38,38 +39,6 @@ const REPORTED_TTL: i32 = 123;
 const TOS: i32 = 0x10;
 /// The IP_TTL the test's own socket sets outside the cgroup.
 const OUTSIDE_TTL: i32 = 9;
-
-/// `setsockopt(fd, IPPROTO_IP, name, &value, 4)`.
-fn set_int(fd: RawFd, name: i32, value: i32) -> Result<(), Errno> {
-    // SAFETY: the option value is a live c_int of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            name,
-            (&value as *const i32).cast(),
-            size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    Errno::result(rc).map(drop)
-}
-
-/// `getsockopt(fd, IPPROTO_IP, name)` into a 4-byte int.
-fn get_int(fd: RawFd, name: i32) -> Result<i32, Errno> {
-    let mut value: i32 = -1;
-    let mut len = size_of::<i32>() as libc::socklen_t;
-    // SAFETY: the buffer is a live c_int and `len` its size.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            name,
-            (&mut value as *mut i32).cast(),
-            &mut len,
-        )
-    };
-    Errno::result(rc).map(|_| value)
-}
 
 /// What the child's calls returned.
 #[derive(Clone, Copy, Debug)]
@@ -84,19 +53,13 @@ struct Calls {
 /// In the child: the four option calls on one UDP socket, then one datagram to `to`.
 fn option_calls(to: SocketAddr) -> Result<Calls, Errno> {
     let sock = child::errno(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)))?;
-    let fd = sock.as_raw_fd();
     Ok(Calls {
-        set_ttl: set_int(fd, libc::IP_TTL, ATTEMPTED_TTL),
-        set_tos: set_int(fd, libc::IP_TOS, TOS),
-        get_ttl: get_int(fd, libc::IP_TTL),
-        get_tos: get_int(fd, libc::IP_TOS),
+        set_ttl: setsockopt(&sock, sockopt::Ipv4Ttl, &ATTEMPTED_TTL),
+        set_tos: setsockopt(&sock, sockopt::Ipv4Tos, &TOS),
+        get_ttl: getsockopt(&sock, sockopt::Ipv4Ttl),
+        get_tos: getsockopt(&sock, sockopt::Ipv4Tos),
         sent: child::errno(sock.send_to(b"child", to)),
     })
-}
-
-/// The child's result: a failed call inside the cgroup is the program's failure (`fail`).
-fn succeeded<T>(what: &str, result: Result<T, Errno>) -> CaseResult<T> {
-    result.map_err(|e| CaseError::Fail(anyhow::anyhow!("{what} inside the cgroup: {e}")))
 }
 
 /// One received datagram: payload, TTL and TOS it arrived with.
@@ -109,36 +72,16 @@ struct Received {
 
 /// The next datagram on `sock` (with `IP_RECVTTL` and `IP_RECVTOS` on) within `wait`.
 fn receive(sock: &UdpSocket, wait: std::time::Duration) -> CaseResult<Option<Received>> {
-    sock.set_read_timeout(Some(wait))?;
-    let mut buf = [0u8; 64];
-    let mut cmsg = nix::cmsg_space!(libc::c_int, libc::c_int);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = match recvmsg::<SockaddrIn>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    ) {
-        Ok(msg) => msg,
-        Err(Errno::EAGAIN) => return Ok(None),
-        Err(e) => return Err(std::io::Error::from(e).into()),
+    let Some(d) = datagram::receive(sock, wait)? else {
+        return Ok(None);
     };
-    let (mut ttl, mut tos) = (None, None);
-    for c in msg.cmsgs()? {
-        match c {
-            ControlMessageOwned::Ipv4Ttl(t) => ttl = Some(t),
-            ControlMessageOwned::Ipv4Tos(t) => tos = Some(t),
-            _ => {}
-        }
-    }
-    let len = msg.bytes;
-    let (Some(ttl), Some(tos)) = (ttl, tos) else {
+    let (Some(ttl), Some(tos)) = (d.ttl, d.tos) else {
         return Err(CaseError::Fail(anyhow::anyhow!(
             "a datagram came without its IP_TTL and IP_TOS messages"
         )));
     };
     Ok(Some(Received {
-        payload: String::from_utf8_lossy(&buf[..len]).into_owned(),
+        payload: d.text(),
         ttl,
         tos,
     }))
@@ -160,7 +103,7 @@ fn denies_ttl_and_rewrites_its_report() {
         setsockopt(&receiver, sockopt::IpRecvTos, &true).or_error("setting IP_RECVTOS")?;
         let to = receiver.local_addr().or_error("local_addr")?;
         // The kernel's own answer, from a socket outside the cgroup.
-        let default_ttl = get_int(outside.as_raw_fd(), libc::IP_TTL)?;
+        let default_ttl = getsockopt(&outside, sockopt::Ipv4Ttl)?;
         case.detail("default_ttl", default_ttl);
 
         let mut object = MaybeUninit::uninit();
@@ -181,8 +124,8 @@ fn denies_ttl_and_rewrites_its_report() {
         let calls = succeeded("opening a UDP socket", calls)?;
 
         // Outside the cgroup: IP_TTL sets and reads back, and goes on the wire.
-        set_int(outside.as_raw_fd(), libc::IP_TTL, OUTSIDE_TTL)?;
-        let outside_ttl = get_int(outside.as_raw_fd(), libc::IP_TTL)?;
+        setsockopt(&outside, sockopt::Ipv4Ttl, &OUTSIDE_TTL)?;
+        let outside_ttl = getsockopt(&outside, sockopt::Ipv4Ttl)?;
         outside.send_to(b"outside", to)?;
         // Both datagrams must arrive; from two processes, in either order.
         let mut got = Vec::new();

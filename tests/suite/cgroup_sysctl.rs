@@ -38,6 +38,7 @@ use libbpf_rs::libbpf_sys::{
 use libbpf_rs::skel::SkelBuilder;
 use nix::errno::Errno;
 use programs::cgroup_sysctl::CgroupSysctlSkelBuilder;
+use testkit::child::succeeded;
 use testkit::observe::volatile;
 use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 
@@ -99,11 +100,6 @@ fn access_sysctls() -> Accessed {
         filtered_read: read_once(FILTERED),
         filtered_write: write_once(FILTERED, WRITTEN),
     }
-}
-
-/// The child's result: a failed access inside the cgroup is the program's failure (`fail`).
-fn succeeded<T>(what: &str, result: Result<T, Errno>) -> CaseResult<T> {
-    result.map_err(|e| CaseError::Fail(anyhow::anyhow!("{what} inside the cgroup: {e}")))
 }
 
 /// A sysctl's value as the calling thread's namespace has it, without the trailing newline.

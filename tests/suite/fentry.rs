@@ -8,11 +8,11 @@
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
+use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{ErrorKind, ProgramType};
 use programs::fentry::FentrySkelBuilder;
 use testkit::observe::volatile;
-use testkit::{Case, LogLevel, floors, ftrace, ksyscall, runs};
+use testkit::{Case, floors, ftrace, ksyscall, runs};
 
 /// fentry/fexit on kernel functions.
 const FENTRY: &str = "attach_type.fentry";
@@ -37,27 +37,13 @@ fn getpgid_arguments_and_returns() {
         for mut prog in open.open_object_mut().progs_mut() {
             prog.set_attach_target(0, Some(getpgid_fn.symbol.clone()))?;
         }
-        let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
-        let mut skel = loaded.map_err(|e| {
-            ftrace::refused(
-                FENTRY,
-                outcome.errno.as_deref() == Some("EPERM"),
-                format!(
-                    "loading fentry/fexit programs on {}: {} ({e:#})",
-                    getpgid_fn.symbol,
-                    outcome.message.clone().unwrap_or_default()
-                ),
-            )
-        })?;
+        let what = format!("fentry/fexit programs on {}", getpgid_fn.symbol);
+        let mut skel = ftrace::load(case, open, FENTRY, what)?;
         // Before attaching: the library may ask getpgid for the process group.
         let me = i64::from(nix::unistd::getpid().as_raw());
         let pgrp = i64::from(nix::unistd::getpgrp().as_raw());
         skel.attach().map_err(|e| {
-            ftrace::refused(
-                FENTRY,
-                e.kind() == ErrorKind::PermissionDenied,
-                format!("attaching to {}: {e:#}", getpgid_fn.symbol),
-            )
+            ftrace::attach_refused(FENTRY, format!("attaching to {}", getpgid_fn.symbol), e)
         })?;
 
         let args = [0, me, MISSING_PID];

@@ -16,7 +16,7 @@ use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, ProgramInput, ProgramMut, ProgramType};
 use programs::freplace::FreplaceSkelBuilder;
 use programs::freplace_ext::FreplaceExtSkelBuilder;
-use testkit::{Case, CaseResult, LogLevel, floors, ftrace, packet, probe, test_run};
+use testkit::{Case, CaseResult, floors, ftrace, packet, probe, test_run};
 
 /// The global function the extension replaces.
 const TARGET_FN: &str = "verdict";
@@ -42,17 +42,8 @@ fn replaces_the_verdict_function() {
         open.progs
             .drop_verdict
             .set_attach_target(xdp.as_fd().as_raw_fd(), Some(TARGET_FN.to_owned()))?;
-        let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
-        let ext = loaded.map_err(|e| {
-            ftrace::refused(
-                "prog_type.ext",
-                outcome.errno.as_deref() == Some("EPERM"),
-                format!(
-                    "loading an ext program for {TARGET_FN}: {} ({e:#})",
-                    outcome.message.clone().unwrap_or_default()
-                ),
-            )
-        })?;
+        let what = format!("an ext program for {TARGET_FN}");
+        let ext = ftrace::load(case, open, "prog_type.ext", what)?;
         let link = attach(&ext.progs.drop_verdict, xdp)?;
         let bss = ext.maps.bss_data.as_deref().expect("the object has .bss");
         let replaced = || testkit::observe::volatile(&bss.replaced);

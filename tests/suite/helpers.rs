@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramInput, ProgramMut, ProgramType};
+use nix::time::{ClockId, clock_gettime};
 use programs::helper_boot_ns::HelperBootNsSkelBuilder;
 use programs::helper_find_vma::HelperFindVmaSkelBuilder;
 use programs::helper_func_ip::HelperFuncIpSkelBuilder;
@@ -68,16 +69,9 @@ fn loop_calls_back_n_times() {
 }
 
 /// `clock`'s reading in nanoseconds.
-fn clock_ns(clock: libc::clockid_t) -> CaseResult<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a timespec to write.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return Err(std::io::Error::last_os_error()).or_error("clock_gettime");
-    }
-    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+fn clock_ns(clock: ClockId) -> CaseResult<u64> {
+    let ts = clock_gettime(clock).or_error("clock_gettime")?;
+    Ok(ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
 }
 
 #[test]
@@ -90,14 +84,14 @@ fn ktime_get_boot_ns_is_boottime() {
         )?;
         let mut object = MaybeUninit::uninit();
         let skel = case.load(HelperBootNsSkelBuilder::default().open(&mut object)?)?;
-        let before = clock_ns(libc::CLOCK_BOOTTIME)?;
+        let before = clock_ns(ClockId::CLOCK_BOOTTIME)?;
         assert_eq!(run_xdp(&skel.progs.read_boot_ns)?, libbpf_sys::XDP_PASS);
-        let after = clock_ns(libc::CLOCK_BOOTTIME)?;
+        let after = clock_ns(ClockId::CLOCK_BOOTTIME)?;
         let seen = skel.maps.bss_data.as_deref().expect(".bss").boot_ns;
         case.detail("window_ns", [before, seen, after]);
         // Time spent suspended: only when it exceeds the window does the check also tell boot
         // time from monotonic time (never on a machine that has not been suspended).
-        let suspended = before.saturating_sub(clock_ns(libc::CLOCK_MONOTONIC)?);
+        let suspended = before.saturating_sub(clock_ns(ClockId::CLOCK_MONOTONIC)?);
         case.detail("boottime_minus_monotonic_ns", suspended);
         assert!(
             (before..=after).contains(&seen),
@@ -294,8 +288,7 @@ fn get_func_ip_is_the_kallsyms_address() {
             open.maps.bss_data.as_deref_mut().expect(".bss").tid = gettid();
         })?;
         let _link = skel.progs.func_ip.attach_kprobe(false, &function.symbol)?;
-        // SAFETY: getppid has no preconditions; called directly, not through a cache.
-        unsafe { libc::syscall(libc::SYS_getppid) };
+        ksyscall::getppid();
         let bss = skel.maps.bss_data.as_deref().expect(".bss");
         case.detail("hits", bss.hits);
         case.detail("ip_is_kallsyms", bss.ip == address);

@@ -2,22 +2,22 @@
 //! thread's `socket(AF_INET, SOCK_DGRAM)` with `EACCES`. While attached: that call fails with
 //! exactly `EACCES`, while a stream socket on the same thread and the same datagram socket on
 //! another thread are created; the program saw this thread's two calls and refused one. Once
-//! detached the datagram socket is created again. The calls are fmod_ret's (`crate::fmod_ret`),
-//! which refuses the same one through security_socket_create's return.
+//! detached the datagram socket is created again. The calls and their judgement are
+//! `testkit::socket_refusal`'s, shared with fmod_ret, which refuses the same one through
+//! security_socket_create's return.
 //!
 //! The hooks call BPF programs only where `bpf` is among the active LSMs
 //! (`testkit::lsm::require_bpf_active`).
 
 use std::mem::MaybeUninit;
 
+use libbpf_rs::ProgramType;
 use libbpf_rs::skel::{Skel, SkelBuilder};
-use libbpf_rs::{ErrorKind, ProgramType};
 use nix::errno::Errno;
 use programs::lsm::LsmSkelBuilder;
 use testkit::observe::volatile;
-use testkit::{Case, LogLevel, ftrace, probe};
-
-use crate::fmod_ret::refuses_the_target_only;
+use testkit::socket_refusal::refuses_the_target_only;
+use testkit::{Case, ftrace, probe};
 
 #[test]
 fn refuses_one_socket_call() {
@@ -36,23 +36,9 @@ fn refuses_one_socket_call() {
         rodata.target_tid = nix::unistd::gettid().as_raw() as u32;
         rodata.target_family = libc::AF_INET;
         rodata.target_type = libc::SOCK_DGRAM;
-        let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
-        let mut skel = loaded.map_err(|e| {
-            ftrace::refused(
-                "prog_type.lsm",
-                outcome.errno.as_deref() == Some("EPERM"),
-                format!(
-                    "loading lsm/socket_create: {} ({e:#})",
-                    outcome.message.clone().unwrap_or_default()
-                ),
-            )
-        })?;
+        let mut skel = ftrace::load(case, open, "prog_type.lsm", "lsm/socket_create")?;
         skel.attach().map_err(|e| {
-            ftrace::refused(
-                "prog_type.lsm",
-                e.kind() == ErrorKind::PermissionDenied,
-                format!("attaching lsm/socket_create: {e:#}"),
-            )
+            ftrace::attach_refused("prog_type.lsm", "attaching lsm/socket_create", e)
         })?;
 
         let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");

@@ -37,16 +37,14 @@
 //! `unsupported` and only the route case proves the behaviour; on older kernels (Debian's 5.10.223
 //! and 6.1.176) an ENOTSUPP is a `fail`.
 
-use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use libbpf_rs::ProgramType;
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg};
 use programs::lwt_seg6local::{LwtSeg6localSkel, LwtSeg6localSkelBuilder};
 use rstest::rstest;
+use testkit::datagram;
 use testkit::netlink::Cidr;
 use testkit::observe::{self, volatile};
 use testkit::packet::{self, ETH_P_IPV6, IPPROTO_UDP};
@@ -194,33 +192,9 @@ fn set_srh(sock: &UdpSocket, tag: u16) -> CaseResult {
 
 /// The next datagram on `sock` within `wait`, with the routing header it carried.
 fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<Received>> {
-    sock.set_read_timeout(Some(wait))?;
-    let mut buf = [0u8; 256];
-    let mut cmsg = vec![0u8; 512];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = match recvmsg::<SockaddrIn6>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    ) {
-        Ok(msg) => msg,
-        Err(nix::errno::Errno::EAGAIN) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let mut srh = None;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::Unknown(u) = c
-            && u.cmsg_header.cmsg_level == libc::IPPROTO_IPV6
-            && u.cmsg_header.cmsg_type == libc::IPV6_RTHDR
-        {
-            srh = Srh::parse(&u.data_bytes);
-        }
-    }
-    let len = msg.bytes;
-    Ok(Some(Received {
-        payload: String::from_utf8_lossy(&buf[..len]).into_owned(),
-        srh,
+    Ok(datagram::receive(sock, wait)?.map(|d| Received {
+        payload: d.text(),
+        srh: d.ipv6_rthdr.as_deref().and_then(Srh::parse),
     }))
 }
 

@@ -23,8 +23,7 @@ fn act(cg: &Cgroup, ns: &NetNs, times: usize) -> CaseResult {
         .netns(ns)
         .run(|| {
             for _ in 0..times {
-                // SAFETY: getppid(2) has no preconditions.
-                unsafe { libc::getppid() };
+                testkit::ksyscall::getppid();
             }
             traffic::udp_to_self(times, 10)
         })?

@@ -33,8 +33,7 @@ fn count(map: &dyn MapCore, fd: impl AsFd) -> Result<u64, i32> {
 fn getppid_in(cg: &Cgroup, times: usize) -> CaseResult {
     child::in_cgroup(cg).run(|| {
         for _ in 0..times {
-            // SAFETY: getppid(2) has no preconditions.
-            unsafe { libc::getppid() };
+            testkit::ksyscall::getppid();
         }
     })
 }

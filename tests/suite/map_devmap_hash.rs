@@ -14,12 +14,12 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
 use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType, XdpFlags};
+use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
 use programs::map_devmap_hash::MapDevmapHashSkelBuilder;
 use testkit::netlink::Cidr;
 use testkit::observe::{self, OneCpu};
 use testkit::veth::VethPair;
-use testkit::xdp::XdpAttachment;
+use testkit::xdp::{Mode, XdpAttachment};
 use testkit::{Case, CaseResult, OrError, errno, probe, sockopt};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -50,21 +50,9 @@ fn redirects_by_sparse_key() {
                 .expect_err("a device index that does not exist");
             assert_eq!(errno::of_libbpf(&e), Some(libc::EINVAL), "{e:#}");
         }
-        let floor = "attach_type.xdp_native_veth";
-        let _bounce = XdpAttachment::new(
-            &pair.b,
-            VethPair::B_DEV,
-            &skel.progs.bounce,
-            XdpFlags::DRV_MODE,
-            floor,
-        )?;
-        let _pass = XdpAttachment::new(
-            &pair.a,
-            VethPair::A_DEV,
-            &skel.progs.pass,
-            XdpFlags::DRV_MODE,
-            floor,
-        )?;
+        let _bounce =
+            XdpAttachment::veth(&pair.b, VethPair::B_DEV, &skel.progs.bounce, Mode::Native)?;
+        let _pass = XdpAttachment::veth(&pair.a, VethPair::A_DEV, &skel.progs.pass, Mode::Native)?;
         let (b_bounce, b_pass) = {
             let _inside = pair.b.enter()?;
             let bind = |port| UdpSocket::bind(SocketAddrV4::new(B, port)).or_error("binding b");

@@ -16,11 +16,9 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use libbpf_rs::skel::{Skel, SkelBuilder};
-use libbpf_rs::{ErrorKind, MapCore, MapFlags, MapType, ProgramType};
+use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
 use programs::map_inode_storage::MapInodeStorageSkelBuilder;
-use testkit::{
-    Case, CaseError, CaseResult, Cgroup, LogLevel, OrError, child, errno, ftrace, probe,
-};
+use testkit::{Case, CaseError, CaseResult, Cgroup, OrError, child, errno, ftrace, probe};
 
 /// The counter stored for the inode of `file`, or the errno of the look-up.
 fn count(map: &dyn MapCore, file: &File) -> Result<u64, i32> {
@@ -53,24 +51,9 @@ fn one_value_per_inode_created_on_demand() {
             .as_deref_mut()
             .expect(".bss")
             .cgroup_id = cgroup_id;
-        let (loaded, outcome) = case.try_load(open_skel, LogLevel::Stats);
-        let mut skel = loaded.map_err(|e| {
-            ftrace::refused(
-                "prog_type.lsm",
-                outcome.errno.as_deref() == Some("EPERM"),
-                format!(
-                    "loading lsm/file_open: {} ({e:#})",
-                    outcome.message.clone().unwrap_or_default()
-                ),
-            )
-        })?;
-        skel.attach().map_err(|e| {
-            ftrace::refused(
-                "prog_type.lsm",
-                e.kind() == ErrorKind::PermissionDenied,
-                format!("attaching lsm/file_open: {e:#}"),
-            )
-        })?;
+        let mut skel = ftrace::load(case, open_skel, "prog_type.lsm", "lsm/file_open")?;
+        skel.attach()
+            .map_err(|e| ftrace::attach_refused("prog_type.lsm", "attaching lsm/file_open", e))?;
 
         let dir = tempfile::tempdir().or_error("creating a temporary directory")?;
         let [one, two, three, link] = ["one", "two", "three", "link"].map(|n| dir.path().join(n));

@@ -15,7 +15,6 @@ use std::os::fd::{AsFd, AsRawFd};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
-use nix::sched::{CpuSet, sched_setaffinity};
 use programs::map_percpu_cgroup_storage::MapPercpuCgroupStorageSkelBuilder;
 use testkit::observe::OneCpu;
 use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, child, observe, probe, traffic};
@@ -48,9 +47,7 @@ fn send(cg: &Cgroup, ns: &NetNs, cpus: &[usize], counts: &[usize]) -> CaseResult
         .netns(ns)
         .run(move || {
             for &(cpu, count) in &plan[..steps] {
-                let mut only = CpuSet::new();
-                only.set(cpu)?;
-                sched_setaffinity(nix::unistd::Pid::from_raw(0), &only)?;
+                testkit::cpus::pin_thread(cpu)?;
                 traffic::udp_to_self(count, 10)?;
             }
             Ok(())

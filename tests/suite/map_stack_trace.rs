@@ -30,6 +30,8 @@ use programs::map_stack_trace::{MapStackTraceSkel, MapStackTraceSkelBuilder};
 use testkit::{Case, CaseError, CaseResult, OrError, probe};
 
 /// The innermost frame: getppid(2) by the `syscall` instruction, inside a frame of its own.
+// SAFETY: the assembly is the whole function and keeps the System V ABI (callee-saved registers
+// restored, result in rax, `ret`).
 #[unsafe(naked)]
 extern "C" fn stack_leaf() -> u64 {
     core::arch::naked_asm!(
@@ -43,6 +45,8 @@ extern "C" fn stack_leaf() -> u64 {
 }
 
 /// `depth` more frames (its first argument, rdi), then [`stack_leaf`].
+// SAFETY: the assembly is the whole function and keeps the System V ABI (callee-saved registers
+// restored, result in rax, `ret`).
 #[unsafe(naked)]
 extern "C" fn stack_descend(depth: u64) -> u64 {
     core::arch::naked_asm!(
@@ -65,6 +69,8 @@ extern "C" fn stack_descend(depth: u64) -> u64 {
 
 /// The outermost frame of the chain: its link to the caller's frame is zero while
 /// [`stack_descend`] runs (the kernel's walk stops there), restored before it returns.
+// SAFETY: the assembly is the whole function and keeps the System V ABI (callee-saved registers
+// restored, result in rax, `ret`).
 #[unsafe(naked)]
 extern "C" fn stack_root(depth: u64) -> u64 {
     core::arch::naked_asm!(

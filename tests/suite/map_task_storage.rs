@@ -17,19 +17,13 @@ use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
 use programs::map_task_storage::MapTaskStorageSkelBuilder;
 use rustix::process::{Pid, PidfdFlags, pidfd_open};
+use testkit::ksyscall::getpid;
 use testkit::{Case, CaseResult, Cgroup, child, errno, probe};
-
-/// A child's own pid, as plain data.
-fn getpid() -> i32 {
-    // SAFETY: getpid(2) has no preconditions.
-    unsafe { libc::getpid() }
-}
 
 /// `times` getppid(2) calls.
 fn getppid(times: usize) {
     for _ in 0..times {
-        // SAFETY: getppid(2) has no preconditions.
-        unsafe { libc::getppid() };
+        testkit::ksyscall::getppid();
     }
 }
 

@@ -14,12 +14,12 @@ use std::num::NonZeroU32;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 
-use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType, XdpFlags};
+use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
 use programs::map_xskmap::MapXskmapSkelBuilder;
 use testkit::netlink::Cidr;
 use testkit::observe::{self, OneCpu};
 use testkit::veth::VethPair;
-use testkit::xdp::XdpAttachment;
+use testkit::xdp::{Mode, XdpAttachment};
 use testkit::{Case, CaseError, CaseResult, OrError, packet, probe};
 use xdpilone::{BufIdx, IfInfo, Socket, SocketConfig, Umem, UmemConfig};
 
@@ -92,13 +92,11 @@ fn frames_arrive_in_the_sockets_rx_ring() {
             MapFlags::ANY,
         )?;
 
-        let floor = "attach_type.xdp_native_veth";
-        let _xdp = XdpAttachment::new(
+        let _xdp = XdpAttachment::veth(
             &pair.b,
             VethPair::B_DEV,
             &skel.progs.to_socket,
-            XdpFlags::DRV_MODE,
-            floor,
+            Mode::Native,
         )?;
         let b_rx = {
             let _inside = pair.b.enter()?;

@@ -14,12 +14,9 @@
 
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::ptr::NonNull;
 
-use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{AsRawLibbpf, Link, ProgramType};
-use nix::errno::Errno;
+use libbpf_rs::{ErrorKind, Link, NF_INET_LOCAL_IN, NFPROTO_IPV4, NetfilterOpts, ProgramType};
 use programs::netfilter::NetfilterSkelBuilder;
 use testkit::observe::{self, volatile};
 use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
@@ -37,25 +34,14 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
-/// Attaches `prog` at IPv4 LOCAL_IN of the calling thread's namespace; the errno on failure.
-fn attach_local_in(prog: &libbpf_rs::Program<'_>) -> Result<Link, Errno> {
-    let opts = libbpf_sys::bpf_netfilter_opts {
-        sz: size_of::<libbpf_sys::bpf_netfilter_opts>() as _,
-        pf: libc::NFPROTO_IPV4 as u32,
-        hooknum: libc::NF_INET_LOCAL_IN as u32,
+/// Attaches `prog` at IPv4 LOCAL_IN of the calling thread's namespace.
+fn attach_local_in(prog: &libbpf_rs::ProgramMut<'_>) -> libbpf_rs::Result<Link> {
+    prog.attach_netfilter_with_opts(NetfilterOpts {
+        protocol_family: NFPROTO_IPV4,
+        hooknum: NF_INET_LOCAL_IN,
         priority: PRIORITY,
         ..Default::default()
-    };
-    // SAFETY: a loaded program and options of their declared size; libbpf returns NULL and sets
-    // errno on failure.
-    let link = unsafe {
-        libbpf_sys::bpf_program__attach_netfilter(prog.as_libbpf_object().as_ptr(), &opts)
-    };
-    match NonNull::new(link) {
-        // SAFETY: a link libbpf just made, owned by nobody else.
-        Some(link) => Ok(unsafe { Link::from_ptr(link) }),
-        None => Err(Errno::last()),
-    }
+    })
 }
 
 #[test]
@@ -85,15 +71,15 @@ fn drops_one_flow_until_detached() {
         let link = match attach_local_in(&skel.progs.drop_one_flow) {
             Ok(link) => link,
             // The program type loads, but the kernel has no netfilter links.
-            Err(e @ (Errno::EOPNOTSUPP | Errno::EINVAL)) => {
+            Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::InvalidInput) => {
                 return Err(floors::missing(
                     "attach_type.netfilter_link",
-                    format!("attaching a netfilter link: {e}"),
+                    format!("attaching a netfilter link: {e:#}"),
                 ));
             }
             Err(e) => {
                 return Err(CaseError::Fail(anyhow::anyhow!(
-                    "attaching a netfilter link: {e}"
+                    "attaching a netfilter link: {e:#}"
                 )));
             }
         };

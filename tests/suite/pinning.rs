@@ -55,8 +55,7 @@ fn count(map: &dyn MapCore) -> libbpf_rs::Result<u64> {
 fn counted(map: &dyn MapCore) -> libbpf_rs::Result<u64> {
     let before = count(map)?;
     for _ in 0..SYSCALLS {
-        // SAFETY: getppid takes no arguments and cannot fail.
-        unsafe { libc::syscall(libc::SYS_getppid) };
+        testkit::ksyscall::getppid();
     }
     Ok(count(map)? - before)
 }

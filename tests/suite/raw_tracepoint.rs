@@ -16,17 +16,18 @@
 //! `unsupported`: it needs KVM or real hardware.
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use libbpf_rs::query::LinkInfo;
 use libbpf_rs::skel::Skel;
 use libbpf_rs::{Link, MapCore, MapFlags, ProgramType, libbpf_sys};
 use programs::raw_tracepoint::{RawTracepointSkel, RawTracepointSkelBuilder};
 use testkit::observe::poll;
-use testkit::{Case, CaseError, CaseResult, OrError, probe, raw_load};
+use testkit::{Case, CaseError, CaseResult, OrError, ksyscall, probe, raw_load};
 
 const GETPIDS: u64 = 1000;
 const GETPPIDS: u64 = 300;
@@ -72,12 +73,10 @@ fn counts_syscalls_by_id() {
         skel.attach()?;
 
         for _ in 0..GETPIDS {
-            // SAFETY: getpid takes no arguments and cannot fail.
-            unsafe { libc::syscall(libc::SYS_getpid) };
+            ksyscall::getpid();
         }
         for _ in 0..GETPPIDS {
-            // SAFETY: as above.
-            unsafe { libc::syscall(libc::SYS_getppid) };
+            ksyscall::getppid();
         }
 
         let getpids = count(&skel, libc::SYS_getpid)?;
@@ -144,19 +143,8 @@ fn attach_detach_while_syscalls_run() {
 /// exists holds a copy of its fd, which keeps the program attached until the child closes it or
 /// execs; the link is freed when its id no longer resolves.
 fn destroy(link: Link) -> CaseResult {
-    // SAFETY: bpf_link_info is plain data; the kernel fills `len` bytes of it.
-    let mut info: libbpf_sys::bpf_link_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of_val(&info) as u32;
-    // SAFETY: a valid link fd and a buffer of `len` bytes.
-    let r = unsafe {
-        libbpf_sys::bpf_link_get_info_by_fd(link.as_fd().as_raw_fd(), &mut info, &mut len)
-    };
-    if r != 0 {
-        return Err(CaseError::Error(anyhow::anyhow!(
-            "the link's id: {}",
-            std::io::Error::from_raw_os_error(-r)
-        )));
-    }
+    let info = LinkInfo::from_fd(link.as_fd())
+        .map_err(|e| CaseError::Error(anyhow::anyhow!("the link's id: {e:#}")))?;
     drop(link);
     poll(Duration::from_secs(5), || {
         // SAFETY: takes an id, returns an fd we own or a negative errno.
@@ -204,8 +192,7 @@ impl Spinner {
                 let _ = tid_tx.send(nix::unistd::gettid().as_raw() as u32);
                 while !shared.stop.load(Ordering::Relaxed) {
                     let request = shared.requested.load(Ordering::SeqCst);
-                    // SAFETY: getpid takes no arguments and cannot fail.
-                    unsafe { libc::syscall(libc::SYS_getpid) };
+                    ksyscall::getpid();
                     shared.acknowledged.store(request, Ordering::SeqCst);
                 }
             }

@@ -25,16 +25,16 @@
 //! (`TC_ACT_OK` 0, `TC_ACT_SHOT` 2), the rewritten bytes (TOS and a still-valid header checksum,
 //! nothing else changed), and skb->mark through the `__sk_buff` context the kernel hands back.
 
-use std::io::{self, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use libbpf_rs::{ProgramType, TC_EGRESS, TC_INGRESS, TcHookBuilder};
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
+use nix::sys::socket::{setsockopt, sockopt};
 use programs::sched_cls::{SchedClsSkel, SchedClsSkelBuilder};
 use rstest::rstest;
+use testkit::datagram;
 use testkit::netlink::{Cidr, Selector};
 use testkit::observe::{self, volatile};
 use testkit::packet::{self, ETH_HLEN, Flow};
@@ -261,36 +261,15 @@ impl Receivers {
 
 /// The next datagram on `sock` within `wait`, as text with the TOS byte it arrived with.
 fn receive(sock: &UdpSocket, wait: Duration) -> CaseResult<Option<(String, u8)>> {
-    sock.set_read_timeout(Some(wait))?;
-    let mut buf = [0u8; 256];
-    let mut cmsg = nix::cmsg_space!(libc::c_int);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = match recvmsg::<SockaddrIn>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    ) {
-        Ok(msg) => msg,
-        Err(nix::errno::Errno::EAGAIN) => return Ok(None),
-        Err(e) => return Err(io::Error::from(e).into()),
+    let Some(d) = datagram::receive(sock, wait)? else {
+        return Ok(None);
     };
-    let tos = msg
-        .cmsgs()?
-        .find_map(|c| match c {
-            ControlMessageOwned::Ipv4Tos(tos) => Some(tos),
-            _ => None,
-        })
-        .ok_or_else(|| {
-            CaseError::Fail(anyhow::anyhow!(
-                "a datagram came without its IP_TOS message"
-            ))
-        })?;
-    let len = msg.bytes;
-    Ok(Some((
-        String::from_utf8_lossy(&buf[..len]).into_owned(),
-        tos,
-    )))
+    let tos = d.tos.ok_or_else(|| {
+        CaseError::Fail(anyhow::anyhow!(
+            "a datagram came without its IP_TOS message"
+        ))
+    })?;
+    Ok(Some((d.text(), tos)))
 }
 
 /// What arrived on `sock` before the datagram `sentinel`, with the TOS bytes.

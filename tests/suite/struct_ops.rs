@@ -29,7 +29,7 @@ use std::net::{Shutdown, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 
 use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{ErrorKind, Link, MapMut, ProgramType};
+use libbpf_rs::{Link, MapMut, ProgramType};
 use nix::errno::Errno;
 use nix::sys::socket::{
     AddressFamily, SockFlag, SockType, SockaddrIn, connect, getsockopt, setsockopt, socket,
@@ -266,10 +266,10 @@ fn set_name(field: &mut [i8; 16], name: &str) {
 /// link deletes it, which unregisters the algorithm).
 fn register(map: &mut MapMut<'_>, name: &str) -> CaseResult<Link> {
     map.attach_struct_ops().map_err(|e| {
-        ftrace::refused(
+        ftrace::attach_refused(
             "struct_ops.tcp_congestion_ops",
-            e.kind() == ErrorKind::PermissionDenied,
-            format!("registering {name}: {e:#}"),
+            format!("registering {name}"),
+            e,
         )
     })
 }

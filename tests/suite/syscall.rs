@@ -5,21 +5,27 @@
 //! the map, opened again by its id, holds the test's value under the test's key.
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{MapCore, MapFlags, MapHandle, MapInfo, MapType, ProgramType, libbpf_sys};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, MapInfo, MapType, ProgramInput, ProgramType};
 use programs::syscall::SyscallSkelBuilder;
-use testkit::{Case, floors, probe, test_run};
+use testkit::{Case, probe, test_run};
 
-/// The program's context (`struct args`).
-#[repr(C)]
-struct Args {
-    key: u64,
-    value: u64,
-    map_fd: i32,
-    pad: i32,
+/// The program's context (`struct args`): the key and value (u64 each), the map's fd (i32, -1
+/// until the program sets it) and padding.
+fn context(key: u64, value: u64) -> Vec<u8> {
+    [
+        key.to_ne_bytes().as_slice(),
+        &value.to_ne_bytes(),
+        &(-1i32).to_ne_bytes(),
+        &0i32.to_ne_bytes(),
+    ]
+    .concat()
 }
+
+/// Where the program leaves the map's fd in [`context`].
+const MAP_FD: std::ops::Range<usize> = 16..20;
 
 #[test]
 fn creates_a_map_the_caller_holds() {
@@ -28,48 +34,25 @@ fn creates_a_map_the_caller_holds() {
         let mut object = MaybeUninit::uninit();
         let skel = case.load(SyscallSkelBuilder::default().open(&mut object)?)?;
         let pid = u64::from(nix::unistd::getpid().as_raw().unsigned_abs());
-        let mut args = Args {
-            key: 0x6b65_7900_0000_0000 | pid,
-            value: 0x7661_6c00_0000_0000 | pid,
-            map_fd: -1,
-            pad: 0,
+        let (key, value) = (0x6b65_7900_0000_0000 | pid, 0x7661_6c00_0000_0000 | pid);
+        // The kernel copies the context back into the memory it came from.
+        let mut args = context(key, value);
+        let input = ProgramInput {
+            context_in: Some(&mut args),
+            ..Default::default()
         };
-        let (key, value) = (args.key, args.value);
-
-        if !floors::has("test_run.syscall", true) {
-            return Err(floors::missing("test_run.syscall", "not run"));
-        }
-        // SAFETY: a zeroed bpf_test_run_opts is valid.
-        let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
-        opts.sz = size_of::<libbpf_sys::bpf_test_run_opts>() as _;
-        // The kernel copies the context back into ctx_in: it must be writable memory.
-        opts.ctx_in = (&raw mut args).cast();
-        opts.ctx_size_in = size_of::<Args>() as u32;
-        // SAFETY: a loaded program's fd; `args` outlives the call.
-        let ret = unsafe {
-            libbpf_sys::bpf_prog_test_run_opts(skel.progs.create_map.as_fd().as_raw_fd(), &mut opts)
-        };
-        if ret < 0 {
-            return Err(test_run::error(
-                "syscall",
-                libbpf_rs::Error::from_raw_os_error(-ret),
-            ));
-        }
-        let retval = opts.retval as i32;
+        let retval = test_run::run("syscall", &skel.progs.create_map, input)?.return_value as i32;
+        let map_fd = i32::from_ne_bytes(args[MAP_FD].try_into().expect("4 bytes"));
         case.detail("retval", retval);
-        case.detail("map_fd", args.map_fd);
+        case.detail("map_fd", map_fd);
         assert_eq!(
             retval, 0,
             "the program's result (a negative errno of bpf_sys_bpf)"
         );
-        assert!(
-            args.map_fd >= 0,
-            "the map fd in the context: {}",
-            args.map_fd
-        );
+        assert!(map_fd >= 0, "the map fd in the context: {}", map_fd);
         // SAFETY: the kernel installed this fd in our table for the program; nothing else
         // knows it.
-        let created = unsafe { OwnedFd::from_raw_fd(args.map_fd) };
+        let created = unsafe { OwnedFd::from_raw_fd(map_fd) };
         let info = MapInfo::new(created.as_fd())?;
         case.detail("map_id", info.info.id);
         assert_eq!(info.name()?, "bpfconf_sys", "the map's name");

@@ -19,6 +19,7 @@ const UPROBE: &str = "attach_type.uprobe";
 
 /// The probed function: its own symbol, never inlined, two integer arguments and an integer
 /// result in registers (System V).
+// SAFETY: no other symbol of the binary has this name.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn bpfconf_uprobe_target(a: u64, b: u64) -> u64 {

@@ -23,18 +23,21 @@ const UPROBE_MULTI: &str = "attach_type.uprobe_multi";
 /// A probed function: own symbol, never inlined, one integer argument and result in registers.
 type Target = extern "C" fn(u64) -> u64;
 
+// SAFETY: no other symbol of the binary has this name.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn bpfconf_umulti_one(x: u64) -> u64 {
     x.wrapping_mul(3).wrapping_add(1)
 }
 
+// SAFETY: no other symbol of the binary has this name.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn bpfconf_umulti_two(x: u64) -> u64 {
     x ^ 0x5a5a
 }
 
+// SAFETY: no other symbol of the binary has this name.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn bpfconf_umulti_three(x: u64) -> u64 {
@@ -42,6 +45,7 @@ pub extern "C" fn bpfconf_umulti_three(x: u64) -> u64 {
 }
 
 /// Called by the test after the child is reaped: its run proves the child's calls were past.
+// SAFETY: no other symbol of the binary has this name.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn bpfconf_umulti_sentinel(x: u64) -> u64 {

@@ -23,12 +23,14 @@ const UPROBE_SESSION: &str = "attach_type.uprobe_session";
 /// A probed function: own symbol, never inlined, one integer argument and result in registers.
 type Target = extern "C" fn(u64) -> u64;
 
+// SAFETY: no other symbol of the binary has this name.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn bpfconf_usession_one(x: u64) -> u64 {
     x.wrapping_mul(7).wrapping_add(3)
 }
 
+// SAFETY: no other symbol of the binary has this name.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn bpfconf_usession_two(x: u64) -> u64 {

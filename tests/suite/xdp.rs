@@ -43,10 +43,9 @@
 
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsFd;
 
 use libbpf_rs::libbpf_sys::{XDP_DROP, XDP_PASS, XDP_TX};
-use libbpf_rs::{MapCore, MapFlags, ProgramType, Xdp, XdpFlags};
+use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::xdp::{XdpSkel, XdpSkelBuilder};
 use rstest::rstest;
 use testkit::capture::{Capture, Frame};
@@ -54,7 +53,8 @@ use testkit::netlink::Cidr;
 use testkit::packet::{self, ETH_HLEN, ETH_P_ARP, Flow, hex};
 use testkit::test_run::Row;
 use testkit::veth::VethPair;
-use testkit::{Case, CaseError, CaseResult, NetNs, OrError, ethtool, observe, probe};
+use testkit::xdp::{Mode, XdpAttachment};
+use testkit::{Case, CaseError, CaseResult, OrError, ethtool, observe, probe};
 
 /// UDP to this port is dropped.
 const DROP_PORT: u16 = 7201;
@@ -106,89 +106,6 @@ fn verdicts(skel: &XdpSkel<'_>) -> CaseResult<[u64; 3]> {
     Ok(counts)
 }
 
-/// How the program is attached to the receiver's veth.
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    /// Driver mode (`XDP_FLAGS_DRV_MODE`): veth runs the program on its own receive path.
-    Native,
-    /// Generic mode (`XDP_FLAGS_SKB_MODE`): the core runs it on the skb, for any device.
-    Generic,
-}
-
-impl Mode {
-    fn flags(self) -> XdpFlags {
-        match self {
-            Mode::Native => XdpFlags::DRV_MODE,
-            Mode::Generic => XdpFlags::SKB_MODE,
-        }
-    }
-
-    /// What the kernel reports for an interface with a program in this mode (`XDP_ATTACHED_*`).
-    fn reported(self) -> u8 {
-        match self {
-            Mode::Native => 1,
-            Mode::Generic => 2,
-        }
-    }
-}
-
-/// An XDP program attached by netlink to an interface of a namespace; detached when dropped.
-struct Attached<'a> {
-    ns: &'a NetNs,
-    xdp: Xdp<'a>,
-    ifindex: i32,
-    /// `XDP_FLAGS_*` bits of the attachment.
-    flags: u32,
-}
-
-impl<'a> Attached<'a> {
-    fn new(
-        ns: &'a NetNs,
-        dev: &str,
-        prog: &'a libbpf_rs::Program<'_>,
-        flags: XdpFlags,
-    ) -> CaseResult<Self> {
-        let ifindex = ns.ifindex(dev)? as i32;
-        let xdp = Xdp::new(prog.as_fd());
-        let bits = flags.bits();
-        let _inside = ns.enter()?;
-        xdp.attach(ifindex, flags | XdpFlags::UPDATE_IF_NOEXIST)
-            .map_err(|e| {
-                CaseError::Fail(anyhow::anyhow!(
-                    "attaching XDP to {dev} (flags {bits:#x}): {e:#}"
-                ))
-            })?;
-        Ok(Attached {
-            ns,
-            xdp,
-            ifindex,
-            flags: bits,
-        })
-    }
-
-    /// The attach mode the kernel reports for the interface (`XDP_ATTACHED_DRV` 1,
-    /// `XDP_ATTACHED_SKB` 2, …).
-    fn reported_mode(&self) -> CaseResult<u8> {
-        let _inside = self.ns.enter()?;
-        let opts = self
-            .xdp
-            .query(self.ifindex, XdpFlags::NONE)
-            .or_error("querying the interface's XDP program")?;
-        Ok(opts.attach_mode)
-    }
-}
-
-impl Drop for Attached<'_> {
-    fn drop(&mut self) {
-        // Deleting the namespace would detach it too; this frees the program without waiting.
-        if let Ok(_inside) = self.ns.enter() {
-            let _ = self
-                .xdp
-                .detach(self.ifindex, XdpFlags::from_bits_truncate(self.flags));
-        }
-    }
-}
-
 #[rstest]
 #[case::native("native", Mode::Native)]
 #[case::generic("generic", Mode::Generic)]
@@ -199,18 +116,14 @@ fn drops_passes_and_bounces(#[case] name: &str, #[case] mode: Mode) {
         case.detail("attach_mode", name);
 
         let pair = VethPair::new(Cidr::v4(SENDER, 24), Cidr::v4(RECEIVER, 24))?;
-        let program = Attached::new(
-            &pair.b,
-            VethPair::B_DEV,
-            &skel.progs.xdp_udp_verdicts,
-            mode.flags(),
-        )?;
+        let program =
+            XdpAttachment::veth(&pair.b, VethPair::B_DEV, &skel.progs.xdp_udp_verdicts, mode)?;
         let _peer = match mode {
-            Mode::Native => Some(Attached::new(
+            Mode::Native => Some(XdpAttachment::veth(
                 &pair.a,
                 VethPair::A_DEV,
                 &skel.progs.xdp_pass,
-                XdpFlags::DRV_MODE,
+                Mode::Native,
             )?),
             Mode::Generic => None,
         };

@@ -1,7 +1,7 @@
 //! xdp_devmap (`programs/src/bpf/xdp_devmap.bpf.c`): an XDP program in a DEVMAP entry
 //! (BPF_XDP_DEVMAP, Linux 5.8+) runs on the frames redirected through that entry, between the
 //! redirect and the target device's transmit. (The CPUMAP twin, BPF_XDP_CPUMAP, is
-//! `xdp_features::redirects_through_cpumap`.)
+//! `xdp_redirect::redirects_through_cpumap`.)
 //!
 //! `entry_program_answers_redirected_frames`: a veth pair, sender `10.22.0.1` (a) and `10.22.0.2`
 //! (b). `redirect_udp` on b's veth1 (native) redirects UDP to [`ECHO_PORT`] through the DEVMAP's
@@ -19,18 +19,16 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 
-use libbpf_rs::libbpf_sys::bpf_devmap_val;
 use libbpf_rs::skel::SkelBuilder;
-use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType, XdpFlags, libbpf_sys};
+use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
 use programs::xdp_devmap::XdpDevmapSkelBuilder;
 use testkit::netlink::Cidr;
 use testkit::observe::{self, volatile};
 use testkit::veth::VethPair;
-use testkit::xdp::XdpAttachment;
+use testkit::xdp::{Mode, XdpAttachment};
 use testkit::{Case, OrError, attach_type, probe};
 
 const DEVMAP_PROG: &str = "attach_type.xdp_devmap";
-const NATIVE: &str = "attach_type.xdp_native_veth";
 const A: Ipv4Addr = Ipv4Addr::new(10, 22, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 22, 0, 2);
 /// UDP to this port is redirected through the DEVMAP entry.
@@ -65,42 +63,29 @@ fn entry_program_answers_redirected_frames() {
 
         let pair = VethPair::new(Cidr::v4(A, 24), Cidr::v4(B, 24))?;
         let veth1 = pair.b.ifindex(VethPair::B_DEV)?;
-        let entry = bpf_devmap_val {
-            ifindex: veth1,
-            bpf_prog: libbpf_sys::bpf_devmap_val__bindgen_ty_1 {
-                fd: skel.progs.echo_back.as_fd().as_raw_fd(),
-            },
-        };
-        // SAFETY: bpf_devmap_val is plain data of that size.
-        let value = unsafe {
-            std::slice::from_raw_parts(
-                (&entry as *const bpf_devmap_val).cast::<u8>(),
-                size_of::<bpf_devmap_val>(),
-            )
-        };
+        // struct bpf_devmap_val: the target ifindex, then the entry program's fd.
+        let value = [
+            veth1.to_ne_bytes(),
+            skel.progs.echo_back.as_fd().as_raw_fd().to_ne_bytes(),
+        ]
+        .concat();
         {
             // A DEVMAP resolves the ifindex in the updating task's namespace.
             let _inside = pair.b.enter()?;
             attach_type::libbpf(DEVMAP_PROG, "a DEVMAP entry with a program", || {
                 skel.maps
                     .tx_ports
-                    .update(&0u32.to_ne_bytes(), value, MapFlags::ANY)
+                    .update(&0u32.to_ne_bytes(), &value, MapFlags::ANY)
             })?;
         }
-        let _redirect = XdpAttachment::new(
+        let _redirect = XdpAttachment::veth(
             &pair.b,
             VethPair::B_DEV,
             &skel.progs.redirect_udp,
-            XdpFlags::DRV_MODE,
-            NATIVE,
+            Mode::Native,
         )?;
-        let _peer = XdpAttachment::new(
-            &pair.a,
-            VethPair::A_DEV,
-            &skel.progs.xdp_pass,
-            XdpFlags::DRV_MODE,
-            NATIVE,
-        )?;
+        let _peer =
+            XdpAttachment::veth(&pair.a, VethPair::A_DEV, &skel.progs.xdp_pass, Mode::Native)?;
 
         let (echo_rx, plain_rx) = {
             let _inside = pair.b.enter()?;

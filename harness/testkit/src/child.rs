@@ -274,3 +274,38 @@ fn finish<T: Copy>(
         ))),
     }
 }
+
+/// How long a child waits for an answer that was sent to it.
+pub const ARRIVAL: Duration = Duration::from_secs(5);
+
+/// A child's result: a failed socket call inside the cgroup is the program's failure (`fail`).
+pub fn succeeded<T>(what: &str, result: Result<T, Errno>) -> CaseResult<T> {
+    result.map_err(|e| CaseError::Fail(anyhow::anyhow!("{what} inside the cgroup: {e}")))
+}
+
+/// The first bytes (at most 32) one read got: what a child received, as plain data.
+#[derive(Clone, Copy)]
+pub struct Text {
+    len: usize,
+    bytes: [u8; 32],
+}
+
+impl Text {
+    /// What `read` put in a buffer of 32 bytes; its error as the errno.
+    pub fn read(read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>) -> Result<Self, Errno> {
+        let mut bytes = [0; 32];
+        let len = errno(read(&mut bytes))?;
+        Ok(Text { len, bytes })
+    }
+
+    /// The bytes read, as text.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.bytes[..self.len])
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}

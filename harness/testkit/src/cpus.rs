@@ -21,13 +21,12 @@ pub fn slot_size(value_size: usize) -> usize {
     value_size.next_multiple_of(8)
 }
 
-/// Pins the calling thread to `cpu` (for a thread of its own: the old affinity is not restored).
-pub fn pin_thread(cpu: u32) -> Result<(), String> {
+/// Pins the calling thread to `cpu` (for a thread of its own: the old affinity is not restored;
+/// [`crate::observe::OneCpu`] restores it). Allocates nothing: a forked child may call it.
+pub fn pin_thread(cpu: usize) -> nix::Result<()> {
     let mut only = nix::sched::CpuSet::new();
-    only.set(cpu as usize)
-        .map_err(|e| format!("CPU {cpu}: {e}"))?;
+    only.set(cpu)?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &only)
-        .map_err(|e| format!("pinning a thread to CPU {cpu}: {e}"))
 }
 
 fn read(list: &str) -> CaseResult<Vec<u32>> {

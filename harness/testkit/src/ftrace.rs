@@ -6,8 +6,11 @@
 use std::fmt;
 use std::fs::File;
 
-use crate::floors;
-use crate::outcome::CaseError;
+use libbpf_rs::ErrorKind;
+use libbpf_rs::skel::OpenSkel;
+
+use crate::outcome::{CaseError, CaseResult};
+use crate::{Case, LogLevel, floors};
 
 /// The tracefs file listing the functions ftrace can hook; root reads it on any kernel built with
 /// `CONFIG_DYNAMIC_FTRACE`.
@@ -25,6 +28,37 @@ pub fn refused(id: &str, eperm: bool, said: impl fmt::Display) -> CaseError {
         return floors::missing("platform.ftrace_denied", format!("{said}; and {denied}"));
     }
     floors::missing(id, said)
+}
+
+/// Loads a skeleton whose programs ride on trampolines (fentry, fmod_ret, LSM, ext): a refused load
+/// is judged by [`refused`] for feature `id`, its message naming `what` was loaded.
+pub fn load<'obj, S: OpenSkel<'obj>>(
+    case: &mut Case,
+    open: S,
+    id: &str,
+    what: impl fmt::Display,
+) -> CaseResult<S::Output> {
+    let (loaded, outcome) = case.try_load(open, LogLevel::Stats);
+    loaded.map_err(|e| {
+        refused(
+            id,
+            outcome.errno.as_deref() == Some("EPERM"),
+            format!(
+                "loading {what}: {} ({e:#})",
+                outcome.message.clone().unwrap_or_default()
+            ),
+        )
+    })
+}
+
+/// The verdict on a refused attach of such a program (`what`: what was attached to what):
+/// [`refused`] for feature `id`.
+pub fn attach_refused(id: &str, what: impl fmt::Display, e: libbpf_rs::Error) -> CaseError {
+    refused(
+        id,
+        e.kind() == ErrorKind::PermissionDenied,
+        format!("{what}: {e:#}"),
+    )
 }
 
 /// How the kernel refused root the tracefs function list, when it answered `EPERM`.

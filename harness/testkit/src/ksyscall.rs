@@ -69,6 +69,18 @@ fn resolve_in(kallsyms: &str, syscall: &str) -> CaseResult<SyscallFn> {
         })
 }
 
+/// getppid(2), a real system call every time (no cached value): the event the syscall-tracing
+/// cases count.
+/// The parent's pid (0 when the parent is in another pid namespace).
+pub fn getppid() -> i32 {
+    rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get())
+}
+
+/// getpid(2) straight to the kernel, as [`getppid`].
+pub fn getpid() -> i32 {
+    rustix::process::getpid().as_raw_nonzero().get()
+}
+
 /// getpgid(pid) straight to the kernel (no library caching or emulation): the process group, or
 /// a negative errno.
 pub fn getpgid(pid: i64) -> i64 {

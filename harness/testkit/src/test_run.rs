@@ -75,7 +75,8 @@ pub fn concurrently_on(
                 let start = &start;
                 scope.spawn(move || {
                     // Every thread reaches the barrier, pinned or not, so none waits forever.
-                    let pinned = crate::cpus::pin_thread(cpu);
+                    let pinned = crate::cpus::pin_thread(cpu as usize)
+                        .map_err(|e| format!("pinning a thread to CPU {cpu}: {e}"));
                     start.wait();
                     pinned?;
                     let run = loader::prog::TestRun {

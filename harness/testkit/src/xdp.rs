@@ -8,6 +8,41 @@ use crate::floors;
 use crate::netns::NetNs;
 use crate::outcome::{CaseError, CaseResult, OrError};
 
+/// XDP in driver (native) or generic (skb) mode.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// Driver mode (`XDP_FLAGS_DRV_MODE`): veth runs the program on its own receive path.
+    Native,
+    /// Generic mode (`XDP_FLAGS_SKB_MODE`): the core runs it on the skb, for any device.
+    Generic,
+}
+
+impl Mode {
+    /// The attach flags of the mode.
+    pub fn flags(self) -> XdpFlags {
+        match self {
+            Mode::Native => XdpFlags::DRV_MODE,
+            Mode::Generic => XdpFlags::SKB_MODE,
+        }
+    }
+
+    /// What the kernel reports for an interface with a program in this mode (`XDP_ATTACHED_*`).
+    pub fn reported(self) -> u8 {
+        match self {
+            Mode::Native => 1,
+            Mode::Generic => 2,
+        }
+    }
+
+    /// The mode's feature id on a veth.
+    pub fn floor(self) -> &'static str {
+        match self {
+            Mode::Native => "attach_type.xdp_native_veth",
+            Mode::Generic => "attach_type.xdp_generic",
+        }
+    }
+}
+
 /// One XDP attachment.
 pub struct XdpAttachment<'a> {
     ns: &'a NetNs,
@@ -53,6 +88,11 @@ impl<'a> XdpAttachment<'a> {
                 "attaching XDP to {dev} (flags {bits:#x}): {e:#}"
             ))),
         }
+    }
+
+    /// Attaches `prog` to the veth `dev` of `ns` in `mode`, judged by the mode's floor.
+    pub fn veth(ns: &'a NetNs, dev: &str, prog: &'a Program<'_>, mode: Mode) -> CaseResult<Self> {
+        Self::new(ns, dev, prog, mode.flags(), mode.floor())
     }
 
     /// The attach mode the kernel reports for the interface (`XDP_ATTACHED_DRV` 1,

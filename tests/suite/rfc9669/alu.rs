@@ -6,6 +6,9 @@
 //! maps them to rax, rdx and rcx, which its shifts and divisions use) back. The 32-bit forms get
 //! operands whose upper halves are not zero, so that a result not zero-extended, or an upper half
 //! read, shows.
+//!
+//! Longer than the suite's ~600 lines on purpose: one idea (the families of §4.1-§4.2, each built
+//! from the same operand tables and bystander checks); split by operation it would scatter them.
 
 use testkit::insn::{Alu, Asm, End, Reg, Reg::*, Size};
 
