@@ -18,7 +18,8 @@ const MARKER: &str = "#ifdef BPFCONF_MUTANT";
 /// One planted bug.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Planted {
-    /// The module it belongs to (the sample's file name without `.bpf.c`).
+    /// The module it belongs to: the sample's name (its file name without `.bpf.c`), which
+    /// [`module_for`] maps to the test module that loads it.
     pub module: String,
     /// The sample's file name.
     pub file: String,
@@ -161,9 +162,17 @@ pub fn judge(module: &str, mutant: &[Record], normal: &[Record]) -> Judgement {
     }
 }
 
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or_default()
+/// The start of a reason: its first line, at most [`REASON_CHARS`] characters of it.
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    }
 }
+
+/// How much of an `unsupported` reason the table shows (the records hold it whole).
+const REASON_CHARS: usize = 100;
 
 /// The table: module | planted bug | caught by | verdict.
 pub fn markdown(judged: &[(Planted, Judgement)]) -> String {
@@ -256,6 +265,16 @@ mod tests {
             let e = parse("xdp.bpf.c", text).unwrap_err().to_string();
             assert!(e.starts_with("xdp.bpf.c:1: "), "{e}");
         }
+    }
+
+    #[test]
+    fn a_long_reason_is_cut() {
+        let long = "x".repeat(150);
+        assert_eq!(
+            first_line(&format!("{long}\nsecond")),
+            format!("{}…", &long[..100])
+        );
+        assert_eq!(first_line("short\nsecond"), "short");
     }
 
     #[test]
