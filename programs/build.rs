@@ -1,6 +1,8 @@
 //! Compiles every `src/bpf/*.bpf.c` into a libbpf-rs skeleton with the pinned clang and `-mcpu`, plus
 //! the variants in [`VARIANTS`] (the same source built with other flags), and writes `skeletons.rs`,
-//! which `src/lib.rs` includes: one public module per object, named after it.
+//! which `src/lib.rs` includes: one public module per object, named after it. With
+//! `BPFCONF_MUTANTS=1` every object is built with `-DBPFCONF_MUTANT`: the samples' planted bugs
+//! (`#ifdef BPFCONF_MUTANT /* … */`, judged by `bpfconf mutants`).
 
 use std::env;
 use std::ffi::OsStr;
@@ -63,6 +65,8 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let src_dir = manifest.join("src/bpf");
     println!("cargo:rerun-if-changed={}", src_dir.display());
+    println!("cargo:rerun-if-env-changed=BPFCONF_MUTANTS");
+    let mutants = env::var_os("BPFCONF_MUTANTS").is_some_and(|v| v == "1");
 
     let clang_version = clang_version();
     println!("cargo:rustc-env=BPFCONF_CLANG_VERSION={clang_version}");
@@ -96,7 +100,10 @@ fn main() {
     }
 
     let mut modules = String::new();
-    for (name, source, mcpu, extra) in &objects {
+    for (name, source, mcpu, extra) in &mut objects {
+        if mutants {
+            extra.push("-DBPFCONF_MUTANT".to_owned());
+        }
         build_skeleton(name, source, mcpu, extra, &out);
         let file = source
             .file_name()

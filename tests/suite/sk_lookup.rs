@@ -6,17 +6,18 @@
 //! [`RANGE_LO`]..=[`RANGE_HI`] to them. Decoys (a TCP listener and a UDP socket) are bound to
 //! [`DECOY`], inside the range, and usual sockets to [`OUTSIDE`], outside it; nothing is bound to
 //! [`UNBOUND`], inside it. While the link is attached:
-//! - TCP connections to [`DECOY`] and [`UNBOUND`] are accepted by the target listener (its accepted
-//!   peers are the two clients, each greeting names its port, and the accepted socket keeps the
-//!   port the client dialled); one to [`OUTSIDE`] is accepted by its own listener;
-//! - datagrams to [`DECOY`] and [`UNBOUND`] arrive at the target UDP socket, one to [`OUTSIDE`] at
-//!   its own socket.
+//! - TCP connections to [`DECOY`], [`UNBOUND`] and the range's edges ([`RANGE_LO`], [`RANGE_HI`],
+//!   nothing bound) are accepted by the target listener (its accepted peers are the four clients,
+//!   each greeting names its port, and the accepted socket keeps the port the client dialled); one
+//!   to [`OUTSIDE`] is accepted by its own listener;
+//! - datagrams to those four ports arrive at the target UDP socket, one to [`OUTSIDE`] at its own
+//!   socket.
 //!
 //! Then the link is dropped, and the decoys are what they would have been all along: a connection
 //! to [`DECOY`] is the first its listener accepts, a sentinel datagram to it the first its socket
 //! receives (the steered ones had already arrived at the target, so the order is settled), and
-//! [`UNBOUND`] refuses connections. The program's counters saw exactly the two steered connections,
-//! the two steered datagrams and the two lookups it passed.
+//! [`UNBOUND`] refuses connections. The program's counters saw exactly the four steered connections,
+//! the four steered datagrams and the two lookups it passed.
 //!
 //! No test-run cases: what is under test is where the namespace delivers real traffic.
 
@@ -181,19 +182,25 @@ fn steers_port_range_to_one_socket() {
             .attach_netns(ns.as_fd().as_raw_fd())?;
 
         // TCP: the range lands on the target listener, the rest on its own.
-        let to_decoy = dial(DECOY)?;
-        let to_unbound = dial(UNBOUND)?;
+        let steered_ports = [RANGE_LO, DECOY, UNBOUND, RANGE_HI];
+        let to_steered = (steered_ports.iter())
+            .map(|&port| dial(port))
+            .collect::<CaseResult<Vec<_>>>()?;
         let to_outside = dial(OUTSIDE)?;
-        let mut at_target = vec![accept(&target_tcp)?, accept(&target_tcp)?];
+        let mut at_target = (steered_ports.iter())
+            .map(|_| accept(&target_tcp))
+            .collect::<CaseResult<Vec<_>>>()?;
         at_target.sort_by_key(|a| a.local.port());
+        let want_at_target = (to_steered.iter().zip(steered_ports))
+            .map(|(stream, port)| expected(stream, port))
+            .collect::<CaseResult<Vec<_>>>()?;
         let at_outside = accept(&outside_tcp)?;
         case.detail(
             "tcp_accepted",
             format!("target: {at_target:?}, outside: {at_outside:?}"),
         );
         assert_eq!(
-            at_target,
-            [expected(&to_decoy, DECOY)?, expected(&to_unbound, UNBOUND)?],
+            at_target, want_at_target,
             "connections the target listener on {TARGET} accepted"
         );
         assert_eq!(
@@ -204,11 +211,11 @@ fn steers_port_range_to_one_socket() {
 
         // UDP: the same.
         let sender = UdpSocket::bind(addr(0)).or_error("binding the sender")?;
-        for port in [DECOY, UNBOUND, OUTSIDE] {
+        for port in steered_ports.into_iter().chain([OUTSIDE]) {
             sender.send_to(format!("to:{port}").as_bytes(), addr(port))?;
         }
         let mut steered = Vec::new();
-        for _ in 0..2 {
+        for _ in steered_ports {
             let mut buf = [0u8; 64];
             let (n, _) = target_udp.recv_from(&mut buf).map_err(|e| {
                 CaseError::Fail(anyhow::anyhow!(
@@ -229,7 +236,7 @@ fn steers_port_range_to_one_socket() {
         );
         assert_eq!(
             steered,
-            [format!("to:{DECOY}"), format!("to:{UNBOUND}")],
+            steered_ports.map(|port| format!("to:{port}")),
             "datagrams the target UDP socket on {TARGET} received"
         );
         assert_eq!(
@@ -247,7 +254,7 @@ fn steers_port_range_to_one_socket() {
         case.detail("steered_tcp_udp_passed", counts);
         assert_eq!(
             counts,
-            (2, 2, 2),
+            (4, 4, 2),
             "the program's counters (steered connections, steered datagrams, lookups passed)"
         );
 
@@ -274,7 +281,7 @@ fn steers_port_range_to_one_socket() {
         );
         assert_eq!(
             (volatile(&bss.steered_tcp), volatile(&bss.steered_udp)),
-            (2, 2),
+            (4, 4),
             "steering counted after the link was dropped"
         );
         Ok(())

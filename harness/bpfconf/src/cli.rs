@@ -103,6 +103,10 @@ pub enum Command {
     Suite(Suite),
     /// Run the suite on the host and on every matrix kernel under vmtest, then print the matrix.
     Matrix(Matrix),
+    /// The planted bugs (`#ifdef BPFCONF_MUTANT /* … */` in the samples): build the suite with
+    /// them (`BPFCONF_MUTANTS=1`, into target/mutants), run it and the normal build on the host
+    /// and print which cases caught each bug. Exit 1 if a bug was missed.
+    Mutants(Mutants),
 }
 
 // The arguments of `bpfconf report`.
@@ -264,6 +268,17 @@ pub struct Suite {
     /// selftests build` listed.
     #[arg(long)]
     pub selftests: bool,
+}
+
+// The arguments of `bpfconf mutants`.
+#[derive(Args)]
+pub struct Mutants {
+    /// Per-case timeout in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub case_timeout: u64,
+    /// Per-test-binary timeout in seconds.
+    #[arg(long, default_value_t = 1200)]
+    pub binary_timeout: u64,
 }
 
 // The arguments of `bpfconf matrix`.

@@ -6,8 +6,8 @@
 //! 1. `paths`, `text`, `table`, `watched`, `kmsg`: where things are, text and process helpers;
 //! 2. `kernels`, `vm`, `manifest`: the kernels, booting them, the test binaries;
 //! 3. `run`: the run model (records → run → cells);
-//! 4. readers of the model (`report`, `compare`, `baseline`, `repeat`, `objects`, `known_bugs`)
-//!    and what makes runs (`suite`, `columns`, `corpora`, `bench`);
+//! 4. readers of the model (`report`, `compare`, `baseline`, `repeat`, `objects`, `known_bugs`,
+//!    `mutants`) and what makes runs (`suite`, `columns`, `corpora`, `bench`);
 //! 5. `commands` and `cli`.
 
 mod baseline;
@@ -23,6 +23,7 @@ mod known_bugs;
 #[cfg(test)]
 mod layering;
 mod manifest;
+mod mutants;
 mod objects;
 mod paths;
 mod repeat;
@@ -78,5 +79,6 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Tests => tests::run(),
         Command::Suite(args) => suite::run(args),
         Command::Matrix(args) => matrix::run(args),
+        Command::Mutants(args) => mutants::run(args),
     }
 }

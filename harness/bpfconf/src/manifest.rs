@@ -39,7 +39,16 @@ impl Manifest {
     /// Builds the suite's test binaries (`cargo test --tests --no-run` of the root package),
     /// lists their tests and writes the manifest ([`Manifest::path`]).
     pub fn build() -> Result<Self> {
-        let out = duct::cmd!(
+        let manifest = Manifest::build_in(&paths::target_dir(), &[])?;
+        manifest.save()?;
+        Ok(manifest)
+    }
+
+    /// Builds and lists the test binaries as [`Manifest::build`] does, into cargo's target
+    /// directory `target` with the extra environment `env` (the planted bugs' build); writes
+    /// nothing else.
+    pub fn build_in(target: &Path, env: &[(&str, &str)]) -> Result<Self> {
+        let mut cmd = duct::cmd!(
             "cargo",
             "test",
             "-p",
@@ -49,9 +58,14 @@ impl Manifest {
             "--message-format=json-render-diagnostics"
         )
         .dir(paths::workspace_root())
-        .stdout_capture()
-        .run()
-        .context("building the test binaries (cargo test --no-run)")?;
+        .env("CARGO_TARGET_DIR", target)
+        .stdout_capture();
+        for (k, v) in env {
+            cmd = cmd.env(k, v);
+        }
+        let out = cmd
+            .run()
+            .context("building the test binaries (cargo test --no-run)")?;
         let mut bins = Vec::new();
         for message in Message::parse_stream(BufReader::new(&out.stdout[..])) {
             if let Message::CompilerArtifact(artifact) = message?
@@ -63,9 +77,7 @@ impl Manifest {
         }
         bins.sort();
         bins.dedup();
-        let manifest = Manifest::list(&bins)?;
-        manifest.save()?;
-        Ok(manifest)
+        Manifest::list(&bins)
     }
 
     /// Lists the tests of each binary (`<binary> --list --format terse`).
@@ -102,8 +114,12 @@ impl Manifest {
 
     /// Writes [`Manifest::path`].
     pub fn save(&self) -> Result<()> {
-        let path = Self::path();
-        fs::write(&path, serde_json::to_string_pretty(self)?)
+        self.save_to(&Self::path())
+    }
+
+    /// Writes the manifest to `path`.
+    pub fn save_to(&self, path: &Path) -> Result<()> {
+        fs::write(path, serde_json::to_string_pretty(self)?)
             .with_context(|| format!("writing {}", path.display()))
     }
 

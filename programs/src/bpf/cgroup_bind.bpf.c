@@ -56,7 +56,11 @@ int bind6_rewrite(struct bpf_sock_addr *ctx)
 
 static __always_inline int post_bind_verdict(__u32 port)
 {
+#ifdef BPFCONF_MUTANT /* compares the post-bind port (host order in struct bpf_sock) with deny_port in network order */
+	if (port == bpf_htons(deny_port)) {
+#else
 	if (port == deny_port) {
+#endif
 		__sync_fetch_and_add(&post_bind_refused, 1);
 		return 0;
 	}

@@ -22,8 +22,13 @@ int deny_one_char_device(struct bpf_cgroup_dev_ctx *ctx)
 	/* Low 16 bits: device type (BPF_DEVCG_DEV_*); high 16 bits: access (BPF_DEVCG_ACC_*). */
 	__u32 type = ctx->access_type & 0xffff;
 
+#ifdef BPFCONF_MUTANT /* compares major with denied_minor and minor with denied_major (swapped) */
+	if (type == BPF_DEVCG_DEV_CHAR && ctx->major == denied_minor &&
+	    ctx->minor == denied_major) {
+#else
 	if (type == BPF_DEVCG_DEV_CHAR && ctx->major == denied_major &&
 	    ctx->minor == denied_minor) {
+#endif
 		__sync_fetch_and_add(&denied, 1);
 		return 0;
 	}

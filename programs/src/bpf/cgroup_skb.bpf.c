@@ -47,8 +47,13 @@ SEC("cgroup_skb/egress")
 int egress_block_port(struct __sk_buff *skb)
 {
 	if (udp_dest(skb) == blocked_port) {
+#ifdef BPFCONF_MUTANT /* counts the blocked datagram but returns 1 (allow) instead of 0 */
+		__sync_fetch_and_add(&egress_dropped, 1);
+		return 1;
+#else
 		__sync_fetch_and_add(&egress_dropped, 1);
 		return 0;
+#endif
 	}
 	return 1;
 }

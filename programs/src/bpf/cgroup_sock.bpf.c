@@ -22,7 +22,11 @@ __u64 marked = 0;
 SEC("cgroup/sock_create")
 int deny_raw_mark_others(struct bpf_sock *sk)
 {
+#ifdef BPFCONF_MUTANT /* sets the mark on SOCK_RAW sockets too and allows them (the type check inverted) */
+	if (sk->type != SOCK_RAW) {
+#else
 	if (sk->type == SOCK_RAW) {
+#endif
 		__sync_fetch_and_add(&denied, 1);
 		return 0;
 	}

@@ -28,7 +28,11 @@ __u64 sends_redirected = 0;
 static __always_inline int redirect(struct bpf_sock_addr *ctx, __u64 *counter)
 {
 	if (ctx->user_port == bpf_htons(service_port)) {
+#ifdef BPFCONF_MUTANT /* writes backend_port into user_port in host byte order (no bpf_htons) */
+		ctx->user_port = backend_port;
+#else
 		ctx->user_port = bpf_htons(backend_port);
+#endif
 		__sync_fetch_and_add(counter, 1);
 	}
 	return 1;

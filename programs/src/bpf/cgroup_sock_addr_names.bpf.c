@@ -152,8 +152,13 @@ int recvmsg6_virtual(struct bpf_sock_addr *ctx)
 SEC("cgroup/getsockname4")
 int getsockname4_alias(struct bpf_sock_addr *ctx)
 {
+#ifdef BPFCONF_MUTANT /* getsockname4 shows the alias address with the local port instead of alias_port */
+	if (is4(ctx, LOOPBACK4, local_port))
+		set4(ctx, alias_ip4, local_port, &aliased);
+#else
 	if (is4(ctx, LOOPBACK4, local_port))
 		set4(ctx, alias_ip4, alias_port, &aliased);
+#endif
 	return 1;
 }
 

@@ -99,7 +99,11 @@ int recvmsg_unix_virtual(struct bpf_sock_addr *ctx)
 SEC("cgroup/getsockname_unix")
 int getsockname_unix_alias(struct bpf_sock_addr *ctx)
 {
+#ifdef BPFCONF_MUTANT /* getsockname_unix shows the virtual name instead of the alias (a copy-paste slip) */
+	return rename(ctx, local_name, virtual_name, &aliased);
+#else
 	return rename(ctx, local_name, alias_name, &aliased);
+#endif
 }
 
 char _license[] SEC("license") = "GPL";

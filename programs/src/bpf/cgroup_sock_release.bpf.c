@@ -24,7 +24,11 @@ int log_release(struct bpf_sock *sk)
 	released = i + 1;
 	if (i < SLOTS) {
 		marks[i] = sk->mark;
+#ifdef BPFCONF_MUTANT /* records sk->type instead of sk->protocol */
+		protocols[i] = sk->type;
+#else
 		protocols[i] = sk->protocol;
+#endif
 	}
 	/* The verdict of a release is ignored; 1 is the only one that reads as "allow". */
 	return 1;

@@ -53,8 +53,13 @@ int sysctl_filter(struct bpf_sysctl *ctx)
 		return 1;
 	}
 	if (!ctx->write) {
+#ifdef BPFCONF_MUTANT /* counts a read of the target as denied but returns 1 (allow) */
+		__sync_fetch_and_add(&reads_denied, 1);
+		return 1;
+#else
 		__sync_fetch_and_add(&reads_denied, 1);
 		return 0;
+#endif
 	}
 	bpf_sysctl_get_new_value(ctx, written, sizeof(written));
 	if (len == 0 || len > sizeof(new_value))

@@ -44,7 +44,11 @@ int BPF_PROG(getpgid_exit, struct pt_regs *regs, long ret)
 	exits = i + 1;
 	if (i < SLOTS) {
 		exit_pid[i] = PT_REGS_PARM1(regs);
+#ifdef BPFCONF_MUTANT /* fexit records the argument (PT_REGS_PARM1) as the return value */
+		exit_ret[i] = PT_REGS_PARM1(regs);
+#else
 		exit_ret[i] = ret;
+#endif
 	}
 	return 0;
 }

@@ -85,8 +85,13 @@ static __always_inline int dissect_ports(struct __sk_buff *skb, struct bpf_flow_
 		udp = header(skb, keys->thoff, sizeof(_udp), &_udp);
 		if (!udp)
 			return BPF_DROP;
+#ifdef BPFCONF_MUTANT /* swaps the UDP source and destination ports in the flow keys */
+		keys->sport = udp->dest;
+		keys->dport = udp->source;
+#else
 		keys->sport = udp->source;
 		keys->dport = udp->dest;
+#endif
 		break;
 	default:
 		return BPF_OK;

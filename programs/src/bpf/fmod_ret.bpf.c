@@ -24,7 +24,11 @@ int BPF_PROG(deny_socket, int family, int type, int protocol, int kern, int ret)
 	if (ret || (__u32)bpf_get_current_pid_tgid() != target_tid)
 		return ret;
 	seen += 1;
+#ifdef BPFCONF_MUTANT /* refuses a socket that matches the family OR the type (&& for ||: a De Morgan slip) */
+	if (family != target_family && type != target_type)
+#else
 	if (family != target_family || type != target_type)
+#endif
 		return 0;
 	denied += 1;
 	return -EPERM;

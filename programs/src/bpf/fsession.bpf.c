@@ -43,7 +43,11 @@ int BPF_PROG(getpgid_session, struct pt_regs *regs, long ret)
 	}
 	cookie = bpf_session_cookie(ctx);
 	if (!bpf_session_is_return(ctx)) {
+#ifdef BPFCONF_MUTANT /* the entry stores the pid in the session cookie without the +1 the exit takes off (off by one) */
+		*cookie = PT_REGS_PARM1(regs);
+#else
 		*cookie = PT_REGS_PARM1(regs) + 1;
+#endif
 		i = entries;
 		entries = i + 1;
 		if (i < SLOTS)

@@ -46,7 +46,11 @@ int list_threads(struct bpf_iter__task *ctx)
 {
 	struct task_struct *task = ctx->task;
 
+#ifdef BPFCONF_MUTANT /* lists the tasks whose pid (not tgid) is the target's: only its main thread */
+	if (!task || task->pid != target_tgid)
+#else
 	if (!task || task->tgid != target_tgid)
+#endif
 		return 0;
 	BPF_SEQ_PRINTF(ctx->meta->seq, "%d %d %s\n", task->tgid, task->pid, task->comm);
 	return 0;

@@ -45,11 +45,20 @@ int execve_entry(struct pt_regs *ctx)
 		filename = (const char *)PT_REGS_PARM1(ctx);
 	}
 	bpf_probe_read_user_str(ev.filename, sizeof(ev.filename), filename);
+#ifdef BPFCONF_MUTANT /* the entry event is emitted twice per call (a hook that fires twice) */
+	bpf_ringbuf_output(&events, &ev, sizeof(ev), 0);
 	bpf_ringbuf_output(&events, &ev, sizeof(ev), 0);
 	return 0;
 }
 
 SEC("kretprobe")
+#else
+	bpf_ringbuf_output(&events, &ev, sizeof(ev), 0);
+	return 0;
+}
+
+SEC("kretprobe")
+#endif
 int execve_return(struct pt_regs *ctx)
 {
 	struct exec_event ev = {

@@ -43,7 +43,11 @@ int decode(unsigned int *sample)
 	}
 	if (!LIRC_IS_SPACE(value) || !armed || duration >= MARK_US)
 		return 0;
+#ifdef BPFCONF_MUTANT /* reads a long space as 0 and a short one as 1 (the bit values inverted) */
+	if (duration < ONE_US)
+#else
 	if (duration >= ONE_US)
+#endif
 		bits |= 1u << (nbits & 31);
 	nbits++;
 	if (nbits < FRAME_BITS)

@@ -20,7 +20,11 @@ __u32 denied = 0;
 SEC("lsm/socket_create")
 int BPF_PROG(deny_socket, int family, int type, int protocol, int kern, int ret)
 {
+#ifdef BPFCONF_MUTANT /* filters by the process (tgid) instead of the thread: the target's other threads are refused too */
+	if (ret || (__u32)(bpf_get_current_pid_tgid() >> 32) != target_tid)
+#else
 	if (ret || (__u32)bpf_get_current_pid_tgid() != target_tid)
+#endif
 		return ret;
 	seen += 1;
 	if (family != target_family || type != target_type)

@@ -38,7 +38,11 @@ int BPF_PROG(deny_bind, struct socket *sock, struct sockaddr_in *address, int ad
 	if (sin.sin_family != AF_INET)
 		return 1;
 	__sync_fetch_and_add(&seen, 1);
+#ifdef BPFCONF_MUTANT /* compares the port in network byte order (bpf_ntohs forgotten) */
+	port = sin.sin_port;
+#else
 	port = bpf_ntohs(sin.sin_port);
+#endif
 	if (port == deny_port) {
 		__sync_fetch_and_add(&denied, 1);
 		return 0;

@@ -109,10 +109,15 @@ int lwt_xmit_rewrite(struct __sk_buff *skb)
 		return BPF_OK;
 	/* The payload starts 8 bytes (an even number) into the UDP header, so the 4 bytes are two
 	 * whole 16-bit words of the checksum. BPF_F_MARK_MANGLED_0: keep a zero (absent) checksum. */
+#ifdef BPFCONF_MUTANT /* rewrites the payload without updating the UDP checksum */
+	if (bpf_skb_store_bytes(skb, off + sizeof(*udp), &new, sizeof(new), 0))
+		return BPF_DROP;
+#else
 	if (bpf_skb_store_bytes(skb, off + sizeof(*udp), &new, sizeof(new), 0) ||
 	    bpf_l4_csum_replace(skb, off + offsetof(struct udphdr, check), old, new,
 				BPF_F_MARK_MANGLED_0 | sizeof(new)))
 		return BPF_DROP;
+#endif
 	__sync_fetch_and_add(&xmit_rewritten, 1);
 	return BPF_OK;
 }

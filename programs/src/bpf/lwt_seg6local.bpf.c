@@ -60,8 +60,12 @@ int end_bpf_retag(struct __sk_buff *skb)
 		return BPF_DROP;
 	}
 	tag = bpf_htons(new_tag);
+#ifdef BPFCONF_MUTANT /* stores the new tag at the SRH's own offset, forgetting the IPv6 header before it */
+	if (bpf_lwt_seg6_store_bytes(skb, offsetof(struct ipv6_sr_hdr, tag), &tag, sizeof(tag))) {
+#else
 	if (bpf_lwt_seg6_store_bytes(skb, sizeof(struct ipv6hdr) + offsetof(struct ipv6_sr_hdr, tag),
 				     &tag, sizeof(tag))) {
+#endif
 		__sync_fetch_and_add(&store_failed, 1);
 		return BPF_DROP;
 	}

@@ -49,7 +49,11 @@ int access(struct request *req)
 		page = bpf_arena_alloc_pages(&arena, NULL, 1, NUMA_NO_NODE, 0);
 		if (!page)
 			return -1;
+#ifdef BPFCONF_MUTANT /* fills the words from index 1 (word 0 stays zero: off by one) */
+		for (i = 1; i < WORDS; i++)
+#else
 		for (i = 0; i < WORDS; i++)
+#endif
 			page[i] = value + i;
 		addr = (__u64)page;
 	} else if (req->op == READ) {

@@ -21,8 +21,13 @@ struct {
 SEC("raw_tp")
 int count(struct bpf_raw_tracepoint_args *ctx)
 {
+#ifdef BPFCONF_MUTANT /* counts the event in the next slot (index + 1: off by one) */
+	__u32 index = ctx->args[0] + 1;
+	__u64 *hits = bpf_map_lookup_elem(&counters, &index);
+#else
 	__u32 index = ctx->args[0];
 	__u64 *hits = bpf_map_lookup_elem(&counters, &index);
+#endif
 
 	if (!hits)
 		return -ENOENT;

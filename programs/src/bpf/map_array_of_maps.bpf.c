@@ -10,7 +10,11 @@
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+#ifdef BPFCONF_MUTANT /* the outer map holds one inner map instead of two */
+	__uint(max_entries, 1);
+#else
 	__uint(max_entries, 2);
+#endif
 	__type(key, __u32);
 	__array(values, struct inner);
 } outer SEC(".maps");

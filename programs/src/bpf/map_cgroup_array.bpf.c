@@ -41,7 +41,11 @@ int task_under(struct bpf_raw_tracepoint_args *ctx)
 SEC("tc")
 int skb_under(struct __sk_buff *skb)
 {
+#ifdef BPFCONF_MUTANT /* checks the packet against slot 1 instead of slot 0 */
+	long r = bpf_skb_under_cgroup(skb, &cgroups, 1);
+#else
 	long r = bpf_skb_under_cgroup(skb, &cgroups, 0);
+#endif
 
 	if (r == 1)
 		__sync_fetch_and_add(&skb_in_x, 1);

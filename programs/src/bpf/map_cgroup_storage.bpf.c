@@ -23,8 +23,13 @@ int count(struct __sk_buff *skb)
 {
 	struct traffic *t = bpf_get_local_storage(&traffic, 0);
 
+#ifdef BPFCONF_MUTANT /* adds the length to packets and 1 to bytes (the fields swapped) */
+	__sync_fetch_and_add(&t->packets, skb->len);
+	__sync_fetch_and_add(&t->bytes, 1);
+#else
 	__sync_fetch_and_add(&t->packets, 1);
 	__sync_fetch_and_add(&t->bytes, skb->len);
+#endif
 	return 1;
 }
 

@@ -39,7 +39,11 @@ int count_calls(struct bpf_raw_tracepoint_args *ctx)
 	__u64 id = bpf_get_current_cgroup_id();
 	__u64 *count;
 
+#ifdef BPFCONF_MUTANT /* the cgroup filter uses || for && (no call is ever counted) */
+	if (ctx->args[1] != NR_GETPPID || (id != x_id || id != y_id))
+#else
 	if (ctx->args[1] != NR_GETPPID || (id != x_id && id != y_id))
+#endif
 		return 0;
 	task = bpf_get_current_task_btf();
 	count = bpf_cgrp_storage_get(&calls, task->cgroups->dfl_cgrp, 0,

@@ -54,7 +54,11 @@ int bounce(struct xdp_md *ctx)
 		return XDP_PASS;
 	swap(eth, iph, udp);
 	/* The port the datagram was sent to, now its source, is the key. */
+#ifdef BPFCONF_MUTANT /* keys the redirect on the swapped header's destination (the sender's port) instead of the port the datagram was sent to */
+	action = bpf_redirect_map(&ports, bpf_ntohs(udp->dest), XDP_PASS);
+#else
 	action = bpf_redirect_map(&ports, bpf_ntohs(udp->source), XDP_PASS);
+#endif
 	if (action == XDP_REDIRECT) {
 		__sync_fetch_and_add(&bounced, 1);
 		return XDP_REDIRECT;

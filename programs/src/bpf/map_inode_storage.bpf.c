@@ -29,7 +29,11 @@ int BPF_PROG(count_open, struct file *file)
 {
 	__u64 *count;
 
+#ifdef BPFCONF_MUTANT /* the cgroup filter is inverted: counts the opens of every cgroup but the test's */
+	if (bpf_get_current_cgroup_id() == cgroup_id)
+#else
 	if (bpf_get_current_cgroup_id() != cgroup_id)
+#endif
 		return 0;
 	count = bpf_inode_storage_get(&opens, file->f_inode, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (count)

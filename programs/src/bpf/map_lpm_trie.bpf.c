@@ -63,7 +63,11 @@ int filter(struct xdp_md *ctx)
 
 		if ((void *)(ip + 1) > end)
 			return XDP_PASS;
+#ifdef BPFCONF_MUTANT /* IPv4 looks up the destination address instead of the source */
+		__builtin_memcpy(key.addr, &ip->daddr, sizeof(key.addr));
+#else
 		__builtin_memcpy(key.addr, &ip->saddr, sizeof(key.addr));
+#endif
 		rule = bpf_map_lookup_elem(&rules4, &key);
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);

@@ -19,7 +19,11 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+#ifdef BPFCONF_MUTANT /* the per-CPU-lists map is created without BPF_F_NO_COMMON_LRU */
+	__uint(map_flags, 0);
+#else
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+#endif
 	__uint(max_entries, 5);
 	__type(key, __u32);
 	__type(value, __u64);

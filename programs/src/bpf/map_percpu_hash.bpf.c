@@ -26,7 +26,11 @@ int count(struct bpf_raw_tracepoint_args *ctx)
 	int err;
 
 	if (!s) {
+#ifdef BPFCONF_MUTANT /* inserts a new key with BPF_EXIST instead of BPF_NOEXIST (a new key is never created) */
+		err = bpf_map_update_elem(&slots, &key, &zero, BPF_EXIST);
+#else
 		err = bpf_map_update_elem(&slots, &key, &zero, BPF_NOEXIST);
+#endif
 		if (err && err != -EEXIST)
 			return err;
 		s = bpf_map_lookup_elem(&slots, &key);

@@ -39,12 +39,20 @@ int emit(struct xdp_md *ctx)
 	__u64 flags = use_index ? slot : BPF_F_CURRENT_CPU;
 	long err = bpf_perf_event_output(ctx, &events, flags, &s, sizeof(s));
 
+#ifdef BPFCONF_MUTANT /* advances next_seq when the output was refused too (a sequence number is skipped) */
+	if (err) {
+		refused++;
+		last_error = err;
+	}
+	next_seq++;
+#else
 	if (err) {
 		refused++;
 		last_error = err;
 	} else {
 		next_seq++;
 	}
+#endif
 	return XDP_PASS;
 }
 

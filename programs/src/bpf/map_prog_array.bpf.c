@@ -18,7 +18,11 @@ struct {
 SEC("socket")
 int dispatch(struct __sk_buff *skb)
 {
+#ifdef BPFCONF_MUTANT /* tail-calls slot 1 instead of slot 0 */
+	bpf_tail_call(skb, &jumps, 1);
+#else
 	bpf_tail_call(skb, &jumps, 0);
+#endif
 	return 1;
 }
 

@@ -9,7 +9,11 @@
 
 struct {
 	__uint(type, BPF_MAP_TYPE_QUEUE);
+#ifdef BPFCONF_MUTANT /* the queue holds one item more than MAX_ENTRIES (off by one) */
+	__uint(max_entries, MAX_ENTRIES + 1);
+#else
 	__uint(max_entries, MAX_ENTRIES);
+#endif
 	__type(value, __u64);
 } items SEC(".maps");
 

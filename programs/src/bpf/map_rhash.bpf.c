@@ -42,11 +42,19 @@ int count(struct request *req)
 	__u64 one = 1, *hits = bpf_map_lookup_elem(&table, &key);
 	int err;
 
+#ifdef BPFCONF_MUTANT /* a key's hit is counted twice when it already exists */
+	if (hits) {
+		__sync_fetch_and_add(hits, 2);
+		return 0;
+	}
+	err = bpf_map_update_elem(&table, &key, &one, BPF_NOEXIST);
+#else
 	if (hits) {
 		__sync_fetch_and_add(hits, 1);
 		return 0;
 	}
 	err = bpf_map_update_elem(&table, &key, &one, BPF_NOEXIST);
+#endif
 	if (err != -EEXIST)
 		return err;
 	hits = bpf_map_lookup_elem(&table, &key);

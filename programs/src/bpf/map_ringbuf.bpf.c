@@ -49,7 +49,11 @@ int produce(struct xdp_md *ctx)
 		lost++;
 	} else {
 		r->seq = next_seq;
+#ifdef BPFCONF_MUTANT /* discards the records whose seq % discard_mod is 0 instead of 1 (off by one) */
+		if (discard_mod && next_seq % discard_mod == 0)
+#else
 		if (discard_mod && next_seq % discard_mod == 1)
+#endif
 			bpf_ringbuf_discard(r, wake_flags);
 		else
 			bpf_ringbuf_submit(r, wake_flags);

@@ -25,7 +25,11 @@ int count(struct __sk_buff *skb)
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return 1;
+#ifdef BPFCONF_MUTANT /* gets the storage without BPF_LOCAL_STORAGE_GET_F_CREATE (nothing is ever counted) */
+	n = bpf_sk_storage_get(&packets, sk, 0, 0);
+#else
 	n = bpf_sk_storage_get(&packets, sk, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+#endif
 	if (n)
 		*n += 1;
 	return 1;

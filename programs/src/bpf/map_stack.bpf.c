@@ -8,7 +8,11 @@
 #include "map_queue_stack.h"
 
 struct {
+#ifdef BPFCONF_MUTANT /* the stack is declared BPF_MAP_TYPE_QUEUE (a copy-paste slip: FIFO instead of LIFO) */
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+#else
 	__uint(type, BPF_MAP_TYPE_STACK);
+#endif
 	__uint(max_entries, MAX_ENTRIES);
 	__type(value, __u64);
 } items SEC(".maps");

@@ -42,7 +42,11 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	if (i >= MAX_CALLS)
 		return 0;
 	plain_ids[i] = bpf_get_stackid(ctx, &plain, BPF_F_USER_STACK);
+#ifdef BPFCONF_MUTANT /* the second map is queried without BPF_F_REUSE_STACKID */
+	reused_ids[i] = bpf_get_stackid(ctx, &reused, BPF_F_USER_STACK);
+#else
 	reused_ids[i] = bpf_get_stackid(ctx, &reused, BPF_F_USER_STACK | BPF_F_REUSE_STACKID);
+#endif
 	calls = i + 1;
 	return 0;
 }

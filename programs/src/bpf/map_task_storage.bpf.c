@@ -38,7 +38,11 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		if (count)
 			*count += 1;
 	} else if (ctx->args[1] == NR_GETPID) {
+#ifdef BPFCONF_MUTANT /* the presence check creates the storage (BPF_LOCAL_STORAGE_GET_F_CREATE): every task reads as present */
+		if (bpf_task_storage_get(&counts, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
+#else
 		if (bpf_task_storage_get(&counts, task, 0, 0))
+#endif
 			present++;
 		else
 			absent++;

@@ -37,7 +37,11 @@ int to_socket(struct xdp_md *ctx)
 	    iph->ihl != 5 || iph->protocol != IPPROTO_UDP || udp->dest != bpf_htons(xsk_port))
 		return XDP_PASS;
 	action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+#ifdef BPFCONF_MUTANT /* counts the datagrams that were not redirected (the comparison inverted) */
+	if (action != XDP_REDIRECT)
+#else
 	if (action == XDP_REDIRECT)
+#endif
 		__sync_fetch_and_add(&redirected, 1);
 	return action;
 }

@@ -52,8 +52,13 @@ int drop_one_flow(struct bpf_nf_ctx *ctx)
 	if (!udp)
 		return NF_ACCEPT;
 	if (udp->dest == bpf_htons(drop_port)) {
+#ifdef BPFCONF_MUTANT /* counts the flow as dropped but returns NF_ACCEPT */
+		__sync_fetch_and_add(&dropped, 1);
+		return NF_ACCEPT;
+#else
 		__sync_fetch_and_add(&dropped, 1);
 		return NF_DROP;
+#endif
 	}
 	__sync_fetch_and_add(&passed_udp, 1);
 	return NF_ACCEPT;

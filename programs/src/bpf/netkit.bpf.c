@@ -40,7 +40,11 @@ int primary_verdict(struct __sk_buff *skb)
 	udp = (void *)iph + iph->ihl * 4;
 	if ((void *)(udp + 1) > data_end)
 		return NETKIT_PASS;
+#ifdef BPFCONF_MUTANT /* compares drop_port with the UDP source port instead of the destination */
+	if (udp->source == bpf_htons(drop_port)) {
+#else
 	if (udp->dest == bpf_htons(drop_port)) {
+#endif
 		__sync_fetch_and_add(&dropped, 1);
 		return NETKIT_DROP;
 	}

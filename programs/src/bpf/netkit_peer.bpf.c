@@ -39,8 +39,13 @@ int peer_verdict(struct __sk_buff *skb)
 	    iph->protocol != IPPROTO_UDP || iph->ihl != 5)
 		return NETKIT_PASS;
 	if (udp->dest == bpf_htons(drop_port)) {
+#ifdef BPFCONF_MUTANT /* counts the datagram as dropped but returns NETKIT_PASS */
+		__sync_fetch_and_add(&dropped, 1);
+		return NETKIT_PASS;
+#else
 		__sync_fetch_and_add(&dropped, 1);
 		return NETKIT_DROP;
+#endif
 	}
 	__sync_fetch_and_add(&passed, 1);
 	return NETKIT_PASS;

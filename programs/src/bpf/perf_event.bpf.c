@@ -20,7 +20,11 @@ SEC("perf_event")
 int on_sample(struct bpf_perf_event_data *ctx)
 {
 	/* Slot 0: samples of the target thread; slot 1: any other. */
+#ifdef BPFCONF_MUTANT /* compares the process id (tgid, the upper half) instead of the thread id with target_tid */
+	__u32 slot = (__u32)(bpf_get_current_pid_tgid() >> 32) == target_tid ? 0 : 1;
+#else
 	__u32 slot = (__u32)bpf_get_current_pid_tgid() == target_tid ? 0 : 1;
+#endif
 	__u64 *n = bpf_map_lookup_elem(&samples, &slot);
 
 	if (n)

@@ -19,7 +19,11 @@ struct {
 SEC("raw_tracepoint/sys_enter")
 int count_syscalls(struct bpf_raw_tracepoint_args *ctx)
 {
+#ifdef BPFCONF_MUTANT /* takes the syscall id from args[0] (the pt_regs pointer) instead of args[1] */
+	__u64 id = ctx->args[0], one = 1, *n;
+#else
 	__u64 id = ctx->args[1], one = 1, *n;
+#endif
 
 	if ((__u32)bpf_get_current_pid_tgid() != target_tid)
 		return 0;

@@ -24,7 +24,11 @@ int set_test_run_result(struct bpf_raw_tracepoint_args *ctx)
 
 	if (bpf_get_current_pid_tgid() != target_pid_tgid)
 		return 0;
+#ifdef BPFCONF_MUTANT /* writes the error with its sign flipped */
+	*err = -err_to_write;
+#else
 	*err = err_to_write;
+#endif
 	__sync_fetch_and_add(&writes, 1);
 	return 0;
 }

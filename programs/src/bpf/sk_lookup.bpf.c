@@ -39,7 +39,11 @@ int steer_range(struct bpf_sk_lookup *ctx)
 
 	/* local_port is in host order, local_ip4 in network order. */
 	if (ctx->family != AF_INET || ctx->local_ip4 != bpf_htonl(INADDR_LOOPBACK) ||
+#ifdef BPFCONF_MUTANT /* treats the port range as half-open: port_hi itself is not steered (off by one) */
+	    ctx->local_port < port_lo || ctx->local_port >= port_hi) {
+#else
 	    ctx->local_port < port_lo || ctx->local_port > port_hi) {
+#endif
 		__sync_fetch_and_add(&passed, 1);
 		return SK_PASS;
 	}

@@ -54,7 +54,11 @@ int msg_verdict(struct sk_msg_md *msg)
 		return bpf_msg_redirect_hash(msg, &sock_hash, &target, 0);
 	case 'I':
 		__sync_fetch_and_add(&redirected_ingress, 1);
+#ifdef BPFCONF_MUTANT /* redirects an 'I' message without BPF_F_INGRESS (to the egress side; a copy-paste of the 'E' case) */
+		return bpf_msg_redirect_hash(msg, &sock_hash, &target, 0);
+#else
 		return bpf_msg_redirect_hash(msg, &sock_hash, &target, BPF_F_INGRESS);
+#endif
 	default:
 		__sync_fetch_and_add(&dropped, 1);
 		return SK_DROP;

@@ -65,7 +65,11 @@ int select_by_payload(struct sk_reuseport_md *md)
 	if (bpf_skb_load_bytes(md, UDP_HEADER_LEN, &first, 1) < 0)
 		goto drop;
 	if (first >= '0' && first < '0' + GROUP_SIZE)
+#ifdef BPFCONF_MUTANT /* maps the digit to the key 1-based (first - '1': off by one) */
+		return select_key(md, first - '1');
+#else
 		return select_key(md, first - '0');
+#endif
 	if (first == 'x')
 		goto drop;
 	__sync_fetch_and_add(&unchosen, 1);

@@ -47,7 +47,11 @@ int select_or_migrate(struct sk_reuseport_md *md)
 	}
 	migrating_state = migrating->state;
 	/* dst_port: the peer's (client's) port, network order in the low 16 bits. */
+#ifdef BPFCONF_MUTANT /* compares the client's port in host order (bpf_htons forgotten) */
+	if ((__u16)migrating->dst_port == drop_client_port) {
+#else
 	if ((__u16)migrating->dst_port == bpf_htons(drop_client_port)) {
+#endif
 		__sync_fetch_and_add(&migrate_dropped, 1);
 		return SK_DROP;
 	}

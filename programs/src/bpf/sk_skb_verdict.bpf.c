@@ -30,7 +30,11 @@ int skb_verdict(struct __sk_buff *skb)
 {
 	__sync_fetch_and_add(&verdicts, 1);
 	__sync_fetch_and_add(&redirected_bytes, skb->len);
+#ifdef BPFCONF_MUTANT /* ignores redirect_flags (always redirects to the egress side) */
+	return bpf_sk_redirect_map(skb, &sock_map, 1, 0);
+#else
 	return bpf_sk_redirect_map(skb, &sock_map, 1, redirect_flags);
+#endif
 }
 
 char _license[] SEC("license") = "GPL";

@@ -53,7 +53,11 @@ int count_established(struct bpf_sock_ops *skops)
 		set_options(skops);
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+#ifdef BPFCONF_MUTANT /* a passive establishment is counted as an active one (a copy-paste slip) */
+		__sync_fetch_and_add(&active_established, 1);
+#else
 		__sync_fetch_and_add(&passive_established, 1);
+#endif
 		set_options(skops);
 		break;
 	}

@@ -57,7 +57,11 @@ int udp_marker_filter(struct __sk_buff *skb)
 
 	if (marker == truncate_marker && payload_len > truncate_to && payload_len <= skb->len) {
 		__sync_fetch_and_add(&truncated, 1);
+#ifdef BPFCONF_MUTANT /* keeps truncate_to + 1 payload bytes of a truncated datagram (off by one) */
+		return skb->len - (payload_len - truncate_to) + 1;
+#else
 		return skb->len - (payload_len - truncate_to);
+#endif
 	}
 	if (marker == keep_marker || marker == truncate_marker) {
 		__sync_fetch_and_add(&kept, 1);

@@ -110,7 +110,11 @@ void BPF_PROG(bpfconf_cong_avoid, struct sock *sk, __u32 ack, __u32 acked)
 		if (!acked)
 			goto out;
 	}
+#ifdef BPFCONF_MUTANT /* grows the window four times slower in congestion avoidance (w = 4 * snd_cwnd) */
+	tcp_cong_avoid_ai(tp, tp->snd_cwnd * 4, acked);
+#else
 	tcp_cong_avoid_ai(tp, tp->snd_cwnd, acked);
+#endif
 out:
 	if (c) {
 		c->cwnd_after = tp->snd_cwnd;

@@ -36,8 +36,13 @@ int create_map(struct args *ctx)
 	key = ctx->key;
 	value = ctx->value;
 	update_attr.map_fd = fd;
+#ifdef BPFCONF_MUTANT /* passes the key and value swapped to BPF_MAP_UPDATE_ELEM */
+	update_attr.key = (__u64)(long)&value;
+	update_attr.value = (__u64)(long)&key;
+#else
 	update_attr.key = (__u64)(long)&key;
 	update_attr.value = (__u64)(long)&value;
+#endif
 	return bpf_sys_bpf(BPF_MAP_UPDATE_ELEM, &update_attr, sizeof(update_attr));
 }
 

@@ -51,7 +51,11 @@ SEC("socket")
 int entry(struct __sk_buff *skb)
 {
 	bump(ENTRY_RAN);
+#ifdef BPFCONF_MUTANT /* entry tail-calls the empty slot instead of the callee */
+	bpf_tail_call(skb, &jump_table, SLOT_EMPTY);
+#else
 	bpf_tail_call(skb, &jump_table, SLOT_CALLEE);
+#endif
 	bump(ENTRY_FELL_THROUGH);
 	return 1;
 }

@@ -70,9 +70,15 @@ int mark_a(struct __sk_buff *skb)
 
 	if (dport && (dport == mark_port || dport == order_port)) {
 		skb->mark = mark_a_value;
+#ifdef BPFCONF_MUTANT /* mark_a returns TCX_PASS (0: ends the chain) instead of TCX_NEXT, so mark_b never runs */
+		__sync_fetch_and_add(&marked_a, 1);
+	}
+	return 0;
+#else
 		__sync_fetch_and_add(&marked_a, 1);
 	}
 	return TCX_NEXT;
+#endif
 }
 
 SEC("tcx/ingress")

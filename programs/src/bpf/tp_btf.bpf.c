@@ -35,7 +35,11 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	entered = i + 1;
 	if (i < SLOTS) {
 		entries[i].id = id;
+#ifdef BPFCONF_MUTANT /* sys_enter records the second argument (PT_REGS_PARM2) instead of the first */
+		entries[i].value = PT_REGS_PARM2(regs);
+#else
 		entries[i].value = PT_REGS_PARM1(regs);
+#endif
 	}
 	return 0;
 }

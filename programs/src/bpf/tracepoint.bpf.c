@@ -39,7 +39,11 @@ int on_execve(struct sys_enter_execve_args *args)
 		return 0;
 	ev->pid = bpf_get_current_pid_tgid() >> 32;
 	ev->pad = 0;
+#ifdef BPFCONF_MUTANT /* reads the string at args->argv (the wrong field of the format) instead of args->filename */
+	bpf_probe_read_user_str(ev->filename, sizeof(ev->filename), args->argv);
+#else
 	bpf_probe_read_user_str(ev->filename, sizeof(ev->filename), args->filename);
+#endif
 	bpf_ringbuf_submit(ev, 0);
 	return 0;
 }

@@ -59,7 +59,11 @@ static __always_inline void log_exit(void *ctx, __u64 pid)
 	__u64 ret = 0;
 	__u32 i = exits;
 
+#ifdef BPFCONF_MUTANT /* the exit logs the second argument (bpf_get_func_arg(ctx, 1)) as the return value instead of bpf_get_func_ret */
+	bpf_get_func_arg(ctx, 1, &ret);
+#else
 	bpf_get_func_ret(ctx, &ret);
+#endif
 	exits = i + 1;
 	if (i < SLOTS) {
 		exit_cookie[i] = bpf_get_attach_cookie(ctx);

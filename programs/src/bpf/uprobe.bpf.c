@@ -18,7 +18,11 @@ __u32 returns = 0;
 __u64 returned[SLOTS] = {};
 
 SEC("uprobe")
+#ifdef BPFCONF_MUTANT /* declares the probed function's two parameters in the wrong order */
+int BPF_UPROBE(target_entry, __u64 b, __u64 a)
+#else
 int BPF_UPROBE(target_entry, __u64 a, __u64 b)
+#endif
 {
 	__u32 i = entries;
 

@@ -54,7 +54,11 @@ int on_call(struct pt_regs *ctx)
 	returns = i + 1;
 	if (i < SLOTS) {
 		return_cookie[i] = cookie;
+#ifdef BPFCONF_MUTANT /* the return stores the session cookie as it is (the +1 the entry added not undone) */
+		return_arg[i] = *session_cookie;
+#else
 		return_arg[i] = *session_cookie - 1;
+#endif
 		return_value[i] = PT_REGS_RC(ctx);
 	}
 	return 0;

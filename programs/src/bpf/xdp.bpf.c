@@ -63,8 +63,15 @@ int xdp_udp_verdicts(struct xdp_md *ctx)
 	if ((void *)(udp + 1) > data_end)
 		return XDP_PASS;
 
+#ifdef BPFCONF_MUTANT /* counts a datagram to drop_port as dropped but returns XDP_PASS */
+	if (udp->dest == bpf_htons(drop_port)) {
+		count(XDP_DROP);
+		return XDP_PASS;
+	}
+#else
 	if (udp->dest == bpf_htons(drop_port))
 		return count(XDP_DROP);
+#endif
 	if (udp->dest != bpf_htons(tx_port))
 		return count(XDP_PASS);
 

@@ -59,7 +59,11 @@ int redirect_udp(struct xdp_md *ctx)
 	if (!udp || udp->dest != bpf_htons(echo_port))
 		return XDP_PASS;
 	__sync_fetch_and_add(&redirected, 1);
+#ifdef BPFCONF_MUTANT /* redirects to devmap key 1 (the map has only key 0) */
+	return bpf_redirect_map(&tx_ports, 1, 0);
+#else
 	return bpf_redirect_map(&tx_ports, 0, 0);
+#endif
 }
 
 SEC("xdp/devmap")

@@ -30,7 +30,11 @@ static __always_inline int to_port(struct xdp_md *ctx)
 	struct udphdr *udp = (void *)(iph + 1);
 
 	return (void *)(udp + 1) <= data_end && eth->h_proto == bpf_htons(ETH_P_IP) &&
+#ifdef BPFCONF_MUTANT /* matches the UDP source port instead of the destination port */
+	       iph->protocol == IPPROTO_UDP && iph->ihl == 5 && udp->source == bpf_htons(port);
+#else
 	       iph->protocol == IPPROTO_UDP && iph->ihl == 5 && udp->dest == bpf_htons(port);
+#endif
 }
 
 SEC("xdp")

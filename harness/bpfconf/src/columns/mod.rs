@@ -42,6 +42,10 @@ pub struct Options {
     pub run_dir: PathBuf,
     /// Each column also runs the kernel's own selftests (the listed corpora).
     pub selftests: bool,
+    /// The manifest file the columns run (what `manifest` was read from or saved to).
+    pub manifest: PathBuf,
+    /// Extra environment for the test binaries of every column (`bpfconf suite --env`).
+    pub env: Vec<(String, String)>,
 }
 
 /// Runs the columns; returns their timings. Records land in `opts.run_dir`.
@@ -143,7 +147,7 @@ fn suite_args(id: &str, opts: &Options, vm: bool) -> Vec<String> {
         "--kernel".into(),
         id.into(),
         "--manifest".into(),
-        Manifest::path().display().to_string(),
+        opts.manifest.display().to_string(),
         "--results".into(),
         opts.run_dir.display().to_string(),
         "--binary-timeout".into(),
@@ -153,6 +157,9 @@ fn suite_args(id: &str, opts: &Options, vm: bool) -> Vec<String> {
     ];
     if opts.selftests {
         args.push("--selftests".into());
+    }
+    for (k, v) in &opts.env {
+        args.extend(["--env".into(), format!("{k}={v}")]);
     }
     if vm {
         for (k, v) in std::env::vars() {

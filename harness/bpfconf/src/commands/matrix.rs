@@ -54,6 +54,8 @@ pub fn run(args: cli::Matrix) -> Result<ExitCode> {
         case_timeout: Duration::from_secs(args.case_timeout),
         run_dir: run_dir()?,
         selftests: args.selftests,
+        manifest: Manifest::path(),
+        env: Vec::new(),
     };
     let repeats = args.repeat.unwrap_or(1);
     if repeats > 1 {

@@ -6,6 +6,7 @@ pub mod bench_boot;
 pub mod compare;
 pub mod kernels;
 pub mod matrix;
+pub mod mutants;
 pub mod objects;
 pub mod probe;
 pub mod report;
