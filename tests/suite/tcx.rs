@@ -268,6 +268,9 @@ fn drops_marks_and_orders_flows() {
         );
 
         // mark_b after mark_a: mark_b runs last, ORDER_PORT carries mark B and has no route.
+        // Detached by the link, not by closing its fd: a child another test forks meanwhile holds
+        // a copy of the fd until it exits, and the hook would still hold mark_b (EEXIST).
+        link_b.detach().or_error("detaching mark_b's link")?;
         drop(link_b);
         let _link_b = attach(
             &skel.progs.mark_b,
