@@ -126,6 +126,9 @@ fn drops_one_flow_until_detached() {
             "the program's counters (dropped; passed, with the sentinel)"
         );
 
+        // Detached by the link, not only by closing its fd: a child another test forks meanwhile
+        // holds a copy of the fd until it exits.
+        link.detach().or_error("detaching the link")?;
         drop(link);
         send_flows("detached", DROP_PORT)?;
         let dropped = observe::texts_before(&dropped_rx, "sentinel")?;

@@ -177,6 +177,9 @@ fn primary_drops_one_flow_until_detached() {
         );
 
         // a → b without the link: nothing is dropped.
+        // Detached by the link, not only by closing its fd: a child another test forks meanwhile
+        // holds a copy of the fd until it exits.
+        link.detach().or_error("detaching the link")?;
         drop(link);
         send_phase(&from_a, "detached", PEER_ADDR, &[DROP_PORT, PASS_PORT])?;
         let to_drop = observe::texts_before(&at_b.drop, "sentinel")?;

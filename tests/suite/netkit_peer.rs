@@ -166,6 +166,9 @@ fn peer_drops_one_flow_until_detached() {
         );
 
         // b → a without the link: nothing is dropped.
+        // Detached by the link, not only by closing its fd: a child another test forks meanwhile
+        // holds a copy of the fd until it exits.
+        link.detach().or_error("detaching the link")?;
         drop(link);
         send_phase(&from_b, "detached", PRIMARY_ADDR, &[DROP_PORT, PASS_PORT])?;
         let (to_drop, to_pass) = received(&at_a, true)?;

@@ -259,6 +259,9 @@ fn steers_port_range_to_one_socket() {
         );
 
         // Detached: the decoys get their own traffic, and got none before.
+        // Detached by the link, not only by closing its fd: a child another test forks meanwhile
+        // holds a copy of the fd until it exits.
+        link.detach().or_error("detaching the link")?;
         drop(link);
         let after = dial(DECOY)?;
         assert_eq!(
