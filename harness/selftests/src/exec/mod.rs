@@ -221,9 +221,39 @@ pub fn run(obj: &ObjectTests<'_>, facts: &Facts) -> Result<Vec<ProgramRun>, Stri
                 "needs {sym} of the selftests' test module bpf_testmod, which the suite does not \
                  build ({why})"
             ));
+            continue;
         }
+        // A refusal that says the kernel lacks what the program uses (a kfunc its config leaves
+        // out, the JIT), whatever the expectation was.
+        run.unsupported = (run.modes.iter())
+            .filter(|m| m.skipped.is_none() && !m.loaded)
+            .find_map(|m| kernel_lacks(&refusal(&m.load), facts.jit));
     }
     Ok(runs)
+}
+
+/// What the kernel lacks, when `refusal` says so: a kfunc absent from its BTF (libbpf could not
+/// resolve the program's call), or the JIT where it is off.
+fn kernel_lacks(refusal: &str, jit: bool) -> Option<String> {
+    let kfunc = refusal
+        .strip_prefix("extern (func ksym) '")
+        .and_then(|r| r.split_once("': not found in kernel or module BTFs"))
+        .or_else(|| {
+            (refusal.strip_prefix("kfunc '")?).split_once("' is referenced but wasn't resolved")
+        })
+        .map(|(name, _)| name);
+    if let Some(name) = kfunc {
+        return Some(format!(
+            "this kernel has no kfunc {name} (not in its BTF: its config leaves it out): {refusal}"
+        ));
+    }
+    const NEED_JIT: [&str; 3] = [
+        "JIT is required",
+        "are not allowed in non-JITed programs",
+        "JIT doesn't support",
+    ];
+    (!jit && NEED_JIT.iter().any(|n| refusal.contains(n)))
+        .then(|| format!("needs the JIT, and net.core.bpf_jit_enable is 0 here: {refusal}"))
 }
 
 /// Whether the object's BTF has types whose map fields the kernel manages (`bpf_spin_lock`,
@@ -337,6 +367,14 @@ fn not_honoured(obj: &ObjectTests<'_>, spec: &Spec, facts: &Facts) -> Option<Str
         }
         _ => {}
     }
+    let xlated = !spec.priv_.xlated.is_empty() || !spec.unpriv.xlated.is_empty();
+    if xlated && !facts.jit {
+        return Some(
+            "its __xlated expectations are the program as the verifier rewrites it for the JIT \
+             (inlined helpers, per-CPU addresses); the JIT is off here"
+                .into(),
+        );
+    }
     if spec.btf_func_path.is_some() {
         return Some(
             "__btf_func_path (fixing up the BTF of naked subprograms before the load) is not \
@@ -368,4 +406,33 @@ pub fn refusal(load: &ProgLoad) -> String {
                 .map(loader::errno::name)
                 .unwrap_or_else(|| "no log".into())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_lacks;
+
+    #[test]
+    fn refusals_that_say_what_the_kernel_lacks() {
+        let extern_ = "extern (func ksym) 'bpf_key_put': not found in kernel or module BTFs";
+        assert!(
+            kernel_lacks(extern_, true)
+                .unwrap()
+                .contains("no kfunc bpf_key_put")
+        );
+        let unresolved = "kfunc 'bpf_lookup_system_key' is referenced but wasn't resolved";
+        assert!(
+            kernel_lacks(unresolved, true)
+                .unwrap()
+                .contains("no kfunc bpf_lookup_system_key")
+        );
+        let jit = "JIT is required for calling kernel function";
+        assert!(
+            kernel_lacks(jit, false)
+                .unwrap()
+                .starts_with("needs the JIT")
+        );
+        assert_eq!(kernel_lacks(jit, true), None);
+        assert_eq!(kernel_lacks("R1 invalid mem access 'scalar'", false), None);
+    }
 }
