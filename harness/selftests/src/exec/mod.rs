@@ -227,14 +227,15 @@ pub fn run(obj: &ObjectTests<'_>, facts: &Facts) -> Result<Vec<ProgramRun>, Stri
         // out, the JIT), whatever the expectation was.
         run.unsupported = (run.modes.iter())
             .filter(|m| m.skipped.is_none() && !m.loaded)
-            .find_map(|m| kernel_lacks(&refusal(&m.load), facts.jit));
+            .find_map(|m| kernel_lacks(&refusal(&m.load), &m.load.messages, facts.jit));
     }
     Ok(runs)
 }
 
-/// What the kernel lacks, when `refusal` says so: a kfunc absent from its BTF (libbpf could not
-/// resolve the program's call), or the JIT where it is off.
-fn kernel_lacks(refusal: &str, jit: bool) -> Option<String> {
+/// What the kernel lacks, when its refusal (`refusal`, the verifier's `log`) says so: a kfunc or
+/// an attach target absent from its BTF (libbpf could not resolve them), or the JIT where it is
+/// off.
+fn kernel_lacks(refusal: &str, log: &str, jit: bool) -> Option<String> {
     let kfunc = refusal
         .strip_prefix("extern (func ksym) '")
         .and_then(|r| r.split_once("': not found in kernel or module BTFs"))
@@ -247,13 +248,20 @@ fn kernel_lacks(refusal: &str, jit: bool) -> Option<String> {
             "this kernel has no kfunc {name} (not in its BTF: its config leaves it out): {refusal}"
         ));
     }
+    if refusal.ends_with("failed to prepare load attributes: -ESRCH") {
+        return Some(format!(
+            "the program's attach target is not in this kernel's BTF (its config leaves it \
+             out): {refusal}"
+        ));
+    }
     const NEED_JIT: [&str; 3] = [
         "JIT is required",
         "are not allowed in non-JITed programs",
         "JIT doesn't support",
     ];
-    (!jit && NEED_JIT.iter().any(|n| refusal.contains(n)))
-        .then(|| format!("needs the JIT, and net.core.bpf_jit_enable is 0 here: {refusal}"))
+    let said = |line: &&str| NEED_JIT.iter().any(|n| line.contains(n));
+    let line = std::iter::once(refusal).chain(log.lines()).find(said)?;
+    (!jit).then(|| format!("needs the JIT, and net.core.bpf_jit_enable is 0 here: {line}"))
 }
 
 /// Whether the object's BTF has types whose map fields the kernel manages (`bpf_spin_lock`,
@@ -414,25 +422,21 @@ mod tests {
 
     #[test]
     fn refusals_that_say_what_the_kernel_lacks() {
+        let says = |refusal: &str, log: &str, jit| kernel_lacks(refusal, log, jit).unwrap();
         let extern_ = "extern (func ksym) 'bpf_key_put': not found in kernel or module BTFs";
-        assert!(
-            kernel_lacks(extern_, true)
-                .unwrap()
-                .contains("no kfunc bpf_key_put")
-        );
+        assert!(says(extern_, "", true).contains("no kfunc bpf_key_put"));
         let unresolved = "kfunc 'bpf_lookup_system_key' is referenced but wasn't resolved";
-        assert!(
-            kernel_lacks(unresolved, true)
-                .unwrap()
-                .contains("no kfunc bpf_lookup_system_key")
-        );
+        assert!(says(unresolved, "", true).contains("no kfunc bpf_lookup_system_key"));
+        let target = "prog 'bool_retval_test1': failed to prepare load attributes: -ESRCH";
+        assert!(says(target, "", true).contains("attach target"));
         let jit = "JIT is required for calling kernel function";
-        assert!(
-            kernel_lacks(jit, false)
-                .unwrap()
-                .starts_with("needs the JIT")
-        );
-        assert_eq!(kernel_lacks(jit, true), None);
-        assert_eq!(kernel_lacks("R1 invalid mem access 'scalar'", false), None);
+        assert!(says(jit, "", false).starts_with("needs the JIT"));
+        assert_eq!(kernel_lacks(jit, "", true), None);
+        let libbpf = "prog 'classifier_0': BPF program load failed: -EINVAL";
+        let log = "0: (85) call pc+1\ntail_calls are not allowed in non-JITed programs with \
+                   bpf-to-bpf calls\n";
+        assert!(says(libbpf, log, false).ends_with("with bpf-to-bpf calls"));
+        let refused = "R1 invalid mem access 'scalar'";
+        assert_eq!(kernel_lacks(refused, refused, false), None);
     }
 }
