@@ -326,6 +326,22 @@ mod tests {
             );
             assert!(div.case.contains('/') && !div.reason.is_empty(), "{div:?}");
         }
+        for crash in &d.crashes {
+            assert!(
+                trees.contains(&crash.tree.as_str()),
+                "{crash:?} names no tree"
+            );
+            assert!(
+                crash.case.contains('/') && !crash.reason.is_empty(),
+                "{crash:?}"
+            );
+            for k in &crash.kernels {
+                assert!(
+                    kernels.spec(k).is_some(),
+                    "{crash:?} names unknown kernel {k}"
+                );
+            }
+        }
         for t in &kernels.selftests {
             assert!(
                 package(&kernels, t).is_ok(),

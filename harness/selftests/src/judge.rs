@@ -3,6 +3,7 @@
 //! it with its reason. On any other kernel the program's verdict and key line are set against
 //! the annotation without failing: `details.verdict` is `holds` or `differs`, the outcome `pass`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -26,12 +27,28 @@ pub struct Divergence {
     pub reason: String,
 }
 
+/// A program that crashes a kernel when it loads: never loaded there.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Crash {
+    /// The tree (`7.3`).
+    pub tree: String,
+    /// The case: `<object>/<program>`.
+    pub case: String,
+    /// The kernels it crashes.
+    pub kernels: Vec<String>,
+    /// What the kernel does (its first crash line) and the fix it lacks.
+    pub reason: String,
+}
+
 /// `kernels/selftests-divergences.toml`.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Divergences {
     /// Every listed divergence.
     #[serde(default, rename = "divergence")]
     pub list: Vec<Divergence>,
+    /// Programs not loaded on the kernels they crash.
+    #[serde(default, rename = "crash")]
+    pub crashes: Vec<Crash>,
 }
 
 impl Divergences {
@@ -44,6 +61,17 @@ impl Divergences {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
+    }
+
+    /// The programs of `object` of `tree` that crash `kernel`, with the reason.
+    pub fn crashing(&self, tree: &str, object: &str, kernel: &str) -> BTreeMap<String, String> {
+        (self.crashes.iter())
+            .filter(|c| c.tree == tree && c.kernels.iter().any(|k| k == kernel))
+            .filter_map(|c| {
+                let (o, program) = c.case.split_once('/')?;
+                (o == object).then(|| (program.to_owned(), c.reason.clone()))
+            })
+            .collect()
     }
 
     /// The reason `case` of `tree` diverges on `kernel`, if listed.

@@ -119,6 +119,9 @@ pub fn run(corpus: &Corpus, column: &Column<'_>) -> Result<Ran> {
             helpers: &corpus.helpers,
             constants: corpus.constants,
             test_runs: own,
+            crashing: column
+                .divergences
+                .crashing(&corpus.tree, &obj.name, column.kernel),
         };
         let records = match exec::run(&tests, column.facts) {
             Ok(runs) => runs

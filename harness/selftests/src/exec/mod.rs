@@ -42,6 +42,8 @@ pub struct ObjectTests<'a> {
     pub helpers: &'a [String],
     /// The tree's loader constants.
     pub constants: Constants,
+    /// Programs never loaded here, with the reason: they crash this kernel.
+    pub crashing: BTreeMap<String, String>,
     /// Whether `__retval` programs run (`BPF_PROG_TEST_RUN`): only on a kernel the tree belongs
     /// to. Elsewhere the verdict and the verifier's messages are what is set against the
     /// annotations, and a newer tree's program can run for minutes on a kernel with a bug fixed
@@ -139,6 +141,10 @@ pub fn run(obj: &ObjectTests<'_>, facts: &Facts) -> Result<Vec<ProgramRun>, Stri
                 "{} does not know its section (a newer libbpf's), so it has no program type",
                 prepared::libbpf_version()
             ));
+            continue;
+        }
+        if let Some(why) = obj.crashing.get(&run.name) {
+            run.unsupported = Some(format!("known kernel bug, not loaded: {why}"));
             continue;
         }
         if let Some(why) = not_honoured(obj, spec, facts) {
