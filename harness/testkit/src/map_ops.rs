@@ -364,7 +364,13 @@ pub fn mmap(map: &impl MapCore, writable: bool) -> Result<Mapping, String> {
     // SAFETY: a new shared mapping of the map's fd at an address the kernel picks; it aliases no
     // Rust object and is only touched through `Mapping`.
     let ptr =
-        unsafe { nix::sys::mman::mmap(None, length, prot, MapFlags::MAP_SHARED, map.as_fd(), 0) };
-    ptr.map(|ptr| Mapping { ptr, len })
-        .map_err(|e| name(e as i32))
+        unsafe { nix::sys::mman::mmap(None, length, prot, MapFlags::MAP_SHARED, map.as_fd(), 0) }
+            .map_err(|e| name(e as i32))?;
+    let mapping = Mapping { ptr, len };
+    // A child another test forks meanwhile would inherit the mapping, and the map would count it
+    // writable until that child exits (BPF_MAP_FREEZE answers EBUSY): children never get it.
+    // SAFETY: the whole of the mapping just made, which nothing else uses yet.
+    unsafe { nix::sys::mman::madvise(ptr, len, nix::sys::mman::MmapAdvise::MADV_DONTFORK) }
+        .map_err(|e| name(e as i32))?;
+    Ok(mapping)
 }
