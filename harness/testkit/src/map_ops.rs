@@ -368,9 +368,11 @@ pub fn mmap(map: &impl MapCore, writable: bool) -> Result<Mapping, String> {
             .map_err(|e| name(e as i32))?;
     let mapping = Mapping { ptr, len };
     // A child another test forks meanwhile would inherit the mapping, and the map would count it
-    // writable until that child exits (BPF_MAP_FREEZE answers EBUSY): children never get it.
+    // writable until that child exits (BPF_MAP_FREEZE answers EBUSY): children never get it. A
+    // kernel built without madvise (CONFIG_ADVISE_SYSCALLS off: ENOSYS) keeps the default.
     // SAFETY: the whole of the mapping just made, which nothing else uses yet.
-    unsafe { nix::sys::mman::madvise(ptr, len, nix::sys::mman::MmapAdvise::MADV_DONTFORK) }
-        .map_err(|e| name(e as i32))?;
-    Ok(mapping)
+    match unsafe { nix::sys::mman::madvise(ptr, len, nix::sys::mman::MmapAdvise::MADV_DONTFORK) } {
+        Ok(()) | Err(nix::errno::Errno::ENOSYS) => Ok(mapping),
+        Err(e) => Err(name(e as i32)),
+    }
 }
