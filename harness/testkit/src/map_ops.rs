@@ -140,12 +140,12 @@ pub fn delete_keyless(map: &impl MapCore) -> String {
 pub type Element = (Vec<u8>, Vec<u8>);
 
 /// The map's elements by `BPF_MAP_LOOKUP_BATCH` (`delete`: `BPF_MAP_LOOKUP_AND_DELETE_BATCH`),
-/// `count` per call, each value `value_size` bytes as the syscall side lays it out (a per-CPU
-/// map's: its slots); the pairs in the kernel's order, or the first errno other than the `ENOENT`
-/// that ends the walk, by name.
+/// `count` per call (doubled where a hash bucket does not fit: `ENOSPC`), each value `value_size`
+/// bytes as the syscall side lays it out (a per-CPU map's: its slots); the pairs in the kernel's
+/// order, or the first errno other than the `ENOENT` that ends the walk, by name.
 pub fn lookup_batch(
     map: &impl MapCore,
-    count: u32,
+    mut count: u32,
     value_size: usize,
     delete: bool,
 ) -> Result<Vec<Element>, String> {
@@ -186,9 +186,16 @@ pub fn lookup_batch(
                 &opts,
             )
         };
-        let end = match ret {
-            0 => false,
-            _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) => true,
+        let errno = (ret != 0).then(|| std::io::Error::last_os_error().raw_os_error());
+        let end = match errno {
+            None => false,
+            Some(Some(libc::ENOENT)) => true,
+            // A hash bucket holds more elements than `count` (where the keys fall depends on the
+            // map's random hash seed): the kernel copied nothing and asks for a larger buffer.
+            Some(Some(libc::ENOSPC)) if n == 0 && count < 1 << 16 => {
+                count *= 2;
+                continue;
+            }
             _ => return Err(last_errno()),
         };
         let n = n as usize;
