@@ -3,13 +3,14 @@
 //! the counter by a socket fd.
 //!
 //! `one_value_per_socket_created_on_demand`: a child in the cgroup (in a fresh namespace) opens
-//! UDP sockets A, B and R, sends 3 datagrams from A and 5 from B to R, and stays alive; the test
-//! takes copies of its three descriptors (pidfd_getfd). By those, A holds 3, B 5 and R nothing
-//! (`ENOENT`: it never sent). User space writes 100 into A's element and the test sends one more
-//! datagram through its copy of A (the socket is the cgroup's wherever its fd is): 101. Deleted
-//! from user space, B's element is gone and A's stays. The child ended, A lives on through the
-//! test's copy and keeps its element; once a new socket takes that last descriptor's number
-//! (dup2), A is gone and the number finds nothing.
+//! UDP sockets A, B and R and stays alive; the test takes copies of its three descriptors
+//! (pidfd_getfd) and sends 3 datagrams from A and 5 from B to R: the sockets are the cgroup's,
+//! wherever their descriptors are. By those copies, A holds 3, B 5 and R nothing (`ENOENT`: it
+//! never sent). User space writes 100 into A's element and one more datagram from A makes it 101.
+//! Deleted from user space, B's element is gone and A's stays. The child ended, A lives on
+//! through the test's copy and keeps its element; once a new socket takes that last descriptor's
+//! number (dup2), A is gone and the number finds nothing. Datagrams whose get answered NULL
+//! (`missed`, see `testkit::local_storage`) are not counted.
 
 use std::mem::MaybeUninit;
 use std::net::UdpSocket;
@@ -20,32 +21,32 @@ use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapType, ProgramType};
 use programs::map_sk_storage::MapSkStorageSkelBuilder;
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
-use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, errno, probe};
+use testkit::local_storage::{counter, value};
+use testkit::observe::volatile;
+use testkit::{Case, CaseError, CaseResult, Cgroup, NetNs, OrError, child, probe};
 
-/// The counter stored for the socket of `fd`, or the errno of the look-up.
-fn count(map: &dyn MapCore, fd: impl AsFd) -> Result<u64, i32> {
-    let key = fd.as_fd().as_raw_fd().to_ne_bytes();
-    match map.lookup(&key, MapFlags::ANY) {
-        Ok(Some(value)) => Ok(u64::from_ne_bytes(value[..8].try_into().expect("8 bytes"))),
-        Ok(None) => Err(libc::ENOENT),
-        Err(e) => Err(errno::of_libbpf(&e).unwrap_or(-1)),
-    }
+/// In the child: sockets A, B, R, bound; their descriptor numbers.
+fn open_sockets() -> Result<[i32; 3], nix::errno::Errno> {
+    let bind = || child::errno(UdpSocket::bind("127.0.0.1:0"));
+    let sockets = [bind()?, bind()?, bind()?];
+    let fds = sockets.each_ref().map(|s| s.as_raw_fd());
+    // Kept open for the test to copy: the child stays alive until the test ends it.
+    std::mem::forget(sockets);
+    Ok(fds)
 }
 
-/// In the child: sockets A, B, R; 3 datagrams A → R, 5 B → R. Their descriptor numbers.
-fn open_and_send() -> Result<[i32; 3], nix::errno::Errno> {
-    let bind = || child::errno(UdpSocket::bind("127.0.0.1:0"));
-    let (a, b, r) = (bind()?, bind()?, bind()?);
-    let to = child::errno(r.local_addr())?;
-    for (socket, times) in [(&a, 3), (&b, 5)] {
-        for _ in 0..times {
-            child::errno(socket.send_to(b"counted", to))?;
-        }
+/// `times` datagrams from `from` to `to`.
+fn send(from: &OwnedFd, to: &OwnedFd, times: usize) -> CaseResult {
+    let (from, to) = (
+        UdpSocket::from(from.try_clone()?),
+        UdpSocket::from(to.try_clone()?),
+    );
+    let to = to.local_addr()?;
+    for _ in 0..times {
+        from.send_to(b"counted", to)
+            .or_error("sending a datagram")?;
     }
-    let fds = [a.as_raw_fd(), b.as_raw_fd(), r.as_raw_fd()];
-    // Kept open for the test to copy: the child stays alive until the test ends it.
-    std::mem::forget((a, b, r));
-    Ok(fds)
+    Ok(())
 }
 
 #[test]
@@ -61,7 +62,7 @@ fn one_value_per_socket_created_on_demand() {
         let skel = case.load(MapSkStorageSkelBuilder::default().open(&mut object)?)?;
         let (ns, cg) = (NetNs::new()?, Cgroup::new()?);
         let _link = skel.progs.count.attach_cgroup(cg.as_fd().as_raw_fd())?;
-        let (fds, held) = child::in_cgroup(&cg).netns(&ns).hold(open_and_send)?;
+        let (fds, held) = child::in_cgroup(&cg).netns(&ns).hold(open_sockets)?;
         let fds = fds.map_err(|e| CaseError::Error(anyhow::anyhow!("the child's sockets: {e}")))?;
         let pid = Pid::from_raw(held.pid().as_raw()).expect("a child's pid is positive");
         let pidfd = pidfd_open(pid, PidfdFlags::empty())?;
@@ -69,33 +70,46 @@ fn one_value_per_socket_created_on_demand() {
             Ok(pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty())?)
         };
         let (a, b, r) = (copy(fds[0])?, copy(fds[1])?, copy(fds[2])?);
+        let bss = skel.maps.bss_data.as_deref().expect(".bss");
+        let missed = || volatile(&bss.missed);
+        send(&a, &r, 3)?;
+        let a_missed = missed();
+        send(&b, &r, 5)?;
+        let b_missed = missed() - a_missed;
 
         let map = &skel.maps.packets;
-        let counts = [count(map, &a), count(map, &b), count(map, &r)];
+        let counts = [value(map, &a), value(map, &b), value(map, &r)];
         case.detail("counts", format!("{counts:?}"));
-        assert_eq!(counts, [Ok(3), Ok(5), Err(libc::ENOENT)], "A, B, R");
+        case.detail("missed", [a_missed, b_missed]);
+        assert_eq!(
+            counts,
+            [
+                counter(None, 3, a_missed)?,
+                counter(None, 5, b_missed)?,
+                Err(libc::ENOENT)
+            ],
+            "A, B, R"
+        );
         let key = |fd: &OwnedFd| fd.as_raw_fd().to_ne_bytes();
         map.update(&key(&a), &100u64.to_ne_bytes(), MapFlags::EXIST)?;
-        {
-            let (send, to) = (UdpSocket::from(a.try_clone()?), UdpSocket::from(r));
-            send.send_to(b"one more", to.local_addr()?)
-                .or_error("sending through the copy of A")?;
-        }
+        let before = missed();
+        send(&a, &r, 1)?;
+        let a_count = counter(Some(100), 1, missed() - before)?;
         assert_eq!(
-            count(map, &a),
-            Ok(101),
+            value(map, &a),
+            a_count,
             "the program counts on from user space's value"
         );
         map.delete(&key(&b))?;
         assert_eq!(
-            [count(map, &a), count(map, &b)],
-            [Ok(101), Err(libc::ENOENT)],
+            [value(map, &a), value(map, &b)],
+            [a_count, Err(libc::ENOENT)],
             "B deleted"
         );
 
         // The child's descriptors close with it; the test's copy keeps A (and its element).
         held.end()?;
-        assert_eq!(count(map, &a), Ok(101), "A after the child");
+        assert_eq!(value(map, &a), a_count, "A after the child");
         // A's last descriptor now names a new socket: A is gone, and the number finds nothing.
         let new = {
             let _inside = ns.enter()?;
@@ -104,7 +118,7 @@ fn one_value_per_socket_created_on_demand() {
         let mut a = a;
         nix::unistd::dup2(&new, &mut a).or_error("dup2 over A's descriptor")?;
         assert_eq!(
-            count(map, &a),
+            value(map, &a),
             Err(libc::ENOENT),
             "a new socket under A's number"
         );

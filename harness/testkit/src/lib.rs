@@ -32,6 +32,7 @@ pub mod jit;
 pub mod kernel;
 pub mod ksyscall;
 pub mod link;
+pub mod local_storage;
 pub mod lsm;
 pub mod map_ops;
 pub mod mib;

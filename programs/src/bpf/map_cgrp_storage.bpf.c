@@ -31,6 +31,8 @@ struct {
 
 __u64 x_id = 0;
 __u64 y_id = 0;
+/* Gets with the create flag that answered NULL (the kernel could not create the element then). */
+__u64 missed = 0;
 
 SEC("raw_tracepoint/sys_enter")
 int count_calls(struct bpf_raw_tracepoint_args *ctx)
@@ -50,6 +52,8 @@ int count_calls(struct bpf_raw_tracepoint_args *ctx)
 				     BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (count)
 		*count += 1;
+	else
+		__sync_fetch_and_add(&missed, 1);
 	return 0;
 }
 

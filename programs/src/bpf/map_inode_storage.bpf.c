@@ -23,6 +23,8 @@ struct {
 } opens SEC(".maps");
 
 __u64 cgroup_id = 0;
+/* Gets with the create flag that answered NULL (the kernel could not create the element then). */
+__u64 missed = 0;
 
 SEC("lsm/file_open")
 int BPF_PROG(count_open, struct file *file)
@@ -38,6 +40,8 @@ int BPF_PROG(count_open, struct file *file)
 	count = bpf_inode_storage_get(&opens, file->f_inode, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (count)
 		*count += 1;
+	else
+		__sync_fetch_and_add(&missed, 1);
 	return 0;
 }
 

@@ -14,6 +14,9 @@ struct {
 	__type(value, __u64);
 } packets SEC(".maps");
 
+/* Gets with the create flag that answered NULL (the kernel could not create the element then). */
+__u64 missed = 0;
+
 SEC("cgroup_skb/egress")
 int count(struct __sk_buff *skb)
 {
@@ -32,6 +35,8 @@ int count(struct __sk_buff *skb)
 #endif
 	if (n)
 		*n += 1;
+	else
+		__sync_fetch_and_add(&missed, 1);
 	return 1;
 }
 

@@ -23,6 +23,8 @@ struct {
 __u64 cgroup_id = 0;
 __u32 present = 0;
 __u32 absent = 0;
+/* Gets with the create flag that answered NULL (the kernel could not create the element then). */
+__u64 missed = 0;
 
 SEC("raw_tracepoint/sys_enter")
 int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
@@ -37,6 +39,8 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		count = bpf_task_storage_get(&counts, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (count)
 			*count += 1;
+		else
+			__sync_fetch_and_add(&missed, 1);
 	} else if (ctx->args[1] == NR_GETPID) {
 #ifdef BPFCONF_MUTANT /* the presence check creates the storage (BPF_LOCAL_STORAGE_GET_F_CREATE): every task reads as present */
 		if (bpf_task_storage_get(&counts, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
