@@ -51,7 +51,7 @@ fn replaces_the_verdict_function() {
         assert_eq!(run(xdp, &frame)?, XDP_DROP, "the verdict while extended");
         assert_eq!(replaced(), 1, "runs of the extension");
 
-        drop(link);
+        testkit::link::release(link);
         assert_eq!(
             run(xdp, &frame)?,
             XDP_PASS,

@@ -105,7 +105,7 @@ fn unpinned_program_goes_with_its_loader() {
         let while_loaded =
             assert_counts_each(&watch, skel.progs.count_syscalls.as_fd(), "while loaded")?;
         case.detail("counted_while_loaded", while_loaded);
-        drop(link);
+        testkit::link::release(link);
         drop(skel);
 
         let (gone, counted_after) = wait_until_gone(&watch, id)?;

@@ -7,24 +7,24 @@
 //! A second case attaches and detaches the same program [`CYCLES`] times while another thread
 //! makes syscalls without pause: each attach must see that thread's syscalls and each detach stop
 //! them. That the last detach stopped them is shown by order, not by waiting: the thread
-//! acknowledges a request made after the detach (once the kernel freed the link: a child another
-//! case forked meanwhile may hold a copy of its fd for a while) once a getpid() it began after the request has
-//! returned (so every earlier run of the program for it has finished), twice; between the two
-//! acknowledgements the count and the runs the kernel skipped must stand still. Every attach and detach rewrites the tracepoint's call site in the kernel text on one CPU
-//! while another CPU runs through it. Under QEMU's TCG emulation that crashes the guest (an int3
+//! acknowledges a request made after the detach (the link released where no forked child holds a
+//! copy: `testkit::link::release`) once a getpid() it began after the request has returned (so
+//! every earlier run of the program for it has finished), twice; between the two
+//! acknowledgements the count and the runs the kernel skipped must stand still. Every attach and
+//! detach rewrites the tracepoint's call site in the kernel text on one CPU while another CPU
+//! runs through it. Under QEMU's TCG emulation that crashes the guest (an int3
 //! oops on 6.12 and 7.3, a soft lockup on 5.10, within 1 to 10 runs), so there the case is
 //! `unsupported`: it needs KVM or real hardware.
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use libbpf_rs::query::LinkInfo;
 use libbpf_rs::skel::Skel;
-use libbpf_rs::{Link, MapCore, MapFlags, ProgramType, libbpf_sys};
+use libbpf_rs::{MapCore, MapFlags, ProgramType};
 use programs::raw_tracepoint::{RawTracepointSkel, RawTracepointSkelBuilder};
 use testkit::observe::poll;
 use testkit::{Case, CaseError, CaseResult, OrError, ksyscall, probe, raw_load};
@@ -116,7 +116,7 @@ fn attach_detach_while_syscalls_run() {
                 let now = count(&skel, libc::SYS_getpid).ok()?;
                 (now > seen).then_some(now)
             });
-            destroy(link)?;
+            testkit::link::release(link);
             seen = grew.ok_or_else(|| {
                 CaseError::Fail(anyhow::anyhow!(
                     "attach {cycle}: no syscall of the thread counted within 5 s"
@@ -137,31 +137,6 @@ fn attach_detach_while_syscalls_run() {
         );
         Ok(())
     });
-}
-
-/// Drops `link` and returns once the kernel freed it. A process another case forks while the link
-/// exists holds a copy of its fd, which keeps the program attached until the child closes it or
-/// execs; the link is freed when its id no longer resolves.
-fn destroy(link: Link) -> CaseResult {
-    let info = LinkInfo::from_fd(link.as_fd())
-        .map_err(|e| CaseError::Error(anyhow::anyhow!("the link's id: {e:#}")))?;
-    drop(link);
-    poll(Duration::from_secs(5), || {
-        // SAFETY: takes an id, returns an fd we own or a negative errno.
-        let fd = unsafe { libbpf_sys::bpf_link_get_fd_by_id(info.id) };
-        if fd < 0 {
-            return Some(());
-        }
-        // SAFETY: `fd` was just returned to us and is closed once.
-        drop(unsafe { OwnedFd::from_raw_fd(fd) });
-        None
-    })
-    .ok_or_else(|| {
-        CaseError::Fail(anyhow::anyhow!(
-            "link {} still exists 5 s after its last fd here was closed",
-            info.id
-        ))
-    })
 }
 
 /// A thread making getpid() calls without pause until dropped (also when the case panics).

@@ -8,11 +8,10 @@
 //!   result for the test's own thread. A test run of a socket filter (which returns 7) succeeds
 //!   before the attach; while attached it fails with exactly [`ERRNO`] (its retval, copied out
 //!   before the tracepoint, is still 7), while the same run from another thread succeeds; after
-//!   the detach it succeeds again. The program counted exactly the one write. The link lives on
-//!   a thread whose descriptor table is its own ([`testkit::link::held_alone`]): a child another
-//!   test forks meanwhile would otherwise hold a copy of its fd and keep the program attached
-//!   past the test's close (seen on 6.12: the run after the detach still failed with EXFULL);
-//!   so the close is the detach, and the run after it is exact.
+//!   the detach it succeeds again. The program counted exactly the one write. The link is
+//!   released where no forked child holds a copy ([`testkit::link::release`]): a child another
+//!   test forks meanwhile would otherwise keep the program attached past the test's close (seen
+//!   on 6.12: the run after the detach still failed with EXFULL).
 //! - `tracepoint_buffer_bounds_checked` (raw instructions): the verifier does not know the
 //!   buffer's size at load; it records the furthest byte a program touches, and the attach
 //!   refuses a program past the tracepoint's writable size (EINVAL), while one reading inside it
@@ -83,16 +82,12 @@ fn bpf_test_finish_result_rewritten_while_attached() {
         let writes = || skel.maps.bss_data.as_deref().expect(".bss").writes;
 
         let before = test_run(target);
-        let (attached, other_thread, writes_attached) = link::held_alone(
-            || Ok(attach_raw(program)?),
-            || {
-                let attached = test_run(target);
-                let other = std::thread::scope(|s| s.spawn(|| test_run(target)).join());
-                (attached, other, writes())
-            },
-        )?;
-        let other_thread = other_thread
+        let link = attach_raw(program)?;
+        let attached = test_run(target);
+        let other_thread = std::thread::scope(|s| s.spawn(|| test_run(target)).join())
             .map_err(|_| CaseError::Error(anyhow::anyhow!("the other thread panicked")))?;
+        let writes_attached = writes();
+        link::release(link);
         // Released: the program is no longer attached.
         let after = test_run(target);
         case.detail(

@@ -350,7 +350,7 @@ fn selected_on_loopback(
          avoidance ({grew} growing cwnd)"
     );
 
-    drop(link);
+    testkit::link::release(link);
     let after = tcp_socket()?;
     assert_eq!(
         setsockopt(&after, TcpCongestion, &OsString::from(name)),

@@ -151,7 +151,7 @@ fn link_registers_swaps_and_unregisters() {
         );
 
         drop((c1, s1, c2, s2));
-        drop(link);
+        testkit::link::release(link);
         let after = socket(
             AddressFamily::Inet,
             SockType::Stream,

@@ -173,7 +173,7 @@ fn counts_own_process_per_function() {
             skipped,
         )?;
 
-        drop(links);
+        testkit::link::release(links);
         call(&AFTER);
         let after = read();
         assert_eq!(

@@ -115,7 +115,7 @@ fn entry_decides_the_return_run() {
             skipped,
         )?;
 
-        drop(link);
+        testkit::link::release(link);
         call(&CALLS);
         assert_eq!(
             read(),

@@ -34,6 +34,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
 use crate::cgroup::Cgroup;
+use crate::link::FORKS;
 use crate::netns::NetNs;
 use crate::outcome::{CaseError, CaseResult, OrError};
 
@@ -106,10 +107,16 @@ impl<'a> Child<'a> {
         let procs = self.cgroup.map(|cg| cg.procs().as_raw_fd());
         let netns = self.netns.map(|ns| ns.as_fd().as_raw_fd());
         let (read, write) = pipe2(OFlag::O_CLOEXEC).or_error("creating a result pipe")?;
+        // Until the child closed its copies of the process's descriptors (see `crate::link`).
+        let _forking = FORKS.read().unwrap_or_else(|e| e.into_inner());
         // SAFETY: the child only makes syscalls (see the module doc) and leaves with _exit.
         match unsafe { fork() }.or_error("forking a child")? {
             ForkResult::Child => child_main(procs, netns, write.as_raw_fd(), work, hold),
-            ForkResult::Parent { child } => Ok((child, read)),
+            ForkResult::Parent { child } => {
+                drop(write);
+                await_closed(read.as_fd());
+                Ok((child, read))
+            }
         }
     }
 }
@@ -150,8 +157,11 @@ fn child_main<T: Copy>(
     work: impl FnOnce() -> T,
     hold: bool,
 ) -> ! {
+    close_inherited(&[Some(out), procs, netns]);
+    // SAFETY: a one-byte write from a static buffer.
+    unsafe { libc::write(out, CLOSED.as_ptr().cast(), 1) };
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        join(procs, netns, out).map(|()| work())
+        join(procs, netns).map(|()| work())
     }));
     // SAFETY: `report` is a live value of the size written; _exit skips the parent's atexit work.
     unsafe {
@@ -171,9 +181,40 @@ fn child_main<T: Copy>(
     }
 }
 
+/// What the child writes first, once it closed what it inherited.
+const CLOSED: [u8; 1] = [0];
+
+/// Waits (within [`TIMEOUT`]) until the child wrote [`CLOSED`], or ended before it: then it holds
+/// no copy of the process's descriptors. Any problem shows again when the report is read.
+fn await_closed(read: BorrowedFd) {
+    let timeout = PollTimeout::try_from(TIMEOUT).unwrap_or(PollTimeout::MAX);
+    if let Ok(1..) = poll(&mut [PollFd::new(read, PollFlags::POLLIN)], timeout) {
+        let mut byte = [0u8; 1];
+        let _ = nix::unistd::read(read, &mut byte);
+    }
+}
+
+/// Closes every inherited descriptor but stdio and `keep`.
+fn close_inherited(keep: &[Option<RawFd>]) {
+    let mut keep: Vec<u32> = keep.iter().flatten().map(|&fd| fd as u32).collect();
+    keep.sort_unstable();
+    let mut from = 3;
+    for fd in keep {
+        // SAFETY: nothing in the child uses the descriptors it inherited besides stdio and `keep`.
+        unsafe {
+            if fd > from {
+                libc::close_range(from, fd - 1, 0);
+            }
+        }
+        from = from.max(fd + 1);
+    }
+    // SAFETY: as above.
+    unsafe { libc::close_range(from, u32::MAX, 0) };
+}
+
 /// Joins the cgroup (a write of "0" to its `cgroup.procs` moves the writer) and the namespace,
-/// then closes every inherited descriptor but stdio and `out`.
-fn join(procs: Option<RawFd>, netns: Option<RawFd>, out: RawFd) -> Result<(), SetupError> {
+/// then closes their descriptors.
+fn join(procs: Option<RawFd>, netns: Option<RawFd>) -> Result<(), SetupError> {
     if let Some(procs) = procs {
         // SAFETY: a one-byte write from a static buffer.
         if unsafe { libc::write(procs, b"0".as_ptr().cast(), 1) } != 1 {
@@ -184,7 +225,7 @@ fn join(procs: Option<RawFd>, netns: Option<RawFd>, out: RawFd) -> Result<(), Se
         }
     }
     if let Some(netns) = netns {
-        // SAFETY: the namespace's fd stays open in the child until the close_range below.
+        // SAFETY: the namespace's fd stays open in the child until the close below.
         setns(
             unsafe { BorrowedFd::borrow_raw(netns) },
             CloneFlags::CLONE_NEWNET,
@@ -194,12 +235,9 @@ fn join(procs: Option<RawFd>, netns: Option<RawFd>, out: RawFd) -> Result<(), Se
             errno,
         })?;
     }
-    // SAFETY: nothing in the child uses the descriptors it inherited besides stdio and `out`.
-    unsafe {
-        if out > 3 {
-            libc::close_range(3, out as u32 - 1, 0);
-        }
-        libc::close_range(out as u32 + 1, u32::MAX, 0);
+    for fd in [procs, netns].into_iter().flatten() {
+        // SAFETY: the child's own copies, used no more.
+        unsafe { libc::close(fd) };
     }
     Ok(())
 }
