@@ -157,7 +157,7 @@ fn child_main<T: Copy>(
     work: impl FnOnce() -> T,
     hold: bool,
 ) -> ! {
-    close_inherited(&[Some(out), procs, netns]);
+    close_inherited([Some(out), procs, netns]);
     // SAFETY: a one-byte write from a static buffer.
     unsafe { libc::write(out, CLOSED.as_ptr().cast(), 1) };
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -194,12 +194,13 @@ fn await_closed(read: BorrowedFd) {
     }
 }
 
-/// Closes every inherited descriptor but stdio and `keep`.
-fn close_inherited(keep: &[Option<RawFd>]) {
-    let mut keep: Vec<u32> = keep.iter().flatten().map(|&fd| fd as u32).collect();
+/// Closes every inherited descriptor but stdio and `keep` (without allocating: the child of a
+/// multi-threaded process).
+fn close_inherited(keep: [Option<RawFd>; 3]) {
+    let mut keep = keep.map(|fd| fd.map_or(u32::MAX, |fd| fd as u32));
     keep.sort_unstable();
     let mut from = 3;
-    for fd in keep {
+    for fd in keep.into_iter().filter(|&fd| fd != u32::MAX) {
         // SAFETY: nothing in the child uses the descriptors it inherited besides stdio and `keep`.
         unsafe {
             if fd > from {
