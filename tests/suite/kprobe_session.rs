@@ -9,6 +9,8 @@
 //! getsid returned 1: no return run), each with the pid its own entry run left in the session
 //! cookie and getpgid's return value (the process group, then -ESRCH) — less only runs the kernel
 //! reports skipped.
+//!
+//! [`MISSING_PID`]: testkit::tracing_multi::MISSING_PID
 
 use std::ffi::CString;
 use std::mem::MaybeUninit;
@@ -20,13 +22,10 @@ use libbpf_rs::{AsRawLibbpf, Link, Program, ProgramType, libbpf_sys};
 use nix::errno::Errno;
 use programs::kprobe_session::KprobeSessionSkelBuilder;
 use testkit::observe::volatile;
-use testkit::{Case, CaseResult, attach_type, floors, ksyscall, runs};
+use testkit::tracing_multi::{Calls, GETPGID, Runs};
+use testkit::{Case, CaseResult, attach_type};
 
 const KPROBE_SESSION: &str = "attach_type.kprobe_session";
-/// Above the kernel's PID_MAX_LIMIT (4,194,304): no process has it.
-const MISSING_PID: i64 = 4_194_304 + 4242;
-const GETPGID: u64 = 1;
-const GETSID: u64 = 2;
 
 /// One kprobe session link of `prog` over `symbols`, cookie i + 1 for `symbols[i]`.
 fn attach_session(prog: &Program<'_>, symbols: &[String]) -> CaseResult<Result<Link, Errno>> {
@@ -71,78 +70,40 @@ fn entry_decides_the_return_run() {
             .expect(".rodata")
             .target_tid = nix::unistd::gettid().as_raw() as u32;
         let skel = attach_type::load(case, KPROBE_SESSION, open)?;
-        let symbols = ["getpgid", "getsid"]
-            .iter()
-            .map(|name| floors::judge("ksym.syscall_entry", ksyscall::resolve(name)))
-            .map(|f| f.map(|f| f.symbol))
-            .collect::<CaseResult<Vec<_>>>()?;
-        case.detail("functions", &symbols);
-        let attached = attach_session(&skel.progs.on_call, &symbols)?;
+        let calls = Calls::prepare(case)?;
+        let symbols = &calls.functions;
+        let attached = attach_session(&skel.progs.on_call, symbols)?;
         let _link = attach_type::errno(
             KPROBE_SESSION,
             &format!("a kprobe session link over {symbols:?}"),
             || attached,
         )?;
 
-        let pgrp = i64::from(nix::unistd::getpgrp().as_raw());
-        let calls: [(u64, i64); 4] = [
-            (GETPGID, 0),
-            (GETSID, 0),
-            (GETPGID, MISSING_PID),
-            (GETSID, MISSING_PID),
-        ];
-        let returned: Vec<i64> = calls
-            .iter()
-            .map(|&(f, pid)| {
-                if f == GETPGID {
-                    ksyscall::getpgid(pid)
-                } else {
-                    ksyscall::getsid(pid)
-                }
-            })
-            .collect();
+        let returned = calls.make();
         assert_eq!(
             returned[2],
             -i64::from(libc::ESRCH),
             "getpgid of a pid nobody has"
         );
-        assert_eq!(returned[0], pgrp, "getpgid(0)");
+        // Only getpgid's entry runs ask for a return run.
+        let mut made = Runs::made(&returned);
+        made.exits.retain(|&(f, _, _)| f == GETPGID);
 
         let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-        let n = |count: u32| (count as usize).min(8);
-        let (ec, ep) = (volatile(&bss.entry_cookie), volatile(&bss.entry_pid));
-        let entries: Vec<(u64, i64)> = (0..n(volatile(&bss.entries)))
-            .map(|i| (ec[i], ep[i] as i64))
-            .collect();
-        let (rc, rp, rv) = (
-            volatile(&bss.return_cookie),
-            volatile(&bss.return_pid),
-            volatile(&bss.return_value),
+        let logged = Runs::logged(
+            (&bss.entries, &bss.entry_cookie, &bss.entry_pid),
+            (&bss.returns, &bss.return_cookie, &bss.return_pid),
+            &bss.return_value,
         );
-        let returns: Vec<(u64, i64, i64)> = (0..n(volatile(&bss.returns)))
-            .map(|i| (rc[i], rp[i] as i64, rv[i]))
-            .collect();
-        case.detail("entries", &entries);
-        case.detail("returns", &returns);
-        assert_eq!(
+        logged.check(
+            case,
+            skel.progs.on_call.as_fd(),
             volatile(&bss.no_session),
-            0,
-            "runs without the session kfuncs"
-        );
-        let skipped = runs::misses(skel.progs.on_call.as_fd())?;
-        runs::all_recorded("entry runs (cookie, pid)", &calls, &entries, skipped)?;
-        let made: Vec<(u64, i64, i64)> = calls
-            .iter()
-            .zip(&returned)
-            .filter(|((f, _), _)| *f == GETPGID)
-            .map(|(&(f, pid), &ret)| (f, pid, ret))
-            .collect();
-        runs::all_recorded(
-            "return runs (cookie, pid from the session cookie, return value)",
             &made,
-            &returns,
-            skipped,
-        )?;
-        Ok(())
+            [
+                "returns",
+                "return runs (cookie, pid from the session cookie, return value)",
+            ],
+        )
     });
 }

@@ -11,6 +11,8 @@
 //! (cookie, pid); fexit.multi each (cookie, pid, return value: the process group, the session id,
 //! then -ESRCH twice); fsession.multi both, its exit runs taking the pid from the session cookie
 //! of their own entry run — less only runs the kernel reports skipped.
+//!
+//! [`MISSING_PID`]: testkit::tracing_multi::MISSING_PID
 
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
@@ -20,13 +22,10 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use programs::tracing_multi::TracingMultiSkelBuilder;
 use rstest::rstest;
 use testkit::observe::volatile;
-use testkit::tracing_multi::{self, FENTRY_MULTI, FEXIT_MULTI, FSESSION_MULTI};
-use testkit::{Case, CaseResult, attach_type, floors, ksyscall, runs};
-
-/// Above the kernel's PID_MAX_LIMIT (4,194,304): no process has it.
-const MISSING_PID: i64 = 4_194_304 + 4242;
-const GETPGID: u64 = 1;
-const GETSID: u64 = 2;
+use testkit::tracing_multi::{
+    self, Calls, FENTRY_MULTI, FEXIT_MULTI, FSESSION_MULTI, GETPGID, GETSID, Runs,
+};
+use testkit::{Case, attach_type};
 
 /// The case's attach type: its value, floor, program, and whether it logs entries and exits.
 #[derive(Clone, Copy, Debug)]
@@ -81,88 +80,47 @@ fn one_link_over_two_functions(#[case] kind: Kind) {
             }
         }
         let skel = attach_type::load(case, kind.floor, open)?;
-        let symbols = ["getpgid", "getsid"]
-            .iter()
-            .map(|name| floors::judge("ksym.syscall_entry", ksyscall::resolve(name)))
-            .map(|f| f.map(|f| f.symbol))
-            .collect::<CaseResult<Vec<_>>>()?;
-        case.detail("functions", &symbols);
-        let ids = tracing_multi::func_ids(&symbols.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let calls = Calls::prepare(case)?;
+        let functions: Vec<&str> = calls.functions.iter().map(String::as_str).collect();
+        let ids = tracing_multi::func_ids(&functions)?;
 
         let prog = match kind.attach_type {
             FENTRY_MULTI => &skel.progs.on_entry,
             FEXIT_MULTI => &skel.progs.on_exit,
             _ => &skel.progs.on_session,
         };
-        let pgrp = i64::from(nix::unistd::getpgrp().as_raw());
         let _link = attach_type::errno(
             kind.floor,
             "BPF_LINK_CREATE of a tracing_multi link",
             || tracing_multi::link(prog.as_fd(), kind.attach_type, &ids, &[GETPGID, GETSID]),
         )?;
 
-        let calls: [(u64, i64); 4] = [
-            (GETPGID, 0),
-            (GETSID, 0),
-            (GETPGID, MISSING_PID),
-            (GETSID, MISSING_PID),
-        ];
-        let returned: Vec<i64> = calls
-            .iter()
-            .map(|&(f, pid)| {
-                if f == GETPGID {
-                    ksyscall::getpgid(pid)
-                } else {
-                    ksyscall::getsid(pid)
-                }
-            })
-            .collect();
-        assert_eq!(returned[0], pgrp, "getpgid(0)");
+        let returned = calls.make();
         assert_eq!(
             returned[2..],
             [-i64::from(libc::ESRCH); 2],
             "getpgid and getsid of a pid nobody has"
         );
+        let mut made = Runs::made(&returned);
+        if !kind.entries {
+            made.entries.clear();
+        }
+        if !kind.exits {
+            made.exits.clear();
+        }
 
         let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-        let n = |count: u32| (count as usize).min(8);
-        let (ec, ep) = (volatile(&bss.entry_cookie), volatile(&bss.entry_pid));
-        let entries: Vec<(u64, i64)> = (0..n(volatile(&bss.entries)))
-            .map(|i| (ec[i], ep[i] as i64))
-            .collect();
-        let (xc, xp, xr) = (
-            volatile(&bss.exit_cookie),
-            volatile(&bss.exit_pid),
-            volatile(&bss.exit_ret),
+        let logged = Runs::logged(
+            (&bss.entries, &bss.entry_cookie, &bss.entry_pid),
+            (&bss.exits, &bss.exit_cookie, &bss.exit_pid),
+            &bss.exit_ret,
         );
-        let exits: Vec<(u64, i64, i64)> = (0..n(volatile(&bss.exits)))
-            .map(|i| (xc[i], xp[i] as i64, xr[i]))
-            .collect();
-        case.detail("entries", &entries);
-        case.detail("exits", &exits);
-        assert_eq!(
+        logged.check(
+            case,
+            prog.as_fd(),
             volatile(&bss.no_session),
-            0,
-            "runs without the session kfuncs"
-        );
-        let skipped = runs::misses(prog.as_fd())?;
-        let made_entries: Vec<(u64, i64)> = if kind.entries { calls.to_vec() } else { vec![] };
-        let made_exits: Vec<(u64, i64, i64)> = if kind.exits {
-            calls
-                .iter()
-                .zip(&returned)
-                .map(|(&(f, pid), &ret)| (f, pid, ret))
-                .collect()
-        } else {
-            vec![]
-        };
-        runs::all_recorded("entry runs (cookie, pid)", &made_entries, &entries, skipped)?;
-        runs::all_recorded(
-            "exit runs (cookie, pid, return value)",
-            &made_exits,
-            &exits,
-            skipped,
-        )?;
-        Ok(())
+            &made,
+            ["exits", "exit runs (cookie, pid, return value)"],
+        )
     });
 }

@@ -26,6 +26,7 @@ pub mod datagram;
 pub mod ethtool;
 pub mod floors;
 pub mod ftrace;
+pub mod hash_maps;
 pub mod inner_maps;
 pub mod insn;
 pub mod jit;
