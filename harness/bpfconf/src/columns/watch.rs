@@ -34,7 +34,9 @@ pub struct ColumnRun {
     pub bad_binaries: Vec<String>,
     /// Cases ended so far, for progress.
     pub cases_done: usize,
-    /// The tests running now (libtest's names).
+    /// The test binary running now (`suite`, `selftests_7_3`).
+    pub binary: Option<String>,
+    /// The tests of that binary running now (libtest's names).
     pub running: BTreeSet<String>,
     /// The output mentions a kernel panic.
     pub panicked: bool,
@@ -75,9 +77,18 @@ impl ColumnRun {
     fn describe(&self, what: &str) -> String {
         let mut text = what.to_owned();
         if self.finished.is_none() {
-            if !self.running.is_empty() {
-                let tests: Vec<&str> = self.running.iter().map(String::as_str).collect();
-                let _ = write!(text, " while running {}", tests.join(", "));
+            let tests: Vec<&str> = self.running.iter().map(String::as_str).collect();
+            match (&self.binary, tests.is_empty()) {
+                (Some(binary), false) => {
+                    let _ = write!(text, " while running {binary} ({})", tests.join(", "));
+                }
+                (Some(binary), true) => {
+                    let _ = write!(text, " while running {binary}");
+                }
+                (None, false) => {
+                    let _ = write!(text, " while running {}", tests.join(", "));
+                }
+                (None, true) => {}
             }
             if let Some(crash) = &self.crash {
                 let _ = write!(text, " ({crash})");
@@ -107,14 +118,21 @@ impl ColumnRun {
                 self.running.remove(test);
                 self.cases_done += 1;
             }
+            Event::Binary { name } => {
+                self.binary = Some(name.clone());
+                self.running.clear();
+            }
+            // A killed binary's tests end with it, without their own events.
             Event::BinaryEnded { name, end, missing } => {
+                self.binary = None;
+                self.running.clear();
                 if end != "exited with status 0" || *missing > 0 {
                     self.bad_binaries
                         .push(format!("{name} {end}, {missing} tests without a record"));
                 }
             }
             Event::Finished { exit } => self.finished = Some(*exit),
-            Event::Started { .. } | Event::Binary { .. } => {}
+            Event::Started { .. } => {}
         }
         Some(event)
     }
@@ -218,5 +236,52 @@ mod tests {
         );
         run.see(&line(Event::Finished { exit: 0 }), t);
         assert_eq!(run.problem(Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn a_crash_names_the_binary_running_not_a_test_of_one_that_ended() {
+        let mut run = ColumnRun::default();
+        let t = Duration::from_secs(9);
+        let line = |e: Event| format!("bpfconf-event {}", serde_json::to_string(&e).unwrap());
+        run.see(
+            &line(Event::Binary {
+                name: "suite".into(),
+            }),
+            t,
+        );
+        run.see(
+            &line(Event::CaseStarted {
+                test: "verifier::loops::slow".into(),
+            }),
+            t,
+        );
+        let problem = run.problem(Duration::from_secs(1)).unwrap();
+        assert!(
+            problem.contains("while running suite (verifier::loops::slow)"),
+            "{problem}"
+        );
+        // The binary was killed with its case running: no case_ended for it.
+        run.see(
+            &line(Event::BinaryEnded {
+                name: "suite".into(),
+                end: "killed: a case ran longer than 300 s".into(),
+                missing: 1,
+            }),
+            t,
+        );
+        run.see(
+            &line(Event::Binary {
+                name: "selftests_7_3".into(),
+            }),
+            t,
+        );
+        run.see("[ 99.0] BUG: unable to handle page fault", t);
+        let problem = run.problem(Duration::from_secs(1)).unwrap();
+        let (why, _tail) = problem.split_once("; console tail").unwrap();
+        assert_eq!(
+            why,
+            "the suite stopped before its end (exit -1) while running selftests_7_3 \
+             (BUG: unable to handle page fault)"
+        );
     }
 }
