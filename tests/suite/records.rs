@@ -23,9 +23,7 @@ fn concurrent_writers_lose_and_tear_nothing() {
             // SAFETY: the child only spawns threads that write files, then leaves with _exit.
             match unsafe { fork() }.or_error("fork")? {
                 ForkResult::Child => {
-                    // Its copies of other tests' links and sockets would keep them alive.
-                    // SAFETY: the child uses no inherited descriptor but stdio.
-                    unsafe { libc::close_range(3, u32::MAX, 0) };
+                    testkit::child::close_inherited(&[]);
                     let ok = write_records(dir.path(), p);
                     // SAFETY: ends the child without running the parent's exit handlers.
                     unsafe { libc::_exit(if ok { 0 } else { 1 }) }

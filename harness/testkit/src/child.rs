@@ -157,11 +157,14 @@ fn child_main<T: Copy>(
     work: impl FnOnce() -> T,
     hold: bool,
 ) -> ! {
-    close_inherited([Some(out), procs, netns]);
+    close_inherited(&[Some(out), procs, netns]);
     // SAFETY: a one-byte write from a static buffer.
     unsafe { libc::write(out, CLOSED.as_ptr().cast(), 1) };
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        join(procs, netns).map(|()| work())
+        join(procs, netns).map(|()| {
+            close_inherited(&[Some(out)]);
+            work()
+        })
     }));
     // SAFETY: `report` is a live value of the size written; _exit skips the parent's atexit work.
     unsafe {
@@ -194,27 +197,28 @@ fn await_closed(read: BorrowedFd) {
     }
 }
 
-/// Closes every inherited descriptor but stdio and `keep` (without allocating: the child of a
-/// multi-threaded process).
-fn close_inherited(keep: [Option<RawFd>; 3]) {
-    let mut keep = keep.map(|fd| fd.map_or(u32::MAX, |fd| fd as u32));
-    keep.sort_unstable();
+/// Closes every descriptor but stdio and `keep`: what a forked child inherited and does not use
+/// (other tests' links and sockets would live on in it). Allocates nothing, as a child of a
+/// multi-threaded process must not.
+pub fn close_inherited(keep: &[Option<RawFd>]) {
+    let close = |first: u32, last: u32| {
+        // SAFETY: the caller uses no descriptor in the range (the function's contract).
+        unsafe { libc::close_range(first, last, 0) };
+    };
     let mut from = 3;
-    for fd in keep.into_iter().filter(|&fd| fd != u32::MAX) {
-        // SAFETY: nothing in the child uses the descriptors it inherited besides stdio and `keep`.
-        unsafe {
-            if fd > from {
-                libc::close_range(from, fd - 1, 0);
-            }
+    while let Some(fd) = (keep.iter().flatten().map(|&fd| fd as u32))
+        .filter(|&fd| fd >= from)
+        .min()
+    {
+        if fd > from {
+            close(from, fd - 1);
         }
-        from = from.max(fd + 1);
+        from = fd + 1;
     }
-    // SAFETY: as above.
-    unsafe { libc::close_range(from, u32::MAX, 0) };
+    close(from, u32::MAX);
 }
 
-/// Joins the cgroup (a write of "0" to its `cgroup.procs` moves the writer) and the namespace,
-/// then closes their descriptors.
+/// Joins the cgroup (a write of "0" to its `cgroup.procs` moves the writer) and the namespace.
 fn join(procs: Option<RawFd>, netns: Option<RawFd>) -> Result<(), SetupError> {
     if let Some(procs) = procs {
         // SAFETY: a one-byte write from a static buffer.
@@ -226,7 +230,7 @@ fn join(procs: Option<RawFd>, netns: Option<RawFd>) -> Result<(), SetupError> {
         }
     }
     if let Some(netns) = netns {
-        // SAFETY: the namespace's fd stays open in the child until the close below.
+        // SAFETY: the namespace's fd stays open in the child until its work starts.
         setns(
             unsafe { BorrowedFd::borrow_raw(netns) },
             CloneFlags::CLONE_NEWNET,
@@ -235,10 +239,6 @@ fn join(procs: Option<RawFd>, netns: Option<RawFd>) -> Result<(), SetupError> {
             step: "entering the test netns",
             errno,
         })?;
-    }
-    for fd in [procs, netns].into_iter().flatten() {
-        // SAFETY: the child's own copies, used no more.
-        unsafe { libc::close(fd) };
     }
     Ok(())
 }

@@ -40,18 +40,18 @@ mod tests {
     use crate::child::Child;
 
     /// While another thread forks children without pause, the write end of a pipe released here
-    /// is gone at once: its reader sees the hang-up without waiting.
+    /// is gone at once: its reader sees the hang-up without waiting (with a plain drop instead of
+    /// `release`, 5 of 5 runs failed, at rounds 201 to 11,821).
     #[test]
     fn a_released_descriptor_has_no_copy_in_a_child() {
         let stop = AtomicBool::new(false);
         let held = std::thread::scope(|s| {
             s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
-                    // SAFETY: a sleep syscall.
-                    let _ = Child::default().run(|| unsafe { libc::usleep(1000) });
+                    let _ = Child::default().run(|| ());
                 }
             });
-            let held = (0..300).find(|_| {
+            let held = (0..20_000).find(|_| {
                 let (read, write) = pipe2(OFlag::O_CLOEXEC).expect("a pipe");
                 release(write);
                 let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
