@@ -23,15 +23,11 @@ SEC("xdp")
 int xdp_set_meta(struct xdp_md *ctx)
 {
 	void *data_end = (void *)(long)ctx->data_end;
-	struct iphdr *iph = ipv4((void *)(long)ctx->data, data_end);
-	struct udphdr *udp;
+	struct udphdr *udp = udp_to((void *)(long)ctx->data, data_end, meta_port);
 	__u32 value;
 	void *meta;
 
-	if (!iph)
-		return XDP_PASS;
-	udp = udp_of(iph, data_end);
-	if (!udp || udp->dest != bpf_htons(meta_port))
+	if (!udp)
 		return XDP_PASS;
 	if ((void *)(udp + 1) + META_LEN > data_end)
 		return XDP_PASS;

@@ -43,15 +43,9 @@ SEC("xdp")
 int xdp_redirect_dev(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct iphdr *iph = ipv4(data, data_end);
-	struct udphdr *udp;
 	struct ethhdr *eth = data;
 
-	if (!iph)
-		return XDP_PASS;
-	udp = udp_of(iph, data_end);
-	if (!udp || udp->dest != bpf_htons(redirect_port))
+	if (!udp_to(data, (void *)(long)ctx->data_end, redirect_port))
 		return XDP_PASS;
 	/* Byte by byte: each read of the volatile constants is a load of what the test set. */
 #pragma unroll
@@ -66,14 +60,7 @@ int xdp_redirect_dev(struct xdp_md *ctx)
 SEC("xdp")
 int xdp_redirect_cpu(struct xdp_md *ctx)
 {
-	void *data_end = (void *)(long)ctx->data_end;
-	struct iphdr *iph = ipv4((void *)(long)ctx->data, data_end);
-	struct udphdr *udp;
-
-	if (!iph)
-		return XDP_PASS;
-	udp = udp_of(iph, data_end);
-	if (!udp || udp->dest != bpf_htons(cpu_port))
+	if (!udp_to((void *)(long)ctx->data, (void *)(long)ctx->data_end, cpu_port))
 		return XDP_PASS;
 	__sync_fetch_and_add(&redirected_cpu, 1);
 	return bpf_redirect_map(&cpus, cpu_target, 0);
@@ -82,14 +69,9 @@ int xdp_redirect_cpu(struct xdp_md *ctx)
 SEC("xdp/cpumap")
 int cpumap_rewrite(struct xdp_md *ctx)
 {
-	void *data_end = (void *)(long)ctx->data_end;
-	struct iphdr *iph = ipv4((void *)(long)ctx->data, data_end);
-	struct udphdr *udp;
+	struct udphdr *udp = udp_to((void *)(long)ctx->data, (void *)(long)ctx->data_end, cpu_port);
 
-	if (!iph)
-		return XDP_PASS;
-	udp = udp_of(iph, data_end);
-	if (!udp || udp->dest != bpf_htons(cpu_port))
+	if (!udp)
 		return XDP_PASS;
 	udp->dest = bpf_htons(cpu_rewritten_port);
 	udp->check = 0;
