@@ -50,6 +50,30 @@ const INIT_CWND: u32 = 10;
 /// so that most of each transfer runs in congestion avoidance.
 const INIT_SSTHRESH: u32 = 16;
 
+/// A reader of [`Counters`] from either object's `.bss` (two generated types with the same fields).
+macro_rules! counters {
+    ($bss:expr) => {
+        || Counters {
+            inits: volatile(&$bss.inits),
+            init_ports: volatile(&$bss.init_ports).to_vec(),
+            cong_avoids: volatile(&$bss.cong_avoids),
+            calls: calls(&volatile(&$bss.calls), volatile(&$bss.cong_avoids), |c| {
+                Call {
+                    port: c.port,
+                    acked: c.acked,
+                    ssthresh: c.ssthresh,
+                    clamp: c.clamp,
+                    before: (c.cwnd_before, c.cnt_before),
+                    after: (c.cwnd_after, c.cnt_after),
+                }
+            }),
+            cwnd_events: volatile(&$bss.cwnd_events),
+            ssthreshes: volatile(&$bss.ssthreshes),
+            undos: volatile(&$bss.undos),
+        }
+    };
+}
+
 #[test]
 fn reno_from_kfuncs() {
     Case::run(ProgramType::StructOps, |case| {
@@ -67,24 +91,7 @@ fn reno_from_kfuncs() {
             loaded.map_err(|e| refused("struct_ops.tcp_congestion_ops_kfuncs", &outcome, &e))?;
         let link = register(&mut skel.maps.bpfconf_reno, &name)?;
         let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-        selected_on_loopback(case, &name, link, kfunc_reno, || Counters {
-            inits: volatile(&bss.inits),
-            init_ports: volatile(&bss.init_ports).to_vec(),
-            cong_avoids: volatile(&bss.cong_avoids),
-            calls: calls(&volatile(&bss.calls), volatile(&bss.cong_avoids), |c| {
-                Call {
-                    port: c.port,
-                    acked: c.acked,
-                    ssthresh: c.ssthresh,
-                    clamp: c.clamp,
-                    before: (c.cwnd_before, c.cnt_before),
-                    after: (c.cwnd_after, c.cnt_after),
-                }
-            }),
-            cwnd_events: volatile(&bss.cwnd_events),
-            ssthreshes: volatile(&bss.ssthreshes),
-            undos: volatile(&bss.undos),
-        })
+        selected_on_loopback(case, &name, link, kfunc_reno, counters!(bss))
     });
 }
 
@@ -105,24 +112,7 @@ fn reno_writing_tcp_sock() {
             loaded.map_err(|e| refused("struct_ops.tcp_congestion_ops", &outcome, &e))?;
         let link = register(&mut skel.maps.plain_reno, &name)?;
         let bss = skel.maps.bss_data.as_deref().expect("the object has .bss");
-        selected_on_loopback(case, &name, link, plain_reno, || Counters {
-            inits: volatile(&bss.inits),
-            init_ports: volatile(&bss.init_ports).to_vec(),
-            cong_avoids: volatile(&bss.cong_avoids),
-            calls: calls(&volatile(&bss.calls), volatile(&bss.cong_avoids), |c| {
-                Call {
-                    port: c.port,
-                    acked: c.acked,
-                    ssthresh: c.ssthresh,
-                    clamp: c.clamp,
-                    before: (c.cwnd_before, c.cnt_before),
-                    after: (c.cwnd_after, c.cnt_after),
-                }
-            }),
-            cwnd_events: volatile(&bss.cwnd_events),
-            ssthreshes: volatile(&bss.ssthreshes),
-            undos: volatile(&bss.undos),
-        })
+        selected_on_loopback(case, &name, link, plain_reno, counters!(bss))
     });
 }
 

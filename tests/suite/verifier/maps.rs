@@ -6,7 +6,21 @@ use libbpf_rs::libbpf_sys::{BPF_FUNC_map_lookup_elem, BPF_FUNC_map_update_elem};
 use testkit::LogLevel;
 use testkit::insn::{Alu, Asm, Jmp, PSEUDO_MAP_FD, Reg::*, Size};
 
-use super::rule::{Pat::*, RULE, Rule, STORED, loads, lookup, refused};
+use super::rule::{Fixture, Pat::*, RULE, Rule, STORED, loads, lookup, refused};
+
+/// A read of the array's value at a variable offset bounded by `& 1`: the first byte of 0x1234
+/// (0x34).
+fn masked_offset_read(f: &Fixture) -> Asm {
+    lookup(f.array.as_fd())
+        .jmp_imm(Jmp::Jeq, R0, 0, 5)
+        .ldx(Size::DW, R1, R0, 0)
+        .alu64_imm(Alu::And, R1, 1)
+        .alu64_reg(Alu::Add, R0, R1)
+        .ldx(Size::B, R0, R0, 0)
+        .exit()
+        .mov64_imm(R0, 0)
+        .exit()
+}
 
 rules! {
     /// A read of 8 bytes at offset 8 of an 8-byte array value, after the NULL check.
@@ -83,15 +97,7 @@ rules! {
 
     /// A variable offset bounded by `& 1` into the value: the first byte of 0x1234 (0x34).
     map_value_masked_offset: Rule {
-        insns: |f| lookup(f.array.as_fd())
-            .jmp_imm(Jmp::Jeq, R0, 0, 5)
-            .ldx(Size::DW, R1, R0, 0)
-            .alu64_imm(Alu::And, R1, 1)
-            .alu64_reg(Alu::Add, R0, R1)
-            .ldx(Size::B, R0, R0, 0)
-            .exit()
-            .mov64_imm(R0, 0)
-            .exit(),
+        insns: masked_offset_read,
         expect: &[loads().returns(0x34)],
         ..RULE
     };
@@ -115,15 +121,7 @@ rules! {
     /// The masked offset, unprivileged: accepted, and the verifier adds instructions that keep a
     /// mispredicted path inside the value (see the translated instructions).
     map_value_masked_offset_unpriv: Rule {
-        insns: |f| lookup(f.array.as_fd())
-            .jmp_imm(Jmp::Jeq, R0, 0, 5)
-            .ldx(Size::DW, R1, R0, 0)
-            .alu64_imm(Alu::And, R1, 1)
-            .alu64_reg(Alu::Add, R0, R1)
-            .ldx(Size::B, R0, R0, 0)
-            .exit()
-            .mov64_imm(R0, 0)
-            .exit(),
+        insns: masked_offset_read,
         unprivileged: true,
         expect: &[loads().returns(0x34)],
         ..RULE

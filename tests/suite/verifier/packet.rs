@@ -5,7 +5,7 @@ use libbpf_rs::ProgramType;
 use libbpf_rs::libbpf_sys::BPF_FUNC_xdp_adjust_head;
 use testkit::insn::{Alu, Asm, Jmp, Reg::*, Size};
 
-use super::rule::{Pat::*, RULE, Rule, loads, refused};
+use super::rule::{Expect, Pat, Pat::*, RULE, Rule, loads, refused};
 
 /// `r2 = data; r3 = data_end; r4 = data + 14` for an XDP program.
 fn xdp_pointers() -> Asm {
@@ -25,17 +25,28 @@ fn tc_pointers() -> Asm {
         .add64_imm(R4, 14)
 }
 
+/// A packet read outside the range the program proved, refused with `log` among the lines. Since
+/// 022ac0750883 "bpf: use reg->var_off instead of reg->off for pointers" (7.1) the check goes
+/// through check_mem_region_access, whose complaint is the key line.
+const fn outside_packet(log: &'static [Pat]) -> [Expect; 2] {
+    [
+        refused("EACCES")
+            .from("7.1")
+            .key(S("R2 min value is outside of the allowed memory range"))
+            .log(log),
+        refused("EACCES")
+            .before("7.1")
+            .key(S("R2 offset is outside of the packet"))
+            .log(log),
+    ]
+}
+
 rules! {
     /// A packet byte read with no check against `data_end`.
     packet_read_unchecked: Rule {
         prog: ProgramType::Xdp,
         insns: |_| xdp_pointers().ldx(Size::B, R0, R2, 0).exit(),
-        expect: &[
-            // 022ac0750883 "bpf: use reg->var_off instead of reg->off for pointers" (7.1): the
-            // check goes through check_mem_region_access, whose complaint is the key line.
-            refused("EACCES").from("7.1").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)")]),
-            refused("EACCES").before("7.1").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)")]),
-        ],
+        expect: &outside_packet(&[S("invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)")]),
         ..RULE
     };
 
@@ -74,12 +85,7 @@ rules! {
             .exit()
             .mov64_imm(R0, 1)
             .exit(),
-        expect: &[
-            // 022ac0750883 "bpf: use reg->var_off instead of reg->off for pointers" (7.1): the
-            // check goes through check_mem_region_access, whose complaint is the key line.
-            refused("EACCES").from("7.1").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
-            refused("EACCES").before("7.1").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
-        ],
+        expect: &outside_packet(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
         ..RULE
     };
 
@@ -92,12 +98,7 @@ rules! {
             .exit()
             .mov64_imm(R0, 1)
             .exit(),
-        expect: &[
-            // 022ac0750883 "bpf: use reg->var_off instead of reg->off for pointers" (7.1): the
-            // check goes through check_mem_region_access, whose complaint is the key line.
-            refused("EACCES").from("7.1").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=14 size=1, R2(id=0,off=14,r=14)")]),
-            refused("EACCES").before("7.1").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=14 size=1, R2(id=0,off=14,r=14)")]),
-        ],
+        expect: &outside_packet(&[S("invalid access to packet, off=14 size=1, R2(id=0,off=14,r=14)")]),
         ..RULE
     };
 
@@ -110,12 +111,7 @@ rules! {
             .exit()
             .mov64_imm(R0, 1)
             .exit(),
-        expect: &[
-            // 022ac0750883 "bpf: use reg->var_off instead of reg->off for pointers" (7.1): the
-            // check goes through check_mem_region_access, whose complaint is the key line.
-            refused("EACCES").from("7.1").key(S("R2 min value is outside of the allowed memory range")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
-            refused("EACCES").before("7.1").key(S("R2 offset is outside of the packet")).log(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
-        ],
+        expect: &outside_packet(&[S("invalid access to packet, off=2 size=1, R2(id=0,off=2,r=0)")]),
         ..RULE
     };
 

@@ -221,22 +221,27 @@ impl<'a> Report<'a> {
 
 /// For each column that ran another build than the one in `<snapshots>/<kernel>/build.json`:
 /// `host-6.18 6.18.44-fc-v1300: another build than the accepted one (…): snapshots and baseline
-/// not enforced`.
+/// not enforced`; for a kernel without accepted snapshots (one of the user's own), that they were
+/// written for review.
 fn build_notes(run: &Run, snapshots: &Path) -> Vec<String> {
     let mut notes: Vec<_> = (run.builds.iter())
         .filter_map(|(kernel, build)| {
-            let file = snapshots.join(kernel).join("build.json");
-            let accepted: KernelBuild =
-                serde_json::from_str(&fs::read_to_string(file).ok()?).ok()?;
-            let difference = build.difference(&accepted)?;
             let release = run.releases.get(kernel).map_or("", String::as_str);
-            Some((
-                kernel_order(kernel),
-                format!(
-                    "{kernel} {release}: another build than the accepted one ({difference}): \
-                     snapshots and baseline not enforced"
+            let note = match fs::read_to_string(snapshots.join(kernel).join("build.json")) {
+                Err(_) => format!(
+                    "{kernel} {release}: no snapshots accepted for this kernel: written for \
+                     review (tests/snapshots/{kernel}/*.snap.new), not enforced"
                 ),
-            ))
+                Ok(text) => {
+                    let accepted: KernelBuild = serde_json::from_str(&text).ok()?;
+                    let difference = build.difference(&accepted)?;
+                    format!(
+                        "{kernel} {release}: another build than the accepted one ({difference}): \
+                         snapshots and baseline not enforced"
+                    )
+                }
+            };
+            Some((kernel_order(kernel), note))
         })
         .collect();
     notes.sort();
@@ -379,5 +384,11 @@ mod tests {
         assert!(notes[0].starts_with("6.1 6.1.0-amd64: another build than the accepted one ("));
         fs::write(&file, serde_json::to_string(&r.build).unwrap()).unwrap();
         assert!(build_notes(&run, tmp.path()).is_empty());
+        fs::remove_file(&file).unwrap();
+        assert_eq!(
+            build_notes(&run, tmp.path()),
+            ["6.1 6.1.0-amd64: no snapshots accepted for this kernel: written for review \
+              (tests/snapshots/6.1/*.snap.new), not enforced"]
+        );
     }
 }
