@@ -8,7 +8,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{OpenObject, ProgramType};
 use serde::Serialize;
 
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, prog_type_name};
 use crate::load::{LoadOutcome, LogLevel, load_skel_with_messages};
 use crate::outcome::{CaseError, CaseResult, Outcome};
 use crate::results::{self, Record};
@@ -265,11 +265,6 @@ fn missing_feature(message: &str) -> Option<String> {
     FORMS
         .iter()
         .find_map(|(re, kind)| re.captures(message).map(|c| format!("{kind}.{}", &c[1])))
-}
-
-/// The kernel's name for a program type (`socket_filter`, `sched_cls`, …), as bpftool prints it.
-pub fn prog_type_name(ty: ProgramType) -> String {
-    features::prog_type_str(ty as u32).unwrap_or_else(|| format!("{ty:?}").to_lowercase())
 }
 
 /// The known kernel bug that keeps case `id` from running here: `$BPFCONF_KNOWN_BUGS` (a JSON

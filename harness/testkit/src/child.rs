@@ -23,6 +23,7 @@
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -34,7 +35,6 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
 use crate::cgroup::Cgroup;
-use crate::link::FORKS;
 use crate::netns::NetNs;
 use crate::outcome::{CaseError, CaseResult, OrError};
 
@@ -66,6 +66,10 @@ pub fn in_netns(netns: &NetNs) -> Child<'_> {
 
 /// The errno of a failed call (`EIO` for an error that carries none), as plain data.
 pub use crate::errno::io as errno;
+
+/// Held for reading by a fork until the child closed the descriptors it inherited, for writing
+/// by [`crate::link::release`].
+pub(crate) static FORKS: RwLock<()> = RwLock::new(());
 
 /// A step of joining the cgroup or namespace that failed in the child.
 #[derive(Clone, Copy)]

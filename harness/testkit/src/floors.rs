@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 use crate::kernel::{self, Kernel};
-use crate::outcome::{CaseError, CaseResult, Cause};
+use crate::outcome::{CaseError, CaseResult, Cause, Regression};
 
 /// The environment variable of the fault switch.
 pub const FAULT_ENV: &str = "BPFCONF_FAULT_MISSING";
@@ -90,22 +90,6 @@ pub fn judge<T>(id: &str, answer: CaseResult<T>) -> CaseResult<T> {
         other => other,
     }
 }
-
-/// A `fail` the floors decided: the kernel lacks a feature past its floor with its options on.
-#[derive(Debug)]
-pub struct Regression {
-    text: String,
-    /// The feature and what the kernel said.
-    pub cause: Cause,
-}
-
-impl fmt::Display for Regression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl std::error::Error for Regression {}
 
 /// A build that lacks a feature past its floor on purpose (`kernels/deviations.toml`).
 #[derive(Debug, Deserialize)]

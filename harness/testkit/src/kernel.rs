@@ -190,6 +190,11 @@ pub fn parse(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// The kernel's name for a program type (`socket_filter`, `sched_cls`, …), as bpftool prints it.
+pub fn prog_type_name(ty: libbpf_rs::ProgramType) -> String {
+    features::prog_type_str(ty as u32).unwrap_or_else(|| format!("{ty:?}").to_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

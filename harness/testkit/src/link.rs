@@ -13,11 +13,7 @@
 //! (Commands a test spawns hold copies between their fork and exec, where `O_CLOEXEC` closes them:
 //! a window of microseconds, not covered.)
 
-use std::sync::RwLock;
-
-/// Held for reading by a fork until the child closed the descriptors it inherited, for writing
-/// by [`release`].
-pub(crate) static FORKS: RwLock<()> = RwLock::new(());
+use crate::child::FORKS;
 
 /// Drops `attachment` (a libbpf-rs link, an fd, anything that closes descriptors when dropped)
 /// while no forked child holds a copy of them: when this returns, the kernel has released them

@@ -1,5 +1,7 @@
 //! A case's outcome and the error type case bodies return.
 
+use std::fmt;
+
 pub use record::{Cause, Outcome};
 
 /// Why a case body stopped early. `?` on any error makes it a `fail`; [`OrError::or_error`] marks
@@ -52,11 +54,27 @@ impl CaseError {
             CaseError::Unsupported { cause, .. } => cause.clone(),
             CaseError::Fail(e) | CaseError::Error(e) => e
                 .chain()
-                .find_map(|e| e.downcast_ref::<crate::floors::Regression>())
+                .find_map(|e| e.downcast_ref::<Regression>())
                 .map(|r| r.cause.clone()),
         }
     }
 }
+
+/// A `fail` the floors decided: the kernel lacks a feature past its floor with its options on.
+#[derive(Debug)]
+pub struct Regression {
+    pub(crate) text: String,
+    /// The feature and what the kernel said.
+    pub cause: Cause,
+}
+
+impl fmt::Display for Regression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Regression {}
 
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for CaseError {
     fn from(e: E) -> Self {

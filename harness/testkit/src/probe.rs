@@ -7,9 +7,8 @@ use std::path::Path;
 use libbpf_rs::libbpf_sys::bpf_func_id;
 use libbpf_rs::{MapType, ProgramType};
 
-use crate::case::prog_type_name;
 use crate::floors;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, prog_type_name};
 use crate::map_ops::{self, MapAttrs};
 use crate::outcome::{CaseError, CaseResult};
 

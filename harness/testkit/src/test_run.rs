@@ -273,7 +273,7 @@ impl Row {
         prog_type: ProgramType,
         body: impl FnOnce(&mut Case, &Row) -> CaseResult,
     ) {
-        self.ty = crate::case::prog_type_name(prog_type);
+        self.ty = crate::kernel::prog_type_name(prog_type);
         Case::run(prog_type, |case| body(case, &self));
     }
 

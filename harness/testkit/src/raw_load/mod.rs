@@ -25,9 +25,9 @@ use nix::errno::Errno;
 use regex::Regex;
 use serde::Serialize;
 
-use crate::case::prog_type_name;
 use crate::errno;
 use crate::insn::Insn;
+use crate::kernel::prog_type_name;
 use crate::load::{LoadOutcome, LogLevel, ProgramLog, key_line, parse_stats};
 
 pub use loader::prog::info as prog_info;

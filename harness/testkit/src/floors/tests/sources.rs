@@ -8,7 +8,7 @@ use libbpf_rs::ProgramType;
 use regex::Regex;
 
 use super::super::*;
-use crate::case::prog_type_name;
+use crate::kernel::prog_type_name;
 
 fn sources() -> Vec<(PathBuf, String)> {
     let root = crate::workspace_root();
