@@ -25,7 +25,7 @@ use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType, ProgramType};
 use programs::map_lru_hash::MapLruHashSkelBuilder;
 use testkit::map_ops::{
-    self, OK, Op, as_u32, as_u64, found, next_key, outcome, program_op, program_op_on, u32b, u64b,
+    self, OK, Op, as_u32, as_u64, found, outcome, program_op, program_op_on, u32b, u64b,
 };
 use testkit::{Case, cpus, floors, probe};
 
@@ -93,13 +93,7 @@ fn updates() {
             ["ENOENT", "ENOENT", OK, "ENOENT"],
             "delete absent 9 (user, program), present 2, then look 2 up"
         );
-        let first = next_key(map, None);
-        assert!(first.is_ok(), "{first:?}");
-        assert_eq!(
-            next_key(map, Some(&u32b(9))),
-            first,
-            "next key after absent 9"
-        );
+        map_ops::assert_next_after_absent_is_first(map, 9);
 
         let opts = libbpf_sys::bpf_map_create_opts {
             sz: size_of::<libbpf_sys::bpf_map_create_opts>() as _,

@@ -87,13 +87,7 @@ fn slots() {
             "store key 2 with BPF_NOEXIST, absent 9 with BPF_EXIST, 4 (fills the map), 5; the \
              program inserts 6; store present 4 with BPF_EXIST; delete absent 9"
         );
-        let first = next_key(map, None);
-        assert!(first.is_ok(), "{first:?}");
-        assert_eq!(
-            next_key(map, Some(&u32b(9))),
-            first,
-            "next key after absent 9"
-        );
+        map_ops::assert_next_after_absent_is_first(map, 9);
         Ok(())
     });
 }

@@ -122,6 +122,18 @@ pub fn next_key(map: &impl MapCore, key: Option<&[u8]>) -> Result<Vec<u8>, Strin
     }
 }
 
+/// `BPF_MAP_GET_NEXT_KEY` from `absent`, a key the hash map does not hold, starts over at its
+/// first key (the map holds at least one).
+pub fn assert_next_after_absent_is_first(map: &impl MapCore, absent: u32) {
+    let first = next_key(map, None);
+    assert!(first.is_ok(), "a map with keys has a first key: {first:?}");
+    assert_eq!(
+        next_key(map, Some(&u32b(absent))),
+        first,
+        "next key after absent {absent}"
+    );
+}
+
 /// `BPF_MAP_DELETE_ELEM` with no key, as a keyless map (queue, stack, bloom filter) takes it:
 /// `"ok"` or the errno. (libbpf-rs hands the kernel a pointer even for an empty key, which the
 /// kernel refuses with `EINVAL` before the map sees the call.)
