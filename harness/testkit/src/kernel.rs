@@ -15,6 +15,10 @@ use sha2::{Digest, Sha256};
 /// kernel's package).
 pub const KCONFIG_ENV: &str = "BPFCONF_KCONFIG";
 
+/// Test-only: the running kernel taken for another build, with this config file (read before the
+/// kernel's own) and a build id made from it (`harness/bpfconf/tests/another_build.rs`).
+pub const FAULT_KCONFIG_ENV: &str = "BPFCONF_FAULT_KCONFIG";
+
 /// What the suite knows about the kernel it runs on.
 #[derive(Debug, Serialize)]
 pub struct Kernel {
@@ -61,13 +65,18 @@ impl Kernel {
             let release = field(|u| u.release());
             let id = record::kernel_id(&release);
             let config = Config::read(&release);
+            let config_sha256 = config.options.as_ref().map(config_digest);
+            let build_id = match std::env::var_os(FAULT_KCONFIG_ENV) {
+                Some(_) => config_sha256.as_ref().map(|digest| digest[..40].to_owned()),
+                None => fs::read("/sys/kernel/notes")
+                    .ok()
+                    .and_then(|notes| gnu_build_id(&notes)),
+            };
             Kernel {
                 btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
                 fingerprint: KernelBuild {
-                    build_id: fs::read("/sys/kernel/notes")
-                        .ok()
-                        .and_then(|notes| gnu_build_id(&notes)),
-                    config_sha256: config.options.as_ref().map(config_digest),
+                    build_id,
+                    config_sha256,
                     version: fs::read_to_string("/proc/version")
                         .unwrap_or_default()
                         .trim()
@@ -103,16 +112,16 @@ impl Kernel {
 
 impl Config {
     /// Reads `/proc/config.gz`, else `/boot/config-<release>`, else the file named by
-    /// [`KCONFIG_ENV`]; plain or gzip-compressed.
+    /// [`KCONFIG_ENV`]; plain or gzip-compressed. [`FAULT_KCONFIG_ENV`] comes before them all.
     pub fn read(release: &str) -> Config {
-        let env = std::env::var(KCONFIG_ENV).ok().filter(|p| !p.is_empty());
-        Config::search(
-            &[
+        let var = |name| std::env::var(name).ok().filter(|p: &String| !p.is_empty());
+        let places: Vec<String> = (var(FAULT_KCONFIG_ENV).into_iter())
+            .chain([
                 "/proc/config.gz".to_owned(),
                 format!("/boot/config-{release}"),
-            ],
-            env,
-        )
+            ])
+            .collect();
+        Config::search(&places, var(KCONFIG_ENV))
     }
 
     /// The first of `places`, then `env_file` (the value of [`KCONFIG_ENV`]), that reads.
