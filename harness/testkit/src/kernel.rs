@@ -66,11 +66,12 @@ impl Kernel {
             let id = record::kernel_id(&release);
             let config = Config::read(&release);
             let config_sha256 = config.options.as_ref().map(config_digest);
-            let build_id = match std::env::var_os(FAULT_KCONFIG_ENV) {
-                Some(_) => config_sha256.as_ref().map(|digest| digest[..40].to_owned()),
-                None => fs::read("/sys/kernel/notes")
+            let build_id = if config.source.is_some() && config.source == env(FAULT_KCONFIG_ENV) {
+                config_sha256.as_ref().map(|digest| digest[..40].to_owned())
+            } else {
+                fs::read("/sys/kernel/notes")
                     .ok()
-                    .and_then(|notes| gnu_build_id(&notes)),
+                    .and_then(|notes| gnu_build_id(&notes))
             };
             Kernel {
                 btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
@@ -114,14 +115,13 @@ impl Config {
     /// Reads `/proc/config.gz`, else `/boot/config-<release>`, else the file named by
     /// [`KCONFIG_ENV`]; plain or gzip-compressed. [`FAULT_KCONFIG_ENV`] comes before them all.
     pub fn read(release: &str) -> Config {
-        let var = |name| std::env::var(name).ok().filter(|p: &String| !p.is_empty());
-        let places: Vec<String> = (var(FAULT_KCONFIG_ENV).into_iter())
+        let places: Vec<String> = (env(FAULT_KCONFIG_ENV).into_iter())
             .chain([
                 "/proc/config.gz".to_owned(),
                 format!("/boot/config-{release}"),
             ])
             .collect();
-        Config::search(&places, var(KCONFIG_ENV))
+        Config::search(&places, env(KCONFIG_ENV))
     }
 
     /// The first of `places`, then `env_file` (the value of [`KCONFIG_ENV`]), that reads.
@@ -197,6 +197,11 @@ pub fn parse(text: &str) -> HashMap<String, String> {
         .filter_map(|line| line.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
         .collect()
+}
+
+/// A variable of the environment, unless unset or empty.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
 /// The kernel's name for a program type (`socket_filter`, `sched_cls`, …), as bpftool prints it.
