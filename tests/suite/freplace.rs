@@ -9,14 +9,13 @@
 use std::ffi::CString;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
-use std::ptr::NonNull;
 
 use libbpf_rs::libbpf_sys::{self, XDP_DROP, XDP_PASS};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, ProgramInput, ProgramMut, ProgramType};
 use programs::freplace::FreplaceSkelBuilder;
 use programs::freplace_ext::FreplaceExtSkelBuilder;
-use testkit::{Case, CaseResult, floors, ftrace, packet, probe, test_run};
+use testkit::{Case, CaseResult, floors, ftrace, link, packet, probe, test_run};
 
 /// The global function the extension replaces.
 const TARGET_FN: &str = "verdict";
@@ -79,24 +78,22 @@ fn run(prog: &ProgramMut<'_>, frame: &[u8]) -> CaseResult<u32> {
 /// a BPF_LINK_CREATE naming the target program and the function's BTF id).
 fn attach(ext: &ProgramMut<'_>, target: &ProgramMut<'_>) -> CaseResult<Link> {
     let name = CString::new(TARGET_FN).expect("no NUL");
-    // SAFETY: a loaded program of a live object, a valid target fd and a NUL-terminated name.
-    let ptr = unsafe {
-        libbpf_sys::bpf_program__attach_freplace(
+    // SAFETY: a loaded program of a live object, a valid target fd and a NUL-terminated name;
+    // `adopt` takes what libbpf returned.
+    let link = unsafe {
+        link::adopt(libbpf_sys::bpf_program__attach_freplace(
             ext.as_libbpf_object().as_ptr(),
             target.as_fd().as_raw_fd(),
             name.as_ptr(),
-        )
+        ))
     };
-    // libbpf 1.x returns NULL and sets errno on failure.
-    match NonNull::new(ptr) {
-        // SAFETY: a link libbpf just created; the Link owns it from here.
-        Some(link) => Ok(unsafe { Link::from_ptr(link) }),
-        None => {
-            let e = std::io::Error::last_os_error();
-            Err(floors::missing(
-                FREPLACE,
-                format!("attaching the extension to {TARGET_FN}: {e}"),
-            ))
-        }
-    }
+    link.map_err(|e| {
+        floors::missing(
+            FREPLACE,
+            format!(
+                "attaching the extension to {TARGET_FN}: {}",
+                std::io::Error::from(e)
+            ),
+        )
+    })
 }

@@ -15,7 +15,6 @@
 use std::ffi::CString;
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
-use std::ptr::NonNull;
 
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{AsRawLibbpf, Link, Program, ProgramType, libbpf_sys};
@@ -44,18 +43,13 @@ fn attach_session(prog: &Program<'_>, symbols: &[String]) -> CaseResult<Result<L
         ..Default::default()
     };
     // SAFETY: a loaded program; options of their declared size whose arrays (`names`, `pointers`,
-    // `cookies`) outlive the call; libbpf returns NULL and sets errno on failure.
-    let link = unsafe {
-        libbpf_sys::bpf_program__attach_kprobe_multi_opts(
+    // `cookies`) outlive the call; `adopt` takes what libbpf returned.
+    Ok(unsafe {
+        testkit::link::adopt(libbpf_sys::bpf_program__attach_kprobe_multi_opts(
             prog.as_libbpf_object().as_ptr(),
             std::ptr::null(),
             &opts,
-        )
-    };
-    Ok(match NonNull::new(link) {
-        // SAFETY: a link libbpf just made, owned by nobody else.
-        Some(link) => Ok(unsafe { Link::from_ptr(link) }),
-        None => Err(Errno::last()),
+        ))
     })
 }
 

@@ -23,7 +23,6 @@
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
-use std::ptr::NonNull;
 
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::SkelBuilder;
@@ -33,7 +32,7 @@ use programs::tcx::{TcxSkel, TcxSkelBuilder};
 use testkit::netlink::{Cidr, Selector};
 use testkit::observe::{self, volatile};
 use testkit::veth::VethPair;
-use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, probe};
+use testkit::{Case, CaseError, CaseResult, NetNs, OrError, floors, link, probe};
 
 /// UDP to this port is dropped on the sender's egress.
 const DROP_PORT: u16 = 7501;
@@ -84,25 +83,22 @@ fn attach(prog: &Program<'_>, ns: &NetNs, dev: &str, place: Place<'_>) -> CaseRe
         relative_fd: relative.map_or(0, |l| l.as_fd().as_raw_fd() as u32),
         ..Default::default()
     };
-    // SAFETY: a loaded program and options of their declared size; libbpf returns NULL and sets
-    // errno on failure.
+    // SAFETY: a loaded program and options of their declared size; `adopt` takes what libbpf
+    // returned.
     let link = unsafe {
-        libbpf_sys::bpf_program__attach_tcx(prog.as_libbpf_object().as_ptr(), ifindex as i32, &opts)
+        link::adopt(libbpf_sys::bpf_program__attach_tcx(
+            prog.as_libbpf_object().as_ptr(),
+            ifindex as i32,
+            &opts,
+        ))
     };
-    match NonNull::new(link) {
-        // SAFETY: a link libbpf just made, owned by nobody else.
-        Some(link) => Ok(unsafe { Link::from_ptr(link) }),
+    link.map_err(|e| match e {
         // Kernels before tcx know no BPF_TCX_* attach type.
-        None => match Errno::last() {
-            e @ (Errno::EINVAL | Errno::EOPNOTSUPP) => Err(floors::missing(
-                "attach_type.tcx",
-                format!("creating a tcx link: {e}"),
-            )),
-            e => Err(CaseError::Fail(anyhow::anyhow!(
-                "creating a tcx link on {dev}: {e}"
-            ))),
-        },
-    }
+        Errno::EINVAL | Errno::EOPNOTSUPP => {
+            floors::missing("attach_type.tcx", format!("creating a tcx link: {e}"))
+        }
+        e => CaseError::Fail(anyhow::anyhow!("creating a tcx link on {dev}: {e}")),
+    })
 }
 
 /// The receiver's sockets, one per flow, bound to 0.0.0.0 in namespace b (the caller is in it).

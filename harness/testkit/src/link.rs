@@ -13,7 +13,25 @@
 //! (Commands a test spawns hold copies between their fork and exec, where `O_CLOEXEC` closes them:
 //! a window of microseconds, not covered.)
 
+use std::ptr::NonNull;
+
+use libbpf_rs::{Link, libbpf_sys};
+use nix::errno::Errno;
+
 use crate::child::FORKS;
+
+/// The link a `bpf_program__attach_*` call of libbpf's returned (for attach calls libbpf-rs does
+/// not wrap: tcx, kprobe sessions, freplace), or the errno libbpf set when it returned NULL.
+///
+/// # Safety
+/// `link` is what that call returned, and nothing else took ownership of it.
+pub unsafe fn adopt(link: *mut libbpf_sys::bpf_link) -> Result<Link, Errno> {
+    match NonNull::new(link) {
+        // SAFETY: a link libbpf just made, owned by nobody else (the caller's promise).
+        Some(link) => Ok(unsafe { Link::from_ptr(link) }),
+        None => Err(Errno::last()),
+    }
+}
 
 /// Drops `attachment` (a libbpf-rs link, an fd, anything that closes descriptors when dropped)
 /// while no forked child holds a copy of them: when this returns, the kernel has released them
