@@ -387,8 +387,10 @@ mod tests {
         fs::remove_file(&file).unwrap();
         assert_eq!(
             build_notes(&run, tmp.path()),
-            ["6.1 6.1.0-amd64: no snapshots accepted for this kernel: written for review \
-              (tests/snapshots/6.1/*.snap.new), not enforced"]
+            [
+                "6.1 6.1.0-amd64: no snapshots accepted for this kernel: written for review \
+              (tests/snapshots/6.1/*.snap.new), not enforced"
+            ]
         );
     }
 }
