@@ -34,7 +34,11 @@ static __always_inline __u16 csum_replace(__u16 check, __u16 from, __u16 to)
 static __always_inline int strip_outer_header(struct xdp_md *ctx, void *data,
 					      struct iphdr *outer, void *data_end)
 {
+#ifdef BPFCONF_MUTANT /* strips sizeof(struct iphdr) bytes, ignoring the outer header's options (ihl) */
+	__u32 outer_len = sizeof(struct iphdr);
+#else
 	__u32 outer_len = outer->ihl * 4;
+#endif
 	struct ethhdr eth;
 
 	/* A whole inner IPv4 header follows. */

@@ -31,7 +31,11 @@ int xdp_set_meta(struct xdp_md *ctx)
 		return XDP_PASS;
 	if ((void *)(udp + 1) + META_LEN > data_end)
 		return XDP_PASS;
+#ifdef BPFCONF_MUTANT /* copies the UDP header's first META_LEN bytes (the ports) instead of the payload's */
+	__builtin_memcpy(&value, udp, META_LEN);
+#else
 	__builtin_memcpy(&value, udp + 1, META_LEN);
+#endif
 	if (bpf_xdp_adjust_meta(ctx, -META_LEN))
 		return XDP_PASS;
 	meta = (void *)(long)ctx->data_meta;

@@ -50,8 +50,13 @@ int xdp_redirect_dev(struct xdp_md *ctx)
 	/* Byte by byte: each read of the volatile constants is a load of what the test set. */
 #pragma unroll
 	for (int i = 0; i < ETH_ALEN; i++) {
+#ifdef BPFCONF_MUTANT /* writes redirect_src_mac as the destination and redirect_dst_mac as the source (swapped) */
+		eth->h_dest[i] = redirect_src_mac[i];
+		eth->h_source[i] = redirect_dst_mac[i];
+#else
 		eth->h_dest[i] = redirect_dst_mac[i];
 		eth->h_source[i] = redirect_src_mac[i];
+#endif
 	}
 	__sync_fetch_and_add(&redirected_dev, 1);
 	return bpf_redirect_map(&tx_port, 0, 0);
