@@ -116,7 +116,9 @@ fn another_build_is_judged_by_behaviour_and_floors() {
     for r in &records {
         assert_ne!(
             r.build.as_ref().and_then(|b| b.build_id.as_ref()),
-            Some(&accepted_build)
+            Some(&accepted_build),
+            "{}: the record's build id is the accepted build's",
+            r.case
         );
         let feature = r.cause.as_ref().map(|c| c.feature.as_str());
         let reason = r.reason.as_deref().unwrap_or_default();

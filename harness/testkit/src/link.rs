@@ -1,4 +1,5 @@
-//! Closing an attachment (a BPF link, a perf event, a socket) so that the close is the detach.
+//! Links: taking the one a libbpf attach call made ([`adopt`]), and closing an attachment (a BPF
+//! link, a perf event, a socket) so that the close is the detach ([`release`]).
 //!
 //! A link detaches its program when its last reference goes, and a process forked while the
 //! link's fd is open holds a reference of its own until it closes its copy: in a test binary whose
