@@ -20,10 +20,11 @@
 use std::collections::BTreeMap;
 use std::mem::MaybeUninit;
 
-use libbpf_rs::libbpf_sys::{self, BPF_ANY, BPF_EXIST, BPF_F_NO_PREALLOC, BPF_NOEXIST};
+use libbpf_rs::libbpf_sys::{self, BPF_F_NO_PREALLOC, BPF_NOEXIST};
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType, ProgramType};
 use programs::map_lru_hash::MapLruHashSkelBuilder;
+use testkit::hash_maps::UPDATES;
 use testkit::map_ops::{
     self, OK, Op, as_u32, as_u64, found, outcome, program_op, program_op_on, u32b, u64b,
 };
@@ -32,17 +33,6 @@ use testkit::{Case, cpus, floors, probe};
 /// `common`'s `max_entries` and `percpu_lists`' requested one, as in map_lru_hash.bpf.c.
 const COMMON_ENTRIES: u32 = 16;
 const PERCPU_LISTS_ENTRIES: u32 = 5;
-
-/// The update-flag table, as for a hash: (key, flags) from an empty map, and the answer.
-const UPDATES: [(u32, u32, &str); 7] = [
-    (1, BPF_NOEXIST, OK),
-    (1, BPF_NOEXIST, "EEXIST"),
-    (2, BPF_EXIST, "ENOENT"),
-    (1, BPF_EXIST, OK),
-    (1, BPF_ANY, OK),
-    (2, BPF_ANY, OK),
-    (3, BPF_NOEXIST | BPF_EXIST, "EINVAL"),
-];
 
 #[test]
 fn updates() {

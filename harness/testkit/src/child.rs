@@ -115,7 +115,7 @@ impl<'a> Child<'a> {
         let _forking = FORKS.read().unwrap_or_else(|e| e.into_inner());
         // SAFETY: the child only makes syscalls (see the module doc) and leaves with _exit.
         match unsafe { fork() }.or_error("forking a child")? {
-            ForkResult::Child => child_main(procs, netns, write.as_raw_fd(), work, hold),
+            ForkResult::Child => child_main(procs, netns, write.as_fd(), work, hold),
             ForkResult::Parent { child } => {
                 drop(write);
                 await_closed(read.as_fd());
@@ -157,16 +157,15 @@ impl Drop for Held {
 fn child_main<T: Copy>(
     procs: Option<RawFd>,
     netns: Option<RawFd>,
-    out: RawFd,
+    out: BorrowedFd<'_>,
     work: impl FnOnce() -> T,
     hold: bool,
 ) -> ! {
-    close_inherited(&[Some(out), procs, netns]);
-    // SAFETY: a one-byte write from a static buffer.
-    unsafe { libc::write(out, CLOSED.as_ptr().cast(), 1) };
+    close_inherited(&[Some(out.as_raw_fd()), procs, netns]);
+    let _ = nix::unistd::write(out, &CLOSED);
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         join(procs, netns).map(|()| {
-            close_inherited(&[Some(out)]);
+            close_inherited(&[Some(out.as_raw_fd())]);
             work()
         })
     }));
@@ -174,13 +173,13 @@ fn child_main<T: Copy>(
     unsafe {
         if let Ok(report) = &report {
             libc::write(
-                out,
+                out.as_raw_fd(),
                 (report as *const Result<T, SetupError>).cast(),
                 size_of::<Result<T, SetupError>>(),
             );
             if hold {
                 loop {
-                    libc::pause();
+                    nix::unistd::pause();
                 }
             }
         }

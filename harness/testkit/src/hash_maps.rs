@@ -14,8 +14,9 @@ use crate::{Case, CaseResult, floors};
 /// The maps' `max_entries`, as in their programs.
 pub const MAX_ENTRIES: u32 = 8;
 
-/// The update-flag table: (key, flags) from an empty map, and the answer each must get.
-const UPDATES: [(u32, u32, &str); 7] = [
+/// The update-flag table of a hash map (an LRU hash's too): (key, flags) from an empty map, and
+/// the answer each must get.
+pub const UPDATES: [(u32, u32, &str); 7] = [
     (1, BPF_NOEXIST, OK),
     (1, BPF_NOEXIST, "EEXIST"),
     (2, BPF_EXIST, "ENOENT"),
